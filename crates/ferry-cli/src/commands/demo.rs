@@ -1,0 +1,87 @@
+use crate::output::{print_reports, Reporter};
+use crate::{EXIT_DIFFERENCES, EXIT_OK};
+use anyhow::{bail, Context};
+use ferry_core::audit::format_duration;
+use ferry_run::demo::{create_source, spec_text, DEFAULT_SESSIONS, DEFAULT_USERS};
+use ferry_run::Migration;
+use indicatif::HumanCount;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Work in this directory (created; must be empty) and keep it afterwards.
+    /// Without it, a temporary directory is used and removed.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Users in the generated source.
+    #[arg(long, default_value_t = DEFAULT_USERS)]
+    users: u64,
+    /// Sessions in the generated source.
+    #[arg(long, default_value_t = DEFAULT_SESSIONS)]
+    sessions: u64,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let started = Instant::now();
+    let temp;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            if std::fs::read_dir(dir)?.next().is_some() {
+                bail!("{} is not empty\n  help: give `--dir` a new or empty directory", dir.display());
+            }
+            dir.clone()
+        }
+        None => {
+            temp =
+                tempfile::Builder::new().prefix("ferry-demo-").tempdir().context("creating a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    println!("Ferry demo: SQLite -> SQLite in {}", dir.display());
+
+    let source_db = dir.join("source.db");
+    let build = Instant::now();
+    {
+        let (users, sessions) = (args.users, args.sessions);
+        let path = source_db.clone();
+        tokio::task::spawn_blocking(move || create_source(&path, users, sessions)).await??;
+    }
+    println!(
+        "  source: {} users and {} sessions, every common type, NULLs and unicode (built in {})",
+        HumanCount(args.users),
+        HumanCount(args.sessions),
+        format_duration(build.elapsed())
+    );
+    let spec_path = dir.join("ferry.toml");
+    std::fs::write(&spec_path, spec_text(ferry_core::spec::DEFAULT_BATCH_SIZE))?;
+    println!("  spec:   {} (renames users.full_name to display_name, computes email_domain)", spec_path.display());
+
+    let spec = super::load_spec(&spec_path)?;
+    let migration = Migration::open(spec, true).await?;
+    let outcome = migration.run(&Reporter::new()).await?;
+    drop(migration);
+
+    print_reports(&outcome.verification);
+    let rows: u64 = outcome.tables.iter().map(|t| t.rows_total).sum();
+    let rate = rows as f64 / outcome.backfill_seconds.max(0.001);
+    let sampled: u64 = outcome.verification.iter().map(|r| r.sample_size).sum();
+    println!();
+    println!("  rows copied   {}", HumanCount(rows));
+    println!(
+        "  backfill      {} ({} rows/s)",
+        format_duration(Duration::from_secs_f64(outcome.backfill_seconds)),
+        HumanCount(rate as u64)
+    );
+    println!(
+        "  verification  {}: counts and checksums of every row, {} sampled rows compared column by column",
+        if outcome.verified() { "passed" } else { "FAILED" },
+        HumanCount(sampled)
+    );
+    println!("  total time    {}", format_duration(started.elapsed()));
+    if args.dir.is_some() {
+        println!("  kept in       {} (try: ferry status --spec {})", dir.display(), spec_path.display());
+    }
+    Ok(if outcome.verified() { EXIT_OK } else { EXIT_DIFFERENCES })
+}

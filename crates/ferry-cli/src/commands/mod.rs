@@ -1,0 +1,13 @@
+pub mod demo;
+pub mod init;
+pub mod run;
+pub mod status;
+pub mod verify;
+
+use ferry_core::Spec;
+use std::path::Path;
+
+/// Loads and validates the spec, or explains what is wrong with it.
+pub fn load_spec(path: &Path) -> anyhow::Result<Spec> {
+    Ok(Spec::load(path).map_err(ferry_run::RunError::from)?)
+}

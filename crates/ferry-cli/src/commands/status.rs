@@ -1,0 +1,81 @@
+use crate::EXIT_OK;
+use ferry_core::status::PhaseState;
+use std::path::Path;
+
+pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let report = ferry_run::status(&spec)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(EXIT_OK);
+    }
+    println!("spec    {}", report.spec);
+    println!("source  {}", report.source);
+    println!("target  {}", report.target);
+    match report.phase {
+        None => println!("phase   not started (run `ferry run`)"),
+        Some(p) => println!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),
+    }
+    for p in &report.phases {
+        let when = p.completed_at.as_deref().or(p.started_at.as_deref()).unwrap_or("");
+        println!("  {} {:<9} {:<11} {when}", p.number, p.name, state(p.state));
+        if let Some(e) = &p.error {
+            println!("      {e}");
+        }
+    }
+    if !report.tables.is_empty() {
+        println!("tables");
+    }
+    for t in &report.tables {
+        let total = match (t.rows_total, t.rows_total_exact) {
+            (Some(n), true) => n.to_string(),
+            (Some(n), false) => format!("~{n}"),
+            (None, _) => "?".into(),
+        };
+        let pct = t
+            .rows_total
+            .filter(|n| *n > 0)
+            .map(|n| format!(" ({:.1}%)", (t.rows_copied as f64 / n as f64 * 100.0).min(100.0)))
+            .unwrap_or_default();
+        println!(
+            "  {} <- {}: {}/{total} rows{pct}{}, {} batches ({} redone)",
+            t.target,
+            t.source,
+            t.rows_copied,
+            if t.backfill_complete { ", backfill complete" } else { "" },
+            t.batches,
+            t.batches_redone
+        );
+        if let Some(at) = &t.last_checkpoint_at {
+            println!(
+                "      last checkpoint {at}{}",
+                t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
+            );
+        }
+        if let Some(v) = &t.verification {
+            println!(
+                "      verification {} at {}: rows {}/{}, checksum {}, sample {} ({} different)",
+                if v.passed { "pass" } else { "FAIL" },
+                v.at,
+                v.rows_source,
+                v.rows_target,
+                if v.checksum_match { "equal" } else { "different" },
+                v.sample_size,
+                v.sample_mismatches
+            );
+        }
+    }
+    if report.quarantined_rows > 0 {
+        println!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
+    }
+    Ok(EXIT_OK)
+}
+
+fn state(s: PhaseState) -> &'static str {
+    match s {
+        PhaseState::NotStarted => "not started",
+        PhaseState::Running => "running",
+        PhaseState::Completed => "completed",
+        PhaseState::Failed => "failed",
+    }
+}

@@ -1,0 +1,102 @@
+//! `ferry`: plan and run zero-downtime data migrations between SQLite,
+//! PostgreSQL and MySQL/MariaDB.
+//!
+//! Exit codes: 0 success; 1 verification found differences; 2 error (bad
+//! input, unreachable database, a value that cannot be converted...);
+//! 130 interrupted.
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_DIFFERENCES: u8 = 1;
+pub const EXIT_ERROR: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Zero-downtime data migrations between SQLite, PostgreSQL and MySQL/MariaDB"
+)]
+struct Cli {
+    /// The migration spec.
+    #[arg(long, global = true, default_value = "ferry.toml", env = "FERRY_SPEC")]
+    spec: PathBuf,
+
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a spec from live introspection of the source.
+    Init(commands::init::Args),
+    /// Expand, backfill and verify; resumes wherever an earlier run stopped.
+    Run,
+    /// Compare source and target: counts, a checksum of every row, a random sample.
+    Verify,
+    /// Phase, per-table progress, last checkpoint and verification (from the state store).
+    Status {
+        /// Print the status as JSON (see docs/status-json.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The whole journey on embedded SQLite: build a source, migrate it, verify it.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let code = runtime.block_on(async {
+        tokio::select! {
+            code = dispatch(cli) => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ninterrupted: everything up to the last checkpoint is recorded; run the same command again to resume");
+                EXIT_INTERRUPTED
+            }
+        }
+    });
+    // Don't wait for driver tasks still winding down.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+async fn dispatch(cli: Cli) -> u8 {
+    let result = match cli.command {
+        Command::Init(args) => commands::init::run(args).await,
+        Command::Run => commands::run::run(&cli.spec).await,
+        Command::Verify => commands::verify::run(&cli.spec).await,
+        Command::Status { json } => commands::status::run(&cli.spec, json),
+        Command::Demo(args) => commands::demo::run(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            output::print_error(&e);
+            EXIT_ERROR
+        }
+    }
+}

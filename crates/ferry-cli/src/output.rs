@@ -1,0 +1,178 @@
+//! What the operator sees: errors, progress, reports.
+
+use ferry_core::audit::format_duration;
+use ferry_core::Phase;
+use ferry_run::verify::{Difference, DifferenceKind};
+use ferry_run::{Progress, TableReport};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn print_error(e: &anyhow::Error) {
+    let text = format!("{e:#}");
+    let mut lines = text.lines();
+    if let Some(first) = lines.next() {
+        eprintln!("error: {first}");
+    }
+    for line in lines {
+        eprintln!("{line}");
+    }
+}
+
+/// Progress bars on a terminal; a plain line every few seconds otherwise.
+pub struct Reporter {
+    terminal: bool,
+    inner: Mutex<HashMap<String, Task>>,
+}
+
+struct Task {
+    bar: Option<ProgressBar>,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    started_at: u64,
+    last_line: Instant,
+}
+
+const LINE_EVERY: Duration = Duration::from_secs(5);
+
+impl Reporter {
+    pub fn new() -> Reporter {
+        Reporter { terminal: std::io::stderr().is_terminal(), inner: Mutex::new(HashMap::new()) }
+    }
+
+    fn line(task: &str, t: &Task) -> String {
+        let elapsed = t.started.elapsed().as_secs_f64().max(0.001);
+        let rate = (t.done - t.started_at) as f64 / elapsed;
+        match t.total {
+            Some(total) if total > 0 => {
+                let pct = (t.done as f64 / total as f64 * 100.0).min(100.0);
+                let eta = if rate > 0.0 && total > t.done {
+                    format_duration(Duration::from_secs_f64((total - t.done) as f64 / rate))
+                } else {
+                    "0s".into()
+                };
+                format!(
+                    "{task}: {}/{} rows ({pct:.1}%), {} rows/s, ETA {eta}",
+                    HumanCount(t.done),
+                    HumanCount(total),
+                    HumanCount(rate as u64)
+                )
+            }
+            _ => format!("{task}: {} rows, {} rows/s", HumanCount(t.done), HumanCount(rate as u64)),
+        }
+    }
+}
+
+impl Progress for Reporter {
+    fn phase_started(&self, phase: Phase) {
+        eprintln!("phase {} {}", phase.number(), phase.name());
+    }
+
+    fn task_started(&self, task: &str, total: Option<u64>, done: u64) {
+        let bar = self.terminal.then(|| {
+            let bar = match total {
+                Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr()),
+                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+            };
+            let template = if total.is_some() {
+                "  {prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}"
+            } else {
+                "  {prefix:<24} {spinner} {human_pos} rows  {per_sec}"
+            };
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+            bar.set_prefix(task.to_string());
+            bar.set_position(done);
+            bar.reset_eta();
+            bar
+        });
+        let t = Task { bar, total, done, started: Instant::now(), started_at: done, last_line: Instant::now() };
+        if !self.terminal {
+            eprintln!("{}", Reporter::line(task, &t));
+        }
+        self.inner.lock().expect("progress lock").insert(task.to_string(), t);
+    }
+
+    fn advanced(&self, task: &str, rows: u64) {
+        let mut tasks = self.inner.lock().expect("progress lock");
+        let Some(t) = tasks.get_mut(task) else { return };
+        t.done += rows;
+        if let Some(bar) = &t.bar {
+            bar.inc(rows);
+        } else if t.last_line.elapsed() >= LINE_EVERY {
+            t.last_line = Instant::now();
+            eprintln!("{}", Reporter::line(task, t));
+        }
+    }
+
+    fn task_finished(&self, task: &str) {
+        let mut tasks = self.inner.lock().expect("progress lock");
+        if let Some(t) = tasks.remove(task) {
+            if let Some(bar) = &t.bar {
+                bar.finish();
+            } else {
+                eprintln!("{} — done in {}", Reporter::line(task, &t), format_duration(t.started.elapsed()));
+            }
+        }
+    }
+
+    fn note(&self, message: &str) {
+        let tasks = self.inner.lock().expect("progress lock");
+        match tasks.values().find_map(|t| t.bar.as_ref()) {
+            Some(bar) => bar.println(format!("note: {message}")),
+            None => eprintln!("note: {message}"),
+        }
+    }
+}
+
+fn kind_label(kind: DifferenceKind) -> &'static str {
+    match kind {
+        DifferenceKind::Missing => "missing in target",
+        DifferenceKind::Extra => "extra in target",
+        DifferenceKind::Mismatched => "different",
+        DifferenceKind::Unconvertible => "not convertible",
+    }
+}
+
+fn print_difference(d: &Difference) {
+    println!("    {:<18} {}", kind_label(d.kind), d.key);
+    for c in &d.columns {
+        println!("        {}: source {} / target {}", c.column, c.source, c.target);
+    }
+}
+
+/// The verification report, one block per table.
+pub fn print_reports(reports: &[TableReport]) {
+    for r in reports {
+        let verdict = if r.passed() { "PASS" } else { "FAIL" };
+        println!(
+            "{verdict}  {} -> {}: rows {} / {}, checksum {}, sample {} rows, {} different  ({})",
+            r.source,
+            r.target,
+            HumanCount(r.rows_source),
+            HumanCount(r.rows_target),
+            if r.checksum_match { "equal" } else { "DIFFERENT" },
+            HumanCount(r.sample_size),
+            r.sample_mismatches,
+            format_duration(Duration::from_millis(r.duration_ms))
+        );
+        if r.differences_found > 0 {
+            println!(
+                "  {}{} row(s) differ{}:",
+                if r.differences_truncated { "at least " } else { "" },
+                HumanCount(r.differences_found),
+                if r.differences_found as usize > r.differences.len() {
+                    format!(", first {}", r.differences.len())
+                } else {
+                    String::new()
+                }
+            );
+            r.differences.iter().for_each(print_difference);
+        } else if !r.sample_differences.is_empty() {
+            println!("  sampled rows that differ:");
+            r.sample_differences.iter().for_each(print_difference);
+        }
+    }
+}

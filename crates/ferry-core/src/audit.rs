@@ -1,0 +1,246 @@
+//! Phases and audit events, and the human lines of the method.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// The phases of DESIGN.md §2, numbered as the method numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Assess,
+    Expand,
+    Backfill,
+    Sync,
+    Verify,
+    Cutover,
+    Switch,
+    Soak,
+    Contract,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 9] = [
+        Phase::Assess,
+        Phase::Expand,
+        Phase::Backfill,
+        Phase::Sync,
+        Phase::Verify,
+        Phase::Cutover,
+        Phase::Switch,
+        Phase::Soak,
+        Phase::Contract,
+    ];
+
+    pub fn number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Assess => "assess",
+            Phase::Expand => "expand",
+            Phase::Backfill => "backfill",
+            Phase::Sync => "sync",
+            Phase::Verify => "verify",
+            Phase::Cutover => "cutover",
+            Phase::Switch => "switch",
+            Phase::Soak => "soak",
+            Phase::Contract => "contract",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "phase={} \"{}\"", self.number(), self.name())
+    }
+}
+
+/// Something Ferry did, as recorded in the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum AuditEvent {
+    RunStarted {
+        command: String,
+        spec: String,
+    },
+    PhaseStarted {
+        phase: Phase,
+    },
+    PhaseCompleted {
+        phase: Phase,
+        duration_ms: u64,
+    },
+    PhaseFailed {
+        phase: Phase,
+        error: String,
+    },
+    TableCreated {
+        table: String,
+        target: String,
+    },
+    TableReused {
+        table: String,
+    },
+    ForeignKeyAdded {
+        table: String,
+        name: String,
+    },
+    ForeignKeySkipped {
+        table: String,
+        name: String,
+        reason: String,
+    },
+    BackfillResumed {
+        table: String,
+        rows_copied: u64,
+        redoing_batch: bool,
+    },
+    BackfillCompleted {
+        table: String,
+        rows: u64,
+        batches: u64,
+        batches_redone: u64,
+    },
+    RowQuarantined {
+        table: String,
+        key: String,
+        column: String,
+        reason: String,
+    },
+    IntegrityCheck {
+        phase: Phase,
+        table: String,
+        rows_expected: u64,
+        rows_actual: u64,
+        checksum_pass: bool,
+        sample_size: u64,
+        sample_mismatches: u64,
+    },
+}
+
+impl AuditEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AuditEvent::RunStarted { .. } => "run-started",
+            AuditEvent::PhaseStarted { .. } => "phase-started",
+            AuditEvent::PhaseCompleted { .. } => "phase-completed",
+            AuditEvent::PhaseFailed { .. } => "phase-failed",
+            AuditEvent::TableCreated { .. } => "table-created",
+            AuditEvent::TableReused { .. } => "table-reused",
+            AuditEvent::ForeignKeyAdded { .. } => "foreign-key-added",
+            AuditEvent::ForeignKeySkipped { .. } => "foreign-key-skipped",
+            AuditEvent::BackfillResumed { .. } => "backfill-resumed",
+            AuditEvent::BackfillCompleted { .. } => "backfill-completed",
+            AuditEvent::RowQuarantined { .. } => "row-quarantined",
+            AuditEvent::IntegrityCheck { .. } => "integrity-check",
+        }
+    }
+
+    /// The part after `name: ` in the human line.
+    pub fn details(&self) -> String {
+        match self {
+            AuditEvent::RunStarted { command, spec } => format!("command={command}, spec={spec}"),
+            AuditEvent::PhaseStarted { phase } => phase.to_string(),
+            AuditEvent::PhaseCompleted { phase, duration_ms } => {
+                format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))
+            }
+            AuditEvent::PhaseFailed { phase, error } => format!("{phase} — error={}", one_line(error)),
+            AuditEvent::TableCreated { table, target } => format!("table={table}, target={target}"),
+            AuditEvent::TableReused { table } => format!("table={table}"),
+            AuditEvent::ForeignKeyAdded { table, name } => format!("table={table}, name={name}"),
+            AuditEvent::ForeignKeySkipped { table, name, reason } => {
+                format!("table={table}, name={name}, reason={}", one_line(reason))
+            }
+            AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
+                format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
+            }
+            AuditEvent::BackfillCompleted { table, rows, batches, batches_redone } => {
+                format!("table={table}, rows={rows}, batches={batches}, batches_redone={batches_redone}")
+            }
+            AuditEvent::RowQuarantined { table, key, column, reason } => {
+                format!("table={table}, key={key}, column={column}, reason={}", one_line(reason))
+            }
+            AuditEvent::IntegrityCheck {
+                phase,
+                table,
+                rows_expected,
+                rows_actual,
+                checksum_pass,
+                sample_size,
+                sample_mismatches,
+            } => format!(
+                "phase={}, rows_expected={rows_expected}, rows_actual={rows_actual}, checksum={}, table={table}, sample={sample_size}, sample_mismatches={sample_mismatches}",
+                phase.number(),
+                if *checksum_pass { "pass" } else { "fail" }
+            ),
+        }
+    }
+
+    /// `[2026-11-21T10:00:00Z] phase-started: phase=2 "backfill"`
+    pub fn line(&self, at: chrono::DateTime<chrono::Utc>) -> String {
+        format!("[{}] {}: {}", at.format("%Y-%m-%dT%H:%M:%SZ"), self.name(), self.details())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `2h03m`.
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 1.0 {
+        format!("{}ms", d.as_millis())
+    } else if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else if secs < 3600.0 {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    } else {
+        format!("{}h{:02}m", d.as_secs() / 3600, (d.as_secs() % 3600) / 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn lines_follow_the_method() {
+        let at = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
+        assert_eq!(
+            AuditEvent::PhaseStarted { phase: Phase::Backfill }.line(at),
+            "[2026-11-21T10:00:00Z] phase-started: phase=2 \"backfill\""
+        );
+        assert_eq!(
+            AuditEvent::PhaseCompleted { phase: Phase::Backfill, duration_ms: 65_000 }.line(at),
+            "[2026-11-21T10:00:00Z] phase-completed: phase=2 \"backfill\" — duration=1m05s"
+        );
+        let check = AuditEvent::IntegrityCheck {
+            phase: Phase::Verify,
+            table: "users".into(),
+            rows_expected: 10,
+            rows_actual: 10,
+            checksum_pass: true,
+            sample_size: 10,
+            sample_mismatches: 0,
+        };
+        assert!(check.line(at).starts_with(
+            "[2026-11-21T10:00:00Z] integrity-check: phase=4, rows_expected=10, rows_actual=10, checksum=pass"
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_as_json() {
+        let e = AuditEvent::BackfillCompleted { table: "t".into(), rows: 1, batches: 2, batches_redone: 0 };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains("\"event\":\"backfill-completed\""));
+        assert_eq!(serde_json::from_str::<AuditEvent>(&json).unwrap(), e);
+    }
+}

@@ -1,0 +1,21 @@
+//! Ferry's pure core: no database I/O happens here.
+//!
+//! The spec, the schema model, the [`Value`] that crosses engines with its
+//! canonical encoding and conversions, phases and audit events, and the
+//! status contract. Engines and the runner build on these.
+
+pub mod audit;
+pub mod convert;
+pub mod decimal;
+pub mod schema;
+pub mod spec;
+pub mod status;
+pub mod temporal;
+pub mod types;
+pub mod value;
+
+pub use audit::{AuditEvent, Phase};
+pub use schema::{Column, ColumnDef, ForeignKey, Index, TableDef, TableName, TableSchema, TableStats};
+pub use spec::{ColumnSource, Policy, Spec, SpecError, TableSpec};
+pub use types::DataType;
+pub use value::{Row, Value};

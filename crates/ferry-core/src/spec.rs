@@ -1,0 +1,666 @@
+//! `ferry.toml`, the migration spec.
+//!
+//! Parsing happens in two steps. Serde reads the file into [`raw`] types that
+//! keep the position of every value that is checked later; [`Spec::parse`]
+//! then interpolates `${ENV}` and validates, so that every error, whether a
+//! TOML syntax error, an unknown key or a bad URL, names the file, the line
+//! and the key, and says how to fix it.
+
+use crate::types::DataType;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_BATCH_SIZE: usize = 5000;
+pub const DEFAULT_SAMPLE_SIZE: usize = 1000;
+pub const DEFAULT_STATE_URL: &str = "sqlite:.ferry/state.db";
+
+/// A validated migration spec.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Where the spec was read from; relative SQLite paths are resolved against its directory.
+    pub path: PathBuf,
+    pub source_url: String,
+    pub target_url: String,
+    pub tables: Vec<TableSpec>,
+    pub policy: Policy,
+    pub state_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSpec {
+    pub from: String,
+    pub to: String,
+    /// Source column names; empty means "the source's primary key".
+    pub key: Vec<String>,
+    pub filter: Option<String>,
+    /// Source columns not to copy.
+    pub exclude: Vec<String>,
+    /// Target column -> where its value comes from, in file order.
+    pub columns: Vec<(String, ColumnSource)>,
+    /// 1-based line of the `[[table]]` entry, for messages.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnSource {
+    /// A source column, possibly with a different target type.
+    Column { name: String, data_type: Option<DataType> },
+    /// A source-dialect SQL expression.
+    Expr { sql: String, data_type: Option<DataType> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnConversionError {
+    /// Record the row in quarantine and stop the run (the default).
+    Stop,
+    /// Record the row in quarantine and carry on; verification will report it.
+    Quarantine,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub batch_size: usize,
+    /// Sleep between batches, to leave room for production traffic.
+    pub batch_pause: Duration,
+    pub sample_size: usize,
+    pub on_conversion_error: OnConversionError,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            batch_size: DEFAULT_BATCH_SIZE,
+            batch_pause: Duration::ZERO,
+            sample_size: DEFAULT_SAMPLE_SIZE,
+            on_conversion_error: OnConversionError::Stop,
+        }
+    }
+}
+
+/// An error in the spec, with its place and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(col) = self.column {
+                write!(f, ":{col}")?;
+            }
+        }
+        write!(f, ": {}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+mod raw {
+    use serde::de::{self, Deserializer, MapAccess, Visitor};
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+    use toml::Spanned;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        pub source: Endpoint,
+        pub target: Endpoint,
+        #[serde(default, rename = "table")]
+        pub tables: Vec<Spanned<Table>>,
+        #[serde(default)]
+        pub policy: Policy,
+        #[serde(default)]
+        pub state: Option<State>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Endpoint {
+        pub url: Spanned<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct State {
+        pub url: Spanned<String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Policy {
+        pub batch_size: Option<Spanned<i64>>,
+        pub batch_pause: Option<Spanned<String>>,
+        pub sample_size: Option<Spanned<i64>>,
+        pub on_conversion_error: Option<Spanned<String>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Table {
+        pub from: Spanned<String>,
+        pub to: Option<Spanned<String>>,
+        pub key: Option<Spanned<OneOrMany>>,
+        pub filter: Option<Spanned<String>>,
+        #[serde(default)]
+        pub exclude: Vec<Spanned<String>>,
+        #[serde(default)]
+        pub columns: BTreeMap<Spanned<String>, Spanned<ColumnValue>>,
+    }
+
+    pub struct OneOrMany(pub Vec<String>);
+
+    impl<'de> Deserialize<'de> for OneOrMany {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = OneOrMany;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a column name or a list of column names")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                    Ok(OneOrMany(vec![s.to_string()]))
+                }
+                fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(s) = seq.next_element::<String>()? {
+                        out.push(s);
+                    }
+                    Ok(OneOrMany(out))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+
+    /// `target = "source_column"` or `target = { from|expr = "...", type = "..." }`.
+    pub enum ColumnValue {
+        Name(String),
+        Detailed(Detailed),
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Detailed {
+        pub from: Option<String>,
+        pub expr: Option<String>,
+        #[serde(rename = "type")]
+        pub data_type: Option<String>,
+    }
+
+    impl<'de> Deserialize<'de> for ColumnValue {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = ColumnValue;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a source column name, or a table { from = \"...\" | expr = \"...\", type = \"...\" }")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<ColumnValue, E> {
+                    Ok(ColumnValue::Name(s.to_string()))
+                }
+                fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<ColumnValue, M::Error> {
+                    Detailed::deserialize(de::value::MapAccessDeserializer::new(map)).map(ColumnValue::Detailed)
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+}
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, column)
+    }
+
+    fn error(&self, span: std::ops::Range<usize>, message: impl Into<String>, help: impl Into<String>) -> SpecError {
+        let (line, column) = self.position(span.start);
+        let help = help.into();
+        SpecError {
+            path: self.path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            message: message.into(),
+            help: (!help.is_empty()).then_some(help),
+        }
+    }
+
+    fn interpolate(&self, value: &toml::Spanned<String>, key: &str) -> Result<String, SpecError> {
+        interpolate(value.get_ref(), |name| std::env::var(name).ok()).map_err(|missing| {
+            self.error(
+                value.span(),
+                format!("`{key}`: environment variable `{missing}` is not set"),
+                format!("export {missing}=... before running ferry, or write `$${{` for a literal `${{`"),
+            )
+        })
+    }
+}
+
+/// Replaces `${NAME}` with the variable's value; `$${` stands for a literal `${`.
+/// Returns the name of the first missing variable as the error.
+pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let Some(end) = tail.find('}') else {
+                out.push_str(after);
+                return Ok(out);
+            };
+            let name = &tail[..end];
+            out.push_str(&lookup(name).ok_or_else(|| name.to_string())?);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+const KNOWN_SCHEMES: &str = "sqlite:PATH, postgres://, postgresql://, mysql:// or mariadb://";
+
+/// True if the URL uses a scheme Ferry knows (engines do the full parsing).
+pub fn has_known_scheme(url: &str) -> bool {
+    ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| url.starts_with(s))
+}
+
+/// `500ms`, `2s`, `1m`, `1h`, `0`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+impl Spec {
+    /// Reads and validates a spec file.
+    pub fn load(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read the spec: {e}"),
+            help: Some(if e.kind() == std::io::ErrorKind::NotFound {
+                "write one with `ferry init --source URL --target URL --table NAME`, or pass --spec PATH".into()
+            } else {
+                "check the path and its permissions".into()
+            }),
+        })?;
+        Spec::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
+        let ctx = Ctx { path, text };
+        let file: raw::File = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().to_string();
+            let help = if message.starts_with("unknown field") {
+                "remove the key or correct its spelling; docs/spec.md lists every key"
+            } else if message.starts_with("missing field") {
+                "add the key; docs/spec.md lists what each section needs"
+            } else if message.starts_with("invalid type") {
+                "give the value the type docs/spec.md shows for this key"
+            } else {
+                "fix the TOML syntax at this position"
+            };
+            ctx.error(span, message, help)
+        })?;
+
+        let source_url = ctx.interpolate(&file.source.url, "source.url")?;
+        let target_url = ctx.interpolate(&file.target.url, "target.url")?;
+        for (url, raw, key) in
+            [(&source_url, &file.source.url, "source.url"), (&target_url, &file.target.url, "target.url")]
+        {
+            if !has_known_scheme(url) {
+                return Err(ctx.error(
+                    raw.span(),
+                    format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
+                    format!("use {KNOWN_SCHEMES}"),
+                ));
+            }
+        }
+        let state_url = match &file.state {
+            Some(state) => {
+                let url = ctx.interpolate(&state.url, "state.url")?;
+                if !url.starts_with("sqlite:") {
+                    return Err(ctx.error(
+                        state.url.span(),
+                        "`state.url`: only a SQLite state store (sqlite:PATH) is supported in this version",
+                        format!("use `{DEFAULT_STATE_URL}` or another sqlite: path"),
+                    ));
+                }
+                url
+            }
+            None => DEFAULT_STATE_URL.to_string(),
+        };
+
+        let policy = parse_policy(&ctx, &file.policy)?;
+
+        if file.tables.is_empty() {
+            return Err(SpecError {
+                path: path.to_path_buf(),
+                line: None,
+                column: None,
+                message: "the spec has no [[table]] entries".into(),
+                help: Some("add one per table to move:\n\n    [[table]]\n    from = \"users\"\n".into()),
+            });
+        }
+        let mut tables = Vec::new();
+        let mut seen_targets: BTreeMap<String, usize> = BTreeMap::new();
+        for entry in &file.tables {
+            let table = parse_table(&ctx, entry)?;
+            if let Some(first) = seen_targets.insert(table.to.clone(), table.line) {
+                return Err(ctx.error(
+                    entry.span(),
+                    format!(
+                        "target table `{}` is written by two [[table]] entries (the other is on line {first})",
+                        table.to
+                    ),
+                    "give each entry its own `to`",
+                ));
+            }
+            tables.push(table);
+        }
+
+        Ok(Spec { path: path.to_path_buf(), source_url, target_url, tables, policy, state_url })
+    }
+
+    /// The directory relative paths in the spec are resolved against.
+    pub fn base_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// A fingerprint of what each table entry means, to detect a spec edited mid-migration.
+    pub fn table_fingerprint(table: &TableSpec) -> String {
+        let text = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            table.from, table.to, table.key, table.filter, table.exclude, table.columns
+        );
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+}
+
+fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
+    let mut policy = Policy::default();
+    if let Some(b) = &raw.batch_size {
+        if !(1..=1_000_000).contains(b.get_ref()) {
+            return Err(ctx.error(
+                b.span(),
+                "`policy.batch_size` must be between 1 and 1000000",
+                "1000 to 10000 is the usual range",
+            ));
+        }
+        policy.batch_size = *b.get_ref() as usize;
+    }
+    if let Some(s) = &raw.sample_size {
+        if !(0..=10_000_000).contains(s.get_ref()) {
+            return Err(ctx.error(
+                s.span(),
+                "`policy.sample_size` must be between 0 and 10000000",
+                "the default is 1000",
+            ));
+        }
+        policy.sample_size = *s.get_ref() as usize;
+    }
+    if let Some(p) = &raw.batch_pause {
+        policy.batch_pause = parse_duration(p.get_ref()).ok_or_else(|| {
+            ctx.error(
+                p.span(),
+                format!("`policy.batch_pause`: `{}` is not a duration", p.get_ref()),
+                "write e.g. \"0\", \"50ms\", \"2s\"",
+            )
+        })?;
+    }
+    if let Some(o) = &raw.on_conversion_error {
+        policy.on_conversion_error = match o.get_ref().as_str() {
+            "stop" => OnConversionError::Stop,
+            "quarantine" => OnConversionError::Quarantine,
+            other => {
+                return Err(ctx.error(
+                    o.span(),
+                    format!("`policy.on_conversion_error`: unknown value `{other}`"),
+                    "use \"stop\" (the default) or \"quarantine\"",
+                ))
+            }
+        };
+    }
+    Ok(policy)
+}
+
+fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec, SpecError> {
+    let raw = entry.get_ref();
+    let (line, _) = ctx.position(entry.span().start);
+    let from = ctx.interpolate(&raw.from, "table.from")?;
+    if from.trim().is_empty() {
+        return Err(ctx.error(raw.from.span(), "`table.from` is empty", "name the source table"));
+    }
+    let to = match &raw.to {
+        Some(to) => ctx.interpolate(to, "table.to")?,
+        None => from.clone(),
+    };
+    let key = match &raw.key {
+        Some(k) if k.get_ref().0.is_empty() => {
+            return Err(ctx.error(
+                k.span(),
+                "`table.key` is empty",
+                "name the key columns, or remove `key` to use the primary key",
+            ))
+        }
+        Some(k) => k.get_ref().0.clone(),
+        None => Vec::new(),
+    };
+    let filter = match &raw.filter {
+        Some(f) => Some(ctx.interpolate(f, "table.filter")?),
+        None => None,
+    };
+    let exclude = raw.exclude.iter().map(|e| e.get_ref().clone()).collect();
+    let mut columns = Vec::new();
+    let mut entries: Vec<_> = raw.columns.iter().collect();
+    entries.sort_by_key(|(k, _)| k.span().start);
+    for (target, value) in entries {
+        let target_name = target.get_ref().clone();
+        let key_name = format!("table.columns.{target_name}");
+        let parse_type = |t: &Option<String>| -> Result<Option<DataType>, SpecError> {
+            t.as_deref()
+                .map(DataType::parse)
+                .transpose()
+                .map_err(|msg| ctx.error(value.span(), format!("`{key_name}`: {msg}"), ""))
+        };
+        let source = match value.get_ref() {
+            raw::ColumnValue::Name(name) => ColumnSource::Column { name: name.clone(), data_type: None },
+            raw::ColumnValue::Detailed(d) => match (&d.from, &d.expr) {
+                (Some(name), None) => ColumnSource::Column { name: name.clone(), data_type: parse_type(&d.data_type)? },
+                (None, Some(sql)) => ColumnSource::Expr { sql: sql.clone(), data_type: parse_type(&d.data_type)? },
+                (None, None) if d.data_type.is_some() => {
+                    ColumnSource::Column { name: target_name.clone(), data_type: parse_type(&d.data_type)? }
+                }
+                _ => {
+                    return Err(ctx.error(
+                        value.span(),
+                        format!("`{key_name}` needs exactly one of `from` (a source column) or `expr` (SQL)"),
+                        "e.g. { expr = \"lower(email)\", type = \"text\" }",
+                    ))
+                }
+            },
+        };
+        columns.push((target_name, source));
+    }
+    Ok(TableSpec { from, to, key, filter, exclude, columns, line })
+}
+
+/// Hides a password in a URL for messages: `postgres://u:***@h/db`.
+pub fn redact_for_message(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &userinfo[..colon], &rest[at..]),
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Spec, SpecError> {
+        Spec::parse(Path::new("ferry.toml"), text)
+    }
+
+    const MINIMAL: &str =
+        "[source]\nurl = \"sqlite:a.db\"\n[target]\nurl = \"sqlite:b.db\"\n[[table]]\nfrom = \"users\"\n";
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let spec = parse(MINIMAL).unwrap();
+        assert_eq!(spec.tables[0].to, "users");
+        assert_eq!(spec.policy.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(spec.state_url, DEFAULT_STATE_URL);
+    }
+
+    #[test]
+    fn full_spec() {
+        let text = r#"
+[source]
+url = "postgres://app:${FERRY_TEST_PW}@db/app"
+[target]
+url = "mysql://root@127.0.0.1/app"
+[policy]
+batch_size = 100
+batch_pause = "20ms"
+[[table]]
+from = "users"
+to = "people"
+key = ["tenant", "id"]
+filter = "deleted_at IS NULL"
+[table.columns]
+display_name = "full_name"
+domain = { expr = "split_part(email, '@', 2)", type = "varchar(255)" }
+age = { type = "integer" }
+"#;
+        std::env::set_var("FERRY_TEST_PW", "s3cret");
+        let spec = parse(text).unwrap();
+        assert_eq!(spec.source_url, "postgres://app:s3cret@db/app");
+        let t = &spec.tables[0];
+        assert_eq!(t.key, ["tenant", "id"]);
+        assert_eq!(t.columns[0].0, "display_name");
+        assert_eq!(
+            t.columns[1].1,
+            ColumnSource::Expr {
+                sql: "split_part(email, '@', 2)".into(),
+                data_type: Some(DataType::Text { max_chars: Some(255) })
+            }
+        );
+        assert_eq!(t.columns[2].1, ColumnSource::Column { name: "age".into(), data_type: Some(DataType::Int32) });
+        assert_eq!(spec.policy.batch_pause, Duration::from_millis(20));
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let err = parse(&format!("{MINIMAL}[policy]\nbatchsize = 5\n")).unwrap_err();
+        assert_eq!(err.line, Some(8));
+        assert!(err.message.contains("unknown field `batchsize`"), "{err}");
+        assert!(err.to_string().starts_with("ferry.toml:8:1:"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_and_missing_field() {
+        let err = parse(&format!("{MINIMAL}[policy]\nbatch_size = \"big\"\n")).unwrap_err();
+        assert_eq!(err.line, Some(8));
+        assert!(err.message.contains("invalid type"), "{err}");
+        let err = parse("[source]\nurl = \"sqlite:a\"\n[[table]]\nfrom = \"t\"\n").unwrap_err();
+        assert!(err.message.contains("missing field `target`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_scheme_and_missing_env() {
+        let err = parse(&MINIMAL.replace("sqlite:b.db", "oracle://x")).unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert!(err.help.unwrap().contains("postgres://"));
+        let err = parse(&MINIMAL.replace("sqlite:b.db", "sqlite:${FERRY_SURELY_UNSET_VAR}")).unwrap_err();
+        assert!(err.message.contains("FERRY_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn column_entry_needs_from_or_expr() {
+        let err = parse(&format!("{MINIMAL}[table.columns]\nx = {{ from = \"a\", expr = \"b\" }}\n")).unwrap_err();
+        assert_eq!(err.line, Some(8));
+        let err = parse(&format!("{MINIMAL}[table.columns]\nx = {{ expr = \"a\", typ = \"text\" }}\n")).unwrap_err();
+        assert!(err.message.contains("unknown field `typ`"), "{err}");
+    }
+
+    #[test]
+    fn interpolation_rules() {
+        let env = |n: &str| (n == "A").then(|| "1".to_string());
+        assert_eq!(interpolate("x${A}y", env).unwrap(), "x1y");
+        assert_eq!(interpolate("$${A} $5", env).unwrap(), "${A} $5");
+        assert_eq!(interpolate("${B}", env).unwrap_err(), "B");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(redact_for_message("postgres://u:pw@h:5/db"), "postgres://u:***@h:5/db");
+        assert_eq!(redact_for_message("mysql://root@h/db"), "mysql://root@h/db");
+        assert_eq!(redact_for_message("sqlite:x.db"), "sqlite:x.db");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("50ms"), Some(Duration::from_millis(50)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

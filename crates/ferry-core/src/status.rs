@@ -1,0 +1,69 @@
+//! `ferry status --json`: the JSON contract. Field names are stable; new
+//! fields may be added, none renamed or removed without a major version.
+
+use crate::audit::Phase;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseState {
+    NotStarted,
+    Running,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseStatus {
+    pub number: u8,
+    pub name: String,
+    pub state: PhaseState,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableStatus {
+    pub source: String,
+    pub target: String,
+    pub created_by_ferry: bool,
+    pub rows_copied: u64,
+    /// Rows expected (exact count or engine estimate, see `rows_total_exact`).
+    pub rows_total: Option<u64>,
+    pub rows_total_exact: bool,
+    pub batches: u64,
+    pub batches_redone: u64,
+    pub backfill_complete: bool,
+    pub last_checkpoint_at: Option<String>,
+    /// The last key copied, as `col=value` text.
+    pub last_key: Option<String>,
+    pub verification: Option<TableVerification>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableVerification {
+    pub at: String,
+    pub passed: bool,
+    pub rows_source: u64,
+    pub rows_target: u64,
+    pub checksum_match: bool,
+    pub sample_size: u64,
+    pub sample_mismatches: u64,
+    pub differences: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub spec: String,
+    pub source: String,
+    pub target: String,
+    /// The furthest phase that has started.
+    pub phase: Option<Phase>,
+    pub phase_state: PhaseState,
+    pub phases: Vec<PhaseStatus>,
+    pub tables: Vec<TableStatus>,
+    pub quarantined_rows: u64,
+    /// `pass`, `fail`, or absent when verification has not run.
+    pub verification: Option<String>,
+}

@@ -1,0 +1,117 @@
+//! The small set of primitives every database engine supplies.
+//!
+//! Policy (what to copy, in which order, when to checkpoint, how to verify)
+//! lives in `ferry-run` and is written once against [`Engine`]. An engine
+//! only knows how to talk to its database: introspect, create, read a key
+//! range in key order, upsert, count, and hold an advisory lock.
+
+mod error;
+pub mod sql;
+mod url;
+
+pub use crate::error::{EngineError, ErrorKind, Result};
+pub use crate::url::{DatabaseUrl, EngineKind};
+
+use async_trait::async_trait;
+use ferry_core::{DataType, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
+
+/// One item of a SELECT list on the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectItem {
+    Column(String),
+    /// Source-dialect SQL, spliced as written in the spec (it is the user's SQL).
+    Expr(String),
+}
+
+/// How to read rows of one table in key order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadSpec {
+    pub table: TableName,
+    pub select: Vec<SelectItem>,
+    /// Key column names, in key order; each is also a plain column of `select`.
+    pub key: Vec<String>,
+    /// Positions in `select` of the key columns, in key order.
+    pub key_positions: Vec<usize>,
+    pub filter: Option<String>,
+}
+
+impl ReadSpec {
+    pub fn key_of(&self, row: &Row) -> Vec<Value> {
+        self.key_positions.iter().map(|&i| row[i].clone()).collect()
+    }
+}
+
+/// How to write rows into one target table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteSpec {
+    pub table: TableName,
+    pub columns: Vec<(String, DataType)>,
+    /// Key column names (target names); upserts conflict on these.
+    pub key: Vec<String>,
+}
+
+/// Held for as long as a runner drives a migration; dropping it releases the lock.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn std::any::Any + Send + Sync>);
+
+impl LockGuard {
+    pub fn new(inner: impl std::any::Any + Send + Sync) -> LockGuard {
+        LockGuard(Box::new(inner))
+    }
+}
+
+#[async_trait]
+pub trait Engine: Send + Sync {
+    fn kind(&self) -> EngineKind;
+
+    /// The URL with any password hidden, for messages and logs.
+    fn display_url(&self) -> String;
+
+    /// Columns, keys, indexes, foreign keys and size of a table.
+    /// A missing table is an error of kind [`ErrorKind::NotFound`].
+    async fn introspect(&self, table: &TableName) -> Result<TableSchema>;
+
+    async fn table_exists(&self, table: &TableName) -> Result<bool>;
+
+    /// The type of a SQL expression over `table`, where the engine can tell.
+    async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>>;
+
+    /// The type a column of type `t` will have once created here, as
+    /// introspection will report it (`Uuid` becomes `varchar(36)` where the
+    /// engine has no uuid type, for instance).
+    fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType;
+
+    /// Whether foreign keys can be added to an existing table. Where they
+    /// cannot (SQLite), `create_table` declares them and they are not
+    /// enforced while Ferry loads.
+    fn adds_foreign_keys_later(&self) -> bool;
+
+    /// Creates the table with its columns and primary key (and its foreign
+    /// keys when `adds_foreign_keys_later` is false). Unique keys and indexes
+    /// come after the data, with [`Engine::create_index`]: loading into a
+    /// table with only its primary key is several times faster.
+    async fn create_table(&self, def: &TableDef) -> Result<()>;
+
+    /// Creates a unique key or an index named by [`ferry_core::schema::object_name`];
+    /// does nothing if it exists already.
+    async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()>;
+
+    async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()>;
+
+    /// Up to `limit` rows with key greater than `after` (all rows when
+    /// `None`), in ascending key order.
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>>;
+
+    /// The rows with the given keys, in no particular order; missing keys are absent.
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>>;
+
+    /// Inserts the rows, replacing any row with the same key. Idempotent:
+    /// writing the same rows twice leaves the same table.
+    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()>;
+
+    /// Exact number of rows, optionally under a filter.
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64>;
+
+    /// Takes the named advisory lock for the life of the guard, or returns
+    /// `None` when another session holds it.
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>>;
+}

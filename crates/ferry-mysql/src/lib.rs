@@ -1,0 +1,668 @@
+//! Ferry engine for MySQL and MariaDB.
+//!
+//! Sessions run in UTC with strict SQL mode, so that the server rejects a
+//! value it would otherwise truncate, and talk utf8mb4 so that 4-byte
+//! characters survive. Tables Ferry creates use a binary, no-pad collation:
+//! keys that differ only in case or trailing spaces stay different rows.
+
+use async_trait::async_trait;
+use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
+use ferry_core::{
+    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+};
+use ferry_engine::sql::{Dialect, MYSQL};
+use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, WriteSpec};
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const Q: Dialect = MYSQL;
+/// The binary character set's id in column definitions.
+const BINARY_CHARSET: u16 = 63;
+/// Statements stay well under the protocol's 65,535 placeholders and the
+/// server's default max_allowed_packet.
+const MAX_PARAMS: usize = 60_000;
+const MAX_STATEMENT_BYTES: usize = 4 << 20;
+
+pub struct MysqlEngine {
+    opts: Opts,
+    pool: Pool,
+    display: String,
+    database: String,
+    mariadb_version: Option<(u32, u32)>,
+}
+
+impl MysqlEngine {
+    pub async fn connect(url: &str, display: String) -> Result<MysqlEngine> {
+        let opts = Opts::from_url(url).map_err(|e| {
+            EngineError::new(ErrorKind::Other, format!("invalid MySQL URL {display}: {e}"))
+                .with_hint("mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        })?;
+        let database = opts.db_name().unwrap_or_default().to_string();
+        let opts: Opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .init(vec![
+                "SET NAMES utf8mb4",
+                "SET time_zone = '+00:00'",
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO,ERROR_FOR_DIVISION_BY_ZERO'",
+            ])
+            .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 8).expect("valid constraints")))
+            .into();
+        let pool = Pool::new(opts.clone());
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.get_conn())
+            .await
+            .map_err(|_| {
+                EngineError::new(
+                    ErrorKind::Connect,
+                    format!("cannot connect to MySQL at {display}: timed out after 10s"),
+                )
+                .with_hint("check that the server is running and that host and port in the URL are right")
+            })?
+            .map_err(|e| connect_error(e, &display))?;
+        let version: String = conn.query_first("SELECT VERSION()").await.map_err(map_err)?.unwrap_or_default();
+        let mariadb_version = version.contains("MariaDB").then(|| {
+            let mut parts = version.split(['.', '-']).filter_map(|p| p.parse::<u32>().ok());
+            (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+        });
+        Ok(MysqlEngine { opts, pool, display, database, mariadb_version })
+    }
+
+    async fn conn(&self) -> Result<Conn> {
+        self.pool.get_conn().await.map_err(map_err)
+    }
+
+    /// Runs SQL on a pooled connection (used by tests and tooling).
+    pub async fn query_drop(&self, sql: &str) -> Result<()> {
+        self.conn().await?.query_drop(sql).await.map_err(map_err)
+    }
+
+    fn has_uuid_type(&self) -> bool {
+        self.mariadb_version.is_some_and(|v| v >= (10, 7))
+    }
+
+    fn collation(&self) -> &'static str {
+        match self.mariadb_version {
+            Some(v) if v >= (10, 10) => "utf8mb4_nopad_bin",
+            Some(_) => "utf8mb4_bin",
+            None => "utf8mb4_0900_bin",
+        }
+    }
+
+    fn declare(&self, t: &DataType, in_key_or_index: bool) -> String {
+        match self.storage_type(t, in_key_or_index) {
+            DataType::Bool => "tinyint(1)".into(),
+            DataType::Int16 => "smallint".into(),
+            DataType::Int32 => "int".into(),
+            DataType::Int64 => "bigint".into(),
+            DataType::Float32 => "float".into(),
+            DataType::Float64 => "double".into(),
+            DataType::Decimal { precision, scale } => {
+                format!("decimal({},{})", precision.unwrap_or(65), scale.unwrap_or(0))
+            }
+            DataType::Text { max_chars: Some(n) } => format!("varchar({n})"),
+            DataType::Text { max_chars: None } => "longtext".into(),
+            DataType::Bytes if in_key_or_index => "varbinary(255)".into(),
+            DataType::Bytes => "longblob".into(),
+            DataType::Date => "date".into(),
+            DataType::Time => "time(6)".into(),
+            DataType::Timestamp | DataType::TimestampTz => "datetime(6)".into(),
+            DataType::Json => "json".into(),
+            DataType::Uuid => "uuid".into(),
+        }
+    }
+}
+
+fn connect_error(e: mysql_async::Error, display: &str) -> EngineError {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1045 || s.code == 1044 => {
+            EngineError::new(ErrorKind::Auth, format!("MySQL at {display} refused the login: {}", s.message)).with_hint(
+                "check the user and password in the URL (use ${ENV_VAR} to keep the password out of the file)",
+            )
+        }
+        mysql_async::Error::Server(s) if s.code == 1049 => {
+            EngineError::new(ErrorKind::NotFound, format!("MySQL at {display}: {}", s.message))
+                .with_hint("create the database first (CREATE DATABASE name) or fix its name in the URL")
+        }
+        _ => EngineError::new(ErrorKind::Connect, format!("cannot connect to MySQL at {display}: {e}"))
+            .with_hint("check that the server is running and that host and port in the URL are right"),
+    }
+}
+
+fn map_err(e: mysql_async::Error) -> EngineError {
+    let (kind, message) = match &e {
+        mysql_async::Error::Server(s) => (
+            match s.code {
+                1045 | 1044 => ErrorKind::Auth,
+                1049 | 1146 => ErrorKind::NotFound,
+                1142 | 1143 | 1227 => ErrorKind::Permission,
+                1054 | 1064 | 1305 | 1582 | 1583 => ErrorKind::Sql,
+                1062 | 1048 | 1451 | 1452 | 1216 | 1217 | 4025 => ErrorKind::Constraint,
+                1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 3140 => ErrorKind::Conversion,
+                1205 | 1213 | 1020 => ErrorKind::Transient,
+                _ => ErrorKind::Other,
+            },
+            format!("{} (MySQL error {})", s.message, s.code),
+        ),
+        mysql_async::Error::Io(_) => (ErrorKind::ConnectionLost, e.to_string()),
+        _ => (ErrorKind::Other, e.to_string()),
+    };
+    EngineError::new(kind, message).with_source(e)
+}
+
+/// COLUMN_TYPE (plus whether a json_valid check guards it) -> neutral type.
+pub fn from_column_type(column_type: &str, json_checked: bool) -> DataType {
+    let t = column_type.trim().to_ascii_lowercase();
+    let unsigned = t.contains("unsigned");
+    let base = t.split(['(', ' ']).next().unwrap_or("");
+    let args: Vec<u32> = match (t.find('('), t.find(')')) {
+        (Some(o), Some(c)) if c > o => t[o + 1..c].split(',').filter_map(|a| a.trim().parse().ok()).collect(),
+        _ => Vec::new(),
+    };
+    match base {
+        "tinyint" if args.first() == Some(&1) && !unsigned => DataType::Bool,
+        "bool" | "boolean" => DataType::Bool,
+        "tinyint" => DataType::Int16,
+        "smallint" if unsigned => DataType::Int32,
+        "smallint" | "year" => DataType::Int16,
+        "mediumint" => DataType::Int32,
+        "int" | "integer" if unsigned => DataType::Int64,
+        "int" | "integer" => DataType::Int32,
+        "bigint" if unsigned => DataType::Decimal { precision: Some(20), scale: Some(0) },
+        "bigint" => DataType::Int64,
+        "float" => DataType::Float32,
+        "double" | "real" => DataType::Float64,
+        "decimal" | "numeric" | "dec" | "fixed" => match args.as_slice() {
+            [p, s] => DataType::Decimal { precision: Some(*p), scale: Some(*s) },
+            [p] => DataType::Decimal { precision: Some(*p), scale: Some(0) },
+            _ => DataType::Decimal { precision: Some(10), scale: Some(0) },
+        },
+        "char" | "varchar" => DataType::Text { max_chars: args.first().copied() },
+        "tinytext" | "text" | "mediumtext" | "longtext" if json_checked => DataType::Json,
+        "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set" => DataType::text(),
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "bit" => DataType::Bytes,
+        "date" => DataType::Date,
+        "time" => DataType::Time,
+        "datetime" => DataType::Timestamp,
+        "timestamp" => DataType::TimestampTz,
+        "json" => DataType::Json,
+        "uuid" => DataType::Uuid,
+        _ => DataType::text(),
+    }
+}
+
+/// A driver value -> [`Value`], by the result column's type.
+fn read_value(v: mysql_async::Value, column: &mysql_async::Column) -> Value {
+    use mysql_async::Value as M;
+    match v {
+        M::NULL => Value::Null,
+        M::Int(i) => Value::Int(i),
+        M::UInt(u) => i64::try_from(u).map(Value::Int).unwrap_or_else(|_| Value::Decimal(u.to_string())),
+        M::Float(f) => Value::Float(f as f64),
+        M::Double(f) => Value::Float(f),
+        M::Bytes(b) => match column.column_type() {
+            ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+                Value::Decimal(String::from_utf8_lossy(&b).into_owned())
+            }
+            ColumnType::MYSQL_TYPE_BIT => Value::Bytes(b),
+            _ if column.character_set() == BINARY_CHARSET && !column.flags().contains(ColumnFlags::ENUM_FLAG) => {
+                Value::Bytes(b)
+            }
+            _ => match String::from_utf8(b) {
+                Ok(s) => Value::Text(s),
+                Err(e) => Value::Bytes(e.into_bytes()),
+            },
+        },
+        M::Date(y, m, d, h, mi, s, us) => {
+            let date = NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32);
+            let time = NaiveTime::from_hms_micro_opt(h as u32, mi as u32, s as u32, us);
+            match (date, time, column.column_type()) {
+                (Some(date), _, ColumnType::MYSQL_TYPE_DATE) => Value::Date(date),
+                (Some(date), Some(time), ColumnType::MYSQL_TYPE_TIMESTAMP) => {
+                    Value::TimestampTz(date.and_time(time).and_utc())
+                }
+                (Some(date), Some(time), _) => Value::Timestamp(date.and_time(time)),
+                // Zero dates and the like: text, so the conversion names the row.
+                _ => Value::Text(format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}")),
+            }
+        }
+        M::Time(negative, days, h, mi, s, us) => match NaiveTime::from_hms_micro_opt(h as u32, mi as u32, s as u32, us)
+        {
+            Some(t) if !negative && days == 0 => Value::Time(t),
+            _ => Value::Text(format!("{}{}:{mi:02}:{s:02}", if negative { "-" } else { "" }, days * 24 + h as u32)),
+        },
+    }
+}
+
+fn bind(v: &Value) -> mysql_async::Value {
+    use mysql_async::Value as M;
+    match v {
+        Value::Null => M::NULL,
+        Value::Bool(b) => M::Int(*b as i64),
+        Value::Int(i) => M::Int(*i),
+        Value::Float(f) => M::Double(*f),
+        Value::Decimal(s) | Value::Text(s) | Value::Json(s) => M::Bytes(s.as_bytes().to_vec()),
+        Value::Bytes(b) => M::Bytes(b.clone()),
+        Value::Uuid(u) => M::Bytes(ferry_core::value::format_uuid(u).into_bytes()),
+        Value::Date(d) => M::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
+        Value::Time(t) => M::Time(false, 0, t.hour() as u8, t.minute() as u8, t.second() as u8, t.nanosecond() / 1000),
+        Value::Timestamp(ts) => date_time(ts),
+        Value::TimestampTz(ts) => date_time(&ts.naive_utc()),
+    }
+}
+
+fn date_time(ts: &chrono::NaiveDateTime) -> mysql_async::Value {
+    mysql_async::Value::Date(
+        ts.year() as u16,
+        ts.month() as u8,
+        ts.day() as u8,
+        ts.hour() as u8,
+        ts.minute() as u8,
+        ts.second() as u8,
+        ts.nanosecond() / 1000,
+    )
+}
+
+async fn query_rows(conn: &mut Conn, sql: &str, params: Vec<mysql_async::Value>) -> Result<Vec<Row>> {
+    let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+    let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await.map_err(map_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let columns = row.columns();
+            row.unwrap().into_iter().zip(columns.iter()).map(|(v, c)| read_value(v, c)).collect()
+        })
+        .collect())
+}
+
+fn byte_size(v: &Value) -> usize {
+    match v {
+        Value::Text(s) | Value::Json(s) | Value::Decimal(s) => s.len() + 4,
+        Value::Bytes(b) => b.len() + 4,
+        _ => 12,
+    }
+}
+
+#[async_trait]
+impl Engine for MysqlEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Mysql
+    }
+
+    fn display_url(&self) -> String {
+        self.display.clone()
+    }
+
+    async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let exists: Option<(Option<u64>, Option<u64>)> = conn
+            .exec_first(
+                "SELECT TABLE_ROWS, DATA_LENGTH + INDEX_LENGTH FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let Some((row_estimate, size_bytes)) = exists else {
+            let tables: Vec<String> = conn
+                .exec(
+                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1 LIMIT 30",
+                    (&schema,),
+                )
+                .await
+                .map_err(map_err)?;
+            return Err(EngineError::new(
+                ErrorKind::NotFound,
+                format!("table `{table}` does not exist in {}", self.display),
+            )
+            .with_hint(if tables.is_empty() {
+                "the database has no tables".to_string()
+            } else {
+                format!("tables here: {}", tables.join(", "))
+            }));
+        };
+        // MariaDB's JSON is LONGTEXT guarded by CHECK (json_valid(col)).
+        let checks: Vec<String> = conn
+            .exec(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &table.name),
+            )
+            .await
+            .unwrap_or_default();
+        let checks: Vec<String> = checks.into_iter().map(|c| c.to_ascii_lowercase().replace(['`', ' '], "")).collect();
+        type ColumnRow = (String, String, String, Option<String>);
+        let rows: Vec<ColumnRow> = conn
+            .exec(
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let columns = rows
+            .into_iter()
+            .map(|(name, column_type, nullable, default)| {
+                let json_checked =
+                    checks.iter().any(|c| c.contains(&format!("json_valid({})", name.to_ascii_lowercase())));
+                Column {
+                    data_type: from_column_type(&column_type, json_checked),
+                    name,
+                    nullable: nullable == "YES",
+                    // MariaDB reports the absence of a default as the text NULL.
+                    default: default.filter(|d| d != "NULL"),
+                    native_type: column_type,
+                }
+            })
+            .collect();
+        let stats: Vec<(String, i64, Option<String>)> = conn
+            .exec(
+                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let mut by_index: BTreeMap<String, (bool, Vec<Option<String>>)> = BTreeMap::new();
+        for (name, non_unique, column) in stats {
+            by_index.entry(name).or_insert_with(|| (non_unique == 0, Vec::new())).1.push(column);
+        }
+        let mut primary_key = Vec::new();
+        let mut unique_keys = Vec::new();
+        let mut indexes = Vec::new();
+        for (name, (unique, cols)) in by_index {
+            let Some(cols) = cols.into_iter().collect::<Option<Vec<String>>>() else {
+                continue; // functional index
+            };
+            if name == "PRIMARY" {
+                primary_key = cols;
+            } else if unique {
+                unique_keys.push(Index { name, columns: cols, unique });
+            } else {
+                indexes.push(Index { name, columns: cols, unique });
+            }
+        }
+        let fk_rows: Vec<(String, String, String, String, String)> = conn
+            .exec(
+                "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME \
+                 FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+                 AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
+        for (name, column, ref_schema, ref_table, ref_column) in fk_rows {
+            let fk = fks.entry(name.clone()).or_insert_with(|| ForeignKey {
+                name,
+                columns: Vec::new(),
+                ref_table: TableName { schema: (ref_schema != schema).then_some(ref_schema), name: ref_table },
+                ref_columns: Vec::new(),
+            });
+            fk.columns.push(column);
+            fk.ref_columns.push(ref_column);
+        }
+        Ok(TableSchema {
+            name: table.clone(),
+            columns,
+            primary_key,
+            unique_keys,
+            indexes,
+            foreign_keys: fks.into_values().collect(),
+            stats: TableStats { row_estimate, size_bytes },
+        })
+    }
+
+    async fn table_exists(&self, table: &TableName) -> Result<bool> {
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let found: Option<i64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(found.is_some())
+    }
+
+    async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prep(format!("SELECT ({sql}) FROM {} LIMIT 0", Q.table(table)))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("checking expression `{sql}` on {table}")))?;
+        Ok(stmt.columns().first().map(|c| {
+            let binary = c.character_set() == BINARY_CHARSET;
+            match c.column_type() {
+                ColumnType::MYSQL_TYPE_TINY | ColumnType::MYSQL_TYPE_SHORT => DataType::Int16,
+                ColumnType::MYSQL_TYPE_LONG | ColumnType::MYSQL_TYPE_INT24
+                    if c.flags().contains(ColumnFlags::UNSIGNED_FLAG) =>
+                {
+                    DataType::Int64
+                }
+                ColumnType::MYSQL_TYPE_LONG | ColumnType::MYSQL_TYPE_INT24 => DataType::Int32,
+                ColumnType::MYSQL_TYPE_LONGLONG => DataType::Int64,
+                ColumnType::MYSQL_TYPE_FLOAT => DataType::Float32,
+                ColumnType::MYSQL_TYPE_DOUBLE => DataType::Float64,
+                ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL => DataType::Decimal {
+                    precision: Some(c.column_length().saturating_sub(2).clamp(1, 65)),
+                    scale: Some(c.decimals() as u32),
+                },
+                ColumnType::MYSQL_TYPE_DATE => DataType::Date,
+                ColumnType::MYSQL_TYPE_TIME => DataType::Time,
+                ColumnType::MYSQL_TYPE_DATETIME => DataType::Timestamp,
+                ColumnType::MYSQL_TYPE_TIMESTAMP => DataType::TimestampTz,
+                ColumnType::MYSQL_TYPE_JSON => DataType::Json,
+                _ if binary => DataType::Bytes,
+                _ => DataType::text(),
+            }
+        }))
+    }
+
+    fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType {
+        match t {
+            DataType::Text { max_chars: None } if in_key_or_index => DataType::Text { max_chars: Some(255) },
+            DataType::Text { max_chars: Some(n) } if *n > 16_383 => DataType::text(),
+            DataType::Decimal { precision: None, scale: None } => {
+                DataType::Decimal { precision: Some(65), scale: Some(30) }
+            }
+            DataType::Decimal { precision: Some(p), scale } if *p > 65 => {
+                DataType::Decimal { precision: Some(65), scale: Some(scale.unwrap_or(0).min(30)) }
+            }
+            DataType::TimestampTz => DataType::Timestamp,
+            DataType::Uuid if !self.has_uuid_type() => DataType::Text { max_chars: Some(36) },
+            other => other.clone(),
+        }
+    }
+
+    fn adds_foreign_keys_later(&self) -> bool {
+        true
+    }
+
+    async fn create_table(&self, def: &TableDef) -> Result<()> {
+        let indexed: Vec<&String> = def
+            .primary_key
+            .iter()
+            .chain(def.unique_keys.iter().flatten())
+            .chain(def.indexes.iter().flatten())
+            .collect();
+        let mut parts: Vec<String> = def
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    Q.ident(&c.name),
+                    self.declare(&c.data_type, indexed.contains(&&c.name)),
+                    if c.nullable { " NULL" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        parts.push(format!("PRIMARY KEY ({})", Q.idents(&def.primary_key)));
+        let sql = format!(
+            "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
+            Q.table(&def.name),
+            parts.join(",\n  "),
+            self.collation()
+        );
+        self.conn()
+            .await?
+            .query_drop(sql)
+            .await
+            .map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
+    }
+
+    async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
+        let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let exists: Option<i64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
+                (&schema, &table.name, &name),
+            )
+            .await
+            .map_err(map_err)?;
+        if exists.is_some() {
+            return Ok(());
+        }
+        conn.query_drop(format!(
+            "ALTER TABLE {} ADD {}KEY {} ({})",
+            Q.table(table),
+            if unique { "UNIQUE " } else { "" },
+            Q.ident(&name),
+            Q.idents(columns)
+        ))
+        .await
+        .map_err(|e| map_err(e).context(format_args!("creating {name} on {table}")))
+    }
+
+    async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let exists: Option<i64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? \
+                 AND CONSTRAINT_NAME = ? AND CONSTRAINT_TYPE = 'FOREIGN KEY'",
+                (&schema, &table.name, &fk.name),
+            )
+            .await
+            .map_err(map_err)?;
+        if exists.is_some() {
+            return Ok(());
+        }
+        conn.query_drop(format!(
+            "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+            Q.table(table),
+            Q.ident(&fk.name),
+            Q.idents(&fk.columns),
+            Q.table(&fk.ref_table),
+            Q.idents(&fk.ref_columns)
+        ))
+        .await
+        .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))
+    }
+
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.keyset_select(read, after.is_some(), limit);
+        let params = match after {
+            Some(after) => query.binds.iter().map(|&i| bind(&after[i])).collect(),
+            None => Vec::new(),
+        };
+        let mut conn = self.conn().await?;
+        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let mut conn = self.conn().await?;
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let query = Q.select_by_keys(read, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params = query.binds.iter().map(|&i| bind(flat[i])).collect();
+            out.extend(query_rows(&mut conn, &query.sql, params).await?);
+        }
+        Ok(out)
+    }
+
+    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let updates: Vec<String> =
+            names.iter().filter(|n| !write.key.contains(n)).map(|n| format!("{0} = VALUES({0})", Q.ident(n))).collect();
+        let on_duplicate =
+            if updates.is_empty() { format!("{0} = {0}", Q.ident(&write.key[0])) } else { updates.join(", ") };
+        let max_rows = (MAX_PARAMS / names.len().max(1)).max(1);
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < rows.len() && end - start < max_rows && (end == start || bytes < MAX_STATEMENT_BYTES) {
+                bytes += rows[end].iter().map(byte_size).sum::<usize>();
+                end += 1;
+            }
+            let sql = format!("{} ON DUPLICATE KEY UPDATE {on_duplicate}", Q.insert(&write.table, &names, end - start));
+            let params: Vec<mysql_async::Value> = rows[start..end].iter().flatten().map(bind).collect();
+            tx.exec_drop(sql, Params::Positional(params))
+                .await
+                .map_err(|e| map_err(e).context(format_args!("writing {}", write.table)))?;
+            start = end;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let n: Option<u64> = conn
+            .query_first(Q.count(table, filter))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
+        // Its own connection, outside the pool: the lock lives as long as it does.
+        let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| connect_error(e, &self.display))?;
+        // Lock names are limited to 64 characters.
+        let key = format!("ferry:{:016x}", fnv(name));
+        let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, 0)", (key,)).await.map_err(map_err)?;
+        Ok((got.flatten() == Some(1)).then(|| LockGuard::new(conn)))
+    }
+}
+
+fn fnv(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types() {
+        assert_eq!(from_column_type("tinyint(1)", false), DataType::Bool);
+        assert_eq!(from_column_type("tinyint(4)", false), DataType::Int16);
+        assert_eq!(
+            from_column_type("bigint(20) unsigned", false),
+            DataType::Decimal { precision: Some(20), scale: Some(0) }
+        );
+        assert_eq!(from_column_type("int(10) unsigned", false), DataType::Int64);
+        assert_eq!(from_column_type("decimal(12,2)", false), DataType::Decimal { precision: Some(12), scale: Some(2) });
+        assert_eq!(from_column_type("varchar(80)", false), DataType::Text { max_chars: Some(80) });
+        assert_eq!(from_column_type("longtext", true), DataType::Json);
+        assert_eq!(from_column_type("datetime(6)", false), DataType::Timestamp);
+        assert_eq!(from_column_type("timestamp", false), DataType::TimestampTz);
+        assert_eq!(from_column_type("enum('a','b')", false), DataType::text());
+    }
+}

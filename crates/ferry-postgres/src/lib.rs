@@ -1,0 +1,656 @@
+//! Ferry engine for PostgreSQL.
+//!
+//! Reads use the extended protocol with binary results; writes use binary
+//! `COPY ... FROM STDIN`, straight into the table when the batch is new and
+//! through a session-local staging table with `INSERT ... ON CONFLICT` when
+//! some of its keys are already there (a batch redone after a crash).
+
+mod codec;
+
+pub use codec::{data_type_of, Decoded, Encode};
+
+use async_trait::async_trait;
+use ferry_core::{
+    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+};
+use ferry_engine::sql::{Dialect, POSTGRES};
+use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, SelectItem, WriteSpec};
+use futures_util::{pin_mut, TryStreamExt};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Statement};
+
+const Q: Dialect = POSTGRES;
+
+pub struct PostgresEngine {
+    config: Config,
+    display: String,
+    client: Mutex<Client>,
+    /// Prepared reads, keyed by the SQL Ferry built, with any `::text` casts applied.
+    reads: Mutex<HashMap<String, Statement>>,
+    /// Target column types per table, for binary COPY.
+    copy_types: Mutex<HashMap<TableName, Vec<Type>>>,
+}
+
+impl PostgresEngine {
+    /// Connects; `display` is the URL with the password hidden.
+    pub async fn connect(url: &str, display: String) -> Result<PostgresEngine> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            EngineError::new(ErrorKind::Other, format!("invalid PostgreSQL URL {display}: {e}"))
+                .with_hint("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("ferry");
+        let client = connect(&config, &display).await?;
+        Ok(PostgresEngine {
+            config,
+            display,
+            client: Mutex::new(client),
+            reads: Mutex::new(HashMap::new()),
+            copy_types: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs SQL on this engine's connection (used by tests and tooling).
+    pub async fn batch_execute(&self, sql: &str) -> Result<()> {
+        self.client.lock().await.batch_execute(sql).await.map_err(map_err)
+    }
+
+    async fn table_oid(&self, client: &Client, table: &TableName) -> Result<Option<(u32, String)>> {
+        let row = client
+            .query_opt(
+                "SELECT c.oid, n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1 AND c.relkind IN ('r', 'p') \
+                 AND n.nspname = COALESCE($2, current_schema())",
+                &[&table.name, &table.schema],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| (r.get::<_, u32>(0), r.get::<_, String>(1))))
+    }
+
+    /// Prepares a read, casting to text the columns Ferry does not decode natively.
+    async fn prepare_read(&self, client: &Client, sql: &str, read: &ReadSpec) -> Result<Statement> {
+        if let Some(stmt) = self.reads.lock().await.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let context = |e: EngineError| e.context(format_args!("reading {}", read.table));
+        let mut stmt = client.prepare(sql).await.map_err(map_err).map_err(context)?;
+        let undecodable: Vec<usize> =
+            stmt.columns().iter().enumerate().filter(|(_, c)| !codec::decodes(c.type_())).map(|(i, _)| i).collect();
+        if !undecodable.is_empty() {
+            let mut cast = read.clone();
+            for i in undecodable {
+                let item = match &read.select[i] {
+                    SelectItem::Column(c) => Q.ident(c),
+                    SelectItem::Expr(e) => format!("({e})"),
+                };
+                cast.select[i] = SelectItem::Expr(format!("{item}::text"));
+            }
+            let cast_sql = sql.replacen(&Q.select_list(&read.select), &Q.select_list(&cast.select), 1);
+            stmt = client.prepare(&cast_sql).await.map_err(map_err).map_err(context)?;
+        }
+        self.reads.lock().await.insert(sql.to_string(), stmt.clone());
+        Ok(stmt)
+    }
+
+    async fn query_values(&self, sql: &str, read: &ReadSpec, params: Vec<&Value>) -> Result<Vec<Row>> {
+        let client = self.client.lock().await;
+        let stmt = self.prepare_read(&client, sql, read).await?;
+        let params: Vec<Encode> = params.into_iter().map(Encode).collect();
+        let stream = client.query_raw(&stmt, params.iter()).await.map_err(map_err)?;
+        pin_mut!(stream);
+        let width = stmt.columns().len();
+        let mut out = Vec::new();
+        while let Some(row) = stream.try_next().await.map_err(map_err)? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(row.try_get::<_, Decoded>(i).map_err(map_err)?.0);
+            }
+            out.push(values);
+        }
+        Ok(out)
+    }
+
+    async fn copy_types(&self, client: &Client, write: &WriteSpec) -> Result<Vec<Type>> {
+        if let Some(types) = self.copy_types.lock().await.get(&write.table) {
+            return Ok(types.clone());
+        }
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let stmt = client
+            .prepare(&format!("SELECT {} FROM {} LIMIT 0", Q.idents(&names), Q.table(&write.table)))
+            .await
+            .map_err(map_err)?;
+        let types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+        self.copy_types.lock().await.insert(write.table.clone(), types.clone());
+        Ok(types)
+    }
+}
+
+async fn connect(config: &Config, display: &str) -> Result<Client> {
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| connect_error(e, display))?;
+    tokio::spawn(async move {
+        // The connection ends when the client is dropped; errors surface on the client.
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+fn connect_error(e: tokio_postgres::Error, display: &str) -> EngineError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            return EngineError::new(
+                ErrorKind::Auth,
+                format!("PostgreSQL at {display} refused the login: {}", db.message()),
+            )
+            .with_hint("check the user and password in the URL (use ${ENV_VAR} to keep the password out of the file)");
+        }
+        if *code == SqlState::INVALID_CATALOG_NAME {
+            return EngineError::new(ErrorKind::NotFound, format!("PostgreSQL at {display}: {}", db.message()))
+                .with_hint("create the database first (createdb NAME) or fix its name in the URL");
+        }
+    }
+    let text = e.to_string();
+    let source_text = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
+    if text.contains("password") || source_text.contains("password") {
+        return EngineError::new(
+            ErrorKind::Auth,
+            format!("PostgreSQL at {display} asked for a password: {source_text}"),
+        )
+        .with_hint("put the password in the URL, e.g. postgres://user:${PGPASSWORD}@host/db");
+    }
+    EngineError::new(
+        ErrorKind::Connect,
+        format!("cannot connect to PostgreSQL at {display}: {text} {source_text}").trim().to_string(),
+    )
+    .with_hint("check that the server is running and that host and port in the URL are right")
+}
+
+fn map_err(e: tokio_postgres::Error) -> EngineError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let kind = match code {
+            "28P01" | "28000" => ErrorKind::Auth,
+            "3D000" | "42P01" => ErrorKind::NotFound,
+            "42501" => ErrorKind::Permission,
+            "40001" | "40P01" | "55P03" | "57014" => ErrorKind::Transient,
+            _ if code.starts_with("23") => ErrorKind::Constraint,
+            _ if code.starts_with("22") => ErrorKind::Conversion,
+            _ if code.starts_with("42") => ErrorKind::Sql,
+            _ if code.starts_with("08") || code.starts_with("57") => ErrorKind::ConnectionLost,
+            _ => ErrorKind::Other,
+        };
+        let mut message = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            message.push_str(&format!(" ({detail})"));
+        }
+        let mut err = EngineError::new(kind, message);
+        if let Some(hint) = db.hint() {
+            err = err.with_hint(hint.to_string());
+        }
+        return err.with_source(e);
+    }
+    let kind = if e.is_closed() { ErrorKind::ConnectionLost } else { ErrorKind::Other };
+    let mut message = e.to_string();
+    if let Some(source) = std::error::Error::source(&e) {
+        message.push_str(&format!(": {source}"));
+    }
+    EngineError::new(kind, message).with_source(e)
+}
+
+/// `format_type()` output -> neutral type.
+pub fn from_format_type(formatted: &str) -> DataType {
+    let t = formatted.trim();
+    if t.ends_with("[]") {
+        return DataType::text();
+    }
+    let (base, args) = match t.find('(') {
+        Some(open) => {
+            let close = t.find(')').unwrap_or(t.len());
+            let args: Vec<u32> = t[open + 1..close].split(',').filter_map(|a| a.trim().parse().ok()).collect();
+            (format!("{}{}", t[..open].trim(), &t[(close + 1).min(t.len())..]), args)
+        }
+        None => (t.to_string(), Vec::new()),
+    };
+    match base.trim() {
+        "boolean" => DataType::Bool,
+        "smallint" => DataType::Int16,
+        "integer" => DataType::Int32,
+        "bigint" | "oid" => DataType::Int64,
+        "real" => DataType::Float32,
+        "double precision" => DataType::Float64,
+        "numeric" => match args.as_slice() {
+            [p, s] => DataType::Decimal { precision: Some(*p), scale: Some(*s) },
+            [p] => DataType::Decimal { precision: Some(*p), scale: Some(0) },
+            _ => DataType::Decimal { precision: None, scale: None },
+        },
+        "character varying" | "character" => DataType::Text { max_chars: args.first().copied() },
+        "bytea" => DataType::Bytes,
+        "date" => DataType::Date,
+        "time without time zone" => DataType::Time,
+        "timestamp without time zone" => DataType::Timestamp,
+        "timestamp with time zone" => DataType::TimestampTz,
+        "json" | "jsonb" => DataType::Json,
+        "uuid" => DataType::Uuid,
+        _ => DataType::text(),
+    }
+}
+
+pub fn declare(t: &DataType) -> String {
+    match t {
+        DataType::Bool => "boolean".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double precision".into(),
+        DataType::Decimal { precision: Some(p), scale } => format!("numeric({p},{})", scale.unwrap_or(0)),
+        DataType::Decimal { precision: None, .. } => "numeric".into(),
+        DataType::Text { max_chars: Some(n) } => format!("varchar({n})"),
+        DataType::Text { max_chars: None } => "text".into(),
+        DataType::Bytes => "bytea".into(),
+        DataType::Date => "date".into(),
+        DataType::Time => "time".into(),
+        DataType::Timestamp => "timestamp".into(),
+        DataType::TimestampTz => "timestamptz".into(),
+        DataType::Json => "jsonb".into(),
+        DataType::Uuid => "uuid".into(),
+    }
+}
+
+fn pg_lock_key(name: &str) -> i64 {
+    // Stable across versions and platforms: FNV-1a, not Rust's randomised hasher.
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h as i64
+}
+
+#[async_trait]
+impl Engine for PostgresEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Postgres
+    }
+
+    fn display_url(&self) -> String {
+        self.display.clone()
+    }
+
+    async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
+        let client = self.client.lock().await;
+        let Some((oid, schema_name)) = self.table_oid(&client, table).await? else {
+            let tables: Vec<String> = client
+                .query(
+                    "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' \
+                     ORDER BY 1 LIMIT 30",
+                    &[],
+                )
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            return Err(EngineError::new(
+                ErrorKind::NotFound,
+                format!("table `{table}` does not exist in {}", self.display),
+            )
+            .with_hint(if tables.is_empty() {
+                "the database has no tables".to_string()
+            } else {
+                format!("tables here: {}", tables.join(", "))
+            }));
+        };
+        let columns = client
+            .query(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, pg_get_expr(d.adbin, d.adrelid), \
+                        COALESCE(format_type(bt.oid, t.typtypmod), '') \
+                 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+                 LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd' \
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+                 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| {
+                let native: String = r.get(1);
+                let domain_base: String = r.get(4);
+                Column {
+                    name: r.get(0),
+                    data_type: from_format_type(if domain_base.is_empty() { &native } else { &domain_base }),
+                    nullable: !r.get::<_, bool>(2),
+                    default: r.get(3),
+                    native_type: native,
+                }
+            })
+            .collect();
+        let mut primary_key = Vec::new();
+        let mut unique_keys = Vec::new();
+        let mut indexes = Vec::new();
+        for r in client
+            .query(
+                "SELECT i.relname, ix.indisprimary, ix.indisunique, \
+                        ix.indpred IS NOT NULL OR ix.indexprs IS NOT NULL, \
+                        ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+                              JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum ORDER BY k.ord) \
+                 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid \
+                 WHERE ix.indrelid = $1 ORDER BY i.relname",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+        {
+            let (name, primary, unique, partial, cols): (String, bool, bool, bool, Vec<String>) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+            if partial {
+                continue;
+            }
+            if primary {
+                primary_key = cols;
+            } else if unique {
+                unique_keys.push(Index { name, columns: cols, unique: true });
+            } else {
+                indexes.push(Index { name, columns: cols, unique: false });
+            }
+        }
+        let foreign_keys = client
+            .query(
+                "SELECT con.conname, \
+                    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.ord), \
+                    nf.nspname, cf.relname, \
+                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.ord) \
+                 FROM pg_constraint con JOIN pg_class cf ON cf.oid = con.confrelid \
+                 JOIN pg_namespace nf ON nf.oid = cf.relnamespace \
+                 WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| {
+                let ref_schema: String = r.get(2);
+                ForeignKey {
+                    name: r.get(0),
+                    columns: r.get(1),
+                    ref_table: TableName {
+                        schema: if ref_schema == schema_name { table.schema.clone() } else { Some(ref_schema) },
+                        name: r.get(3),
+                    },
+                    ref_columns: r.get(4),
+                }
+            })
+            .collect();
+        let stats = client
+            .query_one("SELECT reltuples::float8, pg_total_relation_size(oid) FROM pg_class WHERE oid = $1", &[&oid])
+            .await
+            .map_err(map_err)?;
+        let reltuples: f64 = stats.get(0);
+        let size: i64 = stats.get(1);
+        Ok(TableSchema {
+            name: table.clone(),
+            columns,
+            primary_key,
+            unique_keys,
+            indexes,
+            foreign_keys,
+            stats: TableStats {
+                row_estimate: (reltuples >= 0.0).then_some(reltuples as u64),
+                size_bytes: Some(size as u64),
+            },
+        })
+    }
+
+    async fn table_exists(&self, table: &TableName) -> Result<bool> {
+        let client = self.client.lock().await;
+        Ok(self.table_oid(&client, table).await?.is_some())
+    }
+
+    async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
+        let client = self.client.lock().await;
+        let stmt = client
+            .prepare(&format!("SELECT ({sql}) FROM {} LIMIT 0", Q.table(table)))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("checking expression `{sql}` on {table}")))?;
+        Ok(stmt.columns().first().map(|c| data_type_of(c.type_())))
+    }
+
+    fn storage_type(&self, t: &DataType, _in_key_or_index: bool) -> DataType {
+        t.clone()
+    }
+
+    fn adds_foreign_keys_later(&self) -> bool {
+        true
+    }
+
+    async fn create_table(&self, def: &TableDef) -> Result<()> {
+        let t = Q.table(&def.name);
+        let mut parts: Vec<String> = def
+            .columns
+            .iter()
+            .map(|c| {
+                format!("{} {}{}", Q.ident(&c.name), declare(&c.data_type), if c.nullable { "" } else { " NOT NULL" })
+            })
+            .collect();
+        parts.push(format!(
+            "CONSTRAINT {} PRIMARY KEY ({})",
+            Q.ident(&object_name(&def.name.name, &[], "pkey")),
+            Q.idents(&def.primary_key)
+        ));
+        let sql = format!("CREATE TABLE {t} (\n  {}\n)", parts.join(",\n  "));
+        let client = self.client.lock().await;
+        client.batch_execute(&sql).await.map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
+    }
+
+    async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
+        let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
+        let client = self.client.lock().await;
+        let context = |e| map_err(e).context(format_args!("creating {name} on {table}"));
+        if unique {
+            // A constraint, not just a unique index: foreign keys may reference it.
+            let exists = client
+                .query_opt(
+                    "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE con.conname = $1 AND c.relname = $2 AND n.nspname = COALESCE($3, current_schema())",
+                    &[&name, &table.name, &table.schema],
+                )
+                .await
+                .map_err(context)?
+                .is_some();
+            if !exists {
+                client
+                    .batch_execute(&format!(
+                        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
+                        Q.table(table),
+                        Q.ident(&name),
+                        Q.idents(columns)
+                    ))
+                    .await
+                    .map_err(context)?;
+            }
+            Ok(())
+        } else {
+            client
+                .batch_execute(&format!(
+                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                    Q.ident(&name),
+                    Q.table(table),
+                    Q.idents(columns)
+                ))
+                .await
+                .map_err(context)
+        }
+    }
+
+    async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {
+        let client = self.client.lock().await;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = (SELECT c.oid FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $2 AND n.nspname = COALESCE($3, current_schema()))",
+                &[&fk.name, &table.name, &table.schema],
+            )
+            .await
+            .map_err(map_err)?
+            .is_some();
+        let t = Q.table(table);
+        let name = Q.ident(&fk.name);
+        if !exists {
+            // NOT VALID takes only a brief lock; VALIDATE then scans without blocking writes.
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({}) NOT VALID",
+                    Q.idents(&fk.columns),
+                    Q.table(&fk.ref_table),
+                    Q.idents(&fk.ref_columns)
+                ))
+                .await
+                .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))?;
+        }
+        client
+            .batch_execute(&format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("validating foreign key {} on {table}", fk.name)))
+    }
+
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.keyset_select(read, after.is_some(), limit);
+        let params: Vec<&Value> = match after {
+            Some(after) => query.binds.iter().map(|&i| &after[i]).collect(),
+            None => Vec::new(),
+        };
+        self.query_values(&query.sql, read, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let query = Q.select_by_keys(read, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params = query.binds.iter().map(|&i| flat[i]).collect();
+            out.extend(self.query_values(&query.sql, read, params).await?);
+        }
+        Ok(out)
+    }
+
+    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+        let mut client = self.client.lock().await;
+        let types = self.copy_types(&client, write).await?;
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let context = |e: EngineError| e.context(format_args!("writing {}", write.table));
+
+        // Fast path: COPY straight in. A key that is already there makes the
+        // whole COPY fail and roll back, and the merge path below takes over.
+        let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", Q.table(&write.table), Q.idents(&names));
+        match copy_rows(&mut client, &direct, None, &types, &rows).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.as_db_error().is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(context(map_err(e))),
+        }
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| !write.key.contains(n))
+            .map(|n| format!("{0} = EXCLUDED.{0}", Q.ident(n)))
+            .collect();
+        let on_conflict =
+            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
+        let stage = Q.ident("ferry_stage");
+        let prepare = format!(
+            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {t} WITH NO DATA",
+            cols = Q.idents(&names),
+            t = Q.table(&write.table)
+        );
+        let merge = format!(
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) {on_conflict}",
+            t = Q.table(&write.table),
+            cols = Q.idents(&names),
+            key = Q.idents(&write.key)
+        );
+        let staged = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", Q.idents(&names));
+        copy_rows(&mut client, &staged, Some((&prepare, &merge)), &types, &rows).await.map_err(|e| context(map_err(e)))
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(&Q.count(table, filter), &[])
+            .await
+            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
+        // A session lock on a connection of its own: it lives exactly as long
+        // as the guard (or the process) does.
+        let client = connect(&self.config, &self.display).await?;
+        let key = pg_lock_key(name);
+        let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(map_err)?;
+        Ok(row.get::<_, bool>(0).then(|| LockGuard::new(client)))
+    }
+}
+
+/// One transaction: optional setup SQL, a binary COPY of `rows`, optional follow-up SQL.
+async fn copy_rows(
+    client: &mut Client,
+    copy_sql: &str,
+    around: Option<(&str, &str)>,
+    types: &[Type],
+    rows: &[Row],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if let Some((before, _)) = around {
+        tx.batch_execute(before).await?;
+    }
+    let sink = tx.copy_in(copy_sql).await?;
+    let writer = BinaryCopyInWriter::new(sink, types);
+    pin_mut!(writer);
+    for row in rows {
+        let encoders: Vec<Encode> = row.iter().map(Encode).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = encoders.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
+        writer.as_mut().write(&refs).await?;
+    }
+    writer.finish().await?;
+    if let Some((_, after)) = around {
+        tx.batch_execute(after).await?;
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_type_mapping() {
+        assert_eq!(from_format_type("numeric(12,2)"), DataType::Decimal { precision: Some(12), scale: Some(2) });
+        assert_eq!(from_format_type("character varying(80)"), DataType::Text { max_chars: Some(80) });
+        assert_eq!(from_format_type("timestamp(3) with time zone"), DataType::TimestampTz);
+        assert_eq!(from_format_type("timestamp without time zone"), DataType::Timestamp);
+        assert_eq!(from_format_type("integer[]"), DataType::text());
+        assert_eq!(from_format_type("interval"), DataType::text());
+        for t in
+            [DataType::Bool, DataType::Int32, DataType::Json, DataType::Decimal { precision: Some(20), scale: Some(0) }]
+        {
+            let declared = declare(&t);
+            let formatted = match declared.as_str() {
+                "jsonb" => "jsonb".to_string(),
+                "numeric(20,0)" => "numeric(20,0)".to_string(),
+                other => other.to_string(),
+            };
+            assert_eq!(from_format_type(&formatted), t);
+        }
+    }
+}

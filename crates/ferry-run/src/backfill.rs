@@ -1,0 +1,229 @@
+//! Phase 2: copy existing rows in key order, one checkpointed batch at a time.
+//!
+//! A reader task fetches the next batch while the current one is written.
+//! Before a batch is written its intent is recorded; after, its last key.
+//! A run killed between the two redoes exactly that batch, and the upsert
+//! makes the redo harmless.
+
+use crate::error::{Result, RunError, RunErrorKind};
+use crate::mapping::TablePlan;
+use crate::progress::Progress;
+use crate::state::StateStore;
+use ferry_core::convert::convert;
+use ferry_core::spec::OnConversionError;
+use ferry_core::value::describe_key;
+use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
+use ferry_engine::{Engine, ErrorKind, WriteSpec};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Above this estimate the engine's statistics are used instead of COUNT(*).
+const EXACT_COUNT_LIMIT: u64 = 10_000_000;
+
+pub struct Backfill<'a> {
+    pub source: Arc<dyn Engine>,
+    pub target: Arc<dyn Engine>,
+    pub state: &'a StateStore,
+    pub policy: &'a Policy,
+    pub progress: &'a dyn Progress,
+}
+
+/// A row that could not be converted: which, where and why.
+#[derive(Debug, Clone)]
+pub struct ConversionFailure {
+    pub key: String,
+    pub column: String,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Converts a source row into the target's types.
+pub fn convert_row(
+    row: Row,
+    types: &[DataType],
+) -> std::result::Result<Row, (usize, ferry_core::convert::ConversionError)> {
+    row.into_iter().zip(types).enumerate().map(|(i, (v, t))| convert(v, t).map_err(|e| (i, e))).collect()
+}
+
+impl Backfill<'_> {
+    pub async fn table(&self, plan: &TablePlan, write: &WriteSpec) -> Result<u64> {
+        let target = plan.target_display();
+        let progress =
+            self.state.table(&target)?.ok_or_else(|| RunError::state(format!("table {target} is not registered")))?;
+        if progress.backfill_done {
+            return Ok(0);
+        }
+        let total = match progress.rows_total {
+            Some(t) => Some(t),
+            None => {
+                let estimate = plan.source.stats.row_estimate;
+                let (total, exact) = match estimate {
+                    Some(e) if e > EXACT_COUNT_LIMIT && plan.read.filter.is_none() => (e, false),
+                    _ => (self.source.count(&plan.source_name, plan.read.filter.as_deref()).await?, true),
+                };
+                self.state.set_rows_total(&target, Some(total), exact)?;
+                Some(total)
+            }
+        };
+        if progress.rows_copied > 0 || progress.pending_batch {
+            let line = self.state.audit(&AuditEvent::BackfillResumed {
+                table: target.clone(),
+                rows_copied: progress.rows_copied,
+                redoing_batch: progress.pending_batch,
+            })?;
+            self.progress.note(&format!(
+                "resuming {target} after {} rows{}",
+                progress.rows_copied,
+                progress.last_key_display.as_deref().map(|k| format!(" (last key {k})")).unwrap_or_default()
+            ));
+            tracing::info!("{line}");
+        }
+        let task = format!("backfill {target}");
+        self.progress.task_started(&task, total, progress.rows_copied);
+
+        let (tx, mut rx) = mpsc::channel::<ferry_engine::Result<Vec<Row>>>(2);
+        let reader = {
+            let source = self.source.clone();
+            let read = plan.read.clone();
+            let batch = self.policy.batch_size;
+            let mut after = progress.last_key.clone();
+            tokio::spawn(async move {
+                loop {
+                    let rows = source.read_batch(&read, after.as_deref(), batch).await;
+                    let rows = match rows {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    let last = rows.len() < batch;
+                    if let Some(row) = rows.last() {
+                        after = Some(read.key_of(row));
+                    }
+                    if tx.send(Ok(rows)).await.is_err() || last {
+                        return;
+                    }
+                }
+            })
+        };
+
+        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
+        let column_names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let mut redo = progress.pending_batch;
+        let mut copied = 0u64;
+        let result: Result<()> = async {
+            while let Some(batch) = rx.recv().await {
+                let rows =
+                    batch.map_err(|e| RunError::from(e).context(format_args!("reading {}", plan.source_name)))?;
+                let Some(last) = rows.last() else { break };
+                let last_key = plan.read.key_of(last);
+                let key_display = describe_key(&plan.key_source, &last_key);
+                let count = rows.len() as u64;
+                let mut converted = Vec::with_capacity(rows.len());
+                let mut failures = Vec::new();
+                for row in rows {
+                    let key = plan.read.key_of(&row);
+                    match convert_row(row, &types) {
+                        Ok(r) => converted.push(r),
+                        Err((col, e)) => failures.push(ConversionFailure {
+                            key: describe_key(&plan.key_source, &key),
+                            column: column_names[col].clone(),
+                            value: e.value.clone(),
+                            reason: e.to_string(),
+                        }),
+                    }
+                }
+                for f in &failures {
+                    self.state.quarantine(&target, &f.key, &f.column, &f.value, &f.reason)?;
+                    self.state.audit(&AuditEvent::RowQuarantined {
+                        table: target.clone(),
+                        key: f.key.clone(),
+                        column: f.column.clone(),
+                        reason: f.reason.clone(),
+                    })?;
+                }
+                if let Some(first) = failures.first() {
+                    if self.policy.on_conversion_error == OnConversionError::Stop {
+                        return Err(conversion_error(&target, first, failures.len()));
+                    }
+                    self.progress.note(&format!(
+                        "{target}: quarantined {} row(s), first {}: {}",
+                        failures.len(),
+                        first.key,
+                        first.reason
+                    ));
+                }
+                self.state.begin_batch(&target)?;
+                self.write_batch(plan, write, converted).await?;
+                self.state.complete_batch(&target, &last_key, &key_display, count, redo)?;
+                redo = false;
+                copied += count;
+                self.progress.advanced(&task, count);
+                if !self.policy.batch_pause.is_zero() {
+                    tokio::time::sleep(self.policy.batch_pause).await;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        reader.abort();
+        result?;
+        self.state.finish_backfill(&target)?;
+        let done = self.state.table(&target)?.unwrap_or_default();
+        self.state.audit(&AuditEvent::BackfillCompleted {
+            table: target.clone(),
+            rows: done.rows_copied,
+            batches: done.batches,
+            batches_redone: done.batches_redone,
+        })?;
+        self.progress.task_finished(&task);
+        Ok(copied)
+    }
+
+    /// Upserts a batch; when the target rejects it for its data, finds and names the row.
+    async fn write_batch(&self, plan: &TablePlan, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let Err(err) = self.target.upsert(write, rows.clone()).await else {
+            return Ok(());
+        };
+        if !matches!(err.kind(), ErrorKind::Conversion | ErrorKind::Constraint) {
+            return Err(RunError::from(err));
+        }
+        for row in rows {
+            let key = plan.read.key_of(&row);
+            if let Err(e) = self.target.upsert(write, vec![row]).await {
+                let key = describe_key(&plan.key_target, &key);
+                return Err(RunError::new(
+                    RunErrorKind::Engine(e.kind()),
+                    format!("the target rejected row {key} of {}: {}", plan.target_name, e.message()),
+                )
+                .with_hint("compare the row with the target column types; override a type in [table.columns] if the default mapping does not fit"));
+            }
+        }
+        Err(RunError::from(err))
+    }
+}
+
+fn conversion_error(table: &str, first: &ConversionFailure, count: usize) -> RunError {
+    let more = if count > 1 {
+        format!(" ({} rows in this batch failed; all are listed in the state store's quarantine)", count)
+    } else {
+        String::new()
+    };
+    RunError::new(
+        RunErrorKind::Conversion,
+        format!("table {table}, row {}, column {}: {}{more}", first.key, first.column, first.reason),
+    )
+    .with_hint(
+        "fix the value in the source, override the column's type in [table.columns], or set \
+         policy.on_conversion_error = \"quarantine\" to copy the other rows and list this one; then run `ferry run` again",
+    )
+}
+
+/// The key values as they will be bound on resume, for tests and tools.
+pub fn key_values(row: &Row, positions: &[usize]) -> Vec<Value> {
+    positions.iter().map(|&i| row[i].clone()).collect()
+}

@@ -1,0 +1,22 @@
+//! Ferry's orchestration, written once over the [`ferry_engine::Engine`] trait.
+//!
+//! [`Migration`] connects the databases named in a spec, plans each table,
+//! and runs the phases: expand, backfill and verify. Every step is recorded
+//! in the [`StateStore`] before the runner moves on, so that a run killed at
+//! any instant resumes where it stopped.
+
+pub mod backfill;
+pub mod connect;
+pub mod demo;
+mod error;
+pub mod mapping;
+pub mod progress;
+pub mod runner;
+pub mod state;
+pub mod verify;
+
+pub use error::{Result, RunError, RunErrorKind};
+pub use progress::{Progress, Silent};
+pub use runner::{state_path, status, Migration, RunOutcome, TableOutcome};
+pub use state::StateStore;
+pub use verify::TableReport;

@@ -1,0 +1,608 @@
+//! Ferry engine for SQLite files.
+//!
+//! rusqlite is synchronous; every call runs on tokio's blocking pool with
+//! the one connection behind a mutex.
+
+mod types;
+
+pub use types::{declare, from_declared};
+
+use async_trait::async_trait;
+use ferry_core::temporal;
+use ferry_core::{
+    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+};
+use ferry_engine::sql::SQLITE;
+use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, WriteSpec};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub struct SqliteEngine {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Whether opening may create the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The file must exist (a source).
+    Existing,
+    /// The file is created if missing (a target).
+    Create,
+}
+
+impl SqliteEngine {
+    pub async fn open(path: &Path, mode: OpenMode) -> Result<SqliteEngine> {
+        let path = path.to_path_buf();
+        let p = path.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection> {
+            if mode == OpenMode::Existing && !p.exists() {
+                return Err(EngineError::new(
+                    ErrorKind::NotFound,
+                    format!("SQLite file {} does not exist", p.display()),
+                )
+                .with_hint("check the path in the URL; relative paths are resolved against the spec's directory"));
+            }
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if mode == OpenMode::Create && !dir.exists() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        EngineError::new(ErrorKind::Io, format!("cannot create directory {}: {e}", dir.display()))
+                    })?;
+                }
+            }
+            let mut flags =
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+            if mode == OpenMode::Create {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            let conn = Connection::open_with_flags(&p, flags)
+                .map_err(|e| map_err(e).context(format_args!("opening SQLite file {}", p.display())))?;
+            conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
+            // Check that this is a database at all before anything else touches it.
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+                .map_err(|e| map_err(e).context(format_args!("reading {}", p.display())))?;
+            // A large page cache keeps index maintenance in memory during bulk loads.
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF; PRAGMA cache_size = -262144;")
+                .map_err(map_err)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(join_err)??;
+        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> EngineError {
+    EngineError::new(ErrorKind::Other, format!("SQLite worker failed: {e}"))
+}
+
+fn map_err(e: rusqlite::Error) -> EngineError {
+    use rusqlite::ErrorCode;
+    let message = e.to_string();
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::ConstraintViolation => ErrorKind::Constraint,
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Transient,
+            ErrorCode::CannotOpen => ErrorKind::Io,
+            ErrorCode::NotADatabase => ErrorKind::Other,
+            ErrorCode::PermissionDenied | ErrorCode::ReadOnly => ErrorKind::Permission,
+            _ if message.contains("no such table") => ErrorKind::NotFound,
+            _ => ErrorKind::Sql,
+        },
+        rusqlite::Error::SqlInputError { .. } => ErrorKind::Sql,
+        _ => ErrorKind::Other,
+    };
+    EngineError::new(kind, message).with_source(e)
+}
+
+/// A [`Value`] bound as a SQLite parameter, stored in the form Ferry reads back.
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        use rusqlite::types::Value as V;
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Owned(V::Null),
+            Value::Bool(b) => ToSqlOutput::Owned(V::Integer(*b as i64)),
+            Value::Int(i) => ToSqlOutput::Owned(V::Integer(*i)),
+            Value::Float(f) => ToSqlOutput::Owned(V::Real(*f)),
+            Value::Decimal(d) => ToSqlOutput::Borrowed(ValueRef::Text(d.as_bytes())),
+            Value::Text(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Value::Uuid(u) => ToSqlOutput::Owned(V::Text(ferry_core::value::format_uuid(u))),
+            Value::Date(d) => {
+                let mut s = String::with_capacity(10);
+                temporal::write_date(&mut s, d);
+                ToSqlOutput::Owned(V::Text(s))
+            }
+            Value::Time(t) => {
+                let mut s = String::with_capacity(15);
+                temporal::write_time(&mut s, t);
+                ToSqlOutput::Owned(V::Text(s))
+            }
+            Value::Timestamp(t) => {
+                let mut s = String::with_capacity(26);
+                temporal::write_timestamp(&mut s, t);
+                ToSqlOutput::Owned(V::Text(s))
+            }
+            Value::TimestampTz(t) => {
+                let mut s = String::with_capacity(32);
+                temporal::write_timestamp(&mut s, &t.naive_utc());
+                s.push_str("+00:00");
+                ToSqlOutput::Owned(V::Text(s))
+            }
+        })
+    }
+}
+
+fn read_value(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::Int(i),
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => match std::str::from_utf8(t) {
+            Ok(s) => Value::Text(s.to_string()),
+            Err(_) => Value::Bytes(t.to_vec()),
+        },
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
+    }
+}
+
+fn query_rows(conn: &Connection, sql: &str, params: Vec<&Value>) -> Result<Vec<Row>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let width = stmt.column_count();
+    let mut rows = stmt.query(params_from_iter(params.into_iter().map(Bind))).map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(read_value(row.get_ref(i).map_err(map_err)?));
+        }
+        out.push(values);
+    }
+    Ok(out)
+}
+
+fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> {
+    let name = table.name.clone();
+    let exists: bool = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(map_err)?
+        > 0;
+    if !exists {
+        return Err(not_found(conn, table));
+    }
+    let q = SQLITE.ident(&name);
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})")).map_err(map_err)?;
+        let mut rows = stmt.query([]).map_err(map_err)?;
+        while let Some(r) = rows.next().map_err(map_err)? {
+            let hidden: i64 = r.get(6).map_err(map_err)?;
+            if hidden == 1 {
+                continue; // virtual-table hidden column
+            }
+            let col_name: String = r.get(1).map_err(map_err)?;
+            let declared: String = r.get::<_, Option<String>>(2).map_err(map_err)?.unwrap_or_default();
+            let notnull: i64 = r.get(3).map_err(map_err)?;
+            let default: Option<String> = r.get(4).map_err(map_err)?;
+            let pk_pos: i64 = r.get(5).map_err(map_err)?;
+            if pk_pos > 0 {
+                pk.push((pk_pos, col_name.clone()));
+            }
+            columns.push(Column {
+                name: col_name,
+                data_type: from_declared(&declared),
+                nullable: notnull == 0 && pk_pos == 0,
+                default,
+                native_type: if declared.is_empty() { "(none)".into() } else { declared },
+            });
+        }
+    }
+    pk.sort();
+    let primary_key: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+
+    let mut unique_keys = Vec::new();
+    let mut indexes = Vec::new();
+    {
+        let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})")).map_err(map_err)?;
+        let list: Vec<(String, bool, String, bool)> = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)? == 1, r.get::<_, String>(3)?, r.get::<_, i64>(4)? == 1))
+            })
+            .map_err(map_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        for (index_name, unique, origin, partial) in list {
+            if origin == "pk" || partial {
+                continue;
+            }
+            let mut cols =
+                conn.prepare(&format!("PRAGMA index_info({})", SQLITE.ident(&index_name))).map_err(map_err)?;
+            let members: Vec<Option<String>> = cols
+                .query_map([], |r| r.get::<_, Option<String>>(2))
+                .map_err(map_err)?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(map_err)?;
+            // An index on an expression has a NULL column name: not something Ferry can recreate.
+            let Some(members) = members.into_iter().collect::<Option<Vec<String>>>() else {
+                continue;
+            };
+            let index = Index { name: index_name, columns: members, unique };
+            if unique {
+                unique_keys.push(index);
+            } else {
+                indexes.push(index);
+            }
+        }
+    }
+
+    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
+    {
+        let mut stmt = conn.prepare(&format!("PRAGMA foreign_key_list({q})")).map_err(map_err)?;
+        let rows: Vec<(i64, String, String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .map_err(map_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        // id -> (parent table, child columns, parent columns)
+        type Parts = (String, Vec<String>, Vec<Option<String>>);
+        let mut by_id: std::collections::BTreeMap<i64, Parts> = Default::default();
+        for (id, parent, from, to) in rows {
+            let entry = by_id.entry(id).or_insert_with(|| (parent, Vec::new(), Vec::new()));
+            entry.1.push(from);
+            entry.2.push(to);
+        }
+        for (_, (parent, from, to)) in by_id {
+            // A NULL target column means "the parent's primary key".
+            let ref_columns = if to.iter().all(Option::is_some) {
+                to.into_iter().flatten().collect()
+            } else {
+                let parent_schema = introspect_sync(conn, &TableName::parse(&parent))?;
+                parent_schema.primary_key
+            };
+            foreign_keys.push(ForeignKey {
+                name: object_name(&name, &from, "fkey"),
+                columns: from,
+                ref_table: TableName::parse(&parent),
+                ref_columns,
+            });
+        }
+    }
+
+    let row_estimate: i64 = conn.query_row(&format!("SELECT count(*) FROM {q}"), [], |r| r.get(0)).map_err(map_err)?;
+    let size_bytes: Option<i64> =
+        conn.query_row("SELECT sum(pgsize) FROM dbstat WHERE name = ?1", [&name], |r| r.get(0)).ok().flatten();
+
+    Ok(TableSchema {
+        name: table.clone(),
+        columns,
+        primary_key,
+        unique_keys,
+        indexes,
+        foreign_keys,
+        stats: TableStats { row_estimate: Some(row_estimate as u64), size_bytes: size_bytes.map(|s| s as u64) },
+    })
+}
+
+fn not_found(conn: &Connection, table: &TableName) -> EngineError {
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .unwrap_or_default();
+    EngineError::new(ErrorKind::NotFound, format!("table `{table}` does not exist")).with_hint(if tables.is_empty() {
+        "the database has no tables".to_string()
+    } else {
+        format!("tables in this database: {}", tables.join(", "))
+    })
+}
+
+#[async_trait]
+impl Engine for SqliteEngine {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Sqlite
+    }
+
+    fn display_url(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
+        let table = table.clone();
+        self.with_conn(move |c| introspect_sync(c, &table)).await
+    }
+
+    async fn table_exists(&self, table: &TableName) -> Result<bool> {
+        let name = table.name.clone();
+        self.with_conn(move |c| {
+            c.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn expression_type(&self, _table: &TableName, _sql: &str) -> Result<Option<DataType>> {
+        // SQLite expressions have no declared type.
+        Ok(None)
+    }
+
+    fn storage_type(&self, t: &DataType, _in_key_or_index: bool) -> DataType {
+        t.clone()
+    }
+
+    fn adds_foreign_keys_later(&self) -> bool {
+        false
+    }
+
+    async fn create_table(&self, def: &TableDef) -> Result<()> {
+        let def = def.clone();
+        self.with_conn(move |c| {
+            let rowid_alias = def.primary_key.len() == 1
+                && def.columns.iter().any(|col| col.name == def.primary_key[0] && col.data_type.is_integer());
+            let mut parts: Vec<String> = def
+                .columns
+                .iter()
+                .map(|col| {
+                    let is_alias = rowid_alias && col.name == def.primary_key[0];
+                    format!(
+                        "{} {}{}",
+                        SQLITE.ident(&col.name),
+                        declare(&col.data_type, is_alias),
+                        if col.nullable { "" } else { " NOT NULL" }
+                    )
+                })
+                .collect();
+            parts.push(format!("PRIMARY KEY ({})", SQLITE.idents(&def.primary_key)));
+            for fk in &def.foreign_keys {
+                parts.push(format!(
+                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+                    SQLITE.ident(&fk.name),
+                    SQLITE.idents(&fk.columns),
+                    SQLITE.ident(&fk.ref_table.name),
+                    SQLITE.idents(&fk.ref_columns)
+                ));
+            }
+            let t = SQLITE.ident(&def.name.name);
+            let sql = format!("CREATE TABLE {t} (\n  {}\n)", parts.join(",\n  "));
+            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
+        })
+        .await
+    }
+
+    async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
+        let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
+        let sql = format!(
+            "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+            if unique { "UNIQUE " } else { "" },
+            SQLITE.ident(&name),
+            SQLITE.ident(&table.name),
+            SQLITE.idents(columns)
+        );
+        let table = table.clone();
+        self.with_conn(move |c| {
+            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating index {name} on {table}")))
+        })
+        .await
+    }
+
+    async fn add_foreign_key(&self, table: &TableName, _fk: &ForeignKey) -> Result<()> {
+        Err(EngineError::new(
+            ErrorKind::Unsupported,
+            format!("SQLite cannot add a foreign key to the existing table {table}"),
+        ))
+    }
+
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        let query = SQLITE.keyset_select(read, after.is_some(), limit);
+        let after: Vec<Value> = after.map(|a| a.to_vec()).unwrap_or_default();
+        let table = read.table.clone();
+        self.with_conn(move |c| {
+            let params: Vec<&Value> = query.binds.iter().map(|&i| &after[i]).collect();
+            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
+        })
+        .await
+    }
+
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let read = read.clone();
+        let keys = keys.to_vec();
+        self.with_conn(move |c| {
+            let mut out = Vec::new();
+            for chunk in keys.chunks(200) {
+                let query = SQLITE.select_by_keys(&read, chunk.len());
+                let flat: Vec<&Value> = chunk.iter().flatten().collect();
+                let params = query.binds.iter().map(|&i| flat[i]).collect();
+                out.extend(query_rows(c, &query.sql, params)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let mut sql = SQLITE.insert(&write.table, &names, 1);
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| !write.key.contains(n))
+            .map(|n| format!("{0} = excluded.{0}", SQLITE.ident(n)))
+            .collect();
+        if updates.is_empty() {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", SQLITE.idents(&write.key)));
+        } else {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", SQLITE.idents(&write.key), updates.join(", ")));
+        }
+        let table = write.table.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            {
+                let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+                for row in &rows {
+                    stmt.execute(params_from_iter(row.iter().map(Bind)))
+                        .map_err(|e| map_err(e).context(format_args!("writing {table}")))?;
+                }
+            }
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let sql = SQLITE.count(table, filter);
+        let table = table.clone();
+        self.with_conn(move |c| {
+            c.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| map_err(e).context(format_args!("counting {table}")))
+        })
+        .await
+    }
+
+    async fn try_lock(&self, _name: &str) -> Result<Option<LockGuard>> {
+        // One file, one migration: an advisory (flock) lock on the database
+        // file itself, independent of the POSIX locks SQLite takes inside it.
+        let file = std::fs::File::open(&self.path)
+            .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot open {}: {e}", self.path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(LockGuard::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(EngineError::new(ErrorKind::Io, format!("cannot lock {}: {e}", self.path.display())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::ColumnDef;
+    use ferry_engine::SelectItem;
+
+    async fn engine(dir: &Path) -> SqliteEngine {
+        SqliteEngine::open(&dir.join("t.db"), OpenMode::Create).await.unwrap()
+    }
+
+    fn def() -> TableDef {
+        TableDef {
+            name: TableName::parse("items"),
+            columns: vec![
+                ColumnDef { name: "id".into(), data_type: DataType::Int64, nullable: false },
+                ColumnDef { name: "name".into(), data_type: DataType::Text { max_chars: Some(20) }, nullable: true },
+                ColumnDef {
+                    name: "price".into(),
+                    data_type: DataType::Decimal { precision: Some(30), scale: Some(2) },
+                    nullable: true,
+                },
+            ],
+            primary_key: vec!["id".into()],
+            unique_keys: vec![vec!["name".into()]],
+            indexes: vec![vec!["price".into()]],
+            foreign_keys: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn create_introspect_upsert_read() {
+        let dir = tempfile_dir();
+        let e = engine(dir.path()).await;
+        e.create_table(&def()).await.unwrap();
+        e.create_index(&TableName::parse("items"), &["name".into()], true).await.unwrap();
+        e.create_index(&TableName::parse("items"), &["price".into()], false).await.unwrap();
+        e.create_index(&TableName::parse("items"), &["price".into()], false).await.unwrap();
+        let schema = e.introspect(&TableName::parse("items")).await.unwrap();
+        assert_eq!(schema.primary_key, ["id"]);
+        assert_eq!(
+            schema.column("price").unwrap().data_type,
+            DataType::Decimal { precision: Some(30), scale: Some(2) }
+        );
+        assert_eq!(schema.unique_keys[0].columns, ["name"]);
+        assert_eq!(schema.indexes[0].columns, ["price"]);
+
+        let write = WriteSpec {
+            table: TableName::parse("items"),
+            columns: def().columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect(),
+            key: vec!["id".into()],
+        };
+        let big = "123456789012345678901234567.89".to_string();
+        let rows =
+            (1..=5).map(|i| vec![Value::Int(i), Value::Text(format!("n{i}")), Value::Decimal(big.clone())]).collect();
+        e.upsert(&write, rows).await.unwrap();
+        // idempotent: the same keys again replace, never duplicate
+        e.upsert(&write, vec![vec![Value::Int(1), Value::Text("one".into()), Value::Null]]).await.unwrap();
+        assert_eq!(e.count(&TableName::parse("items"), None).await.unwrap(), 5);
+
+        let read = ReadSpec {
+            table: TableName::parse("items"),
+            select: vec![
+                SelectItem::Column("id".into()),
+                SelectItem::Column("name".into()),
+                SelectItem::Column("price".into()),
+            ],
+            key: vec!["id".into()],
+            key_positions: vec![0],
+            filter: None,
+        };
+        let first = e.read_batch(&read, None, 2).await.unwrap();
+        assert_eq!(first[0], vec![Value::Int(1), Value::Text("one".into()), Value::Null]);
+        let next = e.read_batch(&read, Some(&[Value::Int(2)]), 10).await.unwrap();
+        assert_eq!(next.len(), 3);
+        assert_eq!(next[0][2], Value::Text(big), "decimals wider than a double keep every digit");
+        let picked = e.read_keys(&read, &[vec![Value::Int(4)], vec![Value::Int(99)]]).await.unwrap();
+        assert_eq!(picked.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn missing_things_are_clear_errors() {
+        let dir = tempfile_dir();
+        let err = SqliteEngine::open(&dir.path().join("nope.db"), OpenMode::Existing).await.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        let e = engine(dir.path()).await;
+        e.create_table(&def()).await.unwrap();
+        let err = e.introspect(&TableName::parse("itemz")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert!(err.hint().unwrap().contains("items"));
+    }
+
+    #[tokio::test]
+    async fn lock_is_exclusive() {
+        let dir = tempfile_dir();
+        let a = engine(dir.path()).await;
+        let b = engine(dir.path()).await;
+        let held = a.try_lock("m").await.unwrap();
+        assert!(held.is_some());
+        assert!(b.try_lock("m").await.unwrap().is_none());
+        drop(held);
+        assert!(b.try_lock("m").await.unwrap().is_some());
+    }
+
+    fn tempfile_dir() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+}
