@@ -1,1 +1,356 @@
+//! Test support: a fresh database per test on the real servers, the engine
+//! matrix, and a runner for the real `ferry` binary that prints everything
+//! useful when a test fails.
+//!
+//! Servers come from `FERRY_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`)
+//! and `FERRY_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`).
 
+pub mod fixtures;
+
+use ferry_core::{DataType, Row, TableName, Value};
+use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+pub use ferry_engine::EngineKind as Kind;
+
+pub const ALL: [EngineKind; 3] = [EngineKind::Sqlite, EngineKind::Postgres, EngineKind::Mysql];
+
+pub fn pg_server() -> String {
+    std::env::var("FERRY_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn mysql_server() -> String {
+    std::env::var("FERRY_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), fastrand::u32(..0xffff))
+}
+
+/// A database of its own for one test; dropped (server) or deleted (file) at the end.
+pub struct TestDb {
+    pub kind: EngineKind,
+    pub url: String,
+    pub name: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn new(kind: EngineKind) -> TestDb {
+        let name = unique_name("ferrytest");
+        match kind {
+            EngineKind::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join(format!("{name}.db"));
+                // Sources must exist: create the empty file.
+                rusqlite::Connection::open(&path).expect("create sqlite file");
+                TestDb { kind, url: format!("sqlite:{}", path.display()), name, _dir: Some(dir) }
+            }
+            EngineKind::Postgres => {
+                let (client, conn) =
+                    tokio_postgres::connect(&format!("{}/postgres", pg_server()), tokio_postgres::NoTls)
+                        .await
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "PostgreSQL at {} is not reachable ({e}); run scripts/test to set it up",
+                                pg_server()
+                            )
+                        });
+                tokio::spawn(conn);
+                client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
+                TestDb { kind, url: format!("{}/{name}", pg_server()), name, _dir: None }
+            }
+            EngineKind::Mysql => {
+                let pool = mysql_async::Pool::new(mysql_server().as_str());
+                let mut conn = pool.get_conn().await.unwrap_or_else(|e| {
+                    panic!("MariaDB at {} is not reachable ({e}); run scripts/test to set it up", mysql_server())
+                });
+                use mysql_async::prelude::Queryable;
+                conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+                    .await
+                    .expect("create database");
+                drop(conn);
+                let _ = pool.disconnect().await;
+                TestDb { kind, url: format!("{}/{name}", mysql_server()), name, _dir: None }
+            }
+        }
+    }
+
+    pub fn path(&self) -> Option<PathBuf> {
+        self.url.strip_prefix("sqlite:").map(PathBuf::from)
+    }
+
+    /// Runs SQL in this database, with the engine's own driver.
+    pub async fn exec(&self, sql: &str) {
+        match self.kind {
+            EngineKind::Sqlite => {
+                let conn = rusqlite::Connection::open(self.path().unwrap()).unwrap();
+                conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
+            }
+            EngineKind::Postgres => {
+                let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{e:?}\n{sql}"));
+            }
+            EngineKind::Mysql => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).unwrap()).await.unwrap();
+                conn.query_drop("SET NAMES utf8mb4").await.unwrap();
+                conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
+                let _ = conn.disconnect().await;
+            }
+        }
+    }
+
+    /// Ferry's engine for this database.
+    pub async fn engine(&self) -> Arc<dyn Engine> {
+        ferry_run::connect::open(&self.url, Path::new("/"), ferry_run::connect::Role::Target).await.expect("connect")
+    }
+
+    /// Every row of `table` (all columns), converted to `types`, ordered by canonical key bytes.
+    pub async fn rows(&self, table: &str, key: &[&str], columns: &[&str], types: &[DataType]) -> Vec<Row> {
+        let engine = self.engine().await;
+        let read = ReadSpec {
+            table: TableName::parse(table),
+            select: columns.iter().map(|c| SelectItem::Column(c.to_string())).collect(),
+            key: key.iter().map(|k| k.to_string()).collect(),
+            key_positions: key.iter().map(|k| columns.iter().position(|c| c == k).expect("key in columns")).collect(),
+            filter: None,
+        };
+        let mut out = Vec::new();
+        let mut after: Option<Vec<Value>> = None;
+        loop {
+            let batch = engine.read_batch(&read, after.as_deref(), 1000).await.expect("read");
+            let done = batch.len() < 1000;
+            if let Some(last) = batch.last() {
+                after = Some(read.key_of(last));
+            }
+            for row in batch {
+                let converted: Row = row
+                    .into_iter()
+                    .zip(types)
+                    .map(|(v, t)| ferry_core::convert::convert(v, t).expect("convertible"))
+                    .collect();
+                out.push(converted);
+            }
+            if done {
+                break;
+            }
+        }
+        out.sort_by_key(|r| Value::encode_row(&read.key_positions.iter().map(|&i| r[i].clone()).collect::<Vec<_>>()));
+        out
+    }
+
+    pub async fn count(&self, table: &str) -> u64 {
+        self.engine().await.count(&TableName::parse(table), None).await.expect("count")
+    }
+
+    /// Names of `ferry_`-prefixed tables left in this database.
+    pub async fn ferry_objects(&self) -> Vec<String> {
+        let sql = match self.kind {
+            EngineKind::Sqlite => "SELECT name FROM sqlite_master WHERE name LIKE 'ferry\\_%' ESCAPE '\\'".to_string(),
+            EngineKind::Postgres => "SELECT relname FROM pg_class WHERE relname LIKE 'ferry\\_%'".to_string(),
+            EngineKind::Mysql => format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME LIKE 'ferry\\_%'",
+                self.name
+            ),
+        };
+        match self.kind {
+            EngineKind::Sqlite => {
+                let conn = rusqlite::Connection::open(self.path().unwrap()).unwrap();
+                let mut stmt = conn.prepare(&sql).unwrap();
+                stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+            }
+            EngineKind::Postgres => {
+                let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.query(&sql, &[]).await.unwrap().iter().map(|r| r.get(0)).collect()
+            }
+            EngineKind::Mysql => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).unwrap()).await.unwrap();
+                let names: Vec<String> = conn.query(sql).await.unwrap();
+                let _ = conn.disconnect().await;
+                names
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (kind, name) = (self.kind, self.name.clone());
+        if kind == EngineKind::Sqlite {
+            return; // the temp dir goes with it
+        }
+        // Drop the database from a thread of its own: Drop cannot await.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                match kind {
+                    EngineKind::Postgres => {
+                        if let Ok((client, conn)) =
+                            tokio_postgres::connect(&format!("{}/postgres", pg_server()), tokio_postgres::NoTls).await
+                        {
+                            tokio::spawn(conn);
+                            let _ =
+                                client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                        }
+                    }
+                    EngineKind::Mysql => {
+                        use mysql_async::prelude::Queryable;
+                        if let Ok(mut conn) =
+                            mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_server()).unwrap()).await
+                        {
+                            let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
+                            let _ = conn.disconnect().await;
+                        }
+                    }
+                    EngineKind::Sqlite => {}
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A working directory with a spec, and the `ferry` binary to run in it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub binary: PathBuf,
+}
+
+/// What a run of the binary did; `Display` shows all of it for assertion messages.
+pub struct Ran {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ferry {}\nexit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl Ran {
+    fn from(args: &[&str], out: Output) -> Ran {
+        Ran {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Ran {
+        assert_eq!(self.code, Some(code), "unexpected exit code\n{self}");
+        self
+    }
+}
+
+impl Workspace {
+    pub fn new(binary: impl Into<PathBuf>) -> Workspace {
+        Workspace { dir: tempfile::tempdir().expect("temp dir"), binary: binary.into() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn spec_path(&self) -> PathBuf {
+        self.dir.path().join("ferry.toml")
+    }
+
+    pub fn write_spec(&self, text: &str) {
+        std::fs::write(self.spec_path(), text).expect("write spec");
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(args).current_dir(self.path()).env_remove("FERRY_SPEC");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let out = self.command(args).output().expect("run ferry");
+        Ran::from(args, out)
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let ran = self.run(&["status", "--json"]);
+        ran.assert_code(0);
+        serde_json::from_str(&ran.stdout).unwrap_or_else(|e| panic!("status --json is not JSON ({e})\n{ran}"))
+    }
+
+    pub fn audit_log(&self) -> String {
+        std::fs::read_to_string(self.path().join(".ferry/audit.log")).unwrap_or_default()
+    }
+}
+
+/// A spec with one or more `[[table]]` entries appended verbatim.
+pub fn spec(source: &TestDb, target: &TestDb, tables: &str) -> String {
+    format!("[source]\nurl = \"{}\"\n\n[target]\nurl = \"{}\"\n\n{tables}", source.url, target.url)
+}
+
+/// Generates one `#[tokio::test]` per engine pair, calling `$body(source, target)`.
+#[macro_export]
+macro_rules! engine_matrix {
+    ($body:ident) => {
+        mod $body {
+            use $crate::Kind::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_to_sqlite() {
+                super::$body(Sqlite, Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_to_postgres() {
+                super::$body(Sqlite, Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_to_mysql() {
+                super::$body(Sqlite, Mysql).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_to_sqlite() {
+                super::$body(Postgres, Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_to_postgres() {
+                super::$body(Postgres, Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_to_mysql() {
+                super::$body(Postgres, Mysql).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql_to_sqlite() {
+                super::$body(Mysql, Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql_to_postgres() {
+                super::$body(Mysql, Postgres).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mysql_to_mysql() {
+                super::$body(Mysql, Mysql).await
+            }
+        }
+    };
+}
+
+/// Drivers, re-exported so tests can set up fixtures directly.
+pub use rusqlite;

@@ -1,0 +1,205 @@
+//! Bad input gets a clear message naming the culprit and exit code 2, never a
+//! panic, and nothing is lost.
+
+use ferry_testkit::{spec, Kind, Ran, TestDb, Workspace};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+#[track_caller]
+fn assert_error(ran: &Ran, needles: &[&str]) {
+    ran.assert_code(2);
+    assert!(!ran.stderr.contains("panicked"), "a panic is never an error message\n{ran}");
+    assert!(
+        ran.stderr.lines().any(|l| l.starts_with("error: ")),
+        "errors are reported on a line starting `error: `\n{ran}"
+    );
+    for needle in needles {
+        assert!(ran.stderr.contains(needle), "the message should mention {needle:?}\n{ran}");
+    }
+}
+
+const SOURCE_ONLY: &str =
+    "[source]\nurl = \"sqlite:source.db\"\n[target]\nurl = \"sqlite:target.db\"\n[[table]]\nfrom = \"users\"\n";
+
+fn sqlite_workspace() -> Workspace {
+    let ws = Workspace::new(FERRY);
+    let conn = rusqlite_open(&ws.path().join("source.db"));
+    conn.execute_batch(
+        "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, age INTEGER);
+         INSERT INTO users VALUES (1, 'a', 30), (2, 'b', 'abc'), (3, 'c', 40);
+         CREATE TABLE logs (at TEXT, message TEXT);
+         INSERT INTO logs VALUES ('2024-01-01', 'x');",
+    )
+    .unwrap();
+    ws
+}
+
+fn rusqlite_open(path: &std::path::Path) -> ferry_testkit::rusqlite::Connection {
+    ferry_testkit::rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn missing_spec_says_how_to_make_one() {
+    let ws = Workspace::new(FERRY);
+    assert_error(&ws.run(&["run"]), &["ferry.toml", "ferry init"]);
+    assert_error(&ws.run(&["--spec", "elsewhere.toml", "status"]), &["elsewhere.toml"]);
+}
+
+#[test]
+fn malformed_toml_names_file_and_line() {
+    let ws = sqlite_workspace();
+    ws.write_spec("[source]\nurl = \"sqlite:source.db\"\n[target\nurl = 1\n");
+    assert_error(&ws.run(&["run"]), &["ferry.toml:3:"]);
+}
+
+#[test]
+fn unknown_key_names_the_key() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&format!("{SOURCE_ONLY}batchsize = 10\n"));
+    assert_error(&ws.run(&["run"]), &["ferry.toml:7:", "unknown field `batchsize`", "help:"]);
+}
+
+#[test]
+fn wrong_type_and_missing_field() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&format!("{SOURCE_ONLY}[policy]\nbatch_size = \"lots\"\n"));
+    assert_error(&ws.run(&["run"]), &["ferry.toml:8:", "invalid type"]);
+    ws.write_spec("[source]\nurl = \"sqlite:source.db\"\n[[table]]\nfrom = \"users\"\n");
+    assert_error(&ws.run(&["run"]), &["missing field `target`"]);
+}
+
+#[test]
+fn unknown_scheme_names_the_url() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "oracle://scott:tiger@db/orcl"));
+    let ran = ws.run(&["run"]);
+    assert_error(&ran, &["ferry.toml:4:", "target.url", "oracle://scott:***@db/orcl", "postgres://"]);
+    assert!(!ran.stderr.contains("tiger"), "passwords are never printed\n{ran}");
+}
+
+#[test]
+fn missing_environment_variable() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "postgres://u:${FERRY_TEST_SURELY_UNSET}@h/db"));
+    assert_error(&ws.run(&["run"]), &["FERRY_TEST_SURELY_UNSET", "export"]);
+}
+
+#[test]
+fn unreachable_host() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "postgres://postgres@127.0.0.1:1/nowhere"));
+    assert_error(
+        &ws.run(&["run"]),
+        &["target", "cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/nowhere"],
+    );
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "mysql://root@127.0.0.1:1/nowhere"));
+    assert_error(&ws.run(&["run"]), &["target", "cannot connect to MySQL"]);
+}
+
+#[tokio::test]
+async fn wrong_password_and_missing_database() {
+    let ws = sqlite_workspace();
+    let server = ferry_testkit::mysql_server().replace("mysql://root@", "mysql://root:not-the-password@");
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", &format!("{server}/mysql")));
+    let ran = ws.run(&["run"]);
+    assert_error(&ran, &["refused the login", "Access denied", "password"]);
+    assert!(!ran.stderr.contains("not-the-password"), "passwords are never printed\n{ran}");
+    ws.write_spec(
+        &SOURCE_ONLY.replace("sqlite:target.db", &format!("{}/ferry_no_such_db", ferry_testkit::pg_server())),
+    );
+    assert_error(&ws.run(&["run"]), &["ferry_no_such_db", "does not exist", "createdb"]);
+}
+
+#[test]
+fn missing_table_lists_the_tables_there() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("from = \"users\"", "from = \"userz\""));
+    assert_error(&ws.run(&["run"]), &["ferry.toml:5:", "userz", "does not exist", "users"]);
+}
+
+#[test]
+fn table_without_a_key() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("from = \"users\"", "from = \"logs\""));
+    assert_error(&ws.run(&["run"]), &["logs", "no primary key", "key = "]);
+    // Naming a key fixes it.
+    ws.write_spec(&SOURCE_ONLY.replace("from = \"users\"", "from = \"logs\"\nkey = [\"at\"]"));
+    ws.run(&["run"]).assert_code(0);
+}
+
+#[test]
+fn unconvertible_value_is_reported_with_its_key_and_nothing_is_dropped() {
+    let ws = sqlite_workspace();
+    // users.age holds the text 'abc' in row 2; the target wants an integer.
+    ws.write_spec(&format!("{SOURCE_ONLY}[table.columns]\nage = {{ type = \"integer\" }}\n"));
+    let ran = ws.run(&["run"]);
+    assert_error(&ran, &["users", "id=2", "age", "\"abc\"", "integer", "quarantine"]);
+    let status = ws.status_json();
+    assert_eq!(status["quarantined_rows"], 1, "{status:#}");
+    assert_eq!(status["tables"][0]["backfill_complete"], false, "the run stopped\n{status:#}");
+    assert!(ws.audit_log().contains("row-quarantined: table=users, key=id=2, column=age"), "{}", ws.audit_log());
+
+    // With quarantine the other rows are copied, and verification still says a row is missing.
+    let text = std::fs::read_to_string(ws.spec_path()).unwrap();
+    ws.write_spec(&text.replace("[[table]]", "[policy]\non_conversion_error = \"quarantine\"\n\n[[table]]"));
+    let ran = ws.run(&["run"]);
+    ran.assert_code(1);
+    assert!(ran.stdout.contains("not convertible") && ran.stdout.contains("id=2"), "{ran}");
+}
+
+#[tokio::test]
+async fn incompatible_existing_target_says_what_differs() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL)").await;
+    dst.exec("CREATE TABLE users (id integer PRIMARY KEY, name varchar(3), extra text NOT NULL)").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"users\"\n"));
+    assert_error(
+        &ws.run(&["run"]),
+        &[
+            "already exists",
+            "column `score` is missing",
+            "column `id` is integer",
+            "column `name` is varchar(3)",
+            "`extra`",
+        ],
+    );
+}
+
+#[tokio::test]
+async fn two_runners_never_drive_one_migration() {
+    let ws = sqlite_workspace();
+    let conn = rusqlite_open(&ws.path().join("source.db"));
+    conn.execute_batch(
+        "CREATE TABLE big (id INTEGER PRIMARY KEY, v TEXT);
+         WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) INSERT INTO big SELECT x, 'v' FROM c;",
+    )
+    .unwrap();
+    ws.write_spec(
+        &SOURCE_ONLY
+            .replace("from = \"users\"", "from = \"big\"")
+            .replace("[[table]]", "[policy]\nbatch_size = 100\nbatch_pause = \"20ms\"\n\n[[table]]"),
+    );
+    let mut first =
+        ws.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let second = ws.run(&["run"]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert_error(&second, &["another ferry process", "locked"]);
+}
+
+#[test]
+fn init_refuses_to_overwrite_and_needs_a_reachable_source() {
+    let ws = sqlite_workspace();
+    ws.write_spec("# mine\n");
+    assert_error(
+        &ws.run(&["init", "--source", "sqlite:source.db", "--target", "sqlite:t.db", "--table", "users"]),
+        &["already exists", "--force"],
+    );
+    assert_error(
+        &ws.run(&["init", "--source", "sqlite:nope.db", "--target", "sqlite:t.db", "--table", "users", "-o", "x.toml"]),
+        &["nope.db", "does not exist"],
+    );
+}

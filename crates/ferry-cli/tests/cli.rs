@@ -1,0 +1,114 @@
+//! The commands end to end: demo, init -> run, status, verify finding a difference.
+
+use ferry_testkit::{spec, Kind, TestDb, Workspace};
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+#[test]
+fn demo_runs_without_any_server() {
+    let ws = Workspace::new(FERRY);
+    let dir = ws.path().join("demo");
+    let ran = ws.run(&["demo", "--dir", dir.to_str().unwrap()]);
+    ran.assert_code(0);
+    for needle in ["200,000 users and 500,000 sessions", "rows copied   700,000", "verification  passed", "rows/s"] {
+        assert!(ran.stdout.contains(needle), "demo output should contain {needle:?}\n{ran}");
+    }
+    let status = ws.run(&["--spec", dir.join("ferry.toml").to_str().unwrap(), "status", "--json"]);
+    status.assert_code(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["verification"], "pass", "{json:#}");
+    assert_eq!(json["phase"], "verify");
+    assert_eq!(json["tables"][0]["rows_copied"], 200_000);
+    assert_eq!(json["tables"][1]["rows_copied"], 500_000);
+    let audit = std::fs::read_to_string(dir.join(".ferry/audit.log")).unwrap();
+    assert!(audit.contains("phase-started: phase=2 \"backfill\""), "{audit}");
+    assert!(
+        audit.contains("integrity-check: phase=4, rows_expected=500000, rows_actual=500000, checksum=pass"),
+        "{audit}"
+    );
+    // a second demo into the same directory is refused rather than mixed up
+    ws.run(&["demo", "--dir", dir.to_str().unwrap()]).assert_code(2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_writes_a_spec_that_runs() {
+    let src = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE accounts (id serial PRIMARY KEY, email text NOT NULL UNIQUE, balance numeric(12,2));
+         CREATE TABLE events (account_id int NOT NULL REFERENCES accounts (id), seq int NOT NULL, kind text,
+                              PRIMARY KEY (account_id, seq));
+         INSERT INTO accounts (email, balance) SELECT 'a' || g || '@example.com', g * 1.5 FROM generate_series(1, 500) g;
+         INSERT INTO events SELECT (g % 500) + 1, g, 'k' || (g % 7) FROM generate_series(1, 3000) g;",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    // A password in the URL stays out of the file (trust auth ignores it here).
+    let url = src.url.replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+    let ran =
+        ws.run(&["init", "--source", &url, "--target", "sqlite:copy.db", "--table", "accounts", "--table", "events"]);
+    ran.assert_code(0);
+    let text = std::fs::read_to_string(ws.spec_path()).unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(text.contains("${FERRY_SOURCE_PASSWORD}"), "{text}");
+    assert!(ran.stderr.contains("export FERRY_SOURCE_PASSWORD"), "{ran}");
+    assert!(text.contains("from = \"events\"") && text.contains("account_id"), "{text}");
+
+    // Without the variable the run explains itself; with it, it works.
+    ws.run(&["run"]).assert_code(2);
+    let out = ws.command(&["run"]).env("FERRY_SOURCE_PASSWORD", "s3cret").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let copy = ferry_testkit::rusqlite::Connection::open(ws.path().join("copy.db")).unwrap();
+    let n: i64 = copy.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_verify_tell_the_truth() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE products (sku varchar(20) PRIMARY KEY, name varchar(100) NOT NULL, price decimal(10,2), stock int unsigned);
+         INSERT INTO products VALUES ('A-1', 'Ünïcode ☕', 3.50, 10), ('B-2', 'Plain', 12.00, NULL), ('C-3', 'Emoji 🧪', NULL, 4000000000);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"products\"\n"));
+
+    let before = ws.run(&["status"]);
+    before.assert_code(0);
+    assert!(before.stdout.contains("not started"), "{before}");
+
+    ws.run(&["run"]).assert_code(0);
+    let status = ws.run(&["status"]);
+    assert!(status.stdout.contains("4 verify (completed)"), "{status}");
+    assert!(status.stdout.contains("3/3 rows (100.0%), backfill complete"), "{status}");
+    assert!(status.stdout.contains("verification pass"), "{status}");
+    let json = ws.status_json();
+    assert_eq!(json["tables"][0]["last_key"], "sku=\"C-3\"", "{json:#}");
+
+    let verify = ws.run(&["verify"]);
+    verify.assert_code(0);
+    assert!(verify.stdout.contains("PASS  products -> products: rows 3 / 3, checksum equal"), "{verify}");
+
+    // Break the target three ways: verify finds exactly those rows.
+    dst.exec(
+        "DELETE FROM products WHERE sku = 'A-1';
+         UPDATE products SET price = 12.01 WHERE sku = 'B-2';
+         INSERT INTO products VALUES ('Z-9', 'Stray', 1, 1);",
+    )
+    .await;
+    let verify = ws.run(&["verify"]);
+    verify.assert_code(1);
+    for needle in [
+        "FAIL  products -> products: rows 3 / 3, checksum DIFFERENT",
+        "3 row(s) differ",
+        "missing in target  sku=\"A-1\"",
+        "extra in target    sku=\"Z-9\"",
+        "different          sku=\"B-2\"",
+        "price: source 12.00 / target 12.01",
+    ] {
+        assert!(verify.stdout.contains(needle), "verify should report {needle:?}\n{verify}");
+    }
+    assert_eq!(ws.status_json()["verification"], "fail");
+    assert!(ws.audit_log().contains("rows_expected=3, rows_actual=3, checksum=fail"), "{}", ws.audit_log());
+}
