@@ -41,7 +41,7 @@ enum Command {
     /// Write a spec from live introspection of the source.
     Init(commands::init::Args),
     /// Expand, backfill and verify; resumes wherever an earlier run stopped.
-    Run,
+    Run(commands::run::Args),
     /// Compare source and target: counts, a checksum of every row, a random sample.
     Verify,
     /// Phase, per-table progress, last checkpoint and verification (from the state store).
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Init(args) => commands::init::run(args).await,
-        Command::Run => commands::run::run(&cli.spec).await,
+        Command::Run(args) => commands::run::run(&cli.spec, args).await,
         Command::Verify => commands::verify::run(&cli.spec).await,
         Command::Status { json } => commands::status::run(&cli.spec, json),
         Command::Demo(args) => commands::demo::run(args).await,

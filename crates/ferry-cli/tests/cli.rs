@@ -112,3 +112,30 @@ async fn status_and_verify_tell_the_truth() {
     assert_eq!(ws.status_json()["verification"], "fail");
     assert!(ws.audit_log().contains("rows_expected=3, rows_actual=3, checksum=fail"), "{}", ws.audit_log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_stops_after_a_phase_and_run_continues() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n"));
+    let ran = ws.run(&["run", "--until", "expand"]);
+    ran.assert_code(0);
+    assert_eq!(dst.count("t").await, 0, "expand creates, copies nothing");
+    let ran = ws.run(&["run", "--until", "backfill"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("stopped after phase 2 backfill"), "{ran}");
+    let status = ws.status_json();
+    assert_eq!(status["phase"], "backfill");
+    assert!(status["verification"].is_null(), "{status:#}");
+    ws.run(&["run"]).assert_code(0);
+    assert_eq!(ws.status_json()["verification"], "pass");
+    assert_error_code(&ws.run(&["run", "--until", "cutover"]), "not implemented yet");
+}
+
+#[track_caller]
+fn assert_error_code(ran: &ferry_testkit::Ran, needle: &str) {
+    ran.assert_code(2);
+    assert!(ran.stderr.contains(needle), "{ran}");
+}

@@ -184,6 +184,16 @@ fn to_decimal(
     precision: Option<u32>,
     scale: Option<u32>,
 ) -> Result<Value, ConversionError> {
+    // Fast path: already plain, at the column's scale and within its precision.
+    if let Value::Decimal(text) = &value {
+        if let Some((int_digits, frac_digits)) = crate::decimal::plain_shape(text) {
+            let scale_ok = scale.is_none_or(|s| s as usize == frac_digits);
+            let precision_ok = precision.is_none_or(|p| int_digits <= p.saturating_sub(scale.unwrap_or(0)) as usize);
+            if scale_ok && precision_ok {
+                return Ok(value);
+            }
+        }
+    }
     let parsed = match &value {
         Value::Int(i) => Decimal::parse(&i.to_string()),
         Value::Float(f) => Decimal::from_f64(*f),

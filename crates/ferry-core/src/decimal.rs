@@ -17,6 +17,28 @@ pub struct Decimal {
     frac: String,
 }
 
+/// For text already in plain form (`-?digits[.digits]`, no leading zeros):
+/// the number of integer digits and of fraction digits. Lets hot paths skip
+/// parsing values that are already what the column wants.
+pub fn plain_shape(s: &str) -> Option<(usize, usize)> {
+    let b = s.as_bytes();
+    let body = b.strip_prefix(b"-").unwrap_or(b);
+    let (int, frac) = match body.iter().position(|&c| c == b'.') {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, &body[body.len()..]),
+    };
+    let plain = !int.is_empty()
+        && int.iter().all(u8::is_ascii_digit)
+        && frac.iter().all(u8::is_ascii_digit)
+        && (int.len() == 1 || int[0] != b'0')
+        && (!frac.is_empty() || !body.contains(&b'.'));
+    if !plain {
+        return None;
+    }
+    let int_digits = if int == b"0" { 0 } else { int.len() };
+    Some((int_digits, frac.len()))
+}
+
 impl Decimal {
     /// Parses `-12.340`, `+5`, `.5`, `1e3`, `1.5E-2`.
     pub fn parse(input: &str) -> Option<Decimal> {
@@ -191,6 +213,16 @@ mod tests {
         assert_eq!(d("1.5").round_to_scale(3).to_string(), "1.500");
         assert_eq!(d("-0.001").round_to_scale(2).to_string(), "0.00");
         assert_eq!(d("0.5").round_to_scale(0).to_string(), "1");
+    }
+
+    #[test]
+    fn plain_shapes() {
+        assert_eq!(plain_shape("-123.45"), Some((3, 2)));
+        assert_eq!(plain_shape("0.5"), Some((0, 1)));
+        assert_eq!(plain_shape("7"), Some((1, 0)));
+        for odd in ["007", "1.", ".5", "1e3", "-", "", "1.2.3", "+1", "NaN"] {
+            assert_eq!(plain_shape(odd), None, "{odd}");
+        }
     }
 
     #[test]

@@ -11,9 +11,10 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),
@@ -122,8 +123,13 @@ impl Value {
 
     /// Canonical encoding of a whole row.
     pub fn encode_row(row: &[Value]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(row.len() * 12);
-        for v in row {
+        Value::encode_all(row.iter())
+    }
+
+    /// Canonical encoding of a sequence of values (a key picked out of a row, say).
+    pub fn encode_all<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        for v in values {
             v.encode_canonical(&mut out);
         }
         out

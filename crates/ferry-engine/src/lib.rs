@@ -15,6 +15,9 @@ pub use crate::url::{DatabaseUrl, EngineKind};
 use async_trait::async_trait;
 use ferry_core::{DataType, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
 
+/// A batch of rows, shared so that the caller keeps it while an engine writes it.
+pub type Rows = std::sync::Arc<[Row]>;
+
 /// One item of a SELECT list on the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectItem {
@@ -48,6 +51,17 @@ pub struct WriteSpec {
     pub columns: Vec<(String, DataType)>,
     /// Key column names (target names); upserts conflict on these.
     pub key: Vec<String>,
+}
+
+/// A stable 64-bit key for an advisory lock name (FNV-1a: the same on every
+/// platform and version, unlike Rust's randomised hasher).
+pub fn lock_key(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in name.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
 }
 
 /// Held for as long as a runner drives a migration; dropping it releases the lock.
@@ -106,7 +120,7 @@ pub trait Engine: Send + Sync {
 
     /// Inserts the rows, replacing any row with the same key. Idempotent:
     /// writing the same rows twice leaves the same table.
-    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()>;
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()>;
 
     /// Exact number of rows, optionally under a filter.
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64>;

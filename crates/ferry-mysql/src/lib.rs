@@ -11,7 +11,7 @@ use ferry_core::{
     schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
-use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, WriteSpec};
+use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts};
@@ -587,7 +587,7 @@ impl Engine for MysqlEngine {
         Ok(out)
     }
 
-    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -630,19 +630,10 @@ impl Engine for MysqlEngine {
         // Its own connection, outside the pool: the lock lives as long as it does.
         let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| connect_error(e, &self.display))?;
         // Lock names are limited to 64 characters.
-        let key = format!("ferry:{:016x}", fnv(name));
+        let key = format!("ferry:{:016x}", ferry_engine::lock_key(name));
         let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, 0)", (key,)).await.map_err(map_err)?;
         Ok((got.flatten() == Some(1)).then(|| LockGuard::new(conn)))
     }
-}
-
-fn fnv(name: &str) -> u64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h
 }
 
 #[cfg(test)]

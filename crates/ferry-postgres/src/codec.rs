@@ -174,6 +174,15 @@ const NUMERIC_NAN: u16 = 0xC000;
 const NUMERIC_PINF: u16 = 0xD000;
 const NUMERIC_NINF: u16 = 0xF000;
 
+/// Appends a base-10000 digit group, zero-padded to four digits unless it leads.
+fn push_group(out: &mut String, group: u16, pad: bool) {
+    let digits = [group / 1000, group / 100 % 10, group / 10 % 10, group % 10];
+    let skip = if pad { 0 } else { digits.iter().take(3).take_while(|d| **d == 0).count() };
+    for d in &digits[skip..] {
+        out.push((b'0' + *d as u8) as char);
+    }
+}
+
 pub fn decode_numeric(raw: &[u8]) -> Result<String, BoxError> {
     if raw.len() < 8 {
         return Err("numeric value too short".into());
@@ -199,7 +208,7 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, BoxError> {
             word(8 + p as usize * 2)
         }
     };
-    let mut text = String::new();
+    let mut text = String::with_capacity(4 * (weight.max(0) as usize + 1) + dscale + 2);
     if sign == NUMERIC_NEG {
         text.push('-');
     }
@@ -207,26 +216,25 @@ pub fn decode_numeric(raw: &[u8]) -> Result<String, BoxError> {
         text.push('0');
     } else {
         for p in 0..=weight {
-            if p == 0 {
-                text.push_str(&digit(p).to_string());
-            } else {
-                text.push_str(&format!("{:04}", digit(p)));
-            }
+            push_group(&mut text, digit(p), p != 0);
         }
     }
     if dscale > 0 {
-        let mut frac = String::new();
+        text.push('.');
+        let start = text.len();
         let mut p = weight + 1;
-        while frac.len() < dscale {
-            frac.push_str(&format!("{:04}", digit(p)));
+        while text.len() - start < dscale {
+            push_group(&mut text, digit(p), true);
             p += 1;
         }
-        frac.truncate(dscale);
-        text.push('.');
-        text.push_str(&frac);
+        text.truncate(start + dscale);
     }
     Ok(text)
 }
+
+/// Groups on the stack for numbers up to this many base-10000 digits; longer
+/// ones take the general path.
+const INLINE_GROUPS: usize = 32;
 
 pub fn encode_numeric(text: &str, out: &mut BytesMut) -> Result<(), BoxError> {
     match text {
@@ -235,35 +243,59 @@ pub fn encode_numeric(text: &str, out: &mut BytesMut) -> Result<(), BoxError> {
         "-Infinity" => return put_numeric_header(out, 0, 0, NUMERIC_NINF, 0),
         _ => {}
     }
-    let d = Decimal::parse(text).ok_or_else(|| format!("`{text}` is not a decimal number"))?;
-    let plain = d.to_string();
-    let (negative, digits) = match plain.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, plain.as_str()),
+    let normalized;
+    let plain = if ferry_core::decimal::plain_shape(text).is_some() {
+        text
+    } else {
+        normalized = Decimal::parse(text).ok_or_else(|| format!("`{text}` is not a decimal number"))?.to_string();
+        &normalized
     };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
-    let int = int.trim_start_matches('0');
-    let dscale = frac.len();
-    let int_padded = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
-    let frac_padded = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
-    let mut groups: Vec<u16> = Vec::new();
-    for chunk in int_padded.as_bytes().chunks(4).chain(frac_padded.as_bytes().chunks(4)) {
-        groups.push(std::str::from_utf8(chunk)?.parse()?);
+    let (negative, body) = match plain.strip_prefix('-') {
+        Some(rest) => (true, rest.as_bytes()),
+        None => (false, plain.as_bytes()),
+    };
+    let (int, frac) = match body.iter().position(|&c| c == b'.') {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, &body[body.len()..]),
+    };
+    let int = if int == b"0" { &int[1..] } else { int };
+    // Digits laid out on a grid of four, aligned on the decimal point.
+    let lead = (4 - int.len() % 4) % 4;
+    let int_groups = (lead + int.len()) / 4;
+    let total_groups = int_groups + frac.len().div_ceil(4);
+    let virtual_digit = |j: usize| -> u16 {
+        if j < lead {
+            0
+        } else if j < lead + int.len() {
+            (int[j - lead] - b'0') as u16
+        } else if j < lead + int.len() + frac.len() {
+            (frac[j - lead - int.len()] - b'0') as u16
+        } else {
+            0
+        }
+    };
+    let group = |g: usize| -> u16 { (0..4).fold(0u16, |acc, k| acc * 10 + virtual_digit(4 * g + k)) };
+    let mut inline = [0u16; INLINE_GROUPS];
+    let mut heap = Vec::new();
+    let groups: &mut [u16] = if total_groups <= INLINE_GROUPS {
+        &mut inline[..total_groups]
+    } else {
+        heap.resize(total_groups, 0);
+        &mut heap
+    };
+    for (g, slot) in groups.iter_mut().enumerate() {
+        *slot = group(g);
     }
-    let mut weight = (int_padded.len() / 4) as i64 - 1;
-    let leading = groups.iter().take_while(|g| **g == 0).count();
-    groups.drain(..leading);
-    weight -= leading as i64;
-    while groups.last() == Some(&0) {
-        groups.pop();
-    }
-    if groups.is_empty() {
-        weight = 0;
-    }
-    let sign = if negative && !groups.is_empty() { NUMERIC_NEG } else { 0 };
-    put_numeric_header(out, groups.len(), weight, sign, dscale)?;
-    for g in groups {
-        out.put_u16(g);
+    let first = groups.iter().position(|g| *g != 0);
+    let Some(first) = first else {
+        return put_numeric_header(out, 0, 0, 0, frac.len());
+    };
+    let last = groups.iter().rposition(|g| *g != 0).expect("a nonzero group exists");
+    let weight = int_groups as i64 - 1 - first as i64;
+    let sign = if negative { NUMERIC_NEG } else { 0 };
+    put_numeric_header(out, last - first + 1, weight, sign, frac.len())?;
+    for g in &groups[first..=last] {
+        out.put_u16(*g);
     }
     Ok(())
 }
@@ -315,6 +347,15 @@ mod tests {
             }
             let want = Decimal::parse(s).unwrap();
             assert_eq!(back, want.to_string(), "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn numeric_round_trips_any_plain_decimal(neg: bool, int in "[1-9][0-9]{0,40}|0", frac in "[0-9]{0,40}") {
+            let text = format!("{}{int}{}{frac}", if neg { "-" } else { "" }, if frac.is_empty() { "" } else { "." });
+            let want = Decimal::parse(&text).unwrap().to_string();
+            proptest::prop_assert_eq!(round_trip(&text), want);
         }
     }
 

@@ -10,18 +10,20 @@ mod codec;
 pub use codec::{data_type_of, Decoded, Encode};
 
 use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
 use ferry_core::{
     schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
-use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, SelectItem, WriteSpec};
-use futures_util::{pin_mut, TryStreamExt};
+use ferry_engine::{
+    Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, SelectItem, WriteSpec,
+};
+use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 const Q: Dialect = POSTGRES;
@@ -263,16 +265,6 @@ pub fn declare(t: &DataType) -> String {
         DataType::Json => "jsonb".into(),
         DataType::Uuid => "uuid".into(),
     }
-}
-
-fn pg_lock_key(name: &str) -> i64 {
-    // Stable across versions and platforms: FNV-1a, not Rust's randomised hasher.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in name.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h as i64
 }
 
 #[async_trait]
@@ -546,7 +538,7 @@ impl Engine for PostgresEngine {
         Ok(out)
     }
 
-    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
         let mut client = self.client.lock().await;
         let types = self.copy_types(&client, write).await?;
         let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
@@ -554,8 +546,9 @@ impl Engine for PostgresEngine {
 
         // Fast path: COPY straight in. A key that is already there makes the
         // whole COPY fail and roll back, and the merge path below takes over.
+        let payload = encode_copy(&types, &rows).map_err(context)?;
         let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", Q.table(&write.table), Q.idents(&names));
-        match copy_rows(&mut client, &direct, None, &types, &rows).await {
+        match copy_rows(&mut client, &direct, None, &payload).await {
             Ok(()) => return Ok(()),
             Err(e) if e.as_db_error().is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(context(map_err(e))),
@@ -580,7 +573,7 @@ impl Engine for PostgresEngine {
             key = Q.idents(&write.key)
         );
         let staged = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", Q.idents(&names));
-        copy_rows(&mut client, &staged, Some((&prepare, &merge)), &types, &rows).await.map_err(|e| context(map_err(e)))
+        copy_rows(&mut client, &staged, Some((&prepare, &merge)), &payload).await.map_err(|e| context(map_err(e)))
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
@@ -596,33 +589,62 @@ impl Engine for PostgresEngine {
         // A session lock on a connection of its own: it lives exactly as long
         // as the guard (or the process) does.
         let client = connect(&self.config, &self.display).await?;
-        let key = pg_lock_key(name);
+        let key = ferry_engine::lock_key(name) as i64;
         let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(map_err)?;
         Ok(row.get::<_, bool>(0).then(|| LockGuard::new(client)))
     }
 }
 
-/// One transaction: optional setup SQL, a binary COPY of `rows`, optional follow-up SQL.
+/// The whole batch in PostgreSQL's binary COPY format, encoded before any
+/// transaction is opened.
+fn encode_copy(types: &[Type], rows: &[Row]) -> Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(rows.len() * (8 + types.len() * 16) + 32);
+    buf.put_slice(b"PGCOPY\n\xff\r\n\0");
+    buf.put_i32(0); // flags
+    buf.put_i32(0); // header extension
+    for row in rows {
+        buf.put_i16(types.len() as i16);
+        for (i, (value, ty)) in row.iter().zip(types).enumerate() {
+            let at = buf.len();
+            buf.put_i32(0);
+            let len = match Encode(value).to_sql(ty, &mut buf) {
+                Ok(IsNull::Yes) => -1,
+                Ok(IsNull::No) => (buf.len() - at - 4) as i32,
+                Err(e) => {
+                    return Err(EngineError::new(ErrorKind::Conversion, format!("column {}: {e}", i + 1)));
+                }
+            };
+            buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        }
+    }
+    buf.put_i16(-1);
+    Ok(buf.freeze())
+}
+
+/// CopyData messages of this size: few enough to keep the connection task
+/// out of the way, small enough to stream.
+const COPY_CHUNK: usize = 256 * 1024;
+
+/// One transaction: optional setup SQL, a binary COPY of `payload`, optional follow-up SQL.
 async fn copy_rows(
     client: &mut Client,
     copy_sql: &str,
     around: Option<(&str, &str)>,
-    types: &[Type],
-    rows: &[Row],
+    payload: &Bytes,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     if let Some((before, _)) = around {
         tx.batch_execute(before).await?;
     }
-    let sink = tx.copy_in(copy_sql).await?;
-    let writer = BinaryCopyInWriter::new(sink, types);
-    pin_mut!(writer);
-    for row in rows {
-        let encoders: Vec<Encode> = row.iter().map(Encode).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = encoders.iter().map(|e| e as &(dyn ToSql + Sync)).collect();
-        writer.as_mut().write(&refs).await?;
+    let sink = tx.copy_in::<_, Bytes>(copy_sql).await?;
+    pin_mut!(sink);
+    let mut start = 0;
+    while start < payload.len() {
+        let end = (start + COPY_CHUNK).min(payload.len());
+        sink.as_mut().feed(payload.slice(start..end)).await?;
+        start = end;
     }
-    writer.finish().await?;
+    sink.as_mut().finish().await?;
     if let Some((_, after)) = around {
         tx.batch_execute(after).await?;
     }

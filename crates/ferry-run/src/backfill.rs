@@ -13,7 +13,7 @@ use ferry_core::convert::convert;
 use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
-use ferry_engine::{Engine, ErrorKind, WriteSpec};
+use ferry_engine::{Engine, ErrorKind, Rows, WriteSpec};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -37,12 +37,16 @@ pub struct ConversionFailure {
     pub reason: String,
 }
 
-/// Converts a source row into the target's types.
+/// Converts a source row into the target's types, in place. On failure the
+/// row is left part converted: fine for naming its key in a message.
 pub fn convert_row(
-    row: Row,
+    row: &mut Row,
     types: &[DataType],
-) -> std::result::Result<Row, (usize, ferry_core::convert::ConversionError)> {
-    row.into_iter().zip(types).enumerate().map(|(i, (v, t))| convert(v, t).map_err(|e| (i, e))).collect()
+) -> std::result::Result<(), (usize, ferry_core::convert::ConversionError)> {
+    for (i, (v, t)) in row.iter_mut().zip(types).enumerate() {
+        *v = convert(std::mem::take(v), t).map_err(|e| (i, e))?;
+    }
+    Ok(())
 }
 
 impl Backfill<'_> {
@@ -122,12 +126,11 @@ impl Backfill<'_> {
                 let count = rows.len() as u64;
                 let mut converted = Vec::with_capacity(rows.len());
                 let mut failures = Vec::new();
-                for row in rows {
-                    let key = plan.read.key_of(&row);
-                    match convert_row(row, &types) {
-                        Ok(r) => converted.push(r),
+                for mut row in rows {
+                    match convert_row(&mut row, &types) {
+                        Ok(()) => converted.push(row),
                         Err((col, e)) => failures.push(ConversionFailure {
-                            key: describe_key(&plan.key_source, &key),
+                            key: describe_key(&plan.key_source, &plan.read.key_of(&row)),
                             column: column_names[col].clone(),
                             value: e.value.clone(),
                             reason: e.to_string(),
@@ -186,16 +189,16 @@ impl Backfill<'_> {
         if rows.is_empty() {
             return Ok(());
         }
+        let rows = Rows::from(rows);
         let Err(err) = self.target.upsert(write, rows.clone()).await else {
             return Ok(());
         };
         if !matches!(err.kind(), ErrorKind::Conversion | ErrorKind::Constraint) {
             return Err(RunError::from(err));
         }
-        for row in rows {
-            let key = plan.read.key_of(&row);
-            if let Err(e) = self.target.upsert(write, vec![row]).await {
-                let key = describe_key(&plan.key_target, &key);
+        for row in rows.iter() {
+            if let Err(e) = self.target.upsert(write, Rows::from(vec![row.clone()])).await {
+                let key = describe_key(&plan.key_target, &plan.read.key_of(row));
                 return Err(RunError::new(
                     RunErrorKind::Engine(e.kind()),
                     format!("the target rejected row {key} of {}: {}", plan.target_name, e.message()),

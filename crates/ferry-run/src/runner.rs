@@ -39,11 +39,18 @@ pub struct RunOutcome {
     pub backfill_seconds: f64,
     pub verification: Vec<TableReport>,
     pub elapsed_seconds: f64,
+    /// Set when `--until` stopped the run before verification.
+    pub stopped_after: Option<Phase>,
 }
 
 impl RunOutcome {
     pub fn verified(&self) -> bool {
         !self.verification.is_empty() && self.verification.iter().all(TableReport::passed)
+    }
+
+    /// Whether the run did what was asked: verified, or stopped where told to.
+    pub fn succeeded(&self) -> bool {
+        self.stopped_after.is_some() || self.verified()
     }
 }
 
@@ -121,7 +128,8 @@ impl Migration {
     }
 
     /// expand -> backfill -> verify, resuming wherever an earlier run stopped.
-    pub async fn run(&self, progress: &dyn Progress) -> Result<RunOutcome> {
+    /// With `until`, stops once that phase is complete.
+    pub async fn run(&self, until: Option<Phase>, progress: &dyn Progress) -> Result<RunOutcome> {
         let started = Instant::now();
         self.state
             .audit(&AuditEvent::RunStarted { command: "run".into(), spec: self.spec.path.display().to_string() })?;
@@ -133,6 +141,18 @@ impl Migration {
             result?;
         }
         let targets = self.target_schemas().await?;
+        let mut outcome = RunOutcome {
+            tables: Vec::new(),
+            backfill_seconds: 0.0,
+            verification: Vec::new(),
+            elapsed_seconds: 0.0,
+            stopped_after: None,
+        };
+        if until == Some(Phase::Expand) {
+            outcome.stopped_after = until;
+            outcome.elapsed_seconds = started.elapsed().as_secs_f64();
+            return Ok(outcome);
+        }
 
         let backfill_started = Instant::now();
         let mut tables = Vec::new();
@@ -155,6 +175,13 @@ impl Migration {
                 });
             }
         }
+        outcome.tables = tables;
+        outcome.backfill_seconds = backfill_seconds;
+        if until == Some(Phase::Backfill) {
+            outcome.stopped_after = until;
+            outcome.elapsed_seconds = started.elapsed().as_secs_f64();
+            return Ok(outcome);
+        }
 
         self.begin(Phase::Verify, progress)?;
         let verification = self.verify_tables(&targets, progress).await;
@@ -175,7 +202,9 @@ impl Migration {
                 &Err(RunError::new(RunErrorKind::State, format!("differences in {}", failing.join(", ")))),
             )?;
         }
-        Ok(RunOutcome { tables, backfill_seconds, verification, elapsed_seconds: started.elapsed().as_secs_f64() })
+        outcome.verification = verification;
+        outcome.elapsed_seconds = started.elapsed().as_secs_f64();
+        Ok(outcome)
     }
 
     /// Verification on demand (`ferry verify`): needs the target tables to exist.

@@ -108,8 +108,7 @@ impl Side {
 }
 
 fn row_hashes(row: &Row, key_positions: &[usize]) -> (usize, u128, Vec<u8>) {
-    let key: Vec<Value> = key_positions.iter().map(|&i| row[i].clone()).collect();
-    let key_bytes = Value::encode_row(&key);
+    let key_bytes = Value::encode_all(key_positions.iter().map(|&i| &row[i]));
     let bucket = (xxh3_64(&key_bytes) % BUCKETS as u64) as usize;
     (bucket, xxh3_128(&Value::encode_row(row)), key_bytes)
 }
@@ -190,8 +189,10 @@ impl Verifier<'_> {
         if !keys.is_empty() {
             let fetched = self.target.read_keys(&target_read, &keys).await?;
             let mut by_key: HashMap<Vec<u8>, Row> = HashMap::new();
-            for row in fetched {
-                let Ok(row) = convert_row(row, types) else { continue };
+            for mut row in fetched {
+                if convert_row(&mut row, types).is_err() {
+                    continue;
+                }
                 let key: Vec<Value> = plan.read.key_positions.iter().map(|&i| row[i].clone()).collect();
                 by_key.insert(Value::encode_row(&key), row);
             }
@@ -273,14 +274,13 @@ async fn scan(
             after = Some(read.key_of(last));
         }
         progress.advanced(task, rows.len() as u64);
-        for row in rows {
-            let raw_key = read.key_of(&row);
-            let row = match convert_row(row, types) {
-                Ok(r) => r,
+        for mut row in rows {
+            match convert_row(&mut row, types) {
+                Ok(()) => {}
                 Err((col, e)) => {
                     side.unconvertible.push(Difference {
                         kind: DifferenceKind::Unconvertible,
-                        key: describe_key(key_names, &raw_key),
+                        key: describe_key(key_names, &read.key_of(&row)),
                         columns: vec![ColumnDifference {
                             column: read_column_name(read, col),
                             source: e.value.clone(),
@@ -337,8 +337,10 @@ async fn collect_buckets(
         if let Some(last) = rows.last() {
             after = Some(read.key_of(last));
         }
-        for row in rows {
-            let Ok(row) = convert_row(row, types) else { continue };
+        for mut row in rows {
+            if convert_row(&mut row, types).is_err() {
+                continue;
+            }
             let (bucket, hash, key) = row_hashes(&row, &read.key_positions);
             if buckets.contains(&bucket) {
                 out.insert(key, (hash, row));

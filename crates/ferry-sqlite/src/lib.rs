@@ -13,7 +13,7 @@ use ferry_core::{
     schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
-use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, WriteSpec};
+use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -445,7 +445,7 @@ impl Engine for SqliteEngine {
         .await
     }
 
-    async fn upsert(&self, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
         let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
         let mut sql = SQLITE.insert(&write.table, &names, 1);
         let updates: Vec<String> = names
@@ -463,7 +463,7 @@ impl Engine for SqliteEngine {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
             {
                 let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
-                for row in &rows {
+                for row in rows.iter() {
                     stmt.execute(params_from_iter(row.iter().map(Bind)))
                         .map_err(|e| map_err(e).context(format_args!("writing {table}")))?;
                 }
@@ -551,11 +551,11 @@ mod tests {
             key: vec!["id".into()],
         };
         let big = "123456789012345678901234567.89".to_string();
-        let rows =
+        let rows: Vec<Row> =
             (1..=5).map(|i| vec![Value::Int(i), Value::Text(format!("n{i}")), Value::Decimal(big.clone())]).collect();
-        e.upsert(&write, rows).await.unwrap();
+        e.upsert(&write, Rows::from(rows)).await.unwrap();
         // idempotent: the same keys again replace, never duplicate
-        e.upsert(&write, vec![vec![Value::Int(1), Value::Text("one".into()), Value::Null]]).await.unwrap();
+        e.upsert(&write, Rows::from(vec![vec![Value::Int(1), Value::Text("one".into()), Value::Null]])).await.unwrap();
         assert_eq!(e.count(&TableName::parse("items"), None).await.unwrap(), 5);
 
         let read = ReadSpec {

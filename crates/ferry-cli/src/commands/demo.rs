@@ -60,7 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
 
     let spec = super::load_spec(&spec_path)?;
     let migration = Migration::open(spec, true).await?;
-    let outcome = migration.run(&Reporter::new()).await?;
+    let outcome = migration.run(None, &Reporter::new()).await?;
     drop(migration);
 
     print_reports(&outcome.verification);
