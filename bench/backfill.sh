@@ -6,6 +6,7 @@
 # into a fresh empty table; the median wall time is reported.
 #
 #   bench/backfill.sh [ROWS] [RUNS]      results: bench/out/backfill.md
+#   KEEP=1 bench/backfill.sh             keep the databases for profiling
 #
 # Needs the servers scripts/test sets up; installs pgloader from Debian if missing.
 set -euo pipefail
@@ -62,7 +63,7 @@ run_pipe() {
     echo "$(now) - $t0" | bc
 }
 
-run_ferry() { # source url
+run_ferry() { # source url, batch size
     reset_pg_target
     local dir; dir=$(mktemp -d)
     cat > "$dir/ferry.toml" <<TOML
@@ -70,6 +71,8 @@ run_ferry() { # source url
 url = "$1"
 [target]
 url = "$PG/ferry_bench_dst"
+[policy]
+batch_size = $2
 [[table]]
 from = "items"
 TOML
@@ -101,19 +104,24 @@ LOAD
     echo "$t"
 }
 
-declare -a pipe ferry_pg ferry_my pgl
+# Ferry at its default batch size (5000), and with batch_size = 20000.
+declare -a pipe ferry_pg ferry_pg20 ferry_my ferry_my20 pgl
 for i in $(seq "$RUNS"); do
     echo "== round $i/$RUNS"
-    pipe+=("$(run_pipe)");        echo "   psql \\copy pipe   ${pipe[-1]}s"
-    ferry_pg+=("$(run_ferry "$PG/ferry_bench_src")"); echo "   ferry PG->PG       ${ferry_pg[-1]}s"
-    pgl+=("$(run_pgloader)");     echo "   pgloader MySQL->PG ${pgl[-1]}s"
-    ferry_my+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench")"); echo "   ferry MySQL->PG    ${ferry_my[-1]}s"
+    pipe+=("$(run_pipe)");        echo "   psql \\copy pipe       ${pipe[-1]}s"
+    ferry_pg+=("$(run_ferry "$PG/ferry_bench_src" 5000)"); echo "   ferry PG->PG           ${ferry_pg[-1]}s"
+    ferry_pg20+=("$(run_ferry "$PG/ferry_bench_src" 20000)"); echo "   ferry PG->PG 20000     ${ferry_pg20[-1]}s"
+    pgl+=("$(run_pgloader)");     echo "   pgloader MySQL->PG     ${pgl[-1]}s"
+    ferry_my+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" 5000)"); echo "   ferry MySQL->PG        ${ferry_my[-1]}s"
+    ferry_my20+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" 20000)"); echo "   ferry MySQL->PG 20000  ${ferry_my20[-1]}s"
 done
 
 m_pipe=$(printf '%s\n' "${pipe[@]}" | median)
 m_fpg=$(printf '%s\n' "${ferry_pg[@]}" | median)
+m_fpg20=$(printf '%s\n' "${ferry_pg20[@]}" | median)
 m_pgl=$(printf '%s\n' "${pgl[@]}" | median)
 m_fmy=$(printf '%s\n' "${ferry_my[@]}" | median)
+m_fmy20=$(printf '%s\n' "${ferry_my20[@]}" | median)
 rate() { echo "$ROWS / $1" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 
@@ -123,12 +131,16 @@ ratio() { echo "scale=2; $1 / $2" | bc; }
     echo "| comparison | tool | median wall time | rows/s | Ferry speed relative to peer |"
     echo "|---|---|---|---|---|"
     echo "| PG -> PG | psql \\copy binary pipe | ${m_pipe}s | $(rate "$m_pipe") | |"
-    echo "| PG -> PG | ferry run --until backfill | ${m_fpg}s | $(rate "$m_fpg") | $(ratio "$m_pipe" "$m_fpg")x |"
+    echo "| PG -> PG | ferry run --until backfill (batch_size 5000, the default) | ${m_fpg}s | $(rate "$m_fpg") | $(ratio "$m_pipe" "$m_fpg")x |"
+    echo "| PG -> PG | ferry run --until backfill (batch_size 20000) | ${m_fpg20}s | $(rate "$m_fpg20") | $(ratio "$m_pipe" "$m_fpg20")x |"
     echo "| MariaDB -> PG | pgloader (workers 2, concurrency 1, batch rows 10000) | ${m_pgl}s | $(rate "$m_pgl") | |"
-    echo "| MariaDB -> PG | ferry run --until backfill | ${m_fmy}s | $(rate "$m_fmy") | $(ratio "$m_pgl" "$m_fmy")x |"
+    echo "| MariaDB -> PG | ferry run --until backfill (batch_size 5000, the default) | ${m_fmy}s | $(rate "$m_fmy") | $(ratio "$m_pgl" "$m_fmy")x |"
+    echo "| MariaDB -> PG | ferry run --until backfill (batch_size 20000) | ${m_fmy20}s | $(rate "$m_fmy20") | $(ratio "$m_pgl" "$m_fmy20")x |"
     echo
-    echo "Every run: pipe ${pipe[*]}; ferry PG ${ferry_pg[*]}; pgloader ${pgl[*]}; ferry MariaDB ${ferry_my[*]} (seconds)."
+    echo "Every run (seconds): pipe ${pipe[*]}; ferry PG ${ferry_pg[*]}; ferry PG 20000 ${ferry_pg20[*]}; pgloader ${pgl[*]}; ferry MariaDB ${ferry_my[*]}; ferry MariaDB 20000 ${ferry_my20[*]}."
 } | tee "$OUT/backfill.md"
 
-psql_admin -c "DROP DATABASE IF EXISTS ferry_bench_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_bench_dst WITH (FORCE)"
-my -e "DROP DATABASE IF EXISTS ferry_bench"
+if [ -z "${KEEP:-}" ]; then
+    psql_admin -c "DROP DATABASE IF EXISTS ferry_bench_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_bench_dst WITH (FORCE)"
+    my -e "DROP DATABASE IF EXISTS ferry_bench"
+fi
