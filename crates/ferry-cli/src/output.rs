@@ -4,7 +4,7 @@ use ferry_core::audit::format_duration;
 use ferry_core::Phase;
 use ferry_run::verify::{Difference, DifferenceKind};
 use ferry_run::{Progress, TableReport};
-use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -78,11 +78,17 @@ impl Progress for Reporter {
                 None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
             };
             let template = if total.is_some() {
-                "  {prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {per_sec}  ETA {eta}"
+                "  {prefix:<24} [{bar:30}] {human_pos}/{human_len} rows  {rate}  ETA {eta}"
             } else {
-                "  {prefix:<24} {spinner} {human_pos} rows  {per_sec}"
+                "  {prefix:<24} {spinner} {human_pos} rows  {rate}"
             };
-            bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+            let style = ProgressStyle::with_template(template)
+                .expect("valid template")
+                .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{} rows/s", HumanCount(state.per_sec() as u64));
+                })
+                .progress_chars("=> ");
+            bar.set_style(style);
             bar.set_prefix(task.to_string());
             bar.set_position(done);
             bar.reset_eta();

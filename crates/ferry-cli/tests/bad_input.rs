@@ -203,3 +203,10 @@ fn init_refuses_to_overwrite_and_needs_a_reachable_source() {
         &["nope.db", "does not exist"],
     );
 }
+
+#[test]
+fn source_and_target_the_same_table() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "sqlite:source.db"));
+    assert_error(&ws.run(&["run"]), &["same table", "users", "to = "]);
+}

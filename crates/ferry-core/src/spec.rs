@@ -31,6 +31,7 @@ pub struct Spec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSpec {
     pub from: String,
+    /// Defaults to `from` without its schema.
     pub to: String,
     /// Source column names; empty means "the source's primary key".
     pub key: Vec<String>,
@@ -479,7 +480,9 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
     }
     let to = match &raw.to {
         Some(to) => ctx.interpolate(to, "table.to")?,
-        None => from.clone(),
+        // The table's own name: a source schema (PostgreSQL) would name a
+        // database on MySQL, so it is not carried over unless `to` says so.
+        None => from.rsplit('.').next().unwrap_or(&from).to_string(),
     };
     let key = match &raw.key {
         Some(k) if k.get_ref().0.is_empty() => {
@@ -639,6 +642,13 @@ age = { type = "integer" }
         assert_eq!(err.line, Some(8));
         let err = parse(&format!("{MINIMAL}[table.columns]\nx = {{ expr = \"a\", typ = \"text\" }}\n")).unwrap_err();
         assert!(err.message.contains("unknown field `typ`"), "{err}");
+    }
+
+    #[test]
+    fn target_name_defaults_to_the_unqualified_source_name() {
+        let spec = parse(&MINIMAL.replace("from = \"users\"", "from = \"app.users\"")).unwrap();
+        assert_eq!(spec.tables[0].from, "app.users");
+        assert_eq!(spec.tables[0].to, "users");
     }
 
     #[test]

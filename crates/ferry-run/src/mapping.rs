@@ -93,6 +93,14 @@ async fn plan_table(
 ) -> Result<TablePlan> {
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
+    if source_engine.display_url() == target.display_url() && source_name == target_name {
+        return Err(spec_error(
+            spec,
+            table,
+            format!("source and target are the same table: {} in {}", table.from, target.display_url()),
+            "give the copy another name with `to = \"...\"`, or point [target] at another database",
+        ));
+    }
     let schema = source_engine.introspect(&source_name).await.map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             spec_error(
