@@ -139,3 +139,34 @@ fn assert_error_code(ran: &ferry_testkit::Ran, needle: &str) {
     ran.assert_code(2);
     assert!(ran.stderr.contains(needle), "{ran}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_added_to_a_finished_migration_is_moved_too() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO a VALUES (1, 'x');
+         CREATE TABLE b (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO b VALUES (1, 'y'), (2, 'z');",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"a\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"a\"\n\n[[table]]\nfrom = \"b\"\n"));
+    let ran = ws.run(&["run"]);
+    ran.assert_code(0);
+    assert_eq!(dst.count("b").await, 2, "{ran}");
+    let status = ws.status_json();
+    assert_eq!(status["verification"], "pass", "{status:#}");
+    assert_eq!(status["tables"][0]["batches"], 1, "table a was not copied again\n{status:#}");
+
+    // Editing an entry after its backfill is refused with a way out.
+    ws.write_spec(&spec(
+        &src,
+        &dst,
+        "[[table]]\nfrom = \"a\"\nto = \"a2\"\n\n[[table]]\nfrom = \"b\"\nfilter = \"id > 1\"\n",
+    ));
+    let ran = ws.run(&["run"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("changed after its backfill started"), "{ran}");
+}

@@ -103,11 +103,15 @@ impl Migration {
             None
         };
         let plans = plan_tables(&spec, &*source, &*target).await?;
-        for (i, plan) in plans.iter().enumerate() {
+        let mut spec_changed = false;
+        // Only a runner records tables; `ferry verify` reads what is there.
+        for (i, plan) in plans.iter().enumerate().filter(|_| exclusive) {
             let fingerprint = Spec::table_fingerprint(&plan.spec);
+            let known = state.table(&plan.target_display())?.is_some();
             let progress =
                 state.register_table(&plan.target_display(), &plan.source_name.to_string(), &fingerprint, i)?;
-            if progress.fingerprint != fingerprint && exclusive {
+            spec_changed |= !known;
+            if progress.fingerprint != fingerprint {
                 if progress.rows_copied > 0 || progress.backfill_done {
                     return Err(RunError::new(
                         RunErrorKind::State,
@@ -121,8 +125,14 @@ impl Migration {
                     )
                     .with_hint("restore the entry as it was, or start over: drop the target table and remove the state directory"));
                 }
-                state.set_meta(&format!("fingerprint:{}", plan.target_name), &fingerprint)?;
+                state.set_fingerprint(&plan.target_display(), &fingerprint)?;
+                spec_changed = true;
             }
+        }
+        // A new or edited table entry: expand, backfill and verify run again
+        // (tables already copied are skipped by their own checkpoints).
+        if spec_changed && exclusive && state.phase_state(Phase::Expand)? != PhaseState::NotStarted {
+            state.reset_phases(&[Phase::Expand, Phase::Backfill, Phase::Verify])?;
         }
         Ok(Migration { spec, state, source, target, plans, _state_lock: state_lock, _target_lock: target_lock })
     }

@@ -308,6 +308,22 @@ impl StateStore {
         Ok(rows)
     }
 
+    pub fn set_fingerprint(&self, target: &str, fingerprint: &str) -> Result<()> {
+        self.conn.execute("UPDATE tables SET fingerprint = ?2 WHERE target = ?1", [target, fingerprint])?;
+        Ok(())
+    }
+
+    /// Marks phases to be run again (after the spec gained or changed a table).
+    pub fn reset_phases(&self, phases: &[Phase]) -> Result<()> {
+        for phase in phases {
+            self.conn.execute(
+                "UPDATE phases SET state = 'not_started', started_at = NULL, completed_at = NULL WHERE phase = ?1",
+                [phase.number()],
+            )?;
+        }
+        Ok(())
+    }
+
     pub fn set_created_by_ferry(&self, target: &str) -> Result<()> {
         self.conn.execute("UPDATE tables SET created_by_ferry = 1 WHERE target = ?1", [target])?;
         Ok(())
