@@ -43,6 +43,32 @@ impl DataType {
         DataType::Text { max_chars: None }
     }
 
+    /// One of every kind, with the parameter shapes that matter (bounded and
+    /// unbounded decimals and text, a decimal wider than a double): for tests
+    /// of type mappings.
+    pub fn examples() -> Vec<DataType> {
+        vec![
+            DataType::Bool,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Decimal { precision: Some(12), scale: Some(2) },
+            DataType::Decimal { precision: Some(30), scale: Some(4) },
+            DataType::Decimal { precision: None, scale: None },
+            DataType::Text { max_chars: Some(40) },
+            DataType::text(),
+            DataType::Bytes,
+            DataType::Date,
+            DataType::Time,
+            DataType::Timestamp,
+            DataType::TimestampTz,
+            DataType::Json,
+            DataType::Uuid,
+        ]
+    }
+
     pub fn is_integer(&self) -> bool {
         matches!(self, DataType::Int16 | DataType::Int32 | DataType::Int64)
     }
@@ -181,25 +207,7 @@ mod tests {
 
     #[test]
     fn display_parses_back() {
-        for t in [
-            DataType::Bool,
-            DataType::Int16,
-            DataType::Int32,
-            DataType::Int64,
-            DataType::Float32,
-            DataType::Float64,
-            DataType::Decimal { precision: Some(10), scale: Some(3) },
-            DataType::Decimal { precision: None, scale: None },
-            DataType::Text { max_chars: Some(9) },
-            DataType::text(),
-            DataType::Bytes,
-            DataType::Date,
-            DataType::Time,
-            DataType::Timestamp,
-            DataType::TimestampTz,
-            DataType::Json,
-            DataType::Uuid,
-        ] {
+        for t in DataType::examples() {
             assert_eq!(DataType::parse(&t.to_string()).unwrap(), t);
         }
     }

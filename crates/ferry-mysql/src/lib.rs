@@ -468,8 +468,9 @@ impl Engine for MysqlEngine {
             DataType::Decimal { precision: None, scale: None } => {
                 DataType::Decimal { precision: Some(65), scale: Some(30) }
             }
-            DataType::Decimal { precision: Some(p), scale } if *p > 65 => {
-                DataType::Decimal { precision: Some(65), scale: Some(scale.unwrap_or(0).min(30)) }
+            // MySQL allows 65 digits, 30 of them after the point.
+            DataType::Decimal { precision: Some(p), scale } if *p > 65 || scale.unwrap_or(0) > 30 => {
+                DataType::Decimal { precision: Some((*p).min(65)), scale: Some(scale.unwrap_or(0).min(30)) }
             }
             DataType::TimestampTz => DataType::Timestamp,
             DataType::Uuid if !self.has_uuid_type() => DataType::Text { max_chars: Some(36) },

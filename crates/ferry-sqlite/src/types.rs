@@ -84,26 +84,7 @@ mod tests {
 
     #[test]
     fn declared_types_round_trip() {
-        for t in [
-            DataType::Bool,
-            DataType::Int16,
-            DataType::Int32,
-            DataType::Int64,
-            DataType::Float32,
-            DataType::Float64,
-            DataType::Decimal { precision: Some(12), scale: Some(2) },
-            DataType::Decimal { precision: Some(30), scale: Some(4) },
-            DataType::Decimal { precision: None, scale: None },
-            DataType::Text { max_chars: Some(40) },
-            DataType::text(),
-            DataType::Bytes,
-            DataType::Date,
-            DataType::Time,
-            DataType::Timestamp,
-            DataType::TimestampTz,
-            DataType::Json,
-            DataType::Uuid,
-        ] {
+        for t in DataType::examples() {
             assert_eq!(from_declared(&declare(&t, false)), t, "{t}");
         }
     }
