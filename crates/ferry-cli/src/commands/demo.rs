@@ -82,6 +82,8 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     println!("  total time    {}", format_duration(started.elapsed()));
     if args.dir.is_some() {
         println!("  kept in       {} (try: ferry status --spec {})", dir.display(), spec_path.display());
+    } else {
+        println!("  files         removed; `ferry demo --dir DIR` keeps them to look at");
     }
     Ok(if outcome.verified() { EXIT_OK } else { EXIT_DIFFERENCES })
 }
