@@ -18,8 +18,8 @@ fn assert_error(ran: &Ran, needles: &[&str]) {
     }
 }
 
-const SOURCE_ONLY: &str =
-    "[source]\nurl = \"sqlite:source.db\"\n[target]\nurl = \"sqlite:target.db\"\n[[table]]\nfrom = \"users\"\n";
+const SOURCE_ONLY: &str = "[migration]\ndowntime = \"0s\"\nrollback = \"lossless\"\nowner = \"ops\"\n\
+    [source]\nurl = \"sqlite:source.db\"\n[target]\nurl = \"sqlite:target.db\"\n[[table]]\nfrom = \"users\"\n";
 
 fn sqlite_workspace() -> Workspace {
     let ws = Workspace::new(FERRY);
@@ -56,14 +56,14 @@ fn malformed_toml_names_file_and_line() {
 fn unknown_key_names_the_key() {
     let ws = sqlite_workspace();
     ws.write_spec(&format!("{SOURCE_ONLY}batchsize = 10\n"));
-    assert_error(&ws.run(&["run"]), &["ferry.toml:7:", "unknown field `batchsize`", "help:"]);
+    assert_error(&ws.run(&["run"]), &["ferry.toml:11:", "unknown field `batchsize`", "help:"]);
 }
 
 #[test]
 fn wrong_type_and_missing_field() {
     let ws = sqlite_workspace();
     ws.write_spec(&format!("{SOURCE_ONLY}[policy]\nbatch_size = \"lots\"\n"));
-    assert_error(&ws.run(&["run"]), &["ferry.toml:8:", "invalid type"]);
+    assert_error(&ws.run(&["run"]), &["ferry.toml:12:", "invalid type"]);
     ws.write_spec("[source]\nurl = \"sqlite:source.db\"\n[[table]]\nfrom = \"users\"\n");
     assert_error(&ws.run(&["run"]), &["missing field `target`"]);
 }
@@ -73,7 +73,7 @@ fn unknown_scheme_names_the_url() {
     let ws = sqlite_workspace();
     ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "oracle://scott:tiger@db/orcl"));
     let ran = ws.run(&["run"]);
-    assert_error(&ran, &["ferry.toml:4:", "target.url", "oracle://scott:***@db/orcl", "postgres://"]);
+    assert_error(&ran, &["ferry.toml:8:", "target.url", "oracle://scott:***@db/orcl", "postgres://"]);
     assert!(!ran.stderr.contains("tiger"), "passwords are never printed\n{ran}");
 }
 
@@ -114,7 +114,7 @@ async fn wrong_password_and_missing_database() {
 fn missing_table_lists_the_tables_there() {
     let ws = sqlite_workspace();
     ws.write_spec(&SOURCE_ONLY.replace("from = \"users\"", "from = \"userz\""));
-    assert_error(&ws.run(&["run"]), &["ferry.toml:5:", "userz", "does not exist", "users"]);
+    assert_error(&ws.run(&["run"]), &["ferry.toml:9:", "userz", "does not exist", "users"]);
 }
 
 #[test]
@@ -202,6 +202,17 @@ fn init_refuses_to_overwrite_and_needs_a_reachable_source() {
         &ws.run(&["init", "--source", "sqlite:nope.db", "--target", "sqlite:t.db", "--table", "users", "-o", "x.toml"]),
         &["nope.db", "does not exist"],
     );
+}
+
+#[test]
+fn open_questions_block_the_run_and_name_the_key() {
+    let ws = sqlite_workspace();
+    let text = SOURCE_ONLY.replace("rollback = \"lossless\"\n", "").replace("owner = \"ops\"\n", "");
+    ws.write_spec(&text);
+    let ran = ws.run(&["run"]);
+    assert_error(&ran, &["migration.rollback", "migration.owner", "rollback = \"lossless\"", "[migration]"]);
+    assert!(!ran.stderr.contains("migration.downtime"), "downtime is answered\n{ran}");
+    assert!(!ws.path().join("target.db").exists(), "nothing ran");
 }
 
 #[test]

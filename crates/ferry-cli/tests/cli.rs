@@ -44,9 +44,49 @@ async fn init_writes_a_spec_that_runs() {
     let ws = Workspace::new(FERRY);
     // A password in the URL stays out of the file (trust auth ignores it here).
     let url = src.url.replacen("postgres://postgres@", "postgres://postgres:s3cret@", 1);
+    // Without the [migration] answers the spec is written with them open, and run waits.
     let ran =
-        ws.run(&["init", "--source", &url, "--target", "sqlite:copy.db", "--table", "accounts", "--table", "events"]);
+        ws.run(&["init", "--source", &url, "--target", "sqlite:copy.db", "--table", "accounts", "-o", "open.toml"]);
     ran.assert_code(0);
+    assert!(ran.stderr.contains("open questions"), "{ran}");
+    let open = std::fs::read_to_string(ws.path().join("open.toml")).unwrap();
+    assert!(open.contains("# downtime = ") && open.contains("OPEN QUESTION"), "{open}");
+    let blocked = ws.command(&["--spec", "open.toml", "run"]).env("FERRY_SOURCE_PASSWORD", "s3cret").output().unwrap();
+    assert_eq!(blocked.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&blocked.stderr).contains("migration.downtime"));
+
+    let ran = ws.run(&[
+        "init",
+        "--source",
+        &url,
+        "--target",
+        "sqlite:copy.db",
+        "--table",
+        "accounts",
+        "--table",
+        "events",
+        "--downtime",
+        "0s",
+        "--rollback",
+        "lossless",
+        "--owner",
+        "dba@example.com",
+    ]);
+    ran.assert_code(0);
+    let bad = ws.run(&[
+        "init",
+        "--source",
+        &url,
+        "--target",
+        "sqlite:x.db",
+        "--table",
+        "accounts",
+        "-o",
+        "bad.toml",
+        "--rollback",
+        "maybe",
+    ]);
+    assert_eq!(bad.code, Some(2), "{bad}");
     let text = std::fs::read_to_string(ws.spec_path()).unwrap();
     assert!(!text.contains("s3cret"), "{text}");
     assert!(text.contains("${FERRY_SOURCE_PASSWORD}"), "{text}");

@@ -21,11 +21,51 @@ pub const DEFAULT_STATE_URL: &str = "sqlite:.ferry/state.db";
 pub struct Spec {
     /// Where the spec was read from; relative SQLite paths are resolved against its directory.
     pub path: PathBuf,
+    pub migration: MigrationInfo,
     pub source_url: String,
     pub target_url: String,
     pub tables: Vec<TableSpec>,
     pub policy: Policy,
     pub state_url: String,
+}
+
+/// `[migration]`: the answers the method needs before anything runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MigrationInfo {
+    pub name: Option<String>,
+    pub owner: Option<String>,
+    /// Accepted downtime: zero for a zero-downtime migration.
+    pub downtime: Option<Duration>,
+    pub rollback: Option<RollbackRequirement>,
+    /// When it is scheduled, as written.
+    pub when: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackRequirement {
+    /// Rolling back must never lose a write, at any phase before contract.
+    Lossless,
+    /// After writes switch to the target, a rollback may lose writes made since.
+    LossAcceptedAfterSwitch,
+}
+
+impl RollbackRequirement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackRequirement::Lossless => "lossless",
+            RollbackRequirement::LossAcceptedAfterSwitch => "loss-accepted-after-switch",
+        }
+    }
+}
+
+/// Something the spec must answer before `ferry run` may start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenQuestion {
+    /// The spec key that answers it, e.g. `migration.downtime`.
+    pub key: &'static str,
+    pub question: &'static str,
+    /// A line to paste under `[migration]`.
+    pub example: &'static str,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +107,16 @@ pub struct Policy {
     pub batch_pause: Duration,
     pub sample_size: usize,
     pub on_conversion_error: OnConversionError,
+    /// Rollback trigger: apply or dual-write error rate, as a fraction.
+    pub max_error_rate: f64,
+    /// Rollback trigger: replay or replica lag.
+    pub max_lag: Duration,
+    /// Rollback trigger: p99 latency increase over the baseline, as a fraction.
+    pub max_latency_increase: f64,
+    /// Big bang is considered only below this many rows.
+    pub big_bang_max_rows: u64,
+    /// At or above this many rows a table is very large: snapshot and replay in batches.
+    pub very_large_rows: u64,
 }
 
 impl Default for Policy {
@@ -76,6 +126,11 @@ impl Default for Policy {
             batch_pause: Duration::ZERO,
             sample_size: DEFAULT_SAMPLE_SIZE,
             on_conversion_error: OnConversionError::Stop,
+            max_error_rate: 0.001,
+            max_lag: Duration::from_secs(30),
+            max_latency_increase: 0.10,
+            big_bang_max_rows: 1_000_000,
+            very_large_rows: 100_000_000,
         }
     }
 }
@@ -118,6 +173,8 @@ mod raw {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct File {
+        #[serde(default)]
+        pub migration: Migration,
         pub source: Endpoint,
         pub target: Endpoint,
         #[serde(default, rename = "table")]
@@ -126,6 +183,16 @@ mod raw {
         pub policy: Policy,
         #[serde(default)]
         pub state: Option<State>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Migration {
+        pub name: Option<Spanned<String>>,
+        pub owner: Option<Spanned<String>>,
+        pub downtime: Option<Spanned<String>>,
+        pub rollback: Option<Spanned<String>>,
+        pub when: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -147,6 +214,11 @@ mod raw {
         pub batch_pause: Option<Spanned<String>>,
         pub sample_size: Option<Spanned<i64>>,
         pub on_conversion_error: Option<Spanned<String>>,
+        pub max_error_rate: Option<Spanned<String>>,
+        pub max_lag: Option<Spanned<String>>,
+        pub max_latency_increase: Option<Spanned<String>>,
+        pub big_bang_max_rows: Option<Spanned<i64>>,
+        pub very_large_rows: Option<Spanned<i64>>,
     }
 
     #[derive(Deserialize)]
@@ -376,6 +448,7 @@ impl Spec {
         };
 
         let policy = parse_policy(&ctx, &file.policy)?;
+        let migration = parse_migration(&ctx, &file.migration)?;
 
         if file.tables.is_empty() {
             return Err(SpecError {
@@ -403,7 +476,34 @@ impl Spec {
             tables.push(table);
         }
 
-        Ok(Spec { path: path.to_path_buf(), source_url, target_url, tables, policy, state_url })
+        Ok(Spec { path: path.to_path_buf(), migration, source_url, target_url, tables, policy, state_url })
+    }
+
+    /// What the method needs and the spec does not say (`[migration]`).
+    pub fn open_questions(&self) -> Vec<OpenQuestion> {
+        let mut out = Vec::new();
+        if self.migration.downtime.is_none() {
+            out.push(OpenQuestion {
+                key: "migration.downtime",
+                question: "How much downtime is acceptable: none, or a maintenance window of what length?",
+                example: "downtime = \"0s\"   # or a window such as \"15m\", \"2h\"",
+            });
+        }
+        if self.migration.rollback.is_none() {
+            out.push(OpenQuestion {
+                key: "migration.rollback",
+                question: "Must a rollback lose nothing, or is losing writes made after the switch acceptable?",
+                example: "rollback = \"lossless\"   # or \"loss-accepted-after-switch\"",
+            });
+        }
+        if self.migration.owner.is_none() {
+            out.push(OpenQuestion {
+                key: "migration.owner",
+                question: "Who owns this migration and signs off each phase?",
+                example: "owner = \"name@example.com\"",
+            });
+        }
+        out
     }
 
     /// The directory relative paths in the spec are resolved against.
@@ -455,6 +555,36 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             )
         })?;
     }
+    for (value, key, slot) in [
+        (&raw.max_error_rate, "max_error_rate", &mut policy.max_error_rate),
+        (&raw.max_latency_increase, "max_latency_increase", &mut policy.max_latency_increase),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_percent(v.get_ref()).ok_or_else(|| {
+                ctx.error(
+                    v.span(),
+                    format!("`policy.{key}`: `{}` is not a percentage", v.get_ref()),
+                    "write e.g. \"0.1%\" or \"10%\"",
+                )
+            })?;
+        }
+    }
+    if let Some(l) = &raw.max_lag {
+        policy.max_lag = parse_duration(l.get_ref()).ok_or_else(|| {
+            ctx.error(l.span(), format!("`policy.max_lag`: `{}` is not a duration", l.get_ref()), "write e.g. \"30s\"")
+        })?;
+    }
+    for (value, key, slot) in [
+        (&raw.big_bang_max_rows, "big_bang_max_rows", &mut policy.big_bang_max_rows),
+        (&raw.very_large_rows, "very_large_rows", &mut policy.very_large_rows),
+    ] {
+        if let Some(v) = value {
+            if *v.get_ref() < 0 {
+                return Err(ctx.error(v.span(), format!("`policy.{key}` must not be negative"), ""));
+            }
+            *slot = *v.get_ref() as u64;
+        }
+    }
     if let Some(o) = &raw.on_conversion_error {
         policy.on_conversion_error = match o.get_ref().as_str() {
             "stop" => OnConversionError::Stop,
@@ -469,6 +599,49 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
         };
     }
     Ok(policy)
+}
+
+fn parse_migration(ctx: &Ctx, raw: &raw::Migration) -> Result<MigrationInfo, SpecError> {
+    let text = |v: &Option<toml::Spanned<String>>, key: &str| -> Result<Option<String>, SpecError> {
+        v.as_ref().map(|v| ctx.interpolate(v, key)).transpose()
+    };
+    let downtime = match &raw.downtime {
+        Some(d) => Some(parse_duration(d.get_ref()).ok_or_else(|| {
+            ctx.error(
+                d.span(),
+                format!("`migration.downtime`: `{}` is not a duration", d.get_ref()),
+                "write \"0s\" for zero downtime, or a window such as \"15m\" or \"2h\"",
+            )
+        })?),
+        None => None,
+    };
+    let rollback = match &raw.rollback {
+        Some(r) => Some(match r.get_ref().as_str() {
+            "lossless" => RollbackRequirement::Lossless,
+            "loss-accepted-after-switch" => RollbackRequirement::LossAcceptedAfterSwitch,
+            other => {
+                return Err(ctx.error(
+                    r.span(),
+                    format!("`migration.rollback`: unknown value `{other}`"),
+                    "use \"lossless\" or \"loss-accepted-after-switch\"",
+                ))
+            }
+        }),
+        None => None,
+    };
+    Ok(MigrationInfo {
+        name: text(&raw.name, "migration.name")?,
+        owner: text(&raw.owner, "migration.owner")?.filter(|o| !o.trim().is_empty()),
+        downtime,
+        rollback,
+        when: text(&raw.when, "migration.when")?,
+    })
+}
+
+/// `"0.1%"` -> 0.001
+pub fn parse_percent(s: &str) -> Option<f64> {
+    let n: f64 = s.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (n.is_finite() && n >= 0.0).then_some(n / 100.0)
 }
 
 fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec, SpecError> {
@@ -642,6 +815,35 @@ age = { type = "integer" }
         assert_eq!(err.line, Some(8));
         let err = parse(&format!("{MINIMAL}[table.columns]\nx = {{ expr = \"a\", typ = \"text\" }}\n")).unwrap_err();
         assert!(err.message.contains("unknown field `typ`"), "{err}");
+    }
+
+    #[test]
+    fn migration_answers_and_open_questions() {
+        let spec = parse(MINIMAL).unwrap();
+        let keys: Vec<&str> = spec.open_questions().iter().map(|q| q.key).collect();
+        assert_eq!(keys, ["migration.downtime", "migration.rollback", "migration.owner"]);
+        let answered = format!("[migration]\ndowntime = \"0s\"\nrollback = \"lossless\"\nowner = \"ops\"\n{MINIMAL}");
+        let spec = parse(&answered).unwrap();
+        assert!(spec.open_questions().is_empty());
+        assert_eq!(spec.migration.downtime, Some(Duration::ZERO));
+        let err = parse(&answered.replace("lossless", "maybe")).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.help.unwrap().contains("loss-accepted-after-switch"));
+        let err = parse(&answered.replace("\"0s\"", "\"soon\"")).unwrap_err();
+        assert!(err.message.contains("migration.downtime"), "{err}");
+    }
+
+    #[test]
+    fn policy_thresholds() {
+        let spec = parse(&format!(
+            "{MINIMAL}[policy]\nmax_error_rate = \"0.5%\"\nmax_lag = \"10s\"\nbig_bang_max_rows = 10\n"
+        ))
+        .unwrap();
+        assert!((spec.policy.max_error_rate - 0.005).abs() < 1e-12);
+        assert_eq!(spec.policy.max_lag, Duration::from_secs(10));
+        assert_eq!(spec.policy.big_bang_max_rows, 10);
+        assert!((Policy::default().max_latency_increase - 0.10).abs() < 1e-12);
+        assert!(parse(&format!("{MINIMAL}[policy]\nmax_error_rate = \"lots\"\n")).is_err());
     }
 
     #[test]

@@ -220,6 +220,12 @@ fn uuid_text(rng: &mut fastrand::Rng) -> String {
 pub fn spec_text(batch_size: usize) -> String {
     format!(
         r#"# Written by `ferry demo`.
+[migration]
+name = "demo: users and sessions to a new SQLite file"
+owner = "ferry demo"
+downtime = "0s"
+rollback = "lossless"
+
 [source]
 url = "sqlite:source.db"
 

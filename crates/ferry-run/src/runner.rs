@@ -66,6 +66,9 @@ impl Migration {
     /// Connects both databases and plans every table. With `exclusive`, takes
     /// the locks that keep a second runner off this migration.
     pub async fn open(spec: Spec, exclusive: bool) -> Result<Migration> {
+        if exclusive {
+            check_answered(&spec)?;
+        }
         let state = StateStore::open(&state_path(&spec)?)?;
         let state_lock = if exclusive {
             Some(state.lock()?.ok_or_else(|| {
@@ -407,6 +410,26 @@ impl Migration {
         }
         Ok(reports)
     }
+}
+
+/// The method does not start while the spec leaves one of its questions open.
+fn check_answered(spec: &Spec) -> Result<()> {
+    let open = spec.open_questions();
+    if open.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = open.iter().map(|q| q.key).collect();
+    let questions: Vec<String> = open.iter().map(|q| format!("  - {}: {}", q.key, q.question)).collect();
+    let examples: Vec<&str> = open.iter().map(|q| q.example).collect();
+    Err(RunError::new(
+        RunErrorKind::Spec,
+        format!("{}: the spec leaves {} open:\n{}", spec.path.display(), keys.join(", "), questions.join("\n")),
+    )
+    .with_hint(format!(
+        "answer them under [migration] in {}:\n\n    [migration]\n    {}\n",
+        spec.path.display(),
+        examples.join("\n    ")
+    )))
 }
 
 /// The state store remembers which databases it belongs to.

@@ -301,9 +301,12 @@ impl Workspace {
     }
 }
 
+/// The `[migration]` answers every test spec carries.
+pub const MIGRATION: &str = "[migration]\ndowntime = \"0s\"\nrollback = \"lossless\"\nowner = \"ferry-tests\"\n\n";
+
 /// A spec with one or more `[[table]]` entries appended verbatim.
 pub fn spec(source: &TestDb, target: &TestDb, tables: &str) -> String {
-    format!("[source]\nurl = \"{}\"\n\n[target]\nurl = \"{}\"\n\n{tables}", source.url, target.url)
+    format!("{MIGRATION}[source]\nurl = \"{}\"\n\n[target]\nurl = \"{}\"\n\n{tables}", source.url, target.url)
 }
 
 /// Generates one `#[tokio::test]` per engine pair, calling `$body(source, target)`.

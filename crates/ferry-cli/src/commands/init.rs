@@ -23,6 +23,77 @@ pub struct Args {
     /// Overwrite the output if it exists.
     #[arg(long)]
     force: bool,
+    /// Accepted downtime: "0s" for none, or a window such as "15m", "2h".
+    #[arg(long)]
+    downtime: Option<String>,
+    /// Rollback requirement: "lossless" or "loss-accepted-after-switch".
+    #[arg(long)]
+    rollback: Option<String>,
+    /// Who owns the migration and signs off each phase.
+    #[arg(long)]
+    owner: Option<String>,
+}
+
+/// The `[migration]` answers, from flags, from a prompt on a terminal, or left open.
+struct Answers {
+    downtime: Option<String>,
+    rollback: Option<String>,
+    owner: Option<String>,
+}
+
+fn validate_downtime(s: &str) -> Result<String, String> {
+    ferry_core::spec::parse_duration(s)
+        .map(|_| s.trim().to_string())
+        .ok_or_else(|| format!("`{s}` is not a duration; write \"0s\" for zero downtime, or e.g. \"15m\", \"2h\""))
+}
+
+fn validate_rollback(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "lossless" | "loss-accepted-after-switch" => Ok(s.trim().to_string()),
+        other => {
+            Err(format!("`{other}` is not a rollback requirement; use \"lossless\" or \"loss-accepted-after-switch\""))
+        }
+    }
+}
+
+fn ask(question: &str, validate: impl Fn(&str) -> Result<String, String>) -> anyhow::Result<Option<String>> {
+    use std::io::{BufRead, Write};
+    loop {
+        eprint!("{question} (Enter to leave open): ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(None);
+        }
+        match validate(&line) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) => eprintln!("  {e}"),
+        }
+    }
+}
+
+fn answers(args: &Args) -> anyhow::Result<Answers> {
+    use std::io::IsTerminal;
+    let check = |v: &Option<String>, f: fn(&str) -> Result<String, String>| -> anyhow::Result<Option<String>> {
+        v.as_deref().map(f).transpose().map_err(|e| anyhow::anyhow!(e))
+    };
+    let mut a = Answers {
+        downtime: check(&args.downtime, validate_downtime)?,
+        rollback: check(&args.rollback, validate_rollback)?,
+        owner: args.owner.clone().filter(|o| !o.trim().is_empty()),
+    };
+    if std::io::stdin().is_terminal() {
+        if a.downtime.is_none() {
+            a.downtime = ask("Accepted downtime? \"0s\" for none, or a window like \"15m\"", validate_downtime)?;
+        }
+        if a.rollback.is_none() {
+            a.rollback = ask("Rollback: \"lossless\" or \"loss-accepted-after-switch\"?", validate_rollback)?;
+        }
+        if a.owner.is_none() {
+            a.owner = ask("Owner (who signs off each phase)?", |s| Ok(s.trim().to_string()))?;
+        }
+    }
+    Ok(a)
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
@@ -32,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
             args.output.display()
         );
     }
+    let answers = answers(&args)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let output_dir = match args.output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -44,7 +116,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     }
     let (source_url, source_secret) = for_spec(&args.source, "FERRY_SOURCE_PASSWORD", &cwd, &output_dir)?;
     let (target_url, target_secret) = for_spec(&args.target, "FERRY_TARGET_PASSWORD", &cwd, &output_dir)?;
-    let text = render(&source_url, &target_url, &schemas, &source.display_url());
+    let text = render(&answers, &source_url, &target_url, &schemas, &source.display_url());
     std::fs::write(&args.output, text).with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("wrote {} ({} table{})", args.output.display(), schemas.len(), if schemas.len() == 1 { "" } else { "s" });
     for var in [source_secret, target_secret].into_iter().flatten() {
@@ -58,7 +130,10 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
             );
         }
     }
-    eprintln!("next: review it, then `ferry run --spec {}`", args.output.display());
+    if answers.downtime.is_none() || answers.rollback.is_none() || answers.owner.is_none() {
+        eprintln!("note: [migration] has open questions (commented out in the file); `ferry run` waits until they are answered");
+    }
+    eprintln!("next: review it, `ferry plan`, then `ferry run --spec {}`", args.output.display());
     Ok(EXIT_OK)
 }
 
@@ -89,10 +164,27 @@ fn for_spec(url: &str, password_var: &str, cwd: &Path, output_dir: &Path) -> any
     }
 }
 
-fn render(source_url: &str, target_url: &str, schemas: &[TableSchema], source_display: &str) -> String {
+fn render(
+    answers: &Answers,
+    source_url: &str,
+    target_url: &str,
+    schemas: &[TableSchema],
+    source_display: &str,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Migration spec written by `ferry init` from {source_display}.");
     let _ = writeln!(out, "# Reference: docs/spec.md. Secrets: write ${{ENV_VAR}} instead of a password.\n");
+    let _ = writeln!(out, "[migration]");
+    let line = |out: &mut String, key: &str, value: &Option<String>, open: &str| {
+        let _ = match value {
+            Some(v) => writeln!(out, "{key} = {}", toml_string(v)),
+            None => writeln!(out, "# {key} = {open}   # OPEN QUESTION: answer it before `ferry run`"),
+        };
+    };
+    line(&mut out, "downtime", &answers.downtime, "\"0s\"  (zero downtime) or a window such as \"15m\"");
+    line(&mut out, "rollback", &answers.rollback, "\"lossless\" or \"loss-accepted-after-switch\"");
+    line(&mut out, "owner", &answers.owner, "\"name@example.com\"");
+    let _ = writeln!(out, "# when = \"2026-12-01 22:00 UTC\"\n");
     let _ = writeln!(out, "[source]\nurl = {}\n", toml_string(source_url));
     let _ = writeln!(out, "[target]\nurl = {}\n", toml_string(target_url));
     let _ = writeln!(out, "[policy]\nbatch_size = {}", ferry_core::spec::DEFAULT_BATCH_SIZE);
