@@ -40,6 +40,8 @@ struct Cli {
 enum Command {
     /// Write a spec from live introspection of the source.
     Init(commands::init::Args),
+    /// Assess the live databases and write the plan: plan.md and plan.json.
+    Plan(commands::plan::Args),
     /// Expand, backfill and verify; resumes wherever an earlier run stopped.
     Run(commands::run::Args),
     /// Compare source and target: counts, a checksum of every row, a random sample.
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Init(args) => commands::init::run(args).await,
+        Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
         Command::Run(args) => commands::run::run(&cli.spec, args).await,
         Command::Verify => commands::verify::run(&cli.spec).await,
         Command::Status { json } => commands::status::run(&cli.spec, json),

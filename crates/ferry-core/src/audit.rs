@@ -69,6 +69,15 @@ pub enum AuditEvent {
         command: String,
         spec: String,
     },
+    MigrationAssessed {
+        scope: String,
+        components: u64,
+        estimated_duration_ms: u64,
+    },
+    StrategySelected {
+        strategy: String,
+        rationale: String,
+    },
     PhaseStarted {
         phase: Phase,
     },
@@ -128,6 +137,8 @@ impl AuditEvent {
     pub fn name(&self) -> &'static str {
         match self {
             AuditEvent::RunStarted { .. } => "run-started",
+            AuditEvent::MigrationAssessed { .. } => "migration-assessed",
+            AuditEvent::StrategySelected { .. } => "strategy-selected",
             AuditEvent::PhaseStarted { .. } => "phase-started",
             AuditEvent::PhaseCompleted { .. } => "phase-completed",
             AuditEvent::PhaseFailed { .. } => "phase-failed",
@@ -146,6 +157,11 @@ impl AuditEvent {
     pub fn details(&self) -> String {
         match self {
             AuditEvent::RunStarted { command, spec } => format!("command={command}, spec={spec}"),
+            AuditEvent::MigrationAssessed { scope, components, estimated_duration_ms } => format!(
+                "scope={scope}, components={components}, estimated_duration={}",
+                format_duration(Duration::from_millis(*estimated_duration_ms))
+            ),
+            AuditEvent::StrategySelected { strategy, rationale } => format!("{strategy} — rationale: {}", one_line(rationale)),
             AuditEvent::PhaseStarted { phase } => phase.to_string(),
             AuditEvent::PhaseCompleted { phase, duration_ms } => {
                 format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))
@@ -197,6 +213,8 @@ pub fn format_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 1.0 {
         format!("{}ms", d.as_millis())
+    } else if secs < 60.0 && d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
     } else if secs < 60.0 {
         format!("{secs:.1}s")
     } else if secs < 3600.0 {

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod convert;
 pub mod decimal;
+pub mod plan;
 pub mod schema;
 pub mod spec;
 pub mod status;
@@ -15,7 +16,7 @@ pub mod types;
 pub mod value;
 
 pub use audit::{AuditEvent, Phase};
-pub use schema::{Column, ColumnDef, ForeignKey, Index, TableDef, TableName, TableSchema, TableStats};
+pub use schema::{Column, ColumnDef, Dependents, ForeignKey, Index, TableDef, TableName, TableSchema, TableStats};
 pub use spec::{ColumnSource, Policy, Spec, SpecError, TableSpec};
 pub use types::DataType;
 pub use value::{Row, Value};

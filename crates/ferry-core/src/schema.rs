@@ -93,6 +93,15 @@ impl TableSchema {
     }
 }
 
+/// Who depends on a table: the downstream consumers a plan must list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dependents {
+    /// Foreign keys of other tables (or of this one) that reference it: (child table, key).
+    pub foreign_keys_in: Vec<(TableName, ForeignKey)>,
+    pub triggers: Vec<String>,
+    pub views: Vec<String>,
+}
+
 /// What expand creates on the target: columns already in target names and types.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDef {

@@ -59,7 +59,7 @@ impl RollbackRequirement {
 }
 
 /// Something the spec must answer before `ferry run` may start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct OpenQuestion {
     /// The spec key that answers it, e.g. `migration.downtime`.
     pub key: &'static str,
@@ -87,9 +87,24 @@ pub struct TableSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ColumnSource {
     /// A source column, possibly with a different target type.
-    Column { name: String, data_type: Option<DataType> },
+    Column { name: String, data_type: Option<DataType>, not_null: bool },
     /// A source-dialect SQL expression.
-    Expr { sql: String, data_type: Option<DataType> },
+    Expr { sql: String, data_type: Option<DataType>, not_null: bool },
+}
+
+impl ColumnSource {
+    pub fn data_type(&self) -> Option<&DataType> {
+        match self {
+            ColumnSource::Column { data_type, .. } | ColumnSource::Expr { data_type, .. } => data_type.as_ref(),
+        }
+    }
+
+    /// The spec asks for NOT NULL on the target (`nullable = false`).
+    pub fn not_null(&self) -> bool {
+        match self {
+            ColumnSource::Column { not_null, .. } | ColumnSource::Expr { not_null, .. } => *not_null,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +287,7 @@ mod raw {
         pub expr: Option<String>,
         #[serde(rename = "type")]
         pub data_type: Option<String>,
+        pub nullable: Option<bool>,
     }
 
     impl<'de> Deserialize<'de> for ColumnValue {
@@ -686,13 +702,25 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
                 .map_err(|msg| ctx.error(value.span(), format!("`{key_name}`: {msg}"), ""))
         };
         let source = match value.get_ref() {
-            raw::ColumnValue::Name(name) => ColumnSource::Column { name: name.clone(), data_type: None },
+            raw::ColumnValue::Name(name) => {
+                ColumnSource::Column { name: name.clone(), data_type: None, not_null: false }
+            }
             raw::ColumnValue::Detailed(d) => match (&d.from, &d.expr) {
-                (Some(name), None) => ColumnSource::Column { name: name.clone(), data_type: parse_type(&d.data_type)? },
-                (None, Some(sql)) => ColumnSource::Expr { sql: sql.clone(), data_type: parse_type(&d.data_type)? },
-                (None, None) if d.data_type.is_some() => {
-                    ColumnSource::Column { name: target_name.clone(), data_type: parse_type(&d.data_type)? }
-                }
+                (Some(name), None) => ColumnSource::Column {
+                    name: name.clone(),
+                    data_type: parse_type(&d.data_type)?,
+                    not_null: d.nullable == Some(false),
+                },
+                (None, Some(sql)) => ColumnSource::Expr {
+                    sql: sql.clone(),
+                    data_type: parse_type(&d.data_type)?,
+                    not_null: d.nullable == Some(false),
+                },
+                (None, None) if d.data_type.is_some() || d.nullable.is_some() => ColumnSource::Column {
+                    name: target_name.clone(),
+                    data_type: parse_type(&d.data_type)?,
+                    not_null: d.nullable == Some(false),
+                },
                 _ => {
                     return Err(ctx.error(
                         value.span(),
@@ -776,10 +804,14 @@ age = { type = "integer" }
             t.columns[1].1,
             ColumnSource::Expr {
                 sql: "split_part(email, '@', 2)".into(),
-                data_type: Some(DataType::Text { max_chars: Some(255) })
+                data_type: Some(DataType::Text { max_chars: Some(255) }),
+                not_null: false,
             }
         );
-        assert_eq!(t.columns[2].1, ColumnSource::Column { name: "age".into(), data_type: Some(DataType::Int32) });
+        assert_eq!(
+            t.columns[2].1,
+            ColumnSource::Column { name: "age".into(), data_type: Some(DataType::Int32), not_null: false }
+        );
         assert_eq!(spec.policy.batch_pause, Duration::from_millis(20));
     }
 

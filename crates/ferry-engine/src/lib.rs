@@ -13,7 +13,7 @@ pub use crate::error::{EngineError, ErrorKind, Result};
 pub use crate::url::{DatabaseUrl, EngineKind};
 
 use async_trait::async_trait;
-use ferry_core::{DataType, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
+use ferry_core::{DataType, Dependents, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
 
 /// A batch of rows, shared so that the caller keeps it while an engine writes it.
 pub type Rows = std::sync::Arc<[Row]>;
@@ -53,6 +53,21 @@ pub struct WriteSpec {
     pub key: Vec<String>,
 }
 
+/// The prefix of every object Ferry creates for its own use.
+pub const SCRATCH_PREFIX: &str = "ferry_";
+
+/// Guards `drop_scratch_table`: nothing but Ferry's own objects is ever dropped.
+pub fn ensure_scratch(table: &TableName) -> Result<()> {
+    if table.name.starts_with(SCRATCH_PREFIX) {
+        Ok(())
+    } else {
+        Err(EngineError::new(
+            ErrorKind::Other,
+            format!("refusing to drop {table}: only {SCRATCH_PREFIX} tables are Ferry's own"),
+        ))
+    }
+}
+
 /// A stable 64-bit key for an advisory lock name (FNV-1a: the same on every
 /// platform and version, unlike Rust's randomised hasher).
 pub fn lock_key(name: &str) -> u64 {
@@ -86,6 +101,18 @@ pub trait Engine: Send + Sync {
 
     async fn table_exists(&self, table: &TableName) -> Result<bool>;
 
+    /// Foreign keys that reference the table, its triggers, and views that read it.
+    async fn dependents(&self, table: &TableName) -> Result<Dependents>;
+
+    /// The server's (or library's) version, for the plan.
+    async fn version(&self) -> Result<String>;
+
+    /// Free space where the database keeps its data, where the engine can tell.
+    async fn free_disk_bytes(&self) -> Result<Option<u64>>;
+
+    /// Drops a table Ferry made for its own use; refuses any name without the `ferry_` prefix.
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()>;
+
     /// The type of a SQL expression over `table`, where the engine can tell.
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>>;
 
@@ -108,6 +135,10 @@ pub trait Engine: Send + Sync {
     /// Creates a unique key or an index named by [`ferry_core::schema::object_name`];
     /// does nothing if it exists already.
     async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()>;
+
+    /// The statements `create_table` runs for `def`, and those run once the
+    /// data is in (unique keys, indexes, foreign keys), for plans to show.
+    fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>);
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()>;
 

@@ -8,7 +8,8 @@
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use ferry_core::{
-    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
+    TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
@@ -90,6 +91,36 @@ impl MysqlEngine {
         }
     }
 
+    fn create_table_sql(&self, def: &TableDef) -> String {
+        let indexed: Vec<&String> = def
+            .primary_key
+            .iter()
+            .chain(def.unique_keys.iter().flatten())
+            .chain(def.indexes.iter().flatten())
+            .collect();
+        let mut parts: Vec<String> = def
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {}{}",
+                    Q.ident(&c.name),
+                    self.declare(&c.data_type, indexed.contains(&&c.name)),
+                    if c.nullable { " NULL" } else { " NOT NULL" }
+                )
+            })
+            .collect();
+        if !def.primary_key.is_empty() {
+            parts.push(format!("PRIMARY KEY ({})", Q.idents(&def.primary_key)));
+        }
+        format!(
+            "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
+            Q.table(&def.name),
+            parts.join(",\n  "),
+            self.collation()
+        )
+    }
+
     fn declare(&self, t: &DataType, in_key_or_index: bool) -> String {
         match self.storage_type(t, in_key_or_index) {
             DataType::Bool => "tinyint(1)".into(),
@@ -112,6 +143,28 @@ impl MysqlEngine {
             DataType::Uuid => "uuid".into(),
         }
     }
+}
+
+fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
+    let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
+    format!(
+        "ALTER TABLE {} ADD {}KEY {} ({})",
+        Q.table(table),
+        if unique { "UNIQUE " } else { "" },
+        Q.ident(&name),
+        Q.idents(columns)
+    )
+}
+
+fn foreign_key_sql(table: &TableName, fk: &ForeignKey) -> String {
+    format!(
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+        Q.table(table),
+        Q.ident(&fk.name),
+        Q.idents(&fk.columns),
+        Q.table(&fk.ref_table),
+        Q.idents(&fk.ref_columns)
+    )
 }
 
 fn connect_error(e: mysql_async::Error, display: &str) -> EngineError {
@@ -427,6 +480,67 @@ impl Engine for MysqlEngine {
         Ok(found.is_some())
     }
 
+    async fn dependents(&self, table: &TableName) -> Result<Dependents> {
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let rows: Vec<(String, String, String, String, String)> = conn
+            .exec(
+                "SELECT CONSTRAINT_NAME, TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, REFERENCED_COLUMN_NAME \
+                 FROM information_schema.KEY_COLUMN_USAGE WHERE REFERENCED_TABLE_SCHEMA = ? AND REFERENCED_TABLE_NAME = ? \
+                 ORDER BY TABLE_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, ORDINAL_POSITION",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let mut out = Dependents::default();
+        for (name, child_schema, child, column, ref_column) in rows {
+            let child = TableName { schema: (child_schema != schema).then_some(child_schema), name: child };
+            match out.foreign_keys_in.last_mut() {
+                Some((c, fk)) if *c == child && fk.name == name => {
+                    fk.columns.push(column);
+                    fk.ref_columns.push(ref_column);
+                }
+                _ => out.foreign_keys_in.push((
+                    child,
+                    ForeignKey { name, columns: vec![column], ref_table: table.clone(), ref_columns: vec![ref_column] },
+                )),
+            }
+        }
+        out.triggers = conn
+            .exec(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? ORDER BY 1",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        // Views name their tables fully qualified and quoted in their stored definition.
+        let pattern = format!("%`{}`.`{}`%", schema, table.name);
+        out.views = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND VIEW_DEFINITION LIKE ? ORDER BY 1",
+                (&schema, pattern),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(out)
+    }
+
+    async fn version(&self) -> Result<String> {
+        let mut conn = self.conn().await?;
+        let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(map_err)?;
+        Ok(v.unwrap_or_default())
+    }
+
+    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+        // MySQL does not report free space over SQL.
+        Ok(None)
+    }
+
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
         let mut conn = self.conn().await?;
         let stmt = conn
@@ -483,34 +597,9 @@ impl Engine for MysqlEngine {
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
-        let indexed: Vec<&String> = def
-            .primary_key
-            .iter()
-            .chain(def.unique_keys.iter().flatten())
-            .chain(def.indexes.iter().flatten())
-            .collect();
-        let mut parts: Vec<String> = def
-            .columns
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}{}",
-                    Q.ident(&c.name),
-                    self.declare(&c.data_type, indexed.contains(&&c.name)),
-                    if c.nullable { " NULL" } else { " NOT NULL" }
-                )
-            })
-            .collect();
-        parts.push(format!("PRIMARY KEY ({})", Q.idents(&def.primary_key)));
-        let sql = format!(
-            "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
-            Q.table(&def.name),
-            parts.join(",\n  "),
-            self.collation()
-        );
         self.conn()
             .await?
-            .query_drop(sql)
+            .query_drop(self.create_table_sql(def))
             .await
             .map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
     }
@@ -529,15 +618,20 @@ impl Engine for MysqlEngine {
         if exists.is_some() {
             return Ok(());
         }
-        conn.query_drop(format!(
-            "ALTER TABLE {} ADD {}KEY {} ({})",
-            Q.table(table),
-            if unique { "UNIQUE " } else { "" },
-            Q.ident(&name),
-            Q.idents(columns)
-        ))
-        .await
-        .map_err(|e| map_err(e).context(format_args!("creating {name} on {table}")))
+        conn.query_drop(index_sql(table, columns, unique))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("creating {name} on {table}")))
+    }
+
+    fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>) {
+        let after = def
+            .unique_keys
+            .iter()
+            .map(|cols| index_sql(&def.name, cols, true))
+            .chain(def.indexes.iter().map(|cols| index_sql(&def.name, cols, false)))
+            .chain(def.foreign_keys.iter().map(|fk| foreign_key_sql(&def.name, fk)))
+            .collect();
+        (vec![self.create_table_sql(def)], after)
     }
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {
@@ -554,16 +648,9 @@ impl Engine for MysqlEngine {
         if exists.is_some() {
             return Ok(());
         }
-        conn.query_drop(format!(
-            "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-            Q.table(table),
-            Q.ident(&fk.name),
-            Q.idents(&fk.columns),
-            Q.table(&fk.ref_table),
-            Q.idents(&fk.ref_columns)
-        ))
-        .await
-        .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))
+        conn.query_drop(foreign_key_sql(table, fk))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))
     }
 
     async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {

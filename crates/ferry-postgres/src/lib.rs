@@ -12,7 +12,8 @@ pub use codec::{data_type_of, Decoded, Encode};
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_core::{
-    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
+    TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
@@ -245,6 +246,63 @@ pub fn from_format_type(formatted: &str) -> DataType {
     }
 }
 
+fn create_table_sql(def: &TableDef) -> String {
+    let mut parts: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| format!("{} {}{}", Q.ident(&c.name), declare(&c.data_type), if c.nullable { "" } else { " NOT NULL" }))
+        .collect();
+    if !def.primary_key.is_empty() {
+        parts.push(format!(
+            "CONSTRAINT {} PRIMARY KEY ({})",
+            Q.ident(&object_name(&def.name.name, &[], "pkey")),
+            Q.idents(&def.primary_key)
+        ));
+    }
+    format!("CREATE TABLE {} (\n  {}\n)", Q.table(&def.name), parts.join(",\n  "))
+}
+
+/// A unique key is a constraint, not just a unique index, so that foreign keys may reference it.
+fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
+    let name = Q.ident(&object_name(&table.name, columns, if unique { "key" } else { "idx" }));
+    if unique {
+        format!("ALTER TABLE {} ADD CONSTRAINT {name} UNIQUE ({})", Q.table(table), Q.idents(columns))
+    } else {
+        format!("CREATE INDEX IF NOT EXISTS {name} ON {} ({})", Q.table(table), Q.idents(columns))
+    }
+}
+
+/// NOT VALID takes only a brief lock; VALIDATE then checks the rows without blocking writes.
+fn foreign_key_sql(table: &TableName, fk: &ForeignKey) -> [String; 2] {
+    let t = Q.table(table);
+    let name = Q.ident(&fk.name);
+    [
+        format!(
+            "ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({}) NOT VALID",
+            Q.idents(&fk.columns),
+            Q.table(&fk.ref_table),
+            Q.idents(&fk.ref_columns)
+        ),
+        format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"),
+    ]
+}
+
+async fn constraint_exists(
+    client: &Client,
+    table: &TableName,
+    name: &str,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE con.conname = $1 AND c.relname = $2 AND n.nspname = COALESCE($3, current_schema())",
+            &[&name, &table.name, &table.schema],
+        )
+        .await?
+        .is_some())
+}
+
 pub fn declare(t: &DataType) -> String {
     match t {
         DataType::Bool => "boolean".into(),
@@ -410,6 +468,68 @@ impl Engine for PostgresEngine {
         Ok(self.table_oid(&client, table).await?.is_some())
     }
 
+    async fn dependents(&self, table: &TableName) -> Result<Dependents> {
+        let client = self.client.lock().await;
+        let Some((oid, schema_name)) = self.table_oid(&client, table).await? else {
+            return Err(EngineError::new(ErrorKind::NotFound, format!("table `{table}` does not exist")));
+        };
+        let mut out = Dependents::default();
+        for r in client
+            .query(
+                "SELECT con.conname, n.nspname, c.relname, \
+                    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.ord), \
+                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, ord) \
+                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.ord) \
+                 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE con.confrelid = $1 AND con.contype = 'f' ORDER BY 2, 3, 1",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+        {
+            let child_schema: String = r.get(1);
+            let child = TableName { schema: (child_schema != schema_name).then_some(child_schema), name: r.get(2) };
+            let fk = ForeignKey { name: r.get(0), columns: r.get(3), ref_table: table.clone(), ref_columns: r.get(4) };
+            out.foreign_keys_in.push((child, fk));
+        }
+        out.triggers = client
+            .query("SELECT tgname::text FROM pg_trigger WHERE tgrelid = $1 AND NOT tgisinternal ORDER BY 1", &[&oid])
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        out.views = client
+            .query(
+                "SELECT DISTINCT v.oid::regclass::text FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid \
+                 JOIN pg_class v ON v.oid = w.ev_class WHERE d.refobjid = $1 AND v.oid <> $1 ORDER BY 1",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(out)
+    }
+
+    async fn version(&self) -> Result<String> {
+        let client = self.client.lock().await;
+        let row = client.query_one("SHOW server_version", &[]).await.map_err(map_err)?;
+        Ok(row.get::<_, String>(0))
+    }
+
+    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+        // PostgreSQL does not report free space over SQL.
+        Ok(None)
+    }
+
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
         let client = self.client.lock().await;
         let stmt = client
@@ -428,92 +548,47 @@ impl Engine for PostgresEngine {
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
-        let t = Q.table(&def.name);
-        let mut parts: Vec<String> = def
-            .columns
-            .iter()
-            .map(|c| {
-                format!("{} {}{}", Q.ident(&c.name), declare(&c.data_type), if c.nullable { "" } else { " NOT NULL" })
-            })
-            .collect();
-        parts.push(format!(
-            "CONSTRAINT {} PRIMARY KEY ({})",
-            Q.ident(&object_name(&def.name.name, &[], "pkey")),
-            Q.idents(&def.primary_key)
-        ));
-        let sql = format!("CREATE TABLE {t} (\n  {}\n)", parts.join(",\n  "));
         let client = self.client.lock().await;
-        client.batch_execute(&sql).await.map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
+        client
+            .batch_execute(&create_table_sql(def))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
     }
 
     async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
         let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
         let client = self.client.lock().await;
         let context = |e| map_err(e).context(format_args!("creating {name} on {table}"));
-        if unique {
-            // A constraint, not just a unique index: foreign keys may reference it.
-            let exists = client
-                .query_opt(
-                    "SELECT 1 FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE con.conname = $1 AND c.relname = $2 AND n.nspname = COALESCE($3, current_schema())",
-                    &[&name, &table.name, &table.schema],
-                )
-                .await
-                .map_err(context)?
-                .is_some();
-            if !exists {
-                client
-                    .batch_execute(&format!(
-                        "ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})",
-                        Q.table(table),
-                        Q.ident(&name),
-                        Q.idents(columns)
-                    ))
-                    .await
-                    .map_err(context)?;
-            }
-            Ok(())
-        } else {
-            client
-                .batch_execute(&format!(
-                    "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
-                    Q.ident(&name),
-                    Q.table(table),
-                    Q.idents(columns)
-                ))
-                .await
-                .map_err(context)
+        if unique && constraint_exists(&client, table, &name).await.map_err(context)? {
+            return Ok(());
         }
+        client.batch_execute(&index_sql(table, columns, unique)).await.map_err(context)
+    }
+
+    fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>) {
+        let mut after: Vec<String> = def
+            .unique_keys
+            .iter()
+            .map(|cols| index_sql(&def.name, cols, true))
+            .chain(def.indexes.iter().map(|cols| index_sql(&def.name, cols, false)))
+            .collect();
+        for fk in &def.foreign_keys {
+            after.extend(foreign_key_sql(&def.name, fk));
+        }
+        (vec![create_table_sql(def)], after)
     }
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {
         let client = self.client.lock().await;
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = (SELECT c.oid FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = $2 AND n.nspname = COALESCE($3, current_schema()))",
-                &[&fk.name, &table.name, &table.schema],
-            )
-            .await
-            .map_err(map_err)?
-            .is_some();
-        let t = Q.table(table);
-        let name = Q.ident(&fk.name);
-        if !exists {
-            // NOT VALID takes only a brief lock; VALIDATE then scans without blocking writes.
+        let [add, validate] = foreign_key_sql(table, fk);
+        if !constraint_exists(&client, table, &fk.name).await.map_err(map_err)? {
             client
-                .batch_execute(&format!(
-                    "ALTER TABLE {t} ADD CONSTRAINT {name} FOREIGN KEY ({}) REFERENCES {} ({}) NOT VALID",
-                    Q.idents(&fk.columns),
-                    Q.table(&fk.ref_table),
-                    Q.idents(&fk.ref_columns)
-                ))
+                .batch_execute(&add)
                 .await
                 .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))?;
         }
         client
-            .batch_execute(&format!("ALTER TABLE {t} VALIDATE CONSTRAINT {name}"))
+            .batch_execute(&validate)
             .await
             .map_err(|e| map_err(e).context(format_args!("validating foreign key {} on {table}", fk.name)))
     }

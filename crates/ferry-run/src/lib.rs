@@ -5,6 +5,7 @@
 //! in the [`StateStore`] before the runner moves on, so that a run killed at
 //! any instant resumes where it stopped.
 
+pub mod assess;
 pub mod backfill;
 pub mod connect;
 pub mod demo;

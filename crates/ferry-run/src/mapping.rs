@@ -14,7 +14,20 @@ pub struct TargetColumn {
     pub source: ColumnSource,
     /// The type Ferry wants (source type or the spec's override), as the target engine stores it.
     pub data_type: DataType,
+    /// The type before the target engine's adjustments (what the spec or the source says).
+    pub desired_type: DataType,
+    /// The source column's own type and nullability; `None` for a computed column.
+    pub source_type: Option<(DataType, String, bool)>,
     pub nullable: bool,
+}
+
+/// How strictly a spec is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `ferry run`: everything needed to copy must be there.
+    Run,
+    /// `ferry plan`: report what is missing (no key, same table) instead of failing.
+    Plan,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +47,8 @@ pub struct TablePlan {
     pub read: ReadSpec,
     /// Foreign keys whose parent is not part of this migration (added nowhere, reported).
     pub skipped_foreign_keys: Vec<(ForeignKey, String)>,
+    /// Source and target are the same table: an in-place change (expand/contract).
+    pub in_place: bool,
 }
 
 impl TablePlan {
@@ -76,10 +91,10 @@ fn spec_error(spec: &Spec, table: &TableSpec, message: impl Into<String>, hint: 
 
 /// Resolves every table of the spec against the live source (and the target
 /// engine's type capabilities).
-pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine) -> Result<Vec<TablePlan>> {
+pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, mode: Mode) -> Result<Vec<TablePlan>> {
     let mut plans = Vec::new();
     for table in &spec.tables {
-        plans.push(plan_table(spec, table, source, target).await?);
+        plans.push(plan_table(spec, table, source, target, mode).await?);
     }
     resolve_foreign_keys(&mut plans);
     Ok(plans)
@@ -90,15 +105,18 @@ async fn plan_table(
     table: &TableSpec,
     source_engine: &dyn Engine,
     target: &dyn Engine,
+    mode: Mode,
 ) -> Result<TablePlan> {
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
-    if source_engine.display_url() == target.display_url() && source_name == target_name {
+    let in_place = source_engine.display_url() == target.display_url() && source_name == target_name;
+    if in_place && mode == Mode::Run {
         return Err(spec_error(
             spec,
             table,
             format!("source and target are the same table: {} in {}", table.from, target.display_url()),
-            "give the copy another name with `to = \"...\"`, or point [target] at another database",
+            "an in-place change (expand/contract) can be planned with `ferry plan` but not run yet; \
+             to copy, give the copy another name with `to = \"...\"` or point [target] at another database",
         ));
     }
     let schema = source_engine.introspect(&source_name).await.map_err(|e| {
@@ -162,7 +180,10 @@ async fn plan_table(
                 used_overrides.push(t.as_str());
             }
             Some(_) => {}
-            None => emitted.push((col.name.clone(), ColumnSource::Column { name: col.name.clone(), data_type: None })),
+            None => emitted.push((
+                col.name.clone(),
+                ColumnSource::Column { name: col.name.clone(), data_type: None, not_null: false },
+            )),
         }
     }
     for (t, s) in &table.columns {
@@ -173,15 +194,18 @@ async fn plan_table(
     }
 
     let key_source = if table.key.is_empty() {
-        schema.natural_key().ok_or_else(|| {
-            spec_error(
+        match (schema.natural_key(), mode) {
+            (Some(key), _) => Ok(key),
+            // The plan reports the missing key as a finding (F007).
+            (None, Mode::Plan) => Ok(Vec::new()),
+            (None, Mode::Run) => Err(spec_error(
                 spec,
                 table,
                 format!("table `{}` has no primary key and no unique key on NOT NULL columns", table.from),
                 "Ferry copies and verifies rows by key: add `key = [\"col\", ...]` naming columns whose values are unique, \
                  or give the table a primary key",
-            )
-        })?
+            )),
+        }?
     } else {
         for k in &table.key {
             if schema.column(k).is_none() {
@@ -217,11 +241,11 @@ async fn plan_table(
     let mut columns = Vec::new();
     for (name, source) in &emitted {
         let (data_type, nullable) = match source {
-            ColumnSource::Column { name: src, data_type } => {
+            ColumnSource::Column { name: src, data_type, .. } => {
                 let col = schema.column(src).expect("checked above");
                 (data_type.clone().unwrap_or_else(|| col.data_type.clone()), col.nullable)
             }
-            ColumnSource::Expr { sql, data_type } => {
+            ColumnSource::Expr { sql, data_type, .. } => {
                 let t = match data_type {
                     Some(t) => t.clone(),
                     None => source_engine
@@ -251,11 +275,19 @@ async fn plan_table(
             }
         };
         let in_key = indexed.contains(&name);
+        let source_type = match source {
+            ColumnSource::Column { name: src, .. } => {
+                schema.column(src).map(|c| (c.data_type.clone(), c.native_type.clone(), c.nullable))
+            }
+            ColumnSource::Expr { .. } => None,
+        };
         columns.push(TargetColumn {
             name: name.clone(),
             source: source.clone(),
+            desired_type: data_type.clone(),
             data_type,
-            nullable: nullable && !in_key,
+            source_type,
+            nullable: nullable && !in_key && !source.not_null(),
         });
     }
     // Index and key columns may need a bounded type on some engines (MySQL text keys).
@@ -311,6 +343,7 @@ async fn plan_table(
         def,
         read,
         skipped_foreign_keys: Vec::new(),
+        in_place,
     })
 }
 

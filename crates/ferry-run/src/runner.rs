@@ -3,7 +3,7 @@
 use crate::backfill::Backfill;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError, RunErrorKind};
-use crate::mapping::{incompatibilities, plan_tables, TablePlan};
+use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
 use crate::verify::{TableReport, Verifier};
@@ -105,7 +105,7 @@ impl Migration {
         } else {
             None
         };
-        let plans = plan_tables(&spec, &*source, &*target).await?;
+        let plans = plan_tables(&spec, &*source, &*target, Mode::Run).await?;
         let mut spec_changed = false;
         // Only a runner records tables; `ferry verify` reads what is there.
         for (i, plan) in plans.iter().enumerate().filter(|_| exclusive) {

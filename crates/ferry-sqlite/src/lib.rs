@@ -10,7 +10,8 @@ pub use types::{declare, from_declared};
 use async_trait::async_trait;
 use ferry_core::temporal;
 use ferry_core::{
-    schema::object_name, Column, DataType, ForeignKey, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
+    TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
@@ -308,6 +309,61 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
     })
 }
 
+/// `CREATE TABLE` with columns, primary key and foreign keys (SQLite cannot add them later).
+fn create_table_sql(def: &TableDef) -> String {
+    let rowid_alias = def.primary_key.len() == 1
+        && def.columns.iter().any(|col| col.name == def.primary_key[0] && col.data_type.is_integer());
+    let mut parts: Vec<String> = def
+        .columns
+        .iter()
+        .map(|col| {
+            let is_alias = rowid_alias && col.name == def.primary_key[0];
+            format!(
+                "{} {}{}",
+                SQLITE.ident(&col.name),
+                declare(&col.data_type, is_alias),
+                if col.nullable { "" } else { " NOT NULL" }
+            )
+        })
+        .collect();
+    if !def.primary_key.is_empty() {
+        parts.push(format!("PRIMARY KEY ({})", SQLITE.idents(&def.primary_key)));
+    }
+    for fk in &def.foreign_keys {
+        parts.push(format!(
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+            SQLITE.ident(&fk.name),
+            SQLITE.idents(&fk.columns),
+            SQLITE.ident(&fk.ref_table.name),
+            SQLITE.idents(&fk.ref_columns)
+        ));
+    }
+    format!("CREATE TABLE {} (\n  {}\n)", SQLITE.ident(&def.name.name), parts.join(",\n  "))
+}
+
+fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
+    let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
+    format!(
+        "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+        if unique { "UNIQUE " } else { "" },
+        SQLITE.ident(&name),
+        SQLITE.ident(&table.name),
+        SQLITE.idents(columns)
+    )
+}
+
+/// Whether SQL text mentions `name` as a whole identifier (case-insensitive).
+fn mentions(sql: &str, name: &str) -> bool {
+    let sql = sql.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    sql.match_indices(&name).any(|(i, _)| {
+        let before = sql[..i].chars().next_back();
+        let after = sql[i + name.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
 fn not_found(conn: &Connection, table: &TableName) -> EngineError {
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -347,6 +403,59 @@ impl Engine for SqliteEngine {
         .await
     }
 
+    async fn dependents(&self, table: &TableName) -> Result<Dependents> {
+        let name = table.name.clone();
+        self.with_conn(move |c| {
+            let objects: Vec<(String, String, Option<String>)> = c
+                .prepare("SELECT type, name, sql FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') ORDER BY name")
+                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect())
+                .map_err(map_err)?;
+            let mut out = Dependents::default();
+            for (kind, object, sql) in objects {
+                match kind.as_str() {
+                    "table" if !object.starts_with("sqlite_") => {
+                        let schema = introspect_sync(c, &TableName::parse(&object))?;
+                        for fk in schema.foreign_keys.into_iter().filter(|fk| fk.ref_table.name == name) {
+                            out.foreign_keys_in.push((TableName::parse(&object), fk));
+                        }
+                    }
+                    "trigger" => {
+                        let on_table: String = c
+                            .query_row("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger' AND name = ?1", [&object], |r| r.get(0))
+                            .map_err(map_err)?;
+                        if on_table == name {
+                            out.triggers.push(object);
+                        }
+                    }
+                    "view" if sql.as_deref().is_some_and(|sql| mentions(sql, &name)) => out.views.push(object),
+                    _ => {}
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn version(&self) -> Result<String> {
+        Ok(rusqlite::version().to_string())
+    }
+
+    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into());
+        Ok(fs4::available_space(&dir).ok())
+    }
+
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
+    }
+
     async fn expression_type(&self, _table: &TableName, _sql: &str) -> Result<Option<DataType>> {
         // SQLite expressions have no declared type.
         Ok(None)
@@ -361,54 +470,31 @@ impl Engine for SqliteEngine {
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
-        let def = def.clone();
+        let sql = create_table_sql(def);
+        let name = def.name.clone();
         self.with_conn(move |c| {
-            let rowid_alias = def.primary_key.len() == 1
-                && def.columns.iter().any(|col| col.name == def.primary_key[0] && col.data_type.is_integer());
-            let mut parts: Vec<String> = def
-                .columns
-                .iter()
-                .map(|col| {
-                    let is_alias = rowid_alias && col.name == def.primary_key[0];
-                    format!(
-                        "{} {}{}",
-                        SQLITE.ident(&col.name),
-                        declare(&col.data_type, is_alias),
-                        if col.nullable { "" } else { " NOT NULL" }
-                    )
-                })
-                .collect();
-            parts.push(format!("PRIMARY KEY ({})", SQLITE.idents(&def.primary_key)));
-            for fk in &def.foreign_keys {
-                parts.push(format!(
-                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
-                    SQLITE.ident(&fk.name),
-                    SQLITE.idents(&fk.columns),
-                    SQLITE.ident(&fk.ref_table.name),
-                    SQLITE.idents(&fk.ref_columns)
-                ));
-            }
-            let t = SQLITE.ident(&def.name.name);
-            let sql = format!("CREATE TABLE {t} (\n  {}\n)", parts.join(",\n  "));
-            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating table {}", def.name)))
+            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating table {name}")))
         })
         .await
     }
 
     async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
-        let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
-        let sql = format!(
-            "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
-            if unique { "UNIQUE " } else { "" },
-            SQLITE.ident(&name),
-            SQLITE.ident(&table.name),
-            SQLITE.idents(columns)
-        );
+        let sql = index_sql(table, columns, unique);
         let table = table.clone();
         self.with_conn(move |c| {
-            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating index {name} on {table}")))
+            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("creating an index on {table}")))
         })
         .await
+    }
+
+    fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>) {
+        let after = def
+            .unique_keys
+            .iter()
+            .map(|cols| index_sql(&def.name, cols, true))
+            .chain(def.indexes.iter().map(|cols| index_sql(&def.name, cols, false)))
+            .collect();
+        (vec![create_table_sql(def)], after)
     }
 
     async fn add_foreign_key(&self, table: &TableName, _fk: &ForeignKey) -> Result<()> {

@@ -1,5 +1,6 @@
 pub mod demo;
 pub mod init;
+pub mod plan;
 pub mod run;
 pub mod status;
 pub mod verify;

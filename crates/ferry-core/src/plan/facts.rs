@@ -1,0 +1,193 @@
+//! What the assessment measured: the facts a plan is built from.
+
+use crate::schema::{Dependents, ForeignKey};
+use crate::types::DataType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl EngineName {
+    pub fn title(self) -> &'static str {
+        match self {
+            EngineName::Sqlite => "SQLite",
+            EngineName::Postgres => "PostgreSQL",
+            EngineName::Mysql => "MySQL/MariaDB",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndpointFacts {
+    pub engine: EngineName,
+    /// The URL with any password hidden.
+    pub url: String,
+    pub version: String,
+    /// Free space where the data lives, where the engine can tell.
+    pub free_disk_bytes: Option<u64>,
+}
+
+/// The two shapes of migration (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// Rows move to another table (same engine or not).
+    TableMove,
+    /// Columns of one table change where it is: expand/contract.
+    InPlace,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnFacts {
+    /// The column's name on the target.
+    pub name: String,
+    /// The source column it comes from; `None` for a computed column.
+    pub source_column: Option<String>,
+    /// The source-dialect expression of a computed column.
+    pub expression: Option<String>,
+    pub source_type: Option<DataType>,
+    /// The source's own type name (`tinyint(1)`, `character varying(80)`).
+    pub source_native: Option<String>,
+    pub source_nullable: bool,
+    /// What the spec or the source asks for.
+    pub desired: DataType,
+    /// What the target engine will store.
+    pub planned: DataType,
+    pub nullable: bool,
+    /// Rows with NULL here, measured when the target wants NOT NULL and the source allows NULL.
+    pub null_rows: Option<u64>,
+}
+
+impl ColumnFacts {
+    pub fn renamed_from(&self) -> Option<&str> {
+        self.source_column.as_deref().filter(|s| *s != self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub samples: u32,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Rows copied into the temporary table.
+    pub sample_rows: u64,
+    pub seconds: f64,
+    /// Rows read per second from the source.
+    pub read_rows_per_second: f64,
+    /// Rows written per second into the target.
+    pub write_rows_per_second: f64,
+}
+
+impl Throughput {
+    /// Backfill speed: reading and writing overlap, so the slower one sets the pace.
+    pub fn backfill_rows_per_second(&self) -> f64 {
+        self.read_rows_per_second.min(self.write_rows_per_second).max(1.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableFacts {
+    pub source: String,
+    pub target: String,
+    pub rows: u64,
+    /// `false` when `rows` is the engine's estimate.
+    pub rows_exact: bool,
+    pub size_bytes: Option<u64>,
+    pub filter: Option<String>,
+    pub primary_key: Vec<String>,
+    /// The key rows are copied by (source names); empty when the table has none.
+    pub key: Vec<String>,
+    /// Whether a primary key or unique constraint enforces `key`.
+    pub key_enforced: bool,
+    pub unique_keys: Vec<Vec<String>>,
+    pub indexes: Vec<Vec<String>>,
+    pub foreign_keys_out: Vec<ForeignKey>,
+    pub dependents: Dependents,
+    pub columns: Vec<ColumnFacts>,
+    /// Source columns that are not carried over.
+    pub dropped_columns: Vec<String>,
+    pub target_exists: bool,
+    pub latency: Option<Latency>,
+    pub throughput: Option<Throughput>,
+    /// The statements expand runs on the target for this table (none when it exists).
+    pub ddl_expand: Vec<String>,
+    /// The statements run once the data is in: unique keys, indexes, foreign keys.
+    pub ddl_after_load: Vec<String>,
+}
+
+impl TableFacts {
+    /// Target names of the columns in the target's key.
+    pub fn target_key(&self) -> Vec<String> {
+        self.key
+            .iter()
+            .filter_map(|k| {
+                self.columns.iter().find(|c| c.source_column.as_deref() == Some(k.as_str())).map(|c| c.name.clone())
+            })
+            .collect()
+    }
+
+    /// Whether a source column takes part in an index, unique key, primary key or foreign key.
+    pub fn is_indexed(&self, source_column: &str) -> bool {
+        self.primary_key.iter().any(|c| c == source_column)
+            || self.unique_keys.iter().flatten().any(|c| c == source_column)
+            || self.indexes.iter().flatten().any(|c| c == source_column)
+    }
+
+    pub fn in_foreign_key(&self, source_column: &str) -> bool {
+        self.foreign_keys_out.iter().any(|fk| fk.columns.iter().any(|c| c == source_column))
+            || self.dependents.foreign_keys_in.iter().any(|(_, fk)| fk.ref_columns.iter().any(|c| c == source_column))
+    }
+}
+
+/// Everything `ferry plan` measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assessment {
+    pub measured_at: String,
+    pub shape: Shape,
+    pub source: EndpointFacts,
+    pub target: EndpointFacts,
+    pub tables: Vec<TableFacts>,
+}
+
+impl Assessment {
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    pub fn largest_table_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).max().unwrap_or(0)
+    }
+
+    pub fn total_size_bytes(&self) -> Option<u64> {
+        self.tables.iter().map(|t| t.size_bytes).sum()
+    }
+
+    /// Seconds the backfill should take at the measured throughput.
+    pub fn estimated_backfill_seconds(&self) -> f64 {
+        self.tables
+            .iter()
+            .map(|t| t.rows as f64 / t.throughput.as_ref().map_or(10_000.0, Throughput::backfill_rows_per_second))
+            .sum()
+    }
+
+    /// Seconds a full verification should take: both sides are read at once.
+    pub fn estimated_verify_seconds(&self) -> f64 {
+        self.tables
+            .iter()
+            .map(|t| t.rows as f64 / t.throughput.as_ref().map_or(20_000.0, |p| p.read_rows_per_second.max(1.0)))
+            .sum()
+    }
+
+    pub fn cross_engine(&self) -> bool {
+        self.source.engine != self.target.engine
+    }
+}

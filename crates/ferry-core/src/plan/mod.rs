@@ -1,0 +1,14 @@
+//! `ferry plan`: from measured facts to a plan, a rollback plan, an ADR, a
+//! runbook and a change analysis. Pure: the measuring happens in `ferry-run`.
+
+pub mod document;
+pub mod facts;
+pub mod lint;
+pub mod markdown;
+pub mod sql;
+pub mod strategy;
+
+pub use document::{build, Plan, Recorded};
+pub use facts::{Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, Shape, TableFacts, Throughput};
+pub use lint::{lint, Finding, Severity, RULES};
+pub use strategy::{Risk, RollbackComplexity, Strategy};

@@ -1,0 +1,315 @@
+//! Phase 0: measure what the plan needs, read-only on the source.
+//!
+//! The one write is the throughput probe: a sample of rows copied into a
+//! `ferry_probe_*` table on the target, timed, and dropped. Probe tables left
+//! by a killed `ferry plan` are dropped when the next one starts.
+
+use crate::backfill::convert_row;
+use crate::connect::{open, Role};
+use crate::error::{Result, RunError};
+use crate::mapping::{plan_tables, Mode, TablePlan};
+use crate::progress::Progress;
+use crate::runner::state_path;
+use crate::state::{now, timestamp, StateStore};
+use ferry_core::plan::{
+    self, Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, Shape, TableFacts, Throughput,
+};
+use ferry_core::schema::object_name;
+use ferry_core::{AuditEvent, ColumnSource, DataType, Spec, TableDef, TableName, Value};
+use ferry_engine::{Engine, EngineKind, ReadSpec, Rows, SelectItem, WriteSpec, SCRATCH_PREFIX};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Rows copied into the probe table at most, and for how long.
+pub const PROBE_ROWS: usize = 20_000;
+pub const PROBE_TIME: Duration = Duration::from_secs(2);
+/// Keyed reads timed for the latency baseline.
+pub const LATENCY_SAMPLES: usize = 300;
+/// Above this estimate the engine's statistics are used instead of COUNT(*).
+const EXACT_COUNT_LIMIT: u64 = 10_000_000;
+
+pub struct Assessor {
+    pub spec: Spec,
+    pub source: Arc<dyn Engine>,
+    pub target: Arc<dyn Engine>,
+    pub plans: Vec<TablePlan>,
+}
+
+fn engine_name(kind: EngineKind) -> EngineName {
+    match kind {
+        EngineKind::Sqlite => EngineName::Sqlite,
+        EngineKind::Postgres => EngineName::Postgres,
+        EngineKind::Mysql => EngineName::Mysql,
+    }
+}
+
+/// The probe table for a target table: predictable, so a leftover is found and dropped.
+pub fn probe_table(target: &TableName) -> TableName {
+    TableName {
+        schema: target.schema.clone(),
+        name: object_name(&format!("{SCRATCH_PREFIX}probe_{}", target.name), &[], "t"),
+    }
+}
+
+impl Assessor {
+    pub async fn connect(spec: Spec) -> Result<Assessor> {
+        let base = spec.base_dir();
+        let source = open(&spec.source_url, &base, Role::Source).await?;
+        let target = open(&spec.target_url, &base, Role::Target).await?;
+        let plans = plan_tables(&spec, &*source, &*target, Mode::Plan).await?;
+        Ok(Assessor { spec, source, target, plans })
+    }
+
+    /// Drops probe tables a killed `ferry plan` may have left.
+    pub async fn clean_up(&self) -> Result<()> {
+        for plan in &self.plans {
+            self.target.drop_scratch_table(&probe_table(&plan.target_name)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn assess(&self, progress: &dyn Progress) -> Result<Assessment> {
+        self.clean_up().await?;
+        let mut tables = Vec::new();
+        for plan in &self.plans {
+            progress.note(&format!("assessing {}", plan.source_name));
+            tables.push(self.table(plan).await?);
+        }
+        let shape = if !self.plans.is_empty() && self.plans.iter().all(|p| p.in_place) {
+            Shape::InPlace
+        } else {
+            Shape::TableMove
+        };
+        Ok(Assessment {
+            measured_at: timestamp(now()),
+            shape,
+            source: self.endpoint(&*self.source).await?,
+            target: self.endpoint(&*self.target).await?,
+            tables,
+        })
+    }
+
+    async fn endpoint(&self, engine: &dyn Engine) -> Result<EndpointFacts> {
+        Ok(EndpointFacts {
+            engine: engine_name(engine.kind()),
+            url: engine.display_url(),
+            version: engine.version().await?,
+            free_disk_bytes: engine.free_disk_bytes().await?,
+        })
+    }
+
+    async fn table(&self, plan: &TablePlan) -> Result<TableFacts> {
+        let s = &plan.source;
+        let filter = plan.read.filter.as_deref();
+        let (rows, rows_exact) = match s.stats.row_estimate {
+            Some(e) if e > EXACT_COUNT_LIMIT && filter.is_none() => (e, false),
+            _ => (self.source.count(&plan.source_name, filter).await?, true),
+        };
+        let mut columns = Vec::new();
+        for c in &plan.columns {
+            let (source_column, expression) = match &c.source {
+                ColumnSource::Column { name, .. } => (Some(name.clone()), None),
+                ColumnSource::Expr { sql, .. } => (None, Some(sql.clone())),
+            };
+            let (source_type, source_native, source_nullable) = match &c.source_type {
+                Some((t, n, null)) => (Some(t.clone()), Some(n.clone()), *null),
+                None => (None, None, true),
+            };
+            // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
+            let null_rows = match (&source_column, c.nullable, source_nullable) {
+                (Some(col), false, true) => {
+                    let condition = format!("{} IS NULL", quote(self.source.kind(), col));
+                    let condition = match filter {
+                        Some(f) => format!("({f}) AND {condition}"),
+                        None => condition,
+                    };
+                    Some(self.source.count(&plan.source_name, Some(&condition)).await?)
+                }
+                _ => None,
+            };
+            columns.push(ColumnFacts {
+                name: c.name.clone(),
+                source_column,
+                expression,
+                source_type,
+                source_native,
+                source_nullable,
+                desired: c.desired_type.clone(),
+                planned: c.data_type.clone(),
+                nullable: c.nullable,
+                null_rows,
+            });
+        }
+        let copied: Vec<&str> = plan
+            .columns
+            .iter()
+            .filter_map(|c| match &c.source {
+                ColumnSource::Column { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let dropped_columns =
+            s.columns.iter().map(|c| c.name.clone()).filter(|n| !copied.contains(&n.as_str())).collect();
+        let key_enforced = !plan.key_source.is_empty()
+            && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
+        let target_exists = plan.in_place || self.target.table_exists(&plan.target_name).await?;
+        let (ddl_expand, ddl_after_load) = if target_exists {
+            (Vec::new(), Vec::new())
+        } else {
+            let mut def = plan.def.clone();
+            if self.target.adds_foreign_keys_later() {
+                let fks = std::mem::take(&mut def.foreign_keys);
+                let (create, _) = self.target.table_ddl(&def);
+                def.foreign_keys = fks;
+                let (_, after) = self.target.table_ddl(&def);
+                (create, after)
+            } else {
+                self.target.table_ddl(&def)
+            }
+        };
+        let latency = if plan.key_source.is_empty() { None } else { Some(self.latency(plan).await?) };
+        let throughput = if plan.key_source.is_empty() { None } else { Some(self.throughput(plan).await?) };
+        Ok(TableFacts {
+            source: plan.source_name.to_string(),
+            target: plan.target_name.to_string(),
+            rows,
+            rows_exact,
+            size_bytes: s.stats.size_bytes,
+            filter: plan.read.filter.clone(),
+            primary_key: s.primary_key.clone(),
+            key: plan.key_source.clone(),
+            key_enforced,
+            unique_keys: s.unique_keys.iter().map(|u| u.columns.clone()).collect(),
+            indexes: s.indexes.iter().map(|i| i.columns.clone()).collect(),
+            foreign_keys_out: s.foreign_keys.clone(),
+            dependents: self.source.dependents(&plan.source_name).await?,
+            columns,
+            dropped_columns,
+            target_exists,
+            latency,
+            throughput,
+            ddl_expand,
+            ddl_after_load,
+        })
+    }
+
+    /// p50 and p99 of single-row reads by key, on keys spread over the first rows.
+    async fn latency(&self, plan: &TablePlan) -> Result<Latency> {
+        let keys_only = ReadSpec {
+            table: plan.source_name.clone(),
+            select: plan.key_source.iter().map(|k| SelectItem::Column(k.clone())).collect(),
+            key: plan.key_source.clone(),
+            key_positions: (0..plan.key_source.len()).collect(),
+            filter: None,
+        };
+        let mut keys = self.source.read_batch(&keys_only, None, 2_000).await?;
+        fastrand::shuffle(&mut keys);
+        keys.truncate(LATENCY_SAMPLES);
+        let mut times = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let started = Instant::now();
+            self.source.read_keys(&keys_only, std::slice::from_ref(key)).await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let pick = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
+        Ok(Latency { samples: times.len() as u32, p50_ms: pick(0.50), p99_ms: pick(0.99) })
+    }
+
+    /// Copies a sample into a probe table on the target, timing reads and writes apart.
+    async fn throughput(&self, plan: &TablePlan) -> Result<Throughput> {
+        let probe = probe_table(&plan.target_name);
+        let def = TableDef {
+            name: probe.clone(),
+            unique_keys: Vec::new(),
+            indexes: Vec::new(),
+            foreign_keys: Vec::new(),
+            ..plan.def.clone()
+        };
+        self.target.create_table(&def).await?;
+        let result = self.probe_copy(plan, &probe).await;
+        // Always drop the probe, whatever the copy did.
+        let dropped = self.target.drop_scratch_table(&probe).await;
+        let measured = result?;
+        dropped?;
+        Ok(measured)
+    }
+
+    async fn probe_copy(&self, plan: &TablePlan, probe: &TableName) -> Result<Throughput> {
+        let write = WriteSpec {
+            table: probe.clone(),
+            columns: plan.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect(),
+            key: plan.key_target.clone(),
+        };
+        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
+        let batch = self.spec.policy.batch_size.min(PROBE_ROWS);
+        let started = Instant::now();
+        let (mut read_time, mut write_time, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
+        let mut after: Option<Vec<Value>> = None;
+        while rows < PROBE_ROWS && started.elapsed() < PROBE_TIME {
+            let t = Instant::now();
+            let batch_rows = self.source.read_batch(&plan.read, after.as_deref(), batch).await?;
+            read_time += t.elapsed();
+            let Some(last) = batch_rows.last() else { break };
+            after = Some(plan.read.key_of(last));
+            let full = batch_rows.len() == batch;
+            // Rows that do not convert are the change analysis's business, not the probe's.
+            let converted: Vec<_> =
+                batch_rows.into_iter().filter_map(|mut r| convert_row(&mut r, &types).ok().map(|_| r)).collect();
+            rows += converted.len();
+            let t = Instant::now();
+            self.target.upsert(&write, Rows::from(converted)).await?;
+            write_time += t.elapsed();
+            if !self.spec.policy.batch_pause.is_zero() {
+                tokio::time::sleep(self.spec.policy.batch_pause).await;
+            }
+            if !full {
+                break;
+            }
+        }
+        let per_second = |d: Duration| if d.is_zero() { rows as f64 * 1000.0 } else { rows as f64 / d.as_secs_f64() };
+        Ok(Throughput {
+            sample_rows: rows as u64,
+            seconds: (read_time + write_time).as_secs_f64(),
+            read_rows_per_second: per_second(read_time),
+            write_rows_per_second: per_second(write_time),
+        })
+    }
+}
+
+fn quote(kind: EngineKind, name: &str) -> String {
+    match kind {
+        EngineKind::Mysql => ferry_engine::sql::MYSQL.ident(name),
+        _ => ferry_engine::sql::POSTGRES.ident(name),
+    }
+}
+
+/// What `ferry plan` produced.
+pub struct Planned {
+    pub plan: plan::Plan,
+    pub markdown: String,
+    pub json: String,
+}
+
+/// Measures, plans and records the assessment in the audit log.
+pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
+    let state = StateStore::open(&state_path(&spec)?)?;
+    let assessor = Assessor::connect(spec.clone()).await?;
+    let assessment = assessor.assess(progress).await?;
+    let recorded = plan::Recorded { phases: state.phases()?, tables: state.table_statuses()? };
+    let generated_at = timestamp(now());
+    let plan = plan::build(&spec, &assessment, &recorded, &generated_at);
+    let estimated = (assessment.estimated_backfill_seconds() + assessment.estimated_verify_seconds()) * 1000.0;
+    state.audit(&AuditEvent::MigrationAssessed {
+        scope: assessment.tables.iter().map(|t| t.source.clone()).collect::<Vec<_>>().join("+"),
+        components: assessment.tables.len() as u64,
+        estimated_duration_ms: estimated as u64,
+    })?;
+    state.audit(&AuditEvent::StrategySelected {
+        strategy: plan.strategy_adr.title.trim_start_matches("ADR: ").to_string(),
+        rationale: plan.strategy_adr.rule.clone(),
+    })?;
+    let json = serde_json::to_string_pretty(&plan).map_err(|e| RunError::state(format!("plan.json: {e}")))?;
+    let markdown = plan::markdown::render(&plan);
+    Ok(Planned { plan, markdown, json })
+}
