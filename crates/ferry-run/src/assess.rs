@@ -73,7 +73,7 @@ impl Assessor {
         let mut tables = Vec::new();
         for plan in &self.plans {
             progress.note(&format!("assessing {}", plan.source_name));
-            tables.push(self.table(plan).await?);
+            tables.push(self.table(plan, progress).await?);
         }
         let shape = if !self.plans.is_empty() && self.plans.iter().all(|p| p.in_place) {
             Shape::InPlace
@@ -98,7 +98,7 @@ impl Assessor {
         })
     }
 
-    async fn table(&self, plan: &TablePlan) -> Result<TableFacts> {
+    async fn table(&self, plan: &TablePlan, progress: &dyn Progress) -> Result<TableFacts> {
         let s = &plan.source;
         let filter = plan.read.filter.as_deref();
         let (rows, rows_exact) = match s.stats.row_estimate {
@@ -168,7 +168,17 @@ impl Assessor {
             }
         };
         let latency = if plan.key_source.is_empty() { None } else { Some(self.latency(plan).await?) };
-        let throughput = if plan.key_source.is_empty() { None } else { Some(self.throughput(plan).await?) };
+        let throughput = if plan.key_source.is_empty() {
+            None
+        } else {
+            match self.throughput(plan).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    progress.note(&format!("{}: copy speed not measured: {}", plan.source_name, e.message));
+                    None
+                }
+            }
+        };
         Ok(TableFacts {
             source: plan.source_name.to_string(),
             target: plan.target_name.to_string(),
@@ -219,13 +229,17 @@ impl Assessor {
     /// Copies a sample into a probe table on the target, timing reads and writes apart.
     async fn throughput(&self, plan: &TablePlan) -> Result<Throughput> {
         let probe = probe_table(&plan.target_name);
-        let def = TableDef {
+        // Constraints are the change analysis's business: the probe only times the copy.
+        let mut def = TableDef {
             name: probe.clone(),
             unique_keys: Vec::new(),
             indexes: Vec::new(),
             foreign_keys: Vec::new(),
             ..plan.def.clone()
         };
+        for c in def.columns.iter_mut().filter(|c| !plan.key_target.contains(&c.name)) {
+            c.nullable = true;
+        }
         self.target.create_table(&def).await?;
         let result = self.probe_copy(plan, &probe).await;
         // Always drop the probe, whatever the copy did.

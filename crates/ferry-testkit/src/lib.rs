@@ -357,3 +357,34 @@ macro_rules! engine_matrix {
 
 /// Drivers, re-exported so tests can set up fixtures directly.
 pub use rusqlite;
+
+/// A spec whose source and target are the same database: an in-place change.
+pub fn spec_in_place(db: &TestDb, tables: &str) -> String {
+    format!("{MIGRATION}[source]\nurl = \"{0}\"\n\n[target]\nurl = \"{0}\"\n\n{tables}", db.url)
+}
+
+impl Workspace {
+    /// Runs `ferry plan --format json` and returns the plan.
+    pub fn plan_json(&self) -> serde_json::Value {
+        let ran = self.run(&["plan", "--format", "json", "--output", "out"]);
+        ran.assert_code(0);
+        let text = std::fs::read_to_string(self.path().join("out/plan.json")).expect("plan.json written");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("plan.json is not JSON ({e})\n{ran}"))
+    }
+}
+
+/// `(code, severity, table)` of every finding in a plan.
+pub fn findings(plan: &serde_json::Value) -> Vec<(String, String, String)> {
+    plan["lint"]
+        .as_array()
+        .expect("lint array")
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+                f["table"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
