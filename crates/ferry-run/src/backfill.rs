@@ -130,7 +130,7 @@ impl Backfill<'_> {
                     match convert_row(&mut row, &types) {
                         Ok(()) => converted.push(row),
                         Err((col, e)) => failures.push(ConversionFailure {
-                            key: describe_key(&plan.key_source, &plan.read.key_of(&row)),
+                            key: failed_key(&plan.key_source, &plan.read.key_positions, &row, col, &e.value),
                             column: column_names[col].clone(),
                             value: e.value.clone(),
                             reason: e.to_string(),
@@ -207,6 +207,18 @@ impl Backfill<'_> {
             }
         }
         Err(RunError::from(err))
+    }
+}
+
+/// The key of a row whose conversion failed; when the failing column is part
+/// of the key its value was consumed, so its display text stands in.
+fn failed_key(names: &[String], positions: &[usize], row: &Row, failed: usize, shown: &str) -> String {
+    let parts: Vec<String> =
+        positions.iter().map(|&i| if i == failed { shown.to_string() } else { row[i].to_string() }).collect();
+    if names.len() == 1 {
+        format!("{}={}", names[0], parts[0])
+    } else {
+        format!("({})=({})", names.join(", "), parts.join(", "))
     }
 }
 

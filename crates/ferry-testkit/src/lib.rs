@@ -357,6 +357,7 @@ macro_rules! engine_matrix {
 
 /// Drivers, re-exported so tests can set up fixtures directly.
 pub use rusqlite;
+pub use tokio_postgres;
 
 /// A spec whose source and target are the same database: an in-place change.
 pub fn spec_in_place(db: &TestDb, tables: &str) -> String {

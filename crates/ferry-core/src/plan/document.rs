@@ -413,7 +413,12 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         "Staging rehearsal on production-sized data, including a rollback".into(),
         false,
         None,
-        vec![format!("ferry run --spec {}   # against staging copies of both databases", spec.path.display())],
+        match a.shape {
+            Shape::TableMove => {
+                vec![format!("ferry run --spec {}   # against staging copies of both databases", spec.path.display())]
+            }
+            Shape::InPlace => vec![],
+        },
     ));
     out.push(item("notice", "pre-migration", "Stakeholders notified at least 48 h ahead".into(), false, None, vec![]));
     let latencies: Vec<String> = a
@@ -454,12 +459,17 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         vec![],
     ));
 
+    // Commands for the phases `ferry run` carries out (table moves only in this version).
+    let run_cmd = |c: &str| if a.shape == Shape::TableMove { vec![c.to_string()] } else { vec![] };
     let expand = recorded.completed(1);
     let created = recorded.tables.iter().filter(|t| t.created_by_ferry).count();
     out.push(item(
         "expand",
         "phases",
-        "Expand complete: target tables exist".into(),
+        match a.shape {
+            Shape::TableMove => "Expand complete: target tables exist".into(),
+            Shape::InPlace => "Expand complete: new columns and sync triggers in place".into(),
+        },
         expand.is_some(),
         expand.map(|p| {
             format!(
@@ -468,7 +478,7 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
                 minute(p.completed_at.as_deref().unwrap_or(""))
             )
         }),
-        vec!["ferry run --until expand".into()],
+        run_cmd("ferry run --until expand"),
     ));
     let backfill = recorded.completed(2);
     let rows: u64 = recorded.tables.iter().map(|t| t.rows_copied).sum();
@@ -478,7 +488,7 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         "Backfill complete".into(),
         backfill.is_some(),
         backfill.map(|p| format!("{} rows, {}", thousands(rows), minute(p.completed_at.as_deref().unwrap_or("")))),
-        vec!["ferry run --until backfill".into()],
+        run_cmd("ferry run --until backfill"),
     ));
     out.push(item(
         "sync",
@@ -504,7 +514,7 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
                 minute(p.completed_at.as_deref().unwrap_or(""))
             )
         }),
-        vec!["ferry verify".into()],
+        run_cmd("ferry verify"),
     ));
     for (id, text) in [
         ("cutover", "Cutover: reads at 100 % on the target, shadow reads equal"),
@@ -584,13 +594,15 @@ fn verification_queries(a: &Assessment) -> Vec<Query> {
                 .iter()
                 .map(|c| t.columns.iter().find(|x| x.source_column.as_deref() == Some(c)).map(|x| x.name.clone()))
                 .collect();
-            if let Some(cols) = cols {
-                let parent = a
-                    .tables
-                    .iter()
-                    .find(|p| p.source == fk.ref_table.to_string() || p.source == fk.ref_table.name)
-                    .map(|p| if a.shape == Shape::InPlace { p.source.clone() } else { p.target.clone() })
-                    .unwrap_or_else(|| fk.ref_table.to_string());
+            let moved_parent = a
+                .tables
+                .iter()
+                .find(|p| p.source == fk.ref_table.to_string() || p.source == fk.ref_table.name)
+                .map(|p| if a.shape == Shape::InPlace { p.source.clone() } else { p.target.clone() });
+            // A parent outside the migration is only reachable when both sides share one database.
+            let same_database = a.shape == Shape::InPlace || a.source.url == a.target.url;
+            let parent = moved_parent.or_else(|| same_database.then(|| fk.ref_table.to_string()));
+            if let (Some(cols), Some(parent)) = (cols, parent) {
                 out.push(q(
                     "orphans (must be 0)",
                     table,
@@ -767,8 +779,18 @@ fn rollback_plan(spec: &Spec, a: &Assessment, strategy: Strategy) -> RollbackPla
             s(2, "backfill", "stop; the added columns are dropped with expand", "none", "minutes"),
             s(4, "verify", "nothing to undo", "none", "none"),
             s(5, "cutover (reads)", "flag back to the old columns", "none", "seconds"),
-            s(6, "switch (writes)", "flag back; the triggers kept the old columns current", "none", "seconds"),
-            s(7, "soak", "as switch", "none", "seconds"),
+            s(
+                6,
+                "switch (writes)",
+                "flag back; the reverse trigger kept renamed columns current",
+                if a.tables.iter().any(|t| t.columns.iter().any(|c| c.expression.is_some())) {
+                    "computed columns: old values of rows written since the switch are not kept"
+                } else {
+                    "none"
+                },
+                "seconds",
+            ),
+            s(7, "soak", "as switch", "as switch", "seconds"),
         ],
         (_, Strategy::BigBang) => vec![
             s(1, "expand", "drop the new tables", "none", "minutes"),
@@ -1134,9 +1156,23 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         sw.steps = vec![step("point the application at the target and resume writes; announce the end of the window")];
         sw.rollback = "point the application back at the source".into();
     } else if a.shape == Shape::InPlace {
-        sw.steps = vec![step("the application writes the new columns; the triggers keep the old ones current")];
-        sw.manual = Some("deploy the application change that writes the new columns.".into());
-        sw.rollback = "flag back; the old columns were kept current".into();
+        let computed = a.tables.iter().any(|t| t.columns.iter().any(|c| c.expression.is_some()));
+        sw.steps = vec![step(
+            "the application writes the new columns; replace the sync trigger: a renamed column gets the reverse trigger \
+             (old := new) so readers of the old name stay correct until contract",
+        )];
+        if computed {
+            sw.steps.push(step(
+                "a computed column cannot be turned back into its source: from here, writes reach only the new column",
+            ));
+        }
+        sw.manual =
+            Some("deploy the application change that writes the new columns, with the trigger swap above.".into());
+        sw.rollback = if computed {
+            "redeploy the previous version; rows written since the switch must have their old column set by hand".into()
+        } else {
+            "flag back; the reverse trigger kept the old columns current".into()
+        };
     } else {
         sw.steps = vec![cmd(
             "writes to the target; reverse capture keeps the source current",

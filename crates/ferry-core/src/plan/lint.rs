@@ -436,6 +436,24 @@ fn cross_engine_conversion(rule: &Rule, a: &Assessment) -> Vec<Finding> {
                 format!("`{}`: {} becomes {} on {}: {why}", c.name, c.desired, c.planned, a.target.engine.title()),
             ));
         }
+        let enumerated = c
+            .source_native
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|n| n.starts_with("enum(") || n.starts_with("set("));
+        if let Some(native) = enumerated.filter(|_| a.target.engine != EngineName::Mysql) {
+            out.push(rule.finding(
+                Severity::Info,
+                t,
+                Some(&c.name),
+                format!(
+                    "`{}`: {native} becomes {}; the list of allowed values is not enforced on {} (add a CHECK constraint if it matters)",
+                    c.name,
+                    c.planned,
+                    a.target.engine.title()
+                ),
+            ));
+        }
         let tinyint_bool = a.source.engine == EngineName::Mysql
             && c.desired == DataType::Bool
             && c.source_native.as_deref().is_some_and(|n| n.to_ascii_lowercase().starts_with("tinyint(1)"));
