@@ -44,8 +44,16 @@ enum Command {
     Plan(commands::plan::Args),
     /// Expand, backfill and verify; resumes wherever an earlier run stopped.
     Run(commands::run::Args),
+    /// Replay captured changes into the target until it has caught up (or, with --follow, until stopped).
+    Sync {
+        /// Keep replaying until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Compare source and target: counts, a checksum of every row, a random sample.
     Verify,
+    /// Undo the migration before contract: remove capture from the source and what expand created on the target.
+    Rollback,
     /// Phase, per-table progress, last checkpoint and verification (from the state store).
     Status {
         /// Print the status as JSON (see docs/status-json.md).
@@ -73,9 +81,20 @@ fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
+        let work = dispatch(cli);
+        tokio::pin!(work);
+        // The first signal asks the work to stop at its next batch boundary;
+        // a second one stops at once (the state store has recorded every batch).
         tokio::select! {
-            code = dispatch(cli) => code,
-            _ = tokio::signal::ctrl_c() => {
+            code = &mut work => return code,
+            _ = shutdown_signal() => {
+                eprintln!("\nstopping at the next batch boundary (again to stop at once)");
+                ferry_run::request_stop();
+            }
+        }
+        tokio::select! {
+            code = &mut work => code,
+            _ = shutdown_signal() => {
                 eprintln!("\ninterrupted: everything up to the last checkpoint is recorded; run the same command again to resume");
                 EXIT_INTERRUPTED
             }
@@ -86,12 +105,23 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
 async fn dispatch(cli: Cli) -> u8 {
     let result = match cli.command {
         Command::Init(args) => commands::init::run(args).await,
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
         Command::Run(args) => commands::run::run(&cli.spec, args).await,
         Command::Verify => commands::verify::run(&cli.spec).await,
+        Command::Sync { follow } => commands::run::sync(&cli.spec, follow).await,
+        Command::Rollback => commands::run::rollback(&cli.spec).await,
         Command::Status { json } => commands::status::run(&cli.spec, json),
         Command::Demo(args) => commands::demo::run(args).await,
     };
@@ -99,7 +129,13 @@ async fn dispatch(cli: Cli) -> u8 {
         Ok(code) => code,
         Err(e) => {
             output::print_error(&e);
-            EXIT_ERROR
+            let interrupted =
+                e.downcast_ref::<ferry_run::RunError>().is_some_and(|r| r.kind == ferry_run::RunErrorKind::Interrupted);
+            if interrupted {
+                EXIT_INTERRUPTED
+            } else {
+                EXIT_ERROR
+            }
         }
     }
 }

@@ -81,6 +81,17 @@ pub enum AuditEvent {
     PhaseStarted {
         phase: Phase,
     },
+    CaptureInstalled {
+        table: String,
+    },
+    CaptureRemoved {
+        table: String,
+    },
+    RollbackExecuted {
+        trigger: String,
+        phase: u8,
+        result: String,
+    },
     PhaseCompleted {
         phase: Phase,
         duration_ms: u64,
@@ -140,6 +151,9 @@ impl AuditEvent {
             AuditEvent::MigrationAssessed { .. } => "migration-assessed",
             AuditEvent::StrategySelected { .. } => "strategy-selected",
             AuditEvent::PhaseStarted { .. } => "phase-started",
+            AuditEvent::CaptureInstalled { .. } => "capture-installed",
+            AuditEvent::CaptureRemoved { .. } => "capture-removed",
+            AuditEvent::RollbackExecuted { .. } => "rollback-executed",
             AuditEvent::PhaseCompleted { .. } => "phase-completed",
             AuditEvent::PhaseFailed { .. } => "phase-failed",
             AuditEvent::TableCreated { .. } => "table-created",
@@ -163,6 +177,8 @@ impl AuditEvent {
             ),
             AuditEvent::StrategySelected { strategy, rationale } => format!("{strategy} — rationale: {}", one_line(rationale)),
             AuditEvent::PhaseStarted { phase } => phase.to_string(),
+            AuditEvent::CaptureInstalled { table } | AuditEvent::CaptureRemoved { table } => format!("table={table}"),
+            AuditEvent::RollbackExecuted { trigger, phase, result } => format!("trigger={trigger}, phase={phase}, result={result}"),
             AuditEvent::PhaseCompleted { phase, duration_ms } => {
                 format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))
             }

@@ -128,12 +128,17 @@ pub fn object_name(table: &str, columns: &[String], suffix: &str) -> String {
     } else {
         format!("{table}_{}_{suffix}", columns.join("_"))
     };
-    if full.len() <= 63 {
-        return full;
+    bounded_name(&full, 63)
+}
+
+/// `full` if it fits in `max` bytes, else a prefix and a hash of the whole.
+pub fn bounded_name(full: &str, max: usize) -> String {
+    if full.len() <= max {
+        return full.to_string();
     }
     let hash = xxhash_rust::xxh3::xxh3_64(full.as_bytes());
-    let mut head: String = full.chars().take(63 - 10).collect();
-    while head.len() > 63 - 10 {
+    let mut head: String = full.chars().take(max - 9).collect();
+    while head.len() > max - 9 {
         head.pop();
     }
     format!("{head}_{:08x}", hash as u32)

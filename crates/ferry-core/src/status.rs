@@ -39,6 +39,19 @@ pub struct TableStatus {
     /// The last key copied, as `col=value` text.
     pub last_key: Option<String>,
     pub verification: Option<TableVerification>,
+    /// Change capture on the source, when installed.
+    pub capture: Option<CaptureStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureStatus {
+    pub replayed_changes: u64,
+    pub last_replay_at: Option<String>,
+    /// Changes captured and not yet replayed, at `lag_measured_at`.
+    pub pending_changes: Option<u64>,
+    /// Age of the oldest pending change, in seconds.
+    pub oldest_pending_seconds: Option<f64>,
+    pub lag_measured_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

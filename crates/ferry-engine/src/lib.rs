@@ -44,6 +44,36 @@ impl ReadSpec {
     }
 }
 
+/// One captured change: its place in the log and the key of the row it touched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: i64,
+    pub key: Vec<Value>,
+}
+
+/// How far capture is ahead of replay for one table.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CaptureLag {
+    /// Changes logged and not yet replayed.
+    pub pending: u64,
+    /// Seconds since the oldest pending change, by the source's clock.
+    pub oldest_seconds: Option<f64>,
+}
+
+/// The change log of a source table, named predictably.
+pub fn change_log_table(table: &TableName) -> TableName {
+    TableName {
+        schema: table.schema.clone(),
+        name: ferry_core::schema::object_name(&format!("{SCRATCH_PREFIX}changes_{}", table.name), &[], "log"),
+    }
+}
+
+/// The base name of the capture triggers (`_ins`, `_upd`, `_del` are appended)
+/// and of the PostgreSQL function: short enough for every engine's 63-64 limit.
+pub fn capture_name(table: &TableName) -> String {
+    ferry_core::schema::bounded_name(&format!("{SCRATCH_PREFIX}capture_{}", table.name), 58)
+}
+
 /// How to write rows into one target table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteSpec {
@@ -152,6 +182,35 @@ pub trait Engine: Send + Sync {
     /// Inserts the rows, replacing any row with the same key. Idempotent:
     /// writing the same rows twice leaves the same table.
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()>;
+
+    /// Deletes the rows with the given keys; missing keys are ignored.
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()>;
+
+    /// Installs change capture on `table`: a change log and triggers that
+    /// record the key of every inserted, updated (old and new key) and
+    /// deleted row, inside the writing transaction. Idempotent. DDL waits at
+    /// most `lock_timeout` for its lock.
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        lock_timeout: std::time::Duration,
+    ) -> Result<()>;
+
+    /// Removes the triggers and the change log. Idempotent.
+    async fn remove_capture(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Up to `limit` logged changes, oldest first. The log is a queue:
+    /// a change stays until `ack_changes` removes it.
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>>;
+
+    /// Removes replayed changes from the log.
+    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()>;
+
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag>;
+
+    /// Drops a table Ferry created (rollback of expand).
+    async fn drop_table(&self, table: &TableName) -> Result<()>;
 
     /// Exact number of rows, optionally under a filter.
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64>;

@@ -141,6 +141,25 @@ impl Dialect {
         Query { sql, binds }
     }
 
+    /// `DELETE FROM t WHERE key IN (...)` for `count` keys.
+    pub fn delete_by_keys(&self, table: &TableName, key: &[String], count: usize) -> Query {
+        let mut binds = Vec::new();
+        let width = key.len();
+        let mut conditions = Vec::with_capacity(count);
+        for k in 0..count {
+            let parts: Vec<String> = key
+                .iter()
+                .enumerate()
+                .map(|(i, col)| {
+                    binds.push(k * width + i);
+                    format!("{} = {}", self.ident(col), self.placeholder(binds.len()))
+                })
+                .collect();
+            conditions.push(format!("({})", parts.join(" AND ")));
+        }
+        Query { sql: format!("DELETE FROM {} WHERE {}", self.table(table), conditions.join(" OR ")), binds }
+    }
+
     pub fn count(&self, table: &TableName, filter: Option<&str>) -> String {
         match filter {
             Some(f) => format!("SELECT COUNT(*) FROM {} WHERE ({f})", self.table(table)),

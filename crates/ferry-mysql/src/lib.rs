@@ -12,7 +12,10 @@ use ferry_core::{
     TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
-use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
+use ferry_engine::{
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
+    ReadSpec, Result, Rows, WriteSpec,
+};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts};
@@ -703,6 +706,136 @@ impl Engine for MysqlEngine {
             start = end;
         }
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
+        for chunk in keys.chunks(500) {
+            let q = Q.delete_by_keys(&write.table, &write.key, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params: Vec<mysql_async::Value> = q.binds.iter().map(|&i| bind(flat[i])).collect();
+            tx.exec_drop(q.sql, Params::Positional(params))
+                .await
+                .map_err(|e| map_err(e).context(format_args!("deleting from {}", write.table)))?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn install_capture(&self, table: &TableSchema, key: &[String], lock_timeout: Duration) -> Result<()> {
+        let t = Q.table(&table.name);
+        let log = Q.table(&change_log_table(&table.name));
+        let name = capture_name(&table.name);
+        let typed: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "longtext".into()))
+            })
+            .collect();
+        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+        let of = |row: &str| key.iter().map(|k| format!("{row}.{}", Q.ident(k))).collect::<Vec<_>>().join(", ");
+        let unchanged =
+            key.iter().map(|k| format!("OLD.{0} <=> NEW.{0}", Q.ident(k))).collect::<Vec<_>>().join(" AND ");
+        let insert = |op: &str, row: &str| {
+            format!("INSERT INTO {log} (op, at, {}) VALUES ('{op}', UTC_TIMESTAMP(6), {})", ks.join(", "), of(row))
+        };
+        let statements = vec![
+            format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {log} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
+                 at datetime(6) NOT NULL, {}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+                typed.join(", ")
+            ),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
+            format!("CREATE TRIGGER {} AFTER INSERT ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_ins")), insert("I", "NEW")),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_upd"))),
+            format!(
+                "CREATE TRIGGER {} AFTER UPDATE ON {t} FOR EACH ROW BEGIN {}; IF NOT ({unchanged}) THEN {}; END IF; END",
+                Q.ident(&format!("{name}_upd")),
+                insert("U", "NEW"),
+                insert("U", "OLD")
+            ),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_del"))),
+            format!("CREATE TRIGGER {} AFTER DELETE ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_del")), insert("D", "OLD")),
+        ];
+        let mut conn = self.conn().await?;
+        for sql in statements {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let name = capture_name(table);
+        let mut conn = self.conn().await?;
+        for sql in [
+            format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_upd"))),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_del"))),
+            format!("DROP TABLE IF EXISTS {}", Q.table(&change_log_table(table))),
+        ] {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))?;
+        }
+        Ok(())
+    }
+
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        let ks: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
+        let sql = format!(
+            "SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}",
+            ks.join(", "),
+            Q.table(&change_log_table(table))
+        );
+        let mut conn = self.conn().await?;
+        Ok(query_rows(&mut conn, &sql, Vec::new())
+            .await?
+            .into_iter()
+            .map(|mut row| {
+                let seq = match row.remove(0) {
+                    Value::Int(i) => i,
+                    _ => 0,
+                };
+                Change { seq, key: row }
+            })
+            .collect())
+    }
+
+    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        for chunk in seqs.chunks(1000) {
+            let placeholders = vec!["?"; chunk.len()].join(", ");
+            let params: Vec<mysql_async::Value> = chunk.iter().map(|s| mysql_async::Value::Int(*s)).collect();
+            conn.exec_drop(
+                format!("DELETE FROM {} WHERE seq IN ({placeholders})", Q.table(&change_log_table(table))),
+                Params::Positional(params),
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
+        let mut conn = self.conn().await?;
+        let row: Option<(u64, Option<f64>)> = conn
+            .query_first(format!(
+                "SELECT COUNT(*), CAST(TIMESTAMPDIFF(MICROSECOND, MIN(at), UTC_TIMESTAMP(6)) / 1000000 AS DOUBLE) FROM {}",
+                Q.table(&change_log_table(table))
+            ))
+            .await
+            .map_err(map_err)?;
+        let (pending, oldest_seconds) = row.unwrap_or((0, None));
+        Ok(CaptureLag { pending, oldest_seconds })
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {

@@ -17,7 +17,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
-    Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, SelectItem, WriteSpec,
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
+    ReadSpec, Result, Rows, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -58,6 +59,14 @@ impl PostgresEngine {
             reads: Mutex::new(HashMap::new()),
             copy_types: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Runs SQL in one transaction, rolled back on error.
+    async fn in_transaction(&self, sql: &str) -> Result<()> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.batch_execute(sql).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
     }
 
     /// Runs SQL on this engine's connection (used by tests and tooling).
@@ -649,6 +658,151 @@ impl Engine for PostgresEngine {
         );
         let staged = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", Q.idents(&names));
         copy_rows(&mut client, &staged, Some((&prepare, &merge)), &payload).await.map_err(|e| context(map_err(e)))
+    }
+
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        let mut client = self.client.lock().await;
+        let tx = client.transaction().await.map_err(map_err)?;
+        for chunk in keys.chunks(500) {
+            let q = Q.delete_by_keys(&write.table, &write.key, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params: Vec<Encode> = q.binds.iter().map(|&i| Encode(flat[i])).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            tx.execute(q.sql.as_str(), &refs)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("deleting from {}", write.table)))?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn install_capture(&self, table: &TableSchema, key: &[String], lock_timeout: Duration) -> Result<()> {
+        let t = Q.table(&table.name);
+        let log = Q.table(&change_log_table(&table.name));
+        let name = capture_name(&table.name);
+        let func = Q.table(&TableName { schema: table.name.schema.clone(), name: name.clone() });
+        let typed: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "text".into()))
+            })
+            .collect();
+        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+        let of = |row: &str| {
+            key.iter().enumerate().map(|(i, k)| format!("{row}.{} AS k{i}", Q.ident(k))).collect::<Vec<_>>().join(", ")
+        };
+        // Statement-level triggers with transition tables: one INSERT ... SELECT per
+        // statement, not a function call per row.
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{ms}ms';
+             CREATE TABLE IF NOT EXISTS {log} (seq bigserial PRIMARY KEY, op char(1) NOT NULL,
+                 at timestamptz NOT NULL DEFAULT clock_timestamp(), {typed});
+             CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $ferry$
+             BEGIN
+               IF TG_OP = 'INSERT' THEN
+                 INSERT INTO {log} (op, {ks}) SELECT 'I', {new} FROM ferry_new n;
+               ELSIF TG_OP = 'UPDATE' THEN
+                 INSERT INTO {log} (op, {ks}) SELECT 'U', {ks} FROM (SELECT {new} FROM ferry_new n UNION SELECT {old} FROM ferry_old o) AS changed;
+               ELSE
+                 INSERT INTO {log} (op, {ks}) SELECT 'D', {old} FROM ferry_old o;
+               END IF;
+               RETURN NULL;
+             END $ferry$;
+             DROP TRIGGER IF EXISTS {ins} ON {t};
+             DROP TRIGGER IF EXISTS {upd} ON {t};
+             DROP TRIGGER IF EXISTS {del} ON {t};
+             CREATE TRIGGER {ins} AFTER INSERT ON {t} REFERENCING NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {upd} AFTER UPDATE ON {t} REFERENCING OLD TABLE AS ferry_old NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {del} AFTER DELETE ON {t} REFERENCING OLD TABLE AS ferry_old FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            ms = lock_timeout.as_millis(),
+            typed = typed.join(", "),
+            ks = ks.join(", "),
+            new = of("n"),
+            old = of("o"),
+            ins = Q.ident(&format!("{name}_ins")),
+            upd = Q.ident(&format!("{name}_upd")),
+            del = Q.ident(&format!("{name}_del")),
+        );
+        self.in_transaction(&sql)
+            .await
+            .map_err(|e| e.context(format_args!("installing change capture on {}", table.name)))
+    }
+
+    async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let t = Q.table(table);
+        let name = capture_name(table);
+        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
+        let exists = self.table_exists(table).await?;
+        let triggers = if exists {
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t};",
+                Q.ident(&format!("{name}_ins")),
+                Q.ident(&format!("{name}_upd")),
+                Q.ident(&format!("{name}_del"))
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{}ms'; {triggers} DROP FUNCTION IF EXISTS {func}(); DROP TABLE IF EXISTS {};",
+            lock_timeout.as_millis(),
+            Q.table(&change_log_table(table))
+        );
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("removing change capture from {table}")))
+    }
+
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        let log = change_log_table(table);
+        let mut select = vec![SelectItem::Column("seq".into())];
+        select.extend((0..key_width).map(|i| SelectItem::Column(format!("k{i}"))));
+        let read =
+            ReadSpec { table: log.clone(), select, key: vec!["seq".into()], key_positions: vec![0], filter: None };
+        let sql = format!(
+            "{} ORDER BY seq LIMIT {limit}",
+            format_args!("SELECT {} FROM {}", Q.select_list(&read.select), Q.table(&log))
+        );
+        let rows = self.query_values(&sql, &read, Vec::new()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|mut row| {
+                let seq = match row.remove(0) {
+                    Value::Int(i) => i,
+                    _ => 0,
+                };
+                Change { seq, key: row }
+            })
+            .collect())
+    }
+
+    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
+        let client = self.client.lock().await;
+        client
+            .execute(
+                &format!("DELETE FROM {} WHERE seq = ANY($1)", Q.table(&change_log_table(table))),
+                &[&seqs.to_vec()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at))::float8 FROM {}",
+                    Q.table(&change_log_table(table))
+                ),
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64, oldest_seconds: row.get(1) })
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {

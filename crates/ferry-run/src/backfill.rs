@@ -113,7 +113,6 @@ impl Backfill<'_> {
         };
 
         let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
-        let column_names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
         let mut redo = progress.pending_batch;
         let mut copied = 0u64;
         let result: Result<()> = async {
@@ -124,45 +123,16 @@ impl Backfill<'_> {
                 let last_key = plan.read.key_of(last);
                 let key_display = describe_key(&plan.key_source, &last_key);
                 let count = rows.len() as u64;
-                let mut converted = Vec::with_capacity(rows.len());
-                let mut failures = Vec::new();
-                for mut row in rows {
-                    match convert_row(&mut row, &types) {
-                        Ok(()) => converted.push(row),
-                        Err((col, e)) => failures.push(ConversionFailure {
-                            key: failed_key(&plan.key_source, &plan.read.key_positions, &row, col, &e.value),
-                            column: column_names[col].clone(),
-                            value: e.value.clone(),
-                            reason: e.to_string(),
-                        }),
-                    }
-                }
-                for f in &failures {
-                    self.state.quarantine(&target, &f.key, &f.column, &f.value, &f.reason)?;
-                    self.state.audit(&AuditEvent::RowQuarantined {
-                        table: target.clone(),
-                        key: f.key.clone(),
-                        column: f.column.clone(),
-                        reason: f.reason.clone(),
-                    })?;
-                }
-                if let Some(first) = failures.first() {
-                    if self.policy.on_conversion_error == OnConversionError::Stop {
-                        return Err(conversion_error(&target, first, failures.len()));
-                    }
-                    self.progress.note(&format!(
-                        "{target}: quarantined {} row(s), first {}: {}",
-                        failures.len(),
-                        first.key,
-                        first.reason
-                    ));
-                }
+                let converted = self.convert_batch(plan, &types, rows)?;
                 self.state.begin_batch(&target)?;
                 self.write_batch(plan, write, converted).await?;
                 self.state.complete_batch(&target, &last_key, &key_display, count, redo)?;
                 redo = false;
                 copied += count;
                 self.progress.advanced(&task, count);
+                if crate::runner::stop_requested() {
+                    return Err(crate::runner::interrupted());
+                }
                 if !self.policy.batch_pause.is_zero() {
                     tokio::time::sleep(self.policy.batch_pause).await;
                 }
@@ -184,8 +154,48 @@ impl Backfill<'_> {
         Ok(copied)
     }
 
+    /// Converts rows to the target's types. Rows that do not convert are
+    /// quarantined; by policy the batch stops there, or goes on without them.
+    pub fn convert_batch(&self, plan: &TablePlan, types: &[DataType], rows: Vec<Row>) -> Result<Vec<Row>> {
+        let target = plan.target_display();
+        let mut converted = Vec::with_capacity(rows.len());
+        let mut failures = Vec::new();
+        for mut row in rows {
+            match convert_row(&mut row, types) {
+                Ok(()) => converted.push(row),
+                Err((col, e)) => failures.push(ConversionFailure {
+                    key: failed_key(&plan.key_source, &plan.read.key_positions, &row, col, &e.value),
+                    column: plan.columns[col].name.clone(),
+                    value: e.value.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        for f in &failures {
+            self.state.quarantine(&target, &f.key, &f.column, &f.value, &f.reason)?;
+            self.state.audit(&AuditEvent::RowQuarantined {
+                table: target.clone(),
+                key: f.key.clone(),
+                column: f.column.clone(),
+                reason: f.reason.clone(),
+            })?;
+        }
+        if let Some(first) = failures.first() {
+            if self.policy.on_conversion_error == OnConversionError::Stop {
+                return Err(conversion_error(&target, first, failures.len()));
+            }
+            self.progress.note(&format!(
+                "{target}: quarantined {} row(s), first {}: {}",
+                failures.len(),
+                first.key,
+                first.reason
+            ));
+        }
+        Ok(converted)
+    }
+
     /// Upserts a batch; when the target rejects it for its data, finds and names the row.
-    async fn write_batch(&self, plan: &TablePlan, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
+    pub async fn write_batch(&self, plan: &TablePlan, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -17,6 +17,8 @@ pub enum RunErrorKind {
     Locked,
     /// The state store is unreadable or belongs to another migration.
     State,
+    /// Stopped at a batch boundary on request (Ctrl-C, SIGTERM).
+    Interrupted,
 }
 
 #[derive(Debug)]

@@ -6,13 +6,14 @@ use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
+use crate::sync::Replayer;
 use crate::verify::{TableReport, Verifier};
 use ferry_core::status::{PhaseState, StatusReport, TableVerification};
 use ferry_core::{AuditEvent, DataType, Phase, Spec, TableSchema};
 use ferry_engine::{DatabaseUrl, Engine, LockGuard, WriteSpec};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A migration with its databases connected, its state open and its locks held.
 pub struct Migration {
@@ -91,7 +92,8 @@ impl Migration {
         let target_lock = if exclusive {
             let mut names: Vec<&str> = spec.tables.iter().map(|t| t.to.as_str()).collect();
             names.sort();
-            let lock_name = format!("ferry/{}", names.join(","));
+            // MySQL locks are server-wide: the name must say which database.
+            let lock_name = format!("ferry/{}/{}", target.display_url(), names.join(","));
             Some(target.try_lock(&lock_name).await?.ok_or_else(|| {
                 RunError::new(
                     RunErrorKind::Locked,
@@ -167,12 +169,23 @@ impl Migration {
             return Ok(outcome);
         }
 
+        let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         let backfill_started = Instant::now();
         let mut tables = Vec::new();
         let backfill_state = self.state.phase_state(Phase::Backfill)?;
         if backfill_state != PhaseState::Completed {
             self.begin(Phase::Backfill, progress)?;
-            let result = self.backfill(&targets, progress, &mut tables).await;
+            // Tables whose backfill is done are replayed while the others copy.
+            let finished = std::cell::Cell::new(false);
+            let (result, replayed) = tokio::join!(
+                async {
+                    let r = self.backfill(&targets, progress, &mut tables).await;
+                    finished.set(true);
+                    r
+                },
+                self.replay_while(&writes, progress, || !finished.get())
+            );
+            let result = result.and(replayed);
             self.end(Phase::Backfill, &result)?;
             result?;
         }
@@ -196,8 +209,15 @@ impl Migration {
             return Ok(outcome);
         }
 
+        if self.capturing()? {
+            self.begin(Phase::Sync, progress)?;
+            let result = self.drain(&writes, progress, false).await;
+            self.end(Phase::Sync, &result)?;
+            result?;
+        }
+
         self.begin(Phase::Verify, progress)?;
-        let verification = self.verify_tables(&targets, progress).await;
+        let verification = self.verify_settled(&targets, &writes, progress).await;
         let verification = match verification {
             Ok(v) => v,
             Err(e) => {
@@ -220,12 +240,215 @@ impl Migration {
         Ok(outcome)
     }
 
+    /// Whether change capture is installed on any source table.
+    fn capturing(&self) -> Result<bool> {
+        for plan in &self.plans {
+            if self.state.capture_installed(&plan.target_display())? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn replayer<'s>(&'s self, backfill: &'s Backfill<'s>) -> Replayer<'s> {
+        Replayer {
+            source: self.source.clone(),
+            target: self.target.clone(),
+            state: &self.state,
+            backfill,
+            batch: self.spec.policy.batch_size,
+        }
+    }
+
+    fn backfiller<'s>(&'s self, progress: &'s dyn Progress) -> Backfill<'s> {
+        Backfill {
+            source: self.source.clone(),
+            target: self.target.clone(),
+            state: &self.state,
+            policy: &self.spec.policy,
+            progress,
+        }
+    }
+
+    /// Replays tables whose backfill is complete for as long as `go_on` says.
+    async fn replay_while(
+        &self,
+        writes: &[WriteSpec],
+        progress: &dyn Progress,
+        go_on: impl Fn() -> bool,
+    ) -> Result<()> {
+        let backfill = self.backfiller(progress);
+        let replayer = self.replayer(&backfill);
+        while go_on() {
+            let mut work = 0;
+            for (plan, write) in self.plans.iter().zip(writes) {
+                let t = plan.target_display();
+                if !go_on() || stop_requested() {
+                    break;
+                }
+                if self.state.capture_installed(&t)? && self.state.table(&t)?.is_some_and(|p| p.backfill_done) {
+                    work += replayer.step(plan, write).await?.changes;
+                }
+            }
+            if work == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if stop_requested() {
+                return Err(interrupted());
+            }
+        }
+        Ok(())
+    }
+
+    /// Replays until every table has caught up: nothing pending, or (unless
+    /// `to_empty`) less than one batch pending and younger than the lag threshold.
+    pub async fn drain(&self, writes: &[WriteSpec], progress: &dyn Progress, to_empty: bool) -> Result<()> {
+        let backfill = self.backfiller(progress);
+        let replayer = self.replayer(&backfill);
+        let task = "sync".to_string();
+        let mut started = false;
+        loop {
+            let mut caught_up = true;
+            let mut pending = 0;
+            let mut work = 0;
+            for (plan, write) in self.plans.iter().zip(writes) {
+                if !self.state.capture_installed(&plan.target_display())? {
+                    continue;
+                }
+                let step = replayer.step(plan, write).await?;
+                work += step.changes;
+                pending += step.lag.pending;
+                let young = step.lag.oldest_seconds.is_none_or(|s| s < self.spec.policy.max_lag.as_secs_f64());
+                caught_up &= step.lag.pending == 0
+                    || (!to_empty && step.lag.pending < self.spec.policy.batch_size as u64 && young);
+            }
+            if !started {
+                progress.task_started(&task, Some(pending + work as u64), 0);
+                started = true;
+            }
+            progress.advanced(&task, work as u64);
+            if stop_requested() {
+                return Err(interrupted());
+            }
+            if caught_up || (work == 0 && !to_empty) {
+                progress.task_finished(&task);
+                return Ok(());
+            }
+        }
+    }
+
+    /// `ferry sync` / `--follow`: keeps replaying until stopped.
+    pub async fn follow(&self, progress: &dyn Progress) -> Result<()> {
+        let targets = self.target_schemas().await?;
+        let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
+        progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
+        match self.replay_while(&writes, progress, || !stop_requested()).await {
+            Err(e) if e.kind == RunErrorKind::Interrupted => Ok(()),
+            other => other,
+        }
+    }
+
+    /// `ferry rollback`: removes capture from the source and what expand
+    /// created on the target, and forgets the progress (the audit log stays).
+    pub async fn rollback(&self, progress: &dyn Progress) -> Result<Vec<String>> {
+        let phase = self
+            .state
+            .phases()?
+            .iter()
+            .filter(|p| p.state != PhaseState::NotStarted)
+            .map(|p| p.number)
+            .max()
+            .unwrap_or(0);
+        let mut notes = Vec::new();
+        for plan in &self.plans {
+            let name = plan.target_display();
+            if self.state.capture_installed(&name)? {
+                retry_ddl(|| self.source.remove_capture(&plan.source_name, LOCK_TIMEOUT), progress).await?;
+                self.state.set_capture_installed(&name, false)?;
+                self.state.audit(&AuditEvent::CaptureRemoved { table: plan.source_name.to_string() })?;
+                notes.push(format!("removed change capture from {}", plan.source_name));
+            }
+            let recorded = self.state.table(&name)?.unwrap_or_default();
+            if recorded.created_by_ferry {
+                self.target.drop_table(&plan.target_name).await?;
+                notes.push(format!("dropped {} (created by expand)", plan.target_name));
+            } else if recorded.rows_copied > 0 {
+                notes.push(format!(
+                    "{} existed before the migration and was kept, with the rows copied into it",
+                    plan.target_name
+                ));
+            }
+            self.state.reset_table(&name)?;
+        }
+        self.state.reset_phases(&Phase::ALL)?;
+        self.state.audit(&AuditEvent::RollbackExecuted {
+            trigger: "manual".into(),
+            phase,
+            result: "success".into(),
+        })?;
+        Ok(notes)
+    }
+
+    /// `ferry sync`: replays until caught up.
+    pub async fn sync(&self, progress: &dyn Progress) -> Result<()> {
+        if !self.capturing()? {
+            return Err(RunError::new(RunErrorKind::State, "change capture is not installed")
+                .with_hint("run `ferry run` first: expand installs it"));
+        }
+        let targets = self.target_schemas().await?;
+        let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
+        self.begin(Phase::Sync, progress)?;
+        let result = self.drain(&writes, progress, true).await;
+        self.end(Phase::Sync, &result)?;
+        result
+    }
+
+    /// Verification that tells a row still being written from a lost one:
+    /// rows that differ are checked again after replay has caught up, a few
+    /// times, and only those that still differ are reported.
+    async fn verify_settled(
+        &self,
+        targets: &[TableSchema],
+        writes: &[WriteSpec],
+        progress: &dyn Progress,
+    ) -> Result<Vec<TableReport>> {
+        let mut reports = self.verify_tables(targets, progress).await?;
+        if !self.capturing()? {
+            return Ok(reports);
+        }
+        let verifier = Verifier { source: self.source.clone(), target: self.target.clone(), sample_size: 0, progress };
+        for round in 0..SETTLE_ROUNDS {
+            if reports.iter().all(TableReport::passed) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200 * (round as u64 + 1))).await;
+            self.drain(writes, progress, false).await?;
+            for ((plan, write), report) in self.plans.iter().zip(writes).zip(reports.iter_mut()) {
+                if report.passed() || report.differences_truncated {
+                    continue;
+                }
+                let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
+                verifier.recheck(plan, &types, report).await?;
+            }
+        }
+        for (plan, report) in self.plans.iter().zip(&reports) {
+            self.record_report(plan, report)?;
+        }
+        Ok(reports)
+    }
+
     /// Verification on demand (`ferry verify`): needs the target tables to exist.
     pub async fn verify(&self, progress: &dyn Progress) -> Result<Vec<TableReport>> {
         self.state
             .audit(&AuditEvent::RunStarted { command: "verify".into(), spec: self.spec.path.display().to_string() })?;
         let targets = self.target_schemas().await?;
-        self.verify_tables(&targets, progress).await
+        let reports = self.verify_tables(&targets, progress).await?;
+        if self.capturing()? {
+            for (plan, report) in self.plans.iter().zip(&reports) {
+                self.record_report(plan, report)?;
+            }
+        }
+        Ok(reports)
     }
 
     fn begin(&self, phase: Phase, progress: &dyn Progress) -> Result<()> {
@@ -289,6 +512,13 @@ impl Migration {
                 self.target.create_table(&def).await?;
                 self.state
                     .audit(&AuditEvent::TableCreated { table: name.clone(), target: self.target.display_url() })?;
+            }
+            // Capture goes in before the backfill starts, so no write falls between the two.
+            if !self.state.capture_installed(&name)? {
+                self.state.set_capture_installed(&name, true)?;
+                retry_ddl(|| self.source.install_capture(&plan.source, &plan.key_source, LOCK_TIMEOUT), progress)
+                    .await?;
+                self.state.audit(&AuditEvent::CaptureInstalled { table: plan.source_name.to_string() })?;
             }
             for (fk, reason) in &plan.skipped_foreign_keys {
                 self.state.audit(&AuditEvent::ForeignKeySkipped {
@@ -385,6 +615,16 @@ impl Migration {
         for (plan, schema) in self.plans.iter().zip(targets) {
             let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();
             let report = verifier.table(plan, &types).await?;
+            if !self.capturing()? {
+                self.record_report(plan, &report)?;
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+
+    fn record_report(&self, plan: &TablePlan, report: &TableReport) -> Result<()> {
+        {
             let summary = TableVerification {
                 at: timestamp(now()),
                 passed: report.passed(),
@@ -402,13 +642,12 @@ impl Migration {
                 table: plan.target_display(),
                 rows_expected: report.rows_source,
                 rows_actual: report.rows_target,
-                checksum_pass: report.checksum_match,
+                checksum_pass: report.passed(),
                 sample_size: report.sample_size,
                 sample_mismatches: report.sample_mismatches,
             })?;
-            reports.push(report);
         }
-        Ok(reports)
+        Ok(())
     }
 }
 
@@ -430,6 +669,65 @@ fn check_answered(spec: &Spec) -> Result<()> {
         spec.path.display(),
         examples.join("\n    ")
     )))
+}
+
+/// How long capture DDL waits for its lock before it gives up and retries.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
+const DDL_ATTEMPTS: u32 = 6;
+/// Rounds of replay-then-recheck before a difference counts as real.
+const SETTLE_ROUNDS: usize = 5;
+
+/// DDL that needs a lock on a busy table: a short lock timeout, then retries
+/// with exponential backoff and jitter, then a clear error.
+pub async fn retry_ddl<F, Fut>(mut op: F, progress: &dyn Progress) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ferry_engine::Result<()>>,
+{
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=DDL_ATTEMPTS {
+        match op().await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < DDL_ATTEMPTS => {
+                let jitter = Duration::from_millis(fastrand::u64(0..=delay.as_millis() as u64 / 2));
+                progress.note(&format!(
+                    "{} (attempt {attempt} of {DDL_ATTEMPTS}); retrying in {:?}",
+                    e.message(),
+                    delay + jitter
+                ));
+                tokio::time::sleep(delay + jitter).await;
+                delay *= 2;
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                let err = RunError::from(e);
+                return Err(if retryable {
+                    err.with_hint(format!(
+                        "the table stayed busy for {DDL_ATTEMPTS} attempts of {LOCK_TIMEOUT:?} each; run again in a quieter period"
+                    ))
+                } else {
+                    err
+                });
+            }
+        }
+    }
+    unreachable!("the loop returns on the last attempt")
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks running loops to stop at the next batch boundary (Ctrl-C, SIGTERM).
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+pub fn interrupted() -> RunError {
+    RunError::new(RunErrorKind::Interrupted, "stopped at a batch boundary as asked; everything up to it is recorded")
+        .with_hint("run the same command again to resume")
 }
 
 /// The state store remembers which databases it belongs to.

@@ -110,6 +110,21 @@ impl StateStore {
                 .with_hint("use the ferry version that started this migration"))
             }
         }
+        // Columns added after the first release of the schema.
+        for (column, decl) in [
+            ("capture_installed", "INTEGER NOT NULL DEFAULT 0"),
+            ("replayed_changes", "INTEGER NOT NULL DEFAULT 0"),
+            ("last_replay_at", "TEXT"),
+            ("pending_changes", "INTEGER"),
+            ("oldest_pending_seconds", "REAL"),
+            ("lag_measured_at", "TEXT"),
+        ] {
+            let exists: bool =
+                conn.prepare("SELECT 1 FROM pragma_table_info('tables') WHERE name = ?1")?.exists([column])?;
+            if !exists {
+                conn.execute_batch(&format!("ALTER TABLE tables ADD COLUMN {column} {decl}"))?;
+            }
+        }
         let audit_log = path.with_file_name("audit.log");
         Ok(StateStore { conn, path: path.to_path_buf(), audit_log })
     }
@@ -362,6 +377,38 @@ impl StateStore {
         Ok(())
     }
 
+    pub fn set_capture_installed(&self, target: &str, installed: bool) -> Result<()> {
+        self.conn.execute("UPDATE tables SET capture_installed = ?2 WHERE target = ?1", params![target, installed])?;
+        Ok(())
+    }
+
+    pub fn capture_installed(&self, target: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .query_row("SELECT capture_installed FROM tables WHERE target = ?1", [target], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Records replayed changes and the lag measured after them.
+    pub fn record_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
+        let now = timestamp(now());
+        self.conn.execute(
+            "UPDATE tables SET replayed_changes = replayed_changes + ?2,
+                 last_replay_at = CASE WHEN ?2 > 0 THEN ?3 ELSE last_replay_at END,
+                 pending_changes = ?4, oldest_pending_seconds = ?5, lag_measured_at = ?3
+             WHERE target = ?1",
+            params![target, replayed as i64, now, lag.pending as i64, lag.oldest_seconds],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets a table's progress (after a rollback), keeping the audit log.
+    pub fn reset_table(&self, target: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM tables WHERE target = ?1", [target])?;
+        Ok(())
+    }
+
     pub fn finish_backfill(&self, target: &str) -> Result<()> {
         self.conn.execute("UPDATE tables SET backfill_done = 1, pending_batch = 0 WHERE target = ?1", [target])?;
         Ok(())
@@ -432,7 +479,9 @@ impl StateStore {
         self.tables()?
             .into_iter()
             .map(|t| {
+                let capture = self.capture_status(&t.target)?;
                 Ok(TableStatus {
+                    capture,
                     verification: self.last_verification(&t.target)?,
                     source: t.source,
                     target: t.target,
@@ -448,6 +497,28 @@ impl StateStore {
                 })
             })
             .collect()
+    }
+
+    fn capture_status(&self, target: &str) -> Result<Option<ferry_core::status::CaptureStatus>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT capture_installed, replayed_changes, last_replay_at, pending_changes, oldest_pending_seconds, lag_measured_at
+                 FROM tables WHERE target = ?1",
+                [target],
+                |r| {
+                    let installed: bool = r.get(0)?;
+                    Ok(installed.then(|| ferry_core::status::CaptureStatus {
+                        replayed_changes: r.get::<_, i64>(1).unwrap_or(0) as u64,
+                        last_replay_at: r.get(2).ok().flatten(),
+                        pending_changes: r.get::<_, Option<i64>>(3).ok().flatten().map(|p| p as u64),
+                        oldest_pending_seconds: r.get(4).ok().flatten(),
+                        lag_measured_at: r.get(5).ok().flatten(),
+                    }))
+                },
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Takes an exclusive advisory lock on the state file for the life of the guard.

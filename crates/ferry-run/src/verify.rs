@@ -72,15 +72,22 @@ pub struct TableReport {
     pub sample_size: u64,
     pub sample_mismatches: u64,
     pub sample_differences: Vec<Difference>,
+    /// Rows that differed while they were being written and matched once replay caught up.
+    pub settled_rows: u64,
     pub duration_ms: u64,
+    /// Keys (target types) of every row found different, for a second look.
+    #[serde(skip)]
+    pub keys: Vec<Vec<Value>>,
+    /// Differences that cannot be looked at again (rows that do not convert).
+    #[serde(skip)]
+    pub unconvertible: Vec<Difference>,
 }
 
 impl TableReport {
     pub fn passed(&self) -> bool {
-        self.rows_source == self.rows_target
-            && self.checksum_match
-            && self.sample_mismatches == 0
-            && self.differences_found == 0
+        let whole_table_agrees = self.rows_source == self.rows_target && self.checksum_match;
+        let settled = self.settled_rows > 0 && !self.differences_truncated;
+        self.sample_mismatches == 0 && self.differences_found == 0 && (whole_table_agrees || settled)
     }
 }
 
@@ -137,6 +144,8 @@ impl Verifier<'_> {
             .collect();
 
         let mut differences: Vec<Difference> = source.unconvertible.clone();
+        let mut differing_keys: Vec<Vec<Value>> = Vec::new();
+        let key_of = |row: &Row| plan.read.key_positions.iter().map(|&i| row[i].clone()).collect::<Vec<_>>();
         let mut truncated = false;
         if !differing.is_empty() {
             let (src_rows, tgt_rows) = tokio::try_join!(
@@ -145,6 +154,9 @@ impl Verifier<'_> {
             )?;
             truncated = src_rows.len() >= MAX_DIFF_ROWS || tgt_rows.len() >= MAX_DIFF_ROWS;
             for (key, (hash, row)) in &src_rows {
+                if tgt_rows.get(key).is_none_or(|(other, _)| other != hash) {
+                    differing_keys.push(key_of(row));
+                }
                 match tgt_rows.get(key) {
                     None => differences.push(Difference {
                         kind: DifferenceKind::Missing,
@@ -167,6 +179,7 @@ impl Verifier<'_> {
             }
             for (key, (_, row)) in &tgt_rows {
                 if !src_rows.contains_key(key) {
+                    differing_keys.push(key_of(row));
                     differences.push(Difference {
                         kind: DifferenceKind::Extra,
                         key: describe_key(
@@ -200,6 +213,7 @@ impl Verifier<'_> {
                 let display = describe_key(&plan.key_target, key);
                 match by_key.get(&Value::encode_row(key)) {
                     None => {
+                        differing_keys.push(key.clone());
                         sample_mismatches += 1;
                         sample_differences.push(Difference {
                             kind: DifferenceKind::Missing,
@@ -210,6 +224,7 @@ impl Verifier<'_> {
                     Some(target_row) => {
                         let columns = column_differences(&names, row, target_row);
                         if !columns.is_empty() {
+                            differing_keys.push(key.clone());
                             sample_mismatches += 1;
                             sample_differences.push(Difference {
                                 kind: DifferenceKind::Mismatched,
@@ -237,8 +252,71 @@ impl Verifier<'_> {
             sample_size: source.sample.len() as u64,
             sample_mismatches,
             sample_differences,
+            settled_rows: 0,
             duration_ms: started.elapsed().as_millis() as u64,
+            keys: differing_keys,
+            unconvertible: source.unconvertible,
         })
+    }
+
+    /// Looks again at the rows a report found different; keeps only those that
+    /// still differ, and counts the others as settled.
+    pub async fn recheck(&self, plan: &TablePlan, types: &[DataType], report: &mut TableReport) -> Result<()> {
+        let mut unique: HashMap<Vec<u8>, Vec<Value>> = HashMap::new();
+        for k in report.keys.drain(..) {
+            unique.entry(Value::encode_row(&k)).or_insert(k);
+        }
+        let keys: Vec<Vec<Value>> = unique.into_values().collect();
+        let before = keys.len() as u64;
+        let target_read = plan.target_read();
+        let (src, tgt) =
+            tokio::try_join!(self.source.read_keys(&plan.read, &keys), self.target.read_keys(&target_read, &keys))?;
+        let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
+            rows.into_iter()
+                .filter_map(|mut r| {
+                    convert_row(&mut r, types).ok()?;
+                    let key = Value::encode_all(plan.read.key_positions.iter().map(|&i| &r[i]));
+                    Some((key, r))
+                })
+                .collect()
+        };
+        let (src, tgt) = (index(src), index(tgt));
+        let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+        let mut remaining = report.unconvertible.clone();
+        for key in &keys {
+            let k = Value::encode_row(key);
+            let display = describe_key(&plan.key_target, key);
+            let difference = match (src.get(&k), tgt.get(&k)) {
+                (None, None) => None,
+                (Some(_), None) => {
+                    Some(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() })
+                }
+                (None, Some(_)) => Some(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }),
+                (Some(s), Some(t)) => {
+                    let columns = column_differences(&names, s, t);
+                    (!columns.is_empty()).then_some(Difference {
+                        kind: DifferenceKind::Mismatched,
+                        key: display,
+                        columns,
+                    })
+                }
+            };
+            if let Some(d) = difference {
+                remaining.push(d);
+                report.keys.push(key.clone());
+            }
+        }
+        let still = report.keys.len() as u64;
+        report.settled_rows += before - still;
+        report.differences_found = remaining.len() as u64;
+        report.sample_mismatches = report.sample_mismatches.min(still);
+        if still == 0 {
+            report.sample_mismatches = 0;
+            report.sample_differences.clear();
+        }
+        remaining.truncate(MAX_LISTED);
+        report.differences = remaining;
+        Ok(())
     }
 }
 

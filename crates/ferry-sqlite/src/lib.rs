@@ -14,11 +14,15 @@ use ferry_core::{
     TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
-use ferry_engine::{Engine, EngineError, EngineKind, ErrorKind, LockGuard, ReadSpec, Result, Rows, WriteSpec};
+use ferry_engine::{
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
+    ReadSpec, Result, Rows, WriteSpec,
+};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub struct SqliteEngine {
     path: PathBuf,
@@ -557,6 +561,138 @@ impl Engine for SqliteEngine {
             tx.commit().map_err(map_err)
         })
         .await
+    }
+
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        let (table, key, keys) = (write.table.clone(), write.key.clone(), keys.to_vec());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            for chunk in keys.chunks(200) {
+                let q = SQLITE.delete_by_keys(&table, &key, chunk.len());
+                let flat: Vec<&Value> = chunk.iter().flatten().collect();
+                tx.execute(&q.sql, params_from_iter(q.binds.iter().map(|&i| Bind(flat[i])))).map_err(map_err)?;
+            }
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn install_capture(&self, table: &TableSchema, key: &[String], _lock_timeout: Duration) -> Result<()> {
+        let log = SQLITE.ident(&change_log_table(&table.name).name);
+        let name = capture_name(&table.name);
+        let t = SQLITE.ident(&table.name.name);
+        let typed: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!(
+                    "k{i} {}",
+                    table.column(k).map(|c| c.native_type.clone()).unwrap_or_default().replace("(none)", "")
+                )
+            })
+            .collect();
+        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+        let of = |row: &str| key.iter().map(|k| format!("{row}.{}", SQLITE.ident(k))).collect::<Vec<_>>().join(", ");
+        let changed =
+            key.iter().map(|k| format!("OLD.{0} IS NOT NEW.{0}", SQLITE.ident(k))).collect::<Vec<_>>().join(" OR ");
+        let sql = format!(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS {log} (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL,
+                 at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), {typed});
+             CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {t} BEGIN
+                 INSERT INTO {log} (op, {ks}) VALUES ('I', {new}); END;
+             CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {t} BEGIN
+                 INSERT INTO {log} (op, {ks}) VALUES ('U', {new});
+                 INSERT INTO {log} (op, {ks}) SELECT 'U', {old} WHERE {changed}; END;
+             CREATE TRIGGER IF NOT EXISTS {del} AFTER DELETE ON {t} BEGIN
+                 INSERT INTO {log} (op, {ks}) VALUES ('D', {old}); END;
+             COMMIT;",
+            typed = typed.join(", "),
+            ks = ks.join(", "),
+            new = of("NEW"),
+            old = of("OLD"),
+            ins = SQLITE.ident(&format!("{name}_ins")),
+            upd = SQLITE.ident(&format!("{name}_upd")),
+            del = SQLITE.ident(&format!("{name}_del")),
+        );
+        let table = table.name.clone();
+        self.with_conn(move |c| {
+            c.execute_batch(&sql).map_err(|e| {
+                let _ = c.execute_batch("ROLLBACK");
+                map_err(e).context(format_args!("installing change capture on {table}"))
+            })
+        })
+        .await
+    }
+
+    async fn remove_capture(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
+        let name = capture_name(table);
+        let sql = format!(
+            "BEGIN; DROP TRIGGER IF EXISTS {}; DROP TRIGGER IF EXISTS {}; DROP TRIGGER IF EXISTS {}; DROP TABLE IF EXISTS {}; COMMIT;",
+            SQLITE.ident(&format!("{name}_ins")),
+            SQLITE.ident(&format!("{name}_upd")),
+            SQLITE.ident(&format!("{name}_del")),
+            SQLITE.ident(&change_log_table(table).name)
+        );
+        self.with_conn(move |c| {
+            c.execute_batch(&sql).map_err(|e| {
+                let _ = c.execute_batch("ROLLBACK");
+                map_err(e)
+            })
+        })
+        .await
+    }
+
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        let ks: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
+        let sql = format!(
+            "SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}",
+            ks.join(", "),
+            SQLITE.ident(&change_log_table(table).name)
+        );
+        self.with_conn(move |c| {
+            Ok(query_rows(c, &sql, Vec::new())?
+                .into_iter()
+                .map(|mut row| {
+                    let seq = match row.remove(0) {
+                        Value::Int(i) => i,
+                        _ => 0,
+                    };
+                    Change { seq, key: row }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
+        let log = SQLITE.ident(&change_log_table(table).name);
+        let seqs = seqs.to_vec();
+        self.with_conn(move |c| {
+            for chunk in seqs.chunks(500) {
+                let list: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
+                c.execute(&format!("DELETE FROM {log} WHERE seq IN ({})", list.join(", ")), []).map_err(map_err)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
+        let sql = format!(
+            "SELECT count(*), (julianday('now') - julianday(min(at))) * 86400.0 FROM {}",
+            SQLITE.ident(&change_log_table(table).name)
+        );
+        self.with_conn(move |c| {
+            c.query_row(&sql, [], |r| Ok(CaptureLag { pending: r.get::<_, i64>(0)? as u64, oldest_seconds: r.get(1)? }))
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {

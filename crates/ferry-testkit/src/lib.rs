@@ -149,13 +149,40 @@ impl TestDb {
         self.engine().await.count(&TableName::parse(table), None).await.expect("count")
     }
 
-    /// Names of `ferry_`-prefixed tables left in this database.
+    /// A connection of its own, for tests that write while Ferry works.
+    pub async fn session(&self) -> Session {
+        match self.kind {
+            EngineKind::Sqlite => {
+                let conn = rusqlite::Connection::open(self.path().unwrap()).unwrap();
+                conn.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+                Session::Sqlite(conn)
+            }
+            EngineKind::Postgres => {
+                let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                Session::Postgres(client)
+            }
+            EngineKind::Mysql => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).unwrap()).await.unwrap();
+                conn.query_drop("SET NAMES utf8mb4").await.unwrap();
+                conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
+                Session::Mysql(conn)
+            }
+        }
+    }
+
+    /// Names of `ferry_`-prefixed objects (tables, sequences, triggers, functions) left in this database.
     pub async fn ferry_objects(&self) -> Vec<String> {
         let sql = match self.kind {
             EngineKind::Sqlite => "SELECT name FROM sqlite_master WHERE name LIKE 'ferry\\_%' ESCAPE '\\'".to_string(),
-            EngineKind::Postgres => "SELECT relname FROM pg_class WHERE relname LIKE 'ferry\\_%'".to_string(),
+            EngineKind::Postgres => "SELECT relname::text FROM pg_class WHERE relname LIKE 'ferry\\_%'
+                 UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'ferry\\_%'
+                 UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE 'ferry\\_%'"
+                .to_string(),
             EngineKind::Mysql => format!(
-                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{}' AND TABLE_NAME LIKE 'ferry\\_%'",
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{0}' AND TABLE_NAME LIKE 'ferry\\_%'
+                 UNION ALL SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '{0}' AND TRIGGER_NAME LIKE 'ferry\\_%'",
                 self.name
             ),
         };
@@ -215,6 +242,40 @@ impl Drop for TestDb {
             });
         })
         .join();
+    }
+}
+
+/// One open connection to a test database.
+pub enum Session {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+    Mysql(mysql_async::Conn),
+}
+
+impl Session {
+    /// Runs SQL; returns the number of rows it changed (0 for several statements).
+    pub async fn exec(&mut self, sql: &str) -> Result<u64, String> {
+        match self {
+            Session::Sqlite(c) => {
+                if sql.trim_end().trim_end_matches(';').contains(';') {
+                    c.execute_batch(sql).map(|_| 0).map_err(|e| e.to_string())
+                } else {
+                    c.execute(sql, []).map(|n| n as u64).map_err(|e| e.to_string())
+                }
+            }
+            Session::Postgres(c) => {
+                if sql.trim_end().trim_end_matches(';').contains(';') {
+                    c.batch_execute(sql).await.map(|_| 0).map_err(|e| format!("{e:?}"))
+                } else {
+                    c.execute(sql, &[]).await.map_err(|e| format!("{e:?}"))
+                }
+            }
+            Session::Mysql(c) => {
+                use mysql_async::prelude::Queryable;
+                c.query_drop(sql).await.map_err(|e| e.to_string())?;
+                Ok(c.affected_rows())
+            }
+        }
     }
 }
 

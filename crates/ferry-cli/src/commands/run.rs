@@ -12,6 +12,9 @@ pub struct Args {
     /// Stop once this phase is complete: expand, backfill or verify (the default).
     #[arg(long, value_parser = parse_phase)]
     until: Option<Phase>,
+    /// After verification, keep replaying changes until Ctrl-C or SIGTERM.
+    #[arg(long, conflicts_with = "until")]
+    follow: bool,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {
@@ -26,9 +29,53 @@ pub async fn run(spec_path: &Path, args: Args) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open(spec, true).await?;
     let until = args.until.filter(|p| *p != Phase::Verify);
-    let outcome = migration.run(until, &Reporter::new()).await?;
+    let reporter = Reporter::new();
+    let outcome = migration.run(until, &reporter).await?;
     print_summary(&outcome);
-    Ok(if outcome.succeeded() { EXIT_OK } else { EXIT_DIFFERENCES })
+    if !outcome.succeeded() {
+        return Ok(EXIT_DIFFERENCES);
+    }
+    if args.follow {
+        migration.follow(&reporter).await?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn sync(spec_path: &Path, follow: bool) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let migration = Migration::open(spec, true).await?;
+    let reporter = Reporter::new();
+    migration.sync(&reporter).await?;
+    if follow {
+        migration.follow(&reporter).await?;
+    }
+    print_lag(&migration)?;
+    Ok(EXIT_OK)
+}
+
+fn print_lag(migration: &Migration) -> anyhow::Result<()> {
+    for t in migration.state.table_statuses()? {
+        if let Some(c) = &t.capture {
+            println!(
+                "{}: {} changes replayed, {} pending{}",
+                t.target,
+                HumanCount(c.replayed_changes),
+                HumanCount(c.pending_changes.unwrap_or(0)),
+                c.oldest_pending_seconds.map(|s| format!(", oldest {s:.1}s")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn rollback(spec_path: &Path) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let migration = Migration::open(spec, true).await?;
+    for note in migration.rollback(&Reporter::new()).await? {
+        println!("{note}");
+    }
+    println!("rolled back: the source has no Ferry object left; `ferry run` starts over");
+    Ok(EXIT_OK)
 }
 
 pub fn print_summary(outcome: &RunOutcome) {

@@ -52,6 +52,15 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
                 t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
             );
         }
+        if let Some(c) = &t.capture {
+            println!(
+                "      capture: {} changes replayed{}, {} pending{}",
+                c.replayed_changes,
+                c.last_replay_at.as_deref().map(|a| format!(" (last {a})")).unwrap_or_default(),
+                c.pending_changes.map_or("?".into(), |p| p.to_string()),
+                c.oldest_pending_seconds.map(|s| format!(", oldest {s:.1}s")).unwrap_or_default()
+            );
+        }
         if let Some(v) = &t.verification {
             println!(
                 "      verification {} at {}: rows {}/{}, checksum {}, sample {} ({} different)",
