@@ -54,6 +54,14 @@ enum Command {
     Verify,
     /// Undo the migration before contract: remove capture from the source and what expand created on the target.
     Rollback,
+    /// Ask a running backfill or sync to wait before its next batch.
+    Pause {
+        /// Why, for `ferry status` and the audit log.
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+    },
+    /// Let a paused backfill or sync go on.
+    Resume,
     /// Phase, per-table progress, last checkpoint and verification (from the state store).
     Status {
         /// Print the status as JSON (see docs/status-json.md).
@@ -122,6 +130,8 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Verify => commands::verify::run(&cli.spec).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow).await,
         Command::Rollback => commands::run::rollback(&cli.spec).await,
+        Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
+        Command::Resume => commands::status::pause(&cli.spec, None),
         Command::Status { json } => commands::status::run(&cli.spec, json),
         Command::Demo(args) => commands::demo::run(args).await,
     };

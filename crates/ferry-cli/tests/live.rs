@@ -131,8 +131,8 @@ async fn writes_during_migration(source: Kind, target: Kind) {
     ws.write_spec(&spec(&src, &dst, TABLES));
 
     let writers = Writers::start(&src).await;
-    let run = ws.command(&["run"]).output();
-    let run = tokio::task::spawn_blocking(move || run.unwrap());
+    let mut command = ws.command(&["run"]);
+    let run = tokio::task::spawn_blocking(move || command.output().unwrap());
     // The application writes throughout the backfill and into the sync.
     wait_for_backfill(&ws).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

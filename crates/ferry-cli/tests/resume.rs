@@ -39,7 +39,7 @@ async fn killed_and_resumed(source: Kind, target: Kind) {
     ws.write_spec(&spec(
         &src,
         &dst,
-        &format!("[policy]\nbatch_size = {BATCH}\nbatch_pause = \"15ms\"\n\n[[table]]\nfrom = \"items\"\n"),
+        &format!("[policy]\nbatch_size = {BATCH}\nbatch_pause = \"15ms\"\nchunk_time = \"0\"\n\n[[table]]\nfrom = \"items\"\n"),
     ));
 
     let mut kills = 0;

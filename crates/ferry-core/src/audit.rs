@@ -84,6 +84,10 @@ pub enum AuditEvent {
     CaptureInstalled {
         table: String,
     },
+    ThrottlePaused {
+        reason: String,
+    },
+    ThrottleResumed {},
     CaptureRemoved {
         table: String,
     },
@@ -152,6 +156,8 @@ impl AuditEvent {
             AuditEvent::StrategySelected { .. } => "strategy-selected",
             AuditEvent::PhaseStarted { .. } => "phase-started",
             AuditEvent::CaptureInstalled { .. } => "capture-installed",
+            AuditEvent::ThrottlePaused { .. } => "throttle-paused",
+            AuditEvent::ThrottleResumed {} => "throttle-resumed",
             AuditEvent::CaptureRemoved { .. } => "capture-removed",
             AuditEvent::RollbackExecuted { .. } => "rollback-executed",
             AuditEvent::PhaseCompleted { .. } => "phase-completed",
@@ -178,6 +184,8 @@ impl AuditEvent {
             AuditEvent::StrategySelected { strategy, rationale } => format!("{strategy} — rationale: {}", one_line(rationale)),
             AuditEvent::PhaseStarted { phase } => phase.to_string(),
             AuditEvent::CaptureInstalled { table } | AuditEvent::CaptureRemoved { table } => format!("table={table}"),
+            AuditEvent::ThrottlePaused { reason } => format!("reason={}", one_line(reason)),
+            AuditEvent::ThrottleResumed {} => String::new(),
             AuditEvent::RollbackExecuted { trigger, phase, result } => format!("trigger={trigger}, phase={phase}, result={result}"),
             AuditEvent::PhaseCompleted { phase, duration_ms } => {
                 format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))

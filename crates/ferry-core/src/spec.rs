@@ -132,7 +132,18 @@ pub struct Policy {
     pub big_bang_max_rows: u64,
     /// At or above this many rows a table is very large: snapshot and replay in batches.
     pub very_large_rows: u64,
+    /// The time one batch should take; the batch size adapts to it. Zero keeps `batch_size` fixed.
+    pub chunk_time: Duration,
+    /// Source-dialect SQL timed before each batch; by default a keyed read of the first table.
+    pub latency_probe: Option<String>,
+    /// Pause while the probe takes longer than this. By default twice the
+    /// probe's baseline (measured when the run starts), and at least 10 ms more.
+    pub max_probe_latency: Option<Duration>,
 }
+
+/// Batch sizes the adaptation keeps between.
+pub const MIN_BATCH: usize = 100;
+pub const MAX_BATCH: usize = 100_000;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -146,6 +157,9 @@ impl Default for Policy {
             max_latency_increase: 0.10,
             big_bang_max_rows: 1_000_000,
             very_large_rows: 100_000_000,
+            chunk_time: Duration::from_millis(500),
+            latency_probe: None,
+            max_probe_latency: None,
         }
     }
 }
@@ -234,6 +248,9 @@ mod raw {
         pub max_latency_increase: Option<Spanned<String>>,
         pub big_bang_max_rows: Option<Spanned<i64>>,
         pub very_large_rows: Option<Spanned<i64>>,
+        pub chunk_time: Option<Spanned<String>>,
+        pub latency_probe: Option<Spanned<String>>,
+        pub max_probe_latency: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -584,6 +601,29 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
                 )
             })?;
         }
+    }
+    for (value, key, slot) in [(&raw.chunk_time, "chunk_time", &mut policy.chunk_time)] {
+        if let Some(v) = value {
+            *slot = parse_duration(v.get_ref()).ok_or_else(|| {
+                ctx.error(
+                    v.span(),
+                    format!("`policy.{key}`: `{}` is not a duration", v.get_ref()),
+                    "write e.g. \"500ms\", or \"0\" for a fixed batch size",
+                )
+            })?;
+        }
+    }
+    if let Some(v) = &raw.max_probe_latency {
+        policy.max_probe_latency = Some(parse_duration(v.get_ref()).ok_or_else(|| {
+            ctx.error(
+                v.span(),
+                format!("`policy.max_probe_latency`: `{}` is not a duration", v.get_ref()),
+                "write e.g. \"50ms\"",
+            )
+        })?);
+    }
+    if let Some(v) = &raw.latency_probe {
+        policy.latency_probe = Some(ctx.interpolate(v, "policy.latency_probe")?);
     }
     if let Some(l) = &raw.max_lag {
         policy.max_lag = parse_duration(l.get_ref()).ok_or_else(|| {

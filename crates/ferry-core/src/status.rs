@@ -79,4 +79,14 @@ pub struct StatusReport {
     pub quarantined_rows: u64,
     /// `pass`, `fail`, or absent when verification has not run.
     pub verification: Option<String>,
+    /// Pauses in force: by an operator (`ferry pause`) or by the throttle.
+    pub pauses: Vec<Pause>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pause {
+    /// `operator` or `throttle`.
+    pub by: String,
+    pub reason: String,
+    pub since: String,
 }

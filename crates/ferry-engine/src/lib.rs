@@ -209,6 +209,13 @@ pub trait Engine: Send + Sync {
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag>;
 
+    /// Runs a query and discards its rows: the throttle's latency probe.
+    async fn probe(&self, sql: &str) -> Result<()>;
+
+    /// The largest replication lag of the server's replicas, in seconds, where
+    /// the engine can see it from the primary (PostgreSQL's pg_stat_replication).
+    async fn replica_lag(&self) -> Result<Option<f64>>;
+
     /// Drops a table Ferry created (rollback of expand).
     async fn drop_table(&self, table: &TableName) -> Result<()>;
 

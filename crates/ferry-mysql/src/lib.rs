@@ -834,6 +834,15 @@ impl Engine for MysqlEngine {
         Ok(CaptureLag { pending, oldest_seconds })
     }
 
+    async fn probe(&self, sql: &str) -> Result<()> {
+        self.query_drop(sql).await.map_err(|e| e.context("latency probe"))
+    }
+
+    async fn replica_lag(&self) -> Result<Option<f64>> {
+        // A primary does not see its replicas' lag; SHOW REPLICA STATUS runs on the replica.
+        Ok(None)
+    }
+
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }

@@ -801,6 +801,21 @@ impl Engine for PostgresEngine {
         Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64, oldest_seconds: row.get(1) })
     }
 
+    async fn probe(&self, sql: &str) -> Result<()> {
+        let client = self.client.lock().await;
+        client.simple_query(sql).await.map_err(|e| map_err(e).context("latency probe"))?;
+        Ok(())
+    }
+
+    async fn replica_lag(&self) -> Result<Option<f64>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_one("SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get(0))
+    }
+
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }

@@ -9,6 +9,7 @@ use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
 use crate::state::StateStore;
+use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::convert::convert;
 use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
@@ -26,6 +27,7 @@ pub struct Backfill<'a> {
     pub state: &'a StateStore,
     pub policy: &'a Policy,
     pub progress: &'a dyn Progress,
+    pub throttle: Option<&'a Throttle<'a>>,
 }
 
 /// A row that could not be converted: which, where and why.
@@ -86,13 +88,15 @@ impl Backfill<'_> {
         self.progress.task_started(&task, total, progress.rows_copied);
 
         let (tx, mut rx) = mpsc::channel::<ferry_engine::Result<Vec<Row>>>(2);
+        let chunk = Arc::new(ChunkSize::new(self.policy));
         let reader = {
             let source = self.source.clone();
             let read = plan.read.clone();
-            let batch = self.policy.batch_size;
+            let chunk = chunk.clone();
             let mut after = progress.last_key.clone();
             tokio::spawn(async move {
                 loop {
+                    let batch = chunk.get();
                     let rows = source.read_batch(&read, after.as_deref(), batch).await;
                     let rows = match rows {
                         Ok(rows) => rows,
@@ -124,8 +128,13 @@ impl Backfill<'_> {
                 let key_display = describe_key(&plan.key_source, &last_key);
                 let count = rows.len() as u64;
                 let converted = self.convert_batch(plan, &types, rows)?;
+                if let Some(throttle) = self.throttle {
+                    throttle.wait().await?;
+                }
                 self.state.begin_batch(&target)?;
+                let started = std::time::Instant::now();
                 self.write_batch(plan, write, converted).await?;
+                chunk.record(count as usize, started.elapsed());
                 self.state.complete_batch(&target, &last_key, &key_display, count, redo)?;
                 redo = false;
                 copied += count;

@@ -15,10 +15,13 @@ pub mod progress;
 pub mod runner;
 pub mod state;
 pub mod sync;
+pub mod throttle;
 pub mod verify;
 
 pub use error::{Result, RunError, RunErrorKind};
 pub use progress::{Progress, Silent};
-pub use runner::{request_stop, state_path, status, stop_requested, Migration, RunOutcome, TableOutcome};
+pub use runner::{
+    request_stop, set_operator_pause, state_path, status, stop_requested, Migration, RunOutcome, TableOutcome,
+};
 pub use state::StateStore;
 pub use verify::TableReport;

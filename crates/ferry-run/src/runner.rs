@@ -7,6 +7,7 @@ use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
 use crate::sync::Replayer;
+use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
 use ferry_core::status::{PhaseState, StatusReport, TableVerification};
 use ferry_core::{AuditEvent, DataType, Phase, Spec, TableSchema};
@@ -260,14 +261,19 @@ impl Migration {
         }
     }
 
-    fn backfiller<'s>(&'s self, progress: &'s dyn Progress) -> Backfill<'s> {
+    fn backfiller<'s>(&'s self, progress: &'s dyn Progress, throttle: Option<&'s Throttle<'s>>) -> Backfill<'s> {
         Backfill {
             source: self.source.clone(),
             target: self.target.clone(),
             state: &self.state,
             policy: &self.spec.policy,
             progress,
+            throttle,
         }
+    }
+
+    async fn throttle<'s>(&'s self, progress: &'s dyn Progress) -> Result<Throttle<'s>> {
+        Throttle::new(self.source.clone(), &self.state, &self.spec.policy, &self.plans, progress).await
     }
 
     /// Replays tables whose backfill is complete for as long as `go_on` says.
@@ -277,7 +283,8 @@ impl Migration {
         progress: &dyn Progress,
         go_on: impl Fn() -> bool,
     ) -> Result<()> {
-        let backfill = self.backfiller(progress);
+        let throttle = self.throttle(progress).await?;
+        let backfill = self.backfiller(progress, Some(&throttle));
         let replayer = self.replayer(&backfill);
         while go_on() {
             let mut work = 0;
@@ -303,7 +310,8 @@ impl Migration {
     /// Replays until every table has caught up: nothing pending, or (unless
     /// `to_empty`) less than one batch pending and younger than the lag threshold.
     pub async fn drain(&self, writes: &[WriteSpec], progress: &dyn Progress, to_empty: bool) -> Result<()> {
-        let backfill = self.backfiller(progress);
+        let throttle = self.throttle(progress).await?;
+        let backfill = self.backfiller(progress, Some(&throttle));
         let replayer = self.replayer(&backfill);
         let task = "sync".to_string();
         let mut started = false;
@@ -552,13 +560,8 @@ impl Migration {
         progress: &dyn Progress,
         outcomes: &mut Vec<TableOutcome>,
     ) -> Result<()> {
-        let backfill = Backfill {
-            source: self.source.clone(),
-            target: self.target.clone(),
-            state: &self.state,
-            policy: &self.spec.policy,
-            progress,
-        };
+        let throttle = self.throttle(progress).await?;
+        let backfill = self.backfiller(progress, Some(&throttle));
         for (plan, schema) in self.plans.iter().zip(targets) {
             let write: WriteSpec = plan.write_spec(schema);
             let copied = backfill.table(plan, &write).await?;
@@ -751,6 +754,17 @@ fn check_identity(state: &StateStore, source: &dyn Engine, target: &dyn Engine) 
     Ok(())
 }
 
+/// `ferry pause` / `ferry resume`: the runner waits before its next batch while paused.
+pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
+    let state = StateStore::open(&state_path(spec)?)?;
+    state.set_pause("operator", reason)?;
+    state.audit(&match reason {
+        Some(r) => AuditEvent::ThrottlePaused { reason: format!("operator: {r}") },
+        None => AuditEvent::ThrottleResumed {},
+    })?;
+    Ok(())
+}
+
 /// `ferry status`: read from the state store only; no database is contacted.
 pub fn status(spec: &Spec) -> Result<StatusReport> {
     let path = state_path(spec)?;
@@ -764,6 +778,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         tables: Vec::new(),
         quarantined_rows: 0,
         verification: None,
+        pauses: Vec::new(),
     };
     if !path.exists() {
         return Ok(empty());
@@ -785,6 +800,11 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),
         phase_state: current.map_or(PhaseState::NotStarted, |p| p.state),
         quarantined_rows: state.quarantined_rows()?,
+        pauses: state
+            .pauses()?
+            .into_iter()
+            .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
+            .collect(),
         phases,
         tables,
         verification,

@@ -63,9 +63,24 @@ impl StateStore {
         let conn = Connection::open(path)
             .map_err(|e| RunError::state(format!("cannot open the state store {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Switching to WAL needs the file to itself for a moment; another
+        // ferry (a status beside a run) may be reading it.
+        let mut attempts = 0;
+        loop {
+            match conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;") {
+                Ok(()) => break,
+                Err(_) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    return Err(RunError::state(format!("{} is not a usable Ferry state store: {e}", path.display())))
+                }
+            }
+        }
+        // The schema is created (or completed) in one transaction, so a reader never sees half of it.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = NORMAL;
+            "BEGIN IMMEDIATE;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS phases (
                  phase INTEGER PRIMARY KEY, name TEXT NOT NULL, state TEXT NOT NULL,
@@ -92,6 +107,18 @@ impl StateStore {
                  line TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
         )
         .map_err(|e| RunError::state(format!("{} is not a usable Ferry state store: {e}", path.display())))?;
+        let schema = Self::complete_schema(&conn, path);
+        if schema.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        schema?;
+        conn.execute_batch("COMMIT")?;
+        let audit_log = path.with_file_name("audit.log");
+        Ok(StateStore { conn, path: path.to_path_buf(), audit_log })
+    }
+
+    /// Inside the schema transaction: the version check and columns added since version 1.
+    fn complete_schema(conn: &Connection, path: &Path) -> Result<()> {
         let version: Option<String> =
             conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional()?;
         match version {
@@ -125,8 +152,7 @@ impl StateStore {
                 conn.execute_batch(&format!("ALTER TABLE tables ADD COLUMN {column} {decl}"))?;
             }
         }
-        let audit_log = path.with_file_name("audit.log");
-        Ok(StateStore { conn, path: path.to_path_buf(), audit_log })
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -401,6 +427,34 @@ impl StateStore {
             params![target, replayed as i64, now, lag.pending as i64, lag.oldest_seconds],
         )?;
         Ok(())
+    }
+
+    /// An operator's pause (`ferry pause`), or the throttle's: reason and since when.
+    pub fn set_pause(&self, who: &str, reason: Option<&str>) -> Result<()> {
+        match reason {
+            Some(r) => {
+                self.set_meta(&format!("pause:{who}"), r)?;
+                self.set_meta(&format!("pause_since:{who}"), &timestamp(now()))
+            }
+            None => {
+                self.conn.execute(
+                    "DELETE FROM meta WHERE key IN (?1, ?2)",
+                    [format!("pause:{who}"), format!("pause_since:{who}")],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Every active pause: (who, reason, since).
+    pub fn pauses(&self) -> Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for who in ["operator", "throttle"] {
+            if let Some(reason) = self.meta(&format!("pause:{who}"))? {
+                out.push((who.to_string(), reason, self.meta(&format!("pause_since:{who}"))?.unwrap_or_default()));
+            }
+        }
+        Ok(out)
     }
 
     /// Forgets a table's progress (after a rollback), keeping the audit log.

@@ -28,6 +28,15 @@ pub struct Replayer<'a> {
     pub batch: usize,
 }
 
+impl Replayer<'_> {
+    async fn throttle(&self) -> Result<()> {
+        match self.backfill.throttle {
+            Some(t) => t.wait().await,
+            None => Ok(()),
+        }
+    }
+}
+
 /// What one replay step did.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Step {
@@ -41,6 +50,9 @@ impl Replayer<'_> {
     /// Replays up to one batch of changes of one table.
     pub async fn step(&self, plan: &TablePlan, write: &WriteSpec) -> Result<Step> {
         let changes = self.source.read_changes(&plan.source_name, plan.key_source.len(), self.batch).await?;
+        if !changes.is_empty() {
+            self.throttle().await?;
+        }
         if changes.is_empty() {
             let lag = self.source.capture_lag(&plan.source_name).await?;
             self.state.record_replay(&plan.target_display(), 0, lag)?;

@@ -690,6 +690,15 @@ impl Engine for SqliteEngine {
         .await
     }
 
+    async fn probe(&self, sql: &str) -> Result<()> {
+        let sql = sql.to_string();
+        self.with_conn(move |c| query_rows(c, &sql, Vec::new()).map(|_| ())).await
+    }
+
+    async fn replica_lag(&self) -> Result<Option<f64>> {
+        Ok(None)
+    }
+
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
         self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await

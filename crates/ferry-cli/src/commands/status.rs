@@ -74,6 +74,9 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             );
         }
     }
+    for p in &report.pauses {
+        println!("PAUSED by {} since {}: {}", p.by, p.since, p.reason);
+    }
     if report.quarantined_rows > 0 {
         println!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
     }
@@ -87,4 +90,16 @@ fn state(s: PhaseState) -> &'static str {
         PhaseState::Completed => "completed",
         PhaseState::Failed => "failed",
     }
+}
+
+pub fn pause(spec_path: &Path, reason: Option<&str>) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    ferry_run::set_operator_pause(&spec, reason)?;
+    match reason {
+        Some(r) => println!(
+            "paused ({r}): a running backfill or sync waits before its next batch; `ferry resume` lets it go on"
+        ),
+        None => println!("resumed"),
+    }
+    Ok(EXIT_OK)
 }

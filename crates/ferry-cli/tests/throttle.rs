@@ -1,0 +1,98 @@
+//! Throttling: the backfill waits while the source is slow or an operator
+//! asks, and `ferry status` and the audit log say why.
+
+use ferry_testkit::{spec, Kind, TestDb, Workspace};
+use std::time::Duration;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+
+async fn source_with_rows(kind: Kind) -> TestDb {
+    let db = TestDb::new(kind).await;
+    db.exec("CREATE TABLE t (id integer PRIMARY KEY, v varchar(20))").await;
+    let values: Vec<String> = (1..=2000).map(|i| format!("({i}, 'v{i}')")).collect();
+    db.exec(&format!("INSERT INTO t VALUES {}", values.join(", "))).await;
+    db
+}
+
+async fn wait_for<F: Fn(&serde_json::Value) -> bool>(ws: &Workspace, what: &str, check: F) -> serde_json::Value {
+    for _ in 0..200 {
+        let status = ws.status_json();
+        if check(&status) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {:#}", ws.status_json());
+}
+
+/// An artificially slow latency probe pauses the backfill, and the status says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_source_pauses_the_backfill() {
+    for (kind, slow) in [(Kind::Postgres, "SELECT pg_sleep(0.2)"), (Kind::Mysql, "SELECT SLEEP(0.2)")] {
+        let src = source_with_rows(kind).await;
+        let dst = TestDb::new(Kind::Sqlite).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(
+            &src,
+            &dst,
+            &format!("[policy]\nbatch_size = 100\nlatency_probe = \"{slow}\"\nmax_probe_latency = \"50ms\"\n\n[[table]]\nfrom = \"t\"\n"),
+        ));
+        let mut child = ws
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let status = wait_for(&ws, "a throttle pause", |s| s["pauses"].as_array().is_some_and(|p| !p.is_empty())).await;
+        let pause = &status["pauses"][0];
+        assert_eq!(pause["by"], "throttle", "{status:#}");
+        assert!(pause["reason"].as_str().unwrap().contains("latency probe"), "{status:#}");
+        let copied = status["tables"][0]["rows_copied"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(
+            ws.status_json()["tables"][0]["rows_copied"].as_u64().unwrap_or(0),
+            copied,
+            "{kind}: nothing is copied while paused"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(ws.audit_log().contains("throttle-paused: reason=source latency probe took"), "{}", ws.audit_log());
+    }
+}
+
+/// `ferry pause` holds a run before its next batch; `ferry resume` lets it finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_pauses_and_resumes() {
+    let src = source_with_rows(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[policy]\nbatch_size = 100\nchunk_time = \"0\"\n\n[[table]]\nfrom = \"t\"\n"));
+    ws.run(&["pause", "--reason", "peak hours"]).assert_code(0);
+    let mut command = ws.command(&["run"]);
+    let run = tokio::task::spawn_blocking(move || command.output().unwrap());
+    let status = wait_for(&ws, "the pause to hold the run", |s| s["phase"] == "backfill").await;
+    assert_eq!(status["pauses"][0]["by"], "operator", "{status:#}");
+    assert_eq!(status["pauses"][0]["reason"], "peak hours");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ws.status_json()["tables"][0]["rows_copied"], 0, "held before the first batch");
+    let human = ws.run(&["status"]);
+    assert!(human.stdout.contains("PAUSED by operator"), "{human}");
+    ws.run(&["resume"]).assert_code(0);
+    let out = run.await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(dst.count("t").await, 2000);
+    assert!(ws.status_json()["pauses"].as_array().unwrap().is_empty());
+}
+
+/// The batch size follows the target chunk time instead of staying fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_adapt_to_the_chunk_time() {
+    let src = source_with_rows(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    let ws = Workspace::new(FERRY);
+    // Tiny batches that take far less than 500 ms grow, so 2000 rows need far fewer than 20 batches.
+    ws.write_spec(&spec(&src, &dst, "[policy]\nbatch_size = 100\n\n[[table]]\nfrom = \"t\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    let batches = ws.status_json()["tables"][0]["batches"].as_u64().unwrap();
+    assert!(batches <= 12, "batches grew (20 at a fixed size): {batches}");
+}
