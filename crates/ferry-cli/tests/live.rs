@@ -201,20 +201,7 @@ async fn killed_while_writing(source: Kind, target: Kind) {
     assert_eq!(audit.matches("capture-installed").count(), 1, "capture installed once across all runs\n{audit}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_to_postgres_killed_while_writing() {
-    killed_while_writing(Kind::Sqlite, Kind::Postgres).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_to_mysql_killed_while_writing() {
-    killed_while_writing(Kind::Postgres, Kind::Mysql).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn mysql_to_sqlite_killed_while_writing() {
-    killed_while_writing(Kind::Mysql, Kind::Sqlite).await;
-}
+engine_matrix!(killed_while_writing);
 
 /// A write rolled back on the source never reaches the target.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
