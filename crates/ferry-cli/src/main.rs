@@ -52,6 +52,8 @@ enum Command {
     },
     /// Compare source and target: counts, a checksum of every row, a random sample.
     Verify,
+    /// Compare two tables on any two databases (no spec, no state): which rows and columns differ.
+    Diff(commands::diff::Args),
     /// Undo the migration before contract: remove capture from the source and what expand created on the target.
     Rollback,
     /// Ask a running backfill or sync to wait before its next batch.
@@ -128,6 +130,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
         Command::Run(args) => commands::run::run(&cli.spec, args).await,
         Command::Verify => commands::verify::run(&cli.spec).await,
+        Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow).await,
         Command::Rollback => commands::run::rollback(&cli.spec).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),

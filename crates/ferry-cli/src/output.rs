@@ -2,7 +2,8 @@
 
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
-use ferry_run::verify::{Difference, DifferenceKind};
+use ferry_run::diff::{DiffOutcome, Method};
+use ferry_run::verify::{Difference, DifferenceKind, MAX_LISTED};
 use ferry_run::{Progress, TableReport};
 use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::collections::HashMap;
@@ -146,6 +147,55 @@ fn print_difference(d: &Difference) {
     println!("    {:<18} {}", kind_label(d.kind), d.key);
     for c in &d.columns {
         println!("        {}: source {} / target {}", c.column, c.source, c.target);
+    }
+}
+
+fn method_label(method: Method) -> &'static str {
+    match method {
+        Method::RangesInDatabase => "key ranges, checksums computed in both databases",
+        Method::Ranges => "key ranges, rows hashed by ferry",
+        Method::KeyHashBuckets => "key-hash buckets (text keys: the engines' collations differ)",
+    }
+}
+
+/// What one comparison found: how, how much, and the differences.
+pub fn print_outcome(o: &DiffOutcome) {
+    println!(
+        "  {}: {} chunks ({} differing), rows {} / {}, {} rows compared value by value, {}",
+        method_label(o.method),
+        HumanCount(o.chunks),
+        HumanCount(o.chunks_differing),
+        HumanCount(o.rows_source),
+        HumanCount(o.rows_target),
+        HumanCount(o.rows_compared),
+        format_duration(Duration::from_millis(o.duration_ms))
+    );
+    println!(
+        "  sample: {} rows compared column by column, {} differ",
+        HumanCount(o.sample.len() as u64),
+        o.sample_mismatches
+    );
+    let c = &o.counts;
+    if o.identical() {
+        println!("  identical");
+    } else {
+        println!(
+            "  {} difference(s): {} missing in target, {} extra in target, {} different, {} not convertible",
+            HumanCount(c.total()),
+            c.missing,
+            c.extra,
+            c.mismatched,
+            c.unconvertible
+        );
+        let listed = o.differences.len().min(MAX_LISTED);
+        if (listed as u64) < c.total() {
+            println!("  first {listed}:");
+        }
+        o.differences.iter().take(listed).for_each(print_difference);
+    }
+    if o.sample_mismatches > 0 {
+        println!("  sampled rows that differ:");
+        o.sample_differences.iter().take(MAX_LISTED).for_each(print_difference);
     }
 }
 

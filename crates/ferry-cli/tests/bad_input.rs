@@ -181,8 +181,7 @@ async fn two_runners_never_drive_one_migration() {
             .replace("from = \"users\"", "from = \"big\"")
             .replace("[[table]]", "[policy]\nbatch_size = 100\nbatch_pause = \"20ms\"\n\n[[table]]"),
     );
-    let mut first =
-        ws.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut first = ws.spawn_quiet(&["run"]);
     std::thread::sleep(std::time::Duration::from_millis(400));
     let second = ws.run(&["run"]);
     first.kill().unwrap();

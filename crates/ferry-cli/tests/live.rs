@@ -173,12 +173,7 @@ async fn killed_while_writing(source: Kind, target: Kind) {
     let writers = Writers::start(&src).await;
     let mut kills = 0;
     while kills < 6 {
-        let mut child = ws
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn_quiet(&["run"]);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..700))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap();

@@ -284,12 +284,7 @@ async fn plan_never_writes_to_the_source_and_cleans_its_probe() {
 
     let mut left_behind = false;
     for attempt in 0..5 {
-        let mut child = ws
-            .command(&["plan"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn_quiet(&["plan"]);
         std::thread::sleep(Duration::from_millis(900 + attempt * 150));
         child.kill().unwrap();
         child.wait().unwrap();

@@ -45,12 +45,7 @@ async fn killed_and_resumed(source: Kind, target: Kind) {
     let mut kills = 0;
     let mut seen_progress = Vec::new();
     while kills < KILLS {
-        let mut child = ws
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn_quiet(&["run"]);
         std::thread::sleep(Duration::from_millis(fastrand::u64(150..450)));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();

@@ -37,12 +37,7 @@ async fn a_slow_source_pauses_the_backfill() {
             &dst,
             &format!("[policy]\nbatch_size = 100\nlatency_probe = \"{slow}\"\nmax_probe_latency = \"50ms\"\n\n[[table]]\nfrom = \"t\"\n"),
         ));
-        let mut child = ws
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = ws.spawn_quiet(&["run"]);
         let status = wait_for(&ws, "a throttle pause", |s| s["pauses"].as_array().is_some_and(|p| !p.is_empty())).await;
         let pause = &status["pauses"][0];
         assert_eq!(pause["by"], "throttle", "{status:#}");

@@ -137,6 +137,20 @@ pub enum AuditEvent {
         column: String,
         reason: String,
     },
+    /// A constraint or custom check of verification.
+    CheckRun {
+        name: String,
+        expected: i64,
+        actual: Option<i64>,
+        passed: bool,
+    },
+    /// `ferry verify --repair` re-copied differing rows from the source.
+    RowsRepaired {
+        table: String,
+        upserted: u64,
+        deleted: u64,
+        remaining: u64,
+    },
     IntegrityCheck {
         phase: Phase,
         table: String,
@@ -170,6 +184,8 @@ impl AuditEvent {
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
             AuditEvent::IntegrityCheck { .. } => "integrity-check",
+            AuditEvent::CheckRun { .. } => "check-run",
+            AuditEvent::RowsRepaired { .. } => "rows-repaired",
         }
     }
 
@@ -205,6 +221,15 @@ impl AuditEvent {
             }
             AuditEvent::RowQuarantined { table, key, column, reason } => {
                 format!("table={table}, key={key}, column={column}, reason={}", one_line(reason))
+            }
+            AuditEvent::CheckRun { name, expected, actual, passed } => format!(
+                "name={}, expected={expected}, actual={}, result={}",
+                one_line(name),
+                actual.map_or("error".to_string(), |a| a.to_string()),
+                if *passed { "pass" } else { "fail" }
+            ),
+            AuditEvent::RowsRepaired { table, upserted, deleted, remaining } => {
+                format!("table={table}, upserted={upserted}, deleted={deleted}, still_different={remaining}")
             }
             AuditEvent::IntegrityCheck {
                 phase,

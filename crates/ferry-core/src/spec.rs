@@ -27,6 +27,28 @@ pub struct Spec {
     pub tables: Vec<TableSpec>,
     pub policy: Policy,
     pub state_url: String,
+    /// Custom assertions that verification runs (`[[check]]`).
+    pub checks: Vec<CheckSpec>,
+}
+
+/// Which database a custom check runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckOn {
+    Source,
+    Target,
+}
+
+/// `[[check]] name = "...", sql = "...", expect = 0`: a query returning one
+/// number, and the number it must return.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CheckSpec {
+    pub name: String,
+    /// SQL in the dialect of the database it runs on; its first column of its first row is compared.
+    pub sql: String,
+    pub expect: i64,
+    pub on: CheckOn,
+    pub line: usize,
 }
 
 /// `[migration]`: the answers the method needs before anything runs.
@@ -139,6 +161,8 @@ pub struct Policy {
     /// Pause while the probe takes longer than this. By default twice the
     /// probe's baseline (measured when the run starts), and at least 10 ms more.
     pub max_probe_latency: Option<Duration>,
+    /// Source rows per verification chunk (each is checkpointed).
+    pub verify_chunk_rows: usize,
 }
 
 /// Batch sizes the adaptation keeps between.
@@ -160,6 +184,7 @@ impl Default for Policy {
             chunk_time: Duration::from_millis(500),
             latency_probe: None,
             max_probe_latency: None,
+            verify_chunk_rows: 50_000,
         }
     }
 }
@@ -212,6 +237,18 @@ mod raw {
         pub policy: Policy,
         #[serde(default)]
         pub state: Option<State>,
+        #[serde(default, rename = "check")]
+        pub checks: Vec<Spanned<Check>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Check {
+        pub name: Spanned<String>,
+        pub sql: Spanned<String>,
+        #[serde(default)]
+        pub expect: i64,
+        pub on: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -251,6 +288,7 @@ mod raw {
         pub chunk_time: Option<Spanned<String>>,
         pub latency_probe: Option<Spanned<String>>,
         pub max_probe_latency: Option<Spanned<String>>,
+        pub verify_chunk_rows: Option<Spanned<i64>>,
     }
 
     #[derive(Deserialize)]
@@ -509,7 +547,41 @@ impl Spec {
             tables.push(table);
         }
 
-        Ok(Spec { path: path.to_path_buf(), migration, source_url, target_url, tables, policy, state_url })
+        let mut checks: Vec<CheckSpec> = Vec::new();
+        for entry in &file.checks {
+            let raw = entry.get_ref();
+            let on = match raw.on.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+                None | Some(("target", _)) => CheckOn::Target,
+                Some(("source", _)) => CheckOn::Source,
+                Some((other, span)) => {
+                    return Err(ctx.error(
+                        span,
+                        format!("`check.on` is `{other}`"),
+                        "use \"target\" (the default) or \"source\"",
+                    ))
+                }
+            };
+            let name = raw.name.get_ref().trim().to_string();
+            if name.is_empty() || checks.iter().any(|c| c.name == name) {
+                return Err(ctx.error(
+                    raw.name.span(),
+                    "every [[check]] needs a name of its own",
+                    "name it after what it asserts, e.g. name = \"no orders without a customer\"",
+                ));
+            }
+            if raw.sql.get_ref().trim().is_empty() {
+                return Err(ctx.error(raw.sql.span(), "`check.sql` is empty", "give a query that returns one number"));
+            }
+            checks.push(CheckSpec {
+                name,
+                sql: raw.sql.get_ref().clone(),
+                expect: raw.expect,
+                on,
+                line: ctx.position(entry.span().start).0,
+            });
+        }
+
+        Ok(Spec { path: path.to_path_buf(), migration, source_url, target_url, tables, policy, state_url, checks })
     }
 
     /// What the method needs and the spec does not say (`[migration]`).
@@ -578,6 +650,16 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             ));
         }
         policy.sample_size = *s.get_ref() as usize;
+    }
+    if let Some(s) = &raw.verify_chunk_rows {
+        if !(1..=10_000_000).contains(s.get_ref()) {
+            return Err(ctx.error(
+                s.span(),
+                "`policy.verify_chunk_rows` must be between 1 and 10000000",
+                "the default is 50000",
+            ));
+        }
+        policy.verify_chunk_rows = *s.get_ref() as usize;
     }
     if let Some(p) = &raw.batch_pause {
         policy.batch_pause = parse_duration(p.get_ref()).ok_or_else(|| {

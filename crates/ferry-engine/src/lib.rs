@@ -44,11 +44,73 @@ impl ReadSpec {
     }
 }
 
+/// A slice of the key space: keys greater than `after` (when given) and at
+/// most `through` (when given). Consecutive ranges share a bound, so a
+/// table cut into ranges loses and repeats no key.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRange {
+    pub after: Option<Vec<Value>>,
+    pub through: Option<Vec<Value>>,
+}
+
+impl KeyRange {
+    /// The values to bind for [`sql::Dialect::range_where`]'s placeholders.
+    pub fn bind_values<'a>(&'a self, binds: &[usize], width: usize) -> Vec<&'a Value> {
+        binds
+            .iter()
+            .map(|&i| match i.checked_sub(width) {
+                None => &self.after.as_ref().expect("after bound")[i],
+                Some(j) => &self.through.as_ref().expect("through bound")[j],
+            })
+            .collect()
+    }
+}
+
+/// The number of rows of a key range and an order-independent sum of their
+/// hashes, computed in the database. Comparable only with a checksum the
+/// same engine computed over columns of the same types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeChecksum {
+    pub rows: u64,
+    /// The sum of 64-bit row hashes, modulo 2^64.
+    pub sum: u64,
+}
+
+/// A decimal integer (a database's exact sum of signed or unsigned 64-bit
+/// hashes) reduced modulo 2^64, so that engines that sum differently agree.
+pub fn wrap_sum(decimal: &str) -> u64 {
+    let (negative, digits) = match decimal.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, decimal.trim()),
+    };
+    let mut value: u64 = 0;
+    for d in digits.bytes().take_while(|b| b.is_ascii_digit()) {
+        value = value.wrapping_mul(10).wrapping_add((d - b'0') as u64);
+    }
+    if negative {
+        value.wrapping_neg()
+    } else {
+        value
+    }
+}
+
 /// One captured change: its place in the log and the key of the row it touched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub seq: i64,
     pub key: Vec<Value>,
+}
+
+impl Change {
+    /// From a change-log row read as `seq, k0, k1, ...`.
+    pub fn from_row(mut row: Row) -> Change {
+        let seq = match row.first() {
+            Some(Value::Int(i)) => *i,
+            _ => 0,
+        };
+        row.remove(0);
+        Change { seq, key: row }
+    }
 }
 
 /// How far capture is ahead of replay for one table.
@@ -176,6 +238,16 @@ pub trait Engine: Send + Sync {
     /// `None`), in ascending key order.
     async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>>;
 
+    /// Up to `limit` rows of a key range in ascending key order, skipping the first `offset`.
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>>;
+
+    /// Count and hash of a key range computed in the database, so that no
+    /// row crosses the network; `None` where the engine leaves hashing to
+    /// the caller (SQLite is in-process: reading is as cheap as hashing).
+    async fn checksum_range(&self, _read: &ReadSpec, _range: &KeyRange) -> Result<Option<RangeChecksum>> {
+        Ok(None)
+    }
+
     /// The rows with the given keys, in no particular order; missing keys are absent.
     async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>>;
 
@@ -208,6 +280,10 @@ pub trait Engine: Send + Sync {
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()>;
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag>;
+
+    /// The first column of the first row of a query, as text (`None` for no
+    /// row or NULL): integrity checks and the operator's own assertions.
+    async fn scalar(&self, sql: &str) -> Result<Option<String>>;
 
     /// Runs a query and discards its rows: the throttle's latency probe.
     async fn probe(&self, sql: &str) -> Result<()>;

@@ -8,6 +8,12 @@ use crate::{ReadSpec, SelectItem};
 use ferry_core::TableName;
 
 #[derive(Debug, Clone, Copy)]
+enum KeyBound {
+    After,
+    Through,
+}
+
+#[derive(Debug, Clone, Copy)]
 pub struct Dialect {
     /// `"` for SQLite and PostgreSQL, `` ` `` for MySQL.
     pub quote: char,
@@ -30,6 +36,14 @@ pub struct Query {
 }
 
 impl Dialect {
+    pub fn of(kind: crate::EngineKind) -> Dialect {
+        match kind {
+            crate::EngineKind::Sqlite => SQLITE,
+            crate::EngineKind::Postgres => POSTGRES,
+            crate::EngineKind::Mysql => MYSQL,
+        }
+    }
+
     pub fn ident(&self, name: &str) -> String {
         let q = self.quote;
         let escaped = name.replace(q, &format!("{q}{q}"));
@@ -68,45 +82,75 @@ impl Dialect {
 
     /// `SELECT ... WHERE (filter) AND key > after ORDER BY key LIMIT n`.
     pub fn keyset_select(&self, read: &ReadSpec, with_after: bool, limit: usize) -> Query {
+        self.range_select(read, with_after, false, 0, limit)
+    }
+
+    /// ` WHERE (filter) AND key > after AND key <= through` (only the parts
+    /// that apply; empty when none does). Binds index the key components of
+    /// `after` (`0..w`) then of `through` (`w..2w`).
+    pub fn range_where(&self, read: &ReadSpec, with_after: bool, with_through: bool) -> Query {
         let mut conditions = Vec::new();
         if let Some(filter) = &read.filter {
             conditions.push(format!("({filter})"));
         }
         let mut binds = Vec::new();
         if with_after {
-            conditions.push(self.key_greater_than(&read.key, &mut binds));
+            conditions.push(self.key_compare(&read.key, KeyBound::After, 0, &mut binds));
         }
-        let mut sql = format!("SELECT {} FROM {}", self.select_list(&read.select), self.table(&read.table));
-        if !conditions.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&conditions.join(" AND "));
+        if with_through {
+            conditions.push(self.key_compare(&read.key, KeyBound::Through, read.key.len(), &mut binds));
         }
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", self.idents(&read.key)));
+        let sql = if conditions.is_empty() { String::new() } else { format!(" WHERE {}", conditions.join(" AND ")) };
         Query { sql, binds }
     }
 
-    fn key_greater_than(&self, key: &[String], binds: &mut Vec<usize>) -> String {
+    /// `SELECT ... WHERE <range> ORDER BY key LIMIT n OFFSET m`.
+    pub fn range_select(
+        &self,
+        read: &ReadSpec,
+        with_after: bool,
+        with_through: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Query {
+        let range = self.range_where(read, with_after, with_through);
+        let mut sql =
+            format!("SELECT {} FROM {}{}", self.select_list(&read.select), self.table(&read.table), range.sql);
+        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", self.idents(&read.key)));
+        if offset > 0 {
+            sql.push_str(&format!(" OFFSET {offset}"));
+        }
+        Query { sql, binds: range.binds }
+    }
+
+    /// `key > ?` (after) or `key <= ?` (through), for keys of any width.
+    fn key_compare(&self, key: &[String], bound: KeyBound, first_bind: usize, binds: &mut Vec<usize>) -> String {
         let next = |binds: &mut Vec<usize>, component: usize| {
-            binds.push(component);
+            binds.push(first_bind + component);
             self.placeholder(binds.len())
         };
+        let (strict, last) = match bound {
+            KeyBound::After => (">", ">"),
+            KeyBound::Through => ("<", "<="),
+        };
         if key.len() == 1 {
-            return format!("{} > {}", self.ident(&key[0]), next(binds, 0));
+            return format!("{} {last} {}", self.ident(&key[0]), next(binds, 0));
         }
         if self.row_value_ranges {
             let placeholders: Vec<String> = (0..key.len()).map(|i| next(binds, i)).collect();
-            return format!("({}) > ({})", self.idents(key), placeholders.join(", "));
+            return format!("({}) {last} ({})", self.idents(key), placeholders.join(", "));
         }
         // (a >= ?) AND ((a > ?) OR (a = ? AND b > ?) OR ...): the leading
         // range lets MySQL use the index where it cannot with row values.
-        let lead = format!("{} >= {}", self.ident(&key[0]), next(binds, 0));
+        let lead = format!("{} {strict}= {}", self.ident(&key[0]), next(binds, 0));
         let mut alternatives = Vec::new();
         for i in 0..key.len() {
             let mut parts = Vec::new();
             for (j, col) in key.iter().enumerate().take(i) {
                 parts.push(format!("{} = {}", self.ident(col), next(binds, j)));
             }
-            parts.push(format!("{} > {}", self.ident(&key[i]), next(binds, i)));
+            let op = if i + 1 == key.len() { last } else { strict };
+            parts.push(format!("{} {op} {}", self.ident(&key[i]), next(binds, i)));
             alternatives.push(format!("({})", parts.join(" AND ")));
         }
         format!("{lead} AND ({})", alternatives.join(" OR "))
@@ -220,6 +264,23 @@ mod tests {
         assert_eq!(q.binds, [0, 0, 0, 1]);
         let q = SQLITE.keyset_select(&read(&["a"]), false, 5);
         assert_eq!(q.sql, r#"SELECT "a", "b", (lower(c)) FROM "t" WHERE (c <> 'x') ORDER BY "a" LIMIT 5"#);
+    }
+
+    #[test]
+    fn ranges_per_dialect() {
+        let q = POSTGRES.range_select(&read(&["a", "b"]), true, true, 0, 10);
+        assert!(q.sql.contains(r#"("a", "b") > ($1, $2) AND ("a", "b") <= ($3, $4)"#), "{}", q.sql);
+        assert_eq!(q.binds, [0, 1, 2, 3]);
+        let q = MYSQL.range_where(&read(&["a", "b"]), false, true);
+        assert_eq!(q.sql, " WHERE (c <> 'x') AND `a` <= ? AND ((`a` < ?) OR (`a` = ? AND `b` <= ?))");
+        assert_eq!(q.binds, [2, 2, 2, 3]);
+        let q = SQLITE.range_select(&read(&["a"]), true, true, 7, 1);
+        assert!(
+            q.sql.ends_with(r#"WHERE (c <> 'x') AND "a" > ? AND "a" <= ? ORDER BY "a" LIMIT 1 OFFSET 7"#),
+            "{}",
+            q.sql
+        );
+        assert_eq!(q.binds, [0, 1]);
     }
 
     #[test]

@@ -13,8 +13,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
-    ReadSpec, Result, Rows, WriteSpec,
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
+    LockGuard, RangeChecksum, ReadSpec, Result, Rows, SelectItem, WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -666,6 +666,44 @@ impl Engine for MysqlEngine {
         query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
     }
 
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
+        let params = range.bind_values(&query.binds, read.key.len()).into_iter().map(bind).collect();
+        let mut conn = self.conn().await?;
+        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
+        // Each value as text (NULL as a byte no text holds), the first 64
+        // bits of the row's MD5, summed exactly as DECIMAL and reduced
+        // modulo 2^64 here.
+        let items: Vec<String> = read
+            .select
+            .iter()
+            .map(|item| match item {
+                SelectItem::Column(c) => format!("IFNULL({}, 0x00)", Q.ident(c)),
+                SelectItem::Expr(sql) => format!("IFNULL(({sql}), 0x00)"),
+            })
+            .collect();
+        let filter = Q.range_where(read, range.after.is_some(), range.through.is_some());
+        let sql = format!(
+            "SELECT COUNT(*), CAST(IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(0x1f, {})), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}{}",
+            items.join(", "),
+            Q.table(&read.table),
+            filter.sql
+        );
+        let params: Vec<mysql_async::Value> =
+            range.bind_values(&filter.binds, read.key.len()).into_iter().map(bind).collect();
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let mut conn = self.conn().await?;
+        let row: Option<(i64, String)> = conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| map_err(e).context(format_args!("checksumming {}", read.table)))?;
+        let (rows, sum) = row.unwrap_or((0, "0".into()));
+        Ok(Some(RangeChecksum { rows: rows as u64, sum: ferry_engine::wrap_sum(&sum) }))
+    }
+
     async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let mut conn = self.conn().await?;
         let mut out = Vec::new();
@@ -793,17 +831,7 @@ impl Engine for MysqlEngine {
             Q.table(&change_log_table(table))
         );
         let mut conn = self.conn().await?;
-        Ok(query_rows(&mut conn, &sql, Vec::new())
-            .await?
-            .into_iter()
-            .map(|mut row| {
-                let seq = match row.remove(0) {
-                    Value::Int(i) => i,
-                    _ => 0,
-                };
-                Change { seq, key: row }
-            })
-            .collect())
+        Ok(query_rows(&mut conn, &sql, Vec::new()).await?.into_iter().map(Change::from_row).collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
@@ -832,6 +860,17 @@ impl Engine for MysqlEngine {
             .map_err(map_err)?;
         let (pending, oldest_seconds) = row.unwrap_or((0, None));
         Ok(CaptureLag { pending, oldest_seconds })
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        let mut conn = self.conn().await?;
+        // The text protocol returns every value as bytes of its text form.
+        let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(map_err)?;
+        Ok(row.and_then(|row| match row.as_ref(0) {
+            Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            Some(mysql_async::Value::NULL) | None => None,
+            Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
+        }))
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {

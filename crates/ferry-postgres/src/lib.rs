@@ -17,8 +17,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
-    ReadSpec, Result, Rows, SelectItem, WriteSpec,
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
+    LockGuard, RangeChecksum, ReadSpec, Result, Rows, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -611,6 +611,34 @@ impl Engine for PostgresEngine {
         self.query_values(&query.sql, read, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
     }
 
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
+        let params = range.bind_values(&query.binds, read.key.len());
+        self.query_values(&query.sql, read, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
+        // The row's text form (quoted, NULL distinct from '') through the
+        // 64-bit hash PostgreSQL keeps stable for hash partitioning; summed
+        // exactly (sum(bigint) is numeric), reduced modulo 2^64 here.
+        let items = Q.select_list(&read.select);
+        let filter = Q.range_where(read, range.after.is_some(), range.through.is_some());
+        let sql = format!(
+            "SELECT count(*), coalesce(sum(hashtextextended(ROW({items})::text, 0)), 0)::text FROM {}{}",
+            Q.table(&read.table),
+            filter.sql
+        );
+        let params: Vec<Encode> = range.bind_values(&filter.binds, read.key.len()).into_iter().map(Encode).collect();
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(&sql, &params.iter().map(|p| p as &(dyn ToSql + Sync)).collect::<Vec<_>>())
+            .await
+            .map_err(|e| map_err(e).context(format_args!("checksumming {}", read.table)))?;
+        let rows: i64 = row.get(0);
+        let sum: String = row.get(1);
+        Ok(Some(RangeChecksum { rows: rows as u64, sum: ferry_engine::wrap_sum(&sum) }))
+    }
+
     async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let mut out = Vec::new();
         for chunk in keys.chunks(500) {
@@ -762,16 +790,7 @@ impl Engine for PostgresEngine {
             format_args!("SELECT {} FROM {}", Q.select_list(&read.select), Q.table(&log))
         );
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|mut row| {
-                let seq = match row.remove(0) {
-                    Value::Int(i) => i,
-                    _ => 0,
-                };
-                Change { seq, key: row }
-            })
-            .collect())
+        Ok(rows.into_iter().map(Change::from_row).collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
@@ -799,6 +818,19 @@ impl Engine for PostgresEngine {
             .await
             .map_err(map_err)?;
         Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64, oldest_seconds: row.get(1) })
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        let client = self.client.lock().await;
+        // The simple protocol returns every value as text, whatever its type.
+        let messages = client.simple_query(sql).await.map_err(map_err)?;
+        Ok(messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .flatten())
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {

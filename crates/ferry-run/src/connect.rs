@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub enum Role {
     Source,
     Target,
+    /// One of the two databases `ferry diff` compares ("first", "second"); never created.
+    Compared(&'static str),
 }
 
 impl std::fmt::Display for Role {
@@ -19,6 +21,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Source => "source",
             Role::Target => "target",
+            Role::Compared(which) => return write!(f, "{which} database"),
         })
     }
 }
@@ -30,7 +33,7 @@ pub async fn open(url: &str, base_dir: &Path, role: Role) -> Result<Arc<dyn Engi
     let engine: Arc<dyn Engine> = match &parsed {
         DatabaseUrl::Sqlite(path) => {
             let mode = match role {
-                Role::Source => OpenMode::Existing,
+                Role::Source | Role::Compared(_) => OpenMode::Existing,
                 Role::Target => OpenMode::Create,
             };
             Arc::new(SqliteEngine::open(path, mode).await.map_err(|e| crate::RunError::from(e).context(role))?)

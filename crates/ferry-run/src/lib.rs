@@ -7,9 +7,12 @@
 
 pub mod assess;
 pub mod backfill;
+pub mod compare;
 pub mod connect;
 pub mod demo;
+pub mod diff;
 mod error;
+pub mod integrity;
 pub mod mapping;
 pub mod progress;
 pub mod runner;

@@ -617,7 +617,7 @@ impl Migration {
         let mut reports = Vec::new();
         for (plan, schema) in self.plans.iter().zip(targets) {
             let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();
-            let report = verifier.table(plan, &types).await?;
+            let report = verifier.table(plan, &types, Some(&self.state)).await?;
             if !self.capturing()? {
                 self.record_report(plan, &report)?;
             }

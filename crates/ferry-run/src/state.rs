@@ -99,6 +99,8 @@ impl StateStore {
                  rows_source INTEGER NOT NULL, rows_target INTEGER NOT NULL, checksum_match INTEGER NOT NULL,
                  sample_size INTEGER NOT NULL, sample_mismatches INTEGER NOT NULL, differences INTEGER NOT NULL,
                  report TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS verify_checkpoints (
+                 target TEXT PRIMARY KEY, started_at TEXT NOT NULL, checkpoint TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS quarantine (
                  id INTEGER PRIMARY KEY, target TEXT NOT NULL, key TEXT NOT NULL, column_name TEXT NOT NULL,
                  value TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
@@ -483,6 +485,30 @@ impl StateStore {
 
     pub fn quarantined_rows(&self) -> Result<u64> {
         Ok(self.conn.query_row("SELECT count(*) FROM quarantine", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Where an unfinished verification of `target` stopped: when it started and its checkpoint (JSON).
+    pub fn verify_checkpoint(&self, target: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .conn
+            .query_row("SELECT started_at, checkpoint FROM verify_checkpoints WHERE target = ?1", [target], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    pub fn save_verify_checkpoint(&self, target: &str, started_at: &str, checkpoint: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO verify_checkpoints (target, started_at, checkpoint) VALUES (?1, ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET checkpoint = excluded.checkpoint",
+            params![target, started_at, checkpoint],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_verify_checkpoint(&self, target: &str) -> Result<()> {
+        self.conn.execute("DELETE FROM verify_checkpoints WHERE target = ?1", [target])?;
+        Ok(())
     }
 
     pub fn record_verification(&self, target: &str, v: &TableVerification, report_json: &str) -> Result<()> {

@@ -53,51 +53,67 @@ impl Replayer<'_> {
         if !changes.is_empty() {
             self.throttle().await?;
         }
+        let count = changes.len();
         if changes.is_empty() {
             let lag = self.source.capture_lag(&plan.source_name).await?;
             self.state.record_replay(&plan.target_display(), 0, lag)?;
             return Ok(Step { lag, ..Step::default() });
         }
-        let key_types: Vec<DataType> = plan.read.key_positions.iter().map(|&i| write.columns[i].1.clone()).collect();
-        let canonical = |key: &[Value]| -> Option<Vec<u8>> {
-            let mut k = key.to_vec();
-            convert_row(&mut k, &key_types).ok()?;
-            Some(Value::encode_row(&k))
-        };
-        let mut seen = HashSet::new();
-        let mut keys: Vec<Vec<Value>> = Vec::new();
-        for change in &changes {
-            if seen.insert(canonical(&change.key).unwrap_or_else(|| Value::encode_row(&change.key))) {
-                keys.push(change.key.clone());
-            }
-        }
-        // The rows as they are now; a key that is gone (or no longer passes the filter) is deleted.
-        let current: Vec<Row> = self.source.read_keys(&plan.read, &keys).await?;
-        let present: HashSet<Vec<u8>> = current.iter().filter_map(|r| canonical(&plan.read.key_of(r))).collect();
-        let mut gone: Vec<Vec<Value>> = Vec::new();
-        for key in &keys {
-            if canonical(key).is_some_and(|k| !present.contains(&k)) {
-                let mut k = key.clone();
-                if convert_row(&mut k, &key_types).is_ok() {
-                    gone.push(k);
-                }
-            }
-        }
-        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
-        let rows = self.backfill.convert_batch(plan, &types, current)?;
-        let upserted = rows.len();
-        if !rows.is_empty() {
-            self.target.upsert(write, Rows::from(rows)).await?;
-        }
-        if !gone.is_empty() {
-            let delete =
-                WriteSpec { table: write.table.clone(), columns: write.columns.clone(), key: plan.key_target.clone() };
-            self.target.delete_keys(&delete, &gone).await?;
-        }
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
+        let keys: Vec<Vec<Value>> = changes.into_iter().map(|c| c.key).collect();
+        let (upserted, deleted) = copy_keys(&*self.source, &*self.target, self.backfill, plan, write, &keys).await?;
         self.source.ack_changes(&plan.source_name, &seqs).await?;
         let lag = self.source.capture_lag(&plan.source_name).await?;
-        self.state.record_replay(&plan.target_display(), changes.len() as u64, lag)?;
-        Ok(Step { changes: changes.len(), upserted, deleted: gone.len(), lag })
+        self.state.record_replay(&plan.target_display(), count as u64, lag)?;
+        Ok(Step { changes: count, upserted, deleted, lag })
     }
+}
+
+/// Makes the target's rows of `keys` what the source's are now: upserts the
+/// rows that exist, deletes the keys that no longer do (or no longer pass the
+/// filter). Idempotent. Returns (rows upserted, keys deleted).
+pub async fn copy_keys(
+    source: &dyn Engine,
+    target: &dyn Engine,
+    backfill: &Backfill<'_>,
+    plan: &TablePlan,
+    write: &WriteSpec,
+    keys: &[Vec<Value>],
+) -> Result<(usize, usize)> {
+    let key_types: Vec<DataType> = plan.read.key_positions.iter().map(|&i| write.columns[i].1.clone()).collect();
+    let canonical = |key: &[Value]| -> Option<Vec<u8>> {
+        let mut k = key.to_vec();
+        convert_row(&mut k, &key_types).ok()?;
+        Some(Value::encode_row(&k))
+    };
+    let mut seen = HashSet::new();
+    let mut unique: Vec<Vec<Value>> = Vec::new();
+    for key in keys {
+        if seen.insert(canonical(key).unwrap_or_else(|| Value::encode_row(key))) {
+            unique.push(key.clone());
+        }
+    }
+    let current: Vec<Row> = source.read_keys(&plan.read, &unique).await?;
+    let present: HashSet<Vec<u8>> = current.iter().filter_map(|r| canonical(&plan.read.key_of(r))).collect();
+    let mut gone: Vec<Vec<Value>> = Vec::new();
+    for key in &unique {
+        if canonical(key).is_some_and(|k| !present.contains(&k)) {
+            let mut k = key.clone();
+            if convert_row(&mut k, &key_types).is_ok() {
+                gone.push(k);
+            }
+        }
+    }
+    let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
+    let rows = backfill.convert_batch(plan, &types, current)?;
+    let upserted = rows.len();
+    if !rows.is_empty() {
+        target.upsert(write, Rows::from(rows)).await?;
+    }
+    if !gone.is_empty() {
+        let delete =
+            WriteSpec { table: write.table.clone(), columns: write.columns.clone(), key: plan.key_target.clone() };
+        target.delete_keys(&delete, &gone).await?;
+    }
+    Ok((upserted, gone.len()))
 }

@@ -15,8 +15,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, LockGuard,
-    ReadSpec, Result, Rows, WriteSpec,
+    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
+    LockGuard, ReadSpec, Result, Rows, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
@@ -519,6 +519,17 @@ impl Engine for SqliteEngine {
         .await
     }
 
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        let query = SQLITE.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
+        let range = range.clone();
+        let (table, width) = (read.table.clone(), read.key.len());
+        self.with_conn(move |c| {
+            let params = range.bind_values(&query.binds, width);
+            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
+        })
+        .await
+    }
+
     async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
         let read = read.clone();
         let keys = keys.to_vec();
@@ -650,19 +661,7 @@ impl Engine for SqliteEngine {
             ks.join(", "),
             SQLITE.ident(&change_log_table(table).name)
         );
-        self.with_conn(move |c| {
-            Ok(query_rows(c, &sql, Vec::new())?
-                .into_iter()
-                .map(|mut row| {
-                    let seq = match row.remove(0) {
-                        Value::Int(i) => i,
-                        _ => 0,
-                    };
-                    Change { seq, key: row }
-                })
-                .collect())
-        })
-        .await
+        self.with_conn(move |c| Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())).await
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
@@ -686,6 +685,19 @@ impl Engine for SqliteEngine {
         self.with_conn(move |c| {
             c.query_row(&sql, [], |r| Ok(CaptureLag { pending: r.get::<_, i64>(0)? as u64, oldest_seconds: r.get(1)? }))
                 .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        let sql = sql.to_string();
+        self.with_conn(move |c| {
+            let rows = query_rows(c, &sql, Vec::new())?;
+            Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| match v {
+                Value::Null => None,
+                Value::Text(s) | Value::Decimal(s) | Value::Json(s) => Some(s),
+                other => Some(other.to_string()),
+            }))
         })
         .await
     }

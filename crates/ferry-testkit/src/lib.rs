@@ -346,6 +346,15 @@ impl Workspace {
         cmd
     }
 
+    /// Starts ferry in the background with its output discarded (to be killed).
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ferry")
+    }
+
     pub fn run(&self, args: &[&str]) -> Ran {
         let out = self.command(args).output().expect("run ferry");
         Ran::from(args, out)

@@ -1,4 +1,5 @@
 pub mod demo;
+pub mod diff;
 pub mod init;
 pub mod plan;
 pub mod run;

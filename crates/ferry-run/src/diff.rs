@@ -1,0 +1,661 @@
+//! Finding the rows that differ between two tables, on any pair of engines.
+//!
+//! The key space is cut into chunks of consecutive source keys. Each chunk is
+//! compared by count and checksum on both sides; only a chunk that differs is
+//! cut again (into [`FANOUT`] parts, by the source keys it holds) until a part
+//! is small enough to read and compare row by row. Where both databases are
+//! the same engine the checksums are computed in the database and no row
+//! crosses the network until a difference is found; otherwise each chunk is
+//! read from both sides and compared over the canonical encoding.
+//!
+//! Whatever the path, differences are only ever *named* by the row-by-row
+//! comparison of canonical values, after converting both rows to the same
+//! types: a checksum computed in the database can raise a false alarm
+//! (`timestamp` against `timestamptz` text, say), never a false report.
+//!
+//! Ranges need both engines to order keys alike. Integer, decimal, temporal
+//! and byte-string keys do; text keys do not (collations differ: `a < B` in
+//! one, `B < a` in another), so tables keyed by text are compared by key-hash
+//! buckets instead: one streaming pass over each side, rows spread over
+//! buckets by a hash of their canonical key, a second pass over the buckets
+//! that differ. Neither side's collation plays any part in either method.
+
+use crate::backfill::convert_row;
+use crate::error::Result;
+use crate::progress::Progress;
+use ferry_core::value::describe_key;
+use ferry_core::{DataType, Row, Value};
+use ferry_engine::{Engine, KeyRange, ReadSpec};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+/// A differing chunk is cut into this many parts.
+const FANOUT: usize = 16;
+/// A part with at most this many source rows is compared row by row.
+const LEAF_ROWS: usize = 512;
+/// Rows read per query when a range is read in full.
+const READ_PAGE: usize = 10_000;
+/// Buckets of the key-hash method.
+const BUCKETS: usize = 4096;
+/// After this many chunks whose checksums differed but whose rows were equal,
+/// the database's checksums are not worth asking for on this table.
+const FALSE_ALARMS_TOLERATED: u32 = 3;
+/// At most this many differences are kept for the report (all are counted).
+pub const MAX_KEPT: usize = 10_000;
+/// At most this many differing keys are kept for a second look or a repair.
+const MAX_KEYS: usize = 1_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DifferenceKind {
+    /// In the source, not in the target.
+    Missing,
+    /// In the target, not in the source.
+    Extra,
+    /// Same key, different values.
+    Mismatched,
+    /// The source row cannot be converted to the target's types.
+    Unconvertible,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    pub kind: DifferenceKind,
+    pub key: String,
+    /// For mismatches: the differing columns with source and target values.
+    pub columns: Vec<ColumnDifference>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDifference {
+    pub column: String,
+    pub source: String,
+    pub target: String,
+}
+
+/// How the two tables were compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Key ranges, checksums computed in both databases, bisection to rows.
+    RangesInDatabase,
+    /// Key ranges, each read from both sides and hashed here.
+    Ranges,
+    /// Key-hash buckets (keys whose order the engines do not share).
+    KeyHashBuckets,
+}
+
+/// Counts of differences by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DifferenceCounts {
+    pub missing: u64,
+    pub extra: u64,
+    pub mismatched: u64,
+    pub unconvertible: u64,
+}
+
+impl DifferenceCounts {
+    pub fn total(&self) -> u64 {
+        self.missing + self.extra + self.mismatched + self.unconvertible
+    }
+
+    fn add(&mut self, kind: DifferenceKind) {
+        match kind {
+            DifferenceKind::Missing => self.missing += 1,
+            DifferenceKind::Extra => self.extra += 1,
+            DifferenceKind::Mismatched => self.mismatched += 1,
+            DifferenceKind::Unconvertible => self.unconvertible += 1,
+        }
+    }
+}
+
+/// Everything one comparison found; also its checkpoint while it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiffOutcome {
+    pub method: Method,
+    pub rows_source: u64,
+    pub rows_target: u64,
+    /// Chunks (or buckets) compared, and how many of them differed.
+    pub chunks: u64,
+    pub chunks_differing: u64,
+    /// Rows read and compared value by value (the rest were settled by checksums).
+    pub rows_compared: u64,
+    pub counts: DifferenceCounts,
+    /// The first [`MAX_KEPT`] differences, in the order found.
+    pub differences: Vec<Difference>,
+    /// Keys of the differing rows, in the target's types (unconvertible rows excluded).
+    pub keys: Vec<Vec<Value>>,
+    /// Keys of the random sample (source types).
+    pub sample: Vec<Vec<Value>>,
+    /// Sampled rows whose columns differ (compared one by one, independently of the checksums).
+    pub sample_mismatches: u64,
+    pub sample_differences: Vec<Difference>,
+    /// Where a resumed comparison continues: after this source key.
+    pub resume_after: Option<Vec<Value>>,
+    pub finished: bool,
+    /// Chunks whose in-database checksums differed though every row was equal.
+    pub false_alarms: u32,
+    /// Rows seen, for the sample's reservoir.
+    pub seen: u64,
+    pub duration_ms: u64,
+}
+
+impl DiffOutcome {
+    fn new(method: Method) -> DiffOutcome {
+        DiffOutcome {
+            method,
+            rows_source: 0,
+            rows_target: 0,
+            chunks: 0,
+            chunks_differing: 0,
+            rows_compared: 0,
+            counts: DifferenceCounts::default(),
+            differences: Vec::new(),
+            keys: Vec::new(),
+            sample: Vec::new(),
+            sample_mismatches: 0,
+            sample_differences: Vec::new(),
+            resume_after: None,
+            finished: false,
+            false_alarms: 0,
+            seen: 0,
+            duration_ms: 0,
+        }
+    }
+
+    pub fn identical(&self) -> bool {
+        self.counts.total() == 0
+    }
+
+    fn record(&mut self, difference: Difference, key: Option<Vec<Value>>) {
+        self.counts.add(difference.kind);
+        if self.differences.len() < MAX_KEPT {
+            self.differences.push(difference);
+        }
+        if let Some(key) = key {
+            if self.keys.len() < MAX_KEYS {
+                self.keys.push(key);
+            }
+        }
+    }
+
+    fn offer_sample(&mut self, key: Vec<Value>, size: usize) {
+        if size == 0 {
+            return;
+        }
+        self.seen += 1;
+        if self.sample.len() < size {
+            self.sample.push(key);
+        } else {
+            let j = fastrand::u64(0..self.seen) as usize;
+            if j < size {
+                self.sample[j] = key;
+            }
+        }
+    }
+}
+
+/// One table as the comparison reads it.
+pub struct Side<'a> {
+    pub engine: &'a dyn Engine,
+    pub read: ReadSpec,
+}
+
+/// Compares one table on two databases.
+pub struct TableDiff<'a> {
+    pub source: Side<'a>,
+    pub target: Side<'a>,
+    /// The types both sides' rows are converted to before comparing (the target's).
+    pub types: Vec<DataType>,
+    /// Column names for reports, in select order.
+    pub names: Vec<String>,
+    /// Key column names for reports, in key order.
+    pub key_names: Vec<String>,
+    /// Whether key ranges select the same rows on both sides.
+    pub ordered_keys: bool,
+    /// Whether the two databases can checksum in place comparably (same engine, same types).
+    pub in_database: bool,
+    pub chunk_rows: usize,
+    pub sample_size: usize,
+    pub progress: &'a dyn Progress,
+    pub task: String,
+}
+
+/// Whether engines agree on the order of keys of this type, so that a key
+/// range selects the same rows on both sides.
+pub fn order_is_shared(t: &DataType) -> bool {
+    !matches!(t, DataType::Text { .. } | DataType::Json | DataType::Uuid)
+}
+
+/// Whether a column of type `a` on one side and `b` on the other have the same
+/// text form in one engine, so that in-database checksums can agree.
+pub fn same_text_form(a: &DataType, b: &DataType) -> bool {
+    use DataType::*;
+    match (a, b) {
+        (Int16 | Int32 | Int64, Int16 | Int32 | Int64) => true,
+        (Text { .. }, Text { .. }) => true,
+        (Decimal { scale: s1, .. }, Decimal { scale: s2, .. }) => s1 == s2 && s1.is_some(),
+        _ => a == b,
+    }
+}
+
+impl TableDiff<'_> {
+    /// Runs the comparison from `resume` (or from the start), calling
+    /// `checkpoint` after every chunk with everything found so far.
+    pub async fn run(
+        &self,
+        resume: Option<DiffOutcome>,
+        checkpoint: &mut dyn FnMut(&DiffOutcome) -> Result<()>,
+    ) -> Result<DiffOutcome> {
+        let started = Instant::now();
+        let method = if !self.ordered_keys {
+            Method::KeyHashBuckets
+        } else if self.in_database {
+            Method::RangesInDatabase
+        } else {
+            Method::Ranges
+        };
+        let mut out = match resume {
+            Some(r) if r.method == method || (method == Method::RangesInDatabase && r.method == Method::Ranges) => r,
+            _ => DiffOutcome::new(method),
+        };
+        let elapsed_before = out.duration_ms;
+        if method == Method::KeyHashBuckets {
+            // One pass per side; nothing to resume from but the start.
+            out = DiffOutcome::new(method);
+            self.buckets(&mut out).await?;
+        } else {
+            self.ranges(&mut out, checkpoint).await?;
+        }
+        self.compare_sample(&mut out).await?;
+        out.finished = true;
+        out.duration_ms = elapsed_before + started.elapsed().as_millis() as u64;
+        Ok(out)
+    }
+
+    fn key_types(&self) -> Vec<DataType> {
+        self.source.read.key_positions.iter().map(|&i| self.types[i].clone()).collect()
+    }
+
+    /// The range as the target must see it: bounds in the target's key types.
+    fn target_range(&self, range: &KeyRange) -> KeyRange {
+        let types = self.key_types();
+        let convert = |k: &Option<Vec<Value>>| {
+            k.as_ref().map(|k| {
+                let mut k = k.clone();
+                let _ = convert_row(&mut k, &types);
+                k
+            })
+        };
+        KeyRange { after: convert(&range.after), through: convert(&range.through) }
+    }
+
+    fn key_only(read: &ReadSpec) -> ReadSpec {
+        ReadSpec {
+            table: read.table.clone(),
+            select: read.key.iter().map(|k| ferry_engine::SelectItem::Column(k.clone())).collect(),
+            key: read.key.clone(),
+            key_positions: (0..read.key.len()).collect(),
+            filter: read.filter.clone(),
+        }
+    }
+
+    async fn ranges(
+        &self,
+        out: &mut DiffOutcome,
+        checkpoint: &mut dyn FnMut(&DiffOutcome) -> Result<()>,
+    ) -> Result<()> {
+        let source_keys = Self::key_only(&self.source.read);
+        loop {
+            let after = out.resume_after.clone();
+            let first = KeyRange { after: after.clone(), through: None };
+            let in_database = out.method == Method::RangesInDatabase;
+            // The chunk is the next `chunk_rows` source keys; the last one is
+            // open-ended so that target rows past the source's end are seen.
+            let (keys, rows) = if in_database {
+                let keys = self.source.engine.read_range(&source_keys, &first, 0, self.chunk_rows).await?;
+                (keys, None)
+            } else {
+                let rows = self.source.engine.read_range(&self.source.read, &first, 0, self.chunk_rows).await?;
+                (rows.iter().map(|r| self.source.read.key_of(r)).collect(), Some(rows))
+            };
+            let last = keys.len() < self.chunk_rows;
+            let range = KeyRange { after, through: if last { None } else { keys.last().cloned() } };
+            for key in &keys {
+                out.offer_sample(key.clone(), self.sample_size);
+            }
+            out.chunks += 1;
+            let before = out.counts.total();
+            match rows {
+                Some(rows) => {
+                    let target = self.read_all(&self.target, &self.target_range(&range)).await?;
+                    self.compare_rows(out, rows, target);
+                }
+                None => {
+                    self.bisect(out, &range, &keys).await?;
+                    if out.false_alarms >= FALSE_ALARMS_TOLERATED {
+                        out.method = Method::Ranges;
+                        self.progress.note(&format!(
+                            "{}: the databases' checksums disagree on equal rows (types differ in text form); comparing row by row",
+                            self.task
+                        ));
+                    }
+                }
+            }
+            if out.counts.total() > before {
+                out.chunks_differing += 1;
+            }
+            self.progress.advanced(&self.task, keys.len() as u64);
+            out.resume_after = range.through.clone();
+            if last {
+                return Ok(());
+            }
+            checkpoint(out)?;
+        }
+    }
+
+    /// Compares a range by checksums; descends into it while it differs.
+    /// `keys` are the source keys of the range, in order.
+    async fn bisect(&self, out: &mut DiffOutcome, range: &KeyRange, keys: &[Vec<Value>]) -> Result<()> {
+        let target_range = self.target_range(range);
+        let (s, t) = tokio::try_join!(
+            self.source.engine.checksum_range(&self.source.read, range),
+            self.target.engine.checksum_range(&self.target.read, &target_range),
+        )?;
+        let (Some(s), Some(t)) = (s, t) else {
+            // An engine that cannot checksum in place: read the range.
+            return self.leaf(out, range, false).await;
+        };
+        if s == t {
+            out.rows_source += s.rows;
+            out.rows_target += t.rows;
+            return Ok(());
+        }
+        if keys.len() <= LEAF_ROWS {
+            return self.leaf(out, range, true).await;
+        }
+        let step = keys.len().div_ceil(FANOUT);
+        let mut after = range.after.clone();
+        for part in keys.chunks(step) {
+            let is_last = part.as_ptr_range().end == keys.as_ptr_range().end;
+            let through = if is_last { range.through.clone() } else { part.last().cloned() };
+            let sub = KeyRange { after: after.clone(), through: through.clone() };
+            Box::pin(self.bisect(out, &sub, part)).await?;
+            after = through;
+        }
+        Ok(())
+    }
+
+    async fn leaf(&self, out: &mut DiffOutcome, range: &KeyRange, after_alarm: bool) -> Result<()> {
+        let target_range = self.target_range(range);
+        let (source, target) =
+            tokio::try_join!(self.read_all(&self.source, range), self.read_all(&self.target, &target_range))?;
+        let before = out.counts.total();
+        self.compare_rows(out, source, target);
+        if after_alarm && out.counts.total() == before {
+            out.false_alarms += 1;
+        }
+        Ok(())
+    }
+
+    async fn read_all(&self, side: &Side<'_>, range: &KeyRange) -> Result<Vec<Row>> {
+        let mut rows: Vec<Row> = Vec::new();
+        let mut page = range.clone();
+        loop {
+            let batch = side.engine.read_range(&side.read, &page, 0, READ_PAGE).await?;
+            let done = batch.len() < READ_PAGE;
+            if let Some(last) = batch.last() {
+                page.after = Some(side.read.key_of(last));
+            }
+            rows.extend(batch);
+            if done || rows.len() >= MAX_KEYS {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// Row-by-row comparison of the same key range read from both sides.
+    fn compare_rows(&self, out: &mut DiffOutcome, source: Vec<Row>, target: Vec<Row>) {
+        out.rows_source += source.len() as u64;
+        out.rows_target += target.len() as u64;
+        out.rows_compared += (source.len() + target.len()) as u64;
+        let positions = &self.source.read.key_positions;
+        let mut targets: HashMap<Vec<u8>, Row> = HashMap::with_capacity(target.len());
+        for mut row in target {
+            let _ = convert_row(&mut row, &self.types);
+            targets.insert(Value::encode_all(positions.iter().map(|&i| &row[i])), row);
+        }
+        for mut row in source {
+            if let Err((column, e)) = convert_row(&mut row, &self.types) {
+                let key = self.source.read.key_of(&row);
+                // The same key may still be in the target: it is not extra.
+                let mut k = key.clone();
+                if convert_row(&mut k, &self.key_types()).is_ok() {
+                    targets.remove(&Value::encode_row(&k));
+                }
+                out.record(
+                    Difference {
+                        kind: DifferenceKind::Unconvertible,
+                        key: describe_key(&self.key_names, &key),
+                        columns: vec![ColumnDifference {
+                            column: self.names[column].clone(),
+                            source: e.value.clone(),
+                            target: e.reason.clone(),
+                        }],
+                    },
+                    None,
+                );
+                continue;
+            }
+            let key = self.source.read.key_of(&row);
+            let display = describe_key(&self.key_names, &key);
+            match targets.remove(&Value::encode_row(&key)) {
+                None => out
+                    .record(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() }, Some(key)),
+                Some(other) => {
+                    let columns = column_differences(&self.names, &row, &other);
+                    if !columns.is_empty() {
+                        out.record(Difference { kind: DifferenceKind::Mismatched, key: display, columns }, Some(key));
+                    }
+                }
+            }
+        }
+        let mut extra: Vec<Row> = targets.into_values().collect();
+        extra.sort_by_cached_key(|r| Value::encode_all(positions.iter().map(|&i| &r[i])));
+        for row in extra {
+            let key = self.source.read.key_of(&row);
+            let display = describe_key(&self.key_names, &key);
+            out.record(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }, Some(key));
+        }
+    }
+
+    /// A column-by-column comparison of the sampled keys, reported on its own.
+    async fn compare_sample(&self, out: &mut DiffOutcome) -> Result<()> {
+        out.sample_differences.clear();
+        out.sample_mismatches = 0;
+        if out.sample.is_empty() {
+            return Ok(());
+        }
+        let key_types = self.key_types();
+        let target_keys: Vec<Vec<Value>> = out
+            .sample
+            .iter()
+            .map(|k| {
+                let mut k = k.clone();
+                let _ = convert_row(&mut k, &key_types);
+                k
+            })
+            .collect();
+        let (source, target) = tokio::try_join!(
+            self.source.engine.read_keys(&self.source.read, &out.sample),
+            self.target.engine.read_keys(&self.target.read, &target_keys),
+        )?;
+        let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
+            rows.into_iter()
+                .filter_map(|mut row| {
+                    convert_row(&mut row, &self.types).ok()?;
+                    Some((Value::encode_all(self.source.read.key_positions.iter().map(|&i| &row[i])), row))
+                })
+                .collect()
+        };
+        let (source, target) = (index(source), index(target));
+        for key in &target_keys {
+            let encoded = Value::encode_row(key);
+            let display = describe_key(&self.key_names, key);
+            let difference = match (source.get(&encoded), target.get(&encoded)) {
+                // Deleted since it was sampled, or unconvertible: counted elsewhere.
+                (None, _) => None,
+                (Some(_), None) => {
+                    Some(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() })
+                }
+                (Some(s), Some(t)) => {
+                    let columns = column_differences(&self.names, s, t);
+                    (!columns.is_empty()).then_some(Difference {
+                        kind: DifferenceKind::Mismatched,
+                        key: display,
+                        columns,
+                    })
+                }
+            };
+            if let Some(d) = difference {
+                out.sample_mismatches += 1;
+                if out.sample_differences.len() < MAX_KEPT {
+                    out.sample_differences.push(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The key-hash method: both sides streamed once, then the differing buckets again.
+    async fn buckets(&self, out: &mut DiffOutcome) -> Result<()> {
+        let (source, target) = tokio::try_join!(self.scan(&self.source, true), self.scan(&self.target, false))?;
+        out.rows_source = source.rows;
+        out.rows_target = target.rows;
+        out.chunks = BUCKETS as u64;
+        out.sample = source.sample;
+        out.seen = source.rows;
+        for d in source.unconvertible {
+            out.record(d, None);
+        }
+        let differing: HashSet<usize> = (0..BUCKETS)
+            .filter(|&b| source.sums[b] != target.sums[b] || source.counts[b] != target.counts[b])
+            .collect();
+        out.chunks_differing = differing.len() as u64;
+        if differing.is_empty() {
+            return Ok(());
+        }
+        let (source_rows, target_rows) = tokio::try_join!(
+            self.collect_buckets(&self.source, &differing),
+            self.collect_buckets(&self.target, &differing)
+        )?;
+        // The rows were counted by the scans; these are only looked at again.
+        let counted = (out.rows_source, out.rows_target);
+        self.compare_rows(out, source_rows, target_rows);
+        (out.rows_source, out.rows_target) = counted;
+        Ok(())
+    }
+
+    async fn scan(&self, side: &Side<'_>, is_source: bool) -> Result<Scan> {
+        let mut scan = Scan {
+            rows: 0,
+            sums: vec![0; BUCKETS],
+            counts: vec![0; BUCKETS],
+            unconvertible: Vec::new(),
+            sample: Vec::new(),
+        };
+        let mut seen = 0u64;
+        let mut range = KeyRange::default();
+        loop {
+            let rows = side.engine.read_range(&side.read, &range, 0, READ_PAGE).await?;
+            let done = rows.len() < READ_PAGE;
+            if let Some(last) = rows.last() {
+                range.after = Some(side.read.key_of(last));
+            }
+            self.progress.advanced(&self.task, rows.len() as u64);
+            for mut row in rows {
+                scan.rows += 1;
+                if let Err((column, e)) = convert_row(&mut row, &self.types) {
+                    scan.unconvertible.push(Difference {
+                        kind: DifferenceKind::Unconvertible,
+                        key: describe_key(&self.key_names, &side.read.key_of(&row)),
+                        columns: vec![ColumnDifference {
+                            column: self.names[column].clone(),
+                            source: e.value.clone(),
+                            target: e.reason.clone(),
+                        }],
+                    });
+                    continue;
+                }
+                let (bucket, hash) = row_hash(&row, &side.read.key_positions);
+                scan.sums[bucket] = scan.sums[bucket].wrapping_add(hash);
+                scan.counts[bucket] += 1;
+                if is_source && self.sample_size > 0 {
+                    seen += 1;
+                    let key = side.read.key_of(&row);
+                    if scan.sample.len() < self.sample_size {
+                        scan.sample.push(key);
+                    } else {
+                        let j = fastrand::u64(0..seen) as usize;
+                        if j < self.sample_size {
+                            scan.sample[j] = key;
+                        }
+                    }
+                }
+            }
+            if done {
+                return Ok(scan);
+            }
+        }
+    }
+
+    async fn collect_buckets(&self, side: &Side<'_>, buckets: &HashSet<usize>) -> Result<Vec<Row>> {
+        let mut out = Vec::new();
+        let mut range = KeyRange::default();
+        loop {
+            let rows = side.engine.read_range(&side.read, &range, 0, READ_PAGE).await?;
+            let done = rows.len() < READ_PAGE;
+            if let Some(last) = rows.last() {
+                range.after = Some(side.read.key_of(last));
+            }
+            for row in rows {
+                let mut converted = row.clone();
+                let bucket = match convert_row(&mut converted, &self.types) {
+                    Ok(()) => row_hash(&converted, &side.read.key_positions).0,
+                    Err(_) => continue,
+                };
+                if buckets.contains(&bucket) {
+                    out.push(row);
+                }
+            }
+            if done || out.len() >= MAX_KEYS {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+struct Scan {
+    rows: u64,
+    sums: Vec<u128>,
+    counts: Vec<u64>,
+    unconvertible: Vec<Difference>,
+    sample: Vec<Vec<Value>>,
+}
+
+fn row_hash(row: &Row, key_positions: &[usize]) -> (usize, u128) {
+    let key_bytes = Value::encode_all(key_positions.iter().map(|&i| &row[i]));
+    let bucket = (xxh3_64(&key_bytes) % BUCKETS as u64) as usize;
+    (bucket, xxh3_128(&Value::encode_row(row)))
+}
+
+pub fn column_differences(names: &[String], source: &Row, target: &Row) -> Vec<ColumnDifference> {
+    names
+        .iter()
+        .zip(source.iter().zip(target))
+        .filter(|(_, (s, t))| Value::encode_all(std::iter::once(*s)) != Value::encode_all(std::iter::once(*t)))
+        .map(|(n, (s, t))| ColumnDifference { column: n.clone(), source: s.to_string(), target: t.to_string() })
+        .collect()
+}
