@@ -50,8 +50,9 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
-    /// Compare source and target: counts, a checksum of every row, a random sample.
-    Verify,
+    /// Compare source and target (chunk checksums down to rows, a random sample), check the
+    /// target's integrity, write integrity_report.md and .json.
+    Verify(commands::verify::Args),
     /// Compare two tables on any two databases (no spec, no state): which rows and columns differ.
     Diff(commands::diff::Args),
     /// Undo the migration before contract: remove capture from the source and what expand created on the target.
@@ -129,7 +130,7 @@ async fn dispatch(cli: Cli) -> u8 {
         Command::Init(args) => commands::init::run(args).await,
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
         Command::Run(args) => commands::run::run(&cli.spec, args).await,
-        Command::Verify => commands::verify::run(&cli.spec).await,
+        Command::Verify(args) => commands::verify::run(&cli.spec, args).await,
         Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow).await,
         Command::Rollback => commands::run::rollback(&cli.spec).await,

@@ -3,6 +3,7 @@
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
 use ferry_run::diff::{DiffOutcome, Method};
+use ferry_run::integrity::CheckResult;
 use ferry_run::verify::{Difference, DifferenceKind, MAX_LISTED};
 use ferry_run::{Progress, TableReport};
 use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
@@ -196,6 +197,22 @@ pub fn print_outcome(o: &DiffOutcome) {
     if o.sample_mismatches > 0 {
         println!("  sampled rows that differ:");
         o.sample_differences.iter().take(MAX_LISTED).for_each(print_difference);
+    }
+}
+
+/// Integrity and custom checks, one line each.
+pub fn print_checks(checks: &[CheckResult]) {
+    if checks.is_empty() {
+        return;
+    }
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    println!("checks: {} run, {failed} failed", checks.len());
+    for c in checks.iter().filter(|c| !c.passed) {
+        match (&c.actual, &c.error) {
+            (Some(actual), _) => println!("  FAIL  {}: expected {}, got {actual}", c.name, c.expected),
+            (None, error) => println!("  FAIL  {}: {}", c.name, error.as_deref().unwrap_or("no value")),
+        }
+        println!("        {}", c.sql);
     }
 }
 

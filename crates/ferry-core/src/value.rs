@@ -136,11 +136,31 @@ impl Value {
     }
 }
 
-/// JSON re-serialised with sorted keys and no insignificant whitespace.
+/// JSON re-serialised with sorted keys, no insignificant whitespace, and
+/// numbers in one spelling (`100`, `100.0` and `1e2` are one number: MySQL
+/// writes doubles where PostgreSQL keeps the digits it was given).
 pub fn canonical_json(text: &str) -> Option<String> {
     // serde_json's map is a BTreeMap (no `preserve_order`), so keys come out sorted.
-    let parsed: serde_json::Value = serde_json::from_str(text).ok()?;
+    let mut parsed: serde_json::Value = serde_json::from_str(text).ok()?;
+    normalize_numbers(&mut parsed);
     serde_json::to_string(&parsed).ok()
+}
+
+fn normalize_numbers(v: &mut serde_json::Value) {
+    /// Integers up to 2^53 survive a trip through a double exactly.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    match v {
+        serde_json::Value::Number(n) if !n.is_i64() && !n.is_u64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    *n = serde_json::Number::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
 }
 
 pub fn epoch_date() -> NaiveDate {
@@ -238,6 +258,8 @@ mod tests {
             enc(&Value::Json(r#"{"a":[1,2],"b":1}"#.into()))
         );
         assert_eq!(enc(&Value::Float(-0.0)), enc(&Value::Float(0.0)));
+        assert_eq!(enc(&Value::Json("[100, 1.50, -0.0]".into())), enc(&Value::Json("[1e2, 1.5, 0]".into())));
+        assert_ne!(enc(&Value::Json("[1.5]".into())), enc(&Value::Json("[1.25]".into())));
         let ts = NaiveDate::from_ymd_opt(2024, 2, 29).unwrap().and_hms_micro_opt(1, 2, 3, 4).unwrap();
         assert_eq!(enc(&Value::Timestamp(ts)), enc(&Value::TimestampTz(ts.and_utc())));
     }

@@ -15,6 +15,7 @@ mod error;
 pub mod integrity;
 pub mod mapping;
 pub mod progress;
+pub mod report;
 pub mod runner;
 pub mod state;
 pub mod sync;
@@ -24,7 +25,8 @@ pub mod verify;
 pub use error::{Result, RunError, RunErrorKind};
 pub use progress::{Progress, Silent};
 pub use runner::{
-    request_stop, set_operator_pause, state_path, status, stop_requested, Migration, RunOutcome, TableOutcome,
+    request_stop, set_operator_pause, state_path, status, stop_requested, Migration, Repair, RunOutcome, TableOutcome,
+    Verification, VerifyOptions,
 };
 pub use state::StateStore;
 pub use verify::TableReport;

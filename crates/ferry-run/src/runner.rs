@@ -3,15 +3,18 @@
 use crate::backfill::Backfill;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError, RunErrorKind};
+use crate::integrity::{custom_checks, run_check, table_checks, CheckResult};
 use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
 use crate::sync::Replayer;
 use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
+use ferry_core::spec::CheckOn;
 use ferry_core::status::{PhaseState, StatusReport, TableVerification};
 use ferry_core::{AuditEvent, DataType, Phase, Spec, TableSchema};
 use ferry_engine::{DatabaseUrl, Engine, LockGuard, WriteSpec};
+use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +43,7 @@ pub struct RunOutcome {
     pub tables: Vec<TableOutcome>,
     pub backfill_seconds: f64,
     pub verification: Vec<TableReport>,
+    pub checks: Vec<CheckResult>,
     pub elapsed_seconds: f64,
     /// Set when `--until` stopped the run before verification.
     pub stopped_after: Option<Phase>,
@@ -47,13 +51,52 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     pub fn verified(&self) -> bool {
-        !self.verification.is_empty() && self.verification.iter().all(TableReport::passed)
+        !self.verification.is_empty()
+            && self.verification.iter().all(TableReport::passed)
+            && self.checks.iter().all(|c| c.passed)
     }
 
     /// Whether the run did what was asked: verified, or stopped where told to.
     pub fn succeeded(&self) -> bool {
         self.stopped_after.is_some() || self.verified()
     }
+}
+
+/// How `ferry verify` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// Re-copy the rows found different from the source, then look again.
+    pub repair: bool,
+    /// Start over instead of continuing a stopped verification.
+    pub restart: bool,
+}
+
+/// What `ferry verify` found: the tables compared, the integrity checks, and any repair.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub tables: Vec<TableReport>,
+    pub checks: Vec<CheckResult>,
+    pub repairs: Vec<Repair>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.tables.iter().all(TableReport::passed) && self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// What `--repair` did to one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Repair {
+    pub table: String,
+    /// Rows found different before the repair.
+    pub differences: u64,
+    pub upserted: u64,
+    pub deleted: u64,
+    /// Rows still different when looked at again after the repair.
+    pub still_different: u64,
 }
 
 /// Where the state store of a spec lives.
@@ -161,6 +204,7 @@ impl Migration {
             tables: Vec::new(),
             backfill_seconds: 0.0,
             verification: Vec::new(),
+            checks: Vec::new(),
             elapsed_seconds: 0.0,
             stopped_after: None,
         };
@@ -226,17 +270,17 @@ impl Migration {
                 return Err(e);
             }
         };
-        let passed = verification.iter().all(TableReport::passed);
-        if passed {
+        let checks = self.integrity_checks().await?;
+        let mut failing: Vec<String> =
+            verification.iter().filter(|r| !r.passed()).map(|r| format!("differences in {}", r.target)).collect();
+        failing.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
+        if failing.is_empty() {
             self.end(Phase::Verify, &Ok(()))?;
         } else {
-            let failing: Vec<&str> = verification.iter().filter(|r| !r.passed()).map(|r| r.target.as_str()).collect();
-            self.end(
-                Phase::Verify,
-                &Err(RunError::new(RunErrorKind::State, format!("differences in {}", failing.join(", ")))),
-            )?;
+            self.end(Phase::Verify, &Err(RunError::new(RunErrorKind::State, failing.join("; "))))?;
         }
         outcome.verification = verification;
+        outcome.checks = checks;
         outcome.elapsed_seconds = started.elapsed().as_secs_f64();
         Ok(outcome)
     }
@@ -424,7 +468,7 @@ impl Migration {
         if !self.capturing()? {
             return Ok(reports);
         }
-        let verifier = Verifier { source: self.source.clone(), target: self.target.clone(), sample_size: 0, progress };
+        let verifier = self.verifier(progress, 0);
         for round in 0..SETTLE_ROUNDS {
             if reports.iter().all(TableReport::passed) {
                 break;
@@ -446,17 +490,113 @@ impl Migration {
     }
 
     /// Verification on demand (`ferry verify`): needs the target tables to exist.
-    pub async fn verify(&self, progress: &dyn Progress) -> Result<Vec<TableReport>> {
+    pub async fn verify(&self, progress: &dyn Progress, options: VerifyOptions) -> Result<Verification> {
+        let started = Instant::now();
+        let started_at = timestamp(now());
         self.state
             .audit(&AuditEvent::RunStarted { command: "verify".into(), spec: self.spec.path.display().to_string() })?;
+        if options.restart {
+            for plan in &self.plans {
+                self.state.clear_verify_checkpoint(&plan.target_display())?;
+            }
+        }
         let targets = self.target_schemas().await?;
-        let reports = self.verify_tables(&targets, progress).await?;
-        if self.capturing()? {
-            for (plan, report) in self.plans.iter().zip(&reports) {
+        let mut tables = self.verify_tables(&targets, progress).await?;
+        let mut repairs = Vec::new();
+        if options.repair {
+            repairs = self.repair(&targets, &mut tables, progress).await?;
+        }
+        if self.capturing()? || options.repair {
+            for (plan, report) in self.plans.iter().zip(&tables) {
                 self.record_report(plan, report)?;
             }
         }
-        Ok(reports)
+        let checks = self.integrity_checks().await?;
+        Ok(Verification { started_at, duration_ms: started.elapsed().as_millis() as u64, tables, checks, repairs })
+    }
+
+    /// Re-copies the rows verification found different from the source, then
+    /// looks at exactly those rows again.
+    async fn repair(
+        &self,
+        targets: &[TableSchema],
+        reports: &mut [TableReport],
+        progress: &dyn Progress,
+    ) -> Result<Vec<Repair>> {
+        let verifier = self.verifier(progress, 0);
+        let backfill = self.backfiller(progress, None);
+        let mut repairs = Vec::new();
+        for ((plan, schema), report) in self.plans.iter().zip(targets).zip(reports.iter_mut()) {
+            if report.keys.is_empty() {
+                continue;
+            }
+            let write = plan.write_spec(schema);
+            let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
+            let keys = report.keys.clone();
+            let mut upserted = 0;
+            let mut deleted = 0;
+            for batch in keys.chunks(self.spec.policy.batch_size.max(1)) {
+                let (u, d) =
+                    crate::sync::copy_keys(&*self.source, &*self.target, &backfill, plan, &write, batch).await?;
+                upserted += u as u64;
+                deleted += d as u64;
+            }
+            let settled_before = report.settled_rows;
+            let found_before = report.differences_found;
+            verifier.recheck(plan, &types, report).await?;
+            report.settled_rows = settled_before;
+            let repair = Repair {
+                table: plan.target_display(),
+                differences: found_before,
+                upserted,
+                deleted,
+                still_different: report.differences_found,
+            };
+            self.state.audit(&AuditEvent::RowsRepaired {
+                table: repair.table.clone(),
+                upserted,
+                deleted,
+                remaining: repair.still_different,
+            })?;
+            progress.note(&format!(
+                "repaired {}: {upserted} row(s) re-copied from the source, {deleted} deleted, {} still different",
+                repair.table, repair.still_different
+            ));
+            repairs.push(repair);
+        }
+        Ok(repairs)
+    }
+
+    /// Foreign keys, NOT NULL and unique keys of every table on the target,
+    /// then the spec's own `[[check]]`s; each recorded in the audit log.
+    async fn integrity_checks(&self) -> Result<Vec<CheckResult>> {
+        let plans: Vec<&TablePlan> = self.plans.iter().collect();
+        let mut results = Vec::new();
+        for plan in &self.plans {
+            for (name, kind, sql) in table_checks(plan, &*self.target, &plans) {
+                results.push(run_check(&*self.target, name, kind, CheckOn::Target, sql, 0).await);
+            }
+        }
+        results.extend(custom_checks(&self.spec.checks, &*self.source, &*self.target).await?);
+        for r in &results {
+            self.state.audit(&AuditEvent::CheckRun {
+                name: r.name.clone(),
+                expected: r.expected,
+                actual: r.actual,
+                passed: r.passed,
+            })?;
+        }
+        Ok(results)
+    }
+
+    fn verifier<'s>(&'s self, progress: &'s dyn Progress, sample_size: usize) -> Verifier<'s> {
+        Verifier {
+            source: self.source.clone(),
+            target: self.target.clone(),
+            sample_size,
+            chunk_rows: self.spec.policy.verify_chunk_rows,
+            progress,
+        }
     }
 
     fn begin(&self, phase: Phase, progress: &dyn Progress) -> Result<()> {
@@ -608,12 +748,7 @@ impl Migration {
     }
 
     async fn verify_tables(&self, targets: &[TableSchema], progress: &dyn Progress) -> Result<Vec<TableReport>> {
-        let verifier = Verifier {
-            source: self.source.clone(),
-            target: self.target.clone(),
-            sample_size: self.spec.policy.sample_size,
-            progress,
-        };
+        let verifier = self.verifier(progress, self.spec.policy.sample_size);
         let mut reports = Vec::new();
         for (plan, schema) in self.plans.iter().zip(targets) {
             let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();

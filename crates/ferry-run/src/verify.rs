@@ -23,8 +23,6 @@ use std::sync::Arc;
 
 /// Differences listed in a report (all are counted).
 pub const MAX_LISTED: usize = 20;
-/// Source rows per chunk of verification.
-const CHUNK_ROWS: usize = 50_000;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TableReport {
@@ -97,6 +95,8 @@ pub struct Verifier<'a> {
     pub source: Arc<dyn Engine>,
     pub target: Arc<dyn Engine>,
     pub sample_size: usize,
+    /// Source rows per chunk.
+    pub chunk_rows: usize,
     pub progress: &'a dyn Progress,
 }
 
@@ -146,7 +146,7 @@ impl Verifier<'_> {
             key_names: plan.key_target.clone(),
             ordered_keys,
             in_database,
-            chunk_rows: CHUNK_ROWS,
+            chunk_rows: self.chunk_rows,
             sample_size: self.sample_size,
             progress: self.progress,
             task: task.clone(),

@@ -1,4 +1,4 @@
-use crate::output::{print_reports, Reporter};
+use crate::output::{print_checks, print_reports, Reporter};
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
@@ -80,6 +80,7 @@ pub async fn rollback(spec_path: &Path) -> anyhow::Result<u8> {
 
 pub fn print_summary(outcome: &RunOutcome) {
     print_reports(&outcome.verification);
+    print_checks(&outcome.checks);
     if let Some(phase) = outcome.stopped_after {
         println!("stopped after phase {} {} as asked; `ferry run` continues from there", phase.number(), phase.name());
     }

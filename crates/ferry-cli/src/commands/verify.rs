@@ -1,13 +1,51 @@
-use crate::output::{print_reports, Reporter};
+use crate::output::{print_checks, print_reports, Reporter};
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
-use ferry_run::Migration;
-use std::path::Path;
+use anyhow::Context;
+use ferry_run::report::{self, ReportContext};
+use ferry_run::{Migration, Verification, VerifyOptions};
+use std::path::{Path, PathBuf};
 
-pub async fn run(spec_path: &Path) -> anyhow::Result<u8> {
+#[derive(clap::Args)]
+pub struct Args {
+    /// Re-copy the rows found different from the source, then look at them again.
+    #[arg(long)]
+    repair: bool,
+    /// Start over instead of continuing a verification that was stopped.
+    #[arg(long)]
+    restart: bool,
+    /// Directory to write integrity_report.md and integrity_report.json into.
+    #[arg(long, short, default_value = ".")]
+    output: PathBuf,
+}
+
+pub async fn run(spec_path: &Path, args: Args) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
-    // Read-only on both databases: no lock, it may run beside `ferry run`.
-    let migration = Migration::open(spec, false).await?;
-    let reports = migration.verify(&Reporter::new()).await?;
-    print_reports(&reports);
-    Ok(if reports.iter().all(|r| r.passed()) { EXIT_OK } else { EXIT_DIFFERENCES })
+    // Read-only on both databases unless repairing: no lock, it may run beside `ferry run`.
+    let migration = Migration::open(spec, args.repair).await?;
+    let options = VerifyOptions { repair: args.repair, restart: args.restart };
+    let verification = migration.verify(&Reporter::new(), options).await?;
+    print_reports(&verification.tables);
+    print_checks(&verification.checks);
+    write_reports(&migration, &verification, &args.output)?;
+    Ok(if verification.passed() { EXIT_OK } else { EXIT_DIFFERENCES })
+}
+
+/// Writes integrity_report.{md,json} into `dir`.
+pub fn write_reports(migration: &Migration, verification: &Verification, dir: &Path) -> anyhow::Result<()> {
+    let ctx = ReportContext {
+        migration: migration.spec.migration.name.clone().unwrap_or_else(|| migration.spec.path.display().to_string()),
+        source: migration.source.display_url(),
+        target: migration.target.display_url(),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in [
+        ("integrity_report.md", report::markdown(&ctx, verification)),
+        ("integrity_report.json", report::json(&ctx, verification)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("{}", report::audit_line(verification));
+    println!("wrote {}", dir.join("integrity_report.md").display());
+    Ok(())
 }
