@@ -39,6 +39,19 @@ pub fn plain_shape(s: &str) -> Option<(usize, usize)> {
     Some((int_digits, frac.len()))
 }
 
+/// The canonical form of a plainly written decimal (`-12.340`), as its
+/// parts (negative, integer digits, fraction digits without trailing zeros),
+/// borrowed from the text: the common case, without parsing or allocating.
+pub fn canonical_parts(s: &str) -> Option<(bool, &str, &str)> {
+    plain_shape(s)?;
+    let negative = s.starts_with('-');
+    let body = if negative { &s[1..] } else { s };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let frac = frac.trim_end_matches('0');
+    let zero = int == "0" && frac.is_empty();
+    Some((negative && !zero, int, frac))
+}
+
 impl Decimal {
     /// Parses `-12.340`, `+5`, `.5`, `1e3`, `1.5E-2`.
     pub fn parse(input: &str) -> Option<Decimal> {

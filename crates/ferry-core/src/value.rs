@@ -85,10 +85,25 @@ impl Value {
                 out.push(tag::FLOAT);
                 out.extend_from_slice(&f.to_bits().to_be_bytes());
             }
-            Value::Decimal(d) => {
-                let canonical = Decimal::parse(d).map(|d| d.canonical()).unwrap_or_else(|| d.clone());
-                with_len(out, tag::DECIMAL, canonical.as_bytes())
-            }
+            Value::Decimal(d) => match crate::decimal::canonical_parts(d) {
+                Some((negative, int, frac)) => {
+                    let len = negative as usize + int.len() + if frac.is_empty() { 0 } else { 1 + frac.len() };
+                    out.push(tag::DECIMAL);
+                    out.extend_from_slice(&(len as u64).to_be_bytes());
+                    if negative {
+                        out.push(b'-');
+                    }
+                    out.extend_from_slice(int.as_bytes());
+                    if !frac.is_empty() {
+                        out.push(b'.');
+                        out.extend_from_slice(frac.as_bytes());
+                    }
+                }
+                None => {
+                    let canonical = Decimal::parse(d).map(|d| d.canonical()).unwrap_or_else(|| d.clone());
+                    with_len(out, tag::DECIMAL, canonical.as_bytes())
+                }
+            },
             Value::Text(s) => with_len(out, tag::TEXT, s.as_bytes()),
             Value::Bytes(b) => with_len(out, tag::BYTES, b),
             Value::Date(d) => {
@@ -244,6 +259,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn with_len_for_test(out: &mut Vec<u8>, bytes: &[u8]) {
+        out.push(tag::DECIMAL);
+        out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+
     fn enc(v: &Value) -> Vec<u8> {
         let mut out = Vec::new();
         v.encode_canonical(&mut out);
@@ -291,6 +312,15 @@ mod tests {
                 let back: Value = serde_json::from_str(&json).unwrap();
                 prop_assert_eq!(back, v);
             }
+        }
+
+        #[test]
+        fn decimal_fast_path_is_the_canonical_form(units in -1_000_000i64..1_000_000, frac in 0u32..10_000, zeros in 0usize..3) {
+            let text = format!("{}{}.{:04}{}", if units < 0 { "-" } else { "" }, units.unsigned_abs(), frac, "0".repeat(zeros));
+            let slow = Decimal::parse(&text).unwrap().canonical();
+            let mut expected = Vec::new();
+            with_len_for_test(&mut expected, slow.as_bytes());
+            prop_assert_eq!(enc(&Value::Decimal(text)), expected);
         }
 
         #[test]

@@ -241,6 +241,18 @@ pub trait Engine: Send + Sync {
     /// Up to `limit` rows of a key range in ascending key order, skipping the first `offset`.
     async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>>;
 
+    /// The smallest and largest value of the first key column (under the
+    /// filter), or `None` for an empty table.
+    async fn key_bounds(&self, read: &ReadSpec) -> Result<Option<(Value, Value)>> {
+        let bounds = sql::bounds_spec(read, sql::Dialect::of(self.kind()));
+        let rows = self.read_range(&bounds, &KeyRange::default(), 0, 1).await?;
+        Ok(rows.into_iter().next().and_then(|mut r| {
+            let max = r.pop()?;
+            let min = r.pop()?;
+            (!min.is_null()).then_some((min, max))
+        }))
+    }
+
     /// Count and hash of a key range computed in the database, so that no
     /// row crosses the network; `None` where the engine leaves hashing to
     /// the caller (SQLite is in-process: reading is as cheap as hashing).

@@ -35,6 +35,19 @@ pub struct Query {
     pub binds: Vec<usize>,
 }
 
+/// A read of `MIN(k), MAX(k)` of the first key column, for `Engine::key_bounds`
+/// (no key: [`Dialect::range_select`] then orders nothing).
+pub fn bounds_spec(read: &ReadSpec, dialect: Dialect) -> ReadSpec {
+    let key = dialect.ident(&read.key[0]);
+    ReadSpec {
+        table: read.table.clone(),
+        select: vec![SelectItem::Expr(format!("MIN({key})")), SelectItem::Expr(format!("MAX({key})"))],
+        key: Vec::new(),
+        key_positions: Vec::new(),
+        filter: read.filter.clone(),
+    }
+}
+
 impl Dialect {
     pub fn of(kind: crate::EngineKind) -> Dialect {
         match kind {
@@ -116,7 +129,10 @@ impl Dialect {
         let range = self.range_where(read, with_after, with_through);
         let mut sql =
             format!("SELECT {} FROM {}{}", self.select_list(&read.select), self.table(&read.table), range.sql);
-        sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", self.idents(&read.key)));
+        if !read.key.is_empty() {
+            sql.push_str(&format!(" ORDER BY {}", self.idents(&read.key)));
+        }
+        sql.push_str(&format!(" LIMIT {limit}"));
         if offset > 0 {
             sql.push_str(&format!(" OFFSET {offset}"));
         }

@@ -618,18 +618,44 @@ impl Engine for PostgresEngine {
     }
 
     async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
-        // The row's text form (quoted, NULL distinct from '') through the
-        // 64-bit hash PostgreSQL keeps stable for hash partitioning; summed
-        // exactly (sum(bigint) is numeric), reduced modulo 2^64 here.
-        let items = Q.select_list(&read.select);
+        // Each value through the 64-bit hash of its type's hash opclass (the
+        // functions PostgreSQL keeps stable for hash partitioning; equal
+        // values hash equal, 1.50 and 1.5 included), one seed per column,
+        // XORed into a row hash; summed exactly (sum(bigint) is numeric) and
+        // reduced modulo 2^64 here. No value is formatted as text.
+        let items: Vec<String> = read
+            .select
+            .iter()
+            .map(|item| match item {
+                SelectItem::Column(c) => Q.ident(c),
+                SelectItem::Expr(e) => format!("({e})"),
+            })
+            .collect();
+        let client = self.client.lock().await;
+        let probe = format!("SELECT {} FROM {} LIMIT 0", items.join(", "), Q.table(&read.table));
+        let cached = self.reads.lock().await.get(&probe).cloned();
+        let types: Vec<Type> = match cached {
+            Some(stmt) => stmt.columns().iter().map(|c| c.type_().clone()).collect(),
+            None => {
+                let stmt = client
+                    .prepare(&probe)
+                    .await
+                    .map_err(|e| map_err(e).context(format_args!("reading {}", read.table)))?;
+                let types = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+                self.reads.lock().await.insert(probe, stmt);
+                types
+            }
+        };
+        let row_hash: Vec<String> =
+            items.iter().zip(&types).enumerate().map(|(i, (item, t))| column_hash(item, t, i as i64 + 1)).collect();
         let filter = Q.range_where(read, range.after.is_some(), range.through.is_some());
         let sql = format!(
-            "SELECT count(*), coalesce(sum(hashtextextended(ROW({items})::text, 0)), 0)::text FROM {}{}",
+            "SELECT count(*), coalesce(sum({}), 0)::text FROM {}{}",
+            row_hash.join(" # "),
             Q.table(&read.table),
             filter.sql
         );
         let params: Vec<Encode> = range.bind_values(&filter.binds, read.key.len()).into_iter().map(Encode).collect();
-        let client = self.client.lock().await;
         let row = client
             .query_one(&sql, &params.iter().map(|p| p as &(dyn ToSql + Sync)).collect::<Vec<_>>())
             .await
@@ -869,6 +895,27 @@ impl Engine for PostgresEngine {
         let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(map_err)?;
         Ok(row.get::<_, bool>(0).then(|| LockGuard::new(client)))
     }
+}
+
+/// A 64-bit hash of one value by the hash function of its type, seeded per
+/// column; a NULL hashes to a constant of the column's own.
+fn column_hash(item: &str, t: &Type, seed: i64) -> String {
+    let hash = match *t {
+        Type::INT2 | Type::INT4 | Type::INT8 => format!("hashint8extended({item}::int8, {seed})"),
+        Type::NUMERIC => format!("hash_numeric_extended({item}, {seed})"),
+        Type::FLOAT4 => format!("hashfloat4extended({item}, {seed})"),
+        Type::FLOAT8 => format!("hashfloat8extended({item}, {seed})"),
+        Type::BOOL => format!("hashint4extended({item}::int4, {seed})"),
+        Type::TIMESTAMP => format!("timestamp_hash_extended({item}, {seed})"),
+        Type::TIMESTAMPTZ => format!("timestamp_hash_extended({item} AT TIME ZONE 'UTC', {seed})"),
+        Type::DATE => format!("hashint4extended({item} - DATE '2000-01-01', {seed})"),
+        Type::TIME => format!("time_hash_extended({item}, {seed})"),
+        Type::UUID => format!("uuid_hash_extended({item}, {seed})"),
+        Type::JSONB => format!("jsonb_hash_extended({item}, {seed})"),
+        Type::BYTEA => format!("hashtextextended(encode({item}, 'base64'), {seed})"),
+        _ => format!("hashtextextended({item}::text, {seed})"),
+    };
+    format!("coalesce({hash}, {})", -7919 * seed)
 }
 
 /// The whole batch in PostgreSQL's binary COPY format, encoded before any

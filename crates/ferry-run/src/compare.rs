@@ -155,6 +155,7 @@ pub async fn diff_tables(
         ordered_keys,
         in_database,
         chunk_rows: request.chunk_rows.max(1),
+        row_estimate: left_schema.stats.row_estimate,
         sample_size: request.sample_size,
         progress,
         task: task.clone(),

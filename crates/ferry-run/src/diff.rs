@@ -23,9 +23,11 @@
 use crate::backfill::convert_row;
 use crate::error::Result;
 use crate::progress::Progress;
+use ferry_core::convert::ConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{DataType, Row, Value};
 use ferry_engine::{Engine, KeyRange, ReadSpec};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -44,6 +46,8 @@ const BUCKETS: usize = 4096;
 const FALSE_ALARMS_TOLERATED: u32 = 3;
 /// At most this many differences are kept for the report (all are counted).
 pub const MAX_KEPT: usize = 10_000;
+/// A range holding more rows than this on one side is not read into memory.
+const MAX_RANGE_ROWS: usize = 4_000_000;
 /// At most this many differing keys are kept for a second look or a repair.
 const MAX_KEYS: usize = 1_000_000;
 
@@ -181,17 +185,18 @@ impl DiffOutcome {
         }
     }
 
-    fn offer_sample(&mut self, key: Vec<Value>, size: usize) {
+    /// Reservoir sampling: every key seen has the same chance to be kept.
+    fn offer_sample(&mut self, key: &[Value], size: usize) {
         if size == 0 {
             return;
         }
         self.seen += 1;
         if self.sample.len() < size {
-            self.sample.push(key);
+            self.sample.push(key.to_vec());
         } else {
             let j = fastrand::u64(0..self.seen) as usize;
             if j < size {
-                self.sample[j] = key;
+                self.sample[j] = key.to_vec();
             }
         }
     }
@@ -218,6 +223,8 @@ pub struct TableDiff<'a> {
     /// Whether the two databases can checksum in place comparably (same engine, same types).
     pub in_database: bool,
     pub chunk_rows: usize,
+    /// Rows in the source table, estimated; sizes ranges cut by arithmetic.
+    pub row_estimate: Option<u64>,
     pub sample_size: usize,
     pub progress: &'a dyn Progress,
     pub task: String,
@@ -307,52 +314,196 @@ impl TableDiff<'_> {
         out: &mut DiffOutcome,
         checkpoint: &mut dyn FnMut(&DiffOutcome) -> Result<()>,
     ) -> Result<()> {
+        if out.method == Method::RangesInDatabase && !self.ranges_in_database(out, checkpoint).await? {
+            return Ok(());
+        }
+        self.ranges_hashed(out, checkpoint).await
+    }
+
+    /// Chunks compared by checksums computed in both databases. Returns
+    /// whether the rest of the table must be compared by hashing rows here
+    /// (after too many false alarms), `false` once the table is done.
+    async fn ranges_in_database(
+        &self,
+        out: &mut DiffOutcome,
+        checkpoint: &mut dyn FnMut(&DiffOutcome) -> Result<()>,
+    ) -> Result<bool> {
         let source_keys = Self::key_only(&self.source.read);
         loop {
             let after = out.resume_after.clone();
             let first = KeyRange { after: after.clone(), through: None };
-            let in_database = out.method == Method::RangesInDatabase;
             // The chunk is the next `chunk_rows` source keys; the last one is
             // open-ended so that target rows past the source's end are seen.
-            let (keys, rows) = if in_database {
-                let keys = self.source.engine.read_range(&source_keys, &first, 0, self.chunk_rows).await?;
-                (keys, None)
-            } else {
-                let rows = self.source.engine.read_range(&self.source.read, &first, 0, self.chunk_rows).await?;
-                (rows.iter().map(|r| self.source.read.key_of(r)).collect(), Some(rows))
-            };
+            let keys = self.source.engine.read_range(&source_keys, &first, 0, self.chunk_rows).await?;
             let last = keys.len() < self.chunk_rows;
             let range = KeyRange { after, through: if last { None } else { keys.last().cloned() } };
             for key in &keys {
-                out.offer_sample(key.clone(), self.sample_size);
+                out.offer_sample(key, self.sample_size);
             }
             out.chunks += 1;
             let before = out.counts.total();
-            match rows {
-                Some(rows) => {
-                    let target = self.read_all(&self.target, &self.target_range(&range)).await?;
-                    self.compare_rows(out, rows, target);
-                }
-                None => {
-                    self.bisect(out, &range, &keys).await?;
-                    if out.false_alarms >= FALSE_ALARMS_TOLERATED {
-                        out.method = Method::Ranges;
-                        self.progress.note(&format!(
-                            "{}: the databases' checksums disagree on equal rows (types differ in text form); comparing row by row",
-                            self.task
-                        ));
-                    }
-                }
-            }
+            self.bisect(out, &range, &keys).await?;
             if out.counts.total() > before {
                 out.chunks_differing += 1;
             }
             self.progress.advanced(&self.task, keys.len() as u64);
             out.resume_after = range.through.clone();
             if last {
-                return Ok(());
+                return Ok(false);
             }
             checkpoint(out)?;
+            if out.false_alarms >= FALSE_ALARMS_TOLERATED {
+                out.method = Method::Ranges;
+                self.progress.note(&format!(
+                    "{}: the databases' checksums disagree on equal rows (types differ in text form); comparing row by row",
+                    self.task
+                ));
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Chunks read from both sides and hashed here. Source chunks are read
+    /// back to back by one future while another reads the target's rows of
+    /// each and hashes both on the blocking pool, so that both databases
+    /// and the hashing work at once.
+    async fn ranges_hashed(
+        &self,
+        out: &mut DiffOutcome,
+        checkpoint: &mut dyn FnMut(&DiffOutcome) -> Result<()>,
+    ) -> Result<()> {
+        let types: std::sync::Arc<[DataType]> = self.types.clone().into();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(KeyRange, Vec<Row>, bool)>(2);
+        let start = out.resume_after.clone();
+        let integer_ranges = self.integer_ranges(start.clone()).await?;
+        let producer = async move {
+            if let Some(ranges) = integer_ranges {
+                // Independent ranges: two are read at once (in order).
+                let page = self.chunk_rows + self.chunk_rows / 8;
+                let mut reads = futures_util::stream::iter(ranges.into_iter().map(|(range, last)| async move {
+                    let rows = self.read_all(&self.source, &range, page).await?;
+                    Ok::<_, crate::RunError>((range, rows, last))
+                }))
+                .buffered(2);
+                while let Some(read) = reads.next().await {
+                    if tx.send(read?).await.is_err() {
+                        break;
+                    }
+                }
+                return Ok(());
+            }
+            let mut after = start;
+            loop {
+                let first = KeyRange { after: after.clone(), through: None };
+                let rows = self.source.engine.read_range(&self.source.read, &first, 0, self.chunk_rows).await?;
+                let last = rows.len() < self.chunk_rows;
+                let through = if last { None } else { rows.last().map(|r| self.source.read.key_of(r)) };
+                let range = KeyRange { after, through: through.clone() };
+                if tx.send((range, rows, last)).await.is_err() || last {
+                    return Ok::<_, crate::RunError>(());
+                }
+                after = through;
+            }
+        };
+        let consumer = async {
+            while let Some((range, source, last)) = rx.recv().await {
+                for row in &source {
+                    out.offer_sample(&self.source.read.key_of(row), self.sample_size);
+                }
+                let count = source.len() as u64;
+                let target_range = self.target_range(&range);
+                let hash_source = tokio::task::spawn_blocking({
+                    let types = types.clone();
+                    move || hash_rows(source, &types)
+                });
+                let started = Instant::now();
+                // About as many rows as the source's chunk: one query, most of the time.
+                let target = self.read_all(&self.target, &target_range, self.chunk_rows + self.chunk_rows / 8).await?;
+                tracing::debug!(rows = target.len(), ms = started.elapsed().as_millis() as u64, "target chunk read");
+                let hash_target = tokio::task::spawn_blocking({
+                    let types = types.clone();
+                    move || hash_rows(target, &types)
+                });
+                let started = Instant::now();
+                let (source, target) = (joined(hash_source.await)?, joined(hash_target.await)?);
+                tracing::debug!(ms = started.elapsed().as_millis() as u64, "hashes ready");
+                out.chunks += 1;
+                let before = out.counts.total();
+                if source.failures.is_empty() && source.sum == target.sum && source.rows.len() == target.rows.len() {
+                    out.rows_source += source.rows.len() as u64;
+                    out.rows_target += target.rows.len() as u64;
+                    out.rows_compared += (source.rows.len() + target.rows.len()) as u64;
+                } else {
+                    self.compare_hashed(out, source, target);
+                }
+                if out.counts.total() > before {
+                    out.chunks_differing += 1;
+                }
+                self.progress.advanced(&self.task, count);
+                out.resume_after = range.through.clone();
+                if last {
+                    break;
+                }
+                checkpoint(out)?;
+            }
+            // Dropping the receiver ends a producer still reading ahead.
+            drop(rx);
+            Ok::<_, crate::RunError>(())
+        };
+        tokio::try_join!(producer, consumer)?;
+        Ok(())
+    }
+
+    /// For a key of one integer column: the key space from `after` cut into
+    /// ranges of equal width by arithmetic (about `chunk_rows` rows each by
+    /// the row estimate), which can be read independently. `None` for other
+    /// keys, an empty table or a key space too sparse for it.
+    async fn integer_ranges(&self, after: Option<Vec<Value>>) -> Result<Option<Vec<(KeyRange, bool)>>> {
+        if self.source.read.key_positions.len() != 1 {
+            return Ok(None);
+        }
+        let (source, target) = tokio::try_join!(
+            self.source.engine.key_bounds(&self.source.read),
+            self.target.engine.key_bounds(&self.target.read)
+        )?;
+        let int = |b: &Option<(Value, Value)>| match b {
+            Some((Value::Int(lo), Value::Int(hi))) => Some(Some((*lo as i128, *hi as i128))),
+            None => Some(None),
+            Some(_) => None,
+        };
+        let (Some(source), Some(target)) = (int(&source), int(&target)) else {
+            return Ok(None);
+        };
+        let (lo, hi) = match (source, target) {
+            (None, None) => return Ok(None),
+            (Some(b), None) | (None, Some(b)) => b,
+            (Some(s), Some(t)) => (s.0.min(t.0), s.1.max(t.1)),
+        };
+        let start = match after.as_deref() {
+            None => lo - 1,
+            Some([Value::Int(k)]) => *k as i128,
+            Some(_) => return Ok(None),
+        };
+        let span = (hi - lo + 1).max(1);
+        let rows = self.row_estimate.unwrap_or(span as u64).max(1) as i128;
+        // Wider than dense only as far as the estimate can be trusted.
+        let width = (span * self.chunk_rows as i128 / rows).clamp(1, 4 * self.chunk_rows as i128);
+        if (hi - start) / width > 100_000 {
+            return Ok(None);
+        }
+        let mut ranges = Vec::new();
+        let mut from = start;
+        loop {
+            let to = from + width;
+            let last = to >= hi;
+            let bound = |k: i128| Some(vec![Value::Int(k as i64)]);
+            // The first range is open below, the last above: nothing escapes.
+            let after = if from < lo { None } else { bound(from) };
+            ranges.push((KeyRange { after, through: if last { None } else { bound(to) } }, last));
+            if last {
+                return Ok(Some(ranges));
+            }
+            from = to;
         }
     }
 
@@ -390,8 +541,10 @@ impl TableDiff<'_> {
 
     async fn leaf(&self, out: &mut DiffOutcome, range: &KeyRange, after_alarm: bool) -> Result<()> {
         let target_range = self.target_range(range);
-        let (source, target) =
-            tokio::try_join!(self.read_all(&self.source, range), self.read_all(&self.target, &target_range))?;
+        let (source, target) = tokio::try_join!(
+            self.read_all(&self.source, range, READ_PAGE),
+            self.read_all(&self.target, &target_range, READ_PAGE)
+        )?;
         let before = out.counts.total();
         self.compare_rows(out, source, target);
         if after_alarm && out.counts.total() == before {
@@ -400,47 +553,64 @@ impl TableDiff<'_> {
         Ok(())
     }
 
-    async fn read_all(&self, side: &Side<'_>, range: &KeyRange) -> Result<Vec<Row>> {
+    /// Every row of a range, read `page` rows per query.
+    async fn read_all(&self, side: &Side<'_>, range: &KeyRange, page: usize) -> Result<Vec<Row>> {
         let mut rows: Vec<Row> = Vec::new();
+        let limit = page.max(1);
         let mut page = range.clone();
         loop {
-            let batch = side.engine.read_range(&side.read, &page, 0, READ_PAGE).await?;
-            let done = batch.len() < READ_PAGE;
+            let batch = side.engine.read_range(&side.read, &page, 0, limit).await?;
+            let done = batch.len() < limit;
             if let Some(last) = batch.last() {
                 page.after = Some(side.read.key_of(last));
             }
             rows.extend(batch);
-            if done || rows.len() >= MAX_KEYS {
+            if done {
                 return Ok(rows);
+            }
+            if rows.len() > MAX_RANGE_ROWS {
+                return Err(crate::RunError::new(
+                    crate::RunErrorKind::State,
+                    format!(
+                        "{}: more than {MAX_RANGE_ROWS} rows of {} lie between two keys of the other side: the tables differ too much to name every row",
+                        self.task, side.read.table
+                    ),
+                )
+                .with_hint("compare row counts first, or narrow the comparison with --where"));
             }
         }
     }
 
     /// Row-by-row comparison of the same key range read from both sides.
     fn compare_rows(&self, out: &mut DiffOutcome, source: Vec<Row>, target: Vec<Row>) {
-        out.rows_source += source.len() as u64;
-        out.rows_target += target.len() as u64;
-        out.rows_compared += (source.len() + target.len()) as u64;
+        let source = hash_rows(source, &self.types);
+        let target = hash_rows(target, &self.types);
+        self.compare_hashed(out, source, target);
+    }
+
+    /// Row-by-row comparison of rows already converted by [`hash_rows`].
+    fn compare_hashed(&self, out: &mut DiffOutcome, source: Hashed, target: Hashed) {
+        out.rows_source += source.rows.len() as u64;
+        out.rows_target += target.rows.len() as u64;
+        out.rows_compared += (source.rows.len() + target.rows.len()) as u64;
         let positions = &self.source.read.key_positions;
-        let mut targets: HashMap<Vec<u8>, Row> = HashMap::with_capacity(target.len());
-        for mut row in target {
-            let _ = convert_row(&mut row, &self.types);
+        let mut targets: HashMap<Vec<u8>, Row> = HashMap::with_capacity(target.rows.len());
+        for row in target.rows {
             targets.insert(Value::encode_all(positions.iter().map(|&i| &row[i])), row);
         }
-        for mut row in source {
-            if let Err((column, e)) = convert_row(&mut row, &self.types) {
-                let key = self.source.read.key_of(&row);
+        let failures: HashMap<usize, (usize, ConversionError)> =
+            source.failures.into_iter().map(|(row, column, e)| (row, (column, e))).collect();
+        for (index, row) in source.rows.into_iter().enumerate() {
+            let key = self.source.read.key_of(&row);
+            if let Some((column, e)) = failures.get(&index) {
                 // The same key may still be in the target: it is not extra.
-                let mut k = key.clone();
-                if convert_row(&mut k, &self.key_types()).is_ok() {
-                    targets.remove(&Value::encode_row(&k));
-                }
+                targets.remove(&Value::encode_row(&key));
                 out.record(
                     Difference {
                         kind: DifferenceKind::Unconvertible,
                         key: describe_key(&self.key_names, &key),
                         columns: vec![ColumnDifference {
-                            column: self.names[column].clone(),
+                            column: self.names[*column].clone(),
                             source: e.value.clone(),
                             target: e.reason.clone(),
                         }],
@@ -449,7 +619,6 @@ impl TableDiff<'_> {
                 );
                 continue;
             }
-            let key = self.source.read.key_of(&row);
             let display = describe_key(&self.key_names, &key);
             match targets.remove(&Value::encode_row(&key)) {
                 None => out
@@ -630,11 +799,50 @@ impl TableDiff<'_> {
                     out.push(row);
                 }
             }
-            if done || out.len() >= MAX_KEYS {
+            if done {
                 return Ok(out);
+            }
+            if out.len() > MAX_RANGE_ROWS {
+                return Err(crate::RunError::new(
+                    crate::RunErrorKind::State,
+                    format!(
+                        "{}: more than {MAX_RANGE_ROWS} rows of {} differ: too many to name every row",
+                        self.task, side.read.table
+                    ),
+                )
+                .with_hint("compare row counts first, or narrow the comparison with --where"));
             }
         }
     }
+}
+
+/// Rows converted to the compared types, with the sum of their hashes.
+struct Hashed {
+    rows: Vec<Row>,
+    sum: u128,
+    /// Rows (index, column) that do not convert, and why.
+    failures: Vec<(usize, usize, ConversionError)>,
+}
+
+fn hash_rows(mut rows: Vec<Row>, types: &[DataType]) -> Hashed {
+    let mut sum = 0u128;
+    let mut failures = Vec::new();
+    let mut buf = Vec::with_capacity(256);
+    for (index, row) in rows.iter_mut().enumerate() {
+        if let Err((column, e)) = convert_row(row, types) {
+            failures.push((index, column, e));
+        }
+        buf.clear();
+        for v in row.iter() {
+            v.encode_canonical(&mut buf);
+        }
+        sum = sum.wrapping_add(xxh3_128(&buf));
+    }
+    Hashed { rows, sum, failures }
+}
+
+fn joined<T>(result: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {
+    result.map_err(|e| crate::RunError::new(crate::RunErrorKind::State, format!("comparison task failed: {e}")))
 }
 
 struct Scan {

@@ -147,6 +147,7 @@ impl Verifier<'_> {
             ordered_keys,
             in_database,
             chunk_rows: self.chunk_rows,
+            row_estimate: plan.source.stats.row_estimate,
             sample_size: self.sample_size,
             progress: self.progress,
             task: task.clone(),
