@@ -593,6 +593,84 @@ impl TableDiff<'_> {
         out.rows_source += source.rows.len() as u64;
         out.rows_target += target.rows.len() as u64;
         out.rows_compared += (source.rows.len() + target.rows.len()) as u64;
+        if let Some(source) = self.merge_integer_keyed(out, source, &target) {
+            self.compare_by_key(out, source, target);
+        }
+    }
+
+    /// Both sides ordered by one integer key (as ranges read them): a merge
+    /// that looks at the columns of rows whose hashes differ, and nothing
+    /// else. Gives the rows back when they are not so ordered.
+    fn merge_integer_keyed(&self, out: &mut DiffOutcome, source: Hashed, target: &Hashed) -> Option<Hashed> {
+        let positions = &self.source.read.key_positions;
+        let int_keys = |rows: &[Row]| -> Option<Vec<i64>> {
+            let keys: Option<Vec<i64>> = rows
+                .iter()
+                .map(|r| match (positions.len(), &r[positions[0]]) {
+                    (1, Value::Int(k)) => Some(*k),
+                    _ => None,
+                })
+                .collect();
+            keys.filter(|k| k.windows(2).all(|w| w[0] < w[1]))
+        };
+        let (Some(left), Some(right)) = (int_keys(&source.rows), int_keys(&target.rows)) else {
+            return Some(source);
+        };
+        let failures: HashMap<usize, &(usize, usize, ConversionError)> =
+            source.failures.iter().map(|f| (f.0, f)).collect();
+        let (mut i, mut j) = (0, 0);
+        while i < left.len() || j < right.len() {
+            let order = match (left.get(i), right.get(j)) {
+                (Some(a), Some(b)) => a.cmp(b),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            if order != std::cmp::Ordering::Greater {
+                if let Some((_, column, e)) = failures.get(&i) {
+                    out.record(self.unconvertible(&source.rows[i], *column, e), None);
+                } else if order == std::cmp::Ordering::Less {
+                    let key = self.source.read.key_of(&source.rows[i]);
+                    let display = describe_key(&self.key_names, &key);
+                    out.record(
+                        Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() },
+                        Some(key),
+                    );
+                } else if source.hashes[i] != target.hashes[j] {
+                    let columns = column_differences(&self.names, &source.rows[i], &target.rows[j]);
+                    if !columns.is_empty() {
+                        let key = self.source.read.key_of(&source.rows[i]);
+                        let display = describe_key(&self.key_names, &key);
+                        out.record(Difference { kind: DifferenceKind::Mismatched, key: display, columns }, Some(key));
+                    }
+                }
+                i += 1;
+                if order == std::cmp::Ordering::Equal {
+                    j += 1;
+                }
+            } else {
+                let key = self.source.read.key_of(&target.rows[j]);
+                let display = describe_key(&self.key_names, &key);
+                out.record(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }, Some(key));
+                j += 1;
+            }
+        }
+        None
+    }
+
+    fn unconvertible(&self, row: &Row, column: usize, e: &ConversionError) -> Difference {
+        Difference {
+            kind: DifferenceKind::Unconvertible,
+            key: describe_key(&self.key_names, &self.source.read.key_of(row)),
+            columns: vec![ColumnDifference {
+                column: self.names[column].clone(),
+                source: e.value.clone(),
+                target: e.reason.clone(),
+            }],
+        }
+    }
+
+    /// Rows matched by canonical key, whatever their order.
+    fn compare_by_key(&self, out: &mut DiffOutcome, source: Hashed, target: Hashed) {
         let positions = &self.source.read.key_positions;
         let mut targets: HashMap<Vec<u8>, Row> = HashMap::with_capacity(target.rows.len());
         for row in target.rows {
@@ -605,18 +683,7 @@ impl TableDiff<'_> {
             if let Some((column, e)) = failures.get(&index) {
                 // The same key may still be in the target: it is not extra.
                 targets.remove(&Value::encode_row(&key));
-                out.record(
-                    Difference {
-                        kind: DifferenceKind::Unconvertible,
-                        key: describe_key(&self.key_names, &key),
-                        columns: vec![ColumnDifference {
-                            column: self.names[*column].clone(),
-                            source: e.value.clone(),
-                            target: e.reason.clone(),
-                        }],
-                    },
-                    None,
-                );
+                out.record(self.unconvertible(&row, *column, e), None);
                 continue;
             }
             let display = describe_key(&self.key_names, &key);
@@ -819,6 +886,8 @@ impl TableDiff<'_> {
 /// Rows converted to the compared types, with the sum of their hashes.
 struct Hashed {
     rows: Vec<Row>,
+    /// Each row's hash, in row order.
+    hashes: Vec<u128>,
     sum: u128,
     /// Rows (index, column) that do not convert, and why.
     failures: Vec<(usize, usize, ConversionError)>,
@@ -826,6 +895,7 @@ struct Hashed {
 
 fn hash_rows(mut rows: Vec<Row>, types: &[DataType]) -> Hashed {
     let mut sum = 0u128;
+    let mut hashes = Vec::with_capacity(rows.len());
     let mut failures = Vec::new();
     let mut buf = Vec::with_capacity(256);
     for (index, row) in rows.iter_mut().enumerate() {
@@ -836,9 +906,11 @@ fn hash_rows(mut rows: Vec<Row>, types: &[DataType]) -> Hashed {
         for v in row.iter() {
             v.encode_canonical(&mut buf);
         }
-        sum = sum.wrapping_add(xxh3_128(&buf));
+        let hash = xxh3_128(&buf);
+        hashes.push(hash);
+        sum = sum.wrapping_add(hash);
     }
-    Hashed { rows, sum, failures }
+    Hashed { rows, hashes, sum, failures }
 }
 
 fn joined<T>(result: std::result::Result<T, tokio::task::JoinError>) -> Result<T> {

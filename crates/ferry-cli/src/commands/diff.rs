@@ -18,7 +18,7 @@ pub struct Args {
     #[arg(long = "where")]
     filter: Option<String>,
     /// Source rows per chunk: a chunk whose checksums differ is cut down to its rows.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = 50_000)]
     chunk_rows: usize,
     /// Random rows compared column by column, reported on their own.
     #[arg(long, default_value_t = 1000)]
