@@ -553,6 +553,18 @@ impl TableDiff<'_> {
         Ok(())
     }
 
+    /// Rows are never dropped to fit in memory: past [`MAX_RANGE_ROWS`] the comparison stops and says why.
+    fn too_many(&self, side: &Side<'_>, what: &str) -> crate::RunError {
+        crate::RunError::new(
+            crate::RunErrorKind::State,
+            format!(
+                "{}: more than {MAX_RANGE_ROWS} rows of {} {what}: the tables differ too much to name every row",
+                self.task, side.read.table
+            ),
+        )
+        .with_hint("compare row counts first, or narrow the comparison with --where")
+    }
+
     /// Every row of a range, read `page` rows per query.
     async fn read_all(&self, side: &Side<'_>, range: &KeyRange, page: usize) -> Result<Vec<Row>> {
         let mut rows: Vec<Row> = Vec::new();
@@ -569,14 +581,7 @@ impl TableDiff<'_> {
                 return Ok(rows);
             }
             if rows.len() > MAX_RANGE_ROWS {
-                return Err(crate::RunError::new(
-                    crate::RunErrorKind::State,
-                    format!(
-                        "{}: more than {MAX_RANGE_ROWS} rows of {} lie between two keys of the other side: the tables differ too much to name every row",
-                        self.task, side.read.table
-                    ),
-                )
-                .with_hint("compare row counts first, or narrow the comparison with --where"));
+                return Err(self.too_many(side, "lie between two keys of the other side"));
             }
         }
     }
@@ -870,14 +875,7 @@ impl TableDiff<'_> {
                 return Ok(out);
             }
             if out.len() > MAX_RANGE_ROWS {
-                return Err(crate::RunError::new(
-                    crate::RunErrorKind::State,
-                    format!(
-                        "{}: more than {MAX_RANGE_ROWS} rows of {} differ: too many to name every row",
-                        self.task, side.read.table
-                    ),
-                )
-                .with_hint("compare row counts first, or narrow the comparison with --where"));
+                return Err(self.too_many(side, "fall in buckets that differ"));
             }
         }
     }
