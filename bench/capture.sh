@@ -14,10 +14,10 @@ OUT=bench/out
 mkdir -p "$OUT"
 cargo build --release -q -p ferry-cli
 FERRY=$PWD/target/release/ferry
-if [ ! -x "$OUT/venv/bin/python" ]; then
-    python3 -m venv "$OUT/venv" && "$OUT/venv/bin/pip" install -q pymysql
+if ! "$OUT/writer-venv/bin/python" -c "import pymysql" 2>/dev/null; then
+    python3 -m venv "$OUT/writer-venv" && "$OUT/writer-venv/bin/pip" install -q pymysql
 fi
-PY=$OUT/venv/bin/python
+PY=$OUT/writer-venv/bin/python
 my() { mariadb -h 127.0.0.1 -uroot "$@"; }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 now() { date +%s.%N; }

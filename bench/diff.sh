@@ -19,7 +19,7 @@ PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 PG_RD=${PG/postgres:/postgresql:}
 MY=mysql://root@127.0.0.1:3306
 OUT=bench/out
-VENV=bench/out/venv
+VENV=bench/out/reladiff-venv
 mkdir -p "$OUT"
 
 [ -x "$VENV/bin/reladiff" ] || {

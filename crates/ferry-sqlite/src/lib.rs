@@ -606,10 +606,12 @@ impl Engine for SqliteEngine {
         let of = |row: &str| key.iter().map(|k| format!("{row}.{}", SQLITE.ident(k))).collect::<Vec<_>>().join(", ");
         let changed =
             key.iter().map(|k| format!("OLD.{0} IS NOT NEW.{0}", SQLITE.ident(k))).collect::<Vec<_>>().join(" OR ");
+        // The time as a Julian day number: formatting it with strftime for
+        // every captured row doubled what capture cost a bulk UPDATE.
         let sql = format!(
             "BEGIN;
              CREATE TABLE IF NOT EXISTS {log} (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL,
-                 at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')), {typed});
+                 at REAL NOT NULL DEFAULT (julianday('now')), {typed});
              CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {t} BEGIN
                  INSERT INTO {log} (op, {ks}) VALUES ('I', {new}); END;
              CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {t} BEGIN
