@@ -68,8 +68,9 @@ fn checkpoints(state: &std::path::Path) -> i64 {
     conn.query_row("SELECT count(*) FROM verify_checkpoints", [], |r| r.get(0)).unwrap_or(0)
 }
 
-/// A `ferry verify` killed after some chunks continues from its checkpoint.
-async fn killed_verify_resumes(source_kind: Kind, target_kind: Kind) {
+/// A `ferry verify` killed after some chunks (SIGKILL), or asked to stop
+/// (SIGTERM: it stops at the next chunk, exit 130), continues from its checkpoint.
+async fn killed_verify_resumes(source_kind: Kind, target_kind: Kind, signal: &str) {
     let (source, target) = (TestDb::new(source_kind).await, TestDb::new(target_kind).await);
     source.exec("CREATE TABLE seq (id int PRIMARY KEY, v varchar(20))").await;
     for start in (0..20_000).step_by(5_000) {
@@ -91,8 +92,13 @@ async fn killed_verify_resumes(source_kind: Kind, target_kind: Kind) {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().expect("kill verify");
-    child.wait().expect("reap");
+    let sent = std::process::Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    assert!(sent.success());
+    let status = child.wait().expect("reap");
+    if signal == "-TERM" {
+        assert_eq!(status.code(), Some(130), "SIGTERM stops verify at a chunk boundary with exit 130");
+        assert_eq!(checkpoints(&state), 1, "the checkpoint is kept");
+    }
 
     let resumed = ws.run(&["verify"]);
     resumed.assert_code(1);
@@ -112,12 +118,17 @@ async fn killed_verify_resumes(source_kind: Kind, target_kind: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_verify_resumes_postgres_to_postgres() {
-    killed_verify_resumes(Kind::Postgres, Kind::Postgres).await;
+    killed_verify_resumes(Kind::Postgres, Kind::Postgres, "-KILL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_verify_resumes_mysql_to_sqlite() {
-    killed_verify_resumes(Kind::Mysql, Kind::Sqlite).await;
+    killed_verify_resumes(Kind::Mysql, Kind::Sqlite, "-KILL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_verify_resumes_sqlite_to_postgres() {
+    killed_verify_resumes(Kind::Sqlite, Kind::Postgres, "-TERM").await;
 }
 
 /// A target loaded into tables that enforce less than the migration's

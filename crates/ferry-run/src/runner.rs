@@ -265,6 +265,8 @@ impl Migration {
         let verification = self.verify_settled(&targets, &writes, progress).await;
         let verification = match verification {
             Ok(v) => v,
+            // Stopped as asked: the phase stays running and resumes from its checkpoint.
+            Err(e) if e.kind == RunErrorKind::Interrupted => return Err(e),
             Err(e) => {
                 self.end(Phase::Verify, &Err::<(), _>(RunError::new(e.kind, e.message.clone())))?;
                 return Err(e);

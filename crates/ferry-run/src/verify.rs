@@ -157,6 +157,10 @@ impl Verifier<'_> {
                 let json = serde_json::to_string(o).map_err(|e| crate::RunError::state(e.to_string()))?;
                 state.save_verify_checkpoint(&name, &started_at, &json)?;
             }
+            // Ctrl-C or SIGTERM: stop at this chunk boundary; the next verify continues from it.
+            if crate::runner::stop_requested() {
+                return Err(crate::runner::interrupted());
+            }
             Ok(())
         };
         let outcome = diff.run(resume, &mut save).await?;
