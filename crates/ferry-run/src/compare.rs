@@ -61,8 +61,22 @@ pub struct DiffReport {
     pub columns: Vec<String>,
     /// Columns only one of the tables has (not compared).
     pub skipped_columns: Vec<String>,
-    #[serde(flatten)]
+    #[serde(skip)]
     pub outcome: DiffOutcome,
+}
+
+impl DiffReport {
+    /// The report as `ferry diff --json` prints it.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Json<'a> {
+            #[serde(flatten)]
+            report: &'a DiffReport,
+            #[serde(flatten)]
+            outcome: crate::diff::DiffSummary<'a>,
+        }
+        serde_json::to_string_pretty(&Json { report: self, outcome: self.outcome.summary() }).unwrap_or_default()
+    }
 }
 
 /// Compares `source` with `target`.

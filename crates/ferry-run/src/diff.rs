@@ -146,7 +146,42 @@ pub struct DiffOutcome {
     pub duration_ms: u64,
 }
 
+/// What a comparison found, for people and programs: the outcome without
+/// its working state (checkpoint position, the sample's and differences' keys).
+#[derive(Debug, Serialize)]
+pub struct DiffSummary<'a> {
+    pub method: Method,
+    pub rows_source: u64,
+    pub rows_target: u64,
+    pub chunks: u64,
+    pub chunks_differing: u64,
+    pub rows_compared: u64,
+    pub counts: DifferenceCounts,
+    pub differences: &'a [Difference],
+    pub sample_size: usize,
+    pub sample_mismatches: u64,
+    pub sample_differences: &'a [Difference],
+    pub duration_ms: u64,
+}
+
 impl DiffOutcome {
+    pub fn summary(&self) -> DiffSummary<'_> {
+        DiffSummary {
+            method: self.method,
+            rows_source: self.rows_source,
+            rows_target: self.rows_target,
+            chunks: self.chunks,
+            chunks_differing: self.chunks_differing,
+            rows_compared: self.rows_compared,
+            counts: self.counts,
+            differences: &self.differences,
+            sample_size: self.sample.len(),
+            sample_mismatches: self.sample_mismatches,
+            sample_differences: &self.sample_differences,
+            duration_ms: self.duration_ms,
+        }
+    }
+
     fn new(method: Method) -> DiffOutcome {
         DiffOutcome {
             method,

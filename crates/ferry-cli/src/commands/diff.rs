@@ -44,7 +44,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         diff_tables(&source, &target, &request, &Reporter::new()).await?
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", report.to_json());
     } else {
         println!("{} -> {}", report.source, report.target);
         println!("  key {}; {} columns compared", report.key.join(", "), report.columns.len());
