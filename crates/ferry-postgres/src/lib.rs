@@ -734,19 +734,24 @@ impl Engine for PostgresEngine {
         let log = Q.table(&change_log_table(&table.name));
         let name = capture_name(&table.name);
         let func = Q.table(&TableName { schema: table.name.schema.clone(), name: name.clone() });
+        // One log row per statement, holding the keys it touched as arrays
+        // (one per key column): a bulk UPDATE writes one row and one index
+        // entry instead of one per changed row.
         let typed: Vec<String> = key
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "text".into()))
+                format!("k{i} {}[]", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "text".into()))
             })
             .collect();
         let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+        let aggregated: Vec<String> = (0..key.len()).map(|i| format!("array_agg(k{i})")).collect();
         let of = |row: &str| {
             key.iter().enumerate().map(|(i, k)| format!("{row}.{} AS k{i}", Q.ident(k))).collect::<Vec<_>>().join(", ")
         };
         // Statement-level triggers with transition tables: one INSERT ... SELECT per
-        // statement, not a function call per row.
+        // statement, not a function call per row. An UPDATE logs old and new
+        // keys (a key update changes both); replay removes the repeats.
         let sql = format!(
             "SET LOCAL lock_timeout = '{ms}ms';
              CREATE TABLE IF NOT EXISTS {log} (seq bigserial PRIMARY KEY, op char(1) NOT NULL,
@@ -754,11 +759,11 @@ impl Engine for PostgresEngine {
              CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $ferry$
              BEGIN
                IF TG_OP = 'INSERT' THEN
-                 INSERT INTO {log} (op, {ks}) SELECT 'I', {new} FROM ferry_new n;
+                 INSERT INTO {log} (op, {ks}) SELECT 'I', {agg} FROM (SELECT {new} FROM ferry_new n) c HAVING count(*) > 0;
                ELSIF TG_OP = 'UPDATE' THEN
-                 INSERT INTO {log} (op, {ks}) SELECT 'U', {ks} FROM (SELECT {new} FROM ferry_new n UNION SELECT {old} FROM ferry_old o) AS changed;
+                 INSERT INTO {log} (op, {ks}) SELECT 'U', {agg} FROM (SELECT {new} FROM ferry_new n UNION ALL SELECT {old} FROM ferry_old o) c HAVING count(*) > 0;
                ELSE
-                 INSERT INTO {log} (op, {ks}) SELECT 'D', {old} FROM ferry_old o;
+                 INSERT INTO {log} (op, {ks}) SELECT 'D', {agg} FROM (SELECT {old} FROM ferry_old o) c HAVING count(*) > 0;
                END IF;
                RETURN NULL;
              END $ferry$;
@@ -768,6 +773,7 @@ impl Engine for PostgresEngine {
              CREATE TRIGGER {ins} AFTER INSERT ON {t} REFERENCING NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
              CREATE TRIGGER {upd} AFTER UPDATE ON {t} REFERENCING OLD TABLE AS ferry_old NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
              CREATE TRIGGER {del} AFTER DELETE ON {t} REFERENCING OLD TABLE AS ferry_old FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            agg = aggregated.join(", "),
             ms = lock_timeout.as_millis(),
             typed = typed.join(", "),
             ks = ks.join(", "),
@@ -806,14 +812,19 @@ impl Engine for PostgresEngine {
     }
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        // Each log row holds a statement's keys as arrays: one change per key,
+        // all with the row's sequence number (acknowledged together).
         let log = change_log_table(table);
         let mut select = vec![SelectItem::Column("seq".into())];
-        select.extend((0..key_width).map(|i| SelectItem::Column(format!("k{i}"))));
+        select.extend((0..key_width).map(|i| SelectItem::Expr(format!("unnest(k{i})"))));
         let read =
             ReadSpec { table: log.clone(), select, key: vec!["seq".into()], key_positions: vec![0], filter: None };
+        let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
         let sql = format!(
-            "{} ORDER BY seq LIMIT {limit}",
-            format_args!("SELECT {} FROM {}", Q.select_list(&read.select), Q.table(&log))
+            "SELECT {} FROM (SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}) AS pending ORDER BY seq",
+            Q.select_list(&read.select),
+            columns.join(", "),
+            Q.table(&log)
         );
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
         Ok(rows.into_iter().map(Change::from_row).collect())
@@ -836,7 +847,7 @@ impl Engine for PostgresEngine {
         let row = client
             .query_one(
                 &format!(
-                    "SELECT count(*), extract(epoch FROM clock_timestamp() - min(at))::float8 FROM {}",
+                    "SELECT coalesce(sum(cardinality(k0)), 0)::int8, extract(epoch FROM clock_timestamp() - min(at))::float8 FROM {}",
                     Q.table(&change_log_table(table))
                 ),
                 &[],
