@@ -222,6 +222,11 @@ async fn bad_references_are_explained() {
     let ran = ws.run(&["diff", &table_ref(&db, "t"), &table_ref(&db, "t"), "--columns", "nope"]);
     ran.assert_code(2);
     assert!(ran.stderr.contains("`nope`"), "{ran}");
+    // The key comes from the second table and the first one lacks it: an error, not a guess.
+    db.exec("CREATE TABLE keyless (x int, y int); CREATE TABLE keyed (id int primary key, x int)").await;
+    let ran = ws.run(&["diff", &table_ref(&db, "keyless"), &table_ref(&db, "keyed")]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("column `id` is not in keyless"), "{ran}");
 }
 
 /// Where both databases checksum in place, a difference deep in a large

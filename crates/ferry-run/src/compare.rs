@@ -110,13 +110,14 @@ pub async fn diff_tables(
         schema.column(name).or_else(|| schema.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))).cloned()
     };
     let mut skipped = Vec::new();
-    let wanted: Vec<String> = if request.columns.is_empty() {
-        left_schema.columns.iter().map(|c| c.name.clone()).collect()
+    // The key columns always take part, so that a key one table lacks is an
+    // error here rather than a wrong comparison later.
+    let mut wanted: Vec<String> = key.clone();
+    if request.columns.is_empty() {
+        wanted.extend(left_schema.columns.iter().map(|c| c.name.clone()).filter(|c| !key.contains(c)));
     } else {
-        let mut wanted: Vec<String> = key.clone();
         wanted.extend(request.columns.iter().filter(|c| !key.contains(c)).cloned());
-        wanted
-    };
+    }
     let mut pairs = Vec::new();
     for name in &wanted {
         match (find(&left_schema, name), find(&right_schema, name)) {

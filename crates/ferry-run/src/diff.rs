@@ -220,19 +220,24 @@ impl DiffOutcome {
         }
     }
 
-    /// Reservoir sampling: every key seen has the same chance to be kept.
-    fn offer_sample(&mut self, key: &[Value], size: usize) {
-        if size == 0 {
-            return;
-        }
-        self.seen += 1;
-        if self.sample.len() < size {
-            self.sample.push(key.to_vec());
-        } else {
-            let j = fastrand::u64(0..self.seen) as usize;
-            if j < size {
-                self.sample[j] = key.to_vec();
-            }
+    fn offer_sample(&mut self, size: usize, key: impl FnOnce() -> Vec<Value>) {
+        offer(&mut self.sample, &mut self.seen, size, key);
+    }
+}
+
+/// Reservoir sampling: every key seen has the same chance to be kept. The
+/// key is built only when it is kept (this runs once per row).
+fn offer(sample: &mut Vec<Vec<Value>>, seen: &mut u64, size: usize, key: impl FnOnce() -> Vec<Value>) {
+    if size == 0 {
+        return;
+    }
+    *seen += 1;
+    if sample.len() < size {
+        sample.push(key());
+    } else {
+        let j = fastrand::u64(0..*seen) as usize;
+        if j < size {
+            sample[j] = key();
         }
     }
 }
@@ -373,7 +378,7 @@ impl TableDiff<'_> {
             let last = keys.len() < self.chunk_rows;
             let range = KeyRange { after, through: if last { None } else { keys.last().cloned() } };
             for key in &keys {
-                out.offer_sample(key, self.sample_size);
+                out.offer_sample(self.sample_size, || key.clone());
             }
             out.chunks += 1;
             let before = out.counts.total();
@@ -443,7 +448,7 @@ impl TableDiff<'_> {
         let consumer = async {
             while let Some((range, source, last)) = rx.recv().await {
                 for row in &source {
-                    out.offer_sample(&self.source.read.key_of(row), self.sample_size);
+                    out.offer_sample(self.sample_size, || self.source.read.key_of(row));
                 }
                 let count = source.len() as u64;
                 let target_range = self.target_range(&range);
@@ -564,9 +569,10 @@ impl TableDiff<'_> {
         }
         let step = keys.len().div_ceil(FANOUT);
         let mut after = range.after.clone();
-        for part in keys.chunks(step) {
-            let is_last = part.as_ptr_range().end == keys.as_ptr_range().end;
-            let through = if is_last { range.through.clone() } else { part.last().cloned() };
+        let parts: Vec<&[Vec<Value>]> = keys.chunks(step).collect();
+        for (i, part) in parts.iter().enumerate() {
+            // The last part keeps the range's own upper bound (open, or the chunk's end).
+            let through = if i + 1 == parts.len() { range.through.clone() } else { part.last().cloned() };
             let sub = KeyRange { after: after.clone(), through: through.clone() };
             Box::pin(self.bisect(out, &sub, part)).await?;
             after = through;
@@ -868,17 +874,8 @@ impl TableDiff<'_> {
                 let (bucket, hash) = row_hash(&row, &side.read.key_positions);
                 scan.sums[bucket] = scan.sums[bucket].wrapping_add(hash);
                 scan.counts[bucket] += 1;
-                if is_source && self.sample_size > 0 {
-                    seen += 1;
-                    let key = side.read.key_of(&row);
-                    if scan.sample.len() < self.sample_size {
-                        scan.sample.push(key);
-                    } else {
-                        let j = fastrand::u64(0..seen) as usize;
-                        if j < self.sample_size {
-                            scan.sample[j] = key;
-                        }
-                    }
+                if is_source {
+                    offer(&mut scan.sample, &mut seen, self.sample_size, || side.read.key_of(&row));
                 }
             }
             if done {
@@ -896,13 +893,12 @@ impl TableDiff<'_> {
             if let Some(last) = rows.last() {
                 range.after = Some(side.read.key_of(last));
             }
-            for row in rows {
-                let mut converted = row.clone();
-                let bucket = match convert_row(&mut converted, &self.types) {
-                    Ok(()) => row_hash(&converted, &side.read.key_positions).0,
-                    Err(_) => continue,
-                };
-                if buckets.contains(&bucket) {
+            for mut row in rows {
+                // Rows that do not convert were reported by the scan.
+                if convert_row(&mut row, &self.types).is_err() {
+                    continue;
+                }
+                if buckets.contains(&row_hash(&row, &side.read.key_positions).0) {
                     out.push(row);
                 }
             }

@@ -97,6 +97,11 @@ pub fn json(ctx: &ReportContext, v: &Verification) -> String {
     serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
 }
 
+/// The name an enum has in the JSON report, for the Markdown one.
+fn label(value: impl Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
 /// `|` and newlines would break a table cell.
 fn cell(s: &str) -> String {
     let s: String = s.chars().take(200).collect();
@@ -105,7 +110,7 @@ fn cell(s: &str) -> String {
 
 fn difference_rows(out: &mut String, table: &str, differences: &[Difference]) {
     for d in differences {
-        let kind = serde_json::to_value(d.kind).ok().and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default();
+        let kind = label(d.kind);
         if d.columns.is_empty() {
             let _ = writeln!(out, "| {} | {kind} | `{}` | | | |", cell(table), cell(&d.key));
         }
@@ -150,8 +155,7 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
     out.push_str("| table | method | rows source | rows target | chunks (differing) | missing | extra | different | not convertible | sample (differ) | result |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for r in &v.tables {
-        let method =
-            serde_json::to_value(r.method).ok().and_then(|m| m.as_str().map(str::to_string)).unwrap_or_default();
+        let method = label(r.method);
         let _ = writeln!(
             out,
             "| {} -> {} | {method} | {} | {} | {} ({}) | {} | {} | {} | {} | {} ({}) | {}{} |",
@@ -192,9 +196,8 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             "\n## Checks\n\n| check | kind | on | expected | actual | result |\n|---|---|---|---:|---:|---|\n",
         );
         for c in &v.checks {
-            let kind =
-                serde_json::to_value(c.kind).ok().and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default();
-            let on = serde_json::to_value(c.on).ok().and_then(|k| k.as_str().map(str::to_string)).unwrap_or_default();
+            let kind = label(c.kind);
+            let on = label(c.on);
             let actual = match (&c.actual, &c.error) {
                 (Some(a), _) => a.to_string(),
                 (None, Some(e)) => format!("error: {}", cell(e)),

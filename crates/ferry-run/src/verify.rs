@@ -21,6 +21,9 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// How often a verification's progress is written to the state store.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Differences listed in a report (all are counted).
 pub const MAX_LISTED: usize = 20;
 
@@ -152,13 +155,20 @@ impl Verifier<'_> {
             progress: self.progress,
             task: task.clone(),
         };
+        // A checkpoint carries everything found so far (up to a million keys
+        // when the tables differ a lot): written after the first chunk, then
+        // at most every CHECKPOINT_EVERY, and always before stopping as asked.
+        let mut saved_at: Option<std::time::Instant> = None;
         let mut save = |o: &DiffOutcome| -> Result<()> {
-            if let Some(state) = state {
+            let stopping = crate::runner::stop_requested();
+            let due = saved_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY);
+            if let Some(state) = state.filter(|_| due || stopping) {
                 let json = serde_json::to_string(o).map_err(|e| crate::RunError::state(e.to_string()))?;
                 state.save_verify_checkpoint(&name, &started_at, &json)?;
+                saved_at = Some(std::time::Instant::now());
             }
             // Ctrl-C or SIGTERM: stop at this chunk boundary; the next verify continues from it.
-            if crate::runner::stop_requested() {
+            if stopping {
                 return Err(crate::runner::interrupted());
             }
             Ok(())
