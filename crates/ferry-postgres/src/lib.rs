@@ -62,6 +62,40 @@ impl PostgresEngine {
     }
 
     /// Runs SQL in one transaction, rolled back on error.
+    /// Cuts each of the oldest log entries holding more than `limit` keys (a
+    /// statement that touched many rows) into entries of `limit` keys, queued
+    /// at the end with the original time: replay order between keys does not
+    /// matter, and a replay step then never holds a whole huge statement.
+    async fn split_large_changes(&self, log: &TableName, columns: &[String], limit: usize) -> Result<()> {
+        let log = Q.table(log);
+        let client = self.client.lock().await;
+        let large = client
+            .query(
+                &format!(
+                    "SELECT seq FROM (SELECT seq, k0 FROM {log} ORDER BY seq LIMIT {limit}) AS head WHERE cardinality(k0) > {limit}"
+                ),
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        let cols = columns.join(", ");
+        let of_gone: Vec<String> = columns.iter().map(|c| format!("g.{c}")).collect();
+        let aggregated: Vec<String> = columns.iter().map(|c| format!("array_agg(u.{c} ORDER BY u.o)")).collect();
+        let split = format!(
+            "WITH gone AS (DELETE FROM {log} WHERE seq = $1 RETURNING op, at, {cols})
+             INSERT INTO {log} (op, at, {cols})
+             SELECT g.op, g.at, {aggregated} FROM gone g, unnest({of_gone}) WITH ORDINALITY AS u({cols}, o)
+             GROUP BY g.op, g.at, (u.o - 1) / {limit} ORDER BY (u.o - 1) / {limit}",
+            aggregated = aggregated.join(", "),
+            of_gone = of_gone.join(", "),
+        );
+        for row in large {
+            let seq: i64 = row.get(0);
+            client.execute(&split, &[&seq]).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
     async fn in_transaction(&self, sql: &str) -> Result<()> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(map_err)?;
@@ -815,16 +849,22 @@ impl Engine for PostgresEngine {
         // Each log row holds a statement's keys as arrays: one change per key,
         // all with the row's sequence number (acknowledged together).
         let log = change_log_table(table);
+        let limit = limit.max(1);
+        let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
+        self.split_large_changes(&log, &columns, limit).await?;
         let mut select = vec![SelectItem::Column("seq".into())];
         select.extend((0..key_width).map(|i| SelectItem::Expr(format!("unnest(k{i})"))));
         let read =
             ReadSpec { table: log.clone(), select, key: vec!["seq".into()], key_positions: vec![0], filter: None };
-        let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
+        // The oldest entries until the batch is full: at most `limit` keys
+        // more than `limit`, as no entry holds more than `limit` keys.
         let sql = format!(
-            "SELECT {} FROM (SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}) AS pending ORDER BY seq",
-            Q.select_list(&read.select),
-            columns.join(", "),
-            Q.table(&log)
+            "SELECT {select} FROM (SELECT seq, {columns}, sum(cardinality(k0)) OVER (ORDER BY seq) - cardinality(k0) AS before
+                 FROM (SELECT seq, {columns} FROM {log} ORDER BY seq LIMIT {limit}) AS head) AS pending
+             WHERE before < {limit} ORDER BY seq",
+            select = Q.select_list(&read.select),
+            columns = columns.join(", "),
+            log = Q.table(&log)
         );
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
         Ok(rows.into_iter().map(Change::from_row).collect())

@@ -3,6 +3,7 @@
 //! rusqlite is synchronous; every call runs on tokio's blocking pool with
 //! the one connection behind a mutex.
 
+mod capture;
 mod types;
 
 pub use types::{declare, from_declared};
@@ -15,8 +16,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, ReadSpec, Result, Rows, WriteSpec,
+    CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, Result, Rows,
+    WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
@@ -95,6 +96,11 @@ impl SqliteEngine {
         .await
         .map_err(join_err)?
     }
+}
+
+fn no_capture(table: &TableName) -> EngineError {
+    EngineError::new(ErrorKind::NotFound, format!("change capture is not installed on {table}"))
+        .with_hint("run `ferry run` (its expand phase installs capture) or `ferry rollback` to start over")
 }
 
 fn join_err(e: tokio::task::JoinError) -> EngineError {
@@ -589,106 +595,41 @@ impl Engine for SqliteEngine {
     }
 
     async fn install_capture(&self, table: &TableSchema, key: &[String], _lock_timeout: Duration) -> Result<()> {
-        let log = SQLITE.ident(&change_log_table(&table.name).name);
-        let name = capture_name(&table.name);
-        let t = SQLITE.ident(&table.name.name);
-        let typed: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!(
-                    "k{i} {}",
-                    table.column(k).map(|c| c.native_type.clone()).unwrap_or_default().replace("(none)", "")
-                )
-            })
-            .collect();
-        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
-        let of = |row: &str| key.iter().map(|k| format!("{row}.{}", SQLITE.ident(k))).collect::<Vec<_>>().join(", ");
-        let changed =
-            key.iter().map(|k| format!("OLD.{0} IS NOT NEW.{0}", SQLITE.ident(k))).collect::<Vec<_>>().join(" OR ");
-        // The time as a Julian day number: formatting it with strftime for
-        // every captured row doubled what capture cost a bulk UPDATE.
-        let sql = format!(
-            "BEGIN;
-             CREATE TABLE IF NOT EXISTS {log} (seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL,
-                 at REAL NOT NULL DEFAULT (julianday('now')), {typed});
-             CREATE TRIGGER IF NOT EXISTS {ins} AFTER INSERT ON {t} BEGIN
-                 INSERT INTO {log} (op, {ks}) VALUES ('I', {new}); END;
-             CREATE TRIGGER IF NOT EXISTS {upd} AFTER UPDATE ON {t} BEGIN
-                 INSERT INTO {log} (op, {ks}) VALUES ('U', {new});
-                 INSERT INTO {log} (op, {ks}) SELECT 'U', {old} WHERE {changed}; END;
-             CREATE TRIGGER IF NOT EXISTS {del} AFTER DELETE ON {t} BEGIN
-                 INSERT INTO {log} (op, {ks}) VALUES ('D', {old}); END;
-             COMMIT;",
-            typed = typed.join(", "),
-            ks = ks.join(", "),
-            new = of("NEW"),
-            old = of("OLD"),
-            ins = SQLITE.ident(&format!("{name}_ins")),
-            upd = SQLITE.ident(&format!("{name}_upd")),
-            del = SQLITE.ident(&format!("{name}_del")),
-        );
-        let table = table.name.clone();
+        let (table, key) = (table.clone(), key.to_vec());
         self.with_conn(move |c| {
-            c.execute_batch(&sql).map_err(|e| {
-                let _ = c.execute_batch("ROLLBACK");
-                map_err(e).context(format_args!("installing change capture on {table}"))
-            })
+            capture::install(c, &table, &key)
+                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))
         })
         .await
     }
 
     async fn remove_capture(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
-        let name = capture_name(table);
-        let sql = format!(
-            "BEGIN; DROP TRIGGER IF EXISTS {}; DROP TRIGGER IF EXISTS {}; DROP TRIGGER IF EXISTS {}; DROP TABLE IF EXISTS {}; COMMIT;",
-            SQLITE.ident(&format!("{name}_ins")),
-            SQLITE.ident(&format!("{name}_upd")),
-            SQLITE.ident(&format!("{name}_del")),
-            SQLITE.ident(&change_log_table(table).name)
-        );
+        let table = table.clone();
         self.with_conn(move |c| {
-            c.execute_batch(&sql).map_err(|e| {
-                let _ = c.execute_batch("ROLLBACK");
-                map_err(e)
-            })
+            capture::remove(c, &table)
+                .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))
         })
         .await
     }
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
-        let ks: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
-        let sql = format!(
-            "SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}",
-            ks.join(", "),
-            SQLITE.ident(&change_log_table(table).name)
-        );
-        self.with_conn(move |c| Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())).await
-    }
-
-    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
-        let log = SQLITE.ident(&change_log_table(table).name);
-        let seqs = seqs.to_vec();
+        let table = table.clone();
         self.with_conn(move |c| {
-            for chunk in seqs.chunks(500) {
-                let list: Vec<String> = chunk.iter().map(|s| s.to_string()).collect();
-                c.execute(&format!("DELETE FROM {log} WHERE seq IN ({})", list.join(", ")), []).map_err(map_err)?;
-            }
-            Ok(())
+            let sql =
+                capture::read_sql(c, &table, key_width, limit).map_err(map_err)?.ok_or_else(|| no_capture(&table))?;
+            Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())
         })
         .await
+    }
+
+    async fn ack_changes(&self, _table: &TableName, seqs: &[i64]) -> Result<()> {
+        let seqs = seqs.to_vec();
+        self.with_conn(move |c| capture::ack(c, &seqs).map_err(map_err)).await
     }
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
-        let sql = format!(
-            "SELECT count(*), (julianday('now') - julianday(min(at))) * 86400.0 FROM {}",
-            SQLITE.ident(&change_log_table(table).name)
-        );
-        self.with_conn(move |c| {
-            c.query_row(&sql, [], |r| Ok(CaptureLag { pending: r.get::<_, i64>(0)? as u64, oldest_seconds: r.get(1)? }))
-                .map_err(map_err)
-        })
-        .await
+        let table = table.clone();
+        self.with_conn(move |c| capture::lag(c, &table).map_err(map_err)?.ok_or_else(|| no_capture(&table))).await
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
