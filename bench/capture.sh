@@ -5,10 +5,16 @@
 #       same transaction mix from bench/writer.py (4 threads, 30 s) on MariaDB and SQLite
 #   (b) one bulk UPDATE of 200,000 rows on each engine
 #
-#   bench/capture.sh [SECONDS]      results: bench/out/capture.md
+# The machine's speed drifts by tens of percent from minute to minute, so each
+# engine is measured in ROUNDS rounds, without and with capture in turn (the
+# order swapped every other round), and the median of the rounds' ratios is
+# reported with their range.
+#
+#   bench/capture.sh [SECONDS] [ROUNDS]      results: bench/out/capture.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-30}
+ROUNDS=${2:-3}
 PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 OUT=bench/out
 mkdir -p "$OUT"
@@ -36,8 +42,34 @@ bulk_my() { local t0; t0=$(now); my ferry_capture -e "UPDATE accounts SET abalan
 bulk_lite() { local t0; t0=$(now); sqlite3 "$1" "UPDATE accounts SET abalance = abalance + 1 WHERE aid <= 200000"; echo "$(now) - $t0" | bc; }
 
 results=()
-row() { results+=("| $1 | $2 | $3 | $(echo "scale=2; $3 / $2" | bc)x |"); echo "$1: without $2, with $3"; }
-row_time() { results+=("| $1 | $2 s | $3 s | $(echo "scale=2; $2 / $3" | bc)x |"); echo "$1: without $2 s, with $3 s"; }
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+range() { sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%.2f-%.2f", lo, hi}'; }
+# rounds NAME UNIT: reads "without with" pairs on stdin (UNIT tps: higher is better; s: lower is better)
+rounds() {
+    local name=$1 unit=$2 pairs ratios
+    pairs=$(cat)
+    if [ "$unit" = tps ]; then ratios=$(awk '{printf "%.4f\n", $2 / $1}' <<< "$pairs")
+    else ratios=$(awk '{printf "%.4f\n", $1 / $2}' <<< "$pairs"); fi
+    results+=("| $name | $(cut -d' ' -f1 <<< "$pairs" | median) $unit | $(cut -d' ' -f2 <<< "$pairs" | median) $unit | $(median <<< "$ratios" | xargs printf '%.2f')x | $(range <<< "$ratios") |")
+    echo "$name: rounds (without with):" $pairs
+}
+# measure_engine INSTALL-ARGS... : runs ROUNDS rounds of $throughput and $bulk, without and with capture
+measure_engine() {
+    local r first tp=() bk=() a b b1 b2
+    for r in $(seq "$ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then
+            a=$($throughput); b1=$($bulk)
+            install_capture "$@"; b=$($throughput); b2=$($bulk); remove_capture "$2"
+        else
+            install_capture "$@"; b=$($throughput); b2=$($bulk); remove_capture "$2"
+            a=$($throughput); b1=$($bulk)
+        fi
+        echo "round $r: without $a tps $b1 s, with $b tps $b2 s"
+        tp+=("$a $b"); bk+=("$b1 $b2")
+    done
+    rounds "$small" tps < <(printf '%s\n' "${tp[@]}")
+    rounds "$big" s < <(printf '%s\n' "${bk[@]}")
+}
 
 echo "== PostgreSQL"
 psql_admin -c "DROP DATABASE IF EXISTS ferry_capture WITH (FORCE)" -c "CREATE DATABASE ferry_capture"
@@ -57,13 +89,8 @@ INSERT INTO history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :del
 END;
 SQL
 pgbench_tps() { pgbench -n -c 4 -j 2 -T "$SECONDS_RUN" -f "$OUT/tpcb.sql" "$PG/ferry_capture" 2>/dev/null | awk '/^tps/ {print $3; exit}'; }
-dir=$(mktemp -d)
-a=$(pgbench_tps); b1=$(bulk_pg)
-install_capture "$PG/ferry_capture" "$dir" accounts tellers branches
-b=$(pgbench_tps); b2=$(bulk_pg)
-remove_capture "$dir"
-row "PostgreSQL pgbench TPC-B-like, -c 4 (tps)" "$a" "$b"
-row_time "PostgreSQL bulk UPDATE of 200,000 rows" "$b1" "$b2"
+throughput=pgbench_tps bulk=bulk_pg small="PostgreSQL pgbench TPC-B-like, -c 4" big="PostgreSQL bulk UPDATE of 200,000 rows" \
+    measure_engine "$PG/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
 echo "== MariaDB"
 my -e "DROP DATABASE IF EXISTS ferry_capture; CREATE DATABASE ferry_capture"
@@ -74,13 +101,9 @@ my ferry_capture -e "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalan
   INSERT INTO branches VALUES (1, 0, '');
   INSERT INTO tellers SELECT seq, 1, 0, '' FROM seq_1_to_10;
   INSERT INTO accounts SELECT seq, 1, 0, '' FROM seq_1_to_200000;"
-dir=$(mktemp -d)
-a=$("$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN" 4); b1=$(bulk_my)
-install_capture "mysql://root@127.0.0.1/ferry_capture" "$dir" accounts tellers branches
-b=$("$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN" 4); b2=$(bulk_my)
-remove_capture "$dir"
-row "MariaDB small transactions, 4 writers (tps)" "$a" "$b"
-row_time "MariaDB bulk UPDATE of 200,000 rows" "$b1" "$b2"
+writer_my() { "$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN" 4; }
+throughput=writer_my bulk=bulk_my small="MariaDB small transactions, 4 writers" big="MariaDB bulk UPDATE of 200,000 rows" \
+    measure_engine "mysql://root@127.0.0.1/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
 echo "== SQLite"
 dir=$(mktemp -d); db=$dir/source.db
@@ -92,18 +115,16 @@ sqlite3 "$db" "PRAGMA journal_mode = WAL;
   INSERT INTO branches VALUES (1, 0, '');
   WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) INSERT INTO tellers SELECT x, 1, 0, '' FROM c;
   WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) INSERT INTO accounts SELECT x, 1, 0, '' FROM c;" > /dev/null
-a=$("$PY" bench/writer.py sqlite "$db" "$SECONDS_RUN" 4); b1=$(bulk_lite "$db")
-install_capture "sqlite:$db" "$dir" accounts tellers branches
-b=$("$PY" bench/writer.py sqlite "$db" "$SECONDS_RUN" 4); b2=$(bulk_lite "$db")
-remove_capture "$dir"
-row "SQLite small transactions, 4 writers (tps)" "$a" "$b"
-row_time "SQLite bulk UPDATE of 200,000 rows" "$b1" "$b2"
+writer_lite() { "$PY" bench/writer.py sqlite "$db" "$SECONDS_RUN" 4; }
+bulk_lite_db() { bulk_lite "$db"; }
+throughput=writer_lite bulk=bulk_lite_db small="SQLite small transactions, 4 writers" big="SQLite bulk UPDATE of 200,000 rows" \
+    measure_engine "sqlite:$db" "$dir" accounts tellers branches
 
 {
-    echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, ${SECONDS_RUN}s per throughput run."
+    echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, ${SECONDS_RUN}s per throughput run, $ROUNDS rounds (medians)."
     echo
-    echo "| workload | without capture | with capture | with / without |"
-    echo "|---|---|---|---|"
+    echo "| workload | without capture | with capture | with / without | range over rounds |"
+    echo "|---|---|---|---|---|"
     printf '%s\n' "${results[@]}"
 } | tee "$OUT/capture.md"
 psql_admin -c "DROP DATABASE IF EXISTS ferry_capture WITH (FORCE)"
