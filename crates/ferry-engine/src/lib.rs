@@ -122,6 +122,27 @@ pub struct CaptureLag {
     pub oldest_seconds: Option<f64>,
 }
 
+/// How far one replica is behind its primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaLag {
+    /// Which replica (host:port, or PostgreSQL's application name / address).
+    pub replica: String,
+    /// Seconds behind; None when the replica is not replicating (stopped or broken).
+    pub seconds: Option<f64>,
+}
+
+impl ReplicaLag {
+    /// The worse of two: not replicating, then the larger lag.
+    pub fn worst(self, other: ReplicaLag) -> ReplicaLag {
+        match (self.seconds, other.seconds) {
+            (None, _) => self,
+            (_, None) => other,
+            (Some(a), Some(b)) if b > a => other,
+            _ => self,
+        }
+    }
+}
+
 /// The change log of a source table, named predictably.
 pub fn change_log_table(table: &TableName) -> TableName {
     TableName {
@@ -300,9 +321,11 @@ pub trait Engine: Send + Sync {
     /// Runs a query and discards its rows: the throttle's latency probe.
     async fn probe(&self, sql: &str) -> Result<()>;
 
-    /// The largest replication lag of the server's replicas, in seconds, where
-    /// the engine can see it from the primary (PostgreSQL's pg_stat_replication).
-    async fn replica_lag(&self) -> Result<Option<f64>>;
+    /// The most lagging of the server's replicas, where the engine can find
+    /// them: PostgreSQL's `pg_stat_replication`; MySQL/MariaDB replicas listed
+    /// by the primary, asked for their own `SHOW REPLICA STATUS`. None when
+    /// there is no replica to see.
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>>;
 
     /// Drops a table Ferry created (rollback of expand).
     async fn drop_table(&self, table: &TableName) -> Result<()>;

@@ -5,6 +5,8 @@
 //! characters survive. Tables Ferry creates use a binary, no-pad collation:
 //! keys that differ only in case or trailing spaces stay different rows.
 
+mod replicas;
+
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use ferry_core::{
@@ -14,7 +16,7 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{
     capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, RangeChecksum, ReadSpec, Result, Rows, SelectItem, WriteSpec,
+    LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -36,6 +38,8 @@ pub struct MysqlEngine {
     display: String,
     database: String,
     mariadb_version: Option<(u32, u32)>,
+    /// Replicas already reported as impossible to ask for their lag.
+    unreachable_replicas: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl MysqlEngine {
@@ -70,7 +74,7 @@ impl MysqlEngine {
             let mut parts = version.split(['.', '-']).filter_map(|p| p.parse::<u32>().ok());
             (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
         });
-        Ok(MysqlEngine { opts, pool, display, database, mariadb_version })
+        Ok(MysqlEngine { opts, pool, display, database, mariadb_version, unreachable_replicas: Default::default() })
     }
 
     async fn conn(&self) -> Result<Conn> {
@@ -877,9 +881,22 @@ impl Engine for MysqlEngine {
         self.query_drop(sql).await.map_err(|e| e.context("latency probe"))
     }
 
-    async fn replica_lag(&self) -> Result<Option<f64>> {
-        // A primary does not see its replicas' lag; SHOW REPLICA STATUS runs on the replica.
-        Ok(None)
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
+        let listed = replicas::list(&mut self.conn().await?).await;
+        let mut worst: Option<ReplicaLag> = None;
+        for (host, port) in listed {
+            match replicas::lag_of(&self.opts, &host, port).await {
+                Ok(Some(lag)) => worst = Some(worst.map_or(lag.clone(), |w| w.worst(lag))),
+                Ok(None) => {}
+                Err(why) => {
+                    // Once per replica: the throttle asks before every batch.
+                    if self.unreachable_replicas.lock().unwrap_or_else(|p| p.into_inner()).insert(why.clone()) {
+                        tracing::warn!("{why}; its lag is not watched");
+                    }
+                }
+            }
+        }
+        Ok(worst)
     }
 
     async fn drop_table(&self, table: &TableName) -> Result<()> {

@@ -18,7 +18,7 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
     capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, RangeChecksum, ReadSpec, Result, Rows, SelectItem, WriteSpec,
+    LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -916,13 +916,19 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
-    async fn replica_lag(&self) -> Result<Option<f64>> {
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let client = self.client.lock().await;
+        // replay_lag is NULL while a replica has nothing left to replay.
         let row = client
-            .query_one("SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_stat_replication", &[])
+            .query_opt(
+                "SELECT coalesce(nullif(application_name, ''), client_addr::text, 'a replica'),
+                        coalesce(extract(epoch FROM replay_lag)::float8, 0)
+                 FROM pg_stat_replication ORDER BY replay_lag DESC NULLS LAST LIMIT 1",
+                &[],
+            )
             .await
             .map_err(map_err)?;
-        Ok(row.get(0))
+        Ok(row.map(|r| ReplicaLag { replica: r.get(0), seconds: Some(r.get(1)) }))
     }
 
     async fn drop_table(&self, table: &TableName) -> Result<()> {

@@ -112,8 +112,15 @@ impl<'a> Throttle<'a> {
             }
         }
         if let Some(lag) = self.source.replica_lag().await? {
-            if lag > self.policy.max_lag.as_secs_f64() {
-                return Ok(Some(format!("replica lag {lag:.1}s, over the {:?} threshold", self.policy.max_lag)));
+            match lag.seconds {
+                None => return Ok(Some(format!("replica {} is not replicating", lag.replica))),
+                Some(s) if s > self.policy.max_lag.as_secs_f64() => {
+                    return Ok(Some(format!(
+                        "replica lag {s:.1}s on {}, over the {:?} threshold",
+                        lag.replica, self.policy.max_lag
+                    )));
+                }
+                Some(_) => {}
             }
         }
         Ok(None)

@@ -16,8 +16,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, Result, Rows,
-    WriteSpec,
+    CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result,
+    Rows, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
@@ -650,7 +650,7 @@ impl Engine for SqliteEngine {
         self.with_conn(move |c| query_rows(c, &sql, Vec::new()).map(|_| ())).await
     }
 
-    async fn replica_lag(&self) -> Result<Option<f64>> {
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         Ok(None)
     }
 

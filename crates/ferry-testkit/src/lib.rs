@@ -426,6 +426,7 @@ macro_rules! engine_matrix {
 }
 
 /// Drivers, re-exported so tests can set up fixtures directly.
+pub use mysql_async;
 pub use rusqlite;
 pub use tokio_postgres;
 
