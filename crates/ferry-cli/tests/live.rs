@@ -256,3 +256,46 @@ async fn rollback_leaves_nothing(source: Kind, target: Kind) {
 }
 
 engine_matrix!(rollback_leaves_nothing);
+
+/// A TRUNCATE on a PostgreSQL source is replayed: the rows written before it
+/// vanish from the target, the rows written after it arrive.
+async fn truncate_on_postgres_source(target: Kind) {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(target).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, TABLES));
+    ws.run(&["run"]).assert_code(0);
+    assert_eq!(dst.count("items").await, ROWS as u64);
+
+    src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 10").await;
+    src.exec("TRUNCATE items").await;
+    src.exec(
+        "INSERT INTO items (id, name, qty, updated) VALUES (7, 'after', 1, '2026-02-01 00:00:00'), \
+         (90001, 'new', 2, '2026-02-01 00:00:00')",
+    )
+    .await;
+    src.exec("UPDATE items SET qty = 3 WHERE id = 7").await;
+    ws.run(&["sync"]).assert_code(0);
+
+    let (rows, diffs) = independent_comparison(&src, &dst).await;
+    assert_eq!(rows, 2);
+    assert!(diffs.is_empty(), "postgres -> {target}: {diffs:?}");
+    assert_eq!(ws.status_json()["tables"][0]["capture"]["pending_changes"], 0);
+    assert!(ws.audit_log().contains("truncate-replayed: table=items"), "{}", ws.audit_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_on_postgres_source_to_postgres() {
+    truncate_on_postgres_source(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_on_postgres_source_to_mysql() {
+    truncate_on_postgres_source(Kind::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_on_postgres_source_to_sqlite() {
+    truncate_on_postgres_source(Kind::Sqlite).await;
+}

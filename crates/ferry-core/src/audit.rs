@@ -88,6 +88,10 @@ pub enum AuditEvent {
         reason: String,
     },
     ThrottleResumed {},
+    /// A source TRUNCATE was replayed: every row of the target table deleted.
+    TruncateReplayed {
+        table: String,
+    },
     CaptureRemoved {
         table: String,
     },
@@ -172,6 +176,7 @@ impl AuditEvent {
             AuditEvent::CaptureInstalled { .. } => "capture-installed",
             AuditEvent::ThrottlePaused { .. } => "throttle-paused",
             AuditEvent::ThrottleResumed {} => "throttle-resumed",
+            AuditEvent::TruncateReplayed { .. } => "truncate-replayed",
             AuditEvent::CaptureRemoved { .. } => "capture-removed",
             AuditEvent::RollbackExecuted { .. } => "rollback-executed",
             AuditEvent::PhaseCompleted { .. } => "phase-completed",
@@ -199,7 +204,9 @@ impl AuditEvent {
             ),
             AuditEvent::StrategySelected { strategy, rationale } => format!("{strategy} — rationale: {}", one_line(rationale)),
             AuditEvent::PhaseStarted { phase } => phase.to_string(),
-            AuditEvent::CaptureInstalled { table } | AuditEvent::CaptureRemoved { table } => format!("table={table}"),
+            AuditEvent::CaptureInstalled { table }
+            | AuditEvent::CaptureRemoved { table }
+            | AuditEvent::TruncateReplayed { table } => format!("table={table}"),
             AuditEvent::ThrottlePaused { reason } => format!("reason={}", one_line(reason)),
             AuditEvent::ThrottleResumed {} => String::new(),
             AuditEvent::RollbackExecuted { trigger, phase, result } => format!("trigger={trigger}, phase={phase}, result={result}"),

@@ -111,6 +111,15 @@ impl Change {
         row.remove(0);
         Change { seq, key: row }
     }
+
+    /// The table was emptied (PostgreSQL `TRUNCATE`): every key may have changed.
+    pub fn truncation(seq: i64) -> Change {
+        Change { seq, key: Vec::new() }
+    }
+
+    pub fn is_truncation(&self) -> bool {
+        self.key.is_empty()
+    }
 }
 
 /// How far capture is ahead of replay for one table.
@@ -290,6 +299,9 @@ pub trait Engine: Send + Sync {
 
     /// Deletes the rows with the given keys; missing keys are ignored.
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()>;
+
+    /// Deletes every row of `table` (replay of a source `TRUNCATE`).
+    async fn delete_all(&self, table: &TableName) -> Result<()>;
 
     /// Installs change capture on `table`: a change log and triggers that
     /// record the key of every inserted, updated (old and new key) and

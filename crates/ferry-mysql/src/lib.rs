@@ -903,6 +903,10 @@ impl Engine for MysqlEngine {
         self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }
 
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        self.query_drop(&format!("DELETE FROM {}", Q.table(table))).await
+    }
+
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
         let mut conn = self.conn().await?;
         let n: Option<u64> = conn

@@ -796,6 +796,8 @@ impl Engine for PostgresEngine {
                  INSERT INTO {log} (op, {ks}) SELECT 'I', {agg} FROM (SELECT {new} FROM ferry_new n) c HAVING count(*) > 0;
                ELSIF TG_OP = 'UPDATE' THEN
                  INSERT INTO {log} (op, {ks}) SELECT 'U', {agg} FROM (SELECT {new} FROM ferry_new n UNION ALL SELECT {old} FROM ferry_old o) c HAVING count(*) > 0;
+               ELSIF TG_OP = 'TRUNCATE' THEN
+                 INSERT INTO {log} (op, {ks}) VALUES ('T', {empty});
                ELSE
                  INSERT INTO {log} (op, {ks}) SELECT 'D', {agg} FROM (SELECT {old} FROM ferry_old o) c HAVING count(*) > 0;
                END IF;
@@ -804,9 +806,13 @@ impl Engine for PostgresEngine {
              DROP TRIGGER IF EXISTS {ins} ON {t};
              DROP TRIGGER IF EXISTS {upd} ON {t};
              DROP TRIGGER IF EXISTS {del} ON {t};
+             DROP TRIGGER IF EXISTS {trunc} ON {t};
              CREATE TRIGGER {ins} AFTER INSERT ON {t} REFERENCING NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
              CREATE TRIGGER {upd} AFTER UPDATE ON {t} REFERENCING OLD TABLE AS ferry_old NEW TABLE AS ferry_new FOR EACH STATEMENT EXECUTE FUNCTION {func}();
-             CREATE TRIGGER {del} AFTER DELETE ON {t} REFERENCING OLD TABLE AS ferry_old FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+             CREATE TRIGGER {del} AFTER DELETE ON {t} REFERENCING OLD TABLE AS ferry_old FOR EACH STATEMENT EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {trunc} AFTER TRUNCATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            empty = vec!["'{}'"; key.len()].join(", "),
+            trunc = Q.ident(&format!("{name}_trunc")),
             agg = aggregated.join(", "),
             ms = lock_timeout.as_millis(),
             typed = typed.join(", "),
@@ -829,10 +835,12 @@ impl Engine for PostgresEngine {
         let exists = self.table_exists(table).await?;
         let triggers = if exists {
             format!(
-                "DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t};",
+                "DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t}; DROP TRIGGER IF EXISTS {} ON {t}; \
+                 DROP TRIGGER IF EXISTS {} ON {t};",
                 Q.ident(&format!("{name}_ins")),
                 Q.ident(&format!("{name}_upd")),
-                Q.ident(&format!("{name}_del"))
+                Q.ident(&format!("{name}_del")),
+                Q.ident(&format!("{name}_trunc"))
             )
         } else {
             String::new()
@@ -853,21 +861,29 @@ impl Engine for PostgresEngine {
         let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
         self.split_large_changes(&log, &columns, limit).await?;
         let mut select = vec![SelectItem::Column("seq".into())];
-        select.extend((0..key_width).map(|i| SelectItem::Expr(format!("unnest(k{i})"))));
+        // A TRUNCATE's entry has empty arrays: read as one row of NULLs.
+        select.extend(
+            (0..key_width)
+                .map(|i| SelectItem::Expr(format!("unnest(CASE WHEN op = 'T' THEN '{{NULL}}' ELSE k{i} END)"))),
+        );
         let read =
             ReadSpec { table: log.clone(), select, key: vec!["seq".into()], key_positions: vec![0], filter: None };
         // The oldest entries until the batch is full: at most `limit` keys
         // more than `limit`, as no entry holds more than `limit` keys.
         let sql = format!(
-            "SELECT {select} FROM (SELECT seq, {columns}, sum(cardinality(k0)) OVER (ORDER BY seq) - cardinality(k0) AS before
-                 FROM (SELECT seq, {columns} FROM {log} ORDER BY seq LIMIT {limit}) AS head) AS pending
+            "SELECT {select} FROM (SELECT seq, op, {columns}, sum(cardinality(k0)) OVER (ORDER BY seq) - cardinality(k0) AS before
+                 FROM (SELECT seq, op, {columns} FROM {log} ORDER BY seq LIMIT {limit}) AS head) AS pending
              WHERE before < {limit} ORDER BY seq",
             select = Q.select_list(&read.select),
             columns = columns.join(", "),
             log = Q.table(&log)
         );
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
-        Ok(rows.into_iter().map(Change::from_row).collect())
+        Ok(rows
+            .into_iter()
+            .map(Change::from_row)
+            .map(|c| if c.key.iter().all(|v| *v == Value::Null) { Change::truncation(c.seq) } else { c })
+            .collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
@@ -933,6 +949,11 @@ impl Engine for PostgresEngine {
 
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        // DELETE, not TRUNCATE: no ACCESS EXCLUSIVE lock, and foreign keys are checked.
+        self.batch_execute(&format!("DELETE FROM {}", Q.table(table))).await
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {

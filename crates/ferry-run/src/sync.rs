@@ -15,7 +15,7 @@ use crate::backfill::{convert_row, Backfill};
 use crate::error::Result;
 use crate::mapping::TablePlan;
 use crate::state::StateStore;
-use ferry_core::{DataType, Row, Value};
+use ferry_core::{AuditEvent, DataType, Row, Value};
 use ferry_engine::{CaptureLag, Engine, Rows, WriteSpec};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,7 +49,15 @@ pub struct Step {
 impl Replayer<'_> {
     /// Replays up to one batch of changes of one table.
     pub async fn step(&self, plan: &TablePlan, write: &WriteSpec) -> Result<Step> {
-        let changes = self.source.read_changes(&plan.source_name, plan.key_source.len(), self.batch).await?;
+        let mut changes = self.source.read_changes(&plan.source_name, plan.key_source.len(), self.batch).await?;
+        // A TRUNCATE is a barrier: the changes before it are replayed first,
+        // then the target table is emptied, and every row written to the
+        // source since is in the changes after it.
+        match changes.iter().position(|c| c.is_truncation()) {
+            Some(0) => return self.replay_truncation(plan, write, changes[0].seq).await,
+            Some(first) => changes.truncate(first),
+            None => {}
+        }
         if !changes.is_empty() {
             self.throttle().await?;
         }
@@ -66,6 +74,18 @@ impl Replayer<'_> {
         let lag = self.source.capture_lag(&plan.source_name).await?;
         self.state.record_replay(&plan.target_display(), count as u64, lag)?;
         Ok(Step { changes: count, upserted, deleted, lag })
+    }
+}
+
+impl Replayer<'_> {
+    async fn replay_truncation(&self, plan: &TablePlan, write: &WriteSpec, seq: i64) -> Result<Step> {
+        self.throttle().await?;
+        self.target.delete_all(&write.table).await?;
+        self.state.audit(&AuditEvent::TruncateReplayed { table: plan.target_display() })?;
+        self.source.ack_changes(&plan.source_name, &[seq]).await?;
+        let lag = self.source.capture_lag(&plan.source_name).await?;
+        self.state.record_replay(&plan.target_display(), 1, lag)?;
+        Ok(Step { changes: 1, lag, ..Step::default() })
     }
 }
 

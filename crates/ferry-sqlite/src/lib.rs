@@ -659,6 +659,11 @@ impl Engine for SqliteEngine {
         self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
     }
 
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        let sql = format!("DELETE FROM {}", SQLITE.ident(&table.name));
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
+    }
+
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
         let sql = SQLITE.count(table, filter);
         let table = table.clone();
