@@ -102,6 +102,15 @@ pub fn remove(c: &mut Connection, table: &TableName) -> rusqlite::Result<()> {
     tx.commit()
 }
 
+/// Whether `table` still has the per-table log of an earlier Ferry version.
+pub fn has_legacy_log(c: &Connection, table: &TableName) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [&change_log_table(table).name],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )
+}
+
 fn table_id(c: &Connection, table: &TableName) -> rusqlite::Result<Option<i64>> {
     let registered: bool =
         c.query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [TABLES], |r| {
@@ -216,5 +225,19 @@ mod tests {
         remove(&mut c, &TableName::parse("b")).unwrap();
         remove(&mut c, &TableName::parse("b")).unwrap(); // twice is harmless
         assert_eq!(ferry_objects(&c), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_per_table_log_of_an_earlier_version_is_recognised() {
+        let c = Connection::open_in_memory().unwrap();
+        let table = TableName::parse("a");
+        let legacy = change_log_table(&table).name;
+        c.execute_batch(&format!(
+            "CREATE TABLE a (id INTEGER PRIMARY KEY); CREATE TABLE {legacy} (seq INTEGER PRIMARY KEY)"
+        ))
+        .unwrap();
+        assert!(read_sql(&c, &table, 1, 10).unwrap().is_none());
+        assert!(has_legacy_log(&c, &table).unwrap());
+        assert!(!has_legacy_log(&c, &TableName::parse("b")).unwrap());
     }
 }

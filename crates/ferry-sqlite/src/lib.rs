@@ -98,9 +98,16 @@ impl SqliteEngine {
     }
 }
 
-fn no_capture(table: &TableName) -> EngineError {
+fn no_capture(c: &Connection, table: &TableName) -> EngineError {
+    if capture::has_legacy_log(c, table).unwrap_or(false) {
+        return EngineError::new(
+            ErrorKind::Unsupported,
+            format!("change capture on {table} was installed by an earlier Ferry version (a log per table)"),
+        )
+        .with_hint("finish the migration with that version, or run `ferry rollback` and start it again");
+    }
     EngineError::new(ErrorKind::NotFound, format!("change capture is not installed on {table}"))
-        .with_hint("run `ferry run` (its expand phase installs capture) or `ferry rollback` to start over")
+        .with_hint("`ferry rollback` removes what is left of this migration so that `ferry run` can start it again")
 }
 
 fn join_err(e: tokio::task::JoinError) -> EngineError {
@@ -615,8 +622,9 @@ impl Engine for SqliteEngine {
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
         let table = table.clone();
         self.with_conn(move |c| {
-            let sql =
-                capture::read_sql(c, &table, key_width, limit).map_err(map_err)?.ok_or_else(|| no_capture(&table))?;
+            let sql = capture::read_sql(c, &table, key_width, limit)
+                .map_err(map_err)?
+                .ok_or_else(|| no_capture(c, &table))?;
             Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())
         })
         .await
@@ -629,7 +637,7 @@ impl Engine for SqliteEngine {
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
         let table = table.clone();
-        self.with_conn(move |c| capture::lag(c, &table).map_err(map_err)?.ok_or_else(|| no_capture(&table))).await
+        self.with_conn(move |c| capture::lag(c, &table).map_err(map_err)?.ok_or_else(|| no_capture(c, &table))).await
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
