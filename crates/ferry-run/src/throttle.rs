@@ -14,7 +14,7 @@ use crate::runner::{interrupted, stop_requested};
 use crate::state::StateStore;
 use ferry_core::spec::{MAX_BATCH, MIN_BATCH};
 use ferry_core::{AuditEvent, Policy};
-use ferry_engine::{Engine, ReadSpec, SelectItem};
+use ferry_engine::{Engine, ReadSpec, ReplicaLag, SelectItem};
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 
 const PAUSE_STEP: Duration = Duration::from_millis(500);
 const BASELINE_SAMPLES: usize = 5;
+/// How long a replica lag reading is reused: asking MySQL/MariaDB replicas
+/// takes a connection to each, and batches can be much shorter than this.
+const REPLICA_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 enum Probe {
     Sql(String),
@@ -39,6 +42,7 @@ pub struct Throttle<'a> {
     /// The reason of the throttle's own pause in force, if any.
     paused: RefCell<Option<String>>,
     last_probe: Cell<Option<Instant>>,
+    replica_lag: RefCell<Option<(Instant, Option<ReplicaLag>)>>,
 }
 
 impl<'a> Throttle<'a> {
@@ -70,6 +74,7 @@ impl<'a> Throttle<'a> {
             threshold: None,
             paused: RefCell::new(None),
             last_probe: Cell::new(None),
+            replica_lag: RefCell::new(None),
         };
         throttle.threshold = match policy.max_probe_latency {
             Some(t) => Some(t),
@@ -99,6 +104,18 @@ impl<'a> Throttle<'a> {
         Ok(started.elapsed())
     }
 
+    /// The most lagging replica, read at most every REPLICA_CHECK_EVERY.
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
+        if let Some((at, lag)) = self.replica_lag.borrow().as_ref() {
+            if at.elapsed() < REPLICA_CHECK_EVERY {
+                return Ok(lag.clone());
+            }
+        }
+        let lag = self.source.replica_lag().await?;
+        *self.replica_lag.borrow_mut() = Some((Instant::now(), lag.clone()));
+        Ok(lag)
+    }
+
     /// Why the work should wait now, if it should.
     async fn reason(&self) -> Result<Option<String>> {
         if let Some((_, reason, _)) = self.state.pauses()?.into_iter().find(|(who, _, _)| who == "operator") {
@@ -111,7 +128,7 @@ impl<'a> Throttle<'a> {
                 return Ok(Some(format!("source latency probe took {took:.0?}, over the {threshold:.0?} threshold")));
             }
         }
-        if let Some(lag) = self.source.replica_lag().await? {
+        if let Some(lag) = self.replica_lag().await? {
             match lag.seconds {
                 None => return Ok(Some(format!("replica {} is not replicating", lag.replica))),
                 Some(s) if s > self.policy.max_lag.as_secs_f64() => {
