@@ -70,3 +70,22 @@ async fn mysql_bulk_statement_replays_in_bounded_batches() {
 async fn sqlite_bulk_statement_replays_in_bounded_batches() {
     bulk_statement_replays_in_bounded_batches(Kind::Sqlite).await;
 }
+
+/// Only a TRUNCATE reads as a truncation: a key column named in the spec may
+/// hold NULLs, and a change of such a row must not empty the target.
+#[tokio::test]
+async fn postgres_null_keys_are_not_a_truncation() {
+    let db = TestDb::new(Kind::Postgres).await;
+    db.exec("CREATE TABLE items (code text, qty integer)").await;
+    let engine = db.engine().await;
+    let table = TableName::parse("items");
+    let schema = engine.introspect(&table).await.unwrap();
+    engine.install_capture(&schema, &["code".into()], Duration::from_secs(5)).await.unwrap();
+    db.exec("INSERT INTO items VALUES (NULL, 1), ('a', 2)").await;
+    db.exec("TRUNCATE items").await;
+    let changes = engine.read_changes(&table, 1, BATCH).await.unwrap();
+    let truncations: Vec<bool> = changes.iter().map(|c| c.is_truncation()).collect();
+    assert_eq!(truncations, [false, false, true], "{changes:?}");
+    assert_eq!(changes[0].key, [Value::Null]);
+    engine.remove_capture(&table, Duration::from_secs(5)).await.unwrap();
+}

@@ -886,11 +886,17 @@ impl Engine for MysqlEngine {
         let mut worst: Option<ReplicaLag> = None;
         for (host, port) in listed {
             match replicas::lag_of(&self.opts, &host, port).await {
-                Ok(Some(lag)) => worst = Some(worst.map_or(lag.clone(), |w| w.worst(lag))),
+                Ok(Some(lag)) => {
+                    worst = Some(match worst {
+                        Some(w) => w.worst(lag),
+                        None => lag,
+                    })
+                }
                 Ok(None) => {}
                 Err(why) => {
-                    // Once per replica: the throttle asks before every batch.
-                    if self.unreachable_replicas.lock().unwrap_or_else(|p| p.into_inner()).insert(why.clone()) {
+                    // Once per replica: the throttle asks every second.
+                    let replica = format!("{host}:{port}");
+                    if self.unreachable_replicas.lock().unwrap_or_else(|p| p.into_inner()).insert(replica) {
                         tracing::warn!("{why}; its lag is not watched");
                     }
                 }

@@ -62,10 +62,18 @@ pub async fn lag_of(base: &Opts, host: &str, port: u16) -> Result<Option<Replica
         Ok(Err(e)) => return Err(format!("replica {replica} cannot be asked for its lag: {e}")),
         Err(_) => return Err(format!("replica {replica} cannot be asked for its lag: no connection within 3 s")),
     };
-    let rows = first_accepted(&mut conn, &["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"]).await;
-    let _ = conn.disconnect().await;
-    let Some(rows) = rows else {
-        return Err(format!("replica {replica} does not show its replication status to this user"));
+    // Bounded too: a replica that accepts connections but does not answer
+    // must not hold the migration.
+    let asked = tokio::time::timeout(
+        Duration::from_secs(3),
+        first_accepted(&mut conn, &["SHOW REPLICA STATUS", "SHOW SLAVE STATUS"]),
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn.disconnect()).await;
+    let rows = match asked {
+        Ok(Some(rows)) => rows,
+        Ok(None) => return Err(format!("replica {replica} does not show its replication status to this user")),
+        Err(_) => return Err(format!("replica {replica} did not show its replication status within 3 s")),
     };
     // One row per replication channel (multi-source); NULL seconds means a
     // stopped or broken channel.

@@ -61,7 +61,6 @@ impl PostgresEngine {
         })
     }
 
-    /// Runs SQL in one transaction, rolled back on error.
     /// Cuts each of the oldest log entries holding more than `limit` keys (a
     /// statement that touched many rows) into entries of `limit` keys, queued
     /// at the end with the original time: replay order between keys does not
@@ -96,6 +95,7 @@ impl PostgresEngine {
         Ok(())
     }
 
+    /// Runs SQL in one transaction, rolled back on error.
     async fn in_transaction(&self, sql: &str) -> Result<()> {
         let mut client = self.client.lock().await;
         let tx = client.transaction().await.map_err(map_err)?;
@@ -860,8 +860,10 @@ impl Engine for PostgresEngine {
         let limit = limit.max(1);
         let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
         self.split_large_changes(&log, &columns, limit).await?;
-        let mut select = vec![SelectItem::Column("seq".into())];
-        // A TRUNCATE's entry has empty arrays: read as one row of NULLs.
+        // A TRUNCATE's entry (op 'T') has empty arrays: read as one row of
+        // NULLs, and told apart by its op, never by its keys (a key column
+        // named in the spec may hold NULLs).
+        let mut select = vec![SelectItem::Column("seq".into()), SelectItem::Expr("op = 'T'".into())];
         select.extend(
             (0..key_width)
                 .map(|i| SelectItem::Expr(format!("unnest(CASE WHEN op = 'T' THEN '{{NULL}}' ELSE k{i} END)"))),
@@ -881,8 +883,15 @@ impl Engine for PostgresEngine {
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
         Ok(rows
             .into_iter()
-            .map(Change::from_row)
-            .map(|c| if c.key.iter().all(|v| *v == Value::Null) { Change::truncation(c.seq) } else { c })
+            .map(|mut row| {
+                let truncated = row.remove(1) == Value::Bool(true);
+                let change = Change::from_row(row);
+                if truncated {
+                    Change::truncation(change.seq)
+                } else {
+                    change
+                }
+            })
             .collect())
     }
 

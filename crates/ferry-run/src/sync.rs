@@ -75,9 +75,7 @@ impl Replayer<'_> {
         self.state.record_replay(&plan.target_display(), count as u64, lag)?;
         Ok(Step { changes: count, upserted, deleted, lag })
     }
-}
 
-impl Replayer<'_> {
     async fn replay_truncation(&self, plan: &TablePlan, write: &WriteSpec, seq: i64) -> Result<Step> {
         self.throttle().await?;
         self.target.delete_all(&write.table).await?;
