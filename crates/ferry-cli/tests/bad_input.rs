@@ -220,3 +220,26 @@ fn source_and_target_the_same_table() {
     ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "sqlite:source.db"));
     assert_error(&ws.run(&["run"]), &["same table", "users", "to = "]);
 }
+
+/// Logical capture is PostgreSQL's: asked of another source, the run stops
+/// before it creates anything, and says what to change.
+#[test]
+fn logical_capture_on_a_sqlite_source() {
+    let ws = sqlite_workspace();
+    ws.write_spec(
+        &SOURCE_ONLY.replace("url = \"sqlite:source.db\"\n", "url = \"sqlite:source.db\"\ncapture = \"logical\"\n"),
+    );
+    assert_error(&ws.run(&["run"]), &["[source] capture", "needs a PostgreSQL source", "remove `capture`"]);
+    assert!(
+        !ws.path().join("target.db").exists()
+            || rusqlite_open(&ws.path().join("target.db"))
+                .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+                .unwrap()
+                == 0,
+        "nothing was created on the target"
+    );
+    ws.write_spec(
+        &SOURCE_ONLY.replace("url = \"sqlite:source.db\"\n", "url = \"sqlite:source.db\"\ncapture = \"wal\"\n"),
+    );
+    assert_error(&ws.run(&["run"]), &["ferry.toml:7:", "unknown method `wal`", "\"logical\""]);
+}

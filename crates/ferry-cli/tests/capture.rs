@@ -3,8 +3,8 @@
 //! replay batch stays bounded however many rows one statement touched, and
 //! that removing capture leaves nothing behind.
 
-use ferry_core::{TableName, Value};
-use ferry_testkit::{Kind, TestDb};
+use ferry_core::{CaptureMethod, TableName, Value};
+use ferry_testkit::{Kind, LogicalPostgres, TestDb};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -17,18 +17,24 @@ fn int(v: &Value) -> i64 {
 
 async fn bulk_statement_replays_in_bounded_batches(kind: Kind) {
     let db = TestDb::new(kind).await;
+    bulk_replays_in_bounded_batches(&db, CaptureMethod::Triggers).await;
+}
+
+async fn bulk_replays_in_bounded_batches(db: &TestDb, method: CaptureMethod) {
     db.exec("CREATE TABLE items (id integer PRIMARY KEY, qty integer)").await;
     let values: Vec<String> = (1..=ROWS).map(|i| format!("({i}, 0)")).collect();
     db.exec(&format!("INSERT INTO items (id, qty) VALUES {}", values.join(", "))).await;
     let engine = db.engine().await;
     let table = TableName::parse("items");
     let schema = engine.introspect(&table).await.unwrap();
-    engine.install_capture(&schema, &["id".into()], Duration::from_secs(5)).await.unwrap();
+    engine.install_capture(&schema, &["id".into()], method, Duration::from_secs(5)).await.unwrap();
 
     db.exec("UPDATE items SET qty = qty + 1").await;
     db.exec("UPDATE items SET id = 5000 WHERE id = 1").await;
     db.exec("DELETE FROM items WHERE id = 2").await;
     db.exec("INSERT INTO items (id, qty) VALUES (4000, 1)").await;
+    // A read brings logically decoded changes into the log (triggers put them there at once).
+    engine.read_changes(&table, 1, BATCH).await.unwrap();
     let lag = engine.capture_lag(&table).await.unwrap();
     assert!(lag.pending >= ROWS as u64 + 3, "{lag:?}");
 
@@ -80,7 +86,7 @@ async fn postgres_null_keys_are_not_a_truncation() {
     let engine = db.engine().await;
     let table = TableName::parse("items");
     let schema = engine.introspect(&table).await.unwrap();
-    engine.install_capture(&schema, &["code".into()], Duration::from_secs(5)).await.unwrap();
+    engine.install_capture(&schema, &["code".into()], CaptureMethod::Triggers, Duration::from_secs(5)).await.unwrap();
     db.exec("INSERT INTO items VALUES (NULL, 1), ('a', 2)").await;
     db.exec("TRUNCATE items").await;
     let changes = engine.read_changes(&table, 1, BATCH).await.unwrap();
@@ -88,4 +94,70 @@ async fn postgres_null_keys_are_not_a_truncation() {
     assert_eq!(truncations, [false, false, true], "{changes:?}");
     assert_eq!(changes[0].key, [Value::Null]);
     engine.remove_capture(&table, Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_logical_bulk_statement_replays_in_bounded_batches() {
+    let server = LogicalPostgres::start();
+    let db = TestDb::on(Kind::Postgres, &server.server()).await;
+    bulk_replays_in_bounded_batches(&db, CaptureMethod::Logical).await;
+}
+
+/// Logical capture reads old keys from the WAL: it needs `wal_level =
+/// logical` and a key that is the table's replica identity, and says so.
+#[tokio::test]
+async fn postgres_logical_capture_says_what_it_needs() {
+    let shared = TestDb::new(Kind::Postgres).await;
+    shared.exec("CREATE TABLE items (id integer PRIMARY KEY, code text UNIQUE)").await;
+    let engine = shared.engine().await;
+    let schema = engine.introspect(&TableName::parse("items")).await.unwrap();
+    let wal_level = engine.scalar("SHOW wal_level").await.unwrap().unwrap();
+    if wal_level != "logical" {
+        let err = engine
+            .install_capture(&schema, &["id".into()], CaptureMethod::Logical, Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wal_level") && err.contains("restart"), "{err}");
+    }
+
+    let server = LogicalPostgres::start();
+    let db = TestDb::on(Kind::Postgres, &server.server()).await;
+    db.exec("CREATE TABLE items (id integer PRIMARY KEY, code text UNIQUE)").await;
+    let engine = db.engine().await;
+    let err = engine
+        .install_capture(&schema, &["code".into()], CaptureMethod::Logical, Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not the table's replica identity (id)") && err.contains("REPLICA IDENTITY FULL"), "{err}");
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "a refused install leaves nothing");
+    // With every column in the WAL, any key works.
+    db.exec("ALTER TABLE items REPLICA IDENTITY FULL").await;
+    engine.install_capture(&schema, &["code".into()], CaptureMethod::Logical, Duration::from_secs(5)).await.unwrap();
+    db.exec("INSERT INTO items VALUES (1, 'a'); UPDATE items SET code = 'b'; DELETE FROM items").await;
+    let keys: Vec<Value> = engine
+        .read_changes(&TableName::parse("items"), 1, BATCH)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.key[0].clone())
+        .collect();
+    assert_eq!(
+        keys,
+        [Value::Text("a".into()), Value::Text("a".into()), Value::Text("b".into()), Value::Text("b".into())]
+    );
+    engine.remove_capture(&TableName::parse("items"), Duration::from_secs(5)).await.unwrap();
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new());
+
+    let sqlite = TestDb::new(Kind::Sqlite).await;
+    sqlite.exec("CREATE TABLE items (id integer PRIMARY KEY)").await;
+    let engine = sqlite.engine().await;
+    let schema = engine.introspect(&TableName::parse("items")).await.unwrap();
+    let err = engine
+        .install_capture(&schema, &["id".into()], CaptureMethod::Logical, Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs a PostgreSQL source"), "{err}");
 }

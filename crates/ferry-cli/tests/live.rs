@@ -123,14 +123,29 @@ async fn wait_for_backfill(ws: &Workspace) {
     panic!("the backfill did not finish");
 }
 
+/// The spec of `src` -> `dst`, capturing by logical decoding when asked.
+fn capture_spec(src: &TestDb, dst: &TestDb, tables: &str, logical: bool) -> String {
+    let text = spec(src, dst, tables);
+    if logical {
+        text.replacen("\n\n[target]", "\ncapture = \"logical\"\n\n[target]", 1)
+    } else {
+        text
+    }
+}
+
 async fn writes_during_migration(source: Kind, target: Kind) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
-    fill(&src).await;
-    let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(&src, &dst, TABLES));
+    writes_during(&src, &dst, false).await;
+}
 
-    let writers = Writers::start(&src).await;
+async fn writes_during(src: &TestDb, dst: &TestDb, logical: bool) {
+    let (source, target) = (src.kind, dst.kind);
+    fill(src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&capture_spec(src, dst, TABLES, logical));
+
+    let writers = Writers::start(src).await;
     let mut command = ws.command(&["run"]);
     let run = tokio::task::spawn_blocking(move || command.output().unwrap());
     // The application writes throughout the backfill and into the sync.
@@ -153,7 +168,7 @@ async fn writes_during_migration(source: Kind, target: Kind) {
     assert_eq!(status["tables"][0]["capture"]["pending_changes"], 0, "{status:#}");
     assert!(status["tables"][0]["capture"]["replayed_changes"].as_u64().unwrap() > 0, "{status:#}");
 
-    let (rows, diffs) = independent_comparison(&src, &dst).await;
+    let (rows, diffs) = independent_comparison(src, dst).await;
     assert!(
         diffs.is_empty(),
         "{source} -> {target}: {} differences after {ops} writes over {rows} rows: {:?}",
@@ -167,10 +182,15 @@ engine_matrix!(writes_during_migration);
 async fn killed_while_writing(source: Kind, target: Kind) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
-    fill(&src).await;
+    killed_during(&src, &dst, false).await;
+}
+
+async fn killed_during(src: &TestDb, dst: &TestDb, logical: bool) {
+    let (source, target) = (src.kind, dst.kind);
+    fill(src).await;
     let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(&src, &dst, &TABLES.replace("10ms", "20ms")));
-    let writers = Writers::start(&src).await;
+    ws.write_spec(&capture_spec(src, dst, &TABLES.replace("10ms", "20ms"), logical));
+    let writers = Writers::start(src).await;
     let mut kills = 0;
     while kills < 6 {
         let mut child = ws.spawn_quiet(&["run"]);
@@ -185,7 +205,7 @@ async fn killed_while_writing(source: Kind, target: Kind) {
     let ran = ws.run(&["run"]);
     ran.assert_code(0);
     ws.run(&["sync"]).assert_code(0);
-    let (rows, diffs) = independent_comparison(&src, &dst).await;
+    let (rows, diffs) = independent_comparison(src, dst).await;
     assert!(
         diffs.is_empty(),
         "{source} -> {target}: {} differences after {kills} kills and {ops} writes over {rows} rows: {:?}",
@@ -262,9 +282,14 @@ engine_matrix!(rollback_leaves_nothing);
 async fn truncate_on_postgres_source(target: Kind) {
     let src = TestDb::new(Kind::Postgres).await;
     let dst = TestDb::new(target).await;
-    fill(&src).await;
+    truncate_replayed(&src, &dst, false).await;
+}
+
+async fn truncate_replayed(src: &TestDb, dst: &TestDb, logical: bool) {
+    let target = dst.kind;
+    fill(src).await;
     let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(&src, &dst, TABLES));
+    ws.write_spec(&capture_spec(src, dst, TABLES, logical));
     ws.run(&["run"]).assert_code(0);
     assert_eq!(dst.count("items").await, ROWS as u64);
 
@@ -278,7 +303,7 @@ async fn truncate_on_postgres_source(target: Kind) {
     src.exec("UPDATE items SET qty = 3 WHERE id = 7").await;
     ws.run(&["sync"]).assert_code(0);
 
-    let (rows, diffs) = independent_comparison(&src, &dst).await;
+    let (rows, diffs) = independent_comparison(src, dst).await;
     assert_eq!(rows, 2);
     assert!(diffs.is_empty(), "postgres -> {target}: {diffs:?}");
     assert_eq!(ws.status_json()["tables"][0]["capture"]["pending_changes"], 0);
@@ -298,4 +323,93 @@ async fn truncate_on_postgres_source_to_mysql() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncate_on_postgres_source_to_sqlite() {
     truncate_on_postgres_source(Kind::Sqlite).await;
+}
+
+/// Capture by logical decoding (`[source] capture = "logical"`) on a
+/// PostgreSQL server of the test's own with `wal_level = logical`: the same
+/// writes, kills and truncation, the same zero differences.
+mod logical {
+    use super::*;
+    use ferry_testkit::LogicalPostgres;
+
+    async fn source(server: &LogicalPostgres) -> TestDb {
+        TestDb::on(Kind::Postgres, &server.server()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_postgres() {
+        let server = LogicalPostgres::start();
+        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_mysql() {
+        let server = LogicalPostgres::start();
+        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_sqlite() {
+        let server = LogicalPostgres::start();
+        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_postgres() {
+        let server = LogicalPostgres::start();
+        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_mysql() {
+        let server = LogicalPostgres::start();
+        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_sqlite() {
+        let server = LogicalPostgres::start();
+        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, true).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncate_is_replayed() {
+        let server = LogicalPostgres::start();
+        truncate_replayed(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+    }
+
+    /// A rolled-back write never arrives; rollback drops the slot and the
+    /// publication with the logs: no `ferry_` object, and no WAL kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rolled_back_writes_and_rollback_leave_nothing() {
+        let server = LogicalPostgres::start();
+        let src = source(&server).await;
+        let dst = TestDb::new(Kind::Sqlite).await;
+        fill(&src).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, true));
+        ws.run(&["run"]).assert_code(0);
+        let objects = src.ferry_objects().await;
+        assert!(objects.iter().any(|o| o.starts_with("ferry_capture_ferrytest")), "a slot: {objects:?}");
+        assert!(objects.iter().any(|o| o == "ferry_capture"), "a publication: {objects:?}");
+        assert!(!objects.iter().any(|o| o.ends_with("_ins")), "no trigger: {objects:?}");
+
+        let mut s = src.session().await;
+        s.exec("BEGIN").await.unwrap();
+        s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
+        s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
+        s.exec("DELETE FROM items WHERE id = 2").await.unwrap();
+        s.exec("ROLLBACK").await.unwrap();
+        s.exec("INSERT INTO items (id, name, qty) VALUES (-2, 'committed', 0)").await.unwrap();
+        ws.run(&["sync"]).assert_code(0);
+        let (_, diffs) = independent_comparison(&src, &dst).await;
+        assert!(diffs.is_empty(), "{diffs:?}");
+        assert_eq!(dst.count("items").await, ROWS as u64 + 1, "the committed insert arrived, nothing else");
+
+        let ran = ws.run(&["rollback"]);
+        ran.assert_code(0);
+        assert!(src.ferry_objects().await.is_empty(), "{:?}\n{ran}", src.ferry_objects().await);
+        assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
+        ws.run(&["run"]).assert_code(0);
+    }
 }

@@ -17,6 +17,6 @@ pub mod value;
 
 pub use audit::{AuditEvent, Phase};
 pub use schema::{Column, ColumnDef, Dependents, ForeignKey, Index, TableDef, TableName, TableSchema, TableStats};
-pub use spec::{ColumnSource, Policy, Spec, SpecError, TableSpec};
+pub use spec::{CaptureMethod, ColumnSource, Policy, Spec, SpecError, TableSpec};
 pub use types::DataType;
 pub use value::{Row, Value};

@@ -24,11 +24,35 @@ pub struct Spec {
     pub migration: MigrationInfo,
     pub source_url: String,
     pub target_url: String,
+    /// How the source's writes are captured (`[source] capture`).
+    pub capture: CaptureMethod,
     pub tables: Vec<TableSpec>,
     pub policy: Policy,
     pub state_url: String,
     /// Custom assertions that verification runs (`[[check]]`).
     pub checks: Vec<CheckSpec>,
+}
+
+/// How change capture records the source's writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptureMethod {
+    /// Triggers log each statement's keys inside the writing transaction. Every engine.
+    #[default]
+    Triggers,
+    /// PostgreSQL logical decoding: a replication slot reads the keys from the
+    /// WAL after commit, so the writing transaction does no extra work.
+    /// Needs `wal_level = logical`.
+    Logical,
+}
+
+impl std::fmt::Display for CaptureMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureMethod::Triggers => "triggers",
+            CaptureMethod::Logical => "logical",
+        })
+    }
 }
 
 /// Which database a custom check runs on.
@@ -265,6 +289,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Endpoint {
         pub url: Spanned<String>,
+        pub capture: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -581,7 +606,35 @@ impl Spec {
             });
         }
 
-        Ok(Spec { path: path.to_path_buf(), migration, source_url, target_url, tables, policy, state_url, checks })
+        if let Some(c) = &file.target.capture {
+            return Err(ctx.error(
+                c.span(),
+                "`target.capture`: capture records the source's writes",
+                "move `capture` to the [source] section",
+            ));
+        }
+        let capture =
+            match file.source.capture.as_ref().map(|c| (c, c.get_ref().as_str())) {
+                None | Some((_, "triggers")) => CaptureMethod::Triggers,
+                Some((_, "logical")) => CaptureMethod::Logical,
+                Some((c, other)) => return Err(ctx.error(
+                    c.span(),
+                    format!("`source.capture`: unknown method `{other}`"),
+                    "use \"triggers\" (the default, every engine) or \"logical\" (PostgreSQL with wal_level = logical)",
+                )),
+            };
+
+        Ok(Spec {
+            path: path.to_path_buf(),
+            migration,
+            source_url,
+            target_url,
+            capture,
+            tables,
+            policy,
+            state_url,
+            checks,
+        })
     }
 
     /// What the method needs and the spec does not say (`[migration]`).
@@ -894,6 +947,21 @@ mod tests {
         assert_eq!(spec.tables[0].to, "users");
         assert_eq!(spec.policy.batch_size, DEFAULT_BATCH_SIZE);
         assert_eq!(spec.state_url, DEFAULT_STATE_URL);
+        assert_eq!(spec.capture, CaptureMethod::Triggers);
+    }
+
+    #[test]
+    fn capture_method_is_a_property_of_the_source() {
+        let logical = MINIMAL.replace("url = \"sqlite:a.db\"", "url = \"sqlite:a.db\"\ncapture = \"logical\"");
+        assert_eq!(parse(&logical).unwrap().capture, CaptureMethod::Logical);
+        let err = parse(&MINIMAL.replace("url = \"sqlite:a.db\"", "url = \"sqlite:a.db\"\ncapture = \"wal\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown method `wal`") && err.contains("\"logical\""), "{err}");
+        let err = parse(&MINIMAL.replace("url = \"sqlite:b.db\"", "url = \"sqlite:b.db\"\ncapture = \"logical\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("move `capture` to the [source] section"), "{err}");
     }
 
     #[test]

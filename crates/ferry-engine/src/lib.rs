@@ -13,7 +13,7 @@ pub use crate::error::{EngineError, ErrorKind, Result};
 pub use crate::url::{DatabaseUrl, EngineKind};
 
 use async_trait::async_trait;
-use ferry_core::{DataType, Dependents, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
+use ferry_core::{CaptureMethod, DataType, Dependents, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
 
 /// A batch of rows, shared so that the caller keeps it while an engine writes it.
 pub type Rows = std::sync::Arc<[Row]>;
@@ -175,6 +175,15 @@ pub struct WriteSpec {
     pub key: Vec<String>,
 }
 
+/// The error an engine gives for a capture method it does not have.
+pub fn unsupported_capture(kind: EngineKind, method: CaptureMethod) -> EngineError {
+    EngineError::new(
+        ErrorKind::Unsupported,
+        format!("`capture = \"{method}\"` needs a PostgreSQL source; a {kind} source captures with triggers"),
+    )
+    .with_hint("remove `capture` from [source] to use triggers (the default)")
+}
+
 /// The prefix of every object Ferry creates for its own use.
 pub const SCRATCH_PREFIX: &str = "ferry_";
 
@@ -303,18 +312,20 @@ pub trait Engine: Send + Sync {
     /// Deletes every row of `table` (replay of a source `TRUNCATE`).
     async fn delete_all(&self, table: &TableName) -> Result<()>;
 
-    /// Installs change capture on `table`: a change log and triggers that
-    /// record the key of every inserted, updated (old and new key) and
-    /// deleted row, inside the writing transaction. Idempotent. DDL waits at
-    /// most `lock_timeout` for its lock.
+    /// Installs change capture on `table`: a change log, and what fills it
+    /// with the key of every inserted, updated (old and new key) and deleted
+    /// row: triggers inside the writing transaction, or (PostgreSQL,
+    /// [`CaptureMethod::Logical`]) a replication slot read after commit.
+    /// Idempotent. DDL waits at most `lock_timeout` for its lock.
     async fn install_capture(
         &self,
         table: &TableSchema,
         key: &[String],
+        method: CaptureMethod,
         lock_timeout: std::time::Duration,
     ) -> Result<()>;
 
-    /// Removes the triggers and the change log. Idempotent.
+    /// Removes capture by either method, and the change log. Idempotent.
     async fn remove_capture(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
 
     /// Up to `limit` logged changes, oldest first. The log is a queue:

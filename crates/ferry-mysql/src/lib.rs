@@ -10,13 +10,13 @@ mod replicas;
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use ferry_core::{
-    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
-    TableStats, Value,
+    schema::object_name, CaptureMethod, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName,
+    TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
+    capture_name, change_log_table, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind,
+    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -764,7 +764,16 @@ impl Engine for MysqlEngine {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn install_capture(&self, table: &TableSchema, key: &[String], lock_timeout: Duration) -> Result<()> {
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        if method != CaptureMethod::Triggers {
+            return Err(unsupported_capture(self.kind(), method));
+        }
         let t = Q.table(&table.name);
         let log = Q.table(&change_log_table(&table.name));
         let name = capture_name(&table.name);

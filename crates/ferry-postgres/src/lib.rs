@@ -6,14 +6,15 @@
 //! some of its keys are already there (a batch redone after a crash).
 
 mod codec;
+mod logical;
 
 pub use codec::{data_type_of, Decoded, Encode};
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 use ferry_core::{
-    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
-    TableStats, Value,
+    schema::object_name, CaptureMethod, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName,
+    TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
@@ -28,7 +29,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-const Q: Dialect = POSTGRES;
+pub(crate) const Q: Dialect = POSTGRES;
 
 pub struct PostgresEngine {
     config: Config,
@@ -38,6 +39,12 @@ pub struct PostgresEngine {
     reads: Mutex<HashMap<String, Statement>>,
     /// Target column types per table, for binary COPY.
     copy_types: Mutex<HashMap<TableName, Vec<Type>>>,
+    /// This database's replication slot (logical capture), once looked up.
+    slot: Mutex<Option<logical::SlotState>>,
+    /// Held while decoded changes move into the change logs: one pump at a time.
+    pumping: Mutex<()>,
+    /// The last pump stopped at its limit: the slot holds more than the logs show.
+    slot_behind: std::sync::atomic::AtomicBool,
 }
 
 impl PostgresEngine {
@@ -58,6 +65,9 @@ impl PostgresEngine {
             client: Mutex::new(client),
             reads: Mutex::new(HashMap::new()),
             copy_types: Mutex::new(HashMap::new()),
+            slot: Mutex::new(None),
+            pumping: Mutex::new(()),
+            slot_behind: Default::default(),
         })
     }
 
@@ -219,7 +229,7 @@ fn connect_error(e: tokio_postgres::Error, display: &str) -> EngineError {
     .with_hint("check that the server is running and that host and port in the URL are right")
 }
 
-fn map_err(e: tokio_postgres::Error) -> EngineError {
+pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         let kind = match code {
@@ -763,7 +773,16 @@ impl Engine for PostgresEngine {
         tx.commit().await.map_err(map_err)
     }
 
-    async fn install_capture(&self, table: &TableSchema, key: &[String], lock_timeout: Duration) -> Result<()> {
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        if method == CaptureMethod::Logical {
+            return self.install_logical(table, key, lock_timeout).await;
+        }
         let t = Q.table(&table.name);
         let log = Q.table(&change_log_table(&table.name));
         let name = capture_name(&table.name);
@@ -850,12 +869,16 @@ impl Engine for PostgresEngine {
             lock_timeout.as_millis(),
             Q.table(&change_log_table(table))
         );
-        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("removing change capture from {table}")))
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("removing change capture from {table}")))?;
+        self.remove_logical(table, lock_timeout)
+            .await
+            .map_err(|e| e.context(format_args!("removing logical capture of {table}")))
     }
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
         // Each log row holds a statement's keys as arrays: one change per key,
         // all with the row's sequence number (acknowledged together).
+        self.pump().await?;
         let log = change_log_table(table);
         let limit = limit.max(1);
         let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
@@ -919,7 +942,10 @@ impl Engine for PostgresEngine {
             )
             .await
             .map_err(map_err)?;
-        Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64, oldest_seconds: row.get(1) })
+        // The slot holds changes not yet moved into the log: count them as one
+        // more pending, so that no one takes the log for drained.
+        let behind = self.slot_behind.load(std::sync::atomic::Ordering::Relaxed) as u64;
+        Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64 + behind, oldest_seconds: row.get(1) })
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {

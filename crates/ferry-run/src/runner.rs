@@ -132,6 +132,10 @@ impl Migration {
         let base = spec.base_dir();
         let source = open(&spec.source_url, &base, Role::Source).await?;
         let target = open(&spec.target_url, &base, Role::Target).await?;
+        if spec.capture != ferry_core::CaptureMethod::Triggers && source.kind() != ferry_engine::EngineKind::Postgres {
+            return Err(RunError::from(ferry_engine::unsupported_capture(source.kind(), spec.capture))
+                .context(format_args!("{}: [source] capture", spec.path.display())));
+        }
         check_identity(&state, &*source, &*target)?;
         let target_lock = if exclusive {
             let mut names: Vec<&str> = spec.tables.iter().map(|t| t.to.as_str()).collect();
@@ -666,8 +670,11 @@ impl Migration {
             // Capture goes in before the backfill starts, so no write falls between the two.
             if !self.state.capture_installed(&name)? {
                 self.state.set_capture_installed(&name, true)?;
-                retry_ddl(|| self.source.install_capture(&plan.source, &plan.key_source, LOCK_TIMEOUT), progress)
-                    .await?;
+                retry_ddl(
+                    || self.source.install_capture(&plan.source, &plan.key_source, self.spec.capture, LOCK_TIMEOUT),
+                    progress,
+                )
+                .await?;
                 self.state.audit(&AuditEvent::CaptureInstalled { table: plan.source_name.to_string() })?;
             }
             for (fk, reason) in &plan.skipped_foreign_keys {

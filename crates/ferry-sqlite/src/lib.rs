@@ -11,13 +11,13 @@ pub use types::{declare, from_declared};
 use async_trait::async_trait;
 use ferry_core::temporal;
 use ferry_core::{
-    schema::object_name, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName, TableSchema,
-    TableStats, Value,
+    schema::object_name, CaptureMethod, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName,
+    TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result,
-    Rows, WriteSpec,
+    unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec,
+    ReplicaLag, Result, Rows, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
@@ -601,7 +601,16 @@ impl Engine for SqliteEngine {
         .await
     }
 
-    async fn install_capture(&self, table: &TableSchema, key: &[String], _lock_timeout: Duration) -> Result<()> {
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        _lock_timeout: Duration,
+    ) -> Result<()> {
+        if method != CaptureMethod::Triggers {
+            return Err(unsupported_capture(self.kind(), method));
+        }
         let (table, key) = (table.clone(), key.to_vec());
         self.with_conn(move |c| {
             capture::install(c, &table, &key)

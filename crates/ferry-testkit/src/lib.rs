@@ -6,6 +6,9 @@
 //! and `FERRY_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`).
 
 pub mod fixtures;
+mod logical;
+
+pub use logical::LogicalPostgres;
 
 use ferry_core::{DataType, Row, TableName, Value};
 use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem};
@@ -36,38 +39,45 @@ pub struct TestDb {
     pub kind: EngineKind,
     pub url: String,
     pub name: String,
+    /// The server URL without a database (PostgreSQL, MySQL).
+    server: String,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl TestDb {
     pub async fn new(kind: EngineKind) -> TestDb {
+        let server = match kind {
+            EngineKind::Mysql => mysql_server(),
+            _ => pg_server(),
+        };
+        TestDb::on(kind, &server).await
+    }
+
+    /// A database on a given server (`postgres://...` or `mysql://...`, no database).
+    pub async fn on(kind: EngineKind, server: &str) -> TestDb {
         let name = unique_name("ferrytest");
+        let server = server.to_string();
         match kind {
             EngineKind::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let path = dir.path().join(format!("{name}.db"));
                 // Sources must exist: create the empty file.
                 rusqlite::Connection::open(&path).expect("create sqlite file");
-                TestDb { kind, url: format!("sqlite:{}", path.display()), name, _dir: Some(dir) }
+                TestDb { kind, url: format!("sqlite:{}", path.display()), name, server, _dir: Some(dir) }
             }
             EngineKind::Postgres => {
                 let (client, conn) =
-                    tokio_postgres::connect(&format!("{}/postgres", pg_server()), tokio_postgres::NoTls)
-                        .await
-                        .unwrap_or_else(|e| {
-                            panic!(
-                                "PostgreSQL at {} is not reachable ({e}); run scripts/test to set it up",
-                                pg_server()
-                            )
-                        });
+                    tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await.unwrap_or_else(
+                        |e| panic!("PostgreSQL at {server} is not reachable ({e}); run scripts/test to set it up"),
+                    );
                 tokio::spawn(conn);
                 client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.expect("create database");
-                TestDb { kind, url: format!("{}/{name}", pg_server()), name, _dir: None }
+                TestDb { kind, url: format!("{server}/{name}"), name, server, _dir: None }
             }
             EngineKind::Mysql => {
-                let pool = mysql_async::Pool::new(mysql_server().as_str());
+                let pool = mysql_async::Pool::new(server.as_str());
                 let mut conn = pool.get_conn().await.unwrap_or_else(|e| {
-                    panic!("MariaDB at {} is not reachable ({e}); run scripts/test to set it up", mysql_server())
+                    panic!("MariaDB at {server} is not reachable ({e}); run scripts/test to set it up")
                 });
                 use mysql_async::prelude::Queryable;
                 conn.query_drop(format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
@@ -75,7 +85,7 @@ impl TestDb {
                     .expect("create database");
                 drop(conn);
                 let _ = pool.disconnect().await;
-                TestDb { kind, url: format!("{}/{name}", mysql_server()), name, _dir: None }
+                TestDb { kind, url: format!("{server}/{name}"), name, server, _dir: None }
             }
         }
     }
@@ -172,13 +182,17 @@ impl TestDb {
         }
     }
 
-    /// Names of `ferry_`-prefixed objects (tables, sequences, triggers, functions) left in this database.
+    /// Names of `ferry_`-prefixed objects (tables, sequences, triggers, functions;
+    /// PostgreSQL publications and replication slots) left in this database.
     pub async fn ferry_objects(&self) -> Vec<String> {
         let sql = match self.kind {
             EngineKind::Sqlite => "SELECT name FROM sqlite_master WHERE name LIKE 'ferry\\_%' ESCAPE '\\'".to_string(),
             EngineKind::Postgres => "SELECT relname::text FROM pg_class WHERE relname LIKE 'ferry\\_%'
                  UNION ALL SELECT tgname::text FROM pg_trigger WHERE tgname LIKE 'ferry\\_%'
-                 UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE 'ferry\\_%'"
+                 UNION ALL SELECT proname::text FROM pg_proc WHERE proname LIKE 'ferry\\_%'
+                 UNION ALL SELECT pubname::text FROM pg_publication WHERE pubname LIKE 'ferry\\_%'
+                 UNION ALL SELECT slot_name::text FROM pg_replication_slots
+                     WHERE slot_name LIKE 'ferry\\_%' AND database = current_database()"
                 .to_string(),
             EngineKind::Mysql => format!(
                 "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{0}' AND TABLE_NAME LIKE 'ferry\\_%'
@@ -210,7 +224,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let (kind, name) = (self.kind, self.name.clone());
+        let (kind, name, server) = (self.kind, self.name.clone(), self.server.clone());
         if kind == EngineKind::Sqlite {
             return; // the temp dir goes with it
         }
@@ -221,9 +235,16 @@ impl Drop for TestDb {
                 match kind {
                     EngineKind::Postgres => {
                         if let Ok((client, conn)) =
-                            tokio_postgres::connect(&format!("{}/postgres", pg_server()), tokio_postgres::NoTls).await
+                            tokio_postgres::connect(&format!("{server}/postgres"), tokio_postgres::NoTls).await
                         {
                             tokio::spawn(conn);
+                            // A database with a logical replication slot cannot be dropped.
+                            let _ = client
+                                .execute(
+                                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                                    &[&name],
+                                )
+                                .await;
                             let _ =
                                 client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
                         }
@@ -231,7 +252,7 @@ impl Drop for TestDb {
                     EngineKind::Mysql => {
                         use mysql_async::prelude::Queryable;
                         if let Ok(mut conn) =
-                            mysql_async::Conn::new(mysql_async::Opts::from_url(&mysql_server()).unwrap()).await
+                            mysql_async::Conn::new(mysql_async::Opts::from_url(&server).unwrap()).await
                         {
                             let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
                             let _ = conn.disconnect().await;

@@ -926,7 +926,14 @@ fn adr(
             "readers and writers move in steps behind flags; each step can be undone".into(),
         ],
         Strategy::CopyCaptureCutover => vec![
-            "no downtime; capture triggers on the source add a small cost to every write until contract".into(),
+            match spec.capture {
+                crate::CaptureMethod::Triggers => {
+                    "no downtime; capture triggers on the source add a cost to every write until contract".into()
+                }
+                crate::CaptureMethod::Logical => {
+                    "no downtime; logical decoding adds no work to the source's writes, but its slot keeps WAL until Ferry reads it".into()
+                }
+            },
             "the target needs space for a full copy".into(),
             "reads move by flag 1 % → 10 % → 50 % → 100 %; writes switch last, with reverse capture keeping rollback lossless".into(),
         ],
@@ -1050,9 +1057,15 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
             create = with_sql(create, a.target.engine, t.ddl_expand.clone());
         }
         expand.steps.push(create);
-        expand.steps.push(step(
-            "install change capture on the source (`ferry sync`, a later version), before the backfill starts",
-        ));
+        expand.steps.push(step(match spec.capture {
+            crate::CaptureMethod::Triggers => {
+                "install change capture on the source (a change log and triggers), before the backfill starts (`ferry run` does it)"
+            }
+            crate::CaptureMethod::Logical => {
+                "install change capture on the source (a change log, a publication and a logical replication slot), \
+                 before the backfill starts (`ferry run` does it)"
+            }
+        }));
         expand.exit_criteria = vec!["the target tables exist with their primary keys".into(), "capture is live".into()];
         expand.rollback = "drop what expand created (`ferry rollback`)".into();
         expand.estimated_time = "under a minute".into();
@@ -1080,16 +1093,10 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         phases.push(bf);
 
         if strategy != Strategy::BigBang {
-            let mut sync = p(3, "sync", "replay captured changes until the target is current", false);
+            let mut sync = p(3, "sync", "replay captured changes until the target is current", true);
             sync.entry_criteria = vec!["backfill complete".into()];
             sync.steps =
                 vec![cmd("replay changes; keep running until the switch", format!("ferry sync {spec_arg} --follow"))];
-            sync.manual = Some(
-                "change capture comes in a later version. Until then, writes made to the source after the backfill are not \
-                 copied: stop writes to these tables before the switch, run `ferry run` again (it copies nothing new but \
-                 verifies again), and only then switch."
-                    .into(),
-            );
             sync.exit_criteria = vec![format!("replay lag under {}", format_duration(spec.policy.max_lag))];
             sync.rollback = "stop replay".into();
             sync.estimated_time = "continuous until the switch".into();
