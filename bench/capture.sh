@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Change-capture overhead: source write throughput with Ferry's capture
-# installed against without, in the same run.
+# installed against without, in the same run; on PostgreSQL both methods
+# (triggers, logical decoding).
 #   (a) small transactions: pgbench (TPC-B-like, -c 4 -T 30) on PostgreSQL; the
 #       same transaction mix from bench/writer.py (4 threads, 30 s) on MariaDB and SQLite
 #   (b) one bulk UPDATE of 200,000 rows on each engine
 #
 # The machine's speed drifts by tens of percent from minute to minute, so each
 # engine is measured in ROUNDS rounds, without and with capture in turn (the
-# order swapped every other round), and the median of the rounds' ratios is
+# order rotated every round), and the median of the rounds' ratios is
 # reported with their range.
 #
 #   bench/capture.sh [SECONDS] [ROUNDS]      results: bench/out/capture.md
@@ -15,7 +16,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-30}
 ROUNDS=${2:-3}
-PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 OUT=bench/out
 mkdir -p "$OUT"
 cargo build --release -q -p ferry-cli
@@ -28,14 +28,29 @@ my() { mariadb -h 127.0.0.1 -uroot "$@"; }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 now() { date +%s.%N; }
 
-# Ferry installs capture the way `ferry run` does: by expand.
-install_capture() { # source-url dir tables...
-    local url=$1 dir=$2; shift 2
-    { printf '[migration]\ndowntime = "0s"\nrollback = "lossless"\nowner = "bench"\n[source]\nurl = "%s"\n[target]\nurl = "sqlite:target.db"\n' "$url"
+# Capture as a migration runs it: `ferry run --until expand` installs it,
+# and `ferry sync --follow` runs beside the workload. No table is backfilled,
+# so nothing is replayed: for triggers the follower has nothing to do, and
+# for logical capture it does what capture costs, moving the decoded changes
+# from the slot into the change log every round. Replay is left out for both
+# methods: it is the same work whichever method captured the keys, and it
+# runs on Ferry's host, not in the source's transactions.
+SYNC_PID=
+start_capture() { # method source-url dir tables...
+    local method=$1 url=$2 dir=$3; shift 3
+    { printf '[migration]\ndowntime = "0s"\nrollback = "lossless"\nowner = "bench"\n[source]\nurl = "%s"\n' "$url"
+      if [ "$method" = logical ]; then printf 'capture = "logical"\n'; fi
+      printf '[target]\nurl = "sqlite:target.db"\n'
       for t in "$@"; do printf '[[table]]\nfrom = "%s"\n' "$t"; done; } > "$dir/ferry.toml"
-    "$FERRY" --spec "$dir/ferry.toml" run --until expand > /dev/null
+    "$FERRY" --spec "$dir/ferry.toml" run --until expand > "$dir/run.log" 2>&1 || { cat "$dir/run.log"; exit 1; }
+    "$FERRY" --spec "$dir/ferry.toml" sync --follow > "$dir/sync.log" 2>&1 &
+    SYNC_PID=$!
 }
-remove_capture() { "$FERRY" --spec "$1/ferry.toml" rollback > /dev/null; }
+stop_capture() { # dir
+    kill -TERM "$SYNC_PID"; wait "$SYNC_PID" || true
+    "$FERRY" --spec "$1/ferry.toml" rollback > /dev/null
+}
+trap '[ -n "$SYNC_PID" ] && kill "$SYNC_PID" 2>/dev/null || true' EXIT
 
 bulk_pg() { local t0; t0=$(now); psql -X -q "$PG/ferry_capture" -c "UPDATE accounts SET abalance = abalance + 1 WHERE aid <= 200000"; echo "$(now) - $t0" | bc; }
 bulk_my() { local t0; t0=$(now); my ferry_capture -e "UPDATE accounts SET abalance = abalance + 1 WHERE aid <= 200000"; echo "$(now) - $t0" | bc; }
@@ -53,25 +68,47 @@ rounds() {
     results+=("| $name | $(cut -d' ' -f1 <<< "$pairs" | median) $unit | $(cut -d' ' -f2 <<< "$pairs" | median) $unit | $(median <<< "$ratios" | xargs printf '%.2f')x | $(range <<< "$ratios") |")
     echo "$name: rounds (without with):" $pairs
 }
-# measure_engine INSTALL-ARGS... : runs ROUNDS rounds of $throughput and $bulk, without and with capture
+# measure_engine "METHODS" SOURCE-URL DIR TABLES...: ROUNDS rounds of $throughput
+# and $bulk without capture and with each method, the order rotated every round
 measure_engine() {
-    local r first tp=() bk=() a b b1 b2
+    local methods=$1 r m order i tp bk a b
+    shift
+    declare -A tps secs
+    local variants=(none $methods)
     for r in $(seq "$ROUNDS"); do
-        if [ $((r % 2)) -eq 1 ]; then
-            a=$($throughput); b1=$($bulk)
-            install_capture "$@"; b=$($throughput); b2=$($bulk); remove_capture "$2"
-        else
-            install_capture "$@"; b=$($throughput); b2=$($bulk); remove_capture "$2"
-            a=$($throughput); b1=$($bulk)
-        fi
-        echo "round $r: without $a tps $b1 s, with $b tps $b2 s"
-        tp+=("$a $b"); bk+=("$b1 $b2")
+        order=("${variants[@]:$(( (r - 1) % ${#variants[@]} ))}" "${variants[@]:0:$(( (r - 1) % ${#variants[@]} ))}")
+        for m in "${order[@]}"; do
+            if [ "$m" = none ]; then
+                tp=$($throughput); bk=$($bulk)
+            else
+                start_capture "$m" "$@"; tp=$($throughput); bk=$($bulk); stop_capture "$2"
+            fi
+            echo "round $r, $m: $tp tps, bulk $bk s"
+            tps[$m]+="$tp "; secs[$m]+="$bk "
+        done
     done
-    rounds "$small" tps < <(printf '%s\n' "${tp[@]}")
-    rounds "$big" s < <(printf '%s\n' "${bk[@]}")
+    for m in $methods; do
+        read -ra a <<< "${tps[none]}"; read -ra b <<< "${tps[$m]}"
+        rounds "$small, $m" tps < <(for i in "${!a[@]}"; do echo "${a[$i]} ${b[$i]}"; done)
+        read -ra a <<< "${secs[none]}"; read -ra b <<< "${secs[$m]}"
+        rounds "$big, $m" s < <(for i in "${!a[@]}"; do echo "${a[$i]} ${b[$i]}"; done)
+    done
 }
 
 echo "== PostgreSQL"
+# Logical capture needs wal_level = logical, a restart away on a shared server:
+# the PostgreSQL runs use a server of their own (initdb's defaults, fsync on)
+# with wal_level = logical, for all three variants alike.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+PGDIR=$(mktemp -d)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres: "$PGDIR"
+PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 > /dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c wal_level=logical" start > /dev/null
+trap '[ -n "$SYNC_PID" ] && kill "$SYNC_PID" 2>/dev/null; as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop > /dev/null; rm -rf "$PGDIR"' EXIT
+PG=postgres://postgres@127.0.0.1:$PGPORT
 psql_admin -c "DROP DATABASE IF EXISTS ferry_capture WITH (FORCE)" -c "CREATE DATABASE ferry_capture"
 pgbench -q -i -s 2 "$PG/ferry_capture" > /dev/null 2>&1
 psql -X -q "$PG/ferry_capture" -c "ALTER TABLE pgbench_accounts RENAME TO accounts" -c "ALTER TABLE pgbench_tellers RENAME TO tellers" -c "ALTER TABLE pgbench_branches RENAME TO branches" -c "ALTER TABLE pgbench_history RENAME TO history"
@@ -90,7 +127,7 @@ END;
 SQL
 pgbench_tps() { pgbench -n -c 4 -j 2 -T "$SECONDS_RUN" -f "$OUT/tpcb.sql" "$PG/ferry_capture" 2>/dev/null | awk '/^tps/ {print $3; exit}'; }
 throughput=pgbench_tps bulk=bulk_pg small="PostgreSQL pgbench TPC-B-like, -c 4" big="PostgreSQL bulk UPDATE of 200,000 rows" \
-    measure_engine "$PG/ferry_capture" "$(mktemp -d)" accounts tellers branches
+    measure_engine "triggers logical" "$PG/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
 echo "== MariaDB"
 my -e "DROP DATABASE IF EXISTS ferry_capture; CREATE DATABASE ferry_capture"
@@ -103,7 +140,7 @@ my ferry_capture -e "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalan
   INSERT INTO accounts SELECT seq, 1, 0, '' FROM seq_1_to_200000;"
 writer_my() { "$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN" 4; }
 throughput=writer_my bulk=bulk_my small="MariaDB small transactions, 4 writers" big="MariaDB bulk UPDATE of 200,000 rows" \
-    measure_engine "mysql://root@127.0.0.1/ferry_capture" "$(mktemp -d)" accounts tellers branches
+    measure_engine triggers "mysql://root@127.0.0.1/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
 echo "== SQLite"
 dir=$(mktemp -d); db=$dir/source.db
@@ -118,7 +155,7 @@ sqlite3 "$db" "PRAGMA journal_mode = WAL;
 writer_lite() { "$PY" bench/writer.py sqlite "$db" "$SECONDS_RUN" 4; }
 bulk_lite_db() { bulk_lite "$db"; }
 throughput=writer_lite bulk=bulk_lite_db small="SQLite small transactions, 4 writers" big="SQLite bulk UPDATE of 200,000 rows" \
-    measure_engine "sqlite:$db" "$dir" accounts tellers branches
+    measure_engine triggers "sqlite:$db" "$dir" accounts tellers branches
 
 {
     echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, ${SECONDS_RUN}s per throughput run, $ROUNDS rounds (medians)."
@@ -127,5 +164,4 @@ throughput=writer_lite bulk=bulk_lite_db small="SQLite small transactions, 4 wri
     echo "|---|---|---|---|---|"
     printf '%s\n' "${results[@]}"
 } | tee "$OUT/capture.md"
-psql_admin -c "DROP DATABASE IF EXISTS ferry_capture WITH (FORCE)"
 my -e "DROP DATABASE IF EXISTS ferry_capture"

@@ -33,8 +33,8 @@ async fn bulk_replays_in_bounded_batches(db: &TestDb, method: CaptureMethod) {
     db.exec("UPDATE items SET id = 5000 WHERE id = 1").await;
     db.exec("DELETE FROM items WHERE id = 2").await;
     db.exec("INSERT INTO items (id, qty) VALUES (4000, 1)").await;
-    // A read brings logically decoded changes into the log (triggers put them there at once).
-    engine.read_changes(&table, 1, BATCH).await.unwrap();
+    // Logically decoded changes are moved into the log; triggers put them there at once.
+    engine.collect_changes().await.unwrap();
     let lag = engine.capture_lag(&table).await.unwrap();
     assert!(lag.pending >= ROWS as u64 + 3, "{lag:?}");
 
@@ -136,6 +136,7 @@ async fn postgres_logical_capture_says_what_it_needs() {
     db.exec("ALTER TABLE items REPLICA IDENTITY FULL").await;
     engine.install_capture(&schema, &["code".into()], CaptureMethod::Logical, Duration::from_secs(5)).await.unwrap();
     db.exec("INSERT INTO items VALUES (1, 'a'); UPDATE items SET code = 'b'; DELETE FROM items").await;
+    engine.collect_changes().await.unwrap();
     let keys: Vec<Value> = engine
         .read_changes(&TableName::parse("items"), 1, BATCH)
         .await

@@ -378,6 +378,38 @@ mod logical {
         truncate_replayed(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
     }
 
+    /// The slot is read while tables are still waiting for their backfill:
+    /// the source keeps no WAL for Ferry, and the changes wait in the log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn changes_are_collected_before_the_backfill_is_done() {
+        let server = LogicalPostgres::start();
+        let src = source(&server).await;
+        let dst = TestDb::new(Kind::Sqlite).await;
+        fill(&src).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, true));
+        ws.run(&["run", "--until", "expand"]).assert_code(0);
+        src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 100").await;
+        let engine = src.engine().await;
+        let items = ferry_core::TableName::parse("items");
+        assert_eq!(engine.capture_lag(&items).await.unwrap().pending, 0, "still in the slot");
+        let mut follow = ws.spawn_quiet(&["sync", "--follow"]);
+        let mut pending = 0;
+        for _ in 0..100 {
+            pending = engine.capture_lag(&items).await.unwrap().pending;
+            if pending == 100 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        follow.kill().unwrap();
+        follow.wait().unwrap();
+        assert_eq!(pending, 100, "the 100 updated keys moved from the slot into the log");
+        ws.run(&["run"]).assert_code(0);
+        let (_, diffs) = independent_comparison(&src, &dst).await;
+        assert!(diffs.is_empty(), "{diffs:?}");
+    }
+
     /// A rolled-back write never arrives; rollback drops the slot and the
     /// publication with the logs: no `ferry_` object, and no WAL kept.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,6 +328,14 @@ pub trait Engine: Send + Sync {
     /// Removes capture by either method, and the change log. Idempotent.
     async fn remove_capture(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
 
+    /// Moves changes captured outside the change log into it (PostgreSQL's
+    /// logical slot), so that `read_changes` and `capture_lag` see them and
+    /// the source keeps no WAL for Ferry. Triggers write the log directly:
+    /// nothing to do. The runner calls it every replay round, backfill or not.
+    async fn collect_changes(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Up to `limit` logged changes, oldest first. The log is a queue:
     /// a change stays until `ack_changes` removes it.
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>>;

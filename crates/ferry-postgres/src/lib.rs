@@ -875,10 +875,13 @@ impl Engine for PostgresEngine {
             .map_err(|e| e.context(format_args!("removing logical capture of {table}")))
     }
 
+    async fn collect_changes(&self) -> Result<()> {
+        self.pump().await
+    }
+
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
         // Each log row holds a statement's keys as arrays: one change per key,
         // all with the row's sequence number (acknowledged together).
-        self.pump().await?;
         let log = change_log_table(table);
         let limit = limit.max(1);
         let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();

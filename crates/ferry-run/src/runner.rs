@@ -338,6 +338,9 @@ impl Migration {
         let replayer = self.replayer(&backfill);
         while go_on() {
             let mut work = 0;
+            // Also while tables are still in backfill: a logical slot then
+            // never holds more than one round of WAL for Ferry.
+            self.source.collect_changes().await?;
             for (plan, write) in self.plans.iter().zip(writes) {
                 let t = plan.target_display();
                 if !go_on() || stop_requested() {
@@ -357,8 +360,8 @@ impl Migration {
         Ok(())
     }
 
-    /// Replays until every table has caught up: nothing pending, or (unless
-    /// `to_empty`) less than one batch pending and younger than the lag threshold.
+    /// Replays until every backfilled table has caught up: nothing pending, or
+    /// (unless `to_empty`) less than one batch pending and younger than the lag threshold.
     pub async fn drain(&self, writes: &[WriteSpec], progress: &dyn Progress, to_empty: bool) -> Result<()> {
         let throttle = self.throttle(progress).await?;
         let backfill = self.backfiller(progress, Some(&throttle));
@@ -369,8 +372,12 @@ impl Migration {
             let mut caught_up = true;
             let mut pending = 0;
             let mut work = 0;
+            self.source.collect_changes().await?;
             for (plan, write) in self.plans.iter().zip(writes) {
-                if !self.state.capture_installed(&plan.target_display())? {
+                let t = plan.target_display();
+                // A table still waiting for its backfill keeps its changes
+                // queued (see sync.rs): nothing to catch up yet.
+                if !self.state.capture_installed(&t)? || !self.state.table(&t)?.is_some_and(|p| p.backfill_done) {
                     continue;
                 }
                 let step = replayer.step(plan, write).await?;
