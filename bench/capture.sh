@@ -12,6 +12,7 @@
 # reported with their range.
 #
 #   bench/capture.sh [SECONDS] [ROUNDS]      results: bench/out/capture.md
+#   ENGINES="postgres mariadb sqlite" (the default) chooses which engines run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_RUN=${1:-30}
@@ -95,6 +96,10 @@ measure_engine() {
     done
 }
 
+ENGINES=${ENGINES:-postgres mariadb sqlite}
+wants() { [[ " $ENGINES " == *" $1 "* ]]; }
+
+if wants postgres; then
 echo "== PostgreSQL"
 # Logical capture needs wal_level = logical, a restart away on a shared server:
 # the PostgreSQL runs use a server of their own (initdb's defaults, fsync on)
@@ -129,6 +134,9 @@ pgbench_tps() { pgbench -n -c 4 -j 2 -T "$SECONDS_RUN" -f "$OUT/tpcb.sql" "$PG/f
 throughput=pgbench_tps bulk=bulk_pg small="PostgreSQL pgbench TPC-B-like, -c 4" big="PostgreSQL bulk UPDATE of 200,000 rows" \
     measure_engine "triggers logical" "$PG/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
+fi
+
+if wants mariadb; then
 echo "== MariaDB"
 my -e "DROP DATABASE IF EXISTS ferry_capture; CREATE DATABASE ferry_capture"
 my ferry_capture -e "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
@@ -142,6 +150,10 @@ writer_my() { "$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN"
 throughput=writer_my bulk=bulk_my small="MariaDB small transactions, 4 writers" big="MariaDB bulk UPDATE of 200,000 rows" \
     measure_engine triggers "mysql://root@127.0.0.1/ferry_capture" "$(mktemp -d)" accounts tellers branches
 
+my -e "DROP DATABASE IF EXISTS ferry_capture"
+fi
+
+if wants sqlite; then
 echo "== SQLite"
 dir=$(mktemp -d); db=$dir/source.db
 sqlite3 "$db" "PRAGMA journal_mode = WAL;
@@ -157,6 +169,8 @@ bulk_lite_db() { bulk_lite "$db"; }
 throughput=writer_lite bulk=bulk_lite_db small="SQLite small transactions, 4 writers" big="SQLite bulk UPDATE of 200,000 rows" \
     measure_engine triggers "sqlite:$db" "$dir" accounts tellers branches
 
+fi
+
 {
     echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, ${SECONDS_RUN}s per throughput run, $ROUNDS rounds (medians)."
     echo
@@ -164,4 +178,3 @@ throughput=writer_lite bulk=bulk_lite_db small="SQLite small transactions, 4 wri
     echo "|---|---|---|---|---|"
     printf '%s\n' "${results[@]}"
 } | tee "$OUT/capture.md"
-my -e "DROP DATABASE IF EXISTS ferry_capture"

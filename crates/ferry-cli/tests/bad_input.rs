@@ -243,3 +243,22 @@ fn logical_capture_on_a_sqlite_source() {
     );
     assert_error(&ws.run(&["run"]), &["ferry.toml:7:", "unknown method `wal`", "\"logical\""]);
 }
+
+/// On a PostgreSQL source without `wal_level = logical`, the run stops
+/// before expand creates anything, and says how to change the setting.
+#[tokio::test]
+async fn logical_capture_without_wal_level_logical() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE users (id integer PRIMARY KEY, name text)").await;
+    let wal_level = src.engine().await.scalar("SHOW wal_level").await.unwrap().unwrap_or_default();
+    if wal_level == "logical" {
+        return; // this server can decode: tests/live.rs covers it
+    }
+    let ws = Workspace::new(FERRY);
+    let text = spec(&src, &dst, "[[table]]\nfrom = \"users\"\n");
+    ws.write_spec(&text.replacen("\n\n[target]", "\ncapture = \"logical\"\n\n[target]", 1));
+    assert_error(&ws.run(&["run"]), &["wal_level is `replica`", "wal_level = logical", "restart"]);
+    assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("users")).await.unwrap(), "nothing created");
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+}

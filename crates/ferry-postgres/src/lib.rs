@@ -236,7 +236,9 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {
             "28P01" | "28000" => ErrorKind::Auth,
             "3D000" | "42P01" => ErrorKind::NotFound,
             "42501" => ErrorKind::Permission,
-            "40001" | "40P01" | "55P03" | "57014" => ErrorKind::Transient,
+            // 55006: object in use, e.g. a replication slot a killed runner's
+            // backend has not let go of yet.
+            "40001" | "40P01" | "55P03" | "55006" | "57014" => ErrorKind::Transient,
             _ if code.starts_with("23") => ErrorKind::Constraint,
             _ if code.starts_with("22") => ErrorKind::Conversion,
             _ if code.starts_with("42") => ErrorKind::Sql,

@@ -28,6 +28,9 @@ pub const PUBLICATION: &str = "ferry_capture";
 /// transaction boundary, so one large transaction can exceed it.
 pub const PEEK_CHANGES: i32 = 50_000;
 
+/// Tries of a pump that finds the slot busy, 250 ms apart.
+const SLOT_BUSY_ATTEMPTS: u32 = 40;
+
 /// Keys per change-log entry the decoder writes.
 const ENTRY_KEYS: usize = 10_000;
 
@@ -544,8 +547,23 @@ impl PostgresEngine {
     }
 
     /// Moves what the slot decoded since the last pump into the change logs,
-    /// then advances the slot past it. Does nothing without a slot.
+    /// then advances the slot past it. Does nothing without a slot. A slot
+    /// still held by the backend of a runner that was killed is waited for
+    /// (a few seconds): the pump is idempotent, so it simply runs again.
     pub(crate) async fn pump(&self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.pump_once().await {
+                Err(e) if e.kind() == ErrorKind::Transient && attempt < SLOT_BUSY_ATTEMPTS => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn pump_once(&self) -> Result<()> {
         let slot = self.slot().await?;
         if !slot.exists {
             return Ok(());

@@ -132,10 +132,7 @@ impl Migration {
         let base = spec.base_dir();
         let source = open(&spec.source_url, &base, Role::Source).await?;
         let target = open(&spec.target_url, &base, Role::Target).await?;
-        if spec.capture != ferry_core::CaptureMethod::Triggers && source.kind() != ferry_engine::EngineKind::Postgres {
-            return Err(RunError::from(ferry_engine::unsupported_capture(source.kind(), spec.capture))
-                .context(format_args!("{}: [source] capture", spec.path.display())));
-        }
+        check_capture_method(&spec, &*source).await?;
         check_identity(&state, &*source, &*target)?;
         let target_lock = if exclusive {
             let mut names: Vec<&str> = spec.tables.iter().map(|t| t.to.as_str()).collect();
@@ -336,11 +333,17 @@ impl Migration {
         let throttle = self.throttle(progress).await?;
         let backfill = self.backfiller(progress, Some(&throttle));
         let replayer = self.replayer(&backfill);
+        let mut collected: Option<Instant> = None;
         while go_on() {
             let mut work = 0;
-            // Also while tables are still in backfill: a logical slot then
-            // never holds more than one round of WAL for Ferry.
-            self.source.collect_changes().await?;
+            // Also while tables are still in backfill, so that a logical slot
+            // never holds much WAL for Ferry; but at most every COLLECT_EVERY:
+            // each read of the slot through SQL decodes again from its restart
+            // point, which is up to 15 s of WAL behind on a busy server.
+            if collected.is_none_or(|at| at.elapsed() >= COLLECT_EVERY) {
+                self.source.collect_changes().await?;
+                collected = Some(Instant::now());
+            }
             for (plan, write) in self.plans.iter().zip(writes) {
                 let t = plan.target_display();
                 if !go_on() || stop_requested() {
@@ -826,6 +829,10 @@ fn check_answered(spec: &Spec) -> Result<()> {
 }
 
 /// How long capture DDL waits for its lock before it gives up and retries.
+/// How often a follower moves changes captured outside the log into it
+/// ([`Engine::collect_changes`]); `drain` collects every round.
+pub const COLLECT_EVERY: Duration = Duration::from_secs(2);
+
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const DDL_ATTEMPTS: u32 = 6;
 /// Rounds of replay-then-recheck before a difference counts as real.
@@ -833,6 +840,32 @@ const SETTLE_ROUNDS: usize = 5;
 
 /// DDL that needs a lock on a busy table: a short lock timeout, then retries
 /// with exponential backoff and jitter, then a clear error.
+/// Logical capture needs a PostgreSQL source with `wal_level = logical`:
+/// said before anything is created, not halfway through expand.
+async fn check_capture_method(spec: &Spec, source: &dyn Engine) -> Result<()> {
+    let context = || format!("{}: [source] capture = \"{}\"", spec.path.display(), spec.capture);
+    match spec.capture {
+        ferry_core::CaptureMethod::Triggers => Ok(()),
+        ferry_core::CaptureMethod::Logical if source.kind() != ferry_engine::EngineKind::Postgres => {
+            Err(RunError::from(ferry_engine::unsupported_capture(source.kind(), spec.capture)).context(context()))
+        }
+        ferry_core::CaptureMethod::Logical => match source.scalar("SHOW wal_level").await?.as_deref() {
+            Some("logical") => Ok(()),
+            level => Err(RunError::new(
+                RunErrorKind::Engine(ferry_engine::ErrorKind::Unsupported),
+                format!(
+                    "{}: the source's wal_level is `{}`; logical decoding needs `logical`",
+                    context(),
+                    level.unwrap_or("unknown")
+                ),
+            )
+            .with_hint(
+                "set wal_level = logical in postgresql.conf and restart PostgreSQL, or remove `capture` from [source] to capture with triggers",
+            )),
+        },
+    }
+}
+
 pub async fn retry_ddl<F, Fut>(mut op: F, progress: &dyn Progress) -> Result<()>
 where
     F: FnMut() -> Fut,
