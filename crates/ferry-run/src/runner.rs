@@ -831,7 +831,7 @@ fn check_answered(spec: &Spec) -> Result<()> {
 /// How long capture DDL waits for its lock before it gives up and retries.
 /// How often a follower moves changes captured outside the log into it
 /// ([`Engine::collect_changes`]); `drain` collects every round.
-pub const COLLECT_EVERY: Duration = Duration::from_secs(2);
+pub const COLLECT_EVERY: Duration = Duration::from_secs(5);
 
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const DDL_ATTEMPTS: u32 = 6;
