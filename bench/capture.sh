@@ -28,6 +28,7 @@ PY=$OUT/writer-venv/bin/python
 my() { mariadb -h 127.0.0.1 -uroot "$@"; }
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 now() { date +%s.%N; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # Capture as a migration runs it: `ferry run --until expand` installs it,
 # and `ferry sync --follow` runs beside the workload. No table is backfilled,
@@ -40,7 +41,7 @@ SYNC_PID=
 start_capture() { # method source-url dir tables...
     local method=$1 url=$2 dir=$3; shift 3
     { printf '[migration]\ndowntime = "0s"\nrollback = "lossless"\nowner = "bench"\n[source]\nurl = "%s"\n' "$url"
-      if [ "$method" = logical ]; then printf 'capture = "logical"\n'; fi
+      if [ "$method" != triggers ]; then printf 'capture = "%s"\n' "$method"; fi
       printf '[target]\nurl = "sqlite:target.db"\n'
       for t in "$@"; do printf '[[table]]\nfrom = "%s"\n' "$t"; done; } > "$dir/ferry.toml"
     "$FERRY" --spec "$dir/ferry.toml" run --until expand > "$dir/run.log" 2>&1 || { cat "$dir/run.log"; exit 1; }
@@ -51,7 +52,13 @@ stop_capture() { # dir
     kill -TERM "$SYNC_PID"; wait "$SYNC_PID" || true
     "$FERRY" --spec "$1/ferry.toml" rollback > /dev/null
 }
-trap '[ -n "$SYNC_PID" ] && kill "$SYNC_PID" 2>/dev/null || true' EXIT
+PGDIR= MYPID= MYDIR=
+cleanup() {
+    if [ -n "$SYNC_PID" ]; then kill "$SYNC_PID" 2>/dev/null || true; fi
+    if [ -n "$PGDIR" ]; then as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop > /dev/null || true; rm -rf "$PGDIR"; fi
+    if [ -n "$MYPID" ]; then kill "$MYPID" 2>/dev/null || true; wait "$MYPID" 2>/dev/null || true; rm -rf "$MYDIR"; fi
+}
+trap cleanup EXIT
 
 bulk_pg() { local t0; t0=$(now); psql -X -q "$PG/ferry_capture" -c "UPDATE accounts SET abalance = abalance + 1 WHERE aid <= 200000"; echo "$(now) - $t0" | bc; }
 bulk_my() { local t0; t0=$(now); my ferry_capture -e "UPDATE accounts SET abalance = abalance + 1 WHERE aid <= 200000"; echo "$(now) - $t0" | bc; }
@@ -106,13 +113,11 @@ echo "== PostgreSQL"
 # with wal_level = logical, for all three variants alike.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 PGDIR=$(mktemp -d)
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 [ "$(id -u)" = 0 ] && chown postgres: "$PGDIR"
 PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_pg "$PGBIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust -E UTF8 > /dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
     -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c wal_level=logical" start > /dev/null
-trap '[ -n "$SYNC_PID" ] && kill "$SYNC_PID" 2>/dev/null; as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop > /dev/null; rm -rf "$PGDIR"' EXIT
 PG=postgres://postgres@127.0.0.1:$PGPORT
 psql_admin -c "DROP DATABASE IF EXISTS ferry_capture WITH (FORCE)" -c "CREATE DATABASE ferry_capture"
 pgbench -q -i -s 2 "$PG/ferry_capture" > /dev/null 2>&1
@@ -138,6 +143,19 @@ fi
 
 if wants mariadb; then
 echo "== MariaDB"
+# Binlog capture needs a row-based binary log, a restart away on a shared
+# server: the MariaDB runs use a server of their own with log_bin and
+# binlog_format = ROW, for all three variants alike.
+MYDIR=$(mktemp -d)
+MYPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MYUSER=(); [ "$(id -u)" = 0 ] && MYUSER=(--user=root)
+mariadb-install-db --no-defaults --datadir="$MYDIR/data" --auth-root-authentication-method=normal "${MYUSER[@]}" > /dev/null
+/usr/sbin/mariadbd --no-defaults "${MYUSER[@]}" --datadir="$MYDIR/data" --port="$MYPORT" --socket="$MYDIR/sock" \
+    --pid-file="$MYDIR/pid" --log-bin="$MYDIR/bin" --server-id=1 --binlog-format=ROW --bind-address=127.0.0.1 \
+    --skip-name-resolve > "$MYDIR/server.log" 2>&1 &
+MYPID=$!
+for _ in $(seq 100); do mariadb -h 127.0.0.1 -P "$MYPORT" -uroot -e 'SELECT 1' > /dev/null 2>&1 && break; sleep 0.2; done
+my() { mariadb -h 127.0.0.1 -P "$MYPORT" -uroot "$@"; }
 my -e "DROP DATABASE IF EXISTS ferry_capture; CREATE DATABASE ferry_capture"
 my ferry_capture -e "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalance int, filler char(84));
   CREATE TABLE tellers (tid int PRIMARY KEY, bid int, tbalance int, filler char(84));
@@ -146,10 +164,9 @@ my ferry_capture -e "CREATE TABLE accounts (aid int PRIMARY KEY, bid int, abalan
   INSERT INTO branches VALUES (1, 0, '');
   INSERT INTO tellers SELECT seq, 1, 0, '' FROM seq_1_to_10;
   INSERT INTO accounts SELECT seq, 1, 0, '' FROM seq_1_to_200000;"
-writer_my() { "$PY" bench/writer.py mysql 127.0.0.1 ferry_capture "$SECONDS_RUN" 4; }
+writer_my() { "$PY" bench/writer.py mysql "127.0.0.1:$MYPORT" ferry_capture "$SECONDS_RUN" 4; }
 throughput=writer_my bulk=bulk_my small="MariaDB small transactions, 4 writers" big="MariaDB bulk UPDATE of 200,000 rows" \
-    measure_engine triggers "mysql://root@127.0.0.1/ferry_capture" "$(mktemp -d)" accounts tellers branches
-
+    measure_engine "triggers binlog" "mysql://root@127.0.0.1:$MYPORT/ferry_capture" "$(mktemp -d)" accounts tellers branches
 my -e "DROP DATABASE IF EXISTS ferry_capture"
 fi
 

@@ -4,7 +4,7 @@ Each of N threads runs TPC-B-like transactions for T seconds: update one
 account, one teller and one branch balance, insert a history row, commit.
 Prints the committed transactions per second.
 
-    python writer.py mysql HOST DB SECONDS THREADS
+    python writer.py mysql HOST[:PORT] DB SECONDS THREADS
     python writer.py sqlite PATH SECONDS THREADS
 """
 import random
@@ -18,7 +18,10 @@ def connect(kind, args):
     if kind == "mysql":
         import pymysql
 
-        return pymysql.connect(host=args[0], user="root", password="", database=args[1], autocommit=False)
+        host, _, port = args[0].partition(":")
+        return pymysql.connect(
+            host=host, port=int(port or 3306), user="root", password="", database=args[1], autocommit=False
+        )
     conn = sqlite3.connect(args[0], timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 30000")
     return conn

@@ -262,3 +262,23 @@ async fn logical_capture_without_wal_level_logical() {
     assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("users")).await.unwrap(), "nothing created");
     assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
 }
+
+/// On a MySQL/MariaDB source without a row-based binary log, the run stops
+/// before expand creates anything, and says which settings it needs.
+#[tokio::test]
+async fn binlog_capture_without_a_binary_log() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE users (id integer PRIMARY KEY, name text)").await;
+    if src.engine().await.scalar("SELECT @@log_bin").await.unwrap().as_deref() == Some("1") {
+        return; // this server has one: tests/live.rs covers it
+    }
+    let ws = Workspace::new(FERRY);
+    let text = spec(&src, &dst, "[[table]]\nfrom = \"users\"\n");
+    ws.write_spec(&text.replacen("\n\n[target]", "\ncapture = \"binlog\"\n\n[target]", 1));
+    assert_error(&ws.run(&["run"]), &["capture = \"binlog\"", "log_bin = OFF", "binlog_format = ROW"]);
+    assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("users")).await.unwrap(), "nothing created");
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+    ws.write_spec(&text.replacen("\n\n[target]", "\ncapture = \"logical\"\n\n[target]", 1));
+    assert_error(&ws.run(&["run"]), &["needs a PostgreSQL source; a mysql source captures with triggers"]);
+}

@@ -4,7 +4,7 @@
 //! that removing capture leaves nothing behind.
 
 use ferry_core::{CaptureMethod, TableName, Value};
-use ferry_testkit::{Kind, LogicalPostgres, TestDb};
+use ferry_testkit::{Kind, LogicalPostgres, PrivateMariadb, TestDb};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -161,4 +161,47 @@ async fn postgres_logical_capture_says_what_it_needs() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("needs a PostgreSQL source"), "{err}");
+}
+
+#[tokio::test]
+async fn mysql_binlog_bulk_statement_replays_in_bounded_batches() {
+    let server = PrivateMariadb::start(1);
+    let db = TestDb::on(Kind::Mysql, &server.server()).await;
+    bulk_replays_in_bounded_batches(&db, CaptureMethod::Binlog).await;
+}
+
+/// Binlog capture needs a row-based binary log, and says so; unsigned keys
+/// beyond the signed range come back as they are.
+#[tokio::test]
+async fn mysql_binlog_capture_says_what_it_needs_and_keeps_unsigned_keys() {
+    let shared = TestDb::new(Kind::Mysql).await;
+    shared.exec("CREATE TABLE items (id int unsigned PRIMARY KEY, v int)").await;
+    let engine = shared.engine().await;
+    let schema = engine.introspect(&TableName::parse("items")).await.unwrap();
+    if engine.scalar("SELECT @@log_bin").await.unwrap().as_deref() != Some("1") {
+        let err = engine
+            .install_capture(&schema, &["id".into()], CaptureMethod::Binlog, Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("log_bin = 0") && err.contains("binlog_format = ROW"), "{err}");
+        assert_eq!(shared.ferry_objects().await, Vec::<String>::new(), "a refused install leaves nothing");
+    }
+
+    let server = PrivateMariadb::start(1);
+    let db = TestDb::on(Kind::Mysql, &server.server()).await;
+    db.exec("CREATE TABLE items (id int unsigned PRIMARY KEY, v int)").await;
+    let engine = db.engine().await;
+    let table = TableName::parse("items");
+    engine.install_capture(&schema, &["id".into()], CaptureMethod::Binlog, Duration::from_secs(5)).await.unwrap();
+    db.exec("INSERT INTO items VALUES (4000000000, 1), (7, 1); UPDATE items SET id = 8 WHERE id = 7; DELETE FROM items WHERE id = 4000000000").await;
+    db.exec("START TRANSACTION; INSERT INTO items VALUES (9, 9); ROLLBACK").await;
+    engine.collect_changes().await.unwrap();
+    let keys: Vec<String> =
+        engine.read_changes(&table, 1, BATCH).await.unwrap().iter().map(|c| c.key[0].to_string()).collect();
+    assert_eq!(keys, ["4000000000", "7", "7", "8", "4000000000"]);
+    engine.collect_changes().await.unwrap();
+    assert_eq!(engine.read_changes(&table, 1, BATCH).await.unwrap().len(), 5, "collected once");
+    engine.remove_capture(&table, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new());
 }

@@ -123,27 +123,27 @@ async fn wait_for_backfill(ws: &Workspace) {
     panic!("the backfill did not finish");
 }
 
-/// The spec of `src` -> `dst`, capturing by logical decoding when asked.
-fn capture_spec(src: &TestDb, dst: &TestDb, tables: &str, logical: bool) -> String {
+/// The spec of `src` -> `dst`, with `[source] capture = "..."` unless `capture` is empty.
+fn capture_spec(src: &TestDb, dst: &TestDb, tables: &str, capture: &str) -> String {
     let text = spec(src, dst, tables);
-    if logical {
-        text.replacen("\n\n[target]", "\ncapture = \"logical\"\n\n[target]", 1)
-    } else {
+    if capture.is_empty() {
         text
+    } else {
+        text.replacen("\n\n[target]", &format!("\ncapture = \"{capture}\"\n\n[target]"), 1)
     }
 }
 
 async fn writes_during_migration(source: Kind, target: Kind) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
-    writes_during(&src, &dst, false).await;
+    writes_during(&src, &dst, "").await;
 }
 
-async fn writes_during(src: &TestDb, dst: &TestDb, logical: bool) {
+async fn writes_during(src: &TestDb, dst: &TestDb, capture: &str) {
     let (source, target) = (src.kind, dst.kind);
     fill(src).await;
     let ws = Workspace::new(FERRY);
-    ws.write_spec(&capture_spec(src, dst, TABLES, logical));
+    ws.write_spec(&capture_spec(src, dst, TABLES, capture));
 
     let writers = Writers::start(src).await;
     let mut command = ws.command(&["run"]);
@@ -182,22 +182,26 @@ engine_matrix!(writes_during_migration);
 async fn killed_while_writing(source: Kind, target: Kind) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
-    killed_during(&src, &dst, false).await;
+    killed_during(&src, &dst, "").await;
 }
 
-async fn killed_during(src: &TestDb, dst: &TestDb, logical: bool) {
+async fn killed_during(src: &TestDb, dst: &TestDb, capture: &str) {
     let (source, target) = (src.kind, dst.kind);
     fill(src).await;
     let ws = Workspace::new(FERRY);
-    ws.write_spec(&capture_spec(src, dst, &TABLES.replace("10ms", "20ms"), logical));
+    ws.write_spec(&capture_spec(src, dst, &TABLES.replace("10ms", "20ms"), capture));
     let writers = Writers::start(src).await;
     let mut kills = 0;
     while kills < 6 {
         let mut child = ws.spawn_quiet(&["run"]);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..700))).await;
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
+        match child.try_wait().unwrap() {
+            None => {
+                child.kill().unwrap();
+                kills += 1;
+            }
+            // A run that finished must have succeeded; a failing one would loop here forever.
+            Some(status) => assert!(status.success(), "ferry run failed between kills: {status}; see `ferry run`"),
         }
         child.wait().unwrap();
     }
@@ -282,14 +286,14 @@ engine_matrix!(rollback_leaves_nothing);
 async fn truncate_on_postgres_source(target: Kind) {
     let src = TestDb::new(Kind::Postgres).await;
     let dst = TestDb::new(target).await;
-    truncate_replayed(&src, &dst, false).await;
+    truncate_replayed(&src, &dst, "").await;
 }
 
-async fn truncate_replayed(src: &TestDb, dst: &TestDb, logical: bool) {
+async fn truncate_replayed(src: &TestDb, dst: &TestDb, capture: &str) {
     let target = dst.kind;
     fill(src).await;
     let ws = Workspace::new(FERRY);
-    ws.write_spec(&capture_spec(src, dst, TABLES, logical));
+    ws.write_spec(&capture_spec(src, dst, TABLES, capture));
     ws.run(&["run"]).assert_code(0);
     assert_eq!(dst.count("items").await, ROWS as u64);
 
@@ -339,43 +343,43 @@ mod logical {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_during_migration_to_postgres() {
         let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_during_migration_to_mysql() {
         let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, true).await;
+        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_during_migration_to_sqlite() {
         let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, true).await;
+        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_while_writing_to_postgres() {
         let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_while_writing_to_mysql() {
         let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, true).await;
+        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn killed_while_writing_to_sqlite() {
         let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, true).await;
+        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "logical").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn truncate_is_replayed() {
         let server = LogicalPostgres::start();
-        truncate_replayed(&source(&server).await, &TestDb::new(Kind::Postgres).await, true).await;
+        truncate_replayed(&source(&server).await, &TestDb::new(Kind::Postgres).await, "logical").await;
     }
 
     /// The slot is read while tables are still waiting for their backfill:
@@ -387,7 +391,7 @@ mod logical {
         let dst = TestDb::new(Kind::Sqlite).await;
         fill(&src).await;
         let ws = Workspace::new(FERRY);
-        ws.write_spec(&capture_spec(&src, &dst, TABLES, true));
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, "logical"));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
         src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 100").await;
         let engine = src.engine().await;
@@ -419,7 +423,7 @@ mod logical {
         let dst = TestDb::new(Kind::Sqlite).await;
         fill(&src).await;
         let ws = Workspace::new(FERRY);
-        ws.write_spec(&capture_spec(&src, &dst, TABLES, true));
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, "logical"));
         ws.run(&["run"]).assert_code(0);
         let objects = src.ferry_objects().await;
         assert!(objects.iter().any(|o| o.starts_with("ferry_capture_ferrytest")), "a slot: {objects:?}");
@@ -428,6 +432,88 @@ mod logical {
 
         let mut s = src.session().await;
         s.exec("BEGIN").await.unwrap();
+        s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
+        s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
+        s.exec("DELETE FROM items WHERE id = 2").await.unwrap();
+        s.exec("ROLLBACK").await.unwrap();
+        s.exec("INSERT INTO items (id, name, qty) VALUES (-2, 'committed', 0)").await.unwrap();
+        ws.run(&["sync"]).assert_code(0);
+        let (_, diffs) = independent_comparison(&src, &dst).await;
+        assert!(diffs.is_empty(), "{diffs:?}");
+        assert_eq!(dst.count("items").await, ROWS as u64 + 1, "the committed insert arrived, nothing else");
+
+        let ran = ws.run(&["rollback"]);
+        ran.assert_code(0);
+        assert!(src.ferry_objects().await.is_empty(), "{:?}\n{ran}", src.ferry_objects().await);
+        assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
+        ws.run(&["run"]).assert_code(0);
+    }
+}
+
+/// Capture from the binary log (`[source] capture = "binlog"`) on a MariaDB
+/// server of the test's own with a row-based binary log: the same writes
+/// and kills, the same zero differences.
+mod binlog {
+    use super::*;
+    use ferry_testkit::PrivateMariadb;
+
+    async fn source(server: &PrivateMariadb) -> TestDb {
+        TestDb::on(Kind::Mysql, &server.server()).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_postgres() {
+        let server = PrivateMariadb::start(1);
+        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "binlog").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_mysql() {
+        let server = PrivateMariadb::start(1);
+        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "binlog").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_during_migration_to_sqlite() {
+        let server = PrivateMariadb::start(1);
+        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "binlog").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_postgres() {
+        let server = PrivateMariadb::start(1);
+        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "binlog").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_mysql() {
+        let server = PrivateMariadb::start(1);
+        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "binlog").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn killed_while_writing_to_sqlite() {
+        let server = PrivateMariadb::start(1);
+        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "binlog").await;
+    }
+
+    /// A rolled-back write never arrives; rollback drops the logs and the
+    /// position: no `ferry_` object, and no trigger was ever made.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rolled_back_writes_and_rollback_leave_nothing() {
+        let server = PrivateMariadb::start(1);
+        let src = source(&server).await;
+        let dst = TestDb::new(Kind::Sqlite).await;
+        fill(&src).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, "binlog"));
+        ws.run(&["run"]).assert_code(0);
+        let objects = src.ferry_objects().await;
+        assert!(objects.iter().any(|o| o == "ferry_binlog_position"), "a position: {objects:?}");
+        assert!(!objects.iter().any(|o| o.ends_with("_ins")), "no trigger: {objects:?}");
+
+        let mut s = src.session().await;
+        s.exec("START TRANSACTION").await.unwrap();
         s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
         s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
         s.exec("DELETE FROM items WHERE id = 2").await.unwrap();

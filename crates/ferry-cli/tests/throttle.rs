@@ -1,7 +1,7 @@
 //! Throttling: the backfill waits while the source is slow or an operator
 //! asks, and `ferry status` and the audit log say why.
 
-use ferry_testkit::{spec, Kind, TestDb, Workspace};
+use ferry_testkit::{spec, Kind, PrivateMariadb, TestDb, Workspace};
 use std::time::Duration;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -92,86 +92,12 @@ async fn batches_adapt_to_the_chunk_time() {
     assert!(batches <= 12, "batches grew (20 at a fixed size): {batches}");
 }
 
-/// A MariaDB server of this test's own, in a temporary directory, with its
-/// binary log on: the pair below is a primary and its replica.
-struct Mariadbd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Mariadbd {
-    fn start(server_id: u32) -> Mariadbd {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        // mariadbd refuses to run as root unless told to.
-        let user: &[&str] = if running_as_root() { &["--user=root"] } else { &[] };
-        let out = std::process::Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                &format!("--datadir={}", data.display()),
-                "--auth-root-authentication-method=normal",
-            ])
-            .args(user)
-            .output()
-            .expect("mariadb-install-db (Debian package mariadb-server; scripts/test installs it)");
-        assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = std::process::Command::new("/usr/sbin/mariadbd")
-            .arg("--no-defaults")
-            .args(user)
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--port={port}"))
-            .arg(format!("--socket={}", dir.path().join("sock").display()))
-            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
-            .arg(format!("--log-bin={}", dir.path().join("bin").display()))
-            .arg(format!("--server-id={server_id}"))
-            .args(["--bind-address=127.0.0.1", "--skip-name-resolve", "--innodb-buffer-pool-size=16M"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start mariadbd");
-        let server = Mariadbd { dir, port, child };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("mariadbd did not start: {}", std::fs::read_to_string(server.dir.path().join("server.log")).unwrap());
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("mysql://root@127.0.0.1:{}/{database}", self.port)
-    }
-
-    async fn exec(&self, sql: &str) {
-        use ferry_testkit::mysql_async::prelude::Queryable;
-        let opts = ferry_testkit::mysql_async::Opts::from_url(&self.url("")).unwrap();
-        let mut conn = ferry_testkit::mysql_async::Conn::new(opts).await.unwrap();
-        conn.query_drop(sql).await.unwrap_or_else(|e| panic!("{e}\n{sql}"));
-        let _ = conn.disconnect().await;
-    }
-}
-
-fn running_as_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
-
-impl Drop for Mariadbd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A MySQL/MariaDB replica that stops replicating pauses the backfill, named
 /// in the status and the audit log, and the run finishes once it replicates again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_mariadb_replica_pauses_the_backfill() {
-    let primary = Mariadbd::start(1);
-    let replica = Mariadbd::start(2);
+    let primary = PrivateMariadb::start(1);
+    let replica = PrivateMariadb::start(2);
     replica
         .exec(&format!(
             "CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = {}, MASTER_USER = 'root', MASTER_PASSWORD = '', \

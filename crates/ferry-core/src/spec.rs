@@ -44,6 +44,20 @@ pub enum CaptureMethod {
     /// WAL after commit, so the writing transaction does no extra work.
     /// Needs `wal_level = logical`.
     Logical,
+    /// MySQL/MariaDB binary log: keys read from row events after commit.
+    /// Needs `log_bin`, `binlog_format = ROW` and `binlog_row_image = FULL`.
+    Binlog,
+}
+
+impl CaptureMethod {
+    /// The engine whose server log this method reads (None: every engine).
+    pub fn engine_name(&self) -> Option<&'static str> {
+        match self {
+            CaptureMethod::Triggers => None,
+            CaptureMethod::Logical => Some("PostgreSQL"),
+            CaptureMethod::Binlog => Some("MySQL/MariaDB"),
+        }
+    }
 }
 
 impl std::fmt::Display for CaptureMethod {
@@ -51,6 +65,7 @@ impl std::fmt::Display for CaptureMethod {
         f.write_str(match self {
             CaptureMethod::Triggers => "triggers",
             CaptureMethod::Logical => "logical",
+            CaptureMethod::Binlog => "binlog",
         })
     }
 }
@@ -617,10 +632,12 @@ impl Spec {
             match file.source.capture.as_ref().map(|c| (c, c.get_ref().as_str())) {
                 None | Some((_, "triggers")) => CaptureMethod::Triggers,
                 Some((_, "logical")) => CaptureMethod::Logical,
+                Some((_, "binlog")) => CaptureMethod::Binlog,
                 Some((c, other)) => return Err(ctx.error(
                     c.span(),
                     format!("`source.capture`: unknown method `{other}`"),
-                    "use \"triggers\" (the default, every engine) or \"logical\" (PostgreSQL with wal_level = logical)",
+                    "use \"triggers\" (the default, every engine), \"logical\" (PostgreSQL with wal_level = logical) \
+                     or \"binlog\" (MySQL/MariaDB with a row-based binary log)",
                 )),
             };
 

@@ -179,7 +179,10 @@ pub struct WriteSpec {
 pub fn unsupported_capture(kind: EngineKind, method: CaptureMethod) -> EngineError {
     EngineError::new(
         ErrorKind::Unsupported,
-        format!("`capture = \"{method}\"` needs a PostgreSQL source; a {kind} source captures with triggers"),
+        format!(
+            "`capture = \"{method}\"` needs a {} source; a {kind} source captures with triggers",
+            method.engine_name().unwrap_or("other")
+        ),
     )
     .with_hint("remove `capture` from [source] to use triggers (the default)")
 }

@@ -5,6 +5,7 @@
 //! characters survive. Tables Ferry creates use a binary, no-pad collation:
 //! keys that differ only in case or trailing spaces stay different rows.
 
+mod binlog;
 mod replicas;
 
 use async_trait::async_trait;
@@ -24,7 +25,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOp
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const Q: Dialect = MYSQL;
+pub(crate) const Q: Dialect = MYSQL;
 /// The binary character set's id in column definitions.
 const BINARY_CHARSET: u16 = 63;
 /// Statements stay well under the protocol's 65,535 placeholders and the
@@ -190,7 +191,7 @@ fn connect_error(e: mysql_async::Error, display: &str) -> EngineError {
     }
 }
 
-fn map_err(e: mysql_async::Error) -> EngineError {
+pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {
     let (kind, message) = match &e {
         mysql_async::Error::Server(s) => (
             match s.code {
@@ -771,8 +772,10 @@ impl Engine for MysqlEngine {
         method: CaptureMethod,
         lock_timeout: Duration,
     ) -> Result<()> {
-        if method != CaptureMethod::Triggers {
-            return Err(unsupported_capture(self.kind(), method));
+        match method {
+            CaptureMethod::Triggers => {}
+            CaptureMethod::Binlog => return self.install_binlog(table, key, lock_timeout).await,
+            CaptureMethod::Logical => return Err(unsupported_capture(self.kind(), method)),
         }
         let t = Q.table(&table.name);
         let log = Q.table(&change_log_table(&table.name));
@@ -833,7 +836,12 @@ impl Engine for MysqlEngine {
                 .await
                 .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))?;
         }
-        Ok(())
+        drop(conn);
+        self.remove_binlog().await.map_err(|e| e.context(format_args!("removing binlog capture of {table}")))
+    }
+
+    async fn collect_changes(&self) -> Result<()> {
+        self.collect_binlog().await
     }
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {

@@ -7,8 +7,10 @@
 
 pub mod fixtures;
 mod logical;
+mod mariadb;
 
 pub use logical::LogicalPostgres;
+pub use mariadb::PrivateMariadb;
 
 use ferry_core::{DataType, Row, TableName, Value};
 use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem};

@@ -933,6 +933,9 @@ fn adr(
                 crate::CaptureMethod::Logical => {
                     "no downtime; logical decoding adds no work to the source's writes, but its slot keeps WAL until Ferry reads it".into()
                 }
+                crate::CaptureMethod::Binlog => {
+                    "no downtime; reading the binary log adds no work to the source's writes, but needs it kept until Ferry reads it".into()
+                }
             },
             "the target needs space for a full copy".into(),
             "reads move by flag 1 % → 10 % → 50 % → 100 %; writes switch last, with reverse capture keeping rollback lossless".into(),
@@ -1063,6 +1066,10 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
             }
             crate::CaptureMethod::Logical => {
                 "install change capture on the source (a change log, a publication and a logical replication slot), \
+                 before the backfill starts (`ferry run` does it)"
+            }
+            crate::CaptureMethod::Binlog => {
+                "install change capture on the source (a change log and the binary log position to read from), \
                  before the backfill starts (`ferry run` does it)"
             }
         }));

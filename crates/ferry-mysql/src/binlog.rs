@@ -1,0 +1,451 @@
+//! Change capture from the binary log (`[source] capture = "binlog"`).
+//!
+//! Triggers cost MySQL/MariaDB a log row per changed row inside the writing
+//! statement: a 200,000-row UPDATE takes 3-5 times as long (docs/benchmarks.md).
+//! With a row-based binary log the server already writes every changed row,
+//! committed transactions only, in commit order. Ferry reads it the way a
+//! replica does and moves the keys into the same change log the triggers
+//! fill (`ferry_changes_*`), so replay, acknowledgement and lag stay as they are.
+//!
+//! Where to read from is kept on the source, in `ferry_binlog_position`,
+//! written in the same transaction as the keys it covers: a crash loses
+//! neither, and repeats nothing that was committed.
+
+use crate::{map_err, MysqlEngine, Q};
+use ferry_core::{TableName, TableSchema};
+use ferry_engine::{change_log_table, EngineError, ErrorKind, Result};
+use futures_util::StreamExt;
+use mysql_async::binlog::events::EventData;
+use mysql_async::binlog::row::BinlogRow;
+use mysql_async::binlog::value::BinlogValue;
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStreamRequest, Conn, Params, Value as MyValue};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Where the next read of the binary log starts (one row).
+pub const POSITION_TABLE: &str = "ferry_binlog_position";
+
+/// Keys moved into the logs per transaction of the collector.
+const FLUSH_KEYS: usize = 50_000;
+
+/// MariaDB's GTID event (it opens every transaction) and its flag for a
+/// statement that is a transaction of its own.
+const MARIADB_GTID_EVENT: u8 = 162;
+const MARIADB_GTID_STANDALONE: u8 = 1;
+
+/// The longest wait for the next event of a log known to hold more.
+const STALL: Duration = Duration::from_secs(10);
+
+/// Rows per INSERT into a change log.
+const INSERT_ROWS: usize = 1_000;
+
+/// A binary log position: file name, then offset; file names sort in order.
+pub type Position = (String, u64);
+
+/// The comment on a change log filled from the binary log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogComment {
+    binlog: CapturedTable,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct CapturedTable {
+    database: String,
+    table: String,
+    key: Vec<String>,
+}
+
+/// A captured table as the collector needs it.
+struct Captured {
+    log: String,
+    /// Per key column: its position in a row image, and its integer width when unsigned.
+    columns: Vec<(usize, Option<u32>)>,
+}
+
+/// An unsigned integer column read back from a row image as signed (the
+/// image does not say which): the width to bring it back into range.
+fn unsigned_bits(column_type: &str, data_type: &str) -> Option<u32> {
+    if !column_type.contains("unsigned") {
+        return None;
+    }
+    match data_type {
+        "tinyint" => Some(8),
+        "smallint" => Some(16),
+        "mediumint" => Some(24),
+        "int" | "integer" => Some(32),
+        "bigint" => Some(64),
+        _ => None,
+    }
+}
+
+fn key_value(value: Option<&BinlogValue<'_>>, unsigned: Option<u32>) -> std::result::Result<MyValue, String> {
+    match value {
+        Some(BinlogValue::Value(MyValue::Int(i))) if *i < 0 && unsigned.is_some() => {
+            let bits = unsigned.unwrap_or(64);
+            let wrapped = if bits == 64 { *i as u64 } else { (*i as u64) & ((1u64 << bits) - 1) };
+            Ok(MyValue::UInt(wrapped))
+        }
+        Some(BinlogValue::Value(v)) => Ok(v.clone()),
+        Some(_) => Err("a JSON key column".into()),
+        None => Err("a key column missing from the row image".into()),
+    }
+}
+
+impl MysqlEngine {
+    /// The database of a table name (the URL's when not qualified).
+    fn database_of(&self, table: &TableName) -> String {
+        table.schema.clone().unwrap_or_else(|| self.database.clone())
+    }
+
+    pub(crate) async fn install_binlog(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        let context = |e: EngineError| e.context(format_args!("installing binlog capture on {}", table.name));
+        let mut conn = self.conn().await?;
+        let settings: Option<(i64, String, String)> =
+            conn.query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image").await.map_err(map_err)?;
+        let (log_bin, format, image) = settings.unwrap_or((0, String::new(), String::new()));
+        if log_bin != 1 || format != "ROW" || image != "FULL" {
+            return Err(context(
+                EngineError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the server has log_bin = {log_bin}, binlog_format = {format}, binlog_row_image = {image}; \
+                         binlog capture needs 1, ROW and FULL"
+                    ),
+                )
+                .with_hint(
+                    "start the server with log_bin and binlog_format = ROW (binlog_row_image = FULL is the default), \
+                     or remove `capture` from [source] to capture with triggers",
+                ),
+            ));
+        }
+        let typed: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "longtext".into()))
+            })
+            .collect();
+        let comment = serde_json::to_string(&LogComment {
+            binlog: CapturedTable {
+                database: self.database_of(&table.name),
+                table: table.name.name.clone(),
+                key: key.to_vec(),
+            },
+        })
+        .expect("comment serialises");
+        let position = Q.table(&TableName { schema: None, name: POSITION_TABLE.into() });
+        let statements = [
+            format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {position} (id tinyint NOT NULL PRIMARY KEY, file varchar(512) NOT NULL, \
+                 pos bigint unsigned NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
+                 at datetime(6) NOT NULL, {}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT = '{}'",
+                Q.table(&change_log_table(&table.name)),
+                typed.join(", "),
+                comment.replace('\'', "''")
+            ),
+        ];
+        for sql in statements {
+            conn.query_drop(sql).await.map_err(|e| context(map_err(e)))?;
+        }
+        // Reading starts where the log ends now, before the backfill reads
+        // anything. A table added later finds a position already there: its
+        // writes since are after it.
+        let known: Option<u8> =
+            conn.query_first(format!("SELECT 1 FROM {position} WHERE id = 1")).await.map_err(map_err)?;
+        if known.is_none() {
+            let (file, pos) = self.log_end(&mut conn).await.map_err(context)?;
+            conn.exec_drop(format!("INSERT IGNORE INTO {position} (id, file, pos) VALUES (1, ?, ?)"), (file, pos))
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Where the binary log ends now.
+    async fn log_end(&self, conn: &mut Conn) -> Result<Position> {
+        let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await.map_err(|e| {
+            map_err(e).with_hint("binlog capture needs the BINLOG MONITOR (REPLICATION CLIENT) privilege")
+        })?;
+        let row = row.ok_or_else(|| EngineError::new(ErrorKind::Unsupported, "the server writes no binary log"))?;
+        let file: String = row.get(0).unwrap_or_default();
+        let pos: u64 = row.get(1).unwrap_or_default();
+        Ok((file, pos))
+    }
+
+    /// Drops the position with the last table captured from the binary log.
+    pub(crate) async fn remove_binlog(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let remaining: Option<u64> = conn
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME LIKE 'ferry\\_changes\\_%' \
+                 AND TABLE_COMMENT LIKE '{\"binlog\"%'",
+            )
+            .await
+            .map_err(map_err)?;
+        if remaining.unwrap_or(0) == 0 {
+            conn.query_drop(format!("DROP TABLE IF EXISTS {}", Q.ident(POSITION_TABLE))).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the keys of the transactions committed since the stored position
+    /// (up to where the log ends now) into the change logs, with the new position.
+    pub(crate) async fn collect_binlog(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let has_position: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&self.database, POSITION_TABLE),
+            )
+            .await
+            .map_err(map_err)?;
+        if has_position.is_none() {
+            return Ok(()); // triggers, or no capture at all
+        }
+        let context = |e: EngineError| e.context("reading the binary log");
+        let captured = self.captured_tables(&mut conn).await?;
+        let start: Option<(String, u64)> = conn
+            .query_first(format!("SELECT file, pos FROM {} WHERE id = 1", Q.ident(POSITION_TABLE)))
+            .await
+            .map_err(map_err)?;
+        let Some(start) = start else { return Ok(()) };
+        let end = self.log_end(&mut conn).await?;
+        if start >= end {
+            return Ok(());
+        }
+        let request_file = start.0.clone();
+        let request =
+            BinlogStreamRequest::new(reader_server_id()).with_filename(request_file.as_bytes()).with_pos(start.1);
+        let stream_conn = Conn::new(self.opts.clone()).await.map_err(map_err)?;
+        let mut stream = stream_conn.get_binlog_stream(request).await.map_err(|e| {
+            context(map_err(e)).with_hint(
+                "the binary log Ferry needs may have been purged (binlog_expire_logs_seconds): run `ferry rollback` \
+                 and `ferry run` again, and keep the logs longer than Ferry may be stopped",
+            )
+        })?;
+        // The first (artificial) rotate event is parsed before the format
+        // description, so its name keeps the 4 checksum bytes.
+        let checksums: Option<String> = conn.query_first("SELECT @@binlog_checksum").await.map_err(map_err)?;
+        let checksums = checksums.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
+        let mut file = start.0.clone();
+        let mut open: HashMap<String, Vec<(Vec<MyValue>, u32)>> = HashMap::new();
+        let mut committed: HashMap<String, Vec<(Vec<MyValue>, u32)>> = HashMap::new();
+        let mut committed_keys = 0;
+        let mut position = start.clone();
+        let mut in_transaction = false;
+        // Read up to where the log ended when this collection began: later
+        // writes wait for the next one (and for the tables captured by then).
+        while position < end {
+            let event = match tokio::time::timeout(STALL, stream.next()).await {
+                Ok(Some(event)) => event.map_err(|e| context(map_err(e)))?,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(context(EngineError::new(
+                        ErrorKind::Transient,
+                        format!("the binary log stream sent nothing for {STALL:?} before {}:{}", end.0, end.1),
+                    )))
+                }
+            };
+            let header = event.header();
+            if header.event_type_raw() == MARIADB_GTID_EVENT {
+                // Starts a transaction that ends with an XID or COMMIT, unless
+                // it is a standalone statement (DDL), which has neither.
+                let flags = event.data().get(12).copied().unwrap_or(0);
+                in_transaction = flags & MARIADB_GTID_STANDALONE == 0;
+            }
+            let data = event
+                .read_data()
+                .map_err(|e| context(EngineError::new(ErrorKind::Other, format!("unreadable binlog event: {e}"))))?;
+            match data {
+                Some(EventData::RotateEvent(r)) => {
+                    let mut name = r.name_raw().to_vec();
+                    if header.log_pos() == 0 && checksums && name.len() > 4 {
+                        name.truncate(name.len() - 4);
+                    }
+                    file = String::from_utf8_lossy(&name).into_owned();
+                    if header.log_pos() != 0 || r.position() > 4 {
+                        // A real rotation: the next file, from its start.
+                        position = (file.clone(), r.position());
+                    }
+                    continue;
+                }
+                Some(EventData::RowsEvent(rows)) => {
+                    in_transaction = true;
+                    let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
+                    let name = format!("{}.{}", tme.database_name(), tme.table_name());
+                    if let Some(table) = captured.get(&name) {
+                        let keys = open.entry(name.clone()).or_default();
+                        for row in rows.rows(tme) {
+                            let (before, after) = row.map_err(|e| {
+                                context(EngineError::new(ErrorKind::Other, format!("unreadable row event: {e}")))
+                            })?;
+                            let mut seen: Option<Vec<MyValue>> = None;
+                            for image in [before, after].into_iter().flatten() {
+                                let key = key_of(&image, table).map_err(|e| {
+                                    context(EngineError::new(ErrorKind::Unsupported, format!("{name}: {e}")))
+                                })?;
+                                if seen.as_ref() != Some(&key) {
+                                    keys.push((key.clone(), header.timestamp()));
+                                    seen = Some(key);
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(EventData::XidEvent(_)) => {
+                    in_transaction = false;
+                    for (name, keys) in open.drain() {
+                        committed_keys += keys.len();
+                        committed.entry(name).or_default().extend(keys);
+                    }
+                }
+                Some(EventData::QueryEvent(q)) => match q.query().trim() {
+                    "BEGIN" => in_transaction = true,
+                    "COMMIT" => {
+                        in_transaction = false;
+                        for (name, keys) in open.drain() {
+                            committed_keys += keys.len();
+                            committed.entry(name).or_default().extend(keys);
+                        }
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+            // Only between transactions is a position safe to resume from.
+            if !in_transaction && header.log_pos() != 0 {
+                position = (file.clone(), header.log_pos() as u64);
+                if committed_keys >= FLUSH_KEYS {
+                    self.flush(&mut conn, &captured, &mut committed, &position).await.map_err(context)?;
+                    committed_keys = 0;
+                }
+            }
+        }
+        drop(stream);
+        if position != start {
+            self.flush(&mut conn, &captured, &mut committed, &position).await.map_err(context)?;
+        }
+        Ok(())
+    }
+
+    /// Captured tables by `database.table`, from the comments on their logs.
+    async fn captured_tables(&self, conn: &mut Conn) -> Result<HashMap<String, Captured>> {
+        let logs: Vec<(String, String, String)> = conn
+            .query(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
+                 WHERE TABLE_NAME LIKE 'ferry\\_changes\\_%' AND TABLE_COMMENT LIKE '{\"binlog\"%'",
+            )
+            .await
+            .map_err(map_err)?;
+        let mut out = HashMap::new();
+        for (schema, name, comment) in logs {
+            let Ok(comment) = serde_json::from_str::<LogComment>(&comment) else { continue };
+            let t = comment.binlog;
+            let columns: Vec<(String, u64, String, String)> = conn
+                .exec(
+                    "SELECT COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, DATA_TYPE FROM information_schema.COLUMNS \
+                     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    (&t.database, &t.table),
+                )
+                .await
+                .map_err(map_err)?;
+            let key = t
+                .key
+                .iter()
+                .map(|k| {
+                    columns
+                        .iter()
+                        .find(|c| &c.0 == k)
+                        .map(|c| (c.1 as usize - 1, unsigned_bits(&c.2, &c.3)))
+                        .ok_or_else(|| {
+                            EngineError::new(
+                                ErrorKind::NotFound,
+                                format!("{}.{}: key column {k} is gone", t.database, t.table),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let log = format!("{}.{}", Q.ident(&schema), Q.ident(&name));
+            out.insert(format!("{}.{}", t.database, t.table), Captured { log, columns: key });
+        }
+        Ok(out)
+    }
+
+    /// Writes the committed keys and the position they reach, in one transaction.
+    async fn flush(
+        &self,
+        conn: &mut Conn,
+        captured: &HashMap<String, Captured>,
+        committed: &mut HashMap<String, Vec<(Vec<MyValue>, u32)>>,
+        position: &Position,
+    ) -> Result<()> {
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
+        for (name, keys) in committed.drain() {
+            let Some(table) = captured.get(&name) else { continue };
+            let width = table.columns.len();
+            let ks: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+            for chunk in keys.chunks(INSERT_ROWS) {
+                let row = format!("('U', FROM_UNIXTIME(?), {})", vec!["?"; width].join(", "));
+                let sql = format!(
+                    "INSERT INTO {} (op, at, {}) VALUES {}",
+                    table.log,
+                    ks.join(", "),
+                    vec![row.as_str(); chunk.len()].join(", ")
+                );
+                let mut params = Vec::with_capacity(chunk.len() * (width + 1));
+                for (key, at) in chunk {
+                    params.push(MyValue::UInt(*at as u64));
+                    params.extend(key.iter().cloned());
+                }
+                tx.exec_drop(sql, Params::Positional(params)).await.map_err(map_err)?;
+            }
+        }
+        tx.exec_drop(
+            format!("UPDATE {} SET file = ?, pos = ? WHERE id = 1", Q.ident(POSITION_TABLE)),
+            (&position.0, position.1),
+        )
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+fn key_of(image: &BinlogRow, table: &Captured) -> std::result::Result<Vec<MyValue>, String> {
+    table.columns.iter().map(|&(i, unsigned)| key_value(image.as_ref(i), unsigned)).collect()
+}
+
+/// The server id the reader registers with: in a range of its own ("FE"),
+/// varied so that two readers do not evict each other.
+fn reader_server_id() -> u32 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    0x4645_0000 | ((nanos ^ std::process::id()) & 0xffff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsigned_keys_come_back_into_range() {
+        let int = |i: i64| BinlogValue::Value(MyValue::Int(i));
+        assert_eq!(key_value(Some(&int(-56)), Some(8)), Ok(MyValue::UInt(200)));
+        assert_eq!(key_value(Some(&int(-1)), Some(32)), Ok(MyValue::UInt(u32::MAX as u64)));
+        assert_eq!(key_value(Some(&int(-1)), Some(64)), Ok(MyValue::UInt(u64::MAX)));
+        assert_eq!(key_value(Some(&int(-1)), None), Ok(MyValue::Int(-1)));
+        assert_eq!(key_value(Some(&int(7)), Some(8)), Ok(MyValue::Int(7)));
+        assert!(key_value(None, None).is_err());
+        assert_eq!(unsigned_bits("int(10) unsigned", "int"), Some(32));
+        assert_eq!(unsigned_bits("bigint(20)", "bigint"), None);
+    }
+}
