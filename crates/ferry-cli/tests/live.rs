@@ -329,6 +329,82 @@ async fn truncate_on_postgres_source_to_sqlite() {
     truncate_on_postgres_source(Kind::Sqlite).await;
 }
 
+/// Capture from the server's own log: a rolled-back write never arrives, and
+/// rollback drops the logs and what the method keeps on the source
+/// (`kept`: names that exist until then): no `ferry_` object is left.
+async fn rolled_back_then_rollback(src: &TestDb, capture: &str, kept: &[&str]) {
+    let dst = TestDb::new(Kind::Sqlite).await;
+    fill(src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&capture_spec(src, &dst, TABLES, capture));
+    ws.run(&["run"]).assert_code(0);
+    let objects = src.ferry_objects().await;
+    for name in kept {
+        assert!(objects.iter().any(|o| o.starts_with(name)), "{name} is there: {objects:?}");
+    }
+    assert!(!objects.iter().any(|o| o.ends_with("_ins")), "no trigger: {objects:?}");
+
+    let mut s = src.session().await;
+    s.exec("BEGIN").await.unwrap();
+    s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
+    s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
+    s.exec("DELETE FROM items WHERE id = 2").await.unwrap();
+    s.exec("ROLLBACK").await.unwrap();
+    s.exec("INSERT INTO items (id, name, qty) VALUES (-2, 'committed', 0)").await.unwrap();
+    ws.run(&["sync"]).assert_code(0);
+    let (_, diffs) = independent_comparison(src, &dst).await;
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(dst.count("items").await, ROWS as u64 + 1, "the committed insert arrived, nothing else");
+
+    let ran = ws.run(&["rollback"]);
+    ran.assert_code(0);
+    assert!(src.ferry_objects().await.is_empty(), "{:?}\n{ran}", src.ferry_objects().await);
+    assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
+    ws.run(&["run"]).assert_code(0);
+}
+
+/// Writes during migration and kills, into every target, from a source on
+/// a server of the test's own (`$server`) captured with `$capture`.
+macro_rules! writes_and_kills {
+    ($server:expr, $capture:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writes_during_migration_to_postgres() {
+            let server = $server;
+            writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, $capture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writes_during_migration_to_mysql() {
+            let server = $server;
+            writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, $capture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn writes_during_migration_to_sqlite() {
+            let server = $server;
+            writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, $capture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn killed_while_writing_to_postgres() {
+            let server = $server;
+            killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, $capture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn killed_while_writing_to_mysql() {
+            let server = $server;
+            killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, $capture).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn killed_while_writing_to_sqlite() {
+            let server = $server;
+            killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, $capture).await;
+        }
+    };
+}
+
 /// Capture by logical decoding (`[source] capture = "logical"`) on a
 /// PostgreSQL server of the test's own with `wal_level = logical`: the same
 /// writes, kills and truncation, the same zero differences.
@@ -340,41 +416,7 @@ mod logical {
         TestDb::on(Kind::Postgres, &server.server()).await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_postgres() {
-        let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "logical").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_mysql() {
-        let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "logical").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_sqlite() {
-        let server = LogicalPostgres::start();
-        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "logical").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_postgres() {
-        let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "logical").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_mysql() {
-        let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "logical").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_sqlite() {
-        let server = LogicalPostgres::start();
-        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "logical").await;
-    }
+    writes_and_kills!(LogicalPostgres::start(), "logical");
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn truncate_is_replayed() {
@@ -415,38 +457,12 @@ mod logical {
     }
 
     /// A rolled-back write never arrives; rollback drops the slot and the
-    /// publication with the logs: no `ferry_` object, and no WAL kept.
+    /// publication with the logs, so no WAL is kept for Ferry.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolled_back_writes_and_rollback_leave_nothing() {
         let server = LogicalPostgres::start();
-        let src = source(&server).await;
-        let dst = TestDb::new(Kind::Sqlite).await;
-        fill(&src).await;
-        let ws = Workspace::new(FERRY);
-        ws.write_spec(&capture_spec(&src, &dst, TABLES, "logical"));
-        ws.run(&["run"]).assert_code(0);
-        let objects = src.ferry_objects().await;
-        assert!(objects.iter().any(|o| o.starts_with("ferry_capture_ferrytest")), "a slot: {objects:?}");
-        assert!(objects.iter().any(|o| o == "ferry_capture"), "a publication: {objects:?}");
-        assert!(!objects.iter().any(|o| o.ends_with("_ins")), "no trigger: {objects:?}");
-
-        let mut s = src.session().await;
-        s.exec("BEGIN").await.unwrap();
-        s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
-        s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
-        s.exec("DELETE FROM items WHERE id = 2").await.unwrap();
-        s.exec("ROLLBACK").await.unwrap();
-        s.exec("INSERT INTO items (id, name, qty) VALUES (-2, 'committed', 0)").await.unwrap();
-        ws.run(&["sync"]).assert_code(0);
-        let (_, diffs) = independent_comparison(&src, &dst).await;
-        assert!(diffs.is_empty(), "{diffs:?}");
-        assert_eq!(dst.count("items").await, ROWS as u64 + 1, "the committed insert arrived, nothing else");
-
-        let ran = ws.run(&["rollback"]);
-        ran.assert_code(0);
-        assert!(src.ferry_objects().await.is_empty(), "{:?}\n{ran}", src.ferry_objects().await);
-        assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
-        ws.run(&["run"]).assert_code(0);
+        rolled_back_then_rollback(&source(&server).await, "logical", &["ferry_capture_ferrytest", "ferry_capture"])
+            .await;
     }
 }
 
@@ -461,73 +477,12 @@ mod binlog {
         TestDb::on(Kind::Mysql, &server.server()).await
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_postgres() {
-        let server = PrivateMariadb::start(1);
-        writes_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "binlog").await;
-    }
+    writes_and_kills!(PrivateMariadb::start(1), "binlog");
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_mysql() {
-        let server = PrivateMariadb::start(1);
-        writes_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "binlog").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn writes_during_migration_to_sqlite() {
-        let server = PrivateMariadb::start(1);
-        writes_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "binlog").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_postgres() {
-        let server = PrivateMariadb::start(1);
-        killed_during(&source(&server).await, &TestDb::new(Kind::Postgres).await, "binlog").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_mysql() {
-        let server = PrivateMariadb::start(1);
-        killed_during(&source(&server).await, &TestDb::new(Kind::Mysql).await, "binlog").await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn killed_while_writing_to_sqlite() {
-        let server = PrivateMariadb::start(1);
-        killed_during(&source(&server).await, &TestDb::new(Kind::Sqlite).await, "binlog").await;
-    }
-
-    /// A rolled-back write never arrives; rollback drops the logs and the
-    /// position: no `ferry_` object, and no trigger was ever made.
+    /// A rolled-back write never arrives; rollback drops the logs and the position.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolled_back_writes_and_rollback_leave_nothing() {
         let server = PrivateMariadb::start(1);
-        let src = source(&server).await;
-        let dst = TestDb::new(Kind::Sqlite).await;
-        fill(&src).await;
-        let ws = Workspace::new(FERRY);
-        ws.write_spec(&capture_spec(&src, &dst, TABLES, "binlog"));
-        ws.run(&["run"]).assert_code(0);
-        let objects = src.ferry_objects().await;
-        assert!(objects.iter().any(|o| o == "ferry_binlog_position"), "a position: {objects:?}");
-        assert!(!objects.iter().any(|o| o.ends_with("_ins")), "no trigger: {objects:?}");
-
-        let mut s = src.session().await;
-        s.exec("START TRANSACTION").await.unwrap();
-        s.exec("INSERT INTO items (id, name, qty) VALUES (-1, 'rolled back', 0)").await.unwrap();
-        s.exec("UPDATE items SET name = 'rolled back' WHERE id = 1").await.unwrap();
-        s.exec("DELETE FROM items WHERE id = 2").await.unwrap();
-        s.exec("ROLLBACK").await.unwrap();
-        s.exec("INSERT INTO items (id, name, qty) VALUES (-2, 'committed', 0)").await.unwrap();
-        ws.run(&["sync"]).assert_code(0);
-        let (_, diffs) = independent_comparison(&src, &dst).await;
-        assert!(diffs.is_empty(), "{diffs:?}");
-        assert_eq!(dst.count("items").await, ROWS as u64 + 1, "the committed insert arrived, nothing else");
-
-        let ran = ws.run(&["rollback"]);
-        ran.assert_code(0);
-        assert!(src.ferry_objects().await.is_empty(), "{:?}\n{ran}", src.ferry_objects().await);
-        assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
-        ws.run(&["run"]).assert_code(0);
+        rolled_back_then_rollback(&source(&server).await, "binlog", &["ferry_binlog_position"]).await;
     }
 }

@@ -124,13 +124,7 @@ impl MysqlEngine {
                 ),
             ));
         }
-        let typed: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "longtext".into()))
-            })
-            .collect();
+        let typed = crate::log_key_columns(table, key);
         let comment = serde_json::to_string(&LogComment {
             binlog: CapturedTable {
                 database: self.database_of(&table.name),
@@ -148,9 +142,8 @@ impl MysqlEngine {
             ),
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
-                 at datetime(6) NOT NULL, {}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT = '{}'",
+                 at datetime(6) NOT NULL, {typed}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT = '{}'",
                 Q.table(&change_log_table(&table.name)),
-                typed.join(", "),
                 comment.replace('\'', "''")
             ),
         ];

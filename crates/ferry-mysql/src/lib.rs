@@ -191,6 +191,16 @@ fn connect_error(e: mysql_async::Error, display: &str) -> EngineError {
     }
 }
 
+/// The key columns of a change log (`k0 int, k1 varchar(20)`): the source
+/// key's own types.
+pub(crate) fn log_key_columns(table: &TableSchema, key: &[String]) -> String {
+    key.iter()
+        .enumerate()
+        .map(|(i, k)| format!("k{i} {}", table.column(k).map(|c| c.native_type.as_str()).unwrap_or("longtext")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {
     let (kind, message) = match &e {
         mysql_async::Error::Server(s) => (
@@ -780,13 +790,7 @@ impl Engine for MysqlEngine {
         let t = Q.table(&table.name);
         let log = Q.table(&change_log_table(&table.name));
         let name = capture_name(&table.name);
-        let typed: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!("k{i} {}", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "longtext".into()))
-            })
-            .collect();
+        let typed = log_key_columns(table, key);
         let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
         let of = |row: &str| key.iter().map(|k| format!("{row}.{}", Q.ident(k))).collect::<Vec<_>>().join(", ");
         let unchanged =
@@ -798,8 +802,7 @@ impl Engine for MysqlEngine {
             format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
             format!(
                 "CREATE TABLE IF NOT EXISTS {log} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
-                 at datetime(6) NOT NULL, {}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-                typed.join(", ")
+                 at datetime(6) NOT NULL, {typed}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
             ),
             format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
             format!("CREATE TRIGGER {} AFTER INSERT ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_ins")), insert("I", "NEW")),

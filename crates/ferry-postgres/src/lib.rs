@@ -229,6 +229,16 @@ fn connect_error(e: tokio_postgres::Error, display: &str) -> EngineError {
     .with_hint("check that the server is running and that host and port in the URL are right")
 }
 
+/// The key columns of a change log (`k0 integer[], k1 text[]`): arrays of
+/// the source key's own types, one element per touched row.
+pub(crate) fn log_key_columns(table: &TableSchema, key: &[String]) -> String {
+    key.iter()
+        .enumerate()
+        .map(|(i, k)| format!("k{i} {}[]", table.column(k).map(|c| c.native_type.as_str()).unwrap_or("text")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
@@ -792,13 +802,7 @@ impl Engine for PostgresEngine {
         // One log row per statement, holding the keys it touched as arrays
         // (one per key column): a bulk UPDATE writes one row and one index
         // entry instead of one per changed row.
-        let typed: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!("k{i} {}[]", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "text".into()))
-            })
-            .collect();
+        let typed = log_key_columns(table, key);
         let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
         let aggregated: Vec<String> = (0..key.len()).map(|i| format!("array_agg(k{i})")).collect();
         let of = |row: &str| {
@@ -836,8 +840,7 @@ impl Engine for PostgresEngine {
             trunc = Q.ident(&format!("{name}_trunc")),
             agg = aggregated.join(", "),
             ms = lock_timeout.as_millis(),
-            typed = typed.join(", "),
-            ks = ks.join(", "),
+                        ks = ks.join(", "),
             new = of("n"),
             old = of("o"),
             ins = Q.ident(&format!("{name}_ins")),

@@ -13,7 +13,7 @@
 //! are committed to the logs, and only then is the slot advanced past them.
 //! A crash in between decodes them again, and replaying a key twice is harmless.
 
-use crate::{map_err, PostgresEngine, Q};
+use crate::{log_key_columns, map_err, PostgresEngine, Q};
 use ferry_core::{TableName, TableSchema};
 use ferry_engine::{change_log_table, EngineError, ErrorKind, Result};
 use futures_util::{pin_mut, TryStreamExt};
@@ -434,13 +434,7 @@ impl PostgresEngine {
             }
         }
         let log = Q.table(&change_log_table(&table.name));
-        let typed: Vec<String> = key
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                format!("k{i} {}[]", table.column(k).map(|c| c.native_type.clone()).unwrap_or_else(|| "text".into()))
-            })
-            .collect();
+        let typed = log_key_columns(table, key);
         let comment = serde_json::to_string(&LogComment {
             logical: CapturedTable { schema, table: table.name.name.clone(), key: key.to_vec() },
         })
@@ -468,7 +462,6 @@ impl PostgresEngine {
              COMMENT ON TABLE {log} IS '{comment}';
              {membership}",
             ms = lock_timeout.as_millis(),
-            typed = typed.join(", "),
             comment = comment.replace('\'', "''"),
         );
         self.in_transaction(&sql).await.map_err(context)?;
