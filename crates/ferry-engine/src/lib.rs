@@ -160,6 +160,22 @@ pub fn change_log_table(table: &TableName) -> TableName {
     }
 }
 
+/// The key columns of a change log (`k0 int, k1 varchar(20)`), of the
+/// source key's own types, each wrapped by `declare` (PostgreSQL makes them
+/// arrays); `fallback` for a key that is not a column.
+pub fn log_key_columns(
+    table: &ferry_core::TableSchema,
+    key: &[String],
+    fallback: &str,
+    declare: impl Fn(&str) -> String,
+) -> String {
+    key.iter()
+        .enumerate()
+        .map(|(i, k)| format!("k{i} {}", declare(table.column(k).map(|c| c.native_type.as_str()).unwrap_or(fallback))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The base name of the capture triggers (`_ins`, `_upd`, `_del` are appended)
 /// and of the PostgreSQL function: short enough for every engine's 63-64 limit.
 pub fn capture_name(table: &TableName) -> String {

@@ -191,14 +191,9 @@ fn connect_error(e: mysql_async::Error, display: &str) -> EngineError {
     }
 }
 
-/// The key columns of a change log (`k0 int, k1 varchar(20)`): the source
-/// key's own types.
+/// The key columns of a change log: the source key's own types.
 pub(crate) fn log_key_columns(table: &TableSchema, key: &[String]) -> String {
-    key.iter()
-        .enumerate()
-        .map(|(i, k)| format!("k{i} {}", table.column(k).map(|c| c.native_type.as_str()).unwrap_or("longtext")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    ferry_engine::log_key_columns(table, key, "longtext", str::to_string)
 }
 
 pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {

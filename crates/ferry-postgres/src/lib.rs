@@ -229,14 +229,10 @@ fn connect_error(e: tokio_postgres::Error, display: &str) -> EngineError {
     .with_hint("check that the server is running and that host and port in the URL are right")
 }
 
-/// The key columns of a change log (`k0 integer[], k1 text[]`): arrays of
-/// the source key's own types, one element per touched row.
+/// The key columns of a change log: arrays of the source key's own types,
+/// one element per row a statement touched.
 pub(crate) fn log_key_columns(table: &TableSchema, key: &[String]) -> String {
-    key.iter()
-        .enumerate()
-        .map(|(i, k)| format!("k{i} {}[]", table.column(k).map(|c| c.native_type.as_str()).unwrap_or("text")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    ferry_engine::log_key_columns(table, key, "text", |t| format!("{t}[]"))
 }
 
 pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {

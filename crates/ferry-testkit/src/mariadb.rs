@@ -19,12 +19,17 @@ impl PrivateMariadb {
     pub fn start(server_id: u32) -> PrivateMariadb {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
+        // A temporary directory of its own: bootstraps running side by side
+        // in the shared /tmp remove each other's temporary tables.
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         // mariadbd refuses to run as root unless told to.
         let user: &[&str] = if running_as_root() { &["--user=root"] } else { &[] };
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
                 &format!("--datadir={}", data.display()),
+                &format!("--tmpdir={}", tmp.display()),
                 "--auth-root-authentication-method=normal",
             ])
             .args(user)
@@ -37,6 +42,7 @@ impl PrivateMariadb {
             .arg("--no-defaults")
             .args(user)
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
