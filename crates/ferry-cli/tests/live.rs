@@ -479,6 +479,13 @@ mod binlog {
 
     writes_and_kills!(PrivateMariadb::start(1), "binlog");
 
+    /// A TRUNCATE in the binary log is replayed as the barrier PostgreSQL's is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncate_is_replayed() {
+        let server = PrivateMariadb::start(1);
+        truncate_replayed(&source(&server).await, &TestDb::new(Kind::Postgres).await, "binlog").await;
+    }
+
     /// A rolled-back write never arrives; rollback drops the logs and the position.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolled_back_writes_and_rollback_leave_nothing() {

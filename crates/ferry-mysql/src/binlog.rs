@@ -311,7 +311,14 @@ impl MysqlEngine {
                             committed.entry(name).or_default().extend(keys);
                         }
                     }
-                    _ => {}
+                    query => {
+                        // TRUNCATE is a statement of its own: a barrier in the log
+                        // (no key), replayed by emptying the target table.
+                        if let Some(name) = truncated_table(query, &q.schema()).filter(|n| captured.contains_key(n)) {
+                            committed.entry(name).or_default().push((Vec::new(), header.timestamp()));
+                            committed_keys += 1;
+                        }
+                    }
                 },
                 _ => {}
             }
@@ -385,22 +392,21 @@ impl MysqlEngine {
         let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
         for (name, keys) in committed.drain() {
             let Some(table) = captured.get(&name) else { continue };
-            let width = table.columns.len();
-            let ks: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
-            for chunk in keys.chunks(INSERT_ROWS) {
-                let row = format!("('U', FROM_UNIXTIME(?), {})", vec!["?"; width].join(", "));
-                let sql = format!(
-                    "INSERT INTO {} (op, at, {}) VALUES {}",
-                    table.log,
-                    ks.join(", "),
-                    vec![row.as_str(); chunk.len()].join(", ")
-                );
-                let mut params = Vec::with_capacity(chunk.len() * (width + 1));
-                for (key, at) in chunk {
-                    params.push(MyValue::UInt(*at as u64));
-                    params.extend(key.iter().cloned());
+            // Keys in runs between truncations (an empty key), in their order.
+            for run in keys.split_inclusive(|(key, _)| key.is_empty()) {
+                let (rows, truncation) = match run.split_last() {
+                    Some(((key, at), rows)) if key.is_empty() => (rows, Some(*at)),
+                    _ => (run, None),
+                };
+                self.insert_keys(&mut tx, table, rows).await?;
+                if let Some(at) = truncation {
+                    tx.exec_drop(
+                        format!("INSERT INTO {} (op, at) VALUES ('T', FROM_UNIXTIME(?))", table.log),
+                        (at as u64,),
+                    )
+                    .await
+                    .map_err(map_err)?;
                 }
-                tx.exec_drop(sql, Params::Positional(params)).await.map_err(map_err)?;
             }
         }
         tx.exec_drop(
@@ -410,6 +416,87 @@ impl MysqlEngine {
         .await
         .map_err(map_err)?;
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn insert_keys(
+        &self,
+        tx: &mut mysql_async::Transaction<'_>,
+        table: &Captured,
+        keys: &[(Vec<MyValue>, u32)],
+    ) -> Result<()> {
+        let width = table.columns.len();
+        let ks: Vec<String> = (0..width).map(|i| format!("k{i}")).collect();
+        for chunk in keys.chunks(INSERT_ROWS) {
+            let row = format!("('U', FROM_UNIXTIME(?), {})", vec!["?"; width].join(", "));
+            let sql = format!(
+                "INSERT INTO {} (op, at, {}) VALUES {}",
+                table.log,
+                ks.join(", "),
+                vec![row.as_str(); chunk.len()].join(", ")
+            );
+            let mut params = Vec::with_capacity(chunk.len() * (width + 1));
+            for (key, at) in chunk {
+                params.push(MyValue::UInt(*at as u64));
+                params.extend(key.iter().cloned());
+            }
+            tx.exec_drop(sql, Params::Positional(params)).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// The table a `TRUNCATE [TABLE] name` statement empties, as `database.table`
+/// (`schema`: the statement's current database).
+fn truncated_table(query: &str, schema: &str) -> Option<String> {
+    let words = query.trim_start();
+    let rest = words.get(..8).filter(|w| w.eq_ignore_ascii_case("truncate")).map(|_| words[8..].trim_start())?;
+    let rest = match rest.get(..5) {
+        Some(w) if w.eq_ignore_ascii_case("table") && rest[5..].starts_with(char::is_whitespace) => {
+            rest[5..].trim_start()
+        }
+        _ => rest,
+    };
+    let mut parts = Vec::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.peek() == Some(&'`') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '`' {
+                    if chars.peek() == Some(&'`') {
+                        chars.next();
+                        part.push('`');
+                        continue;
+                    }
+                    break;
+                }
+                part.push(c);
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_alphanumeric() || c == '_' || c == '$' {
+                    part.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+        }
+        if part.is_empty() {
+            return None;
+        }
+        parts.push(part);
+        if chars.peek() == Some(&'.') {
+            chars.next();
+        } else {
+            break;
+        }
+    }
+    match parts.as_slice() {
+        [table] => Some(format!("{schema}.{table}")),
+        [database, table] => Some(format!("{database}.{table}")),
+        _ => None,
     }
 }
 
@@ -428,6 +515,16 @@ fn reader_server_id() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncate_statements_name_their_table() {
+        assert_eq!(truncated_table("TRUNCATE items", "shop").as_deref(), Some("shop.items"));
+        assert_eq!(truncated_table("truncate table `other`.`my``t`", "shop").as_deref(), Some("other.my`t"));
+        assert_eq!(truncated_table("  TRUNCATE TABLE tablets", "s").as_deref(), Some("s.tablets"));
+        assert_eq!(truncated_table("TRUNCATE TABLE table_x", "s").as_deref(), Some("s.table_x"));
+        assert_eq!(truncated_table("INSERT INTO t VALUES (1)", "s"), None);
+        assert_eq!(truncated_table("TRUNCATE", "s"), None);
+    }
 
     #[test]
     fn unsigned_keys_come_back_into_range() {

@@ -844,13 +844,26 @@ impl Engine for MysqlEngine {
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
         let ks: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
+        // A TRUNCATE read from the binary log is an entry of op 'T' without keys.
         let sql = format!(
-            "SELECT seq, {} FROM {} ORDER BY seq LIMIT {limit}",
+            "SELECT seq, op = 'T', {} FROM {} ORDER BY seq LIMIT {limit}",
             ks.join(", "),
             Q.table(&change_log_table(table))
         );
         let mut conn = self.conn().await?;
-        Ok(query_rows(&mut conn, &sql, Vec::new()).await?.into_iter().map(Change::from_row).collect())
+        Ok(query_rows(&mut conn, &sql, Vec::new())
+            .await?
+            .into_iter()
+            .map(|mut row| {
+                let truncated = matches!(row.remove(1), Value::Int(1) | Value::Bool(true));
+                let change = Change::from_row(row);
+                if truncated {
+                    Change::truncation(change.seq)
+                } else {
+                    change
+                }
+            })
+            .collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
