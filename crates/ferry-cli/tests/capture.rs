@@ -205,3 +205,28 @@ async fn mysql_binlog_capture_says_what_it_needs_and_keeps_unsigned_keys() {
     engine.remove_capture(&table, Duration::from_secs(5)).await.unwrap();
     assert_eq!(db.ferry_objects().await, Vec::<String>::new());
 }
+
+/// Two databases of one server, each migrated with binlog capture: each keeps
+/// its own position, and removing one capture leaves the other working.
+#[tokio::test]
+async fn mysql_binlog_captures_of_two_databases_are_independent() {
+    let server = PrivateMariadb::start(1);
+    let a = TestDb::on(Kind::Mysql, &server.server()).await;
+    let b = TestDb::on(Kind::Mysql, &server.server()).await;
+    let table = TableName::parse("items");
+    let mut engines = Vec::new();
+    for db in [&a, &b] {
+        db.exec("CREATE TABLE items (id int PRIMARY KEY, v int)").await;
+        let engine = db.engine().await;
+        let schema = engine.introspect(&table).await.unwrap();
+        engine.install_capture(&schema, &["id".into()], CaptureMethod::Binlog, Duration::from_secs(5)).await.unwrap();
+        engines.push(engine);
+    }
+    engines[0].remove_capture(&table, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(a.ferry_objects().await, Vec::<String>::new());
+    b.exec("INSERT INTO items VALUES (1, 1)").await;
+    engines[1].collect_changes().await.unwrap();
+    assert_eq!(engines[1].read_changes(&table, 1, BATCH).await.unwrap().len(), 1, "b still captures");
+    engines[1].remove_capture(&table, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(b.ferry_objects().await, Vec::<String>::new());
+}

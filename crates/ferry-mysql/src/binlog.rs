@@ -54,6 +54,9 @@ struct CapturedTable {
     database: String,
     table: String,
     key: Vec<String>,
+    /// The database whose `ferry_binlog_position` this log is filled from
+    /// (the source URL's): migrations of other databases keep theirs.
+    position: String,
 }
 
 /// A captured table as the collector needs it.
@@ -130,6 +133,7 @@ impl MysqlEngine {
                 database: self.database_of(&table.name),
                 table: table.name.name.clone(),
                 key: key.to_vec(),
+                position: self.database.clone(),
             },
         })
         .expect("comment serialises");
@@ -178,14 +182,7 @@ impl MysqlEngine {
     /// Drops the position with the last table captured from the binary log.
     pub(crate) async fn remove_binlog(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let remaining: Option<u64> = conn
-            .query_first(
-                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_NAME LIKE 'ferry\\_changes\\_%' \
-                 AND TABLE_COMMENT LIKE '{\"binlog\"%'",
-            )
-            .await
-            .map_err(map_err)?;
-        if remaining.unwrap_or(0) == 0 {
+        if self.binlog_logs(&mut conn).await?.is_empty() {
             conn.query_drop(format!("DROP TABLE IF EXISTS {}", Q.ident(POSITION_TABLE))).await.map_err(map_err)?;
         }
         Ok(())
@@ -339,7 +336,8 @@ impl MysqlEngine {
     }
 
     /// Captured tables by `database.table`, from the comments on their logs.
-    async fn captured_tables(&self, conn: &mut Conn) -> Result<HashMap<String, Captured>> {
+    /// This database's change logs filled from the binary log: (schema, log, what it captures).
+    async fn binlog_logs(&self, conn: &mut Conn) -> Result<Vec<(String, String, CapturedTable)>> {
         let logs: Vec<(String, String, String)> = conn
             .query(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
@@ -347,10 +345,19 @@ impl MysqlEngine {
             )
             .await
             .map_err(map_err)?;
+        Ok(logs
+            .into_iter()
+            .filter_map(|(schema, name, comment)| {
+                let t = serde_json::from_str::<LogComment>(&comment).ok()?.binlog;
+                // Another database's migration keeps a position of its own.
+                (t.position == self.database).then_some((schema, name, t))
+            })
+            .collect())
+    }
+
+    async fn captured_tables(&self, conn: &mut Conn) -> Result<HashMap<String, Captured>> {
         let mut out = HashMap::new();
-        for (schema, name, comment) in logs {
-            let Ok(comment) = serde_json::from_str::<LogComment>(&comment) else { continue };
-            let t = comment.binlog;
+        for (schema, name, t) in self.binlog_logs(conn).await? {
             let columns: Vec<(String, u64, String, String)> = conn
                 .exec(
                     "SELECT COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, DATA_TYPE FROM information_schema.COLUMNS \
