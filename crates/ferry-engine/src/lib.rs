@@ -112,7 +112,19 @@ impl Change {
         Change { seq, key: row }
     }
 
-    /// The table was emptied (PostgreSQL `TRUNCATE`): every key may have changed.
+    /// From a change-log row read as `seq, op = 'T', k0, k1, ...`: a
+    /// truncation is told by its op, never by its keys (which may be NULL).
+    pub fn from_log_row(mut row: Row) -> Change {
+        let truncated = row.len() > 1 && matches!(row.remove(1), Value::Bool(true) | Value::Int(1));
+        let change = Change::from_row(row);
+        if truncated {
+            Change::truncation(change.seq)
+        } else {
+            change
+        }
+    }
+
+    /// The table was emptied (a `TRUNCATE`): every key may have changed.
     pub fn truncation(seq: i64) -> Change {
         Change { seq, key: Vec::new() }
     }

@@ -851,19 +851,7 @@ impl Engine for MysqlEngine {
             Q.table(&change_log_table(table))
         );
         let mut conn = self.conn().await?;
-        Ok(query_rows(&mut conn, &sql, Vec::new())
-            .await?
-            .into_iter()
-            .map(|mut row| {
-                let truncated = matches!(row.remove(1), Value::Int(1) | Value::Bool(true));
-                let change = Change::from_row(row);
-                if truncated {
-                    Change::truncation(change.seq)
-                } else {
-                    change
-                }
-            })
-            .collect())
+        Ok(query_rows(&mut conn, &sql, Vec::new()).await?.into_iter().map(Change::from_log_row).collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {

@@ -908,18 +908,7 @@ impl Engine for PostgresEngine {
             log = Q.table(&log)
         );
         let rows = self.query_values(&sql, &read, Vec::new()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|mut row| {
-                let truncated = row.remove(1) == Value::Bool(true);
-                let change = Change::from_row(row);
-                if truncated {
-                    Change::truncation(change.seq)
-                } else {
-                    change
-                }
-            })
-            .collect())
+        Ok(rows.into_iter().map(Change::from_log_row).collect())
     }
 
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
