@@ -184,7 +184,7 @@ async fn mysql_binlog_capture_says_what_it_needs_and_keeps_unsigned_keys() {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("log_bin = 0") && err.contains("binlog_format = ROW"), "{err}");
+        assert!(err.contains("log_bin = OFF") && err.contains("binlog_format = ROW"), "{err}");
         assert_eq!(shared.ferry_objects().await, Vec::<String>::new(), "a refused install leaves nothing");
     }
 

@@ -343,11 +343,22 @@ pub trait Engine: Send + Sync {
     /// Deletes every row of `table` (replay of a source `TRUNCATE`).
     async fn delete_all(&self, table: &TableName) -> Result<()>;
 
+    /// Whether this server can capture with `method`: an error of kind
+    /// [`ErrorKind::Unsupported`] that says what to change, asked before
+    /// anything is created and again by `install_capture`.
+    async fn check_capture(&self, method: CaptureMethod) -> Result<()> {
+        match method {
+            CaptureMethod::Triggers => Ok(()),
+            _ => Err(unsupported_capture(self.kind(), method)),
+        }
+    }
+
     /// Installs change capture on `table`: a change log, and what fills it
     /// with the key of every inserted, updated (old and new key) and deleted
-    /// row: triggers inside the writing transaction, or (PostgreSQL,
-    /// [`CaptureMethod::Logical`]) a replication slot read after commit.
-    /// Idempotent. DDL waits at most `lock_timeout` for its lock.
+    /// row: triggers inside the writing transaction, or the server's own log
+    /// read after commit (PostgreSQL [`CaptureMethod::Logical`], MySQL/MariaDB
+    /// [`CaptureMethod::Binlog`]). Idempotent. DDL waits at most
+    /// `lock_timeout` for its lock.
     async fn install_capture(
         &self,
         table: &TableSchema,

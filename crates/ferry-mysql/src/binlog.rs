@@ -101,6 +101,29 @@ impl MysqlEngine {
         table.schema.clone().unwrap_or_else(|| self.database.clone())
     }
 
+    /// Binlog capture needs a row-based binary log with full row images.
+    pub(crate) async fn check_binlog(&self) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let settings: Option<(i64, String, String)> =
+            conn.query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image").await.map_err(map_err)?;
+        let (log_bin, format, image) = settings.unwrap_or((0, String::new(), String::new()));
+        if log_bin == 1 && format == "ROW" && image == "FULL" {
+            return Ok(());
+        }
+        let log_bin = if log_bin == 1 { "ON" } else { "OFF" };
+        Err(EngineError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the server has log_bin = {log_bin}, binlog_format = {format}, binlog_row_image = {image}; \
+                 binlog capture needs ON, ROW and FULL"
+            ),
+        )
+        .with_hint(
+            "start the server with log_bin and binlog_format = ROW (binlog_row_image = FULL is the default), \
+             or remove `capture` from [source] to capture with triggers",
+        ))
+    }
+
     pub(crate) async fn install_binlog(
         &self,
         table: &TableSchema,
@@ -109,24 +132,6 @@ impl MysqlEngine {
     ) -> Result<()> {
         let context = |e: EngineError| e.context(format_args!("installing binlog capture on {}", table.name));
         let mut conn = self.conn().await?;
-        let settings: Option<(i64, String, String)> =
-            conn.query_first("SELECT @@log_bin, @@binlog_format, @@binlog_row_image").await.map_err(map_err)?;
-        let (log_bin, format, image) = settings.unwrap_or((0, String::new(), String::new()));
-        if log_bin != 1 || format != "ROW" || image != "FULL" {
-            return Err(context(
-                EngineError::new(
-                    ErrorKind::Unsupported,
-                    format!(
-                        "the server has log_bin = {log_bin}, binlog_format = {format}, binlog_row_image = {image}; \
-                         binlog capture needs 1, ROW and FULL"
-                    ),
-                )
-                .with_hint(
-                    "start the server with log_bin and binlog_format = ROW (binlog_row_image = FULL is the default), \
-                     or remove `capture` from [source] to capture with triggers",
-                ),
-            ));
-        }
         let typed = crate::log_key_columns(table, key);
         let comment = serde_json::to_string(&LogComment {
             binlog: CapturedTable {

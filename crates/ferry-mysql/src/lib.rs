@@ -777,10 +777,11 @@ impl Engine for MysqlEngine {
         method: CaptureMethod,
         lock_timeout: Duration,
     ) -> Result<()> {
-        match method {
-            CaptureMethod::Triggers => {}
-            CaptureMethod::Binlog => return self.install_binlog(table, key, lock_timeout).await,
-            CaptureMethod::Logical => return Err(unsupported_capture(self.kind(), method)),
+        self.check_capture(method)
+            .await
+            .map_err(|e| e.context(format_args!("installing {method} capture on {}", table.name)))?;
+        if method == CaptureMethod::Binlog {
+            return self.install_binlog(table, key, lock_timeout).await;
         }
         let t = Q.table(&table.name);
         let log = Q.table(&change_log_table(&table.name));
@@ -836,6 +837,14 @@ impl Engine for MysqlEngine {
         }
         drop(conn);
         self.remove_binlog().await.map_err(|e| e.context(format_args!("removing binlog capture of {table}")))
+    }
+
+    async fn check_capture(&self, method: CaptureMethod) -> Result<()> {
+        match method {
+            CaptureMethod::Triggers => Ok(()),
+            CaptureMethod::Binlog => self.check_binlog().await,
+            CaptureMethod::Logical => Err(unsupported_capture(self.kind(), method)),
+        }
     }
 
     async fn collect_changes(&self) -> Result<()> {

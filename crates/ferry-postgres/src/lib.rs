@@ -18,8 +18,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
-    capture_name, change_log_table, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
+    capture_name, change_log_table, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind,
+    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -788,6 +788,9 @@ impl Engine for PostgresEngine {
         method: CaptureMethod,
         lock_timeout: Duration,
     ) -> Result<()> {
+        self.check_capture(method)
+            .await
+            .map_err(|e| e.context(format_args!("installing {method} capture on {}", table.name)))?;
         if method == CaptureMethod::Logical {
             return self.install_logical(table, key, lock_timeout).await;
         }
@@ -836,7 +839,7 @@ impl Engine for PostgresEngine {
             trunc = Q.ident(&format!("{name}_trunc")),
             agg = aggregated.join(", "),
             ms = lock_timeout.as_millis(),
-                        ks = ks.join(", "),
+            ks = ks.join(", "),
             new = of("n"),
             old = of("o"),
             ins = Q.ident(&format!("{name}_ins")),
@@ -874,6 +877,14 @@ impl Engine for PostgresEngine {
         self.remove_logical(table, lock_timeout)
             .await
             .map_err(|e| e.context(format_args!("removing logical capture of {table}")))
+    }
+
+    async fn check_capture(&self, method: CaptureMethod) -> Result<()> {
+        match method {
+            CaptureMethod::Triggers => Ok(()),
+            CaptureMethod::Logical => self.check_wal_level().await,
+            CaptureMethod::Binlog => Err(unsupported_capture(self.kind(), method)),
+        }
     }
 
     async fn collect_changes(&self) -> Result<()> {

@@ -370,6 +370,23 @@ impl PostgresEngine {
         Ok(state)
     }
 
+    /// Logical decoding needs `wal_level = logical`, which only a restart applies.
+    pub(crate) async fn check_wal_level(&self) -> Result<()> {
+        let client = self.client.lock().await;
+        let wal_level: String = client.query_one("SHOW wal_level", &[]).await.map_err(map_err)?.get(0);
+        if wal_level == "logical" {
+            return Ok(());
+        }
+        Err(EngineError::new(
+            ErrorKind::Unsupported,
+            format!("the server's wal_level is `{wal_level}`; logical decoding needs `logical`"),
+        )
+        .with_hint(
+            "set wal_level = logical in postgresql.conf and restart PostgreSQL, \
+             or remove `capture = \"logical\"` from [source] to capture with triggers",
+        ))
+    }
+
     pub(crate) async fn install_logical(
         &self,
         table: &TableSchema,
@@ -380,19 +397,6 @@ impl PostgresEngine {
         let context = |e: EngineError| e.context(format_args!("installing logical capture on {}", table.name));
         let (schema, identity) = {
             let client = self.client.lock().await;
-            let wal_level: String = client.query_one("SHOW wal_level", &[]).await.map_err(map_err)?.get(0);
-            if wal_level != "logical" {
-                return Err(context(
-                    EngineError::new(
-                        ErrorKind::Unsupported,
-                        format!("the server's wal_level is `{wal_level}`; logical decoding needs `logical`"),
-                    )
-                    .with_hint(
-                        "set wal_level = logical in postgresql.conf and restart PostgreSQL, \
-                         or remove `capture = \"logical\"` from [source] to capture with triggers",
-                    ),
-                ));
-            }
             // The key must be what the WAL carries for old rows: the replica
             // identity (the primary key by default), or every column (FULL).
             let row = client
@@ -489,6 +493,7 @@ impl PostgresEngine {
                     }
                 });
             let reset = client.batch_execute("RESET statement_timeout").await.map_err(map_err);
+            drop(client); // slot() takes the slot lock before the client's
             created.map_err(context)?;
             reset?;
             *self.slot.lock().await = Some(SlotState { exists: true, ..slot });

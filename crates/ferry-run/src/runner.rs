@@ -843,35 +843,9 @@ const SETTLE_ROUNDS: usize = 5;
 /// Capture from a server's own log needs that engine and its settings:
 /// said before anything is created, not halfway through expand.
 async fn check_capture_method(spec: &Spec, source: &dyn Engine) -> Result<()> {
-    use ferry_core::CaptureMethod;
-    use ferry_engine::EngineKind;
-    let context = || format!("{}: [source] capture = \"{}\"", spec.path.display(), spec.capture);
-    let unsupported = |message: String, hint: &str| {
-        RunError::new(RunErrorKind::Engine(ferry_engine::ErrorKind::Unsupported), format!("{}: {message}", context()))
-            .with_hint(hint.to_string())
-    };
-    match (spec.capture, source.kind()) {
-        (CaptureMethod::Triggers, _) => Ok(()),
-        (CaptureMethod::Logical, EngineKind::Postgres) => match source.scalar("SHOW wal_level").await?.as_deref() {
-            Some("logical") => Ok(()),
-            level => Err(unsupported(
-                format!("the source's wal_level is `{}`; logical decoding needs `logical`", level.unwrap_or("unknown")),
-                "set wal_level = logical in postgresql.conf and restart PostgreSQL, or remove `capture` from [source] to capture with triggers",
-            )),
-        },
-        (CaptureMethod::Binlog, EngineKind::Mysql) => {
-            let settings = source.scalar("SELECT CONCAT_WS(' ', @@log_bin, @@binlog_format, @@binlog_row_image)").await?;
-            match settings.as_deref().map(|s| s.split(' ').collect::<Vec<_>>()).as_deref() {
-                Some(["1" | "ON", "ROW", "FULL"]) => Ok(()),
-                Some([log_bin, format, image]) => Err(unsupported(
-                    format!("the source has log_bin = {log_bin}, binlog_format = {format}, binlog_row_image = {image}; binlog capture needs 1, ROW and FULL"),
-                    "start the server with log_bin and binlog_format = ROW (binlog_row_image = FULL is the default), or remove `capture` from [source] to capture with triggers",
-                )),
-                _ => Err(unsupported("cannot read the source's binary log settings".into(), "check the user's privileges")),
-            }
-        }
-        (method, kind) => Err(RunError::from(ferry_engine::unsupported_capture(kind, method)).context(context())),
-    }
+    source.check_capture(spec.capture).await.map_err(|e| {
+        RunError::from(e).context(format_args!("{}: [source] capture = \"{}\"", spec.path.display(), spec.capture))
+    })
 }
 
 pub async fn retry_ddl<F, Fut>(mut op: F, progress: &dyn Progress) -> Result<()>
