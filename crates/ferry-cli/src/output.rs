@@ -209,7 +209,10 @@ pub fn print_checks(checks: &[CheckResult]) {
     println!("checks: {} run, {failed} failed", checks.len());
     for c in checks.iter().filter(|c| !c.passed) {
         match (&c.actual, &c.error) {
-            (Some(actual), _) => println!("  FAIL  {}: expected {}, got {actual}", c.name, c.expected),
+            (Some(actual), Some(detail)) => {
+                println!("  FAIL  {}: expected {}, got {actual}: {detail}", c.name, c.expected)
+            }
+            (Some(actual), None) => println!("  FAIL  {}: expected {}, got {actual}", c.name, c.expected),
             (None, error) => println!("  FAIL  {}: {}", c.name, error.as_deref().unwrap_or("no value")),
         }
         println!("        {}", c.sql);

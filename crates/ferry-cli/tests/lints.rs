@@ -177,3 +177,218 @@ async fn f009_cross_engine_conversions() {
     let found = plan_move(Kind::Mysql, Kind::Mysql, ddl, ONE_TABLE).await;
     assert!(!has_code(&found, "F009"), "{found:?}");
 }
+
+/// `[table.translate]` lines appended to one `[[table]]`.
+fn translate(lines: &str) -> String {
+    format!("{ONE_TABLE}\n[table.translate]\n{lines}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f010_expression_not_translated() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, token text DEFAULT md5(random()::text), score integer DEFAULT 0,
+               CONSTRAINT t_token_hex CHECK (token ~* '^[a-f0-9]+$'), CONSTRAINT t_score CHECK (score >= 0));
+               INSERT INTO t (id) VALUES (1);";
+    let found = plan_move(Kind::Postgres, Kind::Mysql, ddl, ONE_TABLE).await;
+    assert_eq!(
+        found.iter().filter(|(c, s, _)| c == "F010" && s == "warning").count(),
+        2,
+        "default and check: {found:?}"
+    );
+    let settled = translate("\"token.default\" = \"\"\nt_token_hex = \"token REGEXP '^[a-f0-9]+$'\"");
+    let found = plan_move(Kind::Postgres, Kind::Mysql, ddl, &settled).await;
+    assert!(!has_code(&found, "F010"), "settled in the spec: {found:?}");
+    let found = plan_move(Kind::Postgres, Kind::Postgres, ddl, ONE_TABLE).await;
+    assert!(!has_code(&found, "F010"), "same engine: {found:?}");
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, at timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP);
+               INSERT INTO t (id) VALUES (1);";
+    let found = plan_move(Kind::Mysql, Kind::Postgres, ddl, ONE_TABLE).await;
+    assert!(has(&found, "F010", "warning"), "ON UPDATE has no PostgreSQL clause: {found:?}");
+    let found = plan_move(Kind::Mysql, Kind::Postgres, ddl, &translate("\"at.on_update\" = \"\"")).await;
+    assert!(!has_code(&found, "F010"), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f011_index_not_translated() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, email varchar(100), gone boolean NOT NULL DEFAULT false);
+               CREATE UNIQUE INDEX t_live_email ON t (email) WHERE NOT gone; INSERT INTO t VALUES (1, 'a', false);";
+    for target in [Kind::Mysql] {
+        let found = plan_move(Kind::Postgres, target, ddl, ONE_TABLE).await;
+        assert!(has(&found, "F011", "warning"), "no partial indexes on {target}: {found:?}");
+        let found = plan_move(Kind::Postgres, target, ddl, &translate("t_live_email = \"\"")).await;
+        assert!(!has_code(&found, "F011"), "{found:?}");
+    }
+    for target in [Kind::Postgres, Kind::Sqlite] {
+        let found = plan_move(Kind::Postgres, target, ddl, ONE_TABLE).await;
+        assert!(!has_code(&found, "F011"), "{target} has partial indexes: {found:?}");
+    }
+    let gin = "CREATE TABLE t (id integer PRIMARY KEY, doc jsonb); CREATE INDEX t_doc ON t USING gin (doc);
+               INSERT INTO t VALUES (1, '{}');";
+    let found = plan_move(Kind::Postgres, Kind::Sqlite, gin, ONE_TABLE).await;
+    assert!(has(&found, "F011", "warning"), "no gin on SQLite: {found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f012_collation_changes_comparison() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, email varchar(100) NOT NULL, UNIQUE KEY t_email (email));
+               INSERT INTO t VALUES (1, 'a@x');";
+    for target in [Kind::Postgres, Kind::Sqlite] {
+        let found = plan_move(Kind::Mysql, target, ddl, ONE_TABLE).await;
+        assert!(has(&found, "F012", "warning"), "MariaDB's _ci collation on {target}: {found:?}");
+        let found = plan_move(Kind::Mysql, target, ddl, &translate("\"email.collation\" = \"\"")).await;
+        assert!(!has_code(&found, "F012"), "accepted in the spec: {found:?}");
+    }
+    let found = plan_move(Kind::Mysql, Kind::Mysql, ddl, ONE_TABLE).await;
+    assert!(!has_code(&found, "F012"), "the collation is carried: {found:?}");
+    let nocase = "CREATE TABLE t (id INTEGER PRIMARY KEY, email VARCHAR(100) COLLATE NOCASE UNIQUE); INSERT INTO t VALUES (1, 'a');";
+    let found = plan_move(Kind::Sqlite, Kind::Postgres, nocase, ONE_TABLE).await;
+    assert!(has(&found, "F012", "warning"), "NOCASE on PostgreSQL: {found:?}");
+    let found = plan_move(Kind::Sqlite, Kind::Mysql, nocase, ONE_TABLE).await;
+    assert!(!has_code(&found, "F012"), "MariaDB takes a case-insensitive collation: {found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f013_zero_dates_are_counted() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "SET SESSION sql_mode = '';
+         CREATE TABLE t (id integer PRIMARY KEY, born date, seen datetime);
+         INSERT INTO t VALUES (1, '0000-00-00', '2024-01-01 10:00:00'), (2, '2020-01-01', '0000-00-00 00:00:00'),
+             (3, '0000-00-00', NULL), (4, '2021-02-03', NULL);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, ONE_TABLE));
+    let plan = ws.plan_json();
+    let messages: Vec<&str> = plan["lint"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "F013")
+        .map(|f| f["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.contains("`born` holds 2 zero date(s)") && m.contains("NULLIF(born, '0000-00-00')")),
+        "{messages:?}"
+    );
+    assert!(messages.iter().any(|m| m.contains("`seen` holds 1 zero date(s)")), "{messages:?}");
+    assert!(findings(&plan).iter().any(|(c, s, _)| c == "F013" && s == "error"));
+    // The expressions the finding suggests settle it, and the run copies NULLs.
+    ws.write_spec(&spec(
+        &src,
+        &dst,
+        &format!(
+            "{ONE_TABLE}[table.columns]\nborn = {{ expr = \"NULLIF(born, '0000-00-00')\", type = \"date\" }}\n\
+             seen = {{ expr = \"NULLIF(seen, '0000-00-00 00:00:00')\", type = \"timestamp\" }}\n"
+        ),
+    ));
+    let plan = ws.plan_json();
+    assert!(!findings(&plan).iter().any(|(c, _, _)| c == "F013"), "{:?}", findings(&plan));
+    ws.run(&["run"]).assert_code(0);
+    assert_eq!(
+        dst.engine().await.scalar("SELECT COUNT(*) FROM t WHERE born IS NULL").await.unwrap().as_deref(),
+        Some("2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f014_naive_timestamp_to_timestamptz() {
+    for kind in ALL {
+        let at = if kind == Kind::Mysql { "datetime" } else { "timestamp" };
+        let ddl = format!(
+            "CREATE TABLE t (id integer PRIMARY KEY, at {at}); INSERT INTO t VALUES (1, '2024-01-01 10:00:00');"
+        );
+        let retype = format!("{ONE_TABLE}[table.columns]\nat = {{ type = \"timestamptz\" }}\n");
+        let found = plan_move(kind, Kind::Postgres, &ddl, &retype).await;
+        assert!(has(&found, "F014", "warning"), "{kind}: {found:?}");
+        let found =
+            plan_move(kind, Kind::Postgres, &ddl, &format!("{retype}\n[table.translate]\n\"at.zone\" = \"UTC\"\n"))
+                .await;
+        assert!(!has_code(&found, "F014"), "{kind}: the zone is said: {found:?}");
+        let found = plan_move(kind, Kind::Postgres, &ddl, ONE_TABLE).await;
+        assert!(!has_code(&found, "F014"), "{kind}: stays without a zone: {found:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f015_generated_column_not_translated() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, first varchar(20), last varchar(20),
+               full_name varchar(50) AS (concat(first, ' ', last)) STORED, low varchar(20) AS (lower(first)) VIRTUAL);
+               INSERT INTO t (id, first, last) VALUES (1, 'a', 'b');";
+    for target in [Kind::Postgres, Kind::Sqlite] {
+        let found = plan_move(Kind::Mysql, target, ddl, ONE_TABLE).await;
+        assert_eq!(found.iter().filter(|(c, _, _)| c == "F015").count(), 1, "only concat() is refused: {found:?}");
+        let found = plan_move(Kind::Mysql, target, ddl, &translate("\"full_name.generated\" = \"\"")).await;
+        assert!(!has_code(&found, "F015"), "{found:?}");
+    }
+    let found = plan_move(Kind::Mysql, Kind::Mysql, ddl, ONE_TABLE).await;
+    assert!(!has_code(&found, "F015"), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f016_schema_item_not_kept() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, seq bigint GENERATED ALWAYS AS IDENTITY);
+               INSERT INTO t (id) VALUES (1);";
+    let found = plan_move(Kind::Postgres, Kind::Sqlite, ddl, ONE_TABLE).await;
+    assert!(has(&found, "F016", "warning"), "SQLite numbers only its INTEGER PRIMARY KEY: {found:?}");
+    let found = plan_move(Kind::Postgres, Kind::Sqlite, ddl, &translate("\"seq.identity\" = \"\"")).await;
+    assert!(!has_code(&found, "F016"), "{found:?}");
+    let found = plan_move(Kind::Postgres, Kind::Mysql, ddl, ONE_TABLE).await;
+    assert!(!has_code(&found, "F016"), "MariaDB numbers any integer column: {found:?}");
+    let commented =
+        "CREATE TABLE t (id integer PRIMARY KEY); COMMENT ON TABLE t IS 'kept elsewhere'; INSERT INTO t VALUES (1);";
+    let found = plan_move(Kind::Postgres, Kind::Sqlite, commented, ONE_TABLE).await;
+    assert!(has(&found, "F016", "info"), "SQLite keeps no comments: {found:?}");
+    let found = plan_move(Kind::Postgres, Kind::Mysql, commented, ONE_TABLE).await;
+    assert!(!has_code(&found, "F016"), "{found:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f017_foreign_key_parent_missing() {
+    let ddl = "CREATE TABLE p (id integer PRIMARY KEY);
+               CREATE TABLE t (id integer PRIMARY KEY, p_id integer REFERENCES p (id) ON DELETE CASCADE);
+               INSERT INTO p VALUES (1); INSERT INTO t VALUES (1, 1);";
+    for target in ALL {
+        let src = TestDb::new(Kind::Postgres).await;
+        let dst = TestDb::new(target).await;
+        src.exec(ddl).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, ONE_TABLE));
+        let plan = ws.plan_json();
+        let f017: Vec<&str> = plan["lint"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == "F017")
+            .map(|f| f["message"].as_str().unwrap())
+            .collect();
+        assert_eq!(f017.len(), 1, "{target}: {f017:?}");
+        if target != Kind::Sqlite {
+            assert!(
+                f017[0].contains("ADD CONSTRAINT") && f017[0].contains("ON DELETE CASCADE"),
+                "{target}: the SQL to add it: {f017:?}"
+            );
+        }
+        // With the parent on the target, the key is recreated and nothing is said.
+        dst.exec("CREATE TABLE p (id integer PRIMARY KEY); INSERT INTO p VALUES (1);").await;
+        let plan = ws.plan_json();
+        assert!(!findings(&plan).iter().any(|(c, _, _)| c == "F017"), "{target}: {:?}", findings(&plan));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translate_keys_must_name_something() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, at TIMESTAMP);").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, &translate("no_such_check = \"\"")));
+    let ran = ws.run(&["plan", "--output", "out"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("`[table.translate] \"no_such_check\"` names nothing of t"), "{ran}");
+    ws.write_spec(&spec(&src, &dst, &translate("\"at.zone\" = \"Europe/Berlin\"")));
+    let ran = ws.run(&["run"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("only \"UTC\" can be assumed"), "{ran}");
+}

@@ -9,20 +9,9 @@ async fn round_trip(kind: Kind) {
     let db = TestDb::new(kind).await;
     let engine = db.engine().await;
     let examples = DataType::examples();
-    let mut columns = vec![ColumnDef { name: "id".into(), data_type: DataType::Int64, nullable: false }];
-    columns.extend(examples.iter().enumerate().map(|(i, t)| ColumnDef {
-        name: format!("c{i}"),
-        data_type: t.clone(),
-        nullable: true,
-    }));
-    let def = TableDef {
-        name: TableName::parse("typed"),
-        columns,
-        primary_key: vec!["id".into()],
-        unique_keys: vec![],
-        indexes: vec![],
-        foreign_keys: vec![],
-    };
+    let mut columns = vec![ColumnDef::new("id", DataType::Int64, false)];
+    columns.extend(examples.iter().enumerate().map(|(i, t)| ColumnDef::new(format!("c{i}"), t.clone(), true)));
+    let def = TableDef::new(TableName::parse("typed"), columns, vec!["id".into()]);
     let planned: Vec<DataType> = examples.iter().map(|t| engine.storage_type(t, false)).collect();
     let def = TableDef {
         columns: def

@@ -124,6 +124,19 @@ pub enum AuditEvent {
         name: String,
         reason: String,
     },
+    /// A default, check, index, collation, identity or comment of the source
+    /// that expand did not create on the target (the plan reported it).
+    SchemaItemSkipped {
+        table: String,
+        item: String,
+        reason: String,
+    },
+    /// The target's identity (sequence, AUTO_INCREMENT) now hands out `next` or more.
+    IdentityAdvanced {
+        table: String,
+        column: String,
+        next: i64,
+    },
     BackfillResumed {
         table: String,
         rows_copied: u64,
@@ -185,6 +198,8 @@ impl AuditEvent {
             AuditEvent::TableReused { .. } => "table-reused",
             AuditEvent::ForeignKeyAdded { .. } => "foreign-key-added",
             AuditEvent::ForeignKeySkipped { .. } => "foreign-key-skipped",
+            AuditEvent::SchemaItemSkipped { .. } => "schema-item-skipped",
+            AuditEvent::IdentityAdvanced { .. } => "identity-advanced",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -220,6 +235,10 @@ impl AuditEvent {
             AuditEvent::ForeignKeySkipped { table, name, reason } => {
                 format!("table={table}, name={name}, reason={}", one_line(reason))
             }
+            AuditEvent::SchemaItemSkipped { table, item, reason } => {
+                format!("table={table}, item={}, reason={}", one_line(item), one_line(reason))
+            }
+            AuditEvent::IdentityAdvanced { table, column, next } => format!("table={table}, column={column}, next={next}"),
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
             }
@@ -308,6 +327,86 @@ mod tests {
         assert!(check.line(at).starts_with(
             "[2026-11-21T10:00:00Z] integrity-check: phase=4, rows_expected=10, rows_actual=10, checksum=pass"
         ));
+    }
+
+    /// One event of every kind: the match makes the compiler ask for a new one.
+    fn every_event() -> Vec<AuditEvent> {
+        let s = || String::new();
+        let events = vec![
+            AuditEvent::RunStarted { command: s(), spec: s() },
+            AuditEvent::MigrationAssessed { scope: s(), components: 0, estimated_duration_ms: 0 },
+            AuditEvent::StrategySelected { strategy: s(), rationale: s() },
+            AuditEvent::PhaseStarted { phase: Phase::Expand },
+            AuditEvent::CaptureInstalled { table: s() },
+            AuditEvent::ThrottlePaused { reason: s() },
+            AuditEvent::ThrottleResumed {},
+            AuditEvent::TruncateReplayed { table: s() },
+            AuditEvent::CaptureRemoved { table: s() },
+            AuditEvent::RollbackExecuted { trigger: s(), phase: 0, result: s() },
+            AuditEvent::PhaseCompleted { phase: Phase::Expand, duration_ms: 0 },
+            AuditEvent::PhaseFailed { phase: Phase::Expand, error: s() },
+            AuditEvent::TableCreated { table: s(), target: s() },
+            AuditEvent::TableReused { table: s() },
+            AuditEvent::ForeignKeyAdded { table: s(), name: s() },
+            AuditEvent::ForeignKeySkipped { table: s(), name: s(), reason: s() },
+            AuditEvent::SchemaItemSkipped { table: s(), item: s(), reason: s() },
+            AuditEvent::IdentityAdvanced { table: s(), column: s(), next: 0 },
+            AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
+            AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
+            AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
+            AuditEvent::CheckRun { name: s(), expected: 0, actual: None, passed: true },
+            AuditEvent::RowsRepaired { table: s(), upserted: 0, deleted: 0, remaining: 0 },
+            AuditEvent::IntegrityCheck {
+                phase: Phase::Verify,
+                table: s(),
+                rows_expected: 0,
+                rows_actual: 0,
+                checksum_pass: true,
+                sample_size: 0,
+                sample_mismatches: 0,
+            },
+        ];
+        for e in &events {
+            match e {
+                AuditEvent::RunStarted { .. }
+                | AuditEvent::MigrationAssessed { .. }
+                | AuditEvent::StrategySelected { .. }
+                | AuditEvent::PhaseStarted { .. }
+                | AuditEvent::CaptureInstalled { .. }
+                | AuditEvent::ThrottlePaused { .. }
+                | AuditEvent::ThrottleResumed {}
+                | AuditEvent::TruncateReplayed { .. }
+                | AuditEvent::CaptureRemoved { .. }
+                | AuditEvent::RollbackExecuted { .. }
+                | AuditEvent::PhaseCompleted { .. }
+                | AuditEvent::PhaseFailed { .. }
+                | AuditEvent::TableCreated { .. }
+                | AuditEvent::TableReused { .. }
+                | AuditEvent::ForeignKeyAdded { .. }
+                | AuditEvent::ForeignKeySkipped { .. }
+                | AuditEvent::SchemaItemSkipped { .. }
+                | AuditEvent::IdentityAdvanced { .. }
+                | AuditEvent::BackfillResumed { .. }
+                | AuditEvent::BackfillCompleted { .. }
+                | AuditEvent::RowQuarantined { .. }
+                | AuditEvent::CheckRun { .. }
+                | AuditEvent::RowsRepaired { .. }
+                | AuditEvent::IntegrityCheck { .. } => {}
+            }
+        }
+        events
+    }
+
+    /// docs/concepts.md lists every event, and nothing else.
+    #[test]
+    fn the_event_list_in_the_docs_is_complete() {
+        let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/concepts.md")).unwrap();
+        let list = docs.split("\nEvents: ").nth(1).expect("an `Events: ` paragraph").split("\n\n").next().unwrap();
+        let mut documented: Vec<&str> = list.split('`').skip(1).step_by(2).collect();
+        documented.sort_unstable();
+        let mut names: Vec<&str> = every_event().iter().map(AuditEvent::name).collect();
+        names.sort_unstable();
+        assert_eq!(documented, names, "docs/concepts.md's event list and AuditEvent disagree");
     }
 
     #[test]

@@ -10,13 +10,17 @@ pub mod decimal;
 pub mod plan;
 pub mod schema;
 pub mod spec;
+pub mod sqlexpr;
 pub mod status;
 pub mod temporal;
 pub mod types;
 pub mod value;
 
 pub use audit::{AuditEvent, Phase};
-pub use schema::{Column, ColumnDef, Dependents, ForeignKey, Index, TableDef, TableName, TableSchema, TableStats};
+pub use schema::{
+    Check, Collation, Column, ColumnDef, DefaultValue, Dependents, ExpressionIndex, FkAction, ForeignKey, Generated,
+    Identity, Index, Literal, TableDef, TableName, TableSchema, TableStats,
+};
 pub use spec::{CaptureMethod, ColumnSource, Policy, Spec, SpecError, TableSpec};
 pub use types::DataType;
 pub use value::{Row, Value};

@@ -141,6 +141,12 @@ pub struct TableSpec {
     pub exclude: Vec<String>,
     /// Target column -> where its value comes from, in file order.
     pub columns: Vec<(String, ColumnSource)>,
+    /// `[table.translate]`: the target's SQL for schema items Ferry cannot
+    /// (or should not) translate by itself, by the item's key (a check,
+    /// index or foreign key name, or `column.default`, `column.on_update`,
+    /// `column.generated`, `column.collation`, `column.identity`,
+    /// `column.zone`); `""` leaves the item out knowingly.
+    pub translate: BTreeMap<String, String>,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
 }
@@ -342,6 +348,8 @@ mod raw {
         pub exclude: Vec<Spanned<String>>,
         #[serde(default)]
         pub columns: BTreeMap<Spanned<String>, Spanned<ColumnValue>>,
+        #[serde(default)]
+        pub translate: BTreeMap<String, String>,
     }
 
     pub struct OneOrMany(pub Vec<String>);
@@ -924,7 +932,7 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
         };
         columns.push((target_name, source));
     }
-    Ok(TableSpec { from, to, key, filter, exclude, columns, line })
+    Ok(TableSpec { from, to, key, filter, exclude, columns, translate: raw.translate.clone(), line })
 }
 
 /// Hides a password in a URL for messages: `postgres://u:***@h/db`.

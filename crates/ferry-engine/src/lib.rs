@@ -12,8 +12,19 @@ mod url;
 pub use crate::error::{EngineError, ErrorKind, Result};
 pub use crate::url::{DatabaseUrl, EngineKind};
 
+/// The planner's name of an engine kind.
+pub fn engine_name(kind: EngineKind) -> ferry_core::plan::EngineName {
+    match kind {
+        EngineKind::Sqlite => ferry_core::plan::EngineName::Sqlite,
+        EngineKind::Postgres => ferry_core::plan::EngineName::Postgres,
+        EngineKind::Mysql => ferry_core::plan::EngineName::Mysql,
+    }
+}
+
 use async_trait::async_trait;
-use ferry_core::{CaptureMethod, DataType, Dependents, ForeignKey, Row, TableDef, TableName, TableSchema, Value};
+use ferry_core::{
+    CaptureMethod, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName, TableSchema, Value,
+};
 
 /// A batch of rows, shared so that the caller keeps it while an engine writes it.
 pub type Rows = std::sync::Arc<[Row]>;
@@ -215,6 +226,35 @@ pub fn unsupported_capture(kind: EngineKind, method: CaptureMethod) -> EngineErr
     .with_hint("remove `capture` from [source] to use triggers (the default)")
 }
 
+/// What of a table's definition an engine can create, beyond columns and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaSupport {
+    /// Indexes with a `WHERE`.
+    pub partial_indexes: bool,
+    /// Indexes on expressions (`lower(email)`).
+    pub expression_indexes: bool,
+    /// Index access methods other than the B-tree (`gin`, `gist`, `brin`, `hash`).
+    pub index_methods: bool,
+    /// Table and column comments.
+    pub comments: bool,
+    /// Generated columns computed on read; where false, every generated column is stored.
+    pub virtual_columns: bool,
+    /// An identity on any integer column; SQLite numbers only its `INTEGER PRIMARY KEY`.
+    pub identity_anywhere: bool,
+    /// `ON DELETE SET DEFAULT` / `ON UPDATE SET DEFAULT`.
+    pub fk_set_default: bool,
+    /// `ON UPDATE CURRENT_TIMESTAMP` on a column (MySQL/MariaDB).
+    pub on_update_timestamp: bool,
+    /// A collation that ignores case but not accents or trailing spaces, for
+    /// text the source compares without case (where the engine has one).
+    pub case_insensitive_collation: Option<&'static str>,
+}
+
+/// The error for a schema object an engine cannot create.
+pub fn unsupported_schema(kind: EngineKind, what: &str) -> EngineError {
+    EngineError::new(ErrorKind::Unsupported, format!("{kind} has no {what}"))
+}
+
 /// The prefix of every object Ferry creates for its own use.
 pub const SCRATCH_PREFIX: &str = "ferry_";
 
@@ -303,6 +343,26 @@ pub trait Engine: Send + Sync {
     fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>);
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()>;
+
+    /// What of a table's definition this engine can create.
+    fn schema_support(&self) -> SchemaSupport;
+
+    /// Creates a partial, expression or non-B-tree index (its SQL already
+    /// this engine's); does nothing if it exists already.
+    async fn create_expression_index(&self, _table: &TableName, _index: &ExpressionIndex) -> Result<()> {
+        Err(unsupported_schema(self.kind(), "indexes on expressions or with a WHERE"))
+    }
+
+    /// The next value the identity of `column` hands out, where the engine
+    /// keeps one apart from the data (a sequence, AUTO_INCREMENT,
+    /// `sqlite_sequence`); `None` where it is simply the largest key plus one.
+    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>>;
+
+    /// Makes the identity of `column` hand out `next` or more from now on.
+    async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()>;
+
+    /// The statements `set_identity_next` runs, with `next` as written, for plans.
+    fn identity_sql(&self, table: &TableName, column: &str, next: &str) -> Vec<String>;
 
     /// Up to `limit` rows with key greater than `after` (all rows when
     /// `None`), in ascending key order.

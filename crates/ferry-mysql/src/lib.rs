@@ -10,14 +10,18 @@ mod replicas;
 
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
+use ferry_core::plan::EngineName;
+use ferry_core::sqlexpr;
 use ferry_core::{
-    schema::object_name, CaptureMethod, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName,
-    TableSchema, TableStats, Value,
+    schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDef, DataType, DefaultValue, Dependents,
+    ExpressionIndex, FkAction, ForeignKey, Generated, Identity, Index, Literal, Row, TableDef, TableName, TableSchema,
+    TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{
     capture_name, change_log_table, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind,
-    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SelectItem, WriteSpec,
+    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, SelectItem,
+    WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -26,6 +30,20 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub(crate) const Q: Dialect = MYSQL;
+
+/// One row of information_schema.COLUMNS.
+struct ColumnFacts {
+    name: String,
+    column_type: String,
+    nullable: String,
+    default: Option<String>,
+    extra: String,
+    generation: Option<String>,
+    collation: Option<String>,
+    comment: Option<String>,
+}
+
+type ColumnRow = (String, String, String, Option<String>, String, Option<String>, Option<String>, Option<String>);
 /// The binary character set's id in column definitions.
 const BINARY_CHARSET: u16 = 63;
 /// Statements stay well under the protocol's 65,535 placeholders and the
@@ -106,27 +124,112 @@ impl MysqlEngine {
             .chain(def.unique_keys.iter().flatten())
             .chain(def.indexes.iter().flatten())
             .collect();
-        let mut parts: Vec<String> = def
-            .columns
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {}{}",
-                    Q.ident(&c.name),
-                    self.declare(&c.data_type, indexed.contains(&&c.name)),
-                    if c.nullable { " NULL" } else { " NOT NULL" }
-                )
-            })
-            .collect();
+        let mut parts: Vec<String> =
+            def.columns.iter().map(|c| self.column_sql(c, indexed.contains(&&c.name))).collect();
         if !def.primary_key.is_empty() {
             parts.push(format!("PRIMARY KEY ({})", Q.idents(&def.primary_key)));
         }
+        // AUTO_INCREMENT must lead some key.
+        if let Some(identity) = def.identity_column() {
+            if def.primary_key.first() != Some(&identity.name) {
+                parts.push(format!("KEY ({})", Q.ident(&identity.name)));
+            }
+        }
+        for check in &def.checks {
+            parts.push(format!("CONSTRAINT {} CHECK ({})", Q.ident(&check.name), check.expr));
+        }
+        let comment = def
+            .comment
+            .as_ref()
+            .map(|c| format!(" COMMENT={}", sqlexpr::string_literal(EngineName::Mysql, c)))
+            .unwrap_or_default();
         format!(
-            "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}",
+            "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}{comment}",
             Q.table(&def.name),
             parts.join(",\n  "),
             self.collation()
         )
+    }
+
+    /// One row of information_schema.COLUMNS as a column of the model.
+    fn column_of(&self, f: ColumnFacts, json_checked: bool) -> Column {
+        let extra = f.extra.to_ascii_lowercase();
+        let mut column = Column::new(
+            f.name,
+            from_column_type(&f.column_type, json_checked),
+            f.nullable == "YES",
+            f.column_type.clone(),
+        );
+        if extra.contains("auto_increment") {
+            column.identity = Some(Identity::AutoIncrement);
+        }
+        if extra.contains("on update") {
+            column.on_update = Some(DefaultValue::CurrentTimestamp);
+        }
+        if let Some(expr) = f.generation.filter(|g| !g.is_empty() && extra.contains("generated")) {
+            column.generated = Some(Generated { expr, stored: extra.contains("stored") });
+        }
+        // MariaDB reports the absence of a default as the text NULL and
+        // quotes literals; MySQL 8 writes literals bare and marks expressions.
+        column.default = match f.default.filter(|d| d != "NULL") {
+            None => None,
+            Some(d) if self.mariadb_version.is_some() || extra.contains("default_generated") => {
+                sqlexpr::parse_default(&d, EngineName::Mysql)
+            }
+            Some(d) if column.data_type.is_integer() || matches!(column.data_type, DataType::Decimal { .. }) => {
+                Some(DefaultValue::Literal(Literal::Number(d)))
+            }
+            Some(d) => Some(DefaultValue::Literal(Literal::Text(d))),
+        };
+        column.collation = f.collation.map(|name| Collation { case_insensitive: name.ends_with("_ci"), name });
+        column.comment = f.comment.filter(|c| !c.is_empty());
+        column
+    }
+
+    fn column_sql(&self, c: &ColumnDef, in_key_or_index: bool) -> String {
+        let mut sql = format!("{} {}", Q.ident(&c.name), self.declare(&c.data_type, in_key_or_index));
+        if let Some(collation) = &c.collation {
+            sql.push_str(&format!(" COLLATE {collation}"));
+        }
+        if let Some(g) = &c.generated {
+            sql.push_str(&format!(" AS ({}) {}", g.expr, if g.stored { "STORED" } else { "VIRTUAL" }));
+            return sql;
+        }
+        sql.push_str(if c.nullable { " NULL" } else { " NOT NULL" });
+        if c.identity.is_some() {
+            sql.push_str(" AUTO_INCREMENT");
+        } else if let Some(d) = &c.default {
+            sql.push_str(&format!(" DEFAULT {}", self.default_sql(d, &c.data_type, in_key_or_index)));
+        }
+        if c.on_update.is_some() {
+            sql.push_str(&format!(
+                " ON UPDATE {}",
+                self.default_sql(&DefaultValue::CurrentTimestamp, &c.data_type, false)
+            ));
+        }
+        if let Some(comment) = &c.comment {
+            sql.push_str(&format!(" COMMENT {}", sqlexpr::string_literal(EngineName::Mysql, comment)));
+        }
+        sql
+    }
+
+    /// A column default in MySQL's SQL: TEXT, BLOB and JSON columns take
+    /// only an expression in parentheses (MySQL 8), which MariaDB reads too.
+    fn default_sql(&self, d: &DefaultValue, t: &DataType, in_key_or_index: bool) -> String {
+        let declared = self.declare(t, in_key_or_index);
+        let long = declared.starts_with("long") || declared == "json";
+        match d {
+            DefaultValue::Literal(l) if long => format!("({})", sqlexpr::literal_sql(EngineName::Mysql, l, t)),
+            DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineName::Mysql, l, t),
+            DefaultValue::CurrentTimestamp => match t {
+                DataType::Timestamp | DataType::TimestampTz => "CURRENT_TIMESTAMP(6)".into(),
+                DataType::Date => "(curdate())".into(),
+                DataType::Time => "(curtime(6))".into(),
+                _ => "CURRENT_TIMESTAMP".into(),
+            },
+            DefaultValue::CurrentDate => "(curdate())".into(),
+            DefaultValue::Expr(sql) => format!("({sql})"),
+        }
     }
 
     fn declare(&self, t: &DataType, in_key_or_index: bool) -> String {
@@ -166,12 +269,23 @@ fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
 
 fn foreign_key_sql(table: &TableName, fk: &ForeignKey) -> String {
     format!(
-        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){}",
         Q.table(table),
         Q.ident(&fk.name),
         Q.idents(&fk.columns),
         Q.table(&fk.ref_table),
-        Q.idents(&fk.ref_columns)
+        Q.idents(&fk.ref_columns),
+        fk.actions_sql()
+    )
+}
+
+fn expression_index_sql(table: &TableName, index: &ExpressionIndex) -> String {
+    format!(
+        "CREATE {}INDEX {} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        Q.ident(&index.name),
+        Q.table(table),
+        index.elements
     )
 }
 
@@ -215,6 +329,14 @@ pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {
         _ => (ErrorKind::Other, e.to_string()),
     };
     EngineError::new(kind, message).with_source(e)
+}
+
+/// InnoDB reports an action left unsaid as RESTRICT, which it treats as NO ACTION.
+fn innodb_action(rule: &str) -> FkAction {
+    match FkAction::parse(rule) {
+        FkAction::Restrict => FkAction::NoAction,
+        other => other,
+    }
 }
 
 /// COLUMN_TYPE (plus whether a json_valid check guards it) -> neutral type.
@@ -389,39 +511,53 @@ impl Engine for MysqlEngine {
                 format!("tables here: {}", tables.join(", "))
             }));
         };
-        // MariaDB's JSON is LONGTEXT guarded by CHECK (json_valid(col)).
-        let checks: Vec<String> = conn
+        let check_rows: Vec<(String, String)> = conn
             .exec(
-                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+                "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? ORDER BY CONSTRAINT_NAME",
                 (&schema, &table.name),
             )
             .await
             .unwrap_or_default();
-        let checks: Vec<String> = checks.into_iter().map(|c| c.to_ascii_lowercase().replace(['`', ' '], "")).collect();
-        type ColumnRow = (String, String, String, Option<String>);
-        let rows: Vec<ColumnRow> = conn
+        // MariaDB's JSON is LONGTEXT guarded by CHECK (json_valid(col)): part of the type, not a constraint.
+        let json_check = |clause: &str, column: &str| {
+            clause.to_ascii_lowercase().replace(['`', ' '], "")
+                == format!("json_valid({})", column.to_ascii_lowercase())
+        };
+        let rows: Vec<mysql_async::Row> = conn
             .exec(
-                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT FROM information_schema.COLUMNS \
+                "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, GENERATION_EXPRESSION, \
+                        COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
                 (&schema, &table.name),
             )
             .await
             .map_err(map_err)?;
-        let columns = rows
+        let columns: Vec<Column> = rows
             .into_iter()
-            .map(|(name, column_type, nullable, default)| {
-                let json_checked =
-                    checks.iter().any(|c| c.contains(&format!("json_valid({})", name.to_ascii_lowercase())));
-                Column {
-                    data_type: from_column_type(&column_type, json_checked),
-                    name,
-                    nullable: nullable == "YES",
-                    // MariaDB reports the absence of a default as the text NULL.
-                    default: default.filter(|d| d != "NULL"),
-                    native_type: column_type,
-                }
+            .map(|row| {
+                let (name, column_type, nullable, default, extra, generation, collation, comment): ColumnRow =
+                    mysql_async::from_row(row);
+                let json_checked = check_rows.iter().any(|(_, clause)| json_check(clause, &name));
+                self.column_of(
+                    ColumnFacts { name, column_type, nullable, default, extra, generation, collation, comment },
+                    json_checked,
+                )
             })
             .collect();
+        let checks = check_rows
+            .iter()
+            .filter(|(_, clause)| !columns.iter().any(|c| json_check(clause, &c.name)))
+            .map(|(name, clause)| Check { name: name.clone(), expr: clause.clone() })
+            .collect();
+        let comment: Option<String> = conn
+            .exec_first(
+                "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let comment = comment.filter(|c| !c.is_empty());
         let stats: Vec<(String, i64, Option<String>)> = conn
             .exec(
                 "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
@@ -449,22 +585,28 @@ impl Engine for MysqlEngine {
                 indexes.push(Index { name, columns: cols, unique });
             }
         }
-        let fk_rows: Vec<(String, String, String, String, String)> = conn
+        let fk_rows: Vec<(String, String, String, String, String, String, String)> = conn
             .exec(
-                "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_SCHEMA, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME \
-                 FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-                 AND REFERENCED_TABLE_NAME IS NOT NULL ORDER BY CONSTRAINT_NAME, ORDINAL_POSITION",
+                "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, \
+                        k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE \
+                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+                   ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+                  AND r.TABLE_NAME = k.TABLE_NAME \
+                 WHERE k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ? \
+                 AND k.REFERENCED_TABLE_NAME IS NOT NULL ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
                 (&schema, &table.name),
             )
             .await
             .map_err(map_err)?;
         let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
-        for (name, column, ref_schema, ref_table, ref_column) in fk_rows {
+        for (name, column, ref_schema, ref_table, ref_column, on_delete, on_update) in fk_rows {
             let fk = fks.entry(name.clone()).or_insert_with(|| ForeignKey {
                 name,
                 columns: Vec::new(),
                 ref_table: TableName { schema: (ref_schema != schema).then_some(ref_schema), name: ref_table },
                 ref_columns: Vec::new(),
+                on_delete: innodb_action(&on_delete),
+                on_update: innodb_action(&on_update),
             });
             fk.columns.push(column);
             fk.ref_columns.push(ref_column);
@@ -476,6 +618,9 @@ impl Engine for MysqlEngine {
             unique_keys,
             indexes,
             foreign_keys: fks.into_values().collect(),
+            checks,
+            expression_indexes: Vec::new(),
+            comment,
             stats: TableStats { row_estimate, size_bytes },
         })
     }
@@ -515,7 +660,14 @@ impl Engine for MysqlEngine {
                 }
                 _ => out.foreign_keys_in.push((
                     child,
-                    ForeignKey { name, columns: vec![column], ref_table: table.clone(), ref_columns: vec![ref_column] },
+                    ForeignKey {
+                        name,
+                        columns: vec![column],
+                        ref_table: table.clone(),
+                        ref_columns: vec![ref_column],
+                        on_delete: FkAction::NoAction,
+                        on_update: FkAction::NoAction,
+                    },
                 )),
             }
         }
@@ -642,9 +794,81 @@ impl Engine for MysqlEngine {
             .iter()
             .map(|cols| index_sql(&def.name, cols, true))
             .chain(def.indexes.iter().map(|cols| index_sql(&def.name, cols, false)))
+            .chain(def.expression_indexes.iter().map(|i| expression_index_sql(&def.name, i)))
             .chain(def.foreign_keys.iter().map(|fk| foreign_key_sql(&def.name, fk)))
             .collect();
         (vec![self.create_table_sql(def)], after)
+    }
+
+    fn schema_support(&self) -> SchemaSupport {
+        SchemaSupport {
+            partial_indexes: false,
+            // Functional key parts: MySQL 8.0.13 and later; MariaDB has none.
+            expression_indexes: self.mariadb_version.is_none(),
+            index_methods: false,
+            comments: true,
+            virtual_columns: true,
+            identity_anywhere: true,
+            fk_set_default: false,
+            on_update_timestamp: true,
+            case_insensitive_collation: match self.mariadb_version {
+                Some(v) if v >= (10, 10) => Some("utf8mb4_uca1400_nopad_as_ci"),
+                Some(_) => None,
+                None => Some("utf8mb4_0900_as_ci"),
+            },
+        }
+    }
+
+    async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
+        if !self.schema_support().expression_indexes || index.predicate.is_some() || index.method.is_some() {
+            return Err(ferry_engine::unsupported_schema(EngineKind::Mysql, "partial or expression indexes"));
+        }
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let exists: Option<i64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
+                (&schema, &table.name, &index.name),
+            )
+            .await
+            .map_err(map_err)?;
+        if exists.is_some() {
+            return Ok(());
+        }
+        conn.query_drop(expression_index_sql(table, index))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("creating index {} on {table}", index.name)))
+    }
+
+    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
+        let mut conn = self.conn().await?;
+        if self.mariadb_version.is_none() {
+            // MySQL 8 caches table statistics, AUTO_INCREMENT included, for a day by default.
+            let _ = conn.query_drop("SET SESSION information_schema_stats_expiry = 0").await;
+        }
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let next: Option<Option<u64>> = conn
+            .exec_first(
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(next.flatten().map(|n| n.min(i64::MAX as u64) as i64))
+    }
+
+    async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()> {
+        let mut conn = self.conn().await?;
+        for sql in self.identity_sql(table, column, &next.to_string()) {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("moving the AUTO_INCREMENT of {table}")))?;
+        }
+        Ok(())
+    }
+
+    fn identity_sql(&self, table: &TableName, _column: &str, next: &str) -> Vec<String> {
+        vec![format!("ALTER TABLE {} AUTO_INCREMENT = {next}", Q.table(table))]
     }
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {

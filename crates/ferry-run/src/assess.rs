@@ -12,10 +12,11 @@ use crate::progress::Progress;
 use crate::runner::state_path;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::plan::{
-    self, Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, Shape, TableFacts, Throughput,
+    self, Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
+    SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
 };
 use ferry_core::schema::object_name;
-use ferry_core::{AuditEvent, ColumnSource, DataType, Spec, TableDef, TableName, Value};
+use ferry_core::{AuditEvent, ColumnDef, ColumnSource, DataType, Spec, TableDef, TableName, Value};
 use ferry_engine::{Engine, EngineKind, ReadSpec, Rows, SelectItem, WriteSpec, SCRATCH_PREFIX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,8 +128,17 @@ impl Assessor {
                 }
                 _ => None,
             };
+            let zero_dates = match (&source_column, &source_native) {
+                (Some(col), Some(native)) if self.source.kind() == EngineKind::Mysql => {
+                    self.zero_dates(plan, col, native).await?
+                }
+                _ => None,
+            };
             columns.push(ColumnFacts {
                 name: c.name.clone(),
+                assumed_zone: source_column
+                    .as_ref()
+                    .and_then(|col| plan.spec.translate.get(&format!("{col}.zone")).cloned()),
                 source_column,
                 expression,
                 source_type,
@@ -138,6 +148,7 @@ impl Assessor {
                 planned: c.data_type.clone(),
                 nullable: c.nullable,
                 null_rows,
+                zero_dates,
             });
         }
         let copied: Vec<&str> = plan
@@ -148,8 +159,14 @@ impl Assessor {
                 _ => None,
             })
             .collect();
-        let dropped_columns =
-            s.columns.iter().map(|c| c.name.clone()).filter(|n| !copied.contains(&n.as_str())).collect();
+        // Generated columns the target computes itself are not copied, and not dropped either.
+        let recreated = |name: &str| plan.def.columns.iter().any(|c| c.name == name && c.generated.is_some());
+        let dropped_columns = s
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| !copied.contains(&n.as_str()) && !recreated(n))
+            .collect();
         let key_enforced = !plan.key_source.is_empty()
             && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
         let target_exists = plan.in_place || self.target.table_exists(&plan.target_name).await?;
@@ -166,6 +183,16 @@ impl Assessor {
             } else {
                 self.target.table_ddl(&def)
             }
+        };
+        let mut schema = plan.schema_items.clone();
+        if !target_exists {
+            self.validate_schema(plan, &mut schema).await?;
+        }
+        let identity_sql = match plan.def.identity_column() {
+            Some(c) if !target_exists => {
+                self.target.identity_sql(&plan.target_name, &c.name, &format!("<the largest copied {} + 1>", c.name))
+            }
+            _ => Vec::new(),
         };
         let latency = if plan.key_source.is_empty() { None } else { Some(self.latency(plan).await?) };
         let throughput = if plan.key_source.is_empty() {
@@ -200,7 +227,96 @@ impl Assessor {
             throughput,
             ddl_expand,
             ddl_after_load,
+            schema,
+            identity_sql,
         })
+    }
+
+    /// MySQL/MariaDB zero dates in a copied date or datetime column, counted
+    /// in the live data: they cannot be converted and would stop the run.
+    async fn zero_dates(&self, plan: &TablePlan, column: &str, native: &str) -> Result<Option<ZeroDates>> {
+        let native = native.to_ascii_lowercase();
+        if !["date", "datetime", "timestamp"].iter().any(|t| native.starts_with(t)) {
+            return Ok(None);
+        }
+        let col = quote(EngineKind::Mysql, column);
+        let count = |condition: String| {
+            let condition = match &plan.read.filter {
+                Some(f) => format!("({f}) AND ({condition})"),
+                None => condition,
+            };
+            async move { self.source.count(&plan.source_name, Some(&condition)).await }
+        };
+        let rows = count(format!("MONTH({col}) = 0 OR DAYOFMONTH({col}) = 0")).await?;
+        if rows == 0 {
+            return Ok(None);
+        }
+        let whole = count(format!("YEAR({col}) = 0 AND MONTH({col}) = 0 AND DAYOFMONTH({col}) = 0")).await?;
+        Ok(Some(ZeroDates { rows, whole }))
+    }
+
+    /// Asks the target whether it accepts each translated expression (a
+    /// check, a generated column, an index predicate), on a bare probe table
+    /// of the same columns: a type mismatch the translation could not see
+    /// (`flag IN (0, 1)` on a boolean) becomes a finding, not a failed expand.
+    async fn validate_schema(&self, plan: &TablePlan, schema: &mut [SchemaItem]) -> Result<()> {
+        let probe = probe_table(&plan.target_name);
+        let columns =
+            plan.def.columns.iter().map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), true)).collect();
+        let bare = TableDef::new(probe.clone(), columns, Vec::new());
+        self.target.create_table(&bare).await?;
+        let table = ferry_engine::sql::Dialect::of(self.target.kind()).table(&probe);
+        // (kind, text the item's target holds, query)
+        let mut probes: Vec<(SchemaItemKind, String, String)> = Vec::new();
+        for check in &plan.def.checks {
+            let sql = format!("SELECT 1 FROM {table} WHERE ({}) AND 1 = 0", check.expr);
+            probes.push((SchemaItemKind::Check, format!("CONSTRAINT {} ", check.name), sql));
+        }
+        for c in &plan.def.columns {
+            if let Some(g) = &c.generated {
+                let sql = format!("SELECT ({}) FROM {table} WHERE 1 = 0", g.expr);
+                probes.push((SchemaItemKind::Generated, format!("AS ({})", g.expr), sql));
+            }
+        }
+        for index in &plan.def.expression_indexes {
+            if let Some(p) = &index.predicate {
+                let sql = format!("SELECT 1 FROM {table} WHERE ({p}) AND 1 = 0");
+                probes.push((SchemaItemKind::Index, format!("WHERE {p}"), sql));
+            }
+        }
+        let mut refused = Vec::new();
+        for (kind, name, sql) in probes {
+            if let Err(e) = self.target.probe(&sql).await {
+                refused.push((kind, name, e.message().to_string()));
+            }
+        }
+        self.target.drop_scratch_table(&probe).await?;
+        for (kind, held, error) in refused {
+            let Some(item) =
+                schema.iter_mut().find(|i| i.kind == kind && i.target.as_deref().is_some_and(|t| t.contains(&held)))
+            else {
+                continue;
+            };
+            let class = match kind {
+                SchemaItemKind::Generated => SchemaProblemClass::Generated,
+                SchemaItemKind::Index => SchemaProblemClass::Index,
+                _ => SchemaProblemClass::Expression,
+            };
+            item.problem = Some(SchemaProblem {
+                class,
+                reason: format!(
+                    "{} refuses the translation `{}`: {error}",
+                    self.target.kind(),
+                    item.target.clone().unwrap_or_default()
+                ),
+                resolve: format!(
+                    "[table.translate] \"{}\" = \"<SQL the target accepts>\" (or \"\" to leave it out)",
+                    item.name
+                ),
+                info: false,
+            });
+        }
+        Ok(())
     }
 
     /// p50 and p99 of single-row reads by key, on keys spread over the first rows.
@@ -230,16 +346,12 @@ impl Assessor {
     async fn throughput(&self, plan: &TablePlan) -> Result<Throughput> {
         let probe = probe_table(&plan.target_name);
         // Constraints are the change analysis's business: the probe only times the copy.
-        let mut def = TableDef {
-            name: probe.clone(),
-            unique_keys: Vec::new(),
-            indexes: Vec::new(),
-            foreign_keys: Vec::new(),
-            ..plan.def.clone()
-        };
-        for c in def.columns.iter_mut().filter(|c| !plan.key_target.contains(&c.name)) {
-            c.nullable = true;
-        }
+        let columns = plan
+            .columns
+            .iter()
+            .map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), !plan.key_target.contains(&c.name)))
+            .collect();
+        let def = TableDef::new(probe.clone(), columns, plan.def.primary_key.clone());
         self.target.create_table(&def).await?;
         let result = self.probe_copy(plan, &probe).await;
         // Always drop the probe, whatever the copy did.

@@ -11,6 +11,7 @@
 use crate::error::Result;
 use crate::mapping::TablePlan;
 use ferry_core::spec::{CheckOn, CheckSpec};
+use ferry_core::{FkAction, TableDef, TableSchema};
 use ferry_engine::sql::Dialect;
 use ferry_engine::Engine;
 use serde::Serialize;
@@ -26,6 +27,9 @@ pub enum CheckKind {
     Unique,
     /// An assertion from the spec.
     Custom,
+    /// The target's defaults, identity, checks, foreign keys, indexes,
+    /// collations and comments against what expand promised.
+    Schema,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,6 +103,108 @@ pub fn table_checks(
         ));
     }
     checks
+}
+
+/// Compares the target table, as introspected now, with the definition
+/// expand created it from: every default, identity (and its position beyond
+/// the largest key), generated column, collation, comment, check, foreign
+/// key (with its actions) and expression index must still be there.
+pub async fn schema_check(plan: &TablePlan, target: &dyn Engine) -> Result<CheckResult> {
+    let actual = target.introspect(&plan.target_name).await?;
+    let mut drift = schema_drift(&plan.def, &actual);
+    if let Some(column) = plan.def.identity_column() {
+        let position = target.identity_next(&plan.target_name, &column.name).await?;
+        let q = Dialect::of(target.kind());
+        let largest = target
+            .scalar(&format!("SELECT MAX({}) FROM {}", q.ident(&column.name), q.table(&plan.target_name)))
+            .await?
+            .and_then(|t| t.split('.').next().and_then(|w| w.trim().parse::<i64>().ok()));
+        if let (Some(position), Some(largest)) = (position, largest) {
+            if position <= largest {
+                drift.push(format!("{} hands out {position}, not beyond the largest key {largest}", column.name));
+            }
+        }
+    }
+    Ok(CheckResult {
+        name: format!("{}: schema as expand created it", plan.target_name),
+        kind: CheckKind::Schema,
+        on: CheckOn::Target,
+        sql: "(introspection of the target)".into(),
+        expected: 0,
+        actual: Some(drift.len() as i64),
+        passed: drift.is_empty(),
+        error: (!drift.is_empty()).then(|| drift.join("; ")),
+    })
+}
+
+/// What `def` promised and `actual` lacks, one line each.
+pub fn schema_drift(def: &TableDef, actual: &TableSchema) -> Vec<String> {
+    let mut drift = Vec::new();
+    for promised in &def.columns {
+        let Some(column) = actual.column(&promised.name) else {
+            drift.push(format!("column {} is missing", promised.name));
+            continue;
+        };
+        let name = &promised.name;
+        if promised.identity.is_some() && column.identity.is_none() {
+            drift.push(format!("{name} is no longer numbered by the database"));
+        }
+        if promised.default.is_some() && column.default.is_none() && column.identity.is_none() {
+            drift.push(format!("{name} lost its default"));
+        }
+        if promised.generated.is_some() && column.generated.is_none() {
+            drift.push(format!("{name} is no longer generated"));
+        }
+        if let Some(collation) = &promised.collation {
+            if !column.collation.as_ref().is_some_and(|c| c.name.eq_ignore_ascii_case(collation)) {
+                drift.push(format!("{name} is not collated {collation}"));
+            }
+        }
+        if promised.comment.is_some() && column.comment != promised.comment {
+            drift.push(format!("{name} lost its comment"));
+        }
+    }
+    for check in &def.checks {
+        if !actual.checks.iter().any(|c| c.name == check.name) {
+            drift.push(format!("check {} is missing", check.name));
+        }
+    }
+    for fk in &def.foreign_keys {
+        match actual.foreign_keys.iter().find(|f| f.columns == fk.columns && f.ref_table.name == fk.ref_table.name) {
+            None => drift.push(format!("foreign key ({}) is missing", fk.columns.join(", "))),
+            Some(f) if !same_action(f.on_delete, fk.on_delete) || !same_action(f.on_update, fk.on_update) => drift
+                .push(format!(
+                    "foreign key ({}) has{} instead of{}",
+                    fk.columns.join(", "),
+                    or_none(&f.actions_sql()),
+                    or_none(&fk.actions_sql())
+                )),
+            Some(_) => {}
+        }
+    }
+    for index in &def.expression_indexes {
+        if !actual.expression_indexes.iter().any(|i| i.name == index.name) {
+            drift.push(format!("index {} is missing", index.name));
+        }
+    }
+    if def.comment.is_some() && actual.comment != def.comment {
+        drift.push("the table lost its comment".into());
+    }
+    drift
+}
+
+/// RESTRICT and NO ACTION differ only in when they are checked.
+fn same_action(a: FkAction, b: FkAction) -> bool {
+    let plain = |x: FkAction| if x == FkAction::Restrict { FkAction::NoAction } else { x };
+    plain(a) == plain(b)
+}
+
+fn or_none(actions: &str) -> String {
+    if actions.is_empty() {
+        " NO ACTION".into()
+    } else {
+        actions.to_string()
+    }
 }
 
 /// Runs one check: its query must return `expected`.

@@ -17,6 +17,7 @@ pub mod mapping;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod schema_map;
 pub mod state;
 pub mod sync;
 pub mod throttle;

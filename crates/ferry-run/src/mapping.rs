@@ -2,9 +2,11 @@
 //! read, what to create and what to write.
 
 use crate::error::{Result, RunError, RunErrorKind};
+use crate::schema_map::{foreign_key_actions, PlannedColumn, Translator};
+use ferry_core::plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use ferry_core::schema::object_name;
 use ferry_core::{ColumnDef, ColumnSource, DataType, ForeignKey, Spec, TableDef, TableName, TableSchema, TableSpec};
-use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
+use ferry_engine::{engine_name, Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
 use std::collections::BTreeMap;
 
 /// One target column and where its value comes from.
@@ -49,6 +51,9 @@ pub struct TablePlan {
     pub skipped_foreign_keys: Vec<(ForeignKey, String)>,
     /// Source and target are the same table: an in-place change (expand/contract).
     pub in_place: bool,
+    /// Defaults, identity, collations, generated columns, checks, indexes,
+    /// foreign keys and comments: as the source has them, and as `def` creates them.
+    pub schema_items: Vec<SchemaItem>,
 }
 
 impl TablePlan {
@@ -96,7 +101,7 @@ pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, 
     for table in &spec.tables {
         plans.push(plan_table(spec, table, source, target, mode).await?);
     }
-    resolve_foreign_keys(&mut plans);
+    resolve_foreign_keys(&mut plans, target).await?;
     Ok(plans)
 }
 
@@ -237,9 +242,45 @@ async fn plan_table(
         })?);
     }
 
+    // Generated columns the target computes itself are created, never copied.
+    let renames: BTreeMap<String, String> = emitted
+        .iter()
+        .filter_map(|(t, s)| match s {
+            ColumnSource::Column { name, .. } => Some((name.clone(), t.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut translator = Translator::new(
+        engine_name(source_engine.kind()),
+        engine_name(target.kind()),
+        target.schema_support(),
+        &schema,
+        &target_name.name,
+        &table.translate,
+        renames,
+        key_source.clone(),
+    );
+    // (position among the copied columns, definition)
+    let mut generated: Vec<(usize, ColumnDef)> = Vec::new();
+    for (target_col, source) in emitted.iter().filter(|_| !in_place) {
+        let recreated = match source {
+            ColumnSource::Column { name, .. } if !table.columns.iter().any(|(t, _)| t == target_col) => schema
+                .column(name)
+                .filter(|c| c.generated.is_some() && !key_source.contains(&c.name))
+                .and_then(|c| translator.generated(c).map(|g| (c, g))),
+            _ => None,
+        };
+        if let Some((column, g)) = recreated {
+            let mut def = ColumnDef::new(target_col.clone(), column.data_type.clone(), column.nullable);
+            def.generated = Some(g);
+            let copied_before = emitted.iter().take_while(|(t, _)| t != target_col).count() - generated.len();
+            generated.push((copied_before, def));
+        }
+    }
+
     let indexed: Vec<&String> = key_target.iter().collect();
     let mut columns = Vec::new();
-    for (name, source) in &emitted {
+    for (name, source) in emitted.iter().filter(|(t, _)| !generated.iter().any(|(_, g)| &g.name == t)) {
         let (data_type, nullable) = match source {
             ColumnSource::Column { name: src, data_type, .. } => {
                 let col = schema.column(src).expect("checked above");
@@ -321,16 +362,43 @@ async fn plan_table(
         filter: table.filter.clone(),
     };
 
+    let mut column_defs: Vec<ColumnDef> = columns
+        .iter()
+        .map(|c| match &c.source {
+            ColumnSource::Column { name, .. } if !in_place => translator.column(
+                PlannedColumn {
+                    name: &c.name,
+                    data_type: &c.data_type,
+                    nullable: c.nullable,
+                    sole_key: key_target.len() == 1 && key_target[0] == c.name,
+                },
+                schema.column(name).expect("checked above"),
+            ),
+            _ => ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable),
+        })
+        .collect();
+    for (inserted, (position, mut def)) in generated.into_iter().enumerate() {
+        def.data_type = target.storage_type(&def.data_type, in_any_index(&def.name));
+        column_defs.insert((position + inserted).min(column_defs.len()), def);
+    }
+    let mut unique_keys = unique_keys;
+    let (expression_indexes, checks, comment) = if in_place {
+        (Vec::new(), Vec::new(), None)
+    } else {
+        (translator.indexes(&mut unique_keys, &column_defs), translator.checks(), translator.table_comment())
+    };
+    check_translate_keys(spec, table, &translator)?;
+    let schema_items = std::mem::take(&mut translator.items);
     let def = TableDef {
         name: target_name.clone(),
-        columns: columns
-            .iter()
-            .map(|c| ColumnDef { name: c.name.clone(), data_type: c.data_type.clone(), nullable: c.nullable })
-            .collect(),
+        columns: column_defs,
         primary_key: key_target.clone(),
         unique_keys,
         indexes,
         foreign_keys: Vec::new(),
+        expression_indexes,
+        checks,
+        comment,
     };
     Ok(TablePlan {
         spec: table.clone(),
@@ -344,7 +412,36 @@ async fn plan_table(
         read,
         skipped_foreign_keys: Vec::new(),
         in_place,
+        schema_items,
     })
+}
+
+/// Every `[table.translate]` key names something of the table; a zone is UTC.
+fn check_translate_keys(spec: &Spec, table: &TableSpec, translator: &Translator) -> Result<()> {
+    let unknown = translator.unknown_keys();
+    if let Some(key) = unknown.first() {
+        return Err(spec_error(
+            spec,
+            table,
+            format!("`[table.translate] \"{key}\"` names nothing of {}", table.from),
+            "a key is a check, index or foreign key name of the source table, or `<column>.default`, \
+             `<column>.on_update`, `<column>.generated`, `<column>.collation`, `<column>.identity` or `<column>.zone`; \
+             `ferry plan` lists each item with its key",
+        ));
+    }
+    for (key, value) in table.translate.iter().filter(|(k, _)| k.ends_with(".zone")) {
+        if !value.eq_ignore_ascii_case("UTC") {
+            return Err(spec_error(
+                spec,
+                table,
+                format!("`[table.translate] \"{key}\" = \"{value}\"`: only \"UTC\" can be assumed"),
+                "for times written in another zone, convert them with a computed column, e.g. \
+                 `created_at = { expr = \"CONVERT_TZ(created_at, 'Europe/Berlin', '+00:00')\", type = \"timestamptz\" }` \
+                 (MySQL) or `{ expr = \"created_at AT TIME ZONE 'Europe/Berlin'\" }` (PostgreSQL)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where a source table and its plain columns went.
@@ -361,9 +458,10 @@ impl Moved {
     }
 }
 
-/// Foreign keys between tables of the spec are re-pointed at the target names;
-/// those to tables outside it are reported and left out.
-fn resolve_foreign_keys(plans: &mut [TablePlan]) {
+/// Foreign keys between tables of the spec are re-pointed at the target
+/// names; those to a table outside it are kept when the target has that
+/// table, and otherwise reported with the statement that adds them later.
+async fn resolve_foreign_keys(plans: &mut [TablePlan], target: &dyn Engine) -> Result<()> {
     let moved: Vec<Moved> = plans
         .iter()
         .map(|p| Moved {
@@ -379,36 +477,123 @@ fn resolve_foreign_keys(plans: &mut [TablePlan]) {
                 .collect(),
         })
         .collect();
+    let support = target.schema_support();
     for (plan, own) in plans.iter_mut().zip(&moved) {
+        if plan.in_place {
+            continue;
+        }
         let mut fks = Vec::new();
         let mut skipped = Vec::new();
         for fk in &plan.source.foreign_keys {
             let columns: Option<Vec<String>> = fk.columns.iter().map(|c| own.column(c)).collect();
+            let mut it = SchemaItem {
+                kind: SchemaItemKind::ForeignKey,
+                name: fk.name.clone(),
+                source: describe_fk(fk),
+                target: None,
+                note: None,
+                problem: None,
+            };
             let parent = moved.iter().find(|m| {
                 m.source.name == fk.ref_table.name
                     && (fk.ref_table.schema.is_none() || m.source.schema == fk.ref_table.schema)
             });
-            let Some(parent) = parent else {
-                skipped.push((fk.clone(), format!("table {} is not part of this migration", fk.ref_table)));
-                continue;
-            };
             let Some(columns) = columns else {
+                it.problem = Some(SchemaProblem {
+                    class: SchemaProblemClass::NotKept,
+                    reason: "one of its columns is not copied".into(),
+                    resolve: "copy the column, or accept that the target does not check this reference".into(),
+                    info: false,
+                });
                 skipped.push((fk.clone(), "one of its columns is not copied".to_string()));
+                plan.schema_items.push(it);
                 continue;
             };
-            match fk.ref_columns.iter().map(|c| parent.column(c)).collect::<Option<Vec<String>>>() {
-                Some(ref_columns) => fks.push(ForeignKey {
-                    name: object_name(&plan.target_name.name, &columns, "fkey"),
-                    columns,
-                    ref_table: parent.target.clone(),
-                    ref_columns,
-                }),
-                None => skipped.push((fk.clone(), "a referenced column is not copied".to_string())),
+            let (ref_table, ref_columns) = match parent {
+                Some(parent) => {
+                    match fk.ref_columns.iter().map(|c| parent.column(c)).collect::<Option<Vec<String>>>() {
+                        Some(ref_columns) => (parent.target.clone(), ref_columns),
+                        None => {
+                            skipped.push((fk.clone(), "a referenced column is not copied".to_string()));
+                            it.problem = Some(SchemaProblem {
+                            class: SchemaProblemClass::NotKept,
+                            reason: "a referenced column is not copied".into(),
+                            resolve: "copy the referenced column, or accept that the target does not check this reference".into(),
+                            info: false,
+                        });
+                            plan.schema_items.push(it);
+                            continue;
+                        }
+                    }
+                }
+                None => (fk.ref_table.clone(), fk.ref_columns.clone()),
+            };
+            let mut resolved = ForeignKey {
+                name: object_name(&plan.target_name.name, &columns, "fkey"),
+                columns,
+                ref_table,
+                ref_columns,
+                on_delete: fk.on_delete,
+                on_update: fk.on_update,
+            };
+            if parent.is_none() && !target.table_exists(&resolved.ref_table).await? {
+                let reason = format!("table {} is not part of this migration and not on the target", fk.ref_table);
+                it.problem = Some(SchemaProblem {
+                    class: SchemaProblemClass::ParentMissing,
+                    reason: reason.clone(),
+                    resolve: add_later(target, &plan.target_name, &resolved),
+                    info: false,
+                });
+                skipped.push((fk.clone(), reason));
+                plan.schema_items.push(it);
+                continue;
             }
+            if let Some(action_item) =
+                foreign_key_actions(&fk.name, &mut resolved, support, &plan.spec.translate, target.kind())
+            {
+                let refused = action_item.problem.is_some();
+                plan.schema_items.push(action_item);
+                if refused {
+                    skipped.push((fk.clone(), "its ON DELETE/UPDATE action does not exist on the target".into()));
+                    continue;
+                }
+            }
+            it.target = Some(describe_fk(&resolved));
+            if parent.is_none() {
+                it.note = Some(format!("{} is not moved, but the target has it", fk.ref_table));
+            }
+            plan.schema_items.push(it);
+            fks.push(resolved);
         }
         plan.def.foreign_keys = fks;
         plan.skipped_foreign_keys = skipped;
     }
+    Ok(())
+}
+
+fn describe_fk(fk: &ForeignKey) -> String {
+    format!(
+        "({}) REFERENCES {} ({}){}",
+        fk.columns.join(", "),
+        fk.ref_table,
+        fk.ref_columns.join(", "),
+        fk.actions_sql()
+    )
+}
+
+/// What to run once the parent exists on the target.
+fn add_later(target: &dyn Engine, table: &TableName, fk: &ForeignKey) -> String {
+    if !target.adds_foreign_keys_later() {
+        return format!(
+            "create {} on the target (or add it to the migration) before `ferry run`: {} cannot add a foreign key to an existing table",
+            fk.ref_table,
+            target.kind()
+        );
+    }
+    let mut def = TableDef::new(table.clone(), Vec::new(), Vec::new());
+    def.foreign_keys = vec![fk.clone()];
+    let (_, after) = target.table_ddl(&def);
+    format!("add {} to the migration, or create it on the target and run: {}", fk.ref_table, after.join("; "))
 }
 
 /// Differences that make an existing target table unusable, one line each.

@@ -199,7 +199,8 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             let kind = label(c.kind);
             let on = label(c.on);
             let actual = match (&c.actual, &c.error) {
-                (Some(a), _) => a.to_string(),
+                (Some(a), Some(detail)) => format!("{a}: {}", cell(detail)),
+                (Some(a), None) => a.to_string(),
                 (None, Some(e)) => format!("error: {}", cell(e)),
                 (None, None) => "-".into(),
             };

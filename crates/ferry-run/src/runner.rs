@@ -3,16 +3,17 @@
 use crate::backfill::Backfill;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError, RunErrorKind};
-use crate::integrity::{custom_checks, run_check, table_checks, CheckResult};
+use crate::integrity::{custom_checks, run_check, schema_check, table_checks, CheckResult};
 use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
 use crate::sync::Replayer;
 use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
+use ferry_core::plan::SchemaItemKind;
 use ferry_core::spec::CheckOn;
 use ferry_core::status::{PhaseState, StatusReport, TableVerification};
-use ferry_core::{AuditEvent, DataType, Phase, Spec, TableSchema};
+use ferry_core::{AuditEvent, ColumnSource, DataType, Phase, Spec, TableSchema};
 use ferry_engine::{DatabaseUrl, Engine, LockGuard, WriteSpec};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -273,7 +274,7 @@ impl Migration {
                 return Err(e);
             }
         };
-        let checks = self.integrity_checks().await?;
+        let checks = self.integrity_checks(progress).await?;
         let mut failing: Vec<String> =
             verification.iter().filter(|r| !r.passed()).map(|r| format!("differences in {}", r.target)).collect();
         failing.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
@@ -468,7 +469,8 @@ impl Migration {
         self.begin(Phase::Sync, progress)?;
         let result = self.drain(&writes, progress, true).await;
         self.end(Phase::Sync, &result)?;
-        result
+        result?;
+        self.advance_identities(progress).await
     }
 
     /// Verification that tells a row still being written from a lost one:
@@ -527,7 +529,7 @@ impl Migration {
                 self.record_report(plan, report)?;
             }
         }
-        let checks = self.integrity_checks().await?;
+        let checks = self.integrity_checks(progress).await?;
         Ok(Verification { started_at, duration_ms: started.elapsed().as_millis() as u64, tables, checks, repairs })
     }
 
@@ -584,13 +586,19 @@ impl Migration {
     }
 
     /// Foreign keys, NOT NULL and unique keys of every table on the target,
-    /// then the spec's own `[[check]]`s; each recorded in the audit log.
-    async fn integrity_checks(&self) -> Result<Vec<CheckResult>> {
+    /// the schema expand promised, then the spec's own `[[check]]`s; each
+    /// recorded in the audit log. Identities are first moved beyond the keys
+    /// replay may have added since the backfill.
+    async fn integrity_checks(&self, progress: &dyn Progress) -> Result<Vec<CheckResult>> {
+        self.advance_identities(progress).await?;
         let plans: Vec<&TablePlan> = self.plans.iter().collect();
         let mut results = Vec::new();
         for plan in &self.plans {
             for (name, kind, sql) in table_checks(plan, &*self.target, &plans) {
                 results.push(run_check(&*self.target, name, kind, CheckOn::Target, sql, 0).await);
+            }
+            if self.state.table(&plan.target_display())?.unwrap_or_default().created_by_ferry {
+                results.push(schema_check(plan, &*self.target).await?);
             }
         }
         results.extend(custom_checks(&self.spec.checks, &*self.source, &*self.target).await?);
@@ -695,6 +703,17 @@ impl Migration {
                 })?;
                 progress.note(&format!("{name}: foreign key {} is not recreated: {reason}", fk.name));
             }
+            let created = self.state.table(&name)?.unwrap_or_default().created_by_ferry;
+            for item in plan.schema_items.iter().filter(|i| created && i.kind != SchemaItemKind::ForeignKey) {
+                let Some(problem) = item.problem.as_ref().filter(|p| !p.info) else { continue };
+                let what = format!("{} {}", item.kind.label(), item.name);
+                self.state.audit(&AuditEvent::SchemaItemSkipped {
+                    table: name.clone(),
+                    item: what.clone(),
+                    reason: problem.reason.clone(),
+                })?;
+                progress.note(&format!("{name}: {what} is not carried over as the source has it: {}", problem.reason));
+            }
         }
         Ok(())
     }
@@ -746,6 +765,9 @@ impl Migration {
             for cols in &plan.def.indexes {
                 self.target.create_index(&plan.target_name, cols, false).await?;
             }
+            for index in &plan.def.expression_indexes {
+                self.target.create_expression_index(&plan.target_name, index).await?;
+            }
         }
         for plan in &self.plans {
             let name = plan.target_display();
@@ -762,6 +784,50 @@ impl Migration {
                 }
             }
             self.state.finish_constraints(&name)?;
+        }
+        self.advance_identities(progress).await
+    }
+
+    /// Moves every target identity (sequence, AUTO_INCREMENT, AUTOINCREMENT)
+    /// beyond the largest key copied and beyond what the source's identity
+    /// has handed out, so that an application's INSERT without a key gets a
+    /// new one. After the backfill, at the end of a run and of `ferry sync`.
+    pub async fn advance_identities(&self, progress: &dyn Progress) -> Result<()> {
+        let targets = self.target_schemas().await?;
+        for (plan, schema) in self.plans.iter().zip(&targets) {
+            let Some(column) = schema.columns.iter().find(|c| c.identity.is_some()) else { continue };
+            let Some(current) = self.target.identity_next(&plan.target_name, &column.name).await? else {
+                continue; // numbered from the largest key by the engine itself
+            };
+            let q = ferry_engine::sql::Dialect::of(self.target.kind());
+            let largest = self
+                .target
+                .scalar(&format!("SELECT MAX({}) FROM {}", q.ident(&column.name), q.table(&plan.target_name)))
+                .await?
+                .and_then(|text| text.split('.').next().and_then(|whole| whole.trim().parse::<i64>().ok()))
+                .unwrap_or(0);
+            let source_column = plan.columns.iter().find(|c| c.name == column.name).and_then(|c| match &c.source {
+                ColumnSource::Column { name, .. } => Some(name.clone()),
+                ColumnSource::Expr { .. } => None,
+            });
+            let source_next = match source_column {
+                Some(c) if plan.source.column(&c).is_some_and(|c| c.identity.is_some()) => {
+                    self.source.identity_next(&plan.source_name, &c).await?.unwrap_or(0)
+                }
+                _ => 0,
+            };
+            let next = (largest.saturating_add(1)).max(source_next).max(1);
+            if current >= next {
+                continue;
+            }
+            self.target.set_identity_next(&plan.target_name, &column.name, next).await?;
+            let table = plan.target_display();
+            self.state.audit(&AuditEvent::IdentityAdvanced {
+                table: table.clone(),
+                column: column.name.clone(),
+                next,
+            })?;
+            progress.note(&format!("{table}: {} now numbers new rows from {next}", column.name));
         }
         Ok(())
     }

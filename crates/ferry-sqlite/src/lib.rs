@@ -9,18 +9,20 @@ mod types;
 pub use types::{declare, from_declared};
 
 use async_trait::async_trait;
+use ferry_core::plan::EngineName;
+use ferry_core::sqlexpr;
 use ferry_core::temporal;
 use ferry_core::{
-    schema::object_name, CaptureMethod, Column, DataType, Dependents, ForeignKey, Index, Row, TableDef, TableName,
-    TableSchema, TableStats, Value,
+    schema::object_name, CaptureMethod, Check, Collation, Column, DataType, DefaultValue, Dependents, ExpressionIndex,
+    FkAction, ForeignKey, Identity, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
     unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec,
-    ReplicaLag, Result, Rows, WriteSpec,
+    ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{params_from_iter, Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -213,6 +215,10 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
         return Err(not_found(conn, table));
     }
     let q = SQLITE.ident(&name);
+    let create_sql: String = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| r.get(0))
+        .map_err(map_err)?;
+    let parsed = sqlexpr::parse_create_table(&create_sql, EngineName::Sqlite).unwrap_or_default();
     let mut columns = Vec::new();
     let mut pk: Vec<(i64, String)> = Vec::new();
     {
@@ -223,6 +229,8 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
             if hidden == 1 {
                 continue; // virtual-table hidden column
             }
+            // 2 and 3: a generated column, virtual or stored.
+            let generated = hidden >= 2;
             let col_name: String = r.get(1).map_err(map_err)?;
             let declared: String = r.get::<_, Option<String>>(2).map_err(map_err)?.unwrap_or_default();
             let notnull: i64 = r.get(3).map_err(map_err)?;
@@ -231,20 +239,47 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
             if pk_pos > 0 {
                 pk.push((pk_pos, col_name.clone()));
             }
-            columns.push(Column {
-                name: col_name,
-                data_type: from_declared(&declared),
-                nullable: notnull == 0 && pk_pos == 0,
-                default,
-                native_type: if declared.is_empty() { "(none)".into() } else { declared },
-            });
+            let mut column = Column::new(
+                col_name,
+                from_declared(&declared),
+                notnull == 0 && pk_pos == 0,
+                if declared.is_empty() { "(none)".to_string() } else { declared },
+            );
+            column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineName::Sqlite));
+            if let Some(p) = parsed.columns.iter().find(|p| p.name.eq_ignore_ascii_case(&column.name)) {
+                column.collation = p.collation.as_ref().filter(|c| !c.eq_ignore_ascii_case("binary")).map(|c| {
+                    Collation { name: c.to_ascii_uppercase(), case_insensitive: c.eq_ignore_ascii_case("nocase") }
+                });
+                column.generated = p.generated.clone().filter(|_| generated);
+            }
+            columns.push(column);
         }
     }
     pk.sort();
     let primary_key: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+    // A single INTEGER PRIMARY KEY is the rowid: SQLite numbers it by itself.
+    if let [key] = primary_key.as_slice() {
+        let autoincrement = parsed.columns.iter().any(|p| p.name.eq_ignore_ascii_case(key) && p.autoincrement);
+        if let Some(c) = columns.iter_mut().find(|c| &c.name == key && c.native_type.eq_ignore_ascii_case("integer")) {
+            c.identity = Some(if autoincrement { Identity::RowidAutoincrement } else { Identity::Rowid });
+        }
+    }
+    let mut unnamed = 0;
+    let checks = parsed
+        .checks
+        .iter()
+        .map(|(check_name, expr)| Check {
+            name: check_name.clone().unwrap_or_else(|| {
+                unnamed += 1;
+                format!("{name}_check{unnamed}")
+            }),
+            expr: expr.clone(),
+        })
+        .collect();
 
     let mut unique_keys = Vec::new();
     let mut indexes = Vec::new();
+    let mut expression_indexes = Vec::new();
     {
         let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})")).map_err(map_err)?;
         let list: Vec<(String, bool, String, bool)> = stmt
@@ -255,9 +290,14 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
             .collect::<std::result::Result<_, _>>()
             .map_err(map_err)?;
         for (index_name, unique, origin, partial) in list {
-            if origin == "pk" || partial {
+            if origin == "pk" {
                 continue;
             }
+            let index_sql: Option<String> = conn
+                .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", [&index_name], |r| {
+                    r.get(0)
+                })
+                .map_err(map_err)?;
             let mut cols =
                 conn.prepare(&format!("PRAGMA index_info({})", SQLITE.ident(&index_name))).map_err(map_err)?;
             let members: Vec<Option<String>> = cols
@@ -265,8 +305,20 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
                 .map_err(map_err)?
                 .collect::<std::result::Result<_, _>>()
                 .map_err(map_err)?;
-            // An index on an expression has a NULL column name: not something Ferry can recreate.
-            let Some(members) = members.into_iter().collect::<Option<Vec<String>>>() else {
+            // An index on an expression has a NULL column name.
+            let plain = members.iter().all(Option::is_some) && !partial;
+            let Some(members) = members.into_iter().collect::<Option<Vec<String>>>().filter(|_| plain) else {
+                if let Some((elements, predicate)) =
+                    index_sql.as_deref().and_then(|sql| sqlexpr::parse_create_index(sql, EngineName::Sqlite))
+                {
+                    expression_indexes.push(ExpressionIndex {
+                        name: index_name,
+                        unique,
+                        elements,
+                        predicate,
+                        method: None,
+                    });
+                }
                 continue;
             };
             let index = Index { name: index_name, columns: members, unique };
@@ -281,20 +333,21 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
     let mut foreign_keys: Vec<ForeignKey> = Vec::new();
     {
         let mut stmt = conn.prepare(&format!("PRAGMA foreign_key_list({q})")).map_err(map_err)?;
-        let rows: Vec<(i64, String, String, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        type FkRow = (i64, String, String, Option<String>, String, String);
+        let rows: Vec<FkRow> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
             .map_err(map_err)?
             .collect::<std::result::Result<_, _>>()
             .map_err(map_err)?;
-        // id -> (parent table, child columns, parent columns)
-        type Parts = (String, Vec<String>, Vec<Option<String>>);
+        // id -> (parent table, child columns, parent columns, on update, on delete)
+        type Parts = (String, Vec<String>, Vec<Option<String>>, String, String);
         let mut by_id: std::collections::BTreeMap<i64, Parts> = Default::default();
-        for (id, parent, from, to) in rows {
-            let entry = by_id.entry(id).or_insert_with(|| (parent, Vec::new(), Vec::new()));
+        for (id, parent, from, to, on_update, on_delete) in rows {
+            let entry = by_id.entry(id).or_insert_with(|| (parent, Vec::new(), Vec::new(), on_update, on_delete));
             entry.1.push(from);
             entry.2.push(to);
         }
-        for (_, (parent, from, to)) in by_id {
+        for (_, (parent, from, to, on_update, on_delete)) in by_id {
             // A NULL target column means "the parent's primary key".
             let ref_columns = if to.iter().all(Option::is_some) {
                 to.into_iter().flatten().collect()
@@ -307,6 +360,8 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
                 columns: from,
                 ref_table: TableName::parse(&parent),
                 ref_columns,
+                on_delete: FkAction::parse(&on_delete),
+                on_update: FkAction::parse(&on_update),
             });
         }
     }
@@ -322,40 +377,104 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
         unique_keys,
         indexes,
         foreign_keys,
+        checks,
+        expression_indexes,
+        comment: None,
         stats: TableStats { row_estimate: Some(row_estimate as u64), size_bytes: size_bytes.map(|s| s as u64) },
     })
 }
 
 /// `CREATE TABLE` with columns, primary key and foreign keys (SQLite cannot add them later).
+/// `CREATE TABLE` with columns, defaults, checks, primary key and foreign
+/// keys (SQLite cannot add constraints later).
 fn create_table_sql(def: &TableDef) -> String {
     let rowid_alias = def.primary_key.len() == 1
         && def.columns.iter().any(|col| col.name == def.primary_key[0] && col.data_type.is_integer());
+    // AUTOINCREMENT (never reuse a key, as sequences do) is written on the column itself.
+    let autoincrement = rowid_alias
+        && def.columns.iter().any(|c| c.name == def.primary_key[0] && c.identity.is_some_and(|i| i != Identity::Rowid));
     let mut parts: Vec<String> = def
         .columns
         .iter()
         .map(|col| {
             let is_alias = rowid_alias && col.name == def.primary_key[0];
-            format!(
-                "{} {}{}",
-                SQLITE.ident(&col.name),
-                declare(&col.data_type, is_alias),
-                if col.nullable { "" } else { " NOT NULL" }
-            )
+            let mut sql = format!("{} {}", SQLITE.ident(&col.name), declare(&col.data_type, is_alias));
+            if is_alias && autoincrement {
+                sql.push_str(" PRIMARY KEY AUTOINCREMENT");
+            }
+            if let Some(collation) = &col.collation {
+                sql.push_str(&format!(" COLLATE {collation}"));
+            }
+            if let Some(g) = &col.generated {
+                sql.push_str(&format!(
+                    " GENERATED ALWAYS AS ({}) {}",
+                    g.expr,
+                    if g.stored { "STORED" } else { "VIRTUAL" }
+                ));
+            } else if let Some(d) = &col.default {
+                sql.push_str(&format!(" DEFAULT {}", default_sql(d, &col.data_type)));
+            }
+            if !col.nullable {
+                sql.push_str(" NOT NULL");
+            }
+            sql
         })
         .collect();
-    if !def.primary_key.is_empty() {
+    if !def.primary_key.is_empty() && !autoincrement {
         parts.push(format!("PRIMARY KEY ({})", SQLITE.idents(&def.primary_key)));
+    }
+    for check in &def.checks {
+        parts.push(format!("CONSTRAINT {} CHECK ({})", SQLITE.ident(&check.name), check.expr));
     }
     for fk in &def.foreign_keys {
         parts.push(format!(
-            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+            "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){}",
             SQLITE.ident(&fk.name),
             SQLITE.idents(&fk.columns),
             SQLITE.ident(&fk.ref_table.name),
-            SQLITE.idents(&fk.ref_columns)
+            SQLITE.idents(&fk.ref_columns),
+            fk.actions_sql()
         ));
     }
     format!("CREATE TABLE {} (\n  {}\n)", SQLITE.ident(&def.name.name), parts.join(",\n  "))
+}
+
+/// A column default in SQLite's SQL.
+fn default_sql(d: &DefaultValue, t: &DataType) -> String {
+    match d {
+        DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineName::Sqlite, l, t),
+        DefaultValue::CurrentTimestamp => match t {
+            DataType::Date => "CURRENT_DATE".into(),
+            DataType::Time => "CURRENT_TIME".into(),
+            _ => "CURRENT_TIMESTAMP".into(),
+        },
+        DefaultValue::CurrentDate => "CURRENT_DATE".into(),
+        DefaultValue::Expr(sql) => format!("({sql})"),
+    }
+}
+
+fn expression_index_sql(table: &TableName, index: &ExpressionIndex) -> String {
+    let mut sql = format!(
+        "CREATE {}INDEX IF NOT EXISTS {} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        SQLITE.ident(&index.name),
+        SQLITE.ident(&table.name),
+        index.elements
+    );
+    if let Some(p) = &index.predicate {
+        sql.push_str(&format!(" WHERE {p}"));
+    }
+    sql
+}
+
+/// Whether the table numbers its rowid with AUTOINCREMENT (kept in `sqlite_sequence`).
+fn has_autoincrement(conn: &Connection, table: &str) -> Result<bool> {
+    let sql: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
+        .map_err(map_err)?;
+    Ok(sql
+        .and_then(|sql| sqlexpr::parse_create_table(&sql, EngineName::Sqlite))
+        .is_some_and(|t| t.columns.iter().any(|c| c.autoincrement)))
 }
 
 fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
@@ -510,8 +629,76 @@ impl Engine for SqliteEngine {
             .iter()
             .map(|cols| index_sql(&def.name, cols, true))
             .chain(def.indexes.iter().map(|cols| index_sql(&def.name, cols, false)))
+            .chain(def.expression_indexes.iter().map(|i| expression_index_sql(&def.name, i)))
             .collect();
         (vec![create_table_sql(def)], after)
+    }
+
+    fn schema_support(&self) -> SchemaSupport {
+        SchemaSupport {
+            partial_indexes: true,
+            expression_indexes: true,
+            index_methods: false,
+            comments: false,
+            virtual_columns: true,
+            identity_anywhere: false,
+            fk_set_default: true,
+            on_update_timestamp: false,
+            case_insensitive_collation: None,
+        }
+    }
+
+    async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
+        let sql = expression_index_sql(table, index);
+        let context = format!("creating index {} on {table}", index.name);
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(|e| map_err(e).context(context))).await
+    }
+
+    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
+        let name = table.name.clone();
+        self.with_conn(move |c| {
+            if !has_autoincrement(c, &name)? {
+                return Ok(None); // the largest rowid plus one
+            }
+            let seq: Option<i64> = c
+                .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [&name], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            Ok(Some(seq.unwrap_or(0) + 1))
+        })
+        .await
+    }
+
+    async fn set_identity_next(&self, table: &TableName, _column: &str, next: i64) -> Result<()> {
+        let name = table.name.clone();
+        self.with_conn(move |c| {
+            if !has_autoincrement(c, &name)? {
+                return Ok(());
+            }
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let updated = tx
+                .execute(
+                    "UPDATE sqlite_sequence SET seq = max(seq, ?2 - 1) WHERE name = ?1",
+                    rusqlite::params![name, next],
+                )
+                .map_err(map_err)?;
+            if updated == 0 {
+                tx.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2 - 1)",
+                    rusqlite::params![name, next],
+                )
+                .map_err(map_err)?;
+            }
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    fn identity_sql(&self, table: &TableName, _column: &str, next: &str) -> Vec<String> {
+        vec![format!(
+            "UPDATE sqlite_sequence SET seq = max(seq, {next} - 1) WHERE name = {}",
+            sqlexpr::string_literal(EngineName::Sqlite, &table.name)
+        )]
     }
 
     async fn add_foreign_key(&self, table: &TableName, _fk: &ForeignKey) -> Result<()> {
@@ -718,22 +905,15 @@ mod tests {
     }
 
     fn def() -> TableDef {
-        TableDef {
-            name: TableName::parse("items"),
-            columns: vec![
-                ColumnDef { name: "id".into(), data_type: DataType::Int64, nullable: false },
-                ColumnDef { name: "name".into(), data_type: DataType::Text { max_chars: Some(20) }, nullable: true },
-                ColumnDef {
-                    name: "price".into(),
-                    data_type: DataType::Decimal { precision: Some(30), scale: Some(2) },
-                    nullable: true,
-                },
-            ],
-            primary_key: vec!["id".into()],
-            unique_keys: vec![vec!["name".into()]],
-            indexes: vec![vec!["price".into()]],
-            foreign_keys: vec![],
-        }
+        let columns = vec![
+            ColumnDef::new("id", DataType::Int64, false),
+            ColumnDef::new("name", DataType::Text { max_chars: Some(20) }, true),
+            ColumnDef::new("price", DataType::Decimal { precision: Some(30), scale: Some(2) }, true),
+        ];
+        let mut def = TableDef::new(TableName::parse("items"), columns, vec!["id".into()]);
+        def.unique_keys = vec![vec!["name".into()]];
+        def.indexes = vec![vec!["price".into()]];
+        def
     }
 
     #[tokio::test]

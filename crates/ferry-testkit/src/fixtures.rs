@@ -187,3 +187,95 @@ pub fn insert_sql(kind: EngineKind, fixture: &Fixture) -> String {
     let prefix = if kind == EngineKind::Mysql { "SET time_zone = '+00:00';\n" } else { "" };
     format!("{prefix}INSERT INTO {} ({}) VALUES\n{};", q(fixture.table), cols.join(", "), rows.join(",\n"))
 }
+
+/// An application's two tables, in each engine's own SQL, with everything an
+/// application relies on when it writes: an identity key, defaults (text,
+/// numbers, the current time, an expression on PostgreSQL), MySQL's ON
+/// UPDATE CURRENT_TIMESTAMP, CHECKs, a unique email that ignores case, a
+/// generated column, comments where the engine has them, partial and
+/// expression indexes where it has them, and a child table whose rows go
+/// with their user (`ON DELETE CASCADE ON UPDATE CASCADE`). User 3 is deleted after it was numbered, so the
+/// source's identity is ahead of its largest key.
+pub fn app_schema_sql(kind: EngineKind) -> &'static str {
+    match kind {
+        EngineKind::Postgres => {
+            "CREATE TABLE users (
+                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 email varchar(200) NOT NULL,
+                 name varchar(100) NOT NULL DEFAULT 'anon',
+                 status varchar(10) NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'banned')),
+                 score integer NOT NULL DEFAULT 0,
+                 created_at timestamptz NOT NULL DEFAULT now(),
+                 balance numeric(12,2) DEFAULT 0.00,
+                 name_upper varchar(100) GENERATED ALWAYS AS (upper(name)) STORED,
+                 CONSTRAINT users_score_positive CHECK (score >= 0));
+             CREATE UNIQUE INDEX users_email_lower ON users (lower(email));
+             CREATE INDEX users_active_created ON users (created_at) WHERE status = 'active';
+             COMMENT ON TABLE users IS 'people who log in';
+             COMMENT ON COLUMN users.email IS 'login name';
+             CREATE TABLE sessions (
+                 id serial PRIMARY KEY,
+                 user_id bigint NOT NULL REFERENCES users (id) ON DELETE CASCADE ON UPDATE CASCADE,
+                 token varchar(64) NOT NULL DEFAULT md5(random()::text),
+                 revoked boolean NOT NULL DEFAULT false);
+             CREATE UNIQUE INDEX sessions_live_token ON sessions (token) WHERE NOT revoked;
+             INSERT INTO users (email, name, score) VALUES ('Ann@example.com', 'ann', 3), ('bob@example.com', 'bob', 5),
+                 ('carol@example.com', 'carol', 7);
+             INSERT INTO sessions (user_id, token) VALUES (1, 't1'), (1, 't2'), (2, 't3'), (3, 't4');
+             DELETE FROM users WHERE id = 3;"
+        }
+        EngineKind::Mysql => {
+            "CREATE TABLE users (
+                 id bigint AUTO_INCREMENT PRIMARY KEY,
+                 email varchar(200) NOT NULL COMMENT 'login name',
+                 name varchar(100) NOT NULL DEFAULT 'anon',
+                 status varchar(10) NOT NULL DEFAULT 'active',
+                 score int NOT NULL DEFAULT 0,
+                 created_at datetime(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+                 updated_at datetime(6) NULL DEFAULT NULL ON UPDATE CURRENT_TIMESTAMP(6),
+                 balance decimal(12,2) DEFAULT 0.00,
+                 name_upper varchar(100) AS (upper(name)) STORED,
+                 UNIQUE KEY users_email (email),
+                 CONSTRAINT users_status_check CHECK (status IN ('active', 'banned')),
+                 CONSTRAINT users_score_positive CHECK (score >= 0)) COMMENT 'people who log in';
+             CREATE TABLE sessions (
+                 id int AUTO_INCREMENT PRIMARY KEY,
+                 user_id bigint NOT NULL,
+                 token varchar(64) NOT NULL,
+                 revoked tinyint(1) NOT NULL DEFAULT 0,
+                 CONSTRAINT sessions_user FOREIGN KEY (user_id) REFERENCES users (id) ON DELETE CASCADE ON UPDATE CASCADE);
+             INSERT INTO users (email, name, score) VALUES ('Ann@example.com', 'ann', 3), ('bob@example.com', 'bob', 5),
+                 ('carol@example.com', 'carol', 7);
+             INSERT INTO sessions (user_id, token) VALUES (1, 't1'), (1, 't2'), (2, 't3'), (3, 't4');
+             DELETE FROM users WHERE id = 3;"
+        }
+        EngineKind::Sqlite => {
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE users (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 email VARCHAR(200) NOT NULL COLLATE NOCASE UNIQUE,
+                 name VARCHAR(100) NOT NULL DEFAULT 'anon',
+                 status VARCHAR(10) NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'banned')),
+                 score INTEGER NOT NULL DEFAULT 0,
+                 created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+                 balance NUMERIC(12,2) DEFAULT 0.00,
+                 name_upper VARCHAR(100) GENERATED ALWAYS AS (upper(name)) STORED,
+                 CONSTRAINT users_score_positive CHECK (score >= 0));
+             CREATE INDEX users_active_created ON users (created_at) WHERE status = 'active';
+             CREATE INDEX users_lower_name ON users (lower(name));
+             CREATE TABLE sessions (
+                 id INTEGER PRIMARY KEY,
+                 user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE ON UPDATE CASCADE,
+                 token VARCHAR(64) NOT NULL,
+                 revoked BOOLEAN NOT NULL DEFAULT 0);
+             CREATE UNIQUE INDEX sessions_live_token ON sessions (token) WHERE NOT revoked;
+             INSERT INTO users (email, name, score) VALUES ('Ann@example.com', 'ann', 3), ('bob@example.com', 'bob', 5),
+                 ('carol@example.com', 'carol', 7);
+             INSERT INTO sessions (user_id, token) VALUES (1, 't1'), (1, 't2'), (2, 't3'), (3, 't4');
+             DELETE FROM users WHERE id = 3;"
+        }
+    }
+}
+
+/// The `[[table]]` entries that move [`app_schema_sql`]'s tables.
+pub const APP_TABLES: &str = "[[table]]\nfrom = \"users\"\n\n[[table]]\nfrom = \"sessions\"\n";

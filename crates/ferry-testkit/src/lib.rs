@@ -483,3 +483,69 @@ pub fn findings(plan: &serde_json::Value) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// A table's schema as text, one item per line, for snapshots of what a
+/// target holds (sizes and row counts left out).
+pub fn describe_schema(t: &ferry_core::TableSchema) -> String {
+    let mut out = format!("table {}", t.name);
+    if let Some(c) = &t.comment {
+        out.push_str(&format!("  -- {c}"));
+    }
+    out.push('\n');
+    for c in &t.columns {
+        let mut line = format!("  {} {}{}", c.name, c.native_type, if c.nullable { "" } else { " NOT NULL" });
+        if let Some(i) = c.identity {
+            line.push_str(&format!(" identity={}", serde_json::to_value(i).unwrap().as_str().unwrap()));
+        }
+        if let Some(d) = &c.default {
+            line.push_str(&format!(" default={d}"));
+        }
+        if let Some(u) = &c.on_update {
+            line.push_str(&format!(" on_update={u}"));
+        }
+        if let Some(col) = &c.collation {
+            let name = if col.name.is_empty() { "citext" } else { &col.name };
+            line.push_str(&format!(" collate={name}{}", if col.case_insensitive { " (ci)" } else { "" }));
+        }
+        if let Some(g) = &c.generated {
+            line.push_str(&format!(" generated=({}) {}", g.expr, if g.stored { "stored" } else { "virtual" }));
+        }
+        if let Some(comment) = &c.comment {
+            line.push_str(&format!("  -- {comment}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&format!("  primary key ({})\n", t.primary_key.join(", ")));
+    for u in &t.unique_keys {
+        out.push_str(&format!("  unique ({})\n", u.columns.join(", ")));
+    }
+    for i in &t.indexes {
+        out.push_str(&format!("  index ({})\n", i.columns.join(", ")));
+    }
+    for i in &t.expression_indexes {
+        let method = i.method.as_ref().map(|m| format!(" using {m}")).unwrap_or_default();
+        let filter = i.predicate.as_ref().map(|p| format!(" where {p}")).unwrap_or_default();
+        out.push_str(&format!(
+            "  {}index {}{method} ({}){filter}\n",
+            if i.unique { "unique " } else { "" },
+            i.name,
+            i.elements
+        ));
+    }
+    let mut checks: Vec<&ferry_core::Check> = t.checks.iter().collect();
+    checks.sort_by(|a, b| a.name.cmp(&b.name));
+    for c in checks {
+        out.push_str(&format!("  check {}: {}\n", c.name, c.expr));
+    }
+    for fk in &t.foreign_keys {
+        out.push_str(&format!(
+            "  foreign key ({}) -> {} ({}){}\n",
+            fk.columns.join(", "),
+            fk.ref_table.name,
+            fk.ref_columns.join(", "),
+            fk.actions_sql()
+        ));
+    }
+    out
+}

@@ -1094,6 +1094,17 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
             copy = with_sql(copy, a.target.engine, t.ddl_after_load.clone());
         }
         bf.steps.push(copy);
+        if a.tables.iter().any(|t| !t.identity_sql.is_empty()) {
+            let mut identity = step(
+                "move each identity (sequence, AUTO_INCREMENT) beyond the largest copied key and beyond what the \
+                 source has handed out, so that an INSERT without a key works on the target (`ferry run` does it \
+                 after the backfill; `ferry sync` and `ferry verify` again)",
+            );
+            for t in &a.tables {
+                identity = with_sql(identity, a.target.engine, t.identity_sql.clone());
+            }
+            bf.steps.push(identity);
+        }
         bf.exit_criteria = vec!["every table's backfill complete (`ferry status`)".into(), "row counts match".into()];
         bf.rollback = "stop (Ctrl-C); drop or truncate the new copy".into();
         bf.estimated_time = format!("{} at the measured rate", dur(backfill));

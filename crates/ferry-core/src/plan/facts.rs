@@ -61,6 +61,99 @@ pub struct ColumnFacts {
     pub nullable: bool,
     /// Rows with NULL here, measured when the target wants NOT NULL and the source allows NULL.
     pub null_rows: Option<u64>,
+    /// MySQL/MariaDB zero dates (`0000-00-00`, or a zero month or day) in a
+    /// copied date or datetime column, counted in the live data; and how
+    /// many of them are whole zero dates (`NULLIF` turns those into NULL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zero_dates: Option<ZeroDates>,
+    /// The zone the spec says naive source times are in (`"<column>.zone"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumed_zone: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZeroDates {
+    pub rows: u64,
+    pub whole: u64,
+}
+
+/// What kind of thing a schema item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaItemKind {
+    Default,
+    OnUpdate,
+    Identity,
+    Collation,
+    Generated,
+    Check,
+    Index,
+    ForeignKey,
+    Comment,
+}
+
+impl SchemaItemKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            SchemaItemKind::Default => "default",
+            SchemaItemKind::OnUpdate => "on update",
+            SchemaItemKind::Identity => "identity",
+            SchemaItemKind::Collation => "collation",
+            SchemaItemKind::Generated => "generated column",
+            SchemaItemKind::Check => "check",
+            SchemaItemKind::Index => "index",
+            SchemaItemKind::ForeignKey => "foreign key",
+            SchemaItemKind::Comment => "comment",
+        }
+    }
+}
+
+/// Why a schema item is not carried over as the source has it: the lint
+/// class it falls in, and the spec line that settles it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SchemaProblemClass {
+    /// F010: an expression (default, ON UPDATE, CHECK) the target cannot take.
+    Expression,
+    /// F011: an index kind the target lacks.
+    Index,
+    /// F012: a collation difference that changes uniqueness or comparisons.
+    Collation,
+    /// F015: a generated column the target cannot compute the same way.
+    Generated,
+    /// F016: identity, a foreign-key action or a comment the target cannot keep.
+    NotKept,
+    /// F017: a foreign key whose parent table is not on the target.
+    ParentMissing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaProblem {
+    pub class: SchemaProblemClass,
+    /// What happens on the target and why.
+    pub reason: String,
+    /// The spec line (or action) that settles it.
+    pub resolve: String,
+    /// Informational only: nothing the application relies on is lost.
+    #[serde(default)]
+    pub info: bool,
+}
+
+/// One schema item of a table: as the source has it, and as the target will.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaItem {
+    pub kind: SchemaItemKind,
+    /// The object's name (checks, indexes, foreign keys) or its column's.
+    pub name: String,
+    /// As the source has it, in its SQL.
+    pub source: String,
+    /// As expand creates it, in the target's SQL; `None` when it is not created.
+    pub target: Option<String>,
+    /// How it was translated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<SchemaProblem>,
 }
 
 impl ColumnFacts {
@@ -122,6 +215,13 @@ pub struct TableFacts {
     pub ddl_expand: Vec<String>,
     /// The statements run once the data is in: unique keys, indexes, foreign keys.
     pub ddl_after_load: Vec<String>,
+    /// Defaults, identity, collations, generated columns, checks, indexes,
+    /// foreign keys and comments, source and target side by side.
+    #[serde(default)]
+    pub schema: Vec<SchemaItem>,
+    /// The statements that move the target's identity beyond the copied keys after the backfill.
+    #[serde(default)]
+    pub identity_sql: Vec<String>,
 }
 
 impl TableFacts {

@@ -2,7 +2,7 @@
 //! stable codes. Each rule is a small function over the assessment; each has
 //! a page in `docs/lints/`.
 
-use super::facts::{Assessment, ColumnFacts, EngineName, Shape, TableFacts};
+use super::facts::{Assessment, ColumnFacts, EngineName, SchemaItemKind, SchemaProblemClass, Shape, TableFacts};
 use crate::audit::format_duration;
 use crate::types::{widens_to, DataType};
 use serde::{Deserialize, Serialize};
@@ -143,6 +143,81 @@ pub const RULES: &[Rule] = &[
         help: "Check that the application accepts the target's type, or choose one with `{ type = \"...\" }`. \
                Values the target type cannot hold stop the run with their key; nothing is truncated silently.",
         check: cross_engine_conversion,
+    },
+    Rule {
+        code: "F010",
+        name: "expression-not-translated",
+        summary: "A default, ON UPDATE or CHECK uses SQL the target does not have",
+        help: "Ferry translates expressions whose meaning is the same on both engines (columns, literals, IN lists, \
+               LIKE, comparisons, lower/upper/coalesce/length and a few more). Anything else is not created on the \
+               target, so that nothing means something else there. Write the target's SQL for it under \
+               [table.translate], or \"\" to go without it knowingly.",
+        check: expression_not_translated,
+    },
+    Rule {
+        code: "F011",
+        name: "index-not-translated",
+        summary: "A partial, expression or non-B-tree index the target cannot create",
+        help: "MySQL/MariaDB has no partial indexes and MariaDB no indexes on expressions; only PostgreSQL has gin, \
+               gist, brin and hash indexes. A unique one also stops being enforced. Leave it out knowingly with \
+               `\"<index>\" = \"\"` under [table.translate] and add an index of your own after the load, or keep \
+               the data on an engine that has it.",
+        check: index_not_translated,
+    },
+    Rule {
+        code: "F012",
+        name: "collation-changes-comparison",
+        summary: "Text the source compares without regard to case is case-sensitive on the target",
+        help: "MariaDB's default collations (`*_ci`), SQLite's NOCASE and PostgreSQL's citext compare 'A' and 'a' as \
+               equal; the target's default does not. Ferry enforces unique keys on lower() where the target allows \
+               it, but `=`, ORDER BY, GROUP BY and joins in the application's queries change meaning. Accept it with \
+               `\"<column>.collation\" = \"\"`, or name a case-insensitive collation of the target.",
+        check: collation_changes_comparison,
+    },
+    Rule {
+        code: "F013",
+        name: "zero-dates",
+        summary: "MySQL/MariaDB zero dates that no other engine (and no strict MySQL) can hold",
+        help: "`0000-00-00`, and dates with a zero month or day, are not dates: the copy stops at the first one with \
+               its key. Map them to NULL with a computed column (the finding shows the expression), or fix them in \
+               the source.",
+        check: zero_dates,
+    },
+    Rule {
+        code: "F014",
+        name: "naive-timestamp-to-timestamptz",
+        summary: "Times without a zone become instants with one",
+        help: "A `datetime` or `timestamp without time zone` says nothing about its zone; a `timestamptz` is an \
+               instant. Ferry reads the naive values as UTC. Say so with `\"<column>.zone\" = \"UTC\"` under \
+               [table.translate], or convert them from their real zone with a computed column.",
+        check: naive_timestamp_to_timestamptz,
+    },
+    Rule {
+        code: "F015",
+        name: "generated-column-not-translated",
+        summary: "A generated column the target cannot compute the same way",
+        help: "Ferry recreates a generated column when its expression means the same on the target; otherwise the \
+               values are copied into a plain column, which the application must then write. Give the target's \
+               expression with `\"<column>.generated\" = \"...\"`, or accept the plain column with `\"\"`.",
+        check: generated_column_not_translated,
+    },
+    Rule {
+        code: "F016",
+        name: "schema-item-not-kept",
+        summary: "An identity, a foreign-key action or a comment the target cannot keep",
+        help: "SQLite numbers only a single INTEGER PRIMARY KEY; MySQL/MariaDB numbers only integers and has no SET \
+               DEFAULT action; SQLite keeps no comments. The finding says what the application loses and the spec \
+               line that settles it.",
+        check: schema_item_not_kept,
+    },
+    Rule {
+        code: "F017",
+        name: "foreign-key-parent-missing",
+        summary: "A foreign key to a table that is neither moved nor on the target",
+        help: "Ferry recreates a foreign key to a table outside the migration when the target already has that \
+               table. Here it does not, so the reference is not checked on the target. Add the parent to the \
+               migration, or create it on the target and run the statement the finding shows.",
+        check: foreign_key_parent_missing,
     },
 ];
 
@@ -499,8 +574,165 @@ fn conversion_note(desired: &DataType, planned: &DataType, engine: EngineName) -
     }
 }
 
+/// Findings of one class of schema problem, one per item.
+fn schema_problems(rule: &Rule, a: &Assessment, class: SchemaProblemClass) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in &a.tables {
+        for item in &t.schema {
+            let Some(problem) = item.problem.as_ref().filter(|p| p.class == class) else { continue };
+            let column = match item.kind {
+                SchemaItemKind::Check | SchemaItemKind::Index | SchemaItemKind::ForeignKey => None,
+                _ if item.name == "(table)" => None,
+                _ => Some(item.name.as_str()),
+            };
+            let severity = if problem.info { Severity::Info } else { Severity::Warning };
+            let message = format!(
+                "{} `{}` ({}): {}. Settle it with {}",
+                item.kind.label(),
+                item.name,
+                item.source,
+                problem.reason,
+                problem.resolve
+            );
+            out.push(rule.finding(severity, t, column, message));
+        }
+    }
+    out
+}
+
+fn expression_not_translated(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    schema_problems(rule, a, SchemaProblemClass::Expression)
+}
+
+fn index_not_translated(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    schema_problems(rule, a, SchemaProblemClass::Index)
+}
+
+fn generated_column_not_translated(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    schema_problems(rule, a, SchemaProblemClass::Generated)
+}
+
+fn schema_item_not_kept(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    schema_problems(rule, a, SchemaProblemClass::NotKept)
+}
+
+fn foreign_key_parent_missing(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    schema_problems(rule, a, SchemaProblemClass::ParentMissing)
+}
+
+/// One finding per table: every case-insensitive column is the same story.
+fn collation_changes_comparison(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in &a.tables {
+        let items: Vec<_> = t
+            .schema
+            .iter()
+            .filter(|i| i.problem.as_ref().is_some_and(|p| p.class == SchemaProblemClass::Collation))
+            .collect();
+        let Some(first) = items.first() else { continue };
+        let names: Vec<String> = items.iter().map(|i| format!("`{}` ({})", i.name, i.source)).collect();
+        let unique_on_lower: Vec<&str> = t
+            .schema
+            .iter()
+            .filter(|i| i.kind == SchemaItemKind::Index && i.target.as_deref().is_some_and(|t| t.contains("lower(")))
+            .filter(|i| i.note.as_deref().is_some_and(|n| n.contains("without case")))
+            .map(|i| i.name.as_str())
+            .collect();
+        let resolve = first.problem.as_ref().map(|p| p.resolve.clone()).unwrap_or_default();
+        let mut message = format!(
+            "{} compare without regard to case on the source; on {} they are case-sensitive: `=`, ORDER BY, GROUP BY \
+             and joins on them behave differently",
+            names.join(", "),
+            a.target.engine.title()
+        );
+        if !unique_on_lower.is_empty() {
+            message.push_str(&format!("; unique keys {} are enforced on lower()", unique_on_lower.join(", ")));
+        }
+        message.push_str(&format!(". Settle it per column, e.g. {resolve}"));
+        out.push(rule.finding(Severity::Warning, t, None, message));
+    }
+    out
+}
+
+fn zero_dates(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    columns(a)
+        .filter_map(|(t, c)| {
+            let zero = c.zero_dates.filter(|z| z.rows > 0)?;
+            let src = c.source_column.as_deref().unwrap_or(&c.name);
+            let datetime = !c.source_native.as_deref().is_some_and(|n| n.eq_ignore_ascii_case("date"));
+            let zero_literal = if datetime { "0000-00-00 00:00:00" } else { "0000-00-00" };
+            let expr = if zero.whole == zero.rows {
+                format!("NULLIF({src}, '{zero_literal}')")
+            } else {
+                format!("CASE WHEN MONTH({src}) = 0 OR DAYOFMONTH({src}) = 0 THEN NULL ELSE {src} END")
+            };
+            let ty = if datetime { "timestamp" } else { "date" };
+            Some(rule.finding(
+                Severity::Error,
+                t,
+                Some(&c.name),
+                format!(
+                    "`{src}` holds {} zero date(s) ({} of them `{zero_literal}`): the copy stops at the first. Map \
+                     them to NULL under [table.columns]: {} = {{ expr = \"{expr}\", type = \"{ty}\" }}",
+                    zero.rows, zero.whole, c.name
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn naive_timestamp_to_timestamptz(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    columns(a)
+        .filter(|(_, c)| {
+            c.source_type == Some(DataType::Timestamp) && c.desired == DataType::TimestampTz && c.assumed_zone.is_none()
+        })
+        .map(|(t, c)| {
+            let src = c.source_column.as_deref().unwrap_or(&c.name);
+            rule.finding(
+                Severity::Warning,
+                t,
+                Some(&c.name),
+                format!(
+                    "`{src}` ({}) holds times without a zone and becomes timestamptz: Ferry reads them as UTC. Say \
+                     so with [table.translate] \"{src}.zone\" = \"UTC\", or convert them from their zone with a \
+                     computed column",
+                    c.source_native.as_deref().unwrap_or("timestamp")
+                ),
+            )
+        })
+        .collect()
+}
+
 /// A duration estimate for `rows` at `rate` rows/s, for messages.
 pub fn estimate(rows: u64, rate: Option<f64>) -> String {
     let rate = rate.filter(|r| *r > 0.0).unwrap_or(10_000.0);
     format_duration(Duration::from_secs_f64(rows as f64 / rate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RULES;
+
+    fn docs(path: &str) -> String {
+        std::fs::read_to_string(format!("{}/../../docs/lints/{path}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("docs/lints/{path}: {e}"))
+    }
+
+    /// Every rule has its page, titled with its code and name, and a line in
+    /// the index; the index names no rule that does not exist.
+    #[test]
+    fn every_rule_is_documented() {
+        let index = docs("README.md");
+        for rule in RULES {
+            let page = docs(&format!("{}.md", rule.code));
+            assert!(page.starts_with(&format!("# {} {}\n", rule.code, rule.name)), "{} page title", rule.code);
+            assert!(
+                index.contains(&format!("| [{0}]({0}.md) | {1} |", rule.code, rule.name)),
+                "{} missing from docs/lints/README.md",
+                rule.code
+            );
+        }
+        let listed = index.lines().filter(|l| l.starts_with("| [F")).count();
+        assert_eq!(listed, RULES.len(), "docs/lints/README.md lists rules that do not exist");
+    }
 }

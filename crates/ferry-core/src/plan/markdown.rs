@@ -15,6 +15,15 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
+/// Inline code in a table cell, also when the SQL holds backticks (MySQL).
+fn code(s: &str) -> String {
+    if s.contains('`') {
+        format!("`` {} ``", cell(s))
+    } else {
+        format!("`{}`", cell(s))
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".into()
@@ -151,6 +160,36 @@ fn target_state(out: &mut String, t: &TableFacts, shape: Shape) {
     }
     for d in &t.dropped_columns {
         let _ = writeln!(out, "| ~~{d}~~ | dropped | | | |");
+    }
+    out.push('\n');
+    schema_items(out, t);
+}
+
+/// Defaults, identity, collations, generated columns, checks, indexes,
+/// foreign keys and comments, source and target side by side.
+fn schema_items(out: &mut String, t: &TableFacts) {
+    if t.schema.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "| schema item | name | source | target | note |\n|---|---|---|---|---|");
+    for item in &t.schema {
+        let target = match (&item.target, &item.problem) {
+            (Some(sql), _) => code(sql),
+            (None, Some(p)) if p.info => "not kept".to_string(),
+            (None, _) => "**not created**".to_string(),
+        };
+        let note = match &item.problem {
+            Some(p) => format!("{} — settle with {}", p.reason, p.resolve),
+            None => item.note.clone().unwrap_or_default(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {target} | {} |",
+            item.kind.label(),
+            cell(&item.name),
+            code(&item.source),
+            cell(&note)
+        );
     }
     out.push('\n');
 }

@@ -9,6 +9,9 @@ pub mod sql;
 pub mod strategy;
 
 pub use document::{build, Plan, Recorded};
-pub use facts::{Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, Shape, TableFacts, Throughput};
+pub use facts::{
+    Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
+    SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
+};
 pub use lint::{lint, Finding, Severity, RULES};
 pub use strategy::{Risk, RollbackComplexity, Strategy};
