@@ -205,6 +205,11 @@ async fn f010_expression_not_translated() {
     assert!(has(&found, "F010", "warning"), "ON UPDATE has no PostgreSQL clause: {found:?}");
     let found = plan_move(Kind::Mysql, Kind::Postgres, ddl, &translate("\"at.on_update\" = \"\"")).await;
     assert!(!has_code(&found, "F010"), "{found:?}");
+    // A check added NOT VALID over rows that break it cannot be created before the copy.
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, score integer); INSERT INTO t VALUES (1, -5);
+               ALTER TABLE t ADD CONSTRAINT t_score CHECK (score >= 0) NOT VALID;";
+    let found = plan_move(Kind::Postgres, Kind::Postgres, ddl, ONE_TABLE).await;
+    assert!(has(&found, "F010", "warning"), "NOT VALID: {found:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

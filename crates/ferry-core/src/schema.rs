@@ -150,6 +150,20 @@ pub struct Check {
     pub name: String,
     /// The boolean expression, as SQL of the engine it was read from.
     pub expr: String,
+    /// False for a PostgreSQL check added `NOT VALID`: rows written before
+    /// it may break it.
+    #[serde(default = "validated")]
+    pub validated: bool,
+}
+
+fn validated() -> bool {
+    true
+}
+
+impl Check {
+    pub fn new(name: impl Into<String>, expr: impl Into<String>) -> Check {
+        Check { name: name.into(), expr: expr.into(), validated: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -151,6 +151,19 @@ impl MysqlEngine {
         )
     }
 
+    /// Whether `table` has an index named `name` (index DDL is made idempotent by asking first).
+    async fn index_exists(&self, conn: &mut Conn, table: &TableName, name: &str) -> Result<bool> {
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let exists: Option<i64> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
+                (&schema, &table.name, name),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(exists.is_some())
+    }
+
     /// One row of information_schema.COLUMNS as a column of the model.
     fn column_of(&self, f: ColumnFacts, json_checked: bool) -> Column {
         let extra = f.extra.to_ascii_lowercase();
@@ -548,7 +561,7 @@ impl Engine for MysqlEngine {
         let checks = check_rows
             .iter()
             .filter(|(_, clause)| !columns.iter().any(|c| json_check(clause, &c.name)))
-            .map(|(name, clause)| Check { name: name.clone(), expr: clause.clone() })
+            .map(|(name, clause)| Check::new(name.clone(), clause.clone()))
             .collect();
         let comment: Option<String> = conn
             .exec_first(
@@ -772,15 +785,7 @@ impl Engine for MysqlEngine {
     async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
         let name = object_name(&table.name, columns, if unique { "key" } else { "idx" });
         let mut conn = self.conn().await?;
-        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
-        let exists: Option<i64> = conn
-            .exec_first(
-                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
-                (&schema, &table.name, &name),
-            )
-            .await
-            .map_err(map_err)?;
-        if exists.is_some() {
+        if self.index_exists(&mut conn, table, &name).await? {
             return Ok(());
         }
         conn.query_drop(index_sql(table, columns, unique))
@@ -824,15 +829,7 @@ impl Engine for MysqlEngine {
             return Err(ferry_engine::unsupported_schema(EngineKind::Mysql, "partial or expression indexes"));
         }
         let mut conn = self.conn().await?;
-        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
-        let exists: Option<i64> = conn
-            .exec_first(
-                "SELECT 1 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND INDEX_NAME = ? LIMIT 1",
-                (&schema, &table.name, &index.name),
-            )
-            .await
-            .map_err(map_err)?;
-        if exists.is_some() {
+        if self.index_exists(&mut conn, table, &index.name).await? {
             return Ok(());
         }
         conn.query_drop(expression_index_sql(table, index))

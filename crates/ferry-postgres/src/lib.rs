@@ -671,14 +671,14 @@ impl Engine for PostgresEngine {
             .collect();
         let checks = client
             .query(
-                "SELECT conname::text, pg_get_expr(conbin, conrelid) FROM pg_constraint \
+                "SELECT conname::text, pg_get_expr(conbin, conrelid), convalidated FROM pg_constraint \
                  WHERE conrelid = $1 AND contype = 'c' ORDER BY conname",
                 &[&oid],
             )
             .await
             .map_err(map_err)?
             .iter()
-            .map(|r| Check { name: r.get(0), expr: r.get(1) })
+            .map(|r| Check { validated: r.get(2), ..Check::new(r.get::<_, String>(0), r.get::<_, String>(1)) })
             .collect();
         let comment: Option<String> =
             client.query_one("SELECT obj_description($1, 'pg_class')", &[&oid]).await.map_err(map_err)?.get(0);

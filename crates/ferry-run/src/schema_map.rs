@@ -447,13 +447,19 @@ impl<'a> Translator<'a> {
                     continue;
                 }
                 Some(sql) => Ok(sql.to_string()),
+                // Rows written before a NOT VALID check may break it: the copy would stop on them.
+                None if !check.validated => Err(
+                    "the source added it NOT VALID, so rows written before it may break it and the copy would \
+                     stop on them; add it after the load (PostgreSQL: NOT VALID, then VALIDATE once the rows are clean)"
+                        .to_string(),
+                ),
                 None => self.expr(&check.expr),
             };
             match translated {
                 Ok(expr) => {
                     let name = renamed_object(&source_table, self.target_table, &check.name);
                     it.target = Some(format!("CONSTRAINT {name} CHECK ({expr})"));
-                    out.push(Check { name, expr });
+                    out.push(Check::new(name, expr));
                 }
                 Err(why) => {
                     it.problem = problem(
@@ -499,7 +505,7 @@ impl<'a> Translator<'a> {
                     .collect();
                 it.target = Some(format!("UNIQUE ({})", columns.join(", ")));
                 it.note = Some(format!(
-                    "{} has no index on lower(): {} get a case-insensitive collation instead",
+                    "{} has no index on lower(): a case-insensitive collation on {} instead",
                     self.to_title(),
                     lowered.join(", ")
                 ));

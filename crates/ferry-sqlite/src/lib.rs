@@ -268,12 +268,12 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
     let checks = parsed
         .checks
         .iter()
-        .map(|(check_name, expr)| Check {
-            name: check_name.clone().unwrap_or_else(|| {
+        .map(|(check_name, expr)| {
+            let check_name = check_name.clone().unwrap_or_else(|| {
                 unnamed += 1;
                 format!("{name}_check{unnamed}")
-            }),
-            expr: expr.clone(),
+            });
+            Check::new(check_name, expr.clone())
         })
         .collect();
 
