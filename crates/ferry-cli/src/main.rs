@@ -96,8 +96,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
+    let cancel = ferry_run::Cancel::default();
     let code = runtime.block_on(async {
-        let work = dispatch(cli);
+        let work = dispatch(cli, cancel.clone());
         tokio::pin!(work);
         // The first signal asks the work to stop at its next batch boundary;
         // a second one stops at once (the state store has recorded every batch).
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
             code = &mut work => return code,
             _ = shutdown_signal() => {
                 eprintln!("\nstopping at the next batch boundary (again to stop at once)");
-                ferry_run::request_stop();
+                cancel.request();
             }
         }
         tokio::select! {
@@ -130,19 +131,19 @@ async fn shutdown_signal() {
     }
 }
 
-async fn dispatch(cli: Cli) -> u8 {
+async fn dispatch(cli: Cli, cancel: ferry_run::Cancel) -> u8 {
     let result = match cli.command {
         Command::Init(args) => commands::init::run(args).await,
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
-        Command::Run(args) => commands::run::run(&cli.spec, args).await,
-        Command::Verify(args) => commands::verify::run(&cli.spec, args).await,
+        Command::Run(args) => commands::run::run(&cli.spec, args, cancel).await,
+        Command::Verify(args) => commands::verify::run(&cli.spec, args, cancel).await,
         Command::Diff(args) => commands::diff::run(args).await,
-        Command::Sync { follow } => commands::run::sync(&cli.spec, follow).await,
-        Command::Rollback => commands::run::rollback(&cli.spec).await,
+        Command::Sync { follow } => commands::run::sync(&cli.spec, follow, cancel).await,
+        Command::Rollback => commands::run::rollback(&cli.spec, cancel).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
         Command::Resume => commands::status::pause(&cli.spec, None),
         Command::Status { json } => commands::status::run(&cli.spec, json),
-        Command::Demo(args) => commands::demo::run(args).await,
+        Command::Demo(args) => commands::demo::run(args, cancel).await,
     };
     match result {
         Ok(code) => code,

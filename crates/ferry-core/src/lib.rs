@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod convert;
 pub mod decimal;
+pub mod lifecycle;
 pub mod plan;
 pub mod schema;
 pub mod spec;

@@ -35,6 +35,10 @@ pub struct TableStatus {
     pub batches: u64,
     pub batches_redone: u64,
     pub backfill_complete: bool,
+    /// How far the table has come: registered, creating, created,
+    /// capture_installing, capturing, copying, copied, constrained.
+    #[serde(default)]
+    pub stage: String,
     pub last_checkpoint_at: Option<String>,
     /// The last key copied, as `col=value` text.
     pub last_key: Option<String>,
@@ -71,6 +75,13 @@ pub struct StatusReport {
     pub spec: String,
     pub source: String,
     pub target: String,
+    /// Where the migration stands: planned, expanding, backfilling, syncing,
+    /// verified, rolling_back, rolled_back.
+    #[serde(default)]
+    pub state: String,
+    /// The commands that may run now (`run`, `sync`, `verify`, `rollback`).
+    #[serde(default)]
+    pub legal_commands: Vec<String>,
     /// The furthest phase that has started.
     pub phase: Option<Phase>,
     pub phase_state: PhaseState,

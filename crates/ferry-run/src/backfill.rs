@@ -11,6 +11,7 @@ use crate::progress::Progress;
 use crate::state::StateStore;
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::convert::convert;
+use ferry_core::lifecycle::TableStage;
 use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
@@ -28,6 +29,7 @@ pub struct Backfill<'a> {
     pub policy: &'a Policy,
     pub progress: &'a dyn Progress,
     pub throttle: Option<&'a Throttle<'a>>,
+    pub cancel: &'a crate::cancel::Cancel,
 }
 
 /// A row that could not be converted: which, where and why.
@@ -56,8 +58,11 @@ impl Backfill<'_> {
         let target = plan.target_display();
         let progress =
             self.state.table(&target)?.ok_or_else(|| RunError::state(format!("table {target} is not registered")))?;
-        if progress.backfill_done {
+        if progress.stage.copied() {
             return Ok(0);
+        }
+        if progress.stage < TableStage::Copying {
+            self.state.set_table_stage(&target, TableStage::Copying)?;
         }
         let total = match progress.rows_total {
             Some(t) => Some(t),
@@ -139,9 +144,7 @@ impl Backfill<'_> {
                 redo = false;
                 copied += count;
                 self.progress.advanced(&task, count);
-                if crate::runner::stop_requested() {
-                    return Err(crate::runner::interrupted());
-                }
+                self.cancel.check()?;
                 if !self.policy.batch_pause.is_zero() {
                     tokio::time::sleep(self.policy.batch_pause).await;
                 }

@@ -7,27 +7,30 @@
 
 pub mod assess;
 pub mod backfill;
+pub mod cancel;
 pub mod compare;
 pub mod connect;
 pub mod demo;
 pub mod diff;
 mod error;
 pub mod integrity;
+pub mod machine;
 pub mod mapping;
 pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod schema_map;
 pub mod state;
+mod steps;
 pub mod sync;
 pub mod throttle;
 pub mod verify;
 
+pub use cancel::Cancel;
 pub use error::{Result, RunError, RunErrorKind};
 pub use progress::{Progress, Silent};
 pub use runner::{
-    request_stop, set_operator_pause, state_path, status, stop_requested, Migration, Repair, RunOutcome, TableOutcome,
-    Verification, VerifyOptions,
+    set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome, Verification, VerifyOptions,
 };
 pub use state::StateStore;
 pub use verify::TableReport;

@@ -1,16 +1,18 @@
 //! The phases, in order, each recorded before and after it acts.
 
 use crate::backfill::Backfill;
+use crate::cancel::Cancel;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::integrity::{custom_checks, run_check, schema_check, table_checks, CheckResult};
-use crate::mapping::{incompatibilities, plan_tables, Mode, TablePlan};
+use crate::machine::{advance, permit};
+use crate::mapping::{plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
 use crate::state::{now, timestamp, StateStore};
 use crate::sync::Replayer;
 use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
-use ferry_core::plan::SchemaItemKind;
+use ferry_core::lifecycle::{Command, Event, Stage, State, TableStage};
 use ferry_core::spec::CheckOn;
 use ferry_core::status::{PhaseState, StatusReport, TableVerification};
 use ferry_core::{AuditEvent, ColumnSource, DataType, Phase, Spec, TableSchema};
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 /// A migration with its databases connected, its state open and its locks held.
 pub struct Migration {
     pub spec: Spec,
+    /// Asks everything this migration runs to stop at its next batch boundary.
+    pub cancel: Cancel,
     pub state: StateStore,
     pub source: Arc<dyn Engine>,
     pub target: Arc<dyn Engine>,
@@ -112,6 +116,17 @@ impl Migration {
     /// Connects both databases and plans every table. With `exclusive`, takes
     /// the locks that keep a second runner off this migration.
     pub async fn open(spec: Spec, exclusive: bool) -> Result<Migration> {
+        Migration::open_with(spec, exclusive, Cancel::default()).await
+    }
+
+    /// [`Migration::open`], stopping when `cancel` says so.
+    pub async fn open_with(spec: Spec, exclusive: bool, cancel: Cancel) -> Result<Migration> {
+        let mut migration = Migration::connect(spec, exclusive).await?;
+        migration.cancel = cancel;
+        Ok(migration)
+    }
+
+    async fn connect(spec: Spec, exclusive: bool) -> Result<Migration> {
         if exclusive {
             check_answered(&spec)?;
         }
@@ -163,7 +178,7 @@ impl Migration {
                 state.register_table(&plan.target_display(), &plan.source_name.to_string(), &fingerprint, i)?;
             spec_changed |= !known;
             if progress.fingerprint != fingerprint {
-                if progress.rows_copied > 0 || progress.backfill_done {
+                if progress.rows_copied > 0 || progress.stage.copied() {
                     return Err(RunError::new(
                         RunErrorKind::State,
                         format!(
@@ -181,25 +196,40 @@ impl Migration {
             }
         }
         // A new or edited table entry: expand, backfill and verify run again
-        // (tables already copied are skipped by their own checkpoints).
-        if spec_changed && exclusive && state.phase_state(Phase::Expand)? != PhaseState::NotStarted {
+        // (tables already copied are skipped by their own stages).
+        if spec_changed && exclusive && state.lifecycle()? != State::PLANNED {
+            if matches!(state.lifecycle()?, State::At { .. }) {
+                advance(&state, Event::TablesAdded)?;
+            }
             state.reset_phases(&[Phase::Expand, Phase::Backfill, Phase::Verify])?;
         }
-        Ok(Migration { spec, state, source, target, plans, _state_lock: state_lock, _target_lock: target_lock })
+        Ok(Migration {
+            spec,
+            cancel: Cancel::default(),
+            state,
+            source,
+            target,
+            plans,
+            _state_lock: state_lock,
+            _target_lock: target_lock,
+        })
     }
 
     /// expand -> backfill -> verify, resuming wherever an earlier run stopped.
     /// With `until`, stops once that phase is complete.
     pub async fn run(&self, until: Option<Phase>, progress: &dyn Progress) -> Result<RunOutcome> {
         let started = Instant::now();
+        let state = permit(&self.state, Command::Run)?;
         self.state
             .audit(&AuditEvent::RunStarted { command: "run".into(), spec: self.spec.path.display().to_string() })?;
 
-        if self.state.phase_state(Phase::Expand)? != PhaseState::Completed {
+        if matches!(state, State::RolledBack | State::At { stage: Stage::Planned | Stage::Expanding }) {
+            advance(&self.state, Event::ExpandStarted)?;
             self.begin(Phase::Expand, progress)?;
             let result = self.expand(progress).await;
             self.end(Phase::Expand, &result)?;
             result?;
+            advance(&self.state, Event::Expanded)?;
         }
         let targets = self.target_schemas().await?;
         let mut outcome = RunOutcome {
@@ -219,22 +249,24 @@ impl Migration {
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         let backfill_started = Instant::now();
         let mut tables = Vec::new();
-        let backfill_state = self.state.phase_state(Phase::Backfill)?;
-        if backfill_state != PhaseState::Completed {
+        if self.state.lifecycle()? == State::at(Stage::Backfilling) {
             self.begin(Phase::Backfill, progress)?;
-            // Tables whose backfill is done are replayed while the others copy.
+            // Tables whose backfill is done are replayed while the others
+            // copy, under one throttle: one pause holds both.
+            let throttle = self.throttle(progress).await?;
             let finished = std::cell::Cell::new(false);
             let (result, replayed) = tokio::join!(
                 async {
-                    let r = self.backfill(&targets, progress, &mut tables).await;
+                    let r = self.backfill(&targets, progress, &throttle, &mut tables).await;
                     finished.set(true);
                     r
                 },
-                self.replay_while(&writes, progress, || !finished.get())
+                self.replay_while(&writes, progress, &throttle, || !finished.get())
             );
             let result = result.and(replayed);
             self.end(Phase::Backfill, &result)?;
             result?;
+            advance(&self.state, Event::Backfilled)?;
         }
         let backfill_seconds = backfill_started.elapsed().as_secs_f64();
         for plan in &self.plans {
@@ -283,6 +315,7 @@ impl Migration {
         } else {
             self.end(Phase::Verify, &Err(RunError::new(RunErrorKind::State, failing.join("; "))))?;
         }
+        advance(&self.state, Event::VerifyFinished { passed: failing.is_empty() })?;
         outcome.verification = verification;
         outcome.checks = checks;
         outcome.elapsed_seconds = started.elapsed().as_secs_f64();
@@ -292,11 +325,18 @@ impl Migration {
     /// Whether change capture is installed on any source table.
     fn capturing(&self) -> Result<bool> {
         for plan in &self.plans {
-            if self.state.capture_installed(&plan.target_display())? {
+            if self.state.table_stage(&plan.target_display())?.capturing() {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Whether replay may run for `plan`'s table: its capture is installed
+    /// and its existing rows are copied (until then replay would write rows
+    /// the backfill writes anyway, see sync.rs).
+    fn replays(&self, plan: &TablePlan) -> Result<bool> {
+        Ok(self.state.table_stage(&plan.target_display())?.copied())
     }
 
     fn replayer<'s>(&'s self, backfill: &'s Backfill<'s>) -> Replayer<'s> {
@@ -311,6 +351,7 @@ impl Migration {
 
     fn backfiller<'s>(&'s self, progress: &'s dyn Progress, throttle: Option<&'s Throttle<'s>>) -> Backfill<'s> {
         Backfill {
+            cancel: &self.cancel,
             source: self.source.clone(),
             target: self.target.clone(),
             state: &self.state,
@@ -321,18 +362,19 @@ impl Migration {
     }
 
     async fn throttle<'s>(&'s self, progress: &'s dyn Progress) -> Result<Throttle<'s>> {
-        Throttle::new(self.source.clone(), &self.state, &self.spec.policy, &self.plans, progress).await
+        Throttle::new(self.source.clone(), &self.state, &self.spec.policy, &self.plans, progress, self.cancel.clone())
+            .await
     }
 
     /// Replays tables whose backfill is complete for as long as `go_on` says.
-    async fn replay_while(
-        &self,
+    async fn replay_while<'s>(
+        &'s self,
         writes: &[WriteSpec],
-        progress: &dyn Progress,
+        progress: &'s dyn Progress,
+        throttle: &'s Throttle<'s>,
         go_on: impl Fn() -> bool,
     ) -> Result<()> {
-        let throttle = self.throttle(progress).await?;
-        let backfill = self.backfiller(progress, Some(&throttle));
+        let backfill = self.backfiller(progress, Some(throttle));
         let replayer = self.replayer(&backfill);
         let mut collected: Option<Instant> = None;
         while go_on() {
@@ -346,20 +388,17 @@ impl Migration {
                 collected = Some(Instant::now());
             }
             for (plan, write) in self.plans.iter().zip(writes) {
-                let t = plan.target_display();
-                if !go_on() || stop_requested() {
+                if !go_on() || self.cancel.requested() {
                     break;
                 }
-                if self.state.capture_installed(&t)? && self.state.table(&t)?.is_some_and(|p| p.backfill_done) {
+                if self.replays(plan)? {
                     work += replayer.step(plan, write).await?.changes;
                 }
             }
             if work == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if stop_requested() {
-                return Err(interrupted());
-            }
+            self.cancel.check()?;
         }
         Ok(())
     }
@@ -378,10 +417,9 @@ impl Migration {
             let mut work = 0;
             self.source.collect_changes().await?;
             for (plan, write) in self.plans.iter().zip(writes) {
-                let t = plan.target_display();
                 // A table still waiting for its backfill keeps its changes
                 // queued (see sync.rs): nothing to catch up yet.
-                if !self.state.capture_installed(&t)? || !self.state.table(&t)?.is_some_and(|p| p.backfill_done) {
+                if !self.replays(plan)? {
                     continue;
                 }
                 let step = replayer.step(plan, write).await?;
@@ -396,9 +434,7 @@ impl Migration {
                 started = true;
             }
             progress.advanced(&task, work as u64);
-            if stop_requested() {
-                return Err(interrupted());
-            }
+            self.cancel.check()?;
             if caught_up || (work == 0 && !to_empty) {
                 progress.task_finished(&task);
                 return Ok(());
@@ -411,59 +447,16 @@ impl Migration {
         let targets = self.target_schemas().await?;
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
-        match self.replay_while(&writes, progress, || !stop_requested()).await {
+        let throttle = self.throttle(progress).await?;
+        match self.replay_while(&writes, progress, &throttle, || !self.cancel.requested()).await {
             Err(e) if e.kind == RunErrorKind::Interrupted => Ok(()),
             other => other,
         }
     }
 
-    /// `ferry rollback`: removes capture from the source and what expand
-    /// created on the target, and forgets the progress (the audit log stays).
-    pub async fn rollback(&self, progress: &dyn Progress) -> Result<Vec<String>> {
-        let phase = self
-            .state
-            .phases()?
-            .iter()
-            .filter(|p| p.state != PhaseState::NotStarted)
-            .map(|p| p.number)
-            .max()
-            .unwrap_or(0);
-        let mut notes = Vec::new();
-        for plan in &self.plans {
-            let name = plan.target_display();
-            if self.state.capture_installed(&name)? {
-                retry_ddl(|| self.source.remove_capture(&plan.source_name, LOCK_TIMEOUT), progress).await?;
-                self.state.set_capture_installed(&name, false)?;
-                self.state.audit(&AuditEvent::CaptureRemoved { table: plan.source_name.to_string() })?;
-                notes.push(format!("removed change capture from {}", plan.source_name));
-            }
-            let recorded = self.state.table(&name)?.unwrap_or_default();
-            if recorded.created_by_ferry {
-                self.target.drop_table(&plan.target_name).await?;
-                notes.push(format!("dropped {} (created by expand)", plan.target_name));
-            } else if recorded.rows_copied > 0 {
-                notes.push(format!(
-                    "{} existed before the migration and was kept, with the rows copied into it",
-                    plan.target_name
-                ));
-            }
-            self.state.reset_table(&name)?;
-        }
-        self.state.reset_phases(&Phase::ALL)?;
-        self.state.audit(&AuditEvent::RollbackExecuted {
-            trigger: "manual".into(),
-            phase,
-            result: "success".into(),
-        })?;
-        Ok(notes)
-    }
-
     /// `ferry sync`: replays until caught up.
     pub async fn sync(&self, progress: &dyn Progress) -> Result<()> {
-        if !self.capturing()? {
-            return Err(RunError::new(RunErrorKind::State, "change capture is not installed")
-                .with_hint("run `ferry run` first: expand installs it"));
-        }
+        permit(&self.state, Command::Sync)?;
         let targets = self.target_schemas().await?;
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         self.begin(Phase::Sync, progress)?;
@@ -511,6 +504,7 @@ impl Migration {
     pub async fn verify(&self, progress: &dyn Progress, options: VerifyOptions) -> Result<Verification> {
         let started = Instant::now();
         let started_at = timestamp(now());
+        permit(&self.state, Command::Verify)?;
         self.state
             .audit(&AuditEvent::RunStarted { command: "verify".into(), spec: self.spec.path.display().to_string() })?;
         if options.restart {
@@ -530,7 +524,10 @@ impl Migration {
             }
         }
         let checks = self.integrity_checks(progress).await?;
-        Ok(Verification { started_at, duration_ms: started.elapsed().as_millis() as u64, tables, checks, repairs })
+        let verification =
+            Verification { started_at, duration_ms: started.elapsed().as_millis() as u64, tables, checks, repairs };
+        advance(&self.state, Event::VerifyFinished { passed: verification.passed() })?;
+        Ok(verification)
     }
 
     /// Re-copies the rows verification found different from the source, then
@@ -620,6 +617,7 @@ impl Migration {
             sample_size,
             chunk_rows: self.spec.policy.verify_chunk_rows,
             progress,
+            cancel: self.cancel.clone(),
         }
     }
 
@@ -649,75 +647,6 @@ impl Migration {
         Ok(())
     }
 
-    async fn expand(&self, progress: &dyn Progress) -> Result<()> {
-        for plan in &self.plans {
-            let name = plan.target_display();
-            let recorded = self.state.table(&name)?.unwrap_or_default();
-            if self.target.table_exists(&plan.target_name).await? {
-                let existing = self.target.introspect(&plan.target_name).await?;
-                let problems = incompatibilities(plan, &existing);
-                if !problems.is_empty() {
-                    return Err(RunError::new(
-                        RunErrorKind::IncompatibleTarget,
-                        format!(
-                            "target table {} already exists and cannot take the copy:\n  - {}",
-                            plan.target_name,
-                            problems.join("\n  - ")
-                        ),
-                    )
-                    .with_hint(format!(
-                        "change the target table to match, copy into another table with `to = \"...\"` (spec line {}), or override column types in [table.columns]",
-                        plan.spec.line
-                    )));
-                }
-                if !recorded.created_by_ferry {
-                    self.state.audit(&AuditEvent::TableReused { table: name.clone() })?;
-                    progress.note(&format!("reusing the existing target table {name}"));
-                }
-            } else {
-                let mut def = plan.def.clone();
-                if self.target.adds_foreign_keys_later() {
-                    def.foreign_keys.clear();
-                }
-                // Intent first: a crash between the two leaves a table that the next run recognises as its own.
-                self.state.set_created_by_ferry(&name)?;
-                self.target.create_table(&def).await?;
-                self.state
-                    .audit(&AuditEvent::TableCreated { table: name.clone(), target: self.target.display_url() })?;
-            }
-            // Capture goes in before the backfill starts, so no write falls between the two.
-            if !self.state.capture_installed(&name)? {
-                self.state.set_capture_installed(&name, true)?;
-                retry_ddl(
-                    || self.source.install_capture(&plan.source, &plan.key_source, self.spec.capture, LOCK_TIMEOUT),
-                    progress,
-                )
-                .await?;
-                self.state.audit(&AuditEvent::CaptureInstalled { table: plan.source_name.to_string() })?;
-            }
-            for (fk, reason) in &plan.skipped_foreign_keys {
-                self.state.audit(&AuditEvent::ForeignKeySkipped {
-                    table: name.clone(),
-                    name: fk.name.clone(),
-                    reason: reason.clone(),
-                })?;
-                progress.note(&format!("{name}: foreign key {} is not recreated: {reason}", fk.name));
-            }
-            let created = self.state.table(&name)?.unwrap_or_default().created_by_ferry;
-            for item in plan.schema_items.iter().filter(|i| created && i.kind != SchemaItemKind::ForeignKey) {
-                let Some(problem) = item.problem.as_ref().filter(|p| !p.info) else { continue };
-                let what = format!("{} {}", item.kind.label(), item.name);
-                self.state.audit(&AuditEvent::SchemaItemSkipped {
-                    table: name.clone(),
-                    item: what.clone(),
-                    reason: problem.reason.clone(),
-                })?;
-                progress.note(&format!("{name}: {what} is not carried over as the source has it: {}", problem.reason));
-            }
-        }
-        Ok(())
-    }
-
     /// The target tables as they are now (created or reused).
     async fn target_schemas(&self) -> Result<Vec<TableSchema>> {
         let mut out = Vec::new();
@@ -732,14 +661,14 @@ impl Migration {
         Ok(out)
     }
 
-    async fn backfill(
-        &self,
+    async fn backfill<'s>(
+        &'s self,
         targets: &[TableSchema],
-        progress: &dyn Progress,
+        progress: &'s dyn Progress,
+        throttle: &'s Throttle<'s>,
         outcomes: &mut Vec<TableOutcome>,
     ) -> Result<()> {
-        let throttle = self.throttle(progress).await?;
-        let backfill = self.backfiller(progress, Some(&throttle));
+        let backfill = self.backfiller(progress, Some(throttle));
         for (plan, schema) in self.plans.iter().zip(targets) {
             let write: WriteSpec = plan.write_spec(schema);
             let copied = backfill.table(plan, &write).await?;
@@ -756,7 +685,7 @@ impl Migration {
         // order never matters.
         for plan in &self.plans {
             let recorded = self.state.table(&plan.target_display())?.unwrap_or_default();
-            if recorded.constraints_done || !recorded.created_by_ferry {
+            if recorded.stage == TableStage::Constrained || !recorded.created_by_ferry {
                 continue;
             }
             for cols in &plan.def.unique_keys {
@@ -772,7 +701,7 @@ impl Migration {
         for plan in &self.plans {
             let name = plan.target_display();
             let recorded = self.state.table(&name)?.unwrap_or_default();
-            if recorded.constraints_done {
+            if recorded.stage == TableStage::Constrained {
                 continue;
             }
             if recorded.created_by_ferry && self.target.adds_foreign_keys_later() {
@@ -783,7 +712,7 @@ impl Migration {
                     self.state.audit(&AuditEvent::ForeignKeyAdded { table: name.clone(), name: fk.name.clone() })?;
                 }
             }
-            self.state.finish_constraints(&name)?;
+            self.state.set_table_stage(&name, TableStage::Constrained)?;
         }
         self.advance_identities(progress).await
     }
@@ -949,22 +878,6 @@ where
     unreachable!("the loop returns on the last attempt")
 }
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Asks running loops to stop at the next batch boundary (Ctrl-C, SIGTERM).
-pub fn request_stop() {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-pub fn interrupted() -> RunError {
-    RunError::new(RunErrorKind::Interrupted, "stopped at a batch boundary as asked; everything up to it is recorded")
-        .with_hint("run the same command again to resume")
-}
-
 /// The state store remembers which databases it belongs to.
 fn check_identity(state: &StateStore, source: &dyn Engine, target: &dyn Engine) -> Result<()> {
     for (key, url) in [("source", source.display_url()), ("target", target.display_url())] {
@@ -1004,6 +917,11 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         spec: spec.path.display().to_string(),
         source: ferry_core::spec::redact_for_message(&spec.source_url),
         target: ferry_core::spec::redact_for_message(&spec.target_url),
+        state: State::PLANNED.name().to_string(),
+        legal_commands: ferry_core::lifecycle::legal(State::PLANNED)
+            .into_iter()
+            .map(|c| c.name().to_string())
+            .collect(),
         phase: None,
         phase_state: PhaseState::NotStarted,
         phases: Vec::new(),
@@ -1027,6 +945,8 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         Some("fail".to_string())
     };
     Ok(StatusReport {
+        state: state.lifecycle()?.name().to_string(),
+        legal_commands: crate::machine::legal_commands(&state)?.into_iter().map(str::to_string).collect(),
         source: state.meta("source")?.unwrap_or_else(|| empty().source),
         target: state.meta("target")?.unwrap_or_else(|| empty().target),
         phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),

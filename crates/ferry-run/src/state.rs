@@ -9,6 +9,7 @@
 
 use crate::error::{Result, RunError};
 use chrono::{DateTime, SecondsFormat, Utc};
+use ferry_core::lifecycle::{Stage, State, TableStage};
 use ferry_core::status::{PhaseState, PhaseStatus, TableStatus, TableVerification};
 use ferry_core::{AuditEvent, Phase, Value};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -41,8 +42,7 @@ pub struct TableProgress {
     /// A batch was started and not recorded as done: it may have been written.
     pub pending_batch: bool,
     pub checkpoint_at: Option<String>,
-    pub backfill_done: bool,
-    pub constraints_done: bool,
+    pub stage: TableStage,
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -147,6 +147,7 @@ impl StateStore {
             ("pending_changes", "INTEGER"),
             ("oldest_pending_seconds", "REAL"),
             ("lag_measured_at", "TEXT"),
+            ("stage", "TEXT"),
         ] {
             let exists: bool =
                 conn.prepare("SELECT 1 FROM pragma_table_info('tables') WHERE name = ?1")?.exists([column])?;
@@ -154,6 +155,59 @@ impl StateStore {
                 conn.execute_batch(&format!("ALTER TABLE tables ADD COLUMN {column} {decl}"))?;
             }
         }
+        // Stores of earlier versions kept a table's progress as flags: read them once into its stage.
+        conn.execute_batch(
+            "UPDATE tables SET stage = CASE
+                 WHEN constraints_done = 1 THEN 'constrained'
+                 WHEN backfill_done = 1 THEN 'copied'
+                 WHEN capture_installed = 1 AND rows_copied > 0 THEN 'copying'
+                 WHEN capture_installed = 1 THEN 'capturing'
+                 WHEN created_by_ferry = 1 THEN 'created'
+                 ELSE 'registered' END
+             WHERE stage IS NULL",
+        )?;
+        Ok(())
+    }
+
+    /// Where the migration stands. A store of an earlier version, which kept
+    /// only its phases, is read from them.
+    pub fn lifecycle(&self) -> Result<State> {
+        if let Some(json) = self.meta("lifecycle")? {
+            return serde_json::from_str(&json).map_err(|e| {
+                RunError::state(format!("the state store {} holds an unknown state `{json}`: {e}", self.path.display()))
+                    .with_hint("use the ferry version that started this migration")
+            });
+        }
+        let completed = |p: Phase| -> Result<bool> { Ok(self.phase_state(p)? == PhaseState::Completed) };
+        let stage = if completed(Phase::Verify)? {
+            Stage::Verified
+        } else if completed(Phase::Backfill)? {
+            Stage::Syncing
+        } else if completed(Phase::Expand)? {
+            Stage::Backfilling
+        } else if self.phase_state(Phase::Expand)? != PhaseState::NotStarted {
+            Stage::Expanding
+        } else {
+            Stage::Planned
+        };
+        Ok(State::at(stage))
+    }
+
+    /// Written only by the state machine (`machine.rs`).
+    pub(crate) fn set_lifecycle(&self, state: State) -> Result<()> {
+        let json = serde_json::to_string(&state).map_err(|e| RunError::state(format!("state: {e}")))?;
+        self.set_meta("lifecycle", &json)
+    }
+
+    /// How far a table has come (see [`TableStage`]); `Registered` for one the store does not know.
+    pub fn table_stage(&self, target: &str) -> Result<TableStage> {
+        let stage: Option<Option<String>> =
+            self.conn.query_row("SELECT stage FROM tables WHERE target = ?1", [target], |r| r.get(0)).optional()?;
+        Ok(stage.flatten().and_then(|s| TableStage::from_name(&s)).unwrap_or_default())
+    }
+
+    pub fn set_table_stage(&self, target: &str, stage: TableStage) -> Result<()> {
+        self.conn.execute("UPDATE tables SET stage = ?2 WHERE target = ?1", params![target, stage.name()])?;
         Ok(())
     }
 
@@ -333,7 +387,7 @@ impl StateStore {
             .conn
             .query_row(
                 "SELECT target, source, fingerprint, created_by_ferry, rows_total, rows_total_exact, rows_copied, batches,
-                        batches_redone, last_key, last_key_display, pending_batch, checkpoint_at, backfill_done, constraints_done
+                        batches_redone, last_key, last_key_display, pending_batch, checkpoint_at, stage
                  FROM tables WHERE target = ?1",
                 [target],
                 row_to_progress,
@@ -344,7 +398,7 @@ impl StateStore {
     pub fn tables(&self) -> Result<Vec<TableProgress>> {
         let mut stmt = self.conn.prepare(
             "SELECT target, source, fingerprint, created_by_ferry, rows_total, rows_total_exact, rows_copied, batches,
-                    batches_redone, last_key, last_key_display, pending_batch, checkpoint_at, backfill_done, constraints_done
+                    batches_redone, last_key, last_key_display, pending_batch, checkpoint_at, stage
              FROM tables ORDER BY position, target",
         )?;
         let rows = stmt.query_map([], row_to_progress)?.collect::<std::result::Result<_, _>>()?;
@@ -405,19 +459,6 @@ impl StateStore {
         Ok(())
     }
 
-    pub fn set_capture_installed(&self, target: &str, installed: bool) -> Result<()> {
-        self.conn.execute("UPDATE tables SET capture_installed = ?2 WHERE target = ?1", params![target, installed])?;
-        Ok(())
-    }
-
-    pub fn capture_installed(&self, target: &str) -> Result<bool> {
-        Ok(self
-            .conn
-            .query_row("SELECT capture_installed FROM tables WHERE target = ?1", [target], |r| r.get::<_, bool>(0))
-            .optional()?
-            .unwrap_or(false))
-    }
-
     /// Records replayed changes and the lag measured after them.
     pub fn record_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
         let now = timestamp(now());
@@ -465,13 +506,12 @@ impl StateStore {
         Ok(())
     }
 
+    /// Every existing row of `target` is copied.
     pub fn finish_backfill(&self, target: &str) -> Result<()> {
-        self.conn.execute("UPDATE tables SET backfill_done = 1, pending_batch = 0 WHERE target = ?1", [target])?;
-        Ok(())
-    }
-
-    pub fn finish_constraints(&self, target: &str) -> Result<()> {
-        self.conn.execute("UPDATE tables SET constraints_done = 1 WHERE target = ?1", [target])?;
+        self.conn.execute(
+            "UPDATE tables SET stage = ?2, pending_batch = 0 WHERE target = ?1",
+            params![target, TableStage::Copied.name()],
+        )?;
         Ok(())
     }
 
@@ -571,7 +611,8 @@ impl StateStore {
                     rows_total_exact: t.rows_total_exact,
                     batches: t.batches,
                     batches_redone: t.batches_redone,
-                    backfill_complete: t.backfill_done,
+                    backfill_complete: t.stage.copied(),
+                    stage: t.stage.name().to_string(),
                     last_checkpoint_at: t.checkpoint_at,
                     last_key: t.last_key_display,
                 })
@@ -583,11 +624,12 @@ impl StateStore {
         Ok(self
             .conn
             .query_row(
-                "SELECT capture_installed, replayed_changes, last_replay_at, pending_changes, oldest_pending_seconds, lag_measured_at
+                "SELECT stage, replayed_changes, last_replay_at, pending_changes, oldest_pending_seconds, lag_measured_at
                  FROM tables WHERE target = ?1",
                 [target],
                 |r| {
-                    let installed: bool = r.get(0)?;
+                    let stage: Option<String> = r.get(0)?;
+                    let installed = stage.and_then(|s| TableStage::from_name(&s)).is_some_and(TableStage::capturing);
                     Ok(installed.then(|| ferry_core::status::CaptureStatus {
                         replayed_changes: r.get::<_, i64>(1).unwrap_or(0) as u64,
                         last_replay_at: r.get(2).ok().flatten(),
@@ -631,8 +673,7 @@ fn row_to_progress(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableProgress> {
         last_key_display: r.get(10)?,
         pending_batch: r.get(11)?,
         checkpoint_at: r.get(12)?,
-        backfill_done: r.get(13)?,
-        constraints_done: r.get(14)?,
+        stage: r.get::<_, Option<String>>(13)?.and_then(|s| TableStage::from_name(&s)).unwrap_or_default(),
     })
 }
 

@@ -7,10 +7,10 @@
 //! is in force, backfill and replay wait; each pause and resume is recorded
 //! with its reason in the state store (for `ferry status`) and the audit log.
 
+use crate::cancel::Cancel;
 use crate::error::Result;
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
-use crate::runner::{interrupted, stop_requested};
 use crate::state::StateStore;
 use ferry_core::spec::{MAX_BATCH, MIN_BATCH};
 use ferry_core::{AuditEvent, Policy};
@@ -43,6 +43,7 @@ pub struct Throttle<'a> {
     paused: RefCell<Option<String>>,
     last_probe: Cell<Option<Instant>>,
     replica_lag: RefCell<Option<(Instant, Option<ReplicaLag>)>>,
+    cancel: Cancel,
 }
 
 impl<'a> Throttle<'a> {
@@ -53,6 +54,7 @@ impl<'a> Throttle<'a> {
         policy: &'a Policy,
         plans: &[TablePlan],
         progress: &'a dyn Progress,
+        cancel: Cancel,
     ) -> Result<Throttle<'a>> {
         let probe = match (&policy.latency_probe, plans.iter().find(|p| !p.key_source.is_empty())) {
             (Some(sql), _) => Probe::Sql(sql.clone()),
@@ -75,6 +77,7 @@ impl<'a> Throttle<'a> {
             paused: RefCell::new(None),
             last_probe: Cell::new(None),
             replica_lag: RefCell::new(None),
+            cancel,
         };
         throttle.threshold = match policy.max_probe_latency {
             Some(t) => Some(t),
@@ -165,9 +168,7 @@ impl<'a> Throttle<'a> {
             if reason.is_none() {
                 return Ok(());
             }
-            if stop_requested() {
-                return Err(interrupted());
-            }
+            self.cancel.check()?;
             tokio::time::sleep(PAUSE_STEP).await;
         }
     }

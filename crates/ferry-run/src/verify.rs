@@ -101,6 +101,7 @@ pub struct Verifier<'a> {
     /// Source rows per chunk.
     pub chunk_rows: usize,
     pub progress: &'a dyn Progress,
+    pub cancel: crate::cancel::Cancel,
 }
 
 impl Verifier<'_> {
@@ -160,7 +161,7 @@ impl Verifier<'_> {
         // at most every CHECKPOINT_EVERY, and always before stopping as asked.
         let mut saved_at: Option<std::time::Instant> = None;
         let mut save = |o: &DiffOutcome| -> Result<()> {
-            let stopping = crate::runner::stop_requested();
+            let stopping = self.cancel.requested();
             let due = saved_at.is_none_or(|at| at.elapsed() >= CHECKPOINT_EVERY);
             if let Some(state) = state.filter(|_| due || stopping) {
                 let json = serde_json::to_string(o).map_err(|e| crate::RunError::state(e.to_string()))?;
@@ -169,7 +170,7 @@ impl Verifier<'_> {
             }
             // Ctrl-C or SIGTERM: stop at this chunk boundary; the next verify continues from it.
             if stopping {
-                return Err(crate::runner::interrupted());
+                return Err(crate::cancel::interrupted());
             }
             Ok(())
         };

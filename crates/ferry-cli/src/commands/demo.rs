@@ -22,7 +22,7 @@ pub struct Args {
     sessions: u64,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
+pub async fn run(args: Args, cancel: ferry_run::Cancel) -> anyhow::Result<u8> {
     let started = Instant::now();
     let temp;
     let dir = match &args.dir {
@@ -59,7 +59,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     println!("  spec:   {} (renames users.full_name to display_name, computes email_domain)", spec_path.display());
 
     let spec = super::load_spec(&spec_path)?;
-    let migration = Migration::open(spec, true).await?;
+    let migration = Migration::open_with(spec, true, cancel).await?;
     let outcome = migration.run(None, &Reporter::new()).await?;
     drop(migration);
 

@@ -18,10 +18,10 @@ pub struct Args {
     output: PathBuf,
 }
 
-pub async fn run(spec_path: &Path, args: Args) -> anyhow::Result<u8> {
+pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Cancel) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     // Read-only on both databases unless repairing: no lock, it may run beside `ferry run`.
-    let migration = Migration::open(spec, args.repair).await?;
+    let migration = Migration::open_with(spec, args.repair, cancel).await?;
     let options = VerifyOptions { repair: args.repair, restart: args.restart };
     let verification = migration.verify(&Reporter::new(), options).await?;
     print_reports(&verification.tables);

@@ -1,0 +1,197 @@
+//! The per-table steps of expand, each with its start and its abort:
+//! create (or reuse) the target table, install capture on the source. A
+//! step records its intent in the table's stage before it acts, so that a
+//! run killed in the middle finds the step to do again (every step is
+//! idempotent) and a rollback finds the object to remove. Rollback aborts
+//! the steps in reverse, tables in dependency order, and records its
+//! progress after each, so that a killed rollback resumes.
+
+use crate::error::{Result, RunError, RunErrorKind};
+use crate::machine::{advance, permit};
+use crate::mapping::{incompatibilities, TablePlan};
+use crate::progress::Progress;
+use crate::runner::{retry_ddl, Migration, LOCK_TIMEOUT};
+use ferry_core::lifecycle::{Command, Event, TableStage};
+use ferry_core::plan::SchemaItemKind;
+use ferry_core::{AuditEvent, Phase};
+
+impl Migration {
+    /// Expand: every target table, then capture on every source table.
+    pub(crate) async fn expand(&self, progress: &dyn Progress) -> Result<()> {
+        for plan in &self.plans {
+            self.create_target(plan, progress).await?;
+            // Capture goes in before the backfill starts, so no write falls between the two.
+            self.install_capture(plan, progress).await?;
+            self.report_not_carried(plan, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the target table, or checks that an existing one can take the copy.
+    async fn create_target(&self, plan: &TablePlan, progress: &dyn Progress) -> Result<()> {
+        let name = plan.target_display();
+        let recorded = self.state.table(&name)?.unwrap_or_default();
+        if recorded.stage >= TableStage::Created {
+            return Ok(());
+        }
+        if self.target.table_exists(&plan.target_name).await? {
+            // Created by an earlier run that was killed before it recorded so, or the user's own.
+            if !recorded.created_by_ferry {
+                let existing = self.target.introspect(&plan.target_name).await?;
+                let problems = incompatibilities(plan, &existing);
+                if !problems.is_empty() {
+                    return Err(RunError::new(
+                        RunErrorKind::IncompatibleTarget,
+                        format!(
+                            "target table {} already exists and cannot take the copy:\n  - {}",
+                            plan.target_name,
+                            problems.join("\n  - ")
+                        ),
+                    )
+                    .with_hint(format!(
+                        "change the target table to match, copy into another table with `to = \"...\"` (spec line {}), or override column types in [table.columns]",
+                        plan.spec.line
+                    )));
+                }
+                self.state.audit(&AuditEvent::TableReused { table: name.clone() })?;
+                progress.note(&format!("reusing the existing target table {name}"));
+            }
+        } else {
+            let mut def = plan.def.clone();
+            if self.target.adds_foreign_keys_later() {
+                def.foreign_keys.clear();
+            }
+            // Intent first: a crash between the two leaves a table the next run recognises as its own.
+            self.state.set_created_by_ferry(&name)?;
+            self.state.set_table_stage(&name, TableStage::Creating)?;
+            self.target.create_table(&def).await?;
+            self.state.audit(&AuditEvent::TableCreated { table: name.clone(), target: self.target.display_url() })?;
+        }
+        self.state.set_table_stage(&name, TableStage::Created)
+    }
+
+    /// Installs change capture on the source table. Recorded as being
+    /// installed before it is, and as installed only once it is: an install
+    /// that fails (a lock held past every retry) is tried again by the next run.
+    async fn install_capture(&self, plan: &TablePlan, progress: &dyn Progress) -> Result<()> {
+        let name = plan.target_display();
+        if self.state.table_stage(&name)?.capturing() {
+            return Ok(());
+        }
+        self.state.set_table_stage(&name, TableStage::CaptureInstalling)?;
+        retry_ddl(
+            || self.source.install_capture(&plan.source, &plan.key_source, self.spec.capture, LOCK_TIMEOUT),
+            progress,
+        )
+        .await?;
+        self.state.set_table_stage(&name, TableStage::Capturing)?;
+        self.state.audit(&AuditEvent::CaptureInstalled { table: plan.source_name.to_string() })?;
+        Ok(())
+    }
+
+    /// Says (and records) what of the source's schema the target does not get.
+    fn report_not_carried(&self, plan: &TablePlan, progress: &dyn Progress) -> Result<()> {
+        let name = plan.target_display();
+        for (fk, reason) in &plan.skipped_foreign_keys {
+            self.state.audit(&AuditEvent::ForeignKeySkipped {
+                table: name.clone(),
+                name: fk.name.clone(),
+                reason: reason.clone(),
+            })?;
+            progress.note(&format!("{name}: foreign key {} is not recreated: {reason}", fk.name));
+        }
+        let created = self.state.table(&name)?.unwrap_or_default().created_by_ferry;
+        for item in plan.schema_items.iter().filter(|i| created && i.kind != SchemaItemKind::ForeignKey) {
+            let Some(problem) = item.problem.as_ref().filter(|p| !p.info) else { continue };
+            let what = format!("{} {}", item.kind.label(), item.name);
+            self.state.audit(&AuditEvent::SchemaItemSkipped {
+                table: name.clone(),
+                item: what.clone(),
+                reason: problem.reason.clone(),
+            })?;
+            progress.note(&format!("{name}: {what} is not carried over as the source has it: {}", problem.reason));
+        }
+        Ok(())
+    }
+
+    /// `ferry rollback`: removes capture from every source table, then drops
+    /// what expand created, children before parents, recording each step as
+    /// it is undone. Forgets the progress (the audit log stays). Its audit
+    /// line says whether it succeeded.
+    pub async fn rollback(&self, progress: &dyn Progress) -> Result<Vec<String>> {
+        permit(&self.state, Command::Rollback)?;
+        let phase = self
+            .state
+            .phases()?
+            .iter()
+            .filter(|p| p.state != ferry_core::status::PhaseState::NotStarted)
+            .map(|p| p.number)
+            .max()
+            .unwrap_or(0);
+        advance(&self.state, Event::RollbackStarted)?;
+        let result = self.undo(progress).await;
+        let outcome = match &result {
+            Ok(_) => "success".to_string(),
+            Err(e) => format!("failure: {}", e.message),
+        };
+        self.state.audit(&AuditEvent::RollbackExecuted { trigger: "manual".into(), phase, result: outcome })?;
+        let notes = result?;
+        self.state.reset_phases(&Phase::ALL)?;
+        advance(&self.state, Event::RollbackFinished)?;
+        Ok(notes)
+    }
+
+    async fn undo(&self, progress: &dyn Progress) -> Result<Vec<String>> {
+        let mut notes = Vec::new();
+        for plan in &self.plans {
+            let name = plan.target_display();
+            let stage = self.state.table_stage(&name)?;
+            if stage.capture_may_exist() {
+                retry_ddl(|| self.source.remove_capture(&plan.source_name, LOCK_TIMEOUT), progress).await?;
+                self.state.set_table_stage(&name, TableStage::Created)?;
+                self.state.audit(&AuditEvent::CaptureRemoved { table: plan.source_name.to_string() })?;
+                notes.push(format!("removed change capture from {}", plan.source_name));
+            }
+        }
+        for i in drop_order(&self.plans) {
+            let plan = &self.plans[i];
+            let name = plan.target_display();
+            let Some(recorded) = self.state.table(&name)? else { continue };
+            if recorded.created_by_ferry && recorded.stage.table_may_exist() {
+                self.target.drop_table(&plan.target_name).await?;
+                notes.push(format!("dropped {} (created by expand)", plan.target_name));
+            } else if recorded.rows_copied > 0 {
+                notes.push(format!(
+                    "{} existed before the migration and was kept, with the rows copied into it",
+                    plan.target_name
+                ));
+            }
+            self.state.reset_table(&name)?;
+        }
+        Ok(notes)
+    }
+}
+
+/// The order in which target tables can be dropped: a table before every
+/// table it references (children first). Tables that reference each other
+/// in a cycle come last, in reverse spec order.
+pub fn drop_order(plans: &[TablePlan]) -> Vec<usize> {
+    let references = |child: &TablePlan, parent: &TablePlan| {
+        child.target_name != parent.target_name
+            && child.def.foreign_keys.iter().any(|fk| fk.ref_table.name == parent.target_name.name)
+    };
+    let mut left: Vec<usize> = (0..plans.len()).collect();
+    let mut order = Vec::with_capacity(plans.len());
+    while !left.is_empty() {
+        // A table no remaining table references can go now.
+        let free: Vec<usize> =
+            left.iter().copied().filter(|&p| !left.iter().any(|&c| references(&plans[c], &plans[p]))).collect();
+        if free.is_empty() {
+            order.extend(left.iter().rev());
+            break;
+        }
+        left.retain(|i| !free.contains(i));
+        order.extend(free);
+    }
+    order
+}
