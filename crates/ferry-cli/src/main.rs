@@ -60,7 +60,15 @@ enum Command {
     Verify(commands::verify::Args),
     /// Compare two tables on any two databases (no spec, no state): which rows and columns differ.
     Diff(commands::diff::Args),
-    /// Undo the migration before contract: remove capture from the source and what expand created on the target.
+    /// Move writes to the target: fence the source, replay what is left, then
+    /// keep the source current by reverse sync (gated by a recent verification and a small lag).
+    Switch {
+        /// Keep replaying the target's changes into the source until Ctrl-C or SIGTERM.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Undo the migration before contract: after a switch, move writes back to the source first
+    /// (nothing written on the target is lost); then remove capture and what expand created.
     Rollback,
     /// Ask a running backfill or sync to wait before its next batch.
     Pause {
@@ -139,6 +147,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Cancel) -> u8 {
         Command::Verify(args) => commands::verify::run(&cli.spec, args, cancel).await,
         Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow, cancel).await,
+        Command::Switch { follow } => commands::run::switch(&cli.spec, follow, cancel).await,
         Command::Rollback => commands::run::rollback(&cli.spec, cancel).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
         Command::Resume => commands::status::pause(&cli.spec, None),

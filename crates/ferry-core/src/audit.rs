@@ -137,6 +137,27 @@ pub enum AuditEvent {
         column: String,
         next: i64,
     },
+    /// The application's writes to a table are refused (`on` = source or target).
+    FenceInstalled {
+        table: String,
+        on: String,
+    },
+    FenceRemoved {
+        table: String,
+        on: String,
+    },
+    /// Writes are recorded as going to `to`; `window_ms` is how long no
+    /// side took the application's writes (fence on to writes accepted).
+    WritesSwitched {
+        to: String,
+        window_ms: u64,
+    },
+    /// The `[switch] hook` ran.
+    HookRun {
+        hook: String,
+        writes_to: String,
+        result: String,
+    },
     BackfillResumed {
         table: String,
         rows_copied: u64,
@@ -200,6 +221,10 @@ impl AuditEvent {
             AuditEvent::ForeignKeySkipped { .. } => "foreign-key-skipped",
             AuditEvent::SchemaItemSkipped { .. } => "schema-item-skipped",
             AuditEvent::IdentityAdvanced { .. } => "identity-advanced",
+            AuditEvent::FenceInstalled { .. } => "fence-installed",
+            AuditEvent::FenceRemoved { .. } => "fence-removed",
+            AuditEvent::WritesSwitched { .. } => "writes-switched",
+            AuditEvent::HookRun { .. } => "hook-run",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -239,6 +264,16 @@ impl AuditEvent {
                 format!("table={table}, item={}, reason={}", one_line(item), one_line(reason))
             }
             AuditEvent::IdentityAdvanced { table, column, next } => format!("table={table}, column={column}, next={next}"),
+            AuditEvent::FenceInstalled { table, on } | AuditEvent::FenceRemoved { table, on } => {
+                format!("table={table}, on={on}")
+            }
+            AuditEvent::WritesSwitched { to, window_ms } => format!(
+                "to={to}, write_unavailability={}",
+                format_duration(Duration::from_millis(*window_ms))
+            ),
+            AuditEvent::HookRun { hook, writes_to, result } => {
+                format!("hook={}, writes_to={writes_to}, result={}", one_line(hook), one_line(result))
+            }
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
             }
@@ -351,6 +386,10 @@ mod tests {
             AuditEvent::ForeignKeySkipped { table: s(), name: s(), reason: s() },
             AuditEvent::SchemaItemSkipped { table: s(), item: s(), reason: s() },
             AuditEvent::IdentityAdvanced { table: s(), column: s(), next: 0 },
+            AuditEvent::FenceInstalled { table: s(), on: s() },
+            AuditEvent::FenceRemoved { table: s(), on: s() },
+            AuditEvent::WritesSwitched { to: s(), window_ms: 0 },
+            AuditEvent::HookRun { hook: s(), writes_to: s(), result: s() },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -386,6 +425,10 @@ mod tests {
                 | AuditEvent::ForeignKeySkipped { .. }
                 | AuditEvent::SchemaItemSkipped { .. }
                 | AuditEvent::IdentityAdvanced { .. }
+                | AuditEvent::FenceInstalled { .. }
+                | AuditEvent::FenceRemoved { .. }
+                | AuditEvent::WritesSwitched { .. }
+                | AuditEvent::HookRun { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

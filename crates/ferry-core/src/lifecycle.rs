@@ -24,10 +24,22 @@ pub enum Stage {
     Syncing,
     /// The last verification found the target equal to the source.
     Verified,
+    /// `ferry switch` has fenced the source and is moving writes to the target.
+    Switching,
+    /// Writes go to the target; reverse sync keeps the source current (the soak).
+    Switched,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 5] = [Stage::Planned, Stage::Expanding, Stage::Backfilling, Stage::Syncing, Stage::Verified];
+    pub const ALL: [Stage; 7] = [
+        Stage::Planned,
+        Stage::Expanding,
+        Stage::Backfilling,
+        Stage::Syncing,
+        Stage::Verified,
+        Stage::Switching,
+        Stage::Switched,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -36,7 +48,14 @@ impl Stage {
             Stage::Backfilling => "backfilling",
             Stage::Syncing => "syncing",
             Stage::Verified => "verified",
+            Stage::Switching => "switching",
+            Stage::Switched => "switched",
         }
+    }
+
+    /// Writes have (or may have) moved to the target.
+    pub fn past_switch(self) -> bool {
+        self >= Stage::Switching
     }
 }
 
@@ -86,6 +105,10 @@ impl fmt::Display for State {
             State::At { stage: Stage::Backfilling } => f.write_str("backfilling (copying existing rows)"),
             State::At { stage: Stage::Syncing } => f.write_str("syncing (every row copied, changes replayed)"),
             State::At { stage: Stage::Verified } => f.write_str("verified (the target equals the source)"),
+            State::At { stage: Stage::Switching } => f.write_str("switching (the source is fenced, writes are moving)"),
+            State::At { stage: Stage::Switched } => {
+                f.write_str("switched (writes go to the target; reverse sync keeps the source current)")
+            }
             State::RollingBack { from } => write!(f, "rolling back from {} (not finished)", from.name()),
             State::RolledBack => f.write_str("rolled back"),
         }
@@ -105,6 +128,10 @@ pub enum Event {
     VerifyFinished { passed: bool },
     /// The spec gained a table, or a table entry changed before its copy: expand again.
     TablesAdded,
+    /// `ferry switch` fences the source (or resumes).
+    SwitchStarted,
+    /// Writes are recorded as going to the target.
+    SwitchCompleted,
     /// `ferry rollback` begins (or resumes).
     RollbackStarted,
     /// `ferry rollback` undid everything.
@@ -117,11 +144,12 @@ pub enum Command {
     Run,
     Sync,
     Verify,
+    Switch,
     Rollback,
 }
 
 impl Command {
-    pub const ALL: [Command; 4] = [Command::Run, Command::Sync, Command::Verify, Command::Rollback];
+    pub const ALL: [Command; 5] = [Command::Run, Command::Sync, Command::Verify, Command::Switch, Command::Rollback];
 
     /// The subcommand, as typed.
     pub fn name(self) -> &'static str {
@@ -129,6 +157,7 @@ impl Command {
             Command::Run => "run",
             Command::Sync => "sync",
             Command::Verify => "verify",
+            Command::Switch => "switch",
             Command::Rollback => "rollback",
         }
     }
@@ -139,8 +168,11 @@ impl Command {
             (Command::Run, State::At { stage: Stage::Planned } | State::RolledBack) => "start the migration",
             (Command::Run, State::At { stage: Stage::Verified }) => "replay and verify again",
             (Command::Run, _) => "continue where it stopped",
+            (Command::Sync, State::At { stage: Stage::Switched }) => "replay the target's changes into the source",
             (Command::Sync, _) => "replay captured changes",
             (Command::Verify, _) => "compare source and target",
+            (Command::Switch, State::At { stage: Stage::Switching }) => "finish the switch",
+            (Command::Switch, _) => "move writes to the target",
             (Command::Rollback, State::RollingBack { .. }) => "finish the rollback",
             (Command::Rollback, _) => "undo everything Ferry did",
         }
@@ -191,10 +223,17 @@ fn why_not(state: State, command: Command) -> Option<&'static str> {
     match (command, state) {
         (Command::Rollback, _) => None,
         (_, State::RollingBack { .. }) => Some("a rollback has started and must finish first"),
+        (Command::Switch, State::At { stage: Verified | Switching }) => None,
+        (Command::Switch, State::At { stage: Switched }) => Some("writes already go to the target"),
+        (Command::Switch, _) => Some("the target must be verified first"),
+        (_, State::At { stage: Switching }) => Some("a switch has started and must finish (or be rolled back) first"),
+        (Command::Run, State::At { stage: Switched }) => {
+            Some("writes go to the target now; `ferry run` replays the other way")
+        }
         (Command::Run, _) => None,
-        (Command::Sync, State::At { stage: Backfilling | Syncing | Verified }) => None,
+        (Command::Sync, State::At { stage: Backfilling | Syncing | Verified | Switched }) => None,
         (Command::Sync, _) => Some("change capture is not installed yet"),
-        (Command::Verify, State::At { stage: Syncing | Verified }) => None,
+        (Command::Verify, State::At { stage: Syncing | Verified | Switched }) => None,
         (Command::Verify, State::At { stage: Backfilling | Expanding }) => Some("the backfill is not complete"),
         (Command::Verify, _) => Some("there is no copy to verify"),
     }
@@ -225,6 +264,10 @@ pub fn transition(state: State, event: Event) -> Result<State, Refusal> {
         (State::At { stage: Backfilling }, Event::Backfilled) => Some(State::at(Syncing)),
         (State::At { stage: Syncing | Verified }, Event::VerifyFinished { passed: true }) => Some(State::at(Verified)),
         (State::At { stage: Syncing | Verified }, Event::VerifyFinished { passed: false }) => Some(State::at(Syncing)),
+        // After the switch a verification informs; it moves nothing.
+        (State::At { stage: Switched }, Event::VerifyFinished { .. }) => Some(state),
+        (State::At { stage: Verified | Switching }, Event::SwitchStarted) => Some(State::at(Switching)),
+        (State::At { stage: Switching }, Event::SwitchCompleted) => Some(State::at(Switched)),
         (State::At { stage: Backfilling | Syncing | Verified }, Event::TablesAdded) => Some(State::at(Expanding)),
         (State::At { stage: Planned | Expanding }, Event::TablesAdded) => Some(state),
         (State::At { stage }, Event::RollbackStarted) => Some(State::RollingBack { from: stage }),
@@ -320,7 +363,9 @@ impl TableStage {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 8] = [
+    const EVENTS: [Event; 10] = [
+        Event::SwitchStarted,
+        Event::SwitchCompleted,
         Event::ExpandStarted,
         Event::Expanded,
         Event::Backfilled,
@@ -350,6 +395,11 @@ mod tests {
             (at(Verified), Event::VerifyFinished { passed: true }, at(Verified)),
             (at(Syncing), Event::VerifyFinished { passed: false }, at(Syncing)),
             (at(Verified), Event::VerifyFinished { passed: false }, at(Syncing)),
+            (at(Switched), Event::VerifyFinished { passed: true }, at(Switched)),
+            (at(Switched), Event::VerifyFinished { passed: false }, at(Switched)),
+            (at(Verified), Event::SwitchStarted, at(Switching)),
+            (at(Switching), Event::SwitchStarted, at(Switching)),
+            (at(Switching), Event::SwitchCompleted, at(Switched)),
             (at(Planned), Event::TablesAdded, at(Planned)),
             (at(Expanding), Event::TablesAdded, at(Expanding)),
             (at(Backfilling), Event::TablesAdded, at(Expanding)),
@@ -392,7 +442,10 @@ mod tests {
                 State::At { stage: Planned } | State::RolledBack => vec![Run, Rollback],
                 State::At { stage: Expanding } => vec![Run, Rollback],
                 State::At { stage: Backfilling } => vec![Run, Sync, Rollback],
-                State::At { stage: Syncing | Verified } => vec![Run, Sync, Verify, Rollback],
+                State::At { stage: Syncing } => vec![Run, Sync, Verify, Rollback],
+                State::At { stage: Verified } => vec![Run, Sync, Verify, Switch, Rollback],
+                State::At { stage: Switching } => vec![Switch, Rollback],
+                State::At { stage: Switched } => vec![Sync, Verify, Rollback],
                 State::RollingBack { .. } => vec![Rollback],
             }
         };

@@ -31,6 +31,27 @@ pub struct Spec {
     pub state_url: String,
     /// Custom assertions that verification runs (`[[check]]`).
     pub checks: Vec<CheckSpec>,
+    /// `[switch]`: the gates of `ferry switch` and its hook.
+    pub switch: SwitchPolicy,
+}
+
+/// `[switch]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SwitchPolicy {
+    /// The last passing verification must be at most this old.
+    pub max_verify_age: Duration,
+    /// Capture lag (the oldest change not yet replayed) must be below this.
+    pub max_lag: Duration,
+    /// An executable run once writes are recorded as switched (and again,
+    /// the other way, by a rollback after the switch), with `FERRY_MIGRATION`,
+    /// `FERRY_PHASE` and `FERRY_WRITES_TO` in its environment.
+    pub hook: Option<String>,
+}
+
+impl Default for SwitchPolicy {
+    fn default() -> Self {
+        SwitchPolicy { max_verify_age: Duration::from_secs(3600), max_lag: Duration::from_secs(1), hook: None }
+    }
 }
 
 /// How change capture records the source's writes.
@@ -284,6 +305,16 @@ mod raw {
         pub state: Option<State>,
         #[serde(default, rename = "check")]
         pub checks: Vec<Spanned<Check>>,
+        #[serde(default)]
+        pub switch: Switch,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Switch {
+        pub max_verify_age: Option<Spanned<String>>,
+        pub max_lag: Option<Spanned<String>>,
+        pub hook: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -649,8 +680,10 @@ impl Spec {
                 )),
             };
 
+        let switch = parse_switch(&ctx, &file.switch)?;
         Ok(Spec {
             path: path.to_path_buf(),
+            switch,
             migration,
             source_url,
             target_url,
@@ -815,6 +848,32 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
         };
     }
     Ok(policy)
+}
+
+fn parse_switch(ctx: &Ctx, raw: &raw::Switch) -> Result<SwitchPolicy, SpecError> {
+    let mut switch = SwitchPolicy::default();
+    for (value, key, slot) in [
+        (&raw.max_verify_age, "max_verify_age", &mut switch.max_verify_age),
+        (&raw.max_lag, "max_lag", &mut switch.max_lag),
+    ] {
+        if let Some(v) = value {
+            *slot = parse_duration(v.get_ref()).ok_or_else(|| {
+                ctx.error(
+                    v.span(),
+                    format!("`switch.{key}`: `{}` is not a duration", v.get_ref()),
+                    "write e.g. \"1s\", \"1h\"",
+                )
+            })?;
+        }
+    }
+    if let Some(h) = &raw.hook {
+        let hook = ctx.interpolate(h, "switch.hook")?;
+        if hook.trim().is_empty() {
+            return Err(ctx.error(h.span(), "`switch.hook` is empty", "name an executable, or remove the key"));
+        }
+        switch.hook = Some(hook);
+    }
+    Ok(switch)
 }
 
 fn parse_migration(ctx: &Ctx, raw: &raw::Migration) -> Result<MigrationInfo, SpecError> {

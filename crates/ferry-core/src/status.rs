@@ -45,6 +45,9 @@ pub struct TableStatus {
     pub verification: Option<TableVerification>,
     /// Change capture on the source, when installed.
     pub capture: Option<CaptureStatus>,
+    /// Reverse sync (target to source) after the switch, once it has run.
+    #[serde(default)]
+    pub reverse: Option<CaptureStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +95,35 @@ pub struct StatusReport {
     pub verification: Option<String>,
     /// Pauses in force: by an operator (`ferry pause`) or by the throttle.
     pub pauses: Vec<Pause>,
+    /// Which side serves the application's reads and writes.
+    #[serde(default)]
+    pub routing: Routing,
+    /// The switch of writes, once it has started.
+    #[serde(default)]
+    pub switch: Option<SwitchStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Routing {
+    /// `source` or `target`.
+    pub reads: String,
+    pub writes: String,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Routing { reads: "source".into(), writes: "source".into() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SwitchStatus {
+    /// When the source was fenced.
+    pub fenced_at: Option<String>,
+    /// When writes were recorded as going to the target.
+    pub switched_at: Option<String>,
+    /// How long no side took the application's writes, in milliseconds.
+    pub write_unavailability_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

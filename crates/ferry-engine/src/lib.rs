@@ -205,6 +205,11 @@ pub fn capture_name(table: &TableName) -> String {
     ferry_core::schema::bounded_name(&format!("{SCRATCH_PREFIX}capture_{}", table.name), 58)
 }
 
+/// The base name of a table's write fence (a trigger, and on PostgreSQL its function).
+pub fn fence_name(table: &TableName) -> String {
+    ferry_core::schema::bounded_name(&format!("{SCRATCH_PREFIX}fence_{}", table.name), 58)
+}
+
 /// How to write rows into one target table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteSpec {
@@ -429,6 +434,15 @@ pub trait Engine: Send + Sync {
 
     /// Removes capture by either method, and the change log. Idempotent.
     async fn remove_capture(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Fences `table`: a trigger makes every INSERT, UPDATE and DELETE of
+    /// the application fail with `message`, while this engine's own writes
+    /// go through (writes switch, and reverse sync writes the fenced side).
+    /// Idempotent; the DDL waits at most `lock_timeout` for its lock.
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Lifts the fence. Idempotent.
+    async fn remove_fence(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
 
     /// Moves changes captured outside the change log into it (PostgreSQL's
     /// logical slot), so that `read_changes` and `capture_lag` see them and

@@ -19,9 +19,9 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::{
-    capture_name, change_log_table, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind,
-    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, SelectItem,
-    WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
+    EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
+    SelectItem, WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -74,6 +74,8 @@ impl MysqlEngine {
                 "SET NAMES utf8mb4",
                 "SET time_zone = '+00:00'",
                 "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO,ERROR_FOR_DIVISION_BY_ZERO'",
+                // Ferry's own writes pass the write fences it installs (see install_fence).
+                "SET @ferry_bypass_fence = 1",
             ])
             .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 8).expect("valid constraints")))
             .into();
@@ -1038,6 +1040,43 @@ impl Engine for MysqlEngine {
             conn.query_drop(sql)
                 .await
                 .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))?;
+        }
+        Ok(())
+    }
+
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        // SIGNAL's message holds at most 128 characters.
+        let message: String = message.chars().take(128).collect();
+        let mut statements = vec![format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1))];
+        for (suffix, event) in [("ins", "INSERT"), ("upd", "UPDATE"), ("del", "DELETE")] {
+            let trigger = Q.ident(&format!("{name}_{suffix}"));
+            statements.push(format!("DROP TRIGGER IF EXISTS {trigger}"));
+            statements.push(format!(
+                "CREATE TRIGGER {trigger} BEFORE {event} ON {} FOR EACH ROW BEGIN \
+                 IF @ferry_bypass_fence IS NULL THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}; END IF; END",
+                Q.table(table),
+                sqlexpr::string_literal(EngineName::Mysql, &message)
+            ));
+        }
+        let mut conn = self.conn().await?;
+        for sql in statements {
+            conn.query_drop(sql).await.map_err(|e| map_err(e).context(format_args!("fencing writes to {table}")))?;
+        }
+        Ok(())
+    }
+
+    async fn remove_fence(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let mut conn = self.conn().await?;
+        let mut statements = vec![format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1))];
+        for suffix in ["ins", "upd", "del"] {
+            statements.push(format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_{suffix}"))));
+        }
+        for sql in statements {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("lifting the write fence of {table}")))?;
         }
         Ok(())
     }

@@ -20,9 +20,9 @@ use ferry_core::{
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::{
-    capture_name, change_log_table, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind,
-    ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, SelectItem,
-    WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
+    EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
+    SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -198,6 +198,8 @@ async fn connect(config: &Config, display: &str) -> Result<Client> {
         // The connection ends when the client is dropped; errors surface on the client.
         let _ = connection.await;
     });
+    // Ferry's own writes pass the write fences it installs (see install_fence).
+    client.batch_execute("SET ferry.bypass_fence = 'on'").await.map_err(map_err)?;
     Ok(client)
 }
 
@@ -1095,6 +1097,42 @@ impl Engine for PostgresEngine {
         self.in_transaction(&sql)
             .await
             .map_err(|e| e.context(format_args!("installing change capture on {}", table.name)))
+    }
+
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{ms}ms';
+             CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $ferry$
+             BEGIN
+               IF current_setting('ferry.bypass_fence', true) = 'on' THEN RETURN NULL; END IF;
+               RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = {message};
+             END $ferry$;
+             DROP TRIGGER IF EXISTS {trigger} ON {t};
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
+                 FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            ms = lock_timeout.as_millis(),
+            message = sqlexpr::string_literal(EngineName::Postgres, message),
+            trigger = Q.ident(&name),
+            t = Q.table(table),
+        );
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("fencing writes to {table}")))
+    }
+
+    async fn remove_fence(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
+        let drop_trigger = if self.table_exists(table).await? {
+            format!("DROP TRIGGER IF EXISTS {} ON {};", Q.ident(&name), Q.table(table))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{}ms'; {drop_trigger} DROP FUNCTION IF EXISTS {func}();",
+            lock_timeout.as_millis()
+        );
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("lifting the write fence of {table}")))
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {

@@ -22,6 +22,7 @@ pub mod runner;
 pub mod schema_map;
 pub mod state;
 mod steps;
+pub mod switch;
 pub mod sync;
 pub mod throttle;
 pub mod verify;

@@ -77,6 +77,72 @@ impl TablePlan {
         }
     }
 
+    /// The plan of reverse sync, once writes go to the target: the target's
+    /// rows written back into the source through the inverted mapping
+    /// (`target` is the target table as it is now). Renames and type
+    /// changes invert; a computed column, or a source column that is not
+    /// copied, does not: the error says which, and why.
+    pub fn inverted(&self, target: &TableSchema) -> std::result::Result<TablePlan, String> {
+        let mut columns = Vec::new();
+        for c in &self.columns {
+            let ColumnSource::Column { name: source_column, .. } = &c.source else {
+                return Err(format!(
+                    "`{}.{}` is computed on the target: the source's columns cannot be told from it",
+                    self.target_name, c.name
+                ));
+            };
+            let original = self.source.column(source_column).expect("planned from the source");
+            let on_target = target.column(&c.name);
+            columns.push(TargetColumn {
+                name: source_column.clone(),
+                source: ColumnSource::Column { name: c.name.clone(), data_type: None, not_null: false },
+                data_type: original.data_type.clone(),
+                desired_type: original.data_type.clone(),
+                source_type: on_target.map(|t| (t.data_type.clone(), t.native_type.clone(), t.nullable)),
+                nullable: original.nullable,
+            });
+        }
+        let copied = |name: &str| columns.iter().any(|c| c.name == name);
+        if let Some(left) = self.source.columns.iter().find(|c| c.generated.is_none() && !copied(&c.name)) {
+            return Err(format!(
+                "`{}.{}` is not copied: rows written on the target would reach the source without it",
+                self.source_name, left.name
+            ));
+        }
+        let select = columns
+            .iter()
+            .map(|c| match &c.source {
+                ColumnSource::Column { name, .. } => SelectItem::Column(name.clone()),
+                ColumnSource::Expr { sql, .. } => SelectItem::Expr(sql.clone()),
+            })
+            .collect();
+        let key_positions = self
+            .key_source
+            .iter()
+            .map(|k| columns.iter().position(|c| &c.name == k).expect("the key is copied"))
+            .collect();
+        Ok(TablePlan {
+            spec: self.spec.clone(),
+            source_name: self.target_name.clone(),
+            target_name: self.source_name.clone(),
+            source: target.clone(),
+            read: ReadSpec {
+                table: self.target_name.clone(),
+                select,
+                key: self.key_target.clone(),
+                key_positions,
+                filter: None,
+            },
+            def: TableDef::new(self.source_name.clone(), Vec::new(), self.key_source.clone()),
+            columns,
+            key_source: self.key_target.clone(),
+            key_target: self.key_source.clone(),
+            skipped_foreign_keys: Vec::new(),
+            in_place: false,
+            schema_items: Vec::new(),
+        })
+    }
+
     /// Reads the target's copy in the same column order as `read`.
     pub fn target_read(&self) -> ReadSpec {
         ReadSpec {

@@ -198,6 +198,15 @@ impl Migration {
         // A new or edited table entry: expand, backfill and verify run again
         // (tables already copied are skipped by their own stages).
         if spec_changed && exclusive && state.lifecycle()? != State::PLANNED {
+            if matches!(state.lifecycle()?, State::At { stage } if stage.past_switch()) {
+                return Err(RunError::new(
+                    RunErrorKind::State,
+                    format!("{}: the spec gained or changed a table after writes switched", spec.path.display()),
+                )
+                .with_hint(
+                    "restore the spec as it was at the switch; move further tables in a migration of their own",
+                ));
+            }
             if matches!(state.lifecycle()?, State::At { .. }) {
                 advance(&state, Event::TablesAdded)?;
             }
@@ -346,6 +355,7 @@ impl Migration {
             state: &self.state,
             backfill,
             batch: self.spec.policy.batch_size,
+            reverse: false,
         }
     }
 
@@ -444,6 +454,12 @@ impl Migration {
 
     /// `ferry sync` / `--follow`: keeps replaying until stopped.
     pub async fn follow(&self, progress: &dyn Progress) -> Result<()> {
+        if self.state.lifecycle()? == State::at(Stage::Switched) {
+            return match self.sync_reverse(progress, true).await {
+                Err(e) if e.kind == RunErrorKind::Interrupted => Ok(()),
+                other => other,
+            };
+        }
         let targets = self.target_schemas().await?;
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
@@ -456,7 +472,9 @@ impl Migration {
 
     /// `ferry sync`: replays until caught up.
     pub async fn sync(&self, progress: &dyn Progress) -> Result<()> {
-        permit(&self.state, Command::Sync)?;
+        if permit(&self.state, Command::Sync)? == State::at(Stage::Switched) {
+            return self.sync_reverse(progress, false).await;
+        }
         let targets = self.target_schemas().await?;
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         self.begin(Phase::Sync, progress)?;
@@ -621,7 +639,7 @@ impl Migration {
         }
     }
 
-    fn begin(&self, phase: Phase, progress: &dyn Progress) -> Result<()> {
+    pub(crate) fn begin(&self, phase: Phase, progress: &dyn Progress) -> Result<()> {
         let before = self.state.phase_state(phase)?;
         self.state.start_phase(phase)?;
         if before != PhaseState::Running {
@@ -631,7 +649,7 @@ impl Migration {
         Ok(())
     }
 
-    fn end(&self, phase: Phase, result: &Result<()>) -> Result<()> {
+    pub(crate) fn end(&self, phase: Phase, result: &Result<()>) -> Result<()> {
         match result {
             Ok(()) => {
                 let started = self.state.phase_started_at(phase)?.unwrap_or_else(now);
@@ -648,7 +666,7 @@ impl Migration {
     }
 
     /// The target tables as they are now (created or reused).
-    async fn target_schemas(&self) -> Result<Vec<TableSchema>> {
+    pub(crate) async fn target_schemas(&self) -> Result<Vec<TableSchema>> {
         let mut out = Vec::new();
         for plan in &self.plans {
             let schema = self.target.introspect(&plan.target_name).await.map_err(|e| {
@@ -929,6 +947,8 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         quarantined_rows: 0,
         verification: None,
         pauses: Vec::new(),
+        routing: Default::default(),
+        switch: None,
     };
     if !path.exists() {
         return Ok(empty());
@@ -957,6 +977,18 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
             .into_iter()
             .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
             .collect(),
+        routing: {
+            let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
+            ferry_core::status::Routing { reads: writes.clone(), writes }
+        },
+        switch: match state.meta("switch_fenced_at")? {
+            None => None,
+            Some(fenced_at) => Some(ferry_core::status::SwitchStatus {
+                fenced_at: Some(fenced_at),
+                switched_at: state.meta("switched_at")?,
+                write_unavailability_ms: state.meta("switch_window_ms")?.and_then(|w| w.parse().ok()),
+            }),
+        },
         phases,
         tables,
         verification,

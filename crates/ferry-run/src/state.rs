@@ -148,6 +148,11 @@ impl StateStore {
             ("oldest_pending_seconds", "REAL"),
             ("lag_measured_at", "TEXT"),
             ("stage", "TEXT"),
+            ("reverse_replayed", "INTEGER NOT NULL DEFAULT 0"),
+            ("reverse_last_at", "TEXT"),
+            ("reverse_pending", "INTEGER"),
+            ("reverse_oldest_seconds", "REAL"),
+            ("reverse_lag_at", "TEXT"),
         ] {
             let exists: bool =
                 conn.prepare("SELECT 1 FROM pragma_table_info('tables') WHERE name = ?1")?.exists([column])?;
@@ -228,6 +233,13 @@ impl StateStore {
             "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [key, value],
         )?;
+        Ok(())
+    }
+
+    pub fn clear_meta(&self, keys: &[&str]) -> Result<()> {
+        for key in keys {
+            self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        }
         Ok(())
     }
 
@@ -472,6 +484,40 @@ impl StateStore {
         Ok(())
     }
 
+    /// Records changes replayed from the target back into the source (after the switch).
+    pub fn record_reverse_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
+        let now = timestamp(now());
+        self.conn.execute(
+            "UPDATE tables SET reverse_replayed = reverse_replayed + ?2,
+                 reverse_last_at = CASE WHEN ?2 > 0 THEN ?3 ELSE reverse_last_at END,
+                 reverse_pending = ?4, reverse_oldest_seconds = ?5, reverse_lag_at = ?3
+             WHERE target = ?1",
+            params![target, replayed as i64, now, lag.pending as i64, lag.oldest_seconds],
+        )?;
+        Ok(())
+    }
+
+    /// Reverse sync of `target`, once it has run.
+    pub fn reverse_status(&self, target: &str) -> Result<Option<ferry_core::status::CaptureStatus>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT reverse_replayed, reverse_last_at, reverse_pending, reverse_oldest_seconds, reverse_lag_at
+                 FROM tables WHERE target = ?1 AND reverse_lag_at IS NOT NULL",
+                [target],
+                |r| {
+                    Ok(ferry_core::status::CaptureStatus {
+                        replayed_changes: r.get::<_, i64>(0)? as u64,
+                        last_replay_at: r.get(1)?,
+                        pending_changes: r.get::<_, Option<i64>>(2)?.map(|p| p as u64),
+                        oldest_pending_seconds: r.get(3)?,
+                        lag_measured_at: r.get(4)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     /// An operator's pause (`ferry pause`), or the throttle's: reason and since when.
     pub fn set_pause(&self, who: &str, reason: Option<&str>) -> Result<()> {
         match reason {
@@ -602,6 +648,7 @@ impl StateStore {
                 let capture = self.capture_status(&t.target)?;
                 Ok(TableStatus {
                     capture,
+                    reverse: self.reverse_status(&t.target)?,
                     verification: self.last_verification(&t.target)?,
                     source: t.source,
                     target: t.target,

@@ -11,7 +11,7 @@ use crate::machine::{advance, permit};
 use crate::mapping::{incompatibilities, TablePlan};
 use crate::progress::Progress;
 use crate::runner::{retry_ddl, Migration, LOCK_TIMEOUT};
-use ferry_core::lifecycle::{Command, Event, TableStage};
+use ferry_core::lifecycle::{Command, Event, State, TableStage};
 use ferry_core::plan::SchemaItemKind;
 use ferry_core::{AuditEvent, Phase};
 
@@ -128,8 +128,15 @@ impl Migration {
             .map(|p| p.number)
             .max()
             .unwrap_or(0);
-        advance(&self.state, Event::RollbackStarted)?;
-        let result = self.undo(progress).await;
+        let rolling = advance(&self.state, Event::RollbackStarted)?;
+        let past_switch = matches!(rolling, State::RollingBack { from } if from.past_switch());
+        let result = async {
+            if past_switch {
+                self.switch_back(progress).await?;
+            }
+            self.undo(progress).await
+        }
+        .await;
         let outcome = match &result {
             Ok(_) => "success".to_string(),
             Err(e) => format!("failure: {}", e.message),
@@ -137,6 +144,7 @@ impl Migration {
         self.state.audit(&AuditEvent::RollbackExecuted { trigger: "manual".into(), phase, result: outcome })?;
         let notes = result?;
         self.state.reset_phases(&Phase::ALL)?;
+        self.state.clear_meta(&["writes", "switch_fenced_at", "switched_at", "switch_window_ms"])?;
         advance(&self.state, Event::RollbackFinished)?;
         Ok(notes)
     }

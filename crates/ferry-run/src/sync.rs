@@ -26,9 +26,20 @@ pub struct Replayer<'a> {
     pub state: &'a StateStore,
     pub backfill: &'a Backfill<'a>,
     pub batch: usize,
+    /// Target to source, after the switch: `plan` is the inverted plan.
+    pub reverse: bool,
 }
 
 impl Replayer<'_> {
+    /// Lag and progress, recorded under the migration's own (forward) table name.
+    fn record(&self, plan: &TablePlan, replayed: u64, lag: CaptureLag) -> Result<()> {
+        if self.reverse {
+            self.state.record_reverse_replay(&plan.source_name.to_string(), replayed, lag)
+        } else {
+            self.state.record_replay(&plan.target_display(), replayed, lag)
+        }
+    }
+
     async fn throttle(&self) -> Result<()> {
         match self.backfill.throttle {
             Some(t) => t.wait().await,
@@ -64,7 +75,7 @@ impl Replayer<'_> {
         let count = changes.len();
         if changes.is_empty() {
             let lag = self.source.capture_lag(&plan.source_name).await?;
-            self.state.record_replay(&plan.target_display(), 0, lag)?;
+            self.record(plan, 0, lag)?;
             return Ok(Step { lag, ..Step::default() });
         }
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
@@ -72,7 +83,7 @@ impl Replayer<'_> {
         let (upserted, deleted) = copy_keys(&*self.source, &*self.target, self.backfill, plan, write, &keys).await?;
         self.source.ack_changes(&plan.source_name, &seqs).await?;
         let lag = self.source.capture_lag(&plan.source_name).await?;
-        self.state.record_replay(&plan.target_display(), count as u64, lag)?;
+        self.record(plan, count as u64, lag)?;
         Ok(Step { changes: count, upserted, deleted, lag })
     }
 
@@ -82,7 +93,7 @@ impl Replayer<'_> {
         self.state.audit(&AuditEvent::TruncateReplayed { table: plan.target_display() })?;
         self.source.ack_changes(&plan.source_name, &[seq]).await?;
         let lag = self.source.capture_lag(&plan.source_name).await?;
-        self.state.record_replay(&plan.target_display(), 1, lag)?;
+        self.record(plan, 1, lag)?;
         Ok(Step { changes: 1, lag, ..Step::default() })
     }
 }

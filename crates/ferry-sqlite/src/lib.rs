@@ -18,8 +18,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec,
-    ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
+    fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
+    LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -467,6 +467,29 @@ fn expression_index_sql(table: &TableName, index: &ExpressionIndex) -> String {
     sql
 }
 
+/// The fence triggers of `table` (name, SQL), lifted inside one of Ferry's
+/// write transactions and put back before it commits: SQLite has one writer
+/// at a time, so no application write can slip in between, and the
+/// application always meets the fence.
+fn lift_fences(tx: &rusqlite::Transaction<'_>, table: &TableName) -> Result<Vec<String>> {
+    let prefix = format!("{}_", fence_name(table));
+    let fences: Vec<(String, String)> = tx
+        .prepare_cached("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND substr(name, 1, length(?2)) = ?2")
+        .and_then(|mut s| s.query_map(rusqlite::params![table.name, prefix], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(map_err)?;
+    for (name, _) in &fences {
+        tx.execute_batch(&format!("DROP TRIGGER {}", SQLITE.ident(name))).map_err(map_err)?;
+    }
+    Ok(fences.into_iter().map(|(_, sql)| sql).collect())
+}
+
+fn restore_fences(tx: &rusqlite::Transaction<'_>, fences: &[String]) -> Result<()> {
+    for sql in fences {
+        tx.execute_batch(sql).map_err(map_err)?;
+    }
+    Ok(())
+}
+
 /// Whether the table numbers its rowid with AUTOINCREMENT (kept in `sqlite_sequence`).
 fn has_autoincrement(conn: &Connection, table: &str) -> Result<bool> {
     let sql: Option<String> = conn
@@ -762,6 +785,7 @@ impl Engine for SqliteEngine {
         let table = write.table.clone();
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
             {
                 let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
                 for row in rows.iter() {
@@ -769,6 +793,7 @@ impl Engine for SqliteEngine {
                         .map_err(|e| map_err(e).context(format_args!("writing {table}")))?;
                 }
             }
+            restore_fences(&tx, &fences)?;
             tx.commit().map_err(map_err)
         })
         .await
@@ -778,11 +803,13 @@ impl Engine for SqliteEngine {
         let (table, key, keys) = (write.table.clone(), write.key.clone(), keys.to_vec());
         self.with_conn(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
             for chunk in keys.chunks(200) {
                 let q = SQLITE.delete_by_keys(&table, &key, chunk.len());
                 let flat: Vec<&Value> = chunk.iter().flatten().collect();
                 tx.execute(&q.sql, params_from_iter(q.binds.iter().map(|&i| Bind(flat[i])))).map_err(map_err)?;
             }
+            restore_fences(&tx, &fences)?;
             tx.commit().map_err(map_err)
         })
         .await
@@ -865,7 +892,50 @@ impl Engine for SqliteEngine {
 
     async fn delete_all(&self, table: &TableName) -> Result<()> {
         let sql = format!("DELETE FROM {}", SQLITE.ident(&table.name));
-        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
+        let table = table.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
+            tx.execute_batch(&sql).map_err(map_err)?;
+            restore_fences(&tx, &fences)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn install_fence(&self, table: &TableName, message: &str, _lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let mut sql = String::from("BEGIN IMMEDIATE;");
+        for (suffix, event) in [("ins", "INSERT"), ("upd", "UPDATE"), ("del", "DELETE")] {
+            let trigger = SQLITE.ident(&format!("{name}_{suffix}"));
+            sql.push_str(&format!(
+                "DROP TRIGGER IF EXISTS {trigger}; CREATE TRIGGER {trigger} BEFORE {event} ON {} BEGIN SELECT RAISE(ABORT, {}); END;",
+                SQLITE.ident(&table.name),
+                sqlexpr::string_literal(EngineName::Sqlite, message)
+            ));
+        }
+        sql.push_str("COMMIT;");
+        let table = table.clone();
+        self.with_conn(move |c| {
+            c.execute_batch(&sql).map_err(|e| {
+                let _ = c.execute_batch("ROLLBACK");
+                map_err(e).context(format_args!("fencing writes to {table}"))
+            })
+        })
+        .await
+    }
+
+    async fn remove_fence(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let sql: String = ["ins", "upd", "del"]
+            .iter()
+            .map(|suffix| format!("DROP TRIGGER IF EXISTS {};", SQLITE.ident(&format!("{name}_{suffix}"))))
+            .collect();
+        let table = table.clone();
+        self.with_conn(move |c| {
+            c.execute_batch(&sql).map_err(|e| map_err(e).context(format_args!("lifting the write fence of {table}")))
+        })
+        .await
     }
 
     async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {

@@ -55,7 +55,15 @@ pub async fn sync(spec_path: &Path, follow: bool, cancel: Cancel) -> anyhow::Res
 
 fn print_lag(migration: &Migration) -> anyhow::Result<()> {
     for t in migration.state.table_statuses()? {
-        if let Some(c) = &t.capture {
+        if let Some(r) = t.reverse.as_ref().filter(|_| migration.writes_to().is_ok_and(|w| w.name() == "target")) {
+            println!(
+                "{} -> {}: {} changes replayed into the source, {} pending",
+                t.target,
+                t.source,
+                HumanCount(r.replayed_changes),
+                HumanCount(r.pending_changes.unwrap_or(0))
+            );
+        } else if let Some(c) = &t.capture {
             println!(
                 "{}: {} changes replayed, {} pending{}",
                 t.target,
@@ -66,6 +74,32 @@ fn print_lag(migration: &Migration) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub async fn switch(spec_path: &Path, follow: bool, cancel: Cancel) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let migration = Migration::open_with(spec, true, cancel).await?;
+    let reporter = Reporter::new();
+    let outcome = migration.switch(&reporter).await?;
+    if let Some(output) = &outcome.hook_output {
+        println!("hook: {output}");
+    }
+    println!(
+        "writes switched to the target; no side took writes for {} (fence on the source to writes recorded on the target)",
+        format_duration(outcome.window)
+    );
+    if outcome.reverse_synced.is_empty() {
+        println!("no table is reverse synced: a rollback loses the writes made on the target, as the spec accepts");
+    } else {
+        println!(
+            "reverse sync keeps the source current for {}: run `ferry sync --follow`; `ferry rollback` moves writes back without loss",
+            outcome.reverse_synced.join(", ")
+        );
+    }
+    if follow {
+        migration.follow(&reporter).await?;
+    }
+    Ok(EXIT_OK)
 }
 
 pub async fn rollback(spec_path: &Path, cancel: Cancel) -> anyhow::Result<u8> {

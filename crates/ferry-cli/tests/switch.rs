@@ -1,0 +1,160 @@
+//! `ferry switch` and the rollback after it, on every engine pair, under an
+//! application that keeps writing: the writer moves to the target when the
+//! switch's hook tells it, and back when the rollback's hook does. Every
+//! write the target acknowledged is on the source after the rollback.
+
+use ferry_testkit::{engine_matrix, spec, Kind, Session, TestDb, Workspace};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const HOOK: &str = "[switch]\nhook = \"printf %s \\\"$FERRY_WRITES_TO\\\" > writes_to\"\n\n";
+
+/// Writes until told to stop, always to the side the hook last named;
+/// returns the value each id was last acknowledged with.
+async fn writer(
+    mut source: Session,
+    mut target: Session,
+    routing: PathBuf,
+    stop: Arc<AtomicBool>,
+) -> (BTreeMap<i64, i64>, usize, usize) {
+    let mut acknowledged = BTreeMap::new();
+    let (mut on_target, mut refused) = (0, 0);
+    let mut op: i64 = 0;
+    while !stop.load(Ordering::SeqCst) {
+        op += 1;
+        // New rows, and updates of rows written before (some from the backfill).
+        let (id, sql) = if op % 3 == 0 {
+            let id = 1 + (op * 7) % 60;
+            (id, format!("UPDATE items SET n = {op} WHERE id = {id}"))
+        } else {
+            let id = 1000 + op;
+            (id, format!("INSERT INTO items (id, n) VALUES ({id}, {op})"))
+        };
+        loop {
+            let to_target = std::fs::read_to_string(&routing).is_ok_and(|s| s == "target");
+            let session = if to_target { &mut target } else { &mut source };
+            match session.exec(&sql).await {
+                Ok(_) => {
+                    acknowledged.insert(id, op);
+                    on_target += to_target as usize;
+                    break;
+                }
+                Err(e) if e.contains("Ferry fenced writes") => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("the writer failed: {e}\n{sql}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (acknowledged, on_target, refused)
+}
+
+async fn switch_then_roll_back_loses_nothing(source: Kind, target: Kind) {
+    let src = TestDb::new(source).await;
+    let dst = TestDb::new(target).await;
+    let rows: Vec<String> = (1..=60).map(|i| format!("({i}, {i})")).collect();
+    src.exec(&format!(
+        "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items (id, n) VALUES {};",
+        rows.join(", ")
+    ))
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, &format!("{HOOK}[[table]]\nfrom = \"items\"\n")));
+    ws.run(&["run"]).assert_code(0);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = tokio::spawn(writer(src.session().await, dst.session().await, ws.path().join("writes_to"), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let switched = tokio::task::spawn_blocking({
+        let ws_dir = ws.path().to_path_buf();
+        move || std::process::Command::new(FERRY).arg("switch").current_dir(ws_dir).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        switched.status.code(),
+        Some(0),
+        "{source} -> {target}: {}{}",
+        String::from_utf8_lossy(&switched.stdout),
+        String::from_utf8_lossy(&switched.stderr)
+    );
+    let status = ws.status_json();
+    assert_eq!(status["state"], "switched", "{status:#}");
+    assert_eq!(status["routing"]["writes"], "target");
+    assert!(status["switch"]["write_unavailability_ms"].as_u64().is_some(), "{status:#}");
+    // The application writes the target for a while, then the migration is rolled back under it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let rolled_back = tokio::task::spawn_blocking({
+        let ws_dir = ws.path().to_path_buf();
+        move || std::process::Command::new(FERRY).arg("rollback").current_dir(ws_dir).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        rolled_back.status.code(),
+        Some(0),
+        "{source} -> {target}: {}{}",
+        String::from_utf8_lossy(&rolled_back.stdout),
+        String::from_utf8_lossy(&rolled_back.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (acknowledged, on_target, _refused) = app.await.unwrap();
+    assert!(on_target > 10, "{source} -> {target}: the writer wrote the target only {on_target} times");
+
+    // Independently of Ferry: the source holds every acknowledged write.
+    let mut expected: BTreeMap<i64, i64> = (1..=60).map(|i| (i, i)).collect();
+    expected.extend(acknowledged);
+    let found =
+        src.rows("items", &["id"], &["id", "n"], &[ferry_core::DataType::Int64, ferry_core::DataType::Int64]).await;
+    let found: BTreeMap<i64, i64> = found
+        .into_iter()
+        .map(|r| match (&r[0], &r[1]) {
+            (ferry_core::Value::Int(id), ferry_core::Value::Int(n)) => (*id, *n),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let lost: Vec<_> = expected.iter().filter(|(id, n)| found.get(id) != Some(n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{source} -> {target}: {} acknowledged writes are not on the source: {lost:?}",
+        lost.len()
+    );
+    assert_eq!(found.len(), expected.len(), "{source} -> {target}: rows that were never written");
+    assert!(
+        src.ferry_objects().await.is_empty(),
+        "{source} -> {target}: {:?} left on the source",
+        src.ferry_objects().await
+    );
+    assert_eq!(ws.status_json()["state"], "rolled_back");
+}
+
+engine_matrix!(switch_then_roll_back_loses_nothing);
+
+/// Refused, with what to do: a switch before verification, and a lossless
+/// switch whose mapping cannot be inverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_gates() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, secret TEXT); INSERT INTO items VALUES (1, 1, 'x');")
+        .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\nexclude = [\"secret\"]\n"));
+    let ran = ws.run(&["switch"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("the target must be verified first"), "{ran}");
+    ws.run(&["run"]).assert_code(0);
+    let ran = ws.run(&["switch"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("cannot be inverted: `items.secret` is not copied"), "{ran}");
+    assert!(ran.stderr.contains("loss-accepted-after-switch"), "{ran}");
+    assert_eq!(ws.status_json()["state"], "verified", "a refused switch changes nothing");
+    assert!(src.ferry_objects().await.iter().all(|o| !o.contains("fence")), "no fence left");
+}
