@@ -67,6 +67,9 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// The point of no return: after the soak, a final verification and a restore-checked backup,
+    /// archive the source tables and remove every Ferry object.
+    Contract(commands::contract::Args),
     /// Undo the migration before contract: after a switch, move writes back to the source first
     /// (nothing written on the target is lost); then remove capture and what expand created.
     Rollback,
@@ -148,6 +151,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Cancel) -> u8 {
         Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow, cancel).await,
         Command::Switch { follow } => commands::run::switch(&cli.spec, follow, cancel).await,
+        Command::Contract(args) => commands::contract::run(&cli.spec, args, cancel).await,
         Command::Rollback => commands::run::rollback(&cli.spec, cancel).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
         Command::Resume => commands::status::pause(&cli.spec, None),

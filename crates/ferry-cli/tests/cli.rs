@@ -210,3 +210,50 @@ async fn a_table_added_to_a_finished_migration_is_moved_too() {
     ran.assert_code(2);
     assert!(ran.stderr.contains("changed after its backfill started"), "{ran}");
 }
+
+/// Every `ferry <command>` that the README, docs/, the help and lint texts in
+/// the code, or a plan (the snapshots) names is one `ferry --help` lists.
+#[test]
+fn documents_name_only_commands_that_exist() {
+    let help = std::process::Command::new(FERRY).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let commands: Vec<String> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert!(commands.contains(&"contract".to_string()), "{help}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    let mut dirs = vec![root.join("docs"), root.join("crates")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("target") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md" || e == "rs" || e == "snap") {
+                files.push(path);
+            }
+        }
+    }
+    let named = regex_lite::Regex::new(r"`ferry ([a-z][a-z-]+)").unwrap();
+    let mut unknown = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let mut found: Vec<String> = named.captures_iter(&text).map(|c| c[1].to_string()).collect();
+        if file.extension().is_some_and(|e| e == "snap" || e == "md") {
+            found.extend(
+                text.lines()
+                    .filter_map(|l| l.trim_start().strip_prefix("ferry "))
+                    .filter_map(|rest| rest.split_whitespace().next().map(str::to_string))
+                    .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '-')),
+            );
+        }
+        for command in found.into_iter().filter(|c| !commands.contains(c)) {
+            unknown.push(format!("{}: ferry {command}", file.display()));
+        }
+    }
+    assert!(unknown.is_empty(), "commands that do not exist:\n{}", unknown.join("\n"));
+}

@@ -158,3 +158,132 @@ async fn switch_gates() {
     assert_eq!(ws.status_json()["state"], "verified", "a refused switch changes nothing");
     assert!(src.ferry_objects().await.iter().all(|o| !o.contains("fence")), "no fence left");
 }
+
+/// run -> switch -> soak (1s) -> contract: the source is archived as
+/// configured, both sides hold no `ferry_` object, and nothing can be
+/// rolled back any more.
+async fn contract_after_the_soak(source: Kind, target: Kind) {
+    let src = TestDb::new(source).await;
+    let dst = TestDb::new(target).await;
+    src.exec(
+        "CREATE TABLE authors (id integer PRIMARY KEY, name varchar(40) NOT NULL);
+         CREATE TABLE books (id integer PRIMARY KEY, author_id integer REFERENCES authors (id), title varchar(40));
+         INSERT INTO authors VALUES (1, 'Ann'), (2, 'Bob'); INSERT INTO books VALUES (10, 1, 'x'), (11, 2, 'y');",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[soak]\nduration = \"1s\"\n\n[[table]]\nfrom = \"books\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    let mut app = dst.session().await;
+    app.exec("INSERT INTO books (id, author_id, title) VALUES (12, 1, 'z')").await.unwrap();
+    let refused = ws.run(&["contract"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("point of no return"), "{refused}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ran = ws.run(&["contract", "--confirm"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("restored into a scratch database and matched the source"), "{ran}");
+
+    let engine = src.engine().await;
+    assert!(
+        !engine.table_exists(&ferry_core::TableName::parse("books")).await.unwrap(),
+        "{source}: books was not archived"
+    );
+    let archive = format!("books_ferry_archive_{}", chrono_date());
+    assert_eq!(src.count(&archive).await, 3, "{source}: the archive holds the rows, the reverse-synced one included");
+    assert_eq!(dst.count("books").await, 3);
+    assert!(
+        src.ferry_objects().await.is_empty(),
+        "{source} -> {target}: {:?} left on the source",
+        src.ferry_objects().await
+    );
+    assert!(
+        dst.ferry_objects().await.is_empty(),
+        "{source} -> {target}: {:?} left on the target",
+        dst.ferry_objects().await
+    );
+    assert_eq!(ws.status_json()["state"], "completed");
+    let audit = ws.audit_log();
+    assert!(audit.contains("backup-checked: ") && audit.contains("result=success"), "{audit}");
+    assert!(audit.contains("migration-completed: total_duration="), "{audit}");
+    let ran = ws.run(&["rollback"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("point of no return"), "{ran}");
+}
+
+engine_matrix!(contract_after_the_soak);
+
+fn chrono_date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y%m%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap()
+}
+
+/// Contract is refused, naming the unmet gate: before the switch (without
+/// --keep-source), before the soak, after a failed verification, and with a
+/// backup that does not restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_gates() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT INTO items VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[soak]\nduration = \"1h\"\n\n[[table]]\nfrom = \"items\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    let ran = ws.run(&["contract", "--confirm"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("writes have not switched"), "{ran}");
+    ws.run(&["switch"]).assert_code(0);
+    let ran = ws.run(&["contract", "--confirm"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("the soak ends at"), "{ran}");
+
+    // A write on the target that capture does not see: the copies differ.
+    dst.exec("SET session_replication_role = replica; UPDATE items SET n = 99 WHERE id = 1;").await;
+    let ran = ws.run(&["contract", "--confirm", "--skip-soak", "the test says so"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("the final verification failed"), "{ran}");
+    dst.exec("SET session_replication_role = replica; UPDATE items SET n = 1 WHERE id = 1;").await;
+
+    let corrupt = ws.path().join("corrupt-backup.db");
+    std::fs::write(&corrupt, b"this is not a SQLite database, whatever its name says").unwrap();
+    let ran =
+        ws.run(&["contract", "--confirm", "--skip-soak", "the test says so", "--backup", corrupt.to_str().unwrap()]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("did not pass its restore check"), "{ran}");
+    assert_eq!(ws.status_json()["state"], "switched", "a refused contract changes nothing");
+    assert!(ws.audit_log().contains("result=failure"), "{}", ws.audit_log());
+
+    let ran = ws.run(&["contract", "--confirm", "--skip-soak", "the test says so"]);
+    ran.assert_code(0);
+    assert!(ws.audit_log().contains("soak-skipped: reason=the test says so"), "{}", ws.audit_log());
+    assert!(src.ferry_objects().await.is_empty() && dst.ferry_objects().await.is_empty());
+}
+
+/// A one-off copy that never switches ends with both tables kept and no Ferry object left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_keep_source_ends_a_one_off_copy() {
+    for (source, target) in [(Kind::Postgres, Kind::Mysql), (Kind::Mysql, Kind::Sqlite), (Kind::Sqlite, Kind::Postgres)]
+    {
+        let src = TestDb::new(source).await;
+        let dst = TestDb::new(target).await;
+        src.exec("CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items VALUES (1, 1);")
+            .await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\n"));
+        ws.run(&["run"]).assert_code(0);
+        assert!(!src.ferry_objects().await.is_empty(), "capture is installed after the run");
+        ws.run(&["contract", "--confirm", "--keep-source"]).assert_code(0);
+        assert!(src.ferry_objects().await.is_empty(), "{source}: {:?}", src.ferry_objects().await);
+        assert!(dst.ferry_objects().await.is_empty());
+        assert_eq!(src.count("items").await, 1);
+        assert_eq!(dst.count("items").await, 1);
+        assert_eq!(ws.status_json()["state"], "completed");
+    }
+}

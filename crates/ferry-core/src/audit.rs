@@ -152,6 +152,33 @@ pub enum AuditEvent {
         to: String,
         window_ms: u64,
     },
+    /// A rollback trigger fired during the soak: what, and what was done.
+    RollbackTriggered {
+        trigger: String,
+        phase: u8,
+        action: String,
+    },
+    /// Contract finished: the point of no return is passed.
+    MigrationCompleted {
+        total_duration_ms: u64,
+        soak_period_start: String,
+    },
+    /// The source's backup restored into a scratch database and matched the source.
+    BackupChecked {
+        file: String,
+        tables: u64,
+        result: String,
+    },
+    /// `ferry contract --skip-soak` went ahead before the soak elapsed.
+    SoakSkipped {
+        reason: String,
+        remaining_ms: u64,
+    },
+    /// Contract archived a source table (`to` = its new name, or `dropped`).
+    TableArchived {
+        table: String,
+        to: String,
+    },
     /// The `[switch] hook` ran.
     HookRun {
         hook: String,
@@ -225,6 +252,11 @@ impl AuditEvent {
             AuditEvent::FenceRemoved { .. } => "fence-removed",
             AuditEvent::WritesSwitched { .. } => "writes-switched",
             AuditEvent::HookRun { .. } => "hook-run",
+            AuditEvent::RollbackTriggered { .. } => "rollback-triggered",
+            AuditEvent::SoakSkipped { .. } => "soak-skipped",
+            AuditEvent::TableArchived { .. } => "table-archived",
+            AuditEvent::MigrationCompleted { .. } => "migration-completed",
+            AuditEvent::BackupChecked { .. } => "backup-checked",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -271,6 +303,22 @@ impl AuditEvent {
                 "to={to}, write_unavailability={}",
                 format_duration(Duration::from_millis(*window_ms))
             ),
+            AuditEvent::RollbackTriggered { trigger, phase, action } => {
+                format!("trigger={}, phase={phase}, action={action}", one_line(trigger))
+            }
+            AuditEvent::SoakSkipped { reason, remaining_ms } => format!(
+                "reason={}, remaining={}",
+                one_line(reason),
+                format_duration(Duration::from_millis(*remaining_ms))
+            ),
+            AuditEvent::TableArchived { table, to } => format!("table={table}, to={to}"),
+            AuditEvent::MigrationCompleted { total_duration_ms, soak_period_start } => format!(
+                "total_duration={}, soak_period_start={soak_period_start}",
+                format_duration(Duration::from_millis(*total_duration_ms))
+            ),
+            AuditEvent::BackupChecked { file, tables, result } => {
+                format!("file={file}, tables={tables}, result={}", one_line(result))
+            }
             AuditEvent::HookRun { hook, writes_to, result } => {
                 format!("hook={}, writes_to={writes_to}, result={}", one_line(hook), one_line(result))
             }
@@ -390,6 +438,11 @@ mod tests {
             AuditEvent::FenceRemoved { table: s(), on: s() },
             AuditEvent::WritesSwitched { to: s(), window_ms: 0 },
             AuditEvent::HookRun { hook: s(), writes_to: s(), result: s() },
+            AuditEvent::RollbackTriggered { trigger: s(), phase: 0, action: s() },
+            AuditEvent::SoakSkipped { reason: s(), remaining_ms: 0 },
+            AuditEvent::TableArchived { table: s(), to: s() },
+            AuditEvent::MigrationCompleted { total_duration_ms: 0, soak_period_start: s() },
+            AuditEvent::BackupChecked { file: s(), tables: 0, result: s() },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -429,6 +482,11 @@ mod tests {
                 | AuditEvent::FenceRemoved { .. }
                 | AuditEvent::WritesSwitched { .. }
                 | AuditEvent::HookRun { .. }
+                | AuditEvent::RollbackTriggered { .. }
+                | AuditEvent::SoakSkipped { .. }
+                | AuditEvent::TableArchived { .. }
+                | AuditEvent::MigrationCompleted { .. }
+                | AuditEvent::BackupChecked { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

@@ -28,10 +28,14 @@ pub enum Stage {
     Switching,
     /// Writes go to the target; reverse sync keeps the source current (the soak).
     Switched,
+    /// `ferry contract --confirm` has started: the point of no return.
+    Contracting,
+    /// Contract is done: the migration is over.
+    Completed,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 7] = [
+    pub const ALL: [Stage; 9] = [
         Stage::Planned,
         Stage::Expanding,
         Stage::Backfilling,
@@ -39,6 +43,8 @@ impl Stage {
         Stage::Verified,
         Stage::Switching,
         Stage::Switched,
+        Stage::Contracting,
+        Stage::Completed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,12 +56,19 @@ impl Stage {
             Stage::Verified => "verified",
             Stage::Switching => "switching",
             Stage::Switched => "switched",
+            Stage::Contracting => "contracting",
+            Stage::Completed => "completed",
         }
+    }
+
+    /// Contract has started: nothing can be rolled back any more.
+    pub fn past_no_return(self) -> bool {
+        self >= Stage::Contracting
     }
 
     /// Writes have (or may have) moved to the target.
     pub fn past_switch(self) -> bool {
-        self >= Stage::Switching
+        matches!(self, Stage::Switching | Stage::Switched)
     }
 }
 
@@ -109,6 +122,8 @@ impl fmt::Display for State {
             State::At { stage: Stage::Switched } => {
                 f.write_str("switched (writes go to the target; reverse sync keeps the source current)")
             }
+            State::At { stage: Stage::Contracting } => f.write_str("contracting (past the point of no return)"),
+            State::At { stage: Stage::Completed } => f.write_str("completed (past the point of no return)"),
             State::RollingBack { from } => write!(f, "rolling back from {} (not finished)", from.name()),
             State::RolledBack => f.write_str("rolled back"),
         }
@@ -132,6 +147,10 @@ pub enum Event {
     SwitchStarted,
     /// Writes are recorded as going to the target.
     SwitchCompleted,
+    /// `ferry contract --confirm` begins (or resumes): the point of no return.
+    ContractStarted,
+    /// Contract is done.
+    ContractCompleted,
     /// `ferry rollback` begins (or resumes).
     RollbackStarted,
     /// `ferry rollback` undid everything.
@@ -145,11 +164,13 @@ pub enum Command {
     Sync,
     Verify,
     Switch,
+    Contract,
     Rollback,
 }
 
 impl Command {
-    pub const ALL: [Command; 5] = [Command::Run, Command::Sync, Command::Verify, Command::Switch, Command::Rollback];
+    pub const ALL: [Command; 6] =
+        [Command::Run, Command::Sync, Command::Verify, Command::Switch, Command::Contract, Command::Rollback];
 
     /// The subcommand, as typed.
     pub fn name(self) -> &'static str {
@@ -158,6 +179,7 @@ impl Command {
             Command::Sync => "sync",
             Command::Verify => "verify",
             Command::Switch => "switch",
+            Command::Contract => "contract",
             Command::Rollback => "rollback",
         }
     }
@@ -173,6 +195,11 @@ impl Command {
             (Command::Verify, _) => "compare source and target",
             (Command::Switch, State::At { stage: Stage::Switching }) => "finish the switch",
             (Command::Switch, _) => "move writes to the target",
+            (Command::Contract, State::At { stage: Stage::Contracting }) => "finish the contract",
+            (Command::Contract, State::At { stage: Stage::Verified }) => {
+                "with --keep-source: end a one-off copy, keeping both tables"
+            }
+            (Command::Contract, _) => "archive the source: the point of no return",
             (Command::Rollback, State::RollingBack { .. }) => "finish the rollback",
             (Command::Rollback, _) => "undo everything Ferry did",
         }
@@ -221,6 +248,10 @@ pub fn legal(state: State) -> Vec<Command> {
 fn why_not(state: State, command: Command) -> Option<&'static str> {
     use Stage::*;
     match (command, state) {
+        (_, State::At { stage: Completed }) => Some("contract is done: the point of no return is passed"),
+        (Command::Contract, State::At { stage: Verified | Switched | Contracting }) => None,
+        (_, State::At { stage: Contracting }) => Some("contract has started and must finish: it cannot be undone"),
+        (Command::Contract, _) => Some("contract comes after the switch (or, for a one-off copy, after verification)"),
         (Command::Rollback, _) => None,
         (_, State::RollingBack { .. }) => Some("a rollback has started and must finish first"),
         (Command::Switch, State::At { stage: Verified | Switching }) => None,
@@ -268,9 +299,15 @@ pub fn transition(state: State, event: Event) -> Result<State, Refusal> {
         (State::At { stage: Switched }, Event::VerifyFinished { .. }) => Some(state),
         (State::At { stage: Verified | Switching }, Event::SwitchStarted) => Some(State::at(Switching)),
         (State::At { stage: Switching }, Event::SwitchCompleted) => Some(State::at(Switched)),
+        (State::At { stage: Verified | Switched | Contracting }, Event::ContractStarted) => {
+            Some(State::at(Contracting))
+        }
+        (State::At { stage: Contracting }, Event::ContractCompleted) => Some(State::at(Completed)),
         (State::At { stage: Backfilling | Syncing | Verified }, Event::TablesAdded) => Some(State::at(Expanding)),
         (State::At { stage: Planned | Expanding }, Event::TablesAdded) => Some(state),
-        (State::At { stage }, Event::RollbackStarted) => Some(State::RollingBack { from: stage }),
+        (State::At { stage }, Event::RollbackStarted) if !stage.past_no_return() => {
+            Some(State::RollingBack { from: stage })
+        }
         (State::RollingBack { .. }, Event::RollbackStarted) => Some(state),
         (State::RolledBack, Event::RollbackStarted) => Some(State::RollingBack { from: Planned }),
         (State::RollingBack { .. }, Event::RollbackFinished) => Some(State::RolledBack),
@@ -363,7 +400,9 @@ impl TableStage {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 10] = [
+    const EVENTS: [Event; 12] = [
+        Event::ContractStarted,
+        Event::ContractCompleted,
         Event::SwitchStarted,
         Event::SwitchCompleted,
         Event::ExpandStarted,
@@ -400,6 +439,10 @@ mod tests {
             (at(Verified), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchCompleted, at(Switched)),
+            (at(Verified), Event::ContractStarted, at(Contracting)),
+            (at(Switched), Event::ContractStarted, at(Contracting)),
+            (at(Contracting), Event::ContractStarted, at(Contracting)),
+            (at(Contracting), Event::ContractCompleted, at(Completed)),
             (at(Planned), Event::TablesAdded, at(Planned)),
             (at(Expanding), Event::TablesAdded, at(Expanding)),
             (at(Backfilling), Event::TablesAdded, at(Expanding)),
@@ -413,7 +456,9 @@ mod tests {
             for event in EVENTS {
                 let expected = legal.iter().find(|(s, e, _)| *s == state && *e == event).map(|(_, _, to)| *to).or(
                     match (state, event) {
-                        (State::At { stage }, Event::RollbackStarted) => Some(State::RollingBack { from: stage }),
+                        (State::At { stage }, Event::RollbackStarted) if !stage.past_no_return() => {
+                            Some(State::RollingBack { from: stage })
+                        }
                         (State::RollingBack { .. }, Event::RollbackStarted) => Some(state),
                         (State::RollingBack { .. }, Event::RollbackFinished) => Some(State::RolledBack),
                         _ => None,
@@ -423,7 +468,8 @@ mod tests {
                     (Ok(to), Some(want)) => assert_eq!(to, want, "{state:?} + {event:?}"),
                     (Err(refusal), None) => {
                         assert_eq!(refusal.state, state);
-                        assert!(!refusal.legal.is_empty(), "a refusal always says what is legal");
+                        let over = state == at(Completed);
+                        assert!(over || !refusal.legal.is_empty(), "a refusal always says what is legal");
                     }
                     (got, want) => panic!("{state:?} + {event:?}: got {got:?}, expected {want:?}"),
                 }
@@ -443,9 +489,11 @@ mod tests {
                 State::At { stage: Expanding } => vec![Run, Rollback],
                 State::At { stage: Backfilling } => vec![Run, Sync, Rollback],
                 State::At { stage: Syncing } => vec![Run, Sync, Verify, Rollback],
-                State::At { stage: Verified } => vec![Run, Sync, Verify, Switch, Rollback],
+                State::At { stage: Verified } => vec![Run, Sync, Verify, Switch, Contract, Rollback],
                 State::At { stage: Switching } => vec![Switch, Rollback],
-                State::At { stage: Switched } => vec![Sync, Verify, Rollback],
+                State::At { stage: Switched } => vec![Sync, Verify, Contract, Rollback],
+                State::At { stage: Contracting } => vec![Contract],
+                State::At { stage: Completed } => vec![],
                 State::RollingBack { .. } => vec![Rollback],
             }
         };

@@ -33,6 +33,54 @@ pub struct Spec {
     pub checks: Vec<CheckSpec>,
     /// `[switch]`: the gates of `ferry switch` and its hook.
     pub switch: SwitchPolicy,
+    /// `[soak]`: how long writes stay on the target before contract, and what a trigger does.
+    pub soak: SoakPolicy,
+    /// `[contract]`: what becomes of the source tables.
+    pub contract: ContractPolicy,
+}
+
+/// `[soak]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoakPolicy {
+    /// From the switch; `ferry contract` waits for it to elapse.
+    pub duration: Duration,
+    pub on_trigger: OnTrigger,
+}
+
+impl Default for SoakPolicy {
+    fn default() -> Self {
+        SoakPolicy { duration: Duration::from_secs(24 * 3600), on_trigger: OnTrigger::Alert }
+    }
+}
+
+/// What a rollback trigger does during the soak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTrigger {
+    /// Record it (`rollback-triggered` in the audit log, `ferry status`) and go on.
+    Alert,
+    /// Record it and roll back at once.
+    Rollback,
+}
+
+/// `[contract]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractPolicy {
+    pub source: ArchiveSource,
+}
+
+impl Default for ContractPolicy {
+    fn default() -> Self {
+        ContractPolicy { source: ArchiveSource::Rename }
+    }
+}
+
+/// What contract does with the source tables once writes have moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveSource {
+    /// Renamed to `<table>_ferry_archive_<YYYYMMDD>`: readable, out of the way.
+    Rename,
+    Drop,
+    Keep,
 }
 
 /// `[switch]`.
@@ -307,6 +355,23 @@ mod raw {
         pub checks: Vec<Spanned<Check>>,
         #[serde(default)]
         pub switch: Switch,
+        #[serde(default)]
+        pub soak: Soak,
+        #[serde(default)]
+        pub contract: Contract,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Soak {
+        pub duration: Option<Spanned<String>>,
+        pub on_trigger: Option<Spanned<String>>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Contract {
+        pub source: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -681,9 +746,12 @@ impl Spec {
             };
 
         let switch = parse_switch(&ctx, &file.switch)?;
+        let (soak, contract) = parse_soak_and_contract(&ctx, &file.soak, &file.contract)?;
         Ok(Spec {
             path: path.to_path_buf(),
             switch,
+            soak,
+            contract,
             migration,
             source_url,
             target_url,
@@ -874,6 +942,48 @@ fn parse_switch(ctx: &Ctx, raw: &raw::Switch) -> Result<SwitchPolicy, SpecError>
         switch.hook = Some(hook);
     }
     Ok(switch)
+}
+
+fn parse_soak_and_contract(
+    ctx: &Ctx,
+    soak: &raw::Soak,
+    contract: &raw::Contract,
+) -> Result<(SoakPolicy, ContractPolicy), SpecError> {
+    let mut policy = SoakPolicy::default();
+    if let Some(d) = &soak.duration {
+        policy.duration = parse_duration(d.get_ref()).ok_or_else(|| {
+            ctx.error(d.span(), format!("`soak.duration`: `{}` is not a duration", d.get_ref()), "write e.g. \"24h\"")
+        })?;
+    }
+    if let Some(t) = &soak.on_trigger {
+        policy.on_trigger = match t.get_ref().as_str() {
+            "alert" => OnTrigger::Alert,
+            "rollback" => OnTrigger::Rollback,
+            other => {
+                return Err(ctx.error(
+                    t.span(),
+                    format!("`soak.on_trigger`: unknown value `{other}`"),
+                    "use \"alert\" (the default) or \"rollback\"",
+                ))
+            }
+        };
+    }
+    let mut archive = ContractPolicy::default();
+    if let Some(s) = &contract.source {
+        archive.source = match s.get_ref().as_str() {
+            "rename" => ArchiveSource::Rename,
+            "drop" => ArchiveSource::Drop,
+            "keep" => ArchiveSource::Keep,
+            other => {
+                return Err(ctx.error(
+                    s.span(),
+                    format!("`contract.source`: unknown value `{other}`"),
+                    "use \"rename\" (the default: <table>_ferry_archive_<date>), \"drop\" or \"keep\"",
+                ))
+            }
+        };
+    }
+    Ok((policy, archive))
 }
 
 fn parse_migration(ctx: &Ctx, raw: &raw::Migration) -> Result<MigrationInfo, SpecError> {

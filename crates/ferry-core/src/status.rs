@@ -101,6 +101,22 @@ pub struct StatusReport {
     /// The switch of writes, once it has started.
     #[serde(default)]
     pub switch: Option<SwitchStatus>,
+    /// The soak, once writes have switched.
+    #[serde(default)]
+    pub soak: Option<SoakStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoakStatus {
+    /// When writes switched.
+    pub started_at: String,
+    /// When `ferry contract` may go ahead.
+    pub ends_at: String,
+    pub elapsed: bool,
+    /// What was watched: reverse lag against `[policy] max_lag`.
+    pub watching: Vec<String>,
+    /// Rollback triggers that fired, with when.
+    pub triggers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

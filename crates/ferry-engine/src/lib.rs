@@ -260,6 +260,34 @@ pub fn unsupported_schema(kind: EngineKind, what: &str) -> EngineError {
     EngineError::new(ErrorKind::Unsupported, format!("{kind} has no {what}"))
 }
 
+/// Runs an engine's command-line tool; its output, or an error with what it printed.
+pub fn run_tool(mut command: std::process::Command, what: &str) -> Result<Vec<u8>> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let output = command.output().map_err(|e| {
+        EngineError::new(ErrorKind::Io, format!("cannot run {program} ({what}): {e}")).with_hint(format!(
+            "install {program} (Debian: postgresql-client or mariadb-client) and put it on the PATH"
+        ))
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(EngineError::new(
+            ErrorKind::Other,
+            format!("{program} failed ({what}, {}): {}", output.status, stderr.trim()),
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// The first of `names` found on the PATH (or the first name, for the error it will give).
+pub fn find_tool(names: &[&str]) -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    names
+        .iter()
+        .find(|name| std::env::split_paths(&path).any(|dir| dir.join(name).is_file()))
+        .unwrap_or(&names[0])
+        .to_string()
+}
+
 /// The prefix of every object Ferry creates for its own use.
 pub const SCRATCH_PREFIX: &str = "ferry_";
 
@@ -443,6 +471,22 @@ pub trait Engine: Send + Sync {
 
     /// Lifts the fence. Idempotent.
     async fn remove_fence(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Renames a table (contract's archive of a source table).
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()>;
+
+    /// Writes a backup of `tables` with the engine's own tool or API
+    /// (`pg_dump -Fc`, `mysqldump`, SQLite's `VACUUM INTO`) into `dir`;
+    /// returns the file.
+    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf>;
+
+    /// Restores a backup of this engine into a scratch database of its own
+    /// (named `ferry_restore_...`, replaced if it exists) and connects to it.
+    /// An error says what the restore refused.
+    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>>;
+
+    /// Removes the scratch database `restore_scratch` made. Idempotent.
+    async fn drop_restore_scratch(&self) -> Result<()>;
 
     /// Moves changes captured outside the change log into it (PostgreSQL's
     /// logical slot), so that `read_changes` and `capture_lag` see them and

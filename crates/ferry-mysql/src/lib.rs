@@ -67,6 +67,10 @@ impl MysqlEngine {
             EngineError::new(ErrorKind::Other, format!("invalid MySQL URL {display}: {e}"))
                 .with_hint("mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
         })?;
+        MysqlEngine::connect_opts(opts, display).await
+    }
+
+    async fn connect_opts(opts: Opts, display: String) -> Result<MysqlEngine> {
         let database = opts.db_name().unwrap_or_default().to_string();
         let opts: Opts = OptsBuilder::from_opts(opts)
             .prefer_socket(false)
@@ -151,6 +155,25 @@ impl MysqlEngine {
             parts.join(",\n  "),
             self.collation()
         )
+    }
+
+    /// The scratch database a backup is restored into.
+    fn restore_database(&self) -> String {
+        ferry_core::schema::bounded_name(&format!("ferry_restore_{}", self.database), 64)
+    }
+
+    /// A client tool (mysqldump, mysql) reaching the same server as this engine.
+    fn client_tool(&self, names: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(ferry_engine::find_tool(names));
+        command
+            .arg(format!("--host={}", self.opts.ip_or_hostname()))
+            .arg(format!("--port={}", self.opts.tcp_port()))
+            .arg("--protocol=tcp");
+        if let Some(user) = self.opts.user() {
+            command.arg(format!("--user={user}"));
+        }
+        command.env("MYSQL_PWD", self.opts.pass().unwrap_or_default());
+        command
     }
 
     /// Whether `table` has an index named `name` (index DDL is made idempotent by asking first).
@@ -1079,6 +1102,48 @@ impl Engine for MysqlEngine {
                 .map_err(|e| map_err(e).context(format_args!("lifting the write fence of {table}")))?;
         }
         Ok(())
+    }
+
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        let to = TableName { schema: from.schema.clone(), name: to.name.clone() };
+        self.query_drop(&format!("RENAME TABLE {} TO {}", Q.table(from), Q.table(&to)))
+            .await
+            .map_err(|e| e.context(format_args!("renaming {from} to {to}")))
+    }
+
+    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let file = dir.join(format!("ferry-backup-{}.sql", self.database));
+        let mut command = self.client_tool(&["mariadb-dump", "mysqldump"]);
+        command
+            .args(["--single-transaction", "--skip-triggers", "--no-tablespaces", "--hex-blob", "--skip-comments"])
+            .arg(format!("--result-file={}", file.display()))
+            .arg(&self.database)
+            .args(tables.iter().map(|t| t.name.clone()));
+        tokio::task::spawn_blocking(move || ferry_engine::run_tool(command, "backing up the source tables"))
+            .await
+            .map_err(|e| EngineError::new(ErrorKind::Other, format!("mysqldump did not finish: {e}")))??;
+        Ok(file)
+    }
+
+    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>> {
+        let scratch = self.restore_database();
+        self.query_drop(&format!("DROP DATABASE IF EXISTS {}", Q.ident(&scratch))).await?;
+        self.query_drop(&format!("CREATE DATABASE {} CHARACTER SET utf8mb4", Q.ident(&scratch))).await?;
+        let file = std::fs::File::open(dump)
+            .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot read the backup {}: {e}", dump.display())))?;
+        let mut command = self.client_tool(&["mariadb", "mysql"]);
+        command.arg("--binary-mode").arg(&scratch).stdin(file);
+        tokio::task::spawn_blocking(move || {
+            ferry_engine::run_tool(command, "restoring the backup into a scratch database")
+        })
+        .await
+        .map_err(|e| EngineError::new(ErrorKind::Other, format!("mysql did not finish: {e}")))??;
+        let opts: Opts = OptsBuilder::from_opts(self.opts.clone()).db_name(Some(scratch.clone())).into();
+        Ok(std::sync::Arc::new(MysqlEngine::connect_opts(opts, format!("{scratch} (restore check)")).await?))
+    }
+
+    async fn drop_restore_scratch(&self) -> Result<()> {
+        self.query_drop(&format!("DROP DATABASE IF EXISTS {}", Q.ident(&self.restore_database()))).await
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {

@@ -53,10 +53,14 @@ pub struct PostgresEngine {
 impl PostgresEngine {
     /// Connects; `display` is the URL with the password hidden.
     pub async fn connect(url: &str, display: String) -> Result<PostgresEngine> {
-        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             EngineError::new(ErrorKind::Other, format!("invalid PostgreSQL URL {display}: {e}"))
                 .with_hint("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
         })?;
+        PostgresEngine::from_config(config, display).await
+    }
+
+    async fn from_config(mut config: Config, display: String) -> Result<PostgresEngine> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -72,6 +76,38 @@ impl PostgresEngine {
             pumping: Mutex::new(()),
             slot_behind: Default::default(),
         })
+    }
+
+    /// The database the URL names (libpq's default: the user's name).
+    fn database(&self) -> String {
+        self.config.get_dbname().or(self.config.get_user()).unwrap_or("postgres").to_string()
+    }
+
+    /// The scratch database a backup is restored into.
+    fn restore_database(&self) -> String {
+        ferry_core::schema::bounded_name(&format!("ferry_restore_{}", self.database()), 63)
+    }
+
+    /// A libpq tool (pg_dump, pg_restore) reaching the same server as this engine.
+    fn libpq_tool(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        if let Some(host) = self.config.get_hosts().first() {
+            match host {
+                tokio_postgres::config::Host::Tcp(h) => command.env("PGHOST", h),
+                tokio_postgres::config::Host::Unix(p) => command.env("PGHOST", p),
+            };
+        }
+        if let Some(port) = self.config.get_ports().first() {
+            command.env("PGPORT", port.to_string());
+        }
+        if let Some(user) = self.config.get_user() {
+            command.env("PGUSER", user);
+        }
+        if let Some(password) = self.config.get_password() {
+            command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
+        }
+        command.env("PGDATABASE", self.database()).env("PGCONNECT_TIMEOUT", "10");
+        command
     }
 
     /// Cuts each of the oldest log entries holding more than `limit` keys (a
@@ -1133,6 +1169,80 @@ impl Engine for PostgresEngine {
             lock_timeout.as_millis()
         );
         self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("lifting the write fence of {table}")))
+    }
+
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        self.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", Q.table(from), Q.ident(&to.name)))
+            .await
+            .map_err(|e| e.context(format_args!("renaming {from} to {to}")))
+    }
+
+    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let schema: String = {
+            let client = self.client.lock().await;
+            client.query_one("SELECT current_schema()", &[]).await.map_err(map_err)?.get(0)
+        };
+        let file = dir.join(format!("ferry-backup-{}.dump", self.database()));
+        let mut command = self.libpq_tool("pg_dump");
+        command.args(["--format=custom", "--no-owner", "--no-acl"]).arg(format!("--file={}", file.display()));
+        for t in tables {
+            let qualified =
+                TableName { schema: Some(t.schema.clone().unwrap_or_else(|| schema.clone())), name: t.name.clone() };
+            command.arg(format!("--table={}", Q.table(&qualified)));
+        }
+        tokio::task::spawn_blocking(move || ferry_engine::run_tool(command, "backing up the source tables"))
+            .await
+            .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_dump did not finish: {e}")))??;
+        Ok(file)
+    }
+
+    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>> {
+        let scratch = self.restore_database();
+        let extensions: Vec<String> = {
+            let client = self.client.lock().await;
+            client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(&scratch)))
+                .await
+                .map_err(map_err)?;
+            client.batch_execute(&format!("CREATE DATABASE {}", Q.ident(&scratch))).await.map_err(map_err)?;
+            client
+                .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'", &[])
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        let mut config = self.config.clone();
+        config.dbname(&scratch);
+        let engine = PostgresEngine::from_config(config, format!("{} (restore check)", scratch)).await?;
+        for extension in extensions {
+            engine.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", Q.ident(&extension))).await?;
+        }
+        // Ferry's own objects (fences, capture) are left out: they are not the application's.
+        let mut list = self.libpq_tool("pg_restore");
+        list.arg("--list").arg(dump);
+        let mut restore = self.libpq_tool("pg_restore");
+        let list_file = dump.with_extension("list");
+        restore
+            .args(["--exit-on-error", "--no-owner", "--no-acl"])
+            .arg(format!("--use-list={}", list_file.display()))
+            .arg(format!("--dbname={scratch}"))
+            .arg(dump);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let listing = String::from_utf8_lossy(&ferry_engine::run_tool(list, "reading the backup")?).into_owned();
+            let kept: String = listing.lines().filter(|l| !l.contains("ferry_")).map(|l| format!("{l}\n")).collect();
+            std::fs::write(&list_file, kept)
+                .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot write {}: {e}", list_file.display())))?;
+            ferry_engine::run_tool(restore, "restoring the backup into a scratch database").map(|_| ())
+        })
+        .await
+        .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_restore did not finish: {e}")))??;
+        Ok(std::sync::Arc::new(engine))
+    }
+
+    async fn drop_restore_scratch(&self) -> Result<()> {
+        self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(&self.restore_database()))).await
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {

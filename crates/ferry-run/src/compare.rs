@@ -91,8 +91,23 @@ pub async fn diff_tables(
         connect::open(&source.url, here, Role::Compared("first")),
         connect::open(&target.url, here, Role::Compared("second")),
     )?;
+    diff_engines(&*left, &source.table, &*right, &target.table, request, progress).await
+}
+
+/// Compares `source_table` on `left` with `target_table` on `right`.
+pub async fn diff_engines(
+    left: &dyn Engine,
+    source_table: &TableName,
+    right: &dyn Engine,
+    target_table: &TableName,
+    request: &DiffRequest,
+    progress: &dyn Progress,
+) -> Result<DiffReport> {
+    let source = TableRef { url: left.display_url(), table: source_table.clone() };
+    let target = TableRef { url: right.display_url(), table: target_table.clone() };
+    let (source, target) = (&source, &target);
     let (left_schema, right_schema) =
-        tokio::try_join!(introspect(&*left, &source.table), introspect(&*right, &target.table))?;
+        tokio::try_join!(introspect(left, &source.table), introspect(right, &target.table))?;
 
     let key = if request.key.is_empty() {
         left_schema.natural_key().or_else(|| right_schema.natural_key()).ok_or_else(|| {
@@ -124,7 +139,7 @@ pub async fn diff_tables(
             (Some(l), Some(r)) => pairs.push((l, r)),
             (l, _) if request.columns.is_empty() && !key.contains(name) && l.is_some() => skipped.push(name.clone()),
             (l, _) => {
-                let (table, url) = if l.is_none() { (source, &left) } else { (target, &right) };
+                let (table, url) = if l.is_none() { (source, left) } else { (target, right) };
                 return Err(RunError::new(
                     RunErrorKind::Spec,
                     format!("column `{name}` is not in {} on {}", table.table, url.display_url()),
@@ -162,8 +177,8 @@ pub async fn diff_tables(
     progress.task_started(&task, left_schema.stats.row_estimate, 0);
     let names: Vec<String> = pairs.iter().map(|(l, _)| l.name.clone()).collect();
     let diff = TableDiff {
-        source: Side { engine: &*left, read: left_read },
-        target: Side { engine: &*right, read: right_read },
+        source: Side { engine: left, read: left_read },
+        target: Side { engine: right, read: right_read },
         types,
         key_names: key.clone(),
         names: names.clone(),

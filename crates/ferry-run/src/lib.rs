@@ -10,6 +10,7 @@ pub mod backfill;
 pub mod cancel;
 pub mod compare;
 pub mod connect;
+pub mod contract;
 pub mod demo;
 pub mod diff;
 mod error;

@@ -131,6 +131,18 @@ impl Migration {
             check_answered(&spec)?;
         }
         let state = StateStore::open(&state_path(&spec)?)?;
+        // Past contract the source tables may be gone: say so before looking for them.
+        if state.lifecycle()? == State::at(Stage::Completed) {
+            return Err(RunError::new(
+                RunErrorKind::State,
+                "the migration is completed: contract passed the point of no return, and nothing runs on it any more \
+                 (`ferry rollback` included)",
+            )
+            .with_hint(format!(
+                "`ferry status` shows what it did; a new migration needs a [state] url of its own in {}",
+                spec.path.display()
+            )));
+        }
         let state_lock = if exclusive {
             Some(state.lock()?.ok_or_else(|| {
                 RunError::new(
@@ -487,14 +499,15 @@ impl Migration {
     /// Verification that tells a row still being written from a lost one:
     /// rows that differ are checked again after replay has caught up, a few
     /// times, and only those that still differ are reported.
-    async fn verify_settled(
+    pub(crate) async fn verify_settled(
         &self,
         targets: &[TableSchema],
         writes: &[WriteSpec],
         progress: &dyn Progress,
     ) -> Result<Vec<TableReport>> {
         let mut reports = self.verify_tables(targets, progress).await?;
-        if !self.capturing()? {
+        let switched = self.writes_to()? == crate::switch::Side::Target;
+        if !self.capturing()? && !switched {
             return Ok(reports);
         }
         let verifier = self.verifier(progress, 0);
@@ -503,7 +516,11 @@ impl Migration {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200 * (round as u64 + 1))).await;
-            self.drain(writes, progress, false).await?;
+            if switched {
+                self.drain_reverse(&self.reverse_plans(targets)?, progress, false).await?;
+            } else {
+                self.drain(writes, progress, false).await?;
+            }
             for ((plan, write), report) in self.plans.iter().zip(writes).zip(reports.iter_mut()) {
                 if report.passed() || report.differences_truncated {
                     continue;
@@ -604,7 +621,7 @@ impl Migration {
     /// the schema expand promised, then the spec's own `[[check]]`s; each
     /// recorded in the audit log. Identities are first moved beyond the keys
     /// replay may have added since the backfill.
-    async fn integrity_checks(&self, progress: &dyn Progress) -> Result<Vec<CheckResult>> {
+    pub(crate) async fn integrity_checks(&self, progress: &dyn Progress) -> Result<Vec<CheckResult>> {
         self.advance_identities(progress).await?;
         let plans: Vec<&TablePlan> = self.plans.iter().collect();
         let mut results = Vec::new();
@@ -949,6 +966,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         pauses: Vec::new(),
         routing: Default::default(),
         switch: None,
+        soak: None,
     };
     if !path.exists() {
         return Ok(empty());
@@ -980,6 +998,26 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         routing: {
             let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
             ferry_core::status::Routing { reads: writes.clone(), writes }
+        },
+        soak: match state.meta("switched_at")?.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()) {
+            None => None,
+            Some(started) => {
+                let started = started.with_timezone(&chrono::Utc);
+                let ends = started + chrono::Duration::from_std(spec.soak.duration).unwrap_or_default();
+                Some(ferry_core::status::SoakStatus {
+                    started_at: timestamp(started),
+                    ends_at: timestamp(ends),
+                    elapsed: now() >= ends,
+                    watching: vec![format!(
+                        "reverse lag against [policy] max_lag ({})",
+                        ferry_core::audit::format_duration(spec.policy.max_lag)
+                    )],
+                    triggers: state
+                        .meta("soak_triggers")?
+                        .and_then(|j| serde_json::from_str(&j).ok())
+                        .unwrap_or_default(),
+                })
+            }
         },
         switch: match state.meta("switch_fenced_at")? {
             None => None,

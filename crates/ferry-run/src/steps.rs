@@ -144,7 +144,7 @@ impl Migration {
         self.state.audit(&AuditEvent::RollbackExecuted { trigger: "manual".into(), phase, result: outcome })?;
         let notes = result?;
         self.state.reset_phases(&Phase::ALL)?;
-        self.state.clear_meta(&["writes", "switch_fenced_at", "switched_at", "switch_window_ms"])?;
+        self.state.clear_meta(&["writes", "switch_fenced_at", "switched_at", "switch_window_ms", "soak_triggers"])?;
         advance(&self.state, Event::RollbackFinished)?;
         Ok(notes)
     }
@@ -181,19 +181,25 @@ impl Migration {
 }
 
 /// The order in which target tables can be dropped: a table before every
-/// table it references (children first). Tables that reference each other
-/// in a cycle come last, in reverse spec order.
+/// table it references (children first).
 pub fn drop_order(plans: &[TablePlan]) -> Vec<usize> {
-    let references = |child: &TablePlan, parent: &TablePlan| {
+    children_first(plans.len(), |child, parent| {
+        let (child, parent) = (&plans[child], &plans[parent]);
         child.target_name != parent.target_name
             && child.def.foreign_keys.iter().any(|fk| fk.ref_table.name == parent.target_name.name)
-    };
-    let mut left: Vec<usize> = (0..plans.len()).collect();
-    let mut order = Vec::with_capacity(plans.len());
+    })
+}
+
+/// `0..count` ordered so that every item comes before the items it
+/// references. Items that reference each other in a cycle come last, in
+/// reverse order.
+pub fn children_first(count: usize, references: impl Fn(usize, usize) -> bool) -> Vec<usize> {
+    let mut left: Vec<usize> = (0..count).collect();
+    let mut order = Vec::with_capacity(count);
     while !left.is_empty() {
-        // A table no remaining table references can go now.
+        // An item no remaining item references can go now.
         let free: Vec<usize> =
-            left.iter().copied().filter(|&p| !left.iter().any(|&c| references(&plans[c], &plans[p]))).collect();
+            left.iter().copied().filter(|&p| !left.iter().any(|&c| c != p && references(c, p))).collect();
         if free.is_empty() {
             order.extend(left.iter().rev());
             break;
@@ -202,4 +208,17 @@ pub fn drop_order(plans: &[TablePlan]) -> Vec<usize> {
         order.extend(free);
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::children_first;
+
+    #[test]
+    fn children_come_first() {
+        // 0 is referenced by 1, 1 by 2: 2, 1, 0.
+        assert_eq!(children_first(3, |c, p| (c, p) == (1, 0) || (c, p) == (2, 1)), [2, 1, 0]);
+        // A cycle between 0 and 1 goes last, reversed; 2 is free.
+        assert_eq!(children_first(3, |c, p| (c, p) == (0, 1) || (c, p) == (1, 0)), [2, 1, 0]);
+    }
 }

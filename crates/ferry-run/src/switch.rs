@@ -51,7 +51,7 @@ pub struct SwitchOutcome {
 }
 
 /// A table after the switch: its reverse plan (when the mapping inverts) and how to write the source.
-struct Reverse {
+pub(crate) struct Reverse {
     plan: TablePlan,
     write: WriteSpec,
 }
@@ -194,7 +194,7 @@ impl Migration {
 
     /// The reverse plan of every table, or why the spec's lossless rollback
     /// cannot hold.
-    fn reverse_plans(&self, targets: &[TableSchema]) -> Result<Vec<Option<Reverse>>> {
+    pub(crate) fn reverse_plans(&self, targets: &[TableSchema]) -> Result<Vec<Option<Reverse>>> {
         let lossless = self.spec.migration.rollback == Some(RollbackRequirement::Lossless);
         let mut out = Vec::new();
         for (plan, target) in self.plans.iter().zip(targets) {
@@ -224,7 +224,12 @@ impl Migration {
     }
 
     /// Replays the target's captured changes into the source until none is left (`to_empty`) or it has caught up.
-    async fn drain_reverse(&self, reverse: &[Option<Reverse>], progress: &dyn Progress, to_empty: bool) -> Result<()> {
+    pub(crate) async fn drain_reverse(
+        &self,
+        reverse: &[Option<Reverse>],
+        progress: &dyn Progress,
+        to_empty: bool,
+    ) -> Result<()> {
         let backfill = Backfill {
             source: self.target.clone(),
             target: self.source.clone(),
@@ -273,11 +278,55 @@ impl Migration {
             return Ok(());
         }
         progress.note("following the target's changes into the source; Ctrl-C or SIGTERM stops at the next batch");
+        let mut triggered = false;
         while !self.cancel.requested() {
             self.drain_reverse(&reverse, progress, false).await?;
+            if self.watch_soak(&mut triggered, progress).await? {
+                return Ok(());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
+    }
+
+    /// The soak's rollback trigger: reverse lag above `[policy] max_lag`.
+    /// Recorded once per episode (`rollback-triggered`); with `[soak]
+    /// on_trigger = "rollback"` the migration rolls back at once. Returns
+    /// whether it did.
+    async fn watch_soak(&self, triggered: &mut bool, progress: &dyn Progress) -> Result<bool> {
+        let max = self.spec.policy.max_lag.as_secs_f64();
+        let mut worst: Option<(String, f64)> = None;
+        for plan in &self.plans {
+            let lag = self.state.reverse_status(&plan.target_display())?.and_then(|r| r.oldest_pending_seconds);
+            if let Some(lag) = lag.filter(|l| *l > max && worst.as_ref().is_none_or(|(_, w)| l > w)) {
+                worst = Some((plan.target_display(), lag));
+            }
+        }
+        let Some((table, lag)) = worst else {
+            *triggered = false;
+            return Ok(false);
+        };
+        if *triggered {
+            return Ok(false);
+        }
+        *triggered = true;
+        let rollback = self.spec.soak.on_trigger == ferry_core::spec::OnTrigger::Rollback;
+        let trigger = format!("reverse lag {lag:.1}s on {table} above max_lag {max:.1}s");
+        self.state.audit(&AuditEvent::RollbackTriggered {
+            trigger: trigger.clone(),
+            phase: Phase::Soak.number(),
+            action: if rollback { "rollback".into() } else { "alert".into() },
+        })?;
+        let mut recorded: Vec<String> =
+            self.state.meta("soak_triggers")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
+        recorded.push(format!("{} {trigger}", timestamp(now())));
+        self.state.set_meta("soak_triggers", &serde_json::to_string(&recorded).unwrap_or_default())?;
+        progress.note(&format!("rollback trigger: {trigger}"));
+        if rollback {
+            progress.note("[soak] on_trigger = \"rollback\": rolling back now");
+            self.rollback(progress).await?;
+        }
+        Ok(rollback)
     }
 
     /// Rollback after (or during) the switch: fence the target, replay what

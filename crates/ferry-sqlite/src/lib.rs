@@ -30,6 +30,8 @@ use std::time::Duration;
 pub struct SqliteEngine {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    /// The copy a backup was restored into, for `drop_restore_scratch`.
+    restored: Mutex<Option<PathBuf>>,
 }
 
 /// Whether opening may create the file.
@@ -78,7 +80,7 @@ impl SqliteEngine {
         })
         .await
         .map_err(join_err)??;
-        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)), restored: Mutex::new(None) })
     }
 
     pub fn path(&self) -> &Path {
@@ -901,6 +903,45 @@ impl Engine for SqliteEngine {
             tx.commit().map_err(map_err)
         })
         .await
+    }
+
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        let sql = format!("ALTER TABLE {} RENAME TO {}", SQLITE.ident(&from.name), SQLITE.ident(&to.name));
+        let what = format!("renaming {from} to {to}");
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(|e| map_err(e).context(what))).await
+    }
+
+    /// SQLite's own copy: `VACUUM INTO` writes a consistent, compact copy of the whole file.
+    async fn backup(&self, _tables: &[TableName], dir: &Path) -> Result<PathBuf> {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
+        let file = dir.join(format!("ferry-backup-{stem}.db"));
+        let _ = std::fs::remove_file(&file);
+        let sql = format!("VACUUM INTO {}", sqlexpr::string_literal(EngineName::Sqlite, &file.to_string_lossy()));
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(|e| map_err(e).context("backing up the source"))).await?;
+        Ok(file)
+    }
+
+    async fn restore_scratch(&self, dump: &Path) -> Result<Arc<dyn Engine>> {
+        let scratch = dump.with_file_name(format!(
+            "ferry_restore_{}",
+            dump.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        ));
+        std::fs::copy(dump, &scratch).map_err(|e| {
+            EngineError::new(
+                ErrorKind::Io,
+                format!("cannot copy the backup {} to {}: {e}", dump.display(), scratch.display()),
+            )
+        })?;
+        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = Some(scratch.clone());
+        let engine = SqliteEngine::open(&scratch, OpenMode::Existing).await?;
+        Ok(Arc::new(engine))
+    }
+
+    async fn drop_restore_scratch(&self) -> Result<()> {
+        if let Some(path) = self.restored.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = std::fs::remove_file(path);
+        }
+        Ok(())
     }
 
     async fn install_fence(&self, table: &TableName, message: &str, _lock_timeout: Duration) -> Result<()> {

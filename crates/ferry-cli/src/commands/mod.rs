@@ -1,3 +1,4 @@
+pub mod contract;
 pub mod demo;
 pub mod diff;
 pub mod init;

@@ -345,7 +345,7 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         verification_queries: verification_queries(a),
         risk_register: risk_register(a, &findings, &decision),
         downstream_consumers: consumers(a),
-        timeline: timeline(a, decision.strategy, backfill + verify),
+        timeline: timeline(spec, a, decision.strategy, backfill + verify),
         success_criteria: success_criteria(spec, a),
         open_questions: spec.open_questions(),
     };
@@ -697,7 +697,7 @@ fn risk_register(a: &Assessment, findings: &[Finding], decision: &Decision) -> V
     out
 }
 
-fn timeline(a: &Assessment, strategy: Strategy, work_seconds: f64) -> Vec<TimelineEntry> {
+fn timeline(spec: &Spec, a: &Assessment, strategy: Strategy, work_seconds: f64) -> Vec<TimelineEntry> {
     let e = |when: &str, what: String| TimelineEntry { when: when.into(), what };
     let mut out = vec![
         e("T-48h", "notice to stakeholders: scope, window, expected impact, rollback plan, contacts".into()),
@@ -737,7 +737,10 @@ fn timeline(a: &Assessment, strategy: Strategy, work_seconds: f64) -> Vec<Timeli
             out.push(e("after the ramp", "switch writes; status update".into()));
         }
     }
-    out.push(e("+24h", format!("soak ends ({} with no trigger); status update", format_duration(DEFAULT_SOAK))));
+    out.push(e(
+        &format!("+{}", format_duration(spec.soak.duration)),
+        format!("soak ends ({} with no trigger); status update", format_duration(spec.soak.duration)),
+    ));
     out.push(e("after sign-off", "contract (point of no return); final status update and close-out".into()));
     out
 }
@@ -758,7 +761,7 @@ fn success_criteria(spec: &Spec, a: &Assessment) -> Vec<String> {
             ));
         }
     }
-    out.push(format!("soak of {} passed with no rollback trigger", format_duration(DEFAULT_SOAK)));
+    out.push(format!("soak of {} passed with no rollback trigger", format_duration(spec.soak.duration)));
     out.push("every phase's start, end and integrity check recorded in the audit log".to_string());
     out
 }
@@ -826,11 +829,11 @@ fn rollback_plan(spec: &Spec, a: &Assessment, strategy: Strategy) -> RollbackPla
             s(
                 6,
                 "switch (writes)",
-                "flip back; reverse capture kept the source current",
-                if lossless { "none" } else { "writes since the switch, if reverse capture was not kept" },
+                "`ferry rollback`: fences the target, replays its changes into the source (reverse sync kept it current), switches writes back with the hook",
+                if lossless { "none" } else { "writes since the switch to tables whose mapping does not invert" },
                 "seconds",
             ),
-            s(7, "soak", "as switch", if lossless { "none" } else { "writes since the switch" }, "seconds"),
+            s(7, "soak", "as switch (`ferry rollback`)", if lossless { "none" } else { "writes since the switch" }, "seconds"),
         ],
     };
     steps.push(s(
@@ -841,7 +844,10 @@ fn rollback_plan(spec: &Spec, a: &Assessment, strategy: Strategy) -> RollbackPla
         "hours (restore time)",
     ));
     RollbackPlan {
-        point_of_no_return: "phase 8, contract: `ferry complete --confirm` archives and drops the old objects".into(),
+        point_of_no_return:
+            "phase 8, contract: `ferry contract --confirm` archives the old tables and removes every Ferry object; \
+             `ferry rollback` is refused after it"
+                .into(),
         steps,
         triggers: vec![
             RollbackTrigger {
@@ -1145,14 +1151,13 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         let mut cut = p(5, "cutover", "move reads to the new shape step by step, comparing old and new reads", false);
         cut.entry_criteria = vec!["verification passed".into()];
         for pct in RAMP {
-            cut.steps.push(cmd(
-                format!("reads at {pct} %: shadow-read and compare, then hold"),
-                format!("ferry cutover {spec_arg} --reads {pct}"),
-            ));
+            cut.steps.push(step(format!(
+                "reads at {pct} %: route this share of reads to the new shape, compare a sample of results, then hold"
+            )));
         }
         cut.manual = Some(
-            "`ferry cutover` comes in a later version: route the share of reads to the new shape with the application's own \
-             feature flag, and compare a sample of results at each step."
+            "Ferry does not run the read ramp yet: route the share of reads with the application's own feature flag, \
+             and compare a sample of results at each step."
                 .into(),
         );
         let baseline = a.tables.iter().filter_map(|t| t.latency.as_ref()).map(|l| l.p99_ms).reduce(f64::max);
@@ -1199,16 +1204,23 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
             "flag back; the reverse trigger kept the old columns current".into()
         };
     } else {
-        sw.steps = vec![cmd(
-            "writes to the target; reverse capture keeps the source current",
-            format!("ferry switch {spec_arg}"),
-        )];
-        sw.manual = Some(
-            "`ferry switch` and reverse capture come in a later version: point the application's writes at the target \
-             by configuration; until reverse capture exists, a rollback after the switch loses the writes made since."
-                .into(),
-        );
-        sw.rollback = "flip back; reverse capture kept the source current".into();
+        sw.automated = true;
+        sw.steps = vec![
+            cmd(
+                format!(
+                    "fence the source, replay what capture holds, move identities, install capture on the target, \
+                     record writes = target, run the [switch] hook{}, start reverse sync; refused unless verified within {} \
+                     and capture lag is under {}",
+                    spec.switch.hook.as_ref().map(|h| format!(" (`{h}`)")).unwrap_or_default(),
+                    format_duration(spec.switch.max_verify_age),
+                    format_duration(spec.switch.max_lag)
+                ),
+                format!("ferry switch {spec_arg}"),
+            ),
+            cmd("keep the source current from the target (reverse sync)", format!("ferry sync {spec_arg} --follow")),
+        ];
+        sw.rollback =
+            "`ferry rollback`: fence the target, replay its changes into the source, switch writes back; nothing is lost".into();
     }
     sw.exit_criteria =
         vec![format!("reverse lag under {}", format_duration(spec.policy.max_lag)), "error rate normal".into()];
@@ -1216,11 +1228,27 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     phases.push(sw);
 
     let mut soak = p(7, "soak", "watch production on the new shape before anything is dropped", false);
+    soak.automated = a.shape != Shape::InPlace && strategy != Strategy::BigBang;
     soak.entry_criteria = vec!["switch complete".into()];
-    soak.steps = vec![step(format!("monitor the rollback triggers for {}", format_duration(DEFAULT_SOAK)))];
+    soak.steps = if soak.automated {
+        vec![cmd(
+            format!(
+                "keep reverse sync running and watch the rollback triggers for {} (reverse lag over {}: {})",
+                format_duration(spec.soak.duration),
+                format_duration(spec.policy.max_lag),
+                match spec.soak.on_trigger {
+                    crate::spec::OnTrigger::Alert => "recorded as rollback-triggered",
+                    crate::spec::OnTrigger::Rollback => "rolled back at once",
+                }
+            ),
+            format!("ferry sync {spec_arg} --follow"),
+        )]
+    } else {
+        vec![step(format!("monitor the rollback triggers for {}", format_duration(spec.soak.duration)))]
+    };
     soak.exit_criteria = vec!["soak elapsed".into(), "no trigger fired".into()];
     soak.rollback = "as switch".into();
-    soak.estimated_time = format_duration(DEFAULT_SOAK);
+    soak.estimated_time = format_duration(spec.soak.duration);
     phases.push(soak);
 
     let mut contract = p(8, "contract", "archive, then drop the old objects: the point of no return", false);
@@ -1233,21 +1261,24 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
                 sql::in_place_contract(a.source.engine, t),
             ));
         }
+        contract.manual =
+            Some("after sign-off, run the statements above by hand: in-place contract is not automated yet.".into());
     } else {
+        contract.automated = true;
         contract.steps.push(cmd(
-            "archive and drop the old tables and the capture objects",
-            format!("ferry complete {spec_arg} --confirm"),
+            format!(
+                "refused until the soak elapsed, a final verification passes and a backup of the source tables \
+                 restores into a scratch database and matches them; then removes reverse capture and every fence, \
+                 archives the source tables ([contract] source = {}), and removes every `ferry_` object on both sides",
+                match spec.contract.source {
+                    crate::spec::ArchiveSource::Rename => "rename: <table>_ferry_archive_<date>",
+                    crate::spec::ArchiveSource::Drop => "drop",
+                    crate::spec::ArchiveSource::Keep => "keep",
+                }
+            ),
+            format!("ferry contract {spec_arg} --confirm"),
         ));
-        for t in &a.tables {
-            contract.steps.push(with_sql(
-                step(format!("archive {} (the tested backup), then drop it", t.source)),
-                a.source.engine,
-                [format!("DROP TABLE {};", sql::table(a.source.engine, &t.source))],
-            ));
-        }
     }
-    contract.manual =
-        Some("`ferry complete` comes in a later version: after sign-off, run the statements above by hand.".into());
     contract.exit_criteria = vec!["old objects gone; no `ferry_` object left; final status update sent".into()];
     contract.rollback = "restore from backup (writes since contract are lost)".into();
     contract.estimated_time = "minutes".into();

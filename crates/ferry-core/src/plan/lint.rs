@@ -96,7 +96,7 @@ pub const RULES: &[Rule] = &[
         name: "dropped",
         summary: "A column or table goes away",
         help: "Dropping is a contract-phase step only, after verification and soak: Ferry drops nothing before \
-               `ferry complete --confirm`. Keep the old data readable for at least one release cycle, and move its \
+               `ferry contract --confirm`. Keep the old data readable for at least one release cycle, and move its \
                readers (views, foreign keys, triggers, jobs, reports) first.",
         check: dropped,
     },
