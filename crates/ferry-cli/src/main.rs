@@ -33,6 +33,10 @@ struct Cli {
     #[arg(long, global = true, default_value = "ferry.toml", env = "FERRY_SPEC")]
     spec: PathBuf,
 
+    /// Who runs this command, for the audit log (default: the OS user).
+    #[arg(long, global = true, env = "FERRY_OPERATOR")]
+    operator: Option<String>,
+
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -81,6 +85,11 @@ enum Command {
     },
     /// Let a paused backfill or sync go on.
     Resume,
+    /// The audit log: `ferry audit verify` recomputes its hash chain.
+    Audit {
+        #[command(subcommand)]
+        action: commands::status::AuditAction,
+    },
     /// Phase, per-table progress, last checkpoint and verification (from the state store).
     Status {
         /// Print the status as JSON (see docs/status-json.md).
@@ -107,9 +116,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    let cancel = ferry_run::Cancel::default();
+    let invocation = ferry_run::Invocation {
+        cancel: ferry_run::Cancel::default(),
+        operator: cli.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(ferry_run::operator_from_env),
+    };
+    let cancel = invocation.cancel.clone();
     let code = runtime.block_on(async {
-        let work = dispatch(cli, cancel.clone());
+        let work = dispatch(cli, invocation);
         tokio::pin!(work);
         // The first signal asks the work to stop at its next batch boundary;
         // a second one stops at once (the state store has recorded every batch).
@@ -142,7 +155,7 @@ async fn shutdown_signal() {
     }
 }
 
-async fn dispatch(cli: Cli, cancel: ferry_run::Cancel) -> u8 {
+async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
     let result = match cli.command {
         Command::Init(args) => commands::init::run(args).await,
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
@@ -156,6 +169,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Cancel) -> u8 {
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
         Command::Resume => commands::status::pause(&cli.spec, None),
         Command::Status { json } => commands::status::run(&cli.spec, json),
+        Command::Audit { action } => commands::status::audit(&cli.spec, action),
         Command::Demo(args) => commands::demo::run(args, cancel).await,
     };
     match result {

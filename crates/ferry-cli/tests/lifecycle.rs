@@ -141,3 +141,27 @@ async fn a_failed_capture_install_is_retried() {
     ws.run(&["sync"]).assert_code(0);
     assert_eq!(dst.count("authors").await, 3, "the write after the run reached the target");
 }
+
+/// Phases say who started them; `ferry audit verify` recomputes the hash
+/// chain and notices an entry changed behind Ferry's back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_names_the_operator_and_proves_itself() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec(AUTHORS_BOOKS).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, PARENT_FIRST));
+    ws.run(&["run", "--operator", "alice@example.com"]).assert_code(0);
+    let audit = ws.audit_log();
+    assert!(audit.contains("phase-started: phase=1 \"expand\" — started by alice@example.com"), "{audit}");
+    let ran = ws.run(&["audit", "verify"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("audit log intact"), "{ran}");
+    let store = ferry_testkit::rusqlite::Connection::open(ws.path().join(".ferry/state.db")).unwrap();
+    store
+        .execute("UPDATE audit SET data = replace(data, 'alice', 'mallory') WHERE event = 'phase-started'", [])
+        .unwrap();
+    let ran = ws.run(&["audit", "verify"]);
+    ran.assert_code(1);
+    assert!(ran.stdout.contains("audit log BROKEN: audit log entry"), "{ran}");
+}

@@ -80,6 +80,9 @@ pub enum AuditEvent {
     },
     PhaseStarted {
         phase: Phase,
+        /// Who started it: `--operator`, `FERRY_OPERATOR`, else the OS user.
+        #[serde(default)]
+        operator: String,
     },
     CaptureInstalled {
         table: String,
@@ -275,7 +278,8 @@ impl AuditEvent {
                 format_duration(Duration::from_millis(*estimated_duration_ms))
             ),
             AuditEvent::StrategySelected { strategy, rationale } => format!("{strategy} — rationale: {}", one_line(rationale)),
-            AuditEvent::PhaseStarted { phase } => phase.to_string(),
+            AuditEvent::PhaseStarted { phase, operator } if operator.is_empty() => phase.to_string(),
+            AuditEvent::PhaseStarted { phase, operator } => format!("{phase} — started by {operator}"),
             AuditEvent::CaptureInstalled { table }
             | AuditEvent::CaptureRemoved { table }
             | AuditEvent::TruncateReplayed { table } => format!("table={table}"),
@@ -391,8 +395,8 @@ mod tests {
     fn lines_follow_the_method() {
         let at = chrono::Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
         assert_eq!(
-            AuditEvent::PhaseStarted { phase: Phase::Backfill }.line(at),
-            "[2026-11-21T10:00:00Z] phase-started: phase=2 \"backfill\""
+            AuditEvent::PhaseStarted { phase: Phase::Backfill, operator: "dba@example.com".into() }.line(at),
+            "[2026-11-21T10:00:00Z] phase-started: phase=2 \"backfill\" — started by dba@example.com"
         );
         assert_eq!(
             AuditEvent::PhaseCompleted { phase: Phase::Backfill, duration_ms: 65_000 }.line(at),
@@ -419,7 +423,7 @@ mod tests {
             AuditEvent::RunStarted { command: s(), spec: s() },
             AuditEvent::MigrationAssessed { scope: s(), components: 0, estimated_duration_ms: 0 },
             AuditEvent::StrategySelected { strategy: s(), rationale: s() },
-            AuditEvent::PhaseStarted { phase: Phase::Expand },
+            AuditEvent::PhaseStarted { phase: Phase::Expand, operator: s() },
             AuditEvent::CaptureInstalled { table: s() },
             AuditEvent::ThrottlePaused { reason: s() },
             AuditEvent::ThrottleResumed {},

@@ -33,3 +33,12 @@ pub fn interrupted() -> RunError {
     RunError::new(RunErrorKind::Interrupted, "stopped at a batch boundary as asked; everything up to it is recorded")
         .with_hint("run the same command again to resume")
 }
+
+/// Who runs a command and how to stop it: what every Ferry command carries
+/// into the migration it opens.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    pub cancel: Cancel,
+    /// For the audit log: `--operator`, `FERRY_OPERATOR`, else the OS user.
+    pub operator: String,
+}

@@ -28,11 +28,12 @@ pub mod sync;
 pub mod throttle;
 pub mod verify;
 
-pub use cancel::Cancel;
+pub use cancel::{Cancel, Invocation};
 pub use error::{Result, RunError, RunErrorKind};
 pub use progress::{Progress, Silent};
 pub use runner::{
-    set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome, Verification, VerifyOptions,
+    operator_from_env, set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome,
+    Verification, VerifyOptions,
 };
 pub use state::StateStore;
 pub use verify::TableReport;

@@ -27,6 +27,8 @@ pub struct Migration {
     pub spec: Spec,
     /// Asks everything this migration runs to stop at its next batch boundary.
     pub cancel: Cancel,
+    /// Who runs the commands, for the audit log.
+    pub operator: String,
     pub state: StateStore,
     pub source: Arc<dyn Engine>,
     pub target: Arc<dyn Engine>,
@@ -116,13 +118,17 @@ impl Migration {
     /// Connects both databases and plans every table. With `exclusive`, takes
     /// the locks that keep a second runner off this migration.
     pub async fn open(spec: Spec, exclusive: bool) -> Result<Migration> {
-        Migration::open_with(spec, exclusive, Cancel::default()).await
+        Migration::open_with(spec, exclusive, crate::Invocation::default()).await
     }
 
-    /// [`Migration::open`], stopping when `cancel` says so.
-    pub async fn open_with(spec: Spec, exclusive: bool, cancel: Cancel) -> Result<Migration> {
+    /// [`Migration::open`] for a command: stopping when its token says so,
+    /// recording its operator in the audit log.
+    pub async fn open_with(spec: Spec, exclusive: bool, invocation: crate::Invocation) -> Result<Migration> {
         let mut migration = Migration::connect(spec, exclusive).await?;
-        migration.cancel = cancel;
+        migration.cancel = invocation.cancel;
+        if !invocation.operator.is_empty() {
+            migration.operator = invocation.operator;
+        }
         Ok(migration)
     }
 
@@ -227,6 +233,7 @@ impl Migration {
         Ok(Migration {
             spec,
             cancel: Cancel::default(),
+            operator: operator_from_env(),
             state,
             source,
             target,
@@ -660,7 +667,7 @@ impl Migration {
         let before = self.state.phase_state(phase)?;
         self.state.start_phase(phase)?;
         if before != PhaseState::Running {
-            self.state.audit(&AuditEvent::PhaseStarted { phase })?;
+            self.state.audit(&AuditEvent::PhaseStarted { phase, operator: self.operator.clone() })?;
         }
         progress.phase_started(phase);
         Ok(())
@@ -911,6 +918,14 @@ where
         }
     }
     unreachable!("the loop returns on the last attempt")
+}
+
+/// Who runs Ferry: `FERRY_OPERATOR`, else the OS user.
+pub fn operator_from_env() -> String {
+    ["FERRY_OPERATOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.trim().is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The state store remembers which databases it belongs to.

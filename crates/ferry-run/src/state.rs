@@ -738,7 +738,7 @@ mod tests {
             s.begin_batch("users").unwrap();
             s.complete_batch("users", &[Value::Int(42)], "id=42", 100, false).unwrap();
             s.begin_batch("users").unwrap();
-            s.audit(&AuditEvent::PhaseStarted { phase: Phase::Backfill }).unwrap();
+            s.audit(&AuditEvent::PhaseStarted { phase: Phase::Backfill, operator: String::new() }).unwrap();
             s.audit(&AuditEvent::PhaseCompleted { phase: Phase::Backfill, duration_ms: 5 }).unwrap();
         }
         let s = StateStore::open(&path).unwrap();

@@ -1,7 +1,7 @@
 use crate::output::Reporter;
 use crate::EXIT_OK;
 use ferry_run::contract::ContractOptions;
-use ferry_run::{Cancel, Migration};
+use ferry_run::Migration;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -20,7 +20,7 @@ pub struct Args {
     backup: Option<PathBuf>,
 }
 
-pub async fn run(spec_path: &Path, args: Args, cancel: Cancel) -> anyhow::Result<u8> {
+pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     let options = ContractOptions {

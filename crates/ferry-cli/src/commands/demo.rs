@@ -22,7 +22,7 @@ pub struct Args {
     sessions: u64,
 }
 
-pub async fn run(args: Args, cancel: ferry_run::Cancel) -> anyhow::Result<u8> {
+pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let started = Instant::now();
     let temp;
     let dir = match &args.dir {

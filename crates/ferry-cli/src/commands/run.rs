@@ -2,7 +2,7 @@ use crate::output::{print_checks, print_reports, Reporter};
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
-use ferry_run::{Cancel, Migration, RunOutcome};
+use ferry_run::{Migration, RunOutcome};
 use indicatif::HumanCount;
 use std::path::Path;
 use std::time::Duration;
@@ -25,7 +25,7 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
     }
 }
 
-pub async fn run(spec_path: &Path, args: Args, cancel: Cancel) -> anyhow::Result<u8> {
+pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     let until = args.until.filter(|p| *p != Phase::Verify);
@@ -41,7 +41,7 @@ pub async fn run(spec_path: &Path, args: Args, cancel: Cancel) -> anyhow::Result
     Ok(EXIT_OK)
 }
 
-pub async fn sync(spec_path: &Path, follow: bool, cancel: Cancel) -> anyhow::Result<u8> {
+pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     let reporter = Reporter::new();
@@ -76,7 +76,7 @@ fn print_lag(migration: &Migration) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn switch(spec_path: &Path, follow: bool, cancel: Cancel) -> anyhow::Result<u8> {
+pub async fn switch(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     let reporter = Reporter::new();
@@ -102,7 +102,7 @@ pub async fn switch(spec_path: &Path, follow: bool, cancel: Cancel) -> anyhow::R
     Ok(EXIT_OK)
 }
 
-pub async fn rollback(spec_path: &Path, cancel: Cancel) -> anyhow::Result<u8> {
+pub async fn rollback(spec_path: &Path, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     for note in migration.rollback(&Reporter::new()).await? {

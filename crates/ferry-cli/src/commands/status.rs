@@ -103,3 +103,31 @@ pub fn pause(spec_path: &Path, reason: Option<&str>) -> anyhow::Result<u8> {
     }
     Ok(EXIT_OK)
 }
+
+#[derive(clap::Subcommand)]
+pub enum AuditAction {
+    /// Recompute the hash chain of the audit log: exit 0 when intact, 1 when an entry was changed or removed.
+    Verify,
+}
+
+pub fn audit(spec_path: &Path, action: AuditAction) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let path = ferry_run::state_path(&spec)?;
+    if !path.exists() {
+        anyhow::bail!(ferry_run::RunError::state(format!("there is no state store at {} yet", path.display()))
+            .with_hint("`ferry run` (or `ferry plan`) starts the audit log"));
+    }
+    let store = ferry_run::StateStore::open(&path)?;
+    match action {
+        AuditAction::Verify => match store.verify_audit_chain() {
+            Ok(entries) => {
+                println!("audit log intact: {entries} entries, each hash covering the one before ({})", path.display());
+                Ok(EXIT_OK)
+            }
+            Err(e) => {
+                println!("audit log BROKEN: {}", e.message);
+                Ok(crate::EXIT_DIFFERENCES)
+            }
+        },
+    }
+}

@@ -18,7 +18,7 @@ pub struct Args {
     output: PathBuf,
 }
 
-pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Cancel) -> anyhow::Result<u8> {
+pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     // Read-only on both databases unless repairing: no lock, it may run beside `ferry run`.
     let migration = Migration::open_with(spec, args.repair, cancel).await?;
