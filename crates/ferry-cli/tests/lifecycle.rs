@@ -165,3 +165,37 @@ async fn the_audit_log_names_the_operator_and_proves_itself() {
     ran.assert_code(1);
     assert!(ran.stdout.contains("audit log BROKEN: audit log entry"), "{ran}");
 }
+
+/// Each step, started and then aborted by a rollback, leaves nothing of
+/// Ferry's on either side: after expand, after the backfill, verified, and
+/// switched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_aborts_without_a_trace() {
+    for (source, target) in [(Kind::Postgres, Kind::Mysql), (Kind::Sqlite, Kind::Sqlite), (Kind::Mysql, Kind::Postgres)]
+    {
+        for steps in [
+            &[&["run", "--until", "expand"][..]][..],
+            &[&["run", "--until", "backfill"]],
+            &[&["run"]],
+            &[&["run"], &["switch"]],
+        ] {
+            let src = TestDb::new(source).await;
+            let dst = TestDb::new(target).await;
+            src.exec(AUTHORS_BOOKS).await;
+            let ws = Workspace::new(FERRY);
+            ws.write_spec(&spec(&src, &dst, PARENT_FIRST));
+            for args in steps {
+                ws.run(args).assert_code(0);
+            }
+            ws.run(&["rollback"]).assert_code(0);
+            let after = format!("{source} -> {target} after {steps:?}");
+            assert!(src.ferry_objects().await.is_empty(), "{after}: {:?} on the source", src.ferry_objects().await);
+            assert!(dst.ferry_objects().await.is_empty(), "{after}: {:?} on the target", dst.ferry_objects().await);
+            let engine = dst.engine().await;
+            for table in ["authors", "books"] {
+                assert!(!engine.table_exists(&ferry_core::TableName::parse(table)).await.unwrap(), "{after}: {table}");
+            }
+            assert_eq!(src.count("books").await, 3, "{after}: the source is untouched");
+        }
+    }
+}

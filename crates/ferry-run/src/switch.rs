@@ -86,10 +86,57 @@ impl Migration {
         reverse: &[Option<Reverse>],
         progress: &dyn Progress,
     ) -> Result<SwitchOutcome> {
-        if self.state.meta("switch_fenced_at")?.is_none() {
-            self.state.set_meta("switch_fenced_at", &timestamp(now()))?;
+        // Up to `writes = target` every step is redone by a resumed switch;
+        // after it, the forward capture may be gone and only what follows is.
+        if self.writes_to()? == Side::Source {
+            if self.state.meta("switch_fenced_at")?.is_none() {
+                self.state.set_meta("switch_fenced_at", &timestamp(now()))?;
+            }
+            self.fence_and_hand_over(targets, reverse, progress).await?;
+            self.state.set_meta("writes", Side::Target.name())?;
         }
-        let fenced_at = Instant::now();
+        let hook_output = self.run_hook(Side::Target, Phase::Switch).await?;
+        let fenced_at = self
+            .state
+            .meta("switch_fenced_at")?
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(now);
+        let window = (now() - fenced_at).to_std().unwrap_or_default();
+        if self.state.meta("switched_at")?.is_none() {
+            self.state.set_meta("switch_window_ms", &window.as_millis().to_string())?;
+            self.state.set_meta("switched_at", &timestamp(now()))?;
+            self.state
+                .audit(&AuditEvent::WritesSwitched { to: "target".into(), window_ms: window.as_millis() as u64 })?;
+        }
+        // Replayed writes to the source must not come back forward.
+        for plan in &self.plans {
+            retry_ddl(|| self.source.remove_capture(&plan.source_name, LOCK_TIMEOUT), progress).await?;
+            self.state.audit(&AuditEvent::CaptureRemoved { table: plan.source_name.to_string() })?;
+        }
+        self.drain_reverse(reverse, progress, false).await?;
+        advance(&self.state, Event::SwitchCompleted)?;
+        Ok(SwitchOutcome {
+            window,
+            reverse_synced: self
+                .plans
+                .iter()
+                .zip(reverse)
+                .filter(|(_, r)| r.is_some())
+                .map(|(p, _)| p.target_display())
+                .collect(),
+            hook_output,
+        })
+    }
+
+    /// Fences the source, replays what capture holds, moves identities and
+    /// installs capture on the target: everything before `writes = target`.
+    async fn fence_and_hand_over(
+        &self,
+        targets: &[TableSchema],
+        reverse: &[Option<Reverse>],
+        progress: &dyn Progress,
+    ) -> Result<()> {
         for plan in &self.plans {
             let message = format!(
                 "Ferry fenced writes to {}: they move to {} (migration switch)",
@@ -113,30 +160,7 @@ impl Migration {
                 self.state.audit(&AuditEvent::CaptureInstalled { table: plan.target_display() })?;
             }
         }
-        self.state.set_meta("writes", Side::Target.name())?;
-        advance(&self.state, Event::SwitchCompleted)?;
-        let hook_output = self.run_hook(Side::Target, Phase::Switch).await?;
-        let window = fenced_at.elapsed();
-        self.state.set_meta("switch_window_ms", &window.as_millis().to_string())?;
-        self.state.set_meta("switched_at", &timestamp(now()))?;
-        self.state.audit(&AuditEvent::WritesSwitched { to: "target".into(), window_ms: window.as_millis() as u64 })?;
-        // Replayed writes to the source must not come back forward.
-        for plan in &self.plans {
-            retry_ddl(|| self.source.remove_capture(&plan.source_name, LOCK_TIMEOUT), progress).await?;
-            self.state.audit(&AuditEvent::CaptureRemoved { table: plan.source_name.to_string() })?;
-        }
-        self.drain_reverse(reverse, progress, false).await?;
-        Ok(SwitchOutcome {
-            window,
-            reverse_synced: self
-                .plans
-                .iter()
-                .zip(reverse)
-                .filter(|(_, r)| r.is_some())
-                .map(|(p, _)| p.target_display())
-                .collect(),
-            hook_output,
-        })
+        Ok(())
     }
 
     /// The switch's gates: a recent passing verification, capture caught up,
