@@ -12,14 +12,38 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// `error[E303]: message`, the hint, and what caused it (where the message does not already say it).
 pub fn print_error(e: &anyhow::Error) {
-    let text = format!("{e:#}");
-    let mut lines = text.lines();
+    let Some(run) = e.downcast_ref::<ferry_run::RunError>() else {
+        // Not Ferry's own error: a file the command could not read or write, or worse.
+        let io = e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some());
+        let text = format!("{e:#}");
+        let mut lines = text.lines();
+        if let Some(first) = lines.next() {
+            eprintln!("error[{}]: {first}", if io { "E311" } else { "E399" });
+        }
+        for line in lines {
+            eprintln!("{line}");
+        }
+        return;
+    };
+    let mut lines = run.message.lines();
     if let Some(first) = lines.next() {
-        eprintln!("error: {first}");
+        eprintln!("error[{}]: {first}", run.code());
     }
     for line in lines {
         eprintln!("{line}");
+    }
+    let mut cause = std::error::Error::source(run);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !run.message.contains(text.trim()) {
+            eprintln!("  caused by: {}", text.trim());
+        }
+        cause = c.source();
+    }
+    if let Some(hint) = &run.hint {
+        eprintln!("  help: {hint}");
     }
 }
 

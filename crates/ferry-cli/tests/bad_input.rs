@@ -10,8 +10,8 @@ fn assert_error(ran: &Ran, needles: &[&str]) {
     ran.assert_code(2);
     assert!(!ran.stderr.contains("panicked"), "a panic is never an error message\n{ran}");
     assert!(
-        ran.stderr.lines().any(|l| l.starts_with("error: ")),
-        "errors are reported on a line starting `error: `\n{ran}"
+        ran.stderr.lines().any(|l| l.starts_with("error[E") && l.get(10..13) == Some("]: ")),
+        "errors are reported on a line starting `error[E...]: `, with their code\n{ran}"
     );
     for needle in needles {
         assert!(ran.stderr.contains(needle), "the message should mention {needle:?}\n{ran}");

@@ -72,6 +72,11 @@ impl EngineError {
         self.hint.as_deref()
     }
 
+    /// The error that caused this one, taken out (to carry it further).
+    pub fn take_source(&mut self) -> Option<Box<dyn std::error::Error + Send + Sync>> {
+        self.source.take()
+    }
+
     /// Whether the same operation may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::Transient | ErrorKind::ConnectionLost)

@@ -29,7 +29,7 @@ pub mod throttle;
 pub mod verify;
 
 pub use cancel::{Cancel, Invocation};
-pub use error::{Result, RunError, RunErrorKind};
+pub use error::{ErrorCode, Result, RunError, RunErrorKind, ERROR_CODES};
 pub use progress::{Progress, Silent};
 pub use runner::{
     operator_from_env, set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome,

@@ -9,7 +9,7 @@ use ferry_core::lifecycle::{self, Command, Event, Refusal, State};
 
 impl From<Refusal> for RunError {
     fn from(r: Refusal) -> RunError {
-        RunError::new(RunErrorKind::State, r.to_string()).with_hint(format!("legal now: {}", r.legal_now()))
+        RunError::new(RunErrorKind::Refused, r.to_string()).with_hint(format!("legal now: {}", r.legal_now()))
     }
 }
 

@@ -1,6 +1,6 @@
 use crate::output::{print_reports, Reporter};
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use ferry_core::audit::format_duration;
 use ferry_run::demo::{create_source, spec_text, DEFAULT_SESSIONS, DEFAULT_USERS};
 use ferry_run::Migration;
@@ -29,7 +29,12 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             if std::fs::read_dir(dir)?.next().is_some() {
-                bail!("{} is not empty\n  help: give `--dir` a new or empty directory", dir.display());
+                return Err(ferry_run::RunError::new(
+                    ferry_run::RunErrorKind::Usage,
+                    format!("{} is not empty", dir.display()),
+                )
+                .with_hint("give `--dir` a new or empty directory")
+                .into());
             }
             dir.clone()
         }

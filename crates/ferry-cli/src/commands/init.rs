@@ -1,5 +1,5 @@
 use crate::EXIT_OK;
-use anyhow::{bail, Context};
+use anyhow::Context;
 use ferry_core::{TableName, TableSchema};
 use ferry_engine::DatabaseUrl;
 use ferry_run::connect::{open, Role};
@@ -75,7 +75,7 @@ fn ask(question: &str, validate: impl Fn(&str) -> Result<String, String>) -> any
 fn answers(args: &Args) -> anyhow::Result<Answers> {
     use std::io::IsTerminal;
     let check = |v: &Option<String>, f: fn(&str) -> Result<String, String>| -> anyhow::Result<Option<String>> {
-        v.as_deref().map(f).transpose().map_err(|e| anyhow::anyhow!(e))
+        v.as_deref().map(f).transpose().map_err(|e| ferry_run::RunError::new(ferry_run::RunErrorKind::Usage, e).into())
     };
     let mut a = Answers {
         downtime: check(&args.downtime, validate_downtime)?,
@@ -98,10 +98,12 @@ fn answers(args: &Args) -> anyhow::Result<Answers> {
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     if args.output.exists() && !args.force {
-        bail!(
-            "{} already exists\n  help: pass --force to overwrite it, or --output another path",
-            args.output.display()
-        );
+        return Err(ferry_run::RunError::new(
+            ferry_run::RunErrorKind::Usage,
+            format!("{} already exists", args.output.display()),
+        )
+        .with_hint("pass --force to overwrite it, or --output another path")
+        .into());
     }
     let answers = answers(&args)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;

@@ -114,8 +114,9 @@ pub fn audit(spec_path: &Path, action: AuditAction) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let path = ferry_run::state_path(&spec)?;
     if !path.exists() {
-        anyhow::bail!(ferry_run::RunError::state(format!("there is no state store at {} yet", path.display()))
-            .with_hint("`ferry run` (or `ferry plan`) starts the audit log"));
+        return Err(ferry_run::RunError::state(format!("there is no state store at {} yet", path.display()))
+            .with_hint("`ferry run` (or `ferry plan`) starts the audit log")
+            .into());
     }
     let store = ferry_run::StateStore::open(&path)?;
     match action {
