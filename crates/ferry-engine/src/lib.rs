@@ -291,6 +291,19 @@ pub fn find_tool(names: &[&str]) -> String {
 /// The prefix of every object Ferry creates for its own use.
 pub const SCRATCH_PREFIX: &str = "ferry_";
 
+/// Guards scratch databases: only `ferry_` names are ever created or dropped as such.
+pub fn ensure_scratch_name(name: &str) -> Result<()> {
+    let base = std::path::Path::new(name).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if base.starts_with(SCRATCH_PREFIX) {
+        Ok(())
+    } else {
+        Err(EngineError::new(
+            ErrorKind::Other,
+            format!("refusing to treat {name} as a scratch database: not a {SCRATCH_PREFIX} name"),
+        ))
+    }
+}
+
 /// Guards `drop_scratch_table`: nothing but Ferry's own objects is ever dropped.
 pub fn ensure_scratch(table: &TableName) -> Result<()> {
     if table.name.starts_with(SCRATCH_PREFIX) {
@@ -480,13 +493,20 @@ pub trait Engine: Send + Sync {
     /// returns the file.
     async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf>;
 
-    /// Restores a backup of this engine into a scratch database of its own
-    /// (named `ferry_restore_...`, replaced if it exists) and connects to it.
-    /// An error says what the restore refused.
-    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>>;
+    /// The name of a scratch database for `purpose` beside this one
+    /// (`ferry_<purpose>_<database>`; for SQLite, a file beside this one).
+    fn scratch_name(&self, purpose: &str) -> String;
 
-    /// Removes the scratch database `restore_scratch` made. Idempotent.
-    async fn drop_restore_scratch(&self) -> Result<()>;
+    /// Creates the empty scratch database `name` (from `scratch_name`),
+    /// replacing one left by an earlier run, and connects to it.
+    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
+
+    /// Removes a scratch database. Idempotent.
+    async fn drop_scratch_database(&self, name: &str) -> Result<()>;
+
+    /// Restores a backup of this engine into the scratch database `name`
+    /// and connects to it. An error says what the restore refused.
+    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
 
     /// Moves changes captured outside the change log into it (PostgreSQL's
     /// logical slot), so that `read_changes` and `capture_lag` see them and

@@ -157,11 +157,6 @@ impl MysqlEngine {
         )
     }
 
-    /// The scratch database a backup is restored into.
-    fn restore_database(&self) -> String {
-        ferry_core::schema::bounded_name(&format!("ferry_restore_{}", self.database), 64)
-    }
-
     /// A client tool (mysqldump, mysql) reaching the same server as this engine.
     fn client_tool(&self, names: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(ferry_engine::find_tool(names));
@@ -1125,25 +1120,35 @@ impl Engine for MysqlEngine {
         Ok(file)
     }
 
-    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>> {
-        let scratch = self.restore_database();
-        self.query_drop(&format!("DROP DATABASE IF EXISTS {}", Q.ident(&scratch))).await?;
-        self.query_drop(&format!("CREATE DATABASE {} CHARACTER SET utf8mb4", Q.ident(&scratch))).await?;
+    fn scratch_name(&self, purpose: &str) -> String {
+        ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database), 64)
+    }
+
+    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        ferry_engine::ensure_scratch_name(name)?;
+        self.drop_scratch_database(name).await?;
+        self.query_drop(&format!("CREATE DATABASE {} CHARACTER SET utf8mb4", Q.ident(name))).await?;
+        let opts: Opts = OptsBuilder::from_opts(self.opts.clone()).db_name(Some(name.to_string())).into();
+        Ok(std::sync::Arc::new(MysqlEngine::connect_opts(opts, format!("{name} (scratch)")).await?))
+    }
+
+    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
+        ferry_engine::ensure_scratch_name(name)?;
+        self.query_drop(&format!("DROP DATABASE IF EXISTS {}", Q.ident(name))).await
+    }
+
+    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = self.create_scratch_database(name).await?;
         let file = std::fs::File::open(dump)
             .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot read the backup {}: {e}", dump.display())))?;
         let mut command = self.client_tool(&["mariadb", "mysql"]);
-        command.arg("--binary-mode").arg(&scratch).stdin(file);
+        command.arg("--binary-mode").arg(name).stdin(file);
         tokio::task::spawn_blocking(move || {
             ferry_engine::run_tool(command, "restoring the backup into a scratch database")
         })
         .await
         .map_err(|e| EngineError::new(ErrorKind::Other, format!("mysql did not finish: {e}")))??;
-        let opts: Opts = OptsBuilder::from_opts(self.opts.clone()).db_name(Some(scratch.clone())).into();
-        Ok(std::sync::Arc::new(MysqlEngine::connect_opts(opts, format!("{scratch} (restore check)")).await?))
-    }
-
-    async fn drop_restore_scratch(&self) -> Result<()> {
-        self.query_drop(&format!("DROP DATABASE IF EXISTS {}", Q.ident(&self.restore_database()))).await
+        Ok(engine)
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {

@@ -83,11 +83,6 @@ impl PostgresEngine {
         self.config.get_dbname().or(self.config.get_user()).unwrap_or("postgres").to_string()
     }
 
-    /// The scratch database a backup is restored into.
-    fn restore_database(&self) -> String {
-        ferry_core::schema::bounded_name(&format!("ferry_restore_{}", self.database()), 63)
-    }
-
     /// A libpq tool (pg_dump, pg_restore) reaching the same server as this engine.
     fn libpq_tool(&self, program: &str) -> std::process::Command {
         let mut command = std::process::Command::new(program);
@@ -1196,15 +1191,28 @@ impl Engine for PostgresEngine {
         Ok(file)
     }
 
-    async fn restore_scratch(&self, dump: &std::path::Path) -> Result<std::sync::Arc<dyn Engine>> {
-        let scratch = self.restore_database();
+    fn scratch_name(&self, purpose: &str) -> String {
+        ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database()), 63)
+    }
+
+    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        ferry_engine::ensure_scratch_name(name)?;
+        self.drop_scratch_database(name).await?;
+        self.batch_execute(&format!("CREATE DATABASE {}", Q.ident(name))).await?;
+        let mut config = self.config.clone();
+        config.dbname(name);
+        Ok(std::sync::Arc::new(PostgresEngine::from_config(config, format!("{name} (scratch)")).await?))
+    }
+
+    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
+        ferry_engine::ensure_scratch_name(name)?;
+        self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(name))).await
+    }
+
+    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = self.create_scratch_database(name).await?;
         let extensions: Vec<String> = {
             let client = self.client.lock().await;
-            client
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(&scratch)))
-                .await
-                .map_err(map_err)?;
-            client.batch_execute(&format!("CREATE DATABASE {}", Q.ident(&scratch))).await.map_err(map_err)?;
             client
                 .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'", &[])
                 .await
@@ -1213,11 +1221,8 @@ impl Engine for PostgresEngine {
                 .map(|r| r.get(0))
                 .collect()
         };
-        let mut config = self.config.clone();
-        config.dbname(&scratch);
-        let engine = PostgresEngine::from_config(config, format!("{} (restore check)", scratch)).await?;
         for extension in extensions {
-            engine.batch_execute(&format!("CREATE EXTENSION IF NOT EXISTS {}", Q.ident(&extension))).await?;
+            engine.probe(&format!("CREATE EXTENSION IF NOT EXISTS {}", Q.ident(&extension))).await?;
         }
         // Ferry's own objects (fences, capture) are left out: they are not the application's.
         let mut list = self.libpq_tool("pg_restore");
@@ -1227,7 +1232,7 @@ impl Engine for PostgresEngine {
         restore
             .args(["--exit-on-error", "--no-owner", "--no-acl"])
             .arg(format!("--use-list={}", list_file.display()))
-            .arg(format!("--dbname={scratch}"))
+            .arg(format!("--dbname={name}"))
             .arg(dump);
         tokio::task::spawn_blocking(move || -> Result<()> {
             let listing = String::from_utf8_lossy(&ferry_engine::run_tool(list, "reading the backup")?).into_owned();
@@ -1238,11 +1243,7 @@ impl Engine for PostgresEngine {
         })
         .await
         .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_restore did not finish: {e}")))??;
-        Ok(std::sync::Arc::new(engine))
-    }
-
-    async fn drop_restore_scratch(&self) -> Result<()> {
-        self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(&self.restore_database()))).await
+        Ok(engine)
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {

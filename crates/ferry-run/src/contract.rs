@@ -151,8 +151,9 @@ impl Migration {
                 self.source.backup(&tables, &dir).await?
             }
         };
-        let checked = self.restore_check(&dump, progress).await;
-        let _ = self.source.drop_restore_scratch().await;
+        let scratch = self.source.scratch_name("restore");
+        let checked = self.restore_check(&dump, &scratch, progress).await;
+        let _ = self.source.drop_scratch_database(&scratch).await;
         self.state.audit(&AuditEvent::BackupChecked {
             file: dump.display().to_string(),
             tables: self.plans.len() as u64,
@@ -168,9 +169,9 @@ impl Migration {
         Ok(dump)
     }
 
-    async fn restore_check(&self, dump: &Path, progress: &dyn Progress) -> Result<()> {
-        progress.note(&format!("restoring {} into a scratch database to check it", dump.display()));
-        let restored = self.source.restore_scratch(dump).await?;
+    async fn restore_check(&self, dump: &Path, scratch: &str, progress: &dyn Progress) -> Result<()> {
+        progress.note(&format!("restoring {} into the scratch database {scratch} to check it", dump.display()));
+        let restored = self.source.restore_scratch(dump, scratch).await?;
         let request = DiffRequest { chunk_rows: 50_000, sample_size: 0, ..DiffRequest::default() };
         for plan in &self.plans {
             let report =

@@ -166,6 +166,19 @@ impl Migration {
         let base = spec.base_dir();
         let source = open(&spec.source_url, &base, Role::Source).await?;
         let target = open(&spec.target_url, &base, Role::Target).await?;
+        Migration::assemble(spec, state, state_lock, source, target, exclusive).await
+    }
+
+    /// A migration of `spec` between two engines already connected (the
+    /// rehearsal's scratch databases, say), its state in `state`.
+    pub(crate) async fn assemble(
+        spec: Spec,
+        state: StateStore,
+        state_lock: Option<std::fs::File>,
+        source: Arc<dyn Engine>,
+        target: Arc<dyn Engine>,
+        exclusive: bool,
+    ) -> Result<Migration> {
         check_capture_method(&spec, &*source).await?;
         check_identity(&state, &*source, &*target)?;
         let target_lock = if exclusive {

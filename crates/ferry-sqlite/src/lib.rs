@@ -30,8 +30,6 @@ use std::time::Duration;
 pub struct SqliteEngine {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
-    /// The copy a backup was restored into, for `drop_restore_scratch`.
-    restored: Mutex<Option<PathBuf>>,
 }
 
 /// Whether opening may create the file.
@@ -80,7 +78,7 @@ impl SqliteEngine {
         })
         .await
         .map_err(join_err)??;
-        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)), restored: Mutex::new(None) })
+        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -921,27 +919,30 @@ impl Engine for SqliteEngine {
         Ok(file)
     }
 
-    async fn restore_scratch(&self, dump: &Path) -> Result<Arc<dyn Engine>> {
-        let scratch = dump.with_file_name(format!(
-            "ferry_restore_{}",
-            dump.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-        ));
-        std::fs::copy(dump, &scratch).map_err(|e| {
-            EngineError::new(
-                ErrorKind::Io,
-                format!("cannot copy the backup {} to {}: {e}", dump.display(), scratch.display()),
-            )
-        })?;
-        *self.restored.lock().unwrap_or_else(|p| p.into_inner()) = Some(scratch.clone());
-        let engine = SqliteEngine::open(&scratch, OpenMode::Existing).await?;
-        Ok(Arc::new(engine))
+    fn scratch_name(&self, purpose: &str) -> String {
+        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
+        self.path.with_file_name(format!("ferry_{purpose}_{stem}.db")).to_string_lossy().into_owned()
     }
 
-    async fn drop_restore_scratch(&self) -> Result<()> {
-        if let Some(path) = self.restored.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = std::fs::remove_file(path);
+    async fn create_scratch_database(&self, name: &str) -> Result<Arc<dyn Engine>> {
+        self.drop_scratch_database(name).await?;
+        Ok(Arc::new(SqliteEngine::open(Path::new(name), OpenMode::Create).await?))
+    }
+
+    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
+        ferry_engine::ensure_scratch_name(name)?;
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(format!("{name}{suffix}"));
         }
         Ok(())
+    }
+
+    async fn restore_scratch(&self, dump: &Path, name: &str) -> Result<Arc<dyn Engine>> {
+        self.drop_scratch_database(name).await?;
+        std::fs::copy(dump, name).map_err(|e| {
+            EngineError::new(ErrorKind::Io, format!("cannot copy the backup {} to {name}: {e}", dump.display()))
+        })?;
+        Ok(Arc::new(SqliteEngine::open(Path::new(name), OpenMode::Existing).await?))
     }
 
     async fn install_fence(&self, table: &TableName, message: &str, _lock_timeout: Duration) -> Result<()> {
