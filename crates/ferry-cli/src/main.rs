@@ -71,6 +71,9 @@ enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Rehearse the rollback: the whole lifecycle through a switch and back, on scratch copies of
+    /// the first rows of each table in scratch databases beside the real ones; records the result.
+    Rehearse(commands::rehearse::Args),
     /// The point of no return: after the soak, a final verification and a restore-checked backup,
     /// archive the source tables and remove every Ferry object.
     Contract(commands::contract::Args),
@@ -164,6 +167,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
         Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow } => commands::run::sync(&cli.spec, follow, cancel).await,
         Command::Switch { follow } => commands::run::switch(&cli.spec, follow, cancel).await,
+        Command::Rehearse(args) => commands::rehearse::run(&cli.spec, args, cancel).await,
         Command::Contract(args) => commands::contract::run(&cli.spec, args, cancel).await,
         Command::Rollback => commands::run::rollback(&cli.spec, cancel).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),

@@ -172,6 +172,13 @@ pub enum AuditEvent {
         tables: u64,
         result: String,
     },
+    /// `ferry rehearse` ran the lifecycle through a rollback on scratch copies.
+    RollbackTested {
+        environment: String,
+        rows_per_table: u64,
+        result: String,
+        duration_ms: u64,
+    },
     /// `ferry contract --skip-soak` went ahead before the soak elapsed.
     SoakSkipped {
         reason: String,
@@ -260,6 +267,7 @@ impl AuditEvent {
             AuditEvent::TableArchived { .. } => "table-archived",
             AuditEvent::MigrationCompleted { .. } => "migration-completed",
             AuditEvent::BackupChecked { .. } => "backup-checked",
+            AuditEvent::RollbackTested { .. } => "rollback-tested",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -323,6 +331,11 @@ impl AuditEvent {
             AuditEvent::BackupChecked { file, tables, result } => {
                 format!("file={file}, tables={tables}, result={}", one_line(result))
             }
+            AuditEvent::RollbackTested { environment, rows_per_table, result, duration_ms } => format!(
+                "environment={environment}, rows_per_table={rows_per_table}, result={}, duration={}",
+                one_line(result),
+                format_duration(Duration::from_millis(*duration_ms))
+            ),
             AuditEvent::HookRun { hook, writes_to, result } => {
                 format!("hook={}, writes_to={writes_to}, result={}", one_line(hook), one_line(result))
             }
@@ -447,6 +460,7 @@ mod tests {
             AuditEvent::TableArchived { table: s(), to: s() },
             AuditEvent::MigrationCompleted { total_duration_ms: 0, soak_period_start: s() },
             AuditEvent::BackupChecked { file: s(), tables: 0, result: s() },
+            AuditEvent::RollbackTested { environment: s(), rows_per_table: 0, result: s(), duration_ms: 0 },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -491,6 +505,7 @@ mod tests {
                 | AuditEvent::TableArchived { .. }
                 | AuditEvent::MigrationCompleted { .. }
                 | AuditEvent::BackupChecked { .. }
+                | AuditEvent::RollbackTested { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

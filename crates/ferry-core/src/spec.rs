@@ -169,6 +169,8 @@ pub struct MigrationInfo {
     pub rollback: Option<RollbackRequirement>,
     /// When it is scheduled, as written.
     pub when: Option<String>,
+    /// `ferry switch` refuses without a passing `ferry rehearse` of this spec.
+    pub require_rehearsal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -400,6 +402,7 @@ mod raw {
         pub downtime: Option<Spanned<String>>,
         pub rollback: Option<Spanned<String>>,
         pub when: Option<Spanned<String>>,
+        pub require_rehearsal: Option<bool>,
     }
 
     #[derive(Deserialize)]
@@ -799,6 +802,18 @@ impl Spec {
     }
 
     /// A fingerprint of what each table entry means, to detect a spec edited mid-migration.
+    /// What a rehearsal rehearsed: the tables, their mapping, the capture
+    /// method and the rollback requirement. Another spec needs another rehearsal.
+    pub fn rehearsal_fingerprint(&self) -> String {
+        let tables: Vec<String> = self.tables.iter().map(Spec::table_fingerprint).collect();
+        let translations: Vec<&BTreeMap<String, String>> = self.tables.iter().map(|t| &t.translate).collect();
+        let text = format!(
+            "{tables:?}|{translations:?}|{:?}|{:?}|{}|{}",
+            self.capture, self.migration.rollback, self.source_url, self.target_url
+        );
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+    }
+
     pub fn table_fingerprint(table: &TableSpec) -> String {
         let text = format!(
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
@@ -1020,6 +1035,7 @@ fn parse_migration(ctx: &Ctx, raw: &raw::Migration) -> Result<MigrationInfo, Spe
         downtime,
         rollback,
         when: text(&raw.when, "migration.when")?,
+        require_rehearsal: raw.require_rehearsal.unwrap_or(false),
     })
 }
 

@@ -304,6 +304,14 @@ pub fn ensure_scratch_name(name: &str) -> Result<()> {
     }
 }
 
+/// How a scratch database beside `display_url`'s is shown: the same URL, another database.
+pub fn scratch_display(display_url: &str, name: &str) -> String {
+    match display_url.rsplit_once('/') {
+        Some((server, _)) if display_url.contains("://") => format!("{server}/{name}"),
+        _ => name.to_string(),
+    }
+}
+
 /// Guards `drop_scratch_table`: nothing but Ferry's own objects is ever dropped.
 pub fn ensure_scratch(table: &TableName) -> Result<()> {
     if table.name.starts_with(SCRATCH_PREFIX) {

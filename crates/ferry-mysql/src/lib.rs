@@ -1129,7 +1129,9 @@ impl Engine for MysqlEngine {
         self.drop_scratch_database(name).await?;
         self.query_drop(&format!("CREATE DATABASE {} CHARACTER SET utf8mb4", Q.ident(name))).await?;
         let opts: Opts = OptsBuilder::from_opts(self.opts.clone()).db_name(Some(name.to_string())).into();
-        Ok(std::sync::Arc::new(MysqlEngine::connect_opts(opts, format!("{name} (scratch)")).await?))
+        Ok(std::sync::Arc::new(
+            MysqlEngine::connect_opts(opts, ferry_engine::scratch_display(&self.display, name)).await?,
+        ))
     }
 
     async fn drop_scratch_database(&self, name: &str) -> Result<()> {

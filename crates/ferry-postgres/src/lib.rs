@@ -1201,11 +1201,24 @@ impl Engine for PostgresEngine {
         self.batch_execute(&format!("CREATE DATABASE {}", Q.ident(name))).await?;
         let mut config = self.config.clone();
         config.dbname(name);
-        Ok(std::sync::Arc::new(PostgresEngine::from_config(config, format!("{name} (scratch)")).await?))
+        Ok(std::sync::Arc::new(
+            PostgresEngine::from_config(config, ferry_engine::scratch_display(&self.display, name)).await?,
+        ))
     }
 
     async fn drop_scratch_database(&self, name: &str) -> Result<()> {
         ferry_engine::ensure_scratch_name(name)?;
+        // A logical slot (capture left by a failed rehearsal) keeps a database from being dropped.
+        {
+            let client = self.client.lock().await;
+            client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(map_err)?;
+        }
         self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(name))).await
     }
 

@@ -422,7 +422,15 @@ pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
     let state = StateStore::open(&state_path(&spec)?)?;
     let assessor = Assessor::connect(spec.clone()).await?;
     let assessment = assessor.assess(progress).await?;
-    let recorded = plan::Recorded { phases: state.phases()?, tables: state.table_statuses()? };
+    let rehearsal = crate::rehearse::last_rehearsal(&state)?.map(|r| plan::RehearsalStatus {
+        current: r.fingerprint == spec.rehearsal_fingerprint(),
+        passed: r.passed,
+        at: r.at,
+        rows_per_table: r.rows_per_table,
+        duration_ms: r.duration_ms,
+        failure: r.failure,
+    });
+    let recorded = plan::Recorded { phases: state.phases()?, tables: state.table_statuses()?, rehearsal };
     let generated_at = timestamp(now());
     let plan = plan::build(&spec, &assessment, &recorded, &generated_at);
     let estimated = (assessment.estimated_backfill_seconds() + assessment.estimated_verify_seconds()) * 1000.0;

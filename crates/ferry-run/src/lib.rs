@@ -18,6 +18,7 @@ pub mod integrity;
 pub mod machine;
 pub mod mapping;
 pub mod progress;
+pub mod rehearse;
 pub mod report;
 pub mod runner;
 pub mod schema_map;

@@ -68,6 +68,9 @@ impl Migration {
     /// `ferry switch`.
     pub async fn switch(&self, progress: &dyn Progress) -> Result<SwitchOutcome> {
         let state = permit(&self.state, Command::Switch)?;
+        if state == State::at(Stage::Verified) && self.spec.migration.require_rehearsal {
+            crate::rehearse::check_rehearsed(&self.state, &self.spec)?;
+        }
         let targets = self.target_schemas().await?;
         let reverse = self.reverse_plans(&targets)?;
         if state == State::at(Stage::Verified) {
@@ -163,9 +166,9 @@ impl Migration {
         Ok(())
     }
 
-    /// The switch's gates: a recent passing verification, capture caught up,
-    /// and (for a lossless rollback) a mapping that inverts, checked in
-    /// `reverse_plans`.
+    /// The switch's gates: a passing rehearsal when the spec requires one, a
+    /// recent passing verification, capture caught up, and (for a lossless
+    /// rollback) a mapping that inverts, checked in `reverse_plans`.
     async fn check_switch_gates(&self, progress: &dyn Progress) -> Result<()> {
         let oldest_allowed = now() - chrono::Duration::from_std(self.spec.switch.max_verify_age).unwrap_or_default();
         for plan in &self.plans {

@@ -184,6 +184,47 @@ impl TestDb {
         }
     }
 
+    /// Scratch databases Ferry made beside this one (`ferry_<purpose>_<name>`) and left.
+    pub async fn scratch_databases(&self) -> Vec<String> {
+        match self.kind {
+            EngineKind::Sqlite => {
+                let dir = self.path().unwrap().parent().unwrap().to_path_buf();
+                std::fs::read_dir(dir)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("ferry_") && n.contains(&self.name))
+                    .collect()
+            }
+            EngineKind::Postgres => {
+                let (client, conn) =
+                    tokio_postgres::connect(&format!("{}/postgres", self.server), tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                let pattern = format!("ferry\\_%{}", self.name);
+                client
+                    .query("SELECT datname::text FROM pg_database WHERE datname LIKE $1", &[&pattern])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }
+            EngineKind::Mysql => {
+                use mysql_async::prelude::Queryable;
+                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).unwrap()).await.unwrap();
+                let names: Vec<String> = conn
+                    .exec(
+                        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE ?",
+                        (format!("ferry\\_%{}", self.name),),
+                    )
+                    .await
+                    .unwrap();
+                let _ = conn.disconnect().await;
+                names
+            }
+        }
+    }
+
     /// Names of `ferry_`-prefixed objects (tables, sequences, triggers, functions;
     /// PostgreSQL publications and replication slots) left in this database.
     pub async fn ferry_objects(&self) -> Vec<String> {

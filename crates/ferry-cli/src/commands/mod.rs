@@ -3,6 +3,7 @@ pub mod demo;
 pub mod diff;
 pub mod init;
 pub mod plan;
+pub mod rehearse;
 pub mod run;
 pub mod status;
 pub mod verify;

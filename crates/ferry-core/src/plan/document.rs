@@ -183,6 +183,20 @@ pub struct SqlBlock {
 pub struct Recorded {
     pub phases: Vec<PhaseStatus>,
     pub tables: Vec<TableStatus>,
+    /// The last `ferry rehearse`.
+    pub rehearsal: Option<RehearsalStatus>,
+}
+
+/// The last rehearsal, as the checklist reports it.
+#[derive(Debug, Clone, Default)]
+pub struct RehearsalStatus {
+    pub passed: bool,
+    pub at: String,
+    pub rows_per_table: u64,
+    pub duration_ms: u64,
+    pub failure: Option<String>,
+    /// Whether it rehearsed this version of the spec.
+    pub current: bool,
 }
 
 impl Recorded {
@@ -360,6 +374,36 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
     }
 }
 
+/// "Rollback tested", ticked by a passing `ferry rehearse` of this spec.
+/// An in-place change is not rehearsed by `ferry rehearse` (it moves tables).
+fn rollback_tested(spec: &Spec, shape: Shape, rehearsal: Option<&RehearsalStatus>) -> ChecklistItem {
+    let evidence = rehearsal.map(|r| {
+        let when = minute(&r.at);
+        match (r.passed, r.current) {
+            (true, true) => format!(
+                "`ferry rehearse` passed {when} on {} rows per table in {}",
+                r.rows_per_table,
+                crate::audit::format_duration(std::time::Duration::from_millis(r.duration_ms))
+            ),
+            (true, false) => format!("the rehearsal that passed {when} was of another version of the spec"),
+            (false, _) => {
+                format!("the rehearsal {when} failed: {}", r.failure.as_deref().unwrap_or("see the audit log"))
+            }
+        }
+    });
+    ChecklistItem {
+        id: "rollback-tested".into(),
+        section: "pre-migration".into(),
+        text: "Rollback tested: the lifecycle rehearsed through a switch and back on scratch copies".into(),
+        done: rehearsal.is_some_and(|r| r.passed && r.current),
+        evidence,
+        commands: match shape {
+            Shape::TableMove => vec![format!("ferry rehearse --spec {}", spec.path.display())],
+            Shape::InPlace => vec![],
+        },
+    }
+}
+
 fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
     let item = |id: &str, section: &str, text: String, done: bool, evidence: Option<String>, commands: Vec<String>| {
         ChecklistItem { id: id.into(), section: section.into(), text, done, evidence, commands }
@@ -420,6 +464,7 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
             Shape::InPlace => vec![],
         },
     ));
+    out.push(rollback_tested(spec, a.shape, recorded.rehearsal.as_ref()));
     out.push(item("notice", "pre-migration", "Stakeholders notified at least 48 h ahead".into(), false, None, vec![]));
     let latencies: Vec<String> = a
         .tables

@@ -8,7 +8,7 @@ pub mod markdown;
 pub mod sql;
 pub mod strategy;
 
-pub use document::{build, Plan, Recorded};
+pub use document::{build, Plan, Recorded, RehearsalStatus};
 pub use facts::{
     Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
     SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
