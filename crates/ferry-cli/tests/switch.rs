@@ -287,3 +287,123 @@ async fn contract_keep_source_ends_a_one_off_copy() {
         assert_eq!(ws.status_json()["state"], "completed");
     }
 }
+
+/// The switch compares the rows changed since the last verification. One
+/// made different on the target behind Ferry's back is copied again before
+/// writes move; one the target keeps changing (a trigger of its own) aborts
+/// the switch: the fence is lifted and writes stay on the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_compares_the_rows_changed_since_verify() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec("CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items VALUES (1, 1), (2, 2), (3, 3);")
+        .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\n"));
+    ws.run(&["run"]).assert_code(0);
+
+    // Changed and replayed after the verification, then made different on the target.
+    src.exec("UPDATE items SET n = 20 WHERE id = 2; UPDATE items SET n = 30 WHERE id = 3;").await;
+    ws.run(&["sync"]).assert_code(0);
+    dst.exec("UPDATE items SET n = 77 WHERE id = 2;").await;
+    // The target bumps every write to row 3: no copy can make it equal.
+    dst.exec(
+        "CREATE FUNCTION bump() RETURNS trigger AS $$ BEGIN IF NEW.id = 3 THEN NEW.n := NEW.n + 1000; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER bump BEFORE INSERT OR UPDATE ON items FOR EACH ROW EXECUTE FUNCTION bump();
+         UPDATE items SET n = 30 WHERE id = 3;",
+    )
+    .await;
+    let ran = ws.run(&["switch"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("the switch is aborted") && ran.stderr.contains("key id=3"), "{ran}");
+    assert!(!ran.stderr.contains("key id=2"), "row 2 was copied again and matched: {ran}");
+    assert_eq!(ws.status_json()["state"], "verified", "{}", ws.audit_log());
+    assert!(src.ferry_objects().await.iter().all(|o| !o.contains("fence")), "{:?}", src.ferry_objects().await);
+    let mut app = src.session().await;
+    app.exec("UPDATE items SET n = 4 WHERE id = 1").await.expect("the source takes writes again");
+    let audit = ws.audit_log();
+    assert!(
+        audit.contains("changed-keys-checked: phase=6, direction=forward, compared=2, recopied=2, different=1"),
+        "{audit}"
+    );
+
+    // Without the trigger the same switch goes through, comparing what changed since.
+    dst.exec("DROP TRIGGER bump ON items; UPDATE items SET n = 30 WHERE id = 3;").await;
+    ws.run(&["switch"]).assert_code(0);
+    let int = ferry_core::DataType::Int64;
+    let rows = dst.rows("items", &["id"], &["id", "n"], &[int.clone(), int]).await;
+    assert_eq!(rows[1], vec![ferry_core::Value::Int(2), ferry_core::Value::Int(20)], "row 2 was copied again");
+    let audit = ws.audit_log();
+    // Row 1, written on the source after the abort, is among them.
+    assert!(audit.contains("direction=forward, compared=3, recopied=0, different=0"), "{audit}");
+}
+
+/// During the soak, `ferry sync --follow` compares the rows reverse sync
+/// wrote into the source; one that differs is a rollback trigger, and with
+/// `on_trigger = "rollback"` the migration rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_difference_during_the_soak_triggers_a_rollback() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    let soak = "[soak]\ncheck_every = \"1s\"\non_trigger = \"rollback\"\n\n[[table]]\nfrom = \"items\"\n";
+    ws.write_spec(&spec(&src, &dst, soak));
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    let mut app = dst.session().await;
+    app.exec("UPDATE items SET n = 50 WHERE id = 1").await.unwrap();
+    ws.run(&["sync"]).assert_code(0);
+    // Behind reverse sync's back, past the fence.
+    src.exec("SET ferry.bypass_fence = 'on'; UPDATE items SET n = 51 WHERE id = 1;").await;
+
+    let mut follow = ws.spawn_quiet(&["sync", "--follow"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the difference was not found:\n{}", ws.audit_log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let audit = ws.audit_log();
+    let line = audit.lines().find(|l| l.contains("rollback-triggered: ")).unwrap_or_else(|| panic!("{audit}"));
+    assert!(line.contains("1 row(s) differ between target and source") && line.contains("action=rollback"), "{line}");
+    assert_eq!(ws.status_json()["state"], "rolled_back", "{audit}");
+}
+
+/// A contract that stops after archiving some source tables finishes when
+/// run again: the tables already archived are planned by name alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_resumes_after_archiving_part_of_the_source() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec(
+        "CREATE TABLE a (id integer PRIMARY KEY); CREATE TABLE b (id integer PRIMARY KEY);
+         INSERT INTO a VALUES (1); INSERT INTO b VALUES (1);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(
+        &src,
+        &dst,
+        "[soak]\nduration = \"0s\"\n\n[[table]]\nfrom = \"a\"\n\n[[table]]\nfrom = \"b\"\n",
+    ));
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    // The archive name of `b` is taken: contract archives `a`, then stops.
+    let blocker = format!("b_ferry_archive_{}", chrono_date());
+    src.exec(&format!("CREATE TABLE {blocker} (x integer);")).await;
+    let ran = ws.run(&["contract", "--confirm"]);
+    assert_ne!(ran.code, Some(0), "{ran}");
+    assert_eq!(ws.status_json()["state"], "contracting", "{ran}");
+    assert!(ws.audit_log().contains("table-archived: table=a"), "{}", ws.audit_log());
+
+    src.exec(&format!("DROP TABLE {blocker};")).await;
+    let ran = ws.run(&["contract", "--confirm"]);
+    ran.assert_code(0);
+    assert_eq!(ws.status_json()["state"], "completed");
+    assert_eq!(src.count(&format!("a_ferry_archive_{}", chrono_date())).await, 1);
+    assert_eq!(src.count(&format!("b_ferry_archive_{}", chrono_date())).await, 1);
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+}

@@ -172,6 +172,14 @@ pub enum AuditEvent {
         tables: u64,
         result: String,
     },
+    /// The rows written since the last look were compared on both sides.
+    ChangedKeysChecked {
+        phase: Phase,
+        direction: String,
+        compared: u64,
+        recopied: u64,
+        different: u64,
+    },
     /// `ferry rehearse` ran the lifecycle through a rollback on scratch copies.
     RollbackTested {
         environment: String,
@@ -268,6 +276,7 @@ impl AuditEvent {
             AuditEvent::MigrationCompleted { .. } => "migration-completed",
             AuditEvent::BackupChecked { .. } => "backup-checked",
             AuditEvent::RollbackTested { .. } => "rollback-tested",
+            AuditEvent::ChangedKeysChecked { .. } => "changed-keys-checked",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -331,6 +340,10 @@ impl AuditEvent {
             AuditEvent::BackupChecked { file, tables, result } => {
                 format!("file={file}, tables={tables}, result={}", one_line(result))
             }
+            AuditEvent::ChangedKeysChecked { phase, direction, compared, recopied, different } => format!(
+                "phase={}, direction={direction}, compared={compared}, recopied={recopied}, different={different}",
+                phase.number()
+            ),
             AuditEvent::RollbackTested { environment, rows_per_table, result, duration_ms } => format!(
                 "environment={environment}, rows_per_table={rows_per_table}, result={}, duration={}",
                 one_line(result),
@@ -461,6 +474,13 @@ mod tests {
             AuditEvent::MigrationCompleted { total_duration_ms: 0, soak_period_start: s() },
             AuditEvent::BackupChecked { file: s(), tables: 0, result: s() },
             AuditEvent::RollbackTested { environment: s(), rows_per_table: 0, result: s(), duration_ms: 0 },
+            AuditEvent::ChangedKeysChecked {
+                phase: Phase::Switch,
+                direction: s(),
+                compared: 0,
+                recopied: 0,
+                different: 0,
+            },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -506,6 +526,7 @@ mod tests {
                 | AuditEvent::MigrationCompleted { .. }
                 | AuditEvent::BackupChecked { .. }
                 | AuditEvent::RollbackTested { .. }
+                | AuditEvent::ChangedKeysChecked { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

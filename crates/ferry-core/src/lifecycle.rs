@@ -147,6 +147,9 @@ pub enum Event {
     SwitchStarted,
     /// Writes are recorded as going to the target.
     SwitchCompleted,
+    /// The switch found rows it could not make equal behind the fence, and
+    /// lifted the fence: writes stay on the source.
+    SwitchAborted,
     /// `ferry contract --confirm` begins (or resumes): the point of no return.
     ContractStarted,
     /// Contract is done.
@@ -299,6 +302,7 @@ pub fn transition(state: State, event: Event) -> Result<State, Refusal> {
         (State::At { stage: Switched }, Event::VerifyFinished { .. }) => Some(state),
         (State::At { stage: Verified | Switching }, Event::SwitchStarted) => Some(State::at(Switching)),
         (State::At { stage: Switching }, Event::SwitchCompleted) => Some(State::at(Switched)),
+        (State::At { stage: Switching }, Event::SwitchAborted) => Some(State::at(Verified)),
         (State::At { stage: Verified | Switched | Contracting }, Event::ContractStarted) => {
             Some(State::at(Contracting))
         }
@@ -400,11 +404,12 @@ impl TableStage {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 12] = [
+    const EVENTS: [Event; 13] = [
         Event::ContractStarted,
         Event::ContractCompleted,
         Event::SwitchStarted,
         Event::SwitchCompleted,
+        Event::SwitchAborted,
         Event::ExpandStarted,
         Event::Expanded,
         Event::Backfilled,
@@ -439,6 +444,7 @@ mod tests {
             (at(Verified), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchCompleted, at(Switched)),
+            (at(Switching), Event::SwitchAborted, at(Verified)),
             (at(Verified), Event::ContractStarted, at(Contracting)),
             (at(Switched), Event::ContractStarted, at(Contracting)),
             (at(Contracting), Event::ContractStarted, at(Contracting)),

@@ -45,11 +45,17 @@ pub struct SoakPolicy {
     /// From the switch; `ferry contract` waits for it to elapse.
     pub duration: Duration,
     pub on_trigger: OnTrigger,
+    /// How often `ferry sync --follow` compares the rows written on the target since the last look.
+    pub check_every: Duration,
 }
 
 impl Default for SoakPolicy {
     fn default() -> Self {
-        SoakPolicy { duration: Duration::from_secs(24 * 3600), on_trigger: OnTrigger::Alert }
+        SoakPolicy {
+            duration: Duration::from_secs(24 * 3600),
+            on_trigger: OnTrigger::Alert,
+            check_every: Duration::from_secs(60),
+        }
     }
 }
 
@@ -368,6 +374,7 @@ mod raw {
     pub struct Soak {
         pub duration: Option<Spanned<String>>,
         pub on_trigger: Option<Spanned<String>>,
+        pub check_every: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -968,6 +975,15 @@ fn parse_soak_and_contract(
     if let Some(d) = &soak.duration {
         policy.duration = parse_duration(d.get_ref()).ok_or_else(|| {
             ctx.error(d.span(), format!("`soak.duration`: `{}` is not a duration", d.get_ref()), "write e.g. \"24h\"")
+        })?;
+    }
+    if let Some(d) = &soak.check_every {
+        policy.check_every = parse_duration(d.get_ref()).filter(|d| !d.is_zero()).ok_or_else(|| {
+            ctx.error(
+                d.span(),
+                format!("`soak.check_every`: `{}` is not a positive duration", d.get_ref()),
+                "write e.g. \"1m\"",
+            )
         })?;
     }
     if let Some(t) = &soak.on_trigger {

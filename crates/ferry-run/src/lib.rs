@@ -8,6 +8,7 @@
 pub mod assess;
 pub mod backfill;
 pub mod cancel;
+mod changed;
 pub mod compare;
 pub mod connect;
 pub mod contract;

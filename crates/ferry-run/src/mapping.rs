@@ -30,6 +30,9 @@ pub enum Mode {
     Run,
     /// `ferry plan`: report what is missing (no key, same table) instead of failing.
     Plan,
+    /// A contract resumed: as `Run`, but a source table it already archived
+    /// (renamed or dropped) is planned by its names alone.
+    Contract,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +60,42 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
+    /// A table whose source a resumed contract already archived: its names, nothing to copy.
+    fn archived(table: &TableSpec, source_name: TableName) -> TablePlan {
+        let target_name = TableName::parse(&table.to);
+        TablePlan {
+            spec: table.clone(),
+            source: TableSchema {
+                name: source_name.clone(),
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+                unique_keys: Vec::new(),
+                indexes: Vec::new(),
+                foreign_keys: Vec::new(),
+                checks: Vec::new(),
+                expression_indexes: Vec::new(),
+                comment: None,
+                stats: Default::default(),
+            },
+            columns: Vec::new(),
+            key_source: Vec::new(),
+            key_target: Vec::new(),
+            def: TableDef::new(target_name.clone(), Vec::new(), Vec::new()),
+            read: ReadSpec {
+                table: source_name.clone(),
+                select: Vec::new(),
+                key: Vec::new(),
+                key_positions: Vec::new(),
+                filter: None,
+            },
+            source_name,
+            target_name,
+            skipped_foreign_keys: Vec::new(),
+            in_place: false,
+            schema_items: Vec::new(),
+        }
+    }
+
     pub fn target_display(&self) -> String {
         self.target_name.to_string()
     }
@@ -165,6 +204,12 @@ fn spec_error(spec: &Spec, table: &TableSpec, message: impl Into<String>, hint: 
 pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, mode: Mode) -> Result<Vec<TablePlan>> {
     let mut plans = Vec::new();
     for table in &spec.tables {
+        let source_name = TableName::parse(&table.from);
+        if mode == Mode::Contract && !source.table_exists(&source_name).await? {
+            plans.push(TablePlan::archived(table, source_name));
+            continue;
+        }
+        let mode = if mode == Mode::Contract { Mode::Run } else { mode };
         plans.push(plan_table(spec, table, source, target, mode).await?);
     }
     resolve_foreign_keys(&mut plans, target).await?;
@@ -269,7 +314,7 @@ async fn plan_table(
             (Some(key), _) => Ok(key),
             // The plan reports the missing key as a finding (F007).
             (None, Mode::Plan) => Ok(Vec::new()),
-            (None, Mode::Run) => Err(spec_error(
+            (None, Mode::Run | Mode::Contract) => Err(spec_error(
                 spec,
                 table,
                 format!("table `{}` has no primary key and no unique key on NOT NULL columns", table.from),

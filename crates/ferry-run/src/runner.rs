@@ -8,7 +8,7 @@ use crate::integrity::{custom_checks, run_check, schema_check, table_checks, Che
 use crate::machine::{advance, permit};
 use crate::mapping::{plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
-use crate::state::{now, timestamp, StateStore};
+use crate::state::{now, timestamp, Direction, StateStore};
 use crate::sync::Replayer;
 use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
@@ -199,7 +199,9 @@ impl Migration {
         } else {
             None
         };
-        let plans = plan_tables(&spec, &*source, &*target, Mode::Run).await?;
+        // A contract killed after archiving some source tables finds them gone.
+        let mode = if state.lifecycle()? == State::at(Stage::Contracting) { Mode::Contract } else { Mode::Run };
+        let plans = plan_tables(&spec, &*source, &*target, mode).await?;
         let mut spec_changed = false;
         // Only a runner records tables; `ferry verify` reads what is there.
         for (i, plan) in plans.iter().enumerate().filter(|_| exclusive) {
@@ -391,7 +393,11 @@ impl Migration {
         }
     }
 
-    fn backfiller<'s>(&'s self, progress: &'s dyn Progress, throttle: Option<&'s Throttle<'s>>) -> Backfill<'s> {
+    pub(crate) fn backfiller<'s>(
+        &'s self,
+        progress: &'s dyn Progress,
+        throttle: Option<&'s Throttle<'s>>,
+    ) -> Backfill<'s> {
         Backfill {
             cancel: &self.cancel,
             source: self.source.clone(),
@@ -821,7 +827,12 @@ impl Migration {
         let mut reports = Vec::new();
         for (plan, schema) in self.plans.iter().zip(targets) {
             let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();
+            let mark = self.state.changed_mark()?;
             let report = verifier.table(plan, &types, Some(&self.state)).await?;
+            // Rows replayed before this verification began are covered by it.
+            if report.passed() && self.writes_to()? == crate::switch::Side::Source {
+                self.state.clear_changed_keys(&plan.target_display(), Direction::Forward, mark)?;
+            }
             if !self.capturing()? {
                 self.record_report(plan, &report)?;
             }

@@ -17,6 +17,23 @@ use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// Which way a replay wrote: source to target before the switch, target
+/// to source (reverse sync) after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Reverse,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Forward => "forward",
+            Direction::Reverse => "reverse",
+        }
+    }
+}
+
 const SCHEMA_VERSION: i64 = 1;
 
 pub struct StateStore {
@@ -104,6 +121,9 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS quarantine (
                  id INTEGER PRIMARY KEY, target TEXT NOT NULL, key TEXT NOT NULL, column_name TEXT NOT NULL,
                  value TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS changed_keys (
+                 target TEXT NOT NULL, direction TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+                 PRIMARY KEY (target, direction, key));
              CREATE TABLE IF NOT EXISTS audit (
                  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, data TEXT NOT NULL,
                  line TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
@@ -549,6 +569,65 @@ impl StateStore {
     /// Forgets a table's progress (after a rollback), keeping the audit log.
     pub fn reset_table(&self, target: &str) -> Result<()> {
         self.conn.execute("DELETE FROM tables WHERE target = ?1", [target])?;
+        self.conn.execute("DELETE FROM changed_keys WHERE target = ?1", [target])?;
+        Ok(())
+    }
+
+    /// Remembers the keys a replay step wrote (as the written side types
+    /// them), under one new mark, for the next check of changed keys.
+    pub fn record_changed_keys(&self, target: &str, direction: Direction, keys: &[Vec<Value>]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let seq: i64 = tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM changed_keys", [], |r| r.get(0))?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO changed_keys (target, direction, key, seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (target, direction, key) DO UPDATE SET seq = excluded.seq",
+            )?;
+            for key in keys {
+                let text = serde_json::to_string(key).map_err(|e| RunError::state(e.to_string()))?;
+                insert.execute(params![target, direction.name(), text, seq])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest mark of the changed keys (0 when there is none).
+    pub fn changed_mark(&self) -> Result<i64> {
+        Ok(self.conn.query_row("SELECT coalesce(max(seq), 0) FROM changed_keys", [], |r| r.get(0))?)
+    }
+
+    /// Keys changed with a mark in `after` (exclusive) ..= `through`.
+    pub fn changed_keys(
+        &self,
+        target: &str,
+        direction: Direction,
+        after: i64,
+        through: i64,
+    ) -> Result<Vec<Vec<Value>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key FROM changed_keys WHERE target = ?1 AND direction = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq",
+        )?;
+        let texts: Vec<String> = stmt
+            .query_map(params![target, direction.name(), after, through], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        texts
+            .iter()
+            .map(|t| {
+                serde_json::from_str(t).map_err(|e| RunError::state(format!("a changed key in the state store: {e}")))
+            })
+            .collect()
+    }
+
+    /// Forgets the changed keys up to a mark: a check covered them.
+    pub fn clear_changed_keys(&self, target: &str, direction: Direction, through: i64) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM changed_keys WHERE target = ?1 AND direction = ?2 AND seq <= ?3",
+            params![target, direction.name(), through],
+        )?;
         Ok(())
     }
 

@@ -52,8 +52,8 @@ pub struct SwitchOutcome {
 
 /// A table after the switch: its reverse plan (when the mapping inverts) and how to write the source.
 pub(crate) struct Reverse {
-    plan: TablePlan,
-    write: WriteSpec,
+    pub(crate) plan: TablePlan,
+    pub(crate) write: WriteSpec,
 }
 
 impl Migration {
@@ -75,6 +75,7 @@ impl Migration {
         let reverse = self.reverse_plans(&targets)?;
         if state == State::at(Stage::Verified) {
             self.check_switch_gates(progress).await?;
+            self.check_before_fence(&targets, progress).await?;
         }
         advance(&self.state, Event::SwitchStarted)?;
         self.begin(Phase::Switch, progress)?;
@@ -152,6 +153,7 @@ impl Migration {
         progress.note("the source is fenced: replaying what capture still holds");
         let writes: Vec<WriteSpec> = self.plans.iter().zip(targets).map(|(p, t)| p.write_spec(t)).collect();
         self.drain(&writes, progress, true).await?;
+        self.check_behind_fence(targets, progress).await?;
         self.advance_identities(progress).await?;
         for (plan, (schema, r)) in self.plans.iter().zip(targets.iter().zip(reverse)) {
             if r.is_some() {
@@ -305,22 +307,29 @@ impl Migration {
             return Ok(());
         }
         progress.note("following the target's changes into the source; Ctrl-C or SIGTERM stops at the next batch");
-        let mut triggered = false;
+        // One alert per episode: a trigger is raised again only after it cleared.
+        let (mut lagging, mut differing) = (false, false);
+        let mut last_check = Instant::now();
         while !self.cancel.requested() {
             self.drain_reverse(&reverse, progress, false).await?;
-            if self.watch_soak(&mut triggered, progress).await? {
+            let lag = self.lag_trigger()?;
+            if self.raise_once(lag, &mut lagging, progress).await? {
                 return Ok(());
+            }
+            if last_check.elapsed() >= self.spec.soak.check_every {
+                last_check = Instant::now();
+                let difference = self.compare_soak_writes(&reverse, progress).await?;
+                if self.raise_once(difference, &mut differing, progress).await? {
+                    return Ok(());
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(())
     }
 
-    /// The soak's rollback trigger: reverse lag above `[policy] max_lag`.
-    /// Recorded once per episode (`rollback-triggered`); with `[soak]
-    /// on_trigger = "rollback"` the migration rolls back at once. Returns
-    /// whether it did.
-    async fn watch_soak(&self, triggered: &mut bool, progress: &dyn Progress) -> Result<bool> {
+    /// The soak's lag trigger: reverse lag above `[policy] max_lag`.
+    fn lag_trigger(&self) -> Result<Option<String>> {
         let max = self.spec.policy.max_lag.as_secs_f64();
         let mut worst: Option<(String, f64)> = None;
         for plan in &self.plans {
@@ -329,16 +338,21 @@ impl Migration {
                 worst = Some((plan.target_display(), lag));
             }
         }
-        let Some((table, lag)) = worst else {
-            *triggered = false;
+        Ok(worst.map(|(table, lag)| format!("reverse lag {lag:.1}s on {table} above max_lag {max:.1}s")))
+    }
+
+    /// A rollback trigger, recorded once per episode (`rollback-triggered`,
+    /// `ferry status`); with `[soak] on_trigger = "rollback"` the migration
+    /// rolls back at once. Returns whether it did.
+    async fn raise_once(&self, trigger: Option<String>, raised: &mut bool, progress: &dyn Progress) -> Result<bool> {
+        let Some(trigger) = trigger else {
+            *raised = false;
             return Ok(false);
         };
-        if *triggered {
+        if std::mem::replace(raised, true) {
             return Ok(false);
         }
-        *triggered = true;
         let rollback = self.spec.soak.on_trigger == ferry_core::spec::OnTrigger::Rollback;
-        let trigger = format!("reverse lag {lag:.1}s on {table} above max_lag {max:.1}s");
         self.state.audit(&AuditEvent::RollbackTriggered {
             trigger: trigger.clone(),
             phase: Phase::Soak.number(),
@@ -393,7 +407,7 @@ impl Migration {
         Ok(())
     }
 
-    async fn lift_source_fences(&self, progress: &dyn Progress) -> Result<()> {
+    pub(crate) async fn lift_source_fences(&self, progress: &dyn Progress) -> Result<()> {
         for plan in &self.plans {
             retry_ddl(|| self.source.remove_fence(&plan.source_name, LOCK_TIMEOUT), progress).await?;
             self.state.audit(&AuditEvent::FenceRemoved { table: plan.source_name.to_string(), on: "source".into() })?;

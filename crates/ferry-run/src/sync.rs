@@ -14,7 +14,7 @@
 use crate::backfill::{convert_row, Backfill};
 use crate::error::Result;
 use crate::mapping::TablePlan;
-use crate::state::StateStore;
+use crate::state::{Direction, StateStore};
 use ferry_core::{AuditEvent, DataType, Row, Value};
 use ferry_engine::{CaptureLag, Engine, Rows, WriteSpec};
 use std::collections::HashSet;
@@ -81,6 +81,13 @@ impl Replayer<'_> {
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         let keys: Vec<Vec<Value>> = changes.into_iter().map(|c| c.key).collect();
         let (upserted, deleted) = copy_keys(&*self.source, &*self.target, self.backfill, plan, write, &keys).await?;
+        // Before the ack: a step killed in between is replayed, and recorded, again.
+        let (table, direction) = if self.reverse {
+            (plan.source_name.to_string(), Direction::Reverse)
+        } else {
+            (plan.target_display(), Direction::Forward)
+        };
+        self.state.record_changed_keys(&table, direction, &written_keys(plan, write, &keys))?;
         self.source.ack_changes(&plan.source_name, &seqs).await?;
         let lag = self.source.capture_lag(&plan.source_name).await?;
         self.record(plan, count as u64, lag)?;
@@ -96,6 +103,17 @@ impl Replayer<'_> {
         self.record(plan, 1, lag)?;
         Ok(Step { changes: 1, lag, ..Step::default() })
     }
+}
+
+/// Keys as the written side types them (the form a check reads both sides by).
+pub fn written_keys(plan: &TablePlan, write: &WriteSpec, keys: &[Vec<Value>]) -> Vec<Vec<Value>> {
+    let key_types: Vec<DataType> = plan.read.key_positions.iter().map(|&i| write.columns[i].1.clone()).collect();
+    keys.iter()
+        .filter_map(|key| {
+            let mut k = key.clone();
+            convert_row(&mut k, &key_types).ok().map(|()| k)
+        })
+        .collect()
 }
 
 /// Makes the target's rows of `keys` what the source's are now: upserts the

@@ -185,15 +185,50 @@ impl Verifier<'_> {
     /// Looks again at the rows a report found different; keeps only those that
     /// still differ, and counts the others as settled.
     pub async fn recheck(&self, plan: &TablePlan, types: &[DataType], report: &mut TableReport) -> Result<()> {
-        let mut unique: HashMap<Vec<u8>, Vec<Value>> = HashMap::new();
-        for k in report.keys.drain(..) {
-            unique.entry(Value::encode_row(&k)).or_insert(k);
+        let keys: Vec<Vec<Value>> = std::mem::take(&mut report.keys);
+        let before = unique_keys(keys.clone()).len() as u64;
+        let mut remaining: Vec<Difference> =
+            report.differences.iter().filter(|d| d.kind == DifferenceKind::Unconvertible).cloned().collect();
+        for (key, difference) in compare_keys(&*self.source, &*self.target, plan, types, keys).await? {
+            remaining.push(difference);
+            report.keys.push(key);
         }
-        let keys: Vec<Vec<Value>> = unique.into_values().collect();
-        let before = keys.len() as u64;
-        let target_read = plan.target_read();
-        let (src, tgt) =
-            tokio::try_join!(self.source.read_keys(&plan.read, &keys), self.target.read_keys(&target_read, &keys))?;
+        let still = report.keys.len() as u64;
+        report.settled_rows += before - still;
+        report.differences_found = remaining.len() as u64;
+        report.sample_mismatches = report.sample_mismatches.min(still);
+        if still == 0 {
+            report.sample_mismatches = 0;
+            report.sample_differences.clear();
+        }
+        remaining.truncate(MAX_LISTED);
+        report.differences = remaining;
+        Ok(())
+    }
+}
+
+fn unique_keys(keys: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    let mut unique: HashMap<Vec<u8>, Vec<Value>> = HashMap::new();
+    for k in keys {
+        unique.entry(Value::encode_row(&k)).or_insert(k);
+    }
+    unique.into_values().collect()
+}
+
+/// Reads `keys` (typed as the target types them) on both sides and returns
+/// each key whose rows differ, with how. The rows found equal are not returned.
+pub async fn compare_keys(
+    source: &dyn Engine,
+    target: &dyn Engine,
+    plan: &TablePlan,
+    types: &[DataType],
+    keys: Vec<Vec<Value>>,
+) -> Result<Vec<(Vec<Value>, Difference)>> {
+    let keys = unique_keys(keys);
+    let target_read = plan.target_read();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(1_000) {
+        let (src, tgt) = tokio::try_join!(source.read_keys(&plan.read, chunk), target.read_keys(&target_read, chunk))?;
         let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
             rows.into_iter()
                 .filter_map(|mut r| {
@@ -205,9 +240,7 @@ impl Verifier<'_> {
         };
         let (src, tgt) = (index(src), index(tgt));
         let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
-        let mut remaining: Vec<Difference> =
-            report.differences.iter().filter(|d| d.kind == DifferenceKind::Unconvertible).cloned().collect();
-        for key in &keys {
+        for key in chunk {
             let k = Value::encode_row(key);
             let display = describe_key(&plan.key_target, key);
             let difference = match (src.get(&k), tgt.get(&k)) {
@@ -226,20 +259,9 @@ impl Verifier<'_> {
                 }
             };
             if let Some(d) = difference {
-                remaining.push(d);
-                report.keys.push(key.clone());
+                out.push((key.clone(), d));
             }
         }
-        let still = report.keys.len() as u64;
-        report.settled_rows += before - still;
-        report.differences_found = remaining.len() as u64;
-        report.sample_mismatches = report.sample_mismatches.min(still);
-        if still == 0 {
-            report.sample_mismatches = 0;
-            report.sample_differences.clear();
-        }
-        remaining.truncate(MAX_LISTED);
-        report.differences = remaining;
-        Ok(())
     }
+    Ok(out)
 }
