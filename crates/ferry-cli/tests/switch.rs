@@ -240,6 +240,12 @@ async fn contract_gates() {
     ran.assert_code(2);
     assert!(ran.stderr.contains("writes have not switched"), "{ran}");
     ws.run(&["switch"]).assert_code(0);
+    let status = ws.run(&["status"]);
+    for line in
+        ["state   switched (legal now: ", "writes  go to the target", "writes unavailable for ", "watching reverse lag"]
+    {
+        assert!(status.stdout.contains(line), "`{line}` missing: {status}");
+    }
     let ran = ws.run(&["contract", "--confirm"]);
     ran.assert_code(2);
     assert!(ran.stderr.contains("the soak ends at"), "{ran}");

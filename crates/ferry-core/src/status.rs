@@ -113,7 +113,7 @@ pub struct SoakStatus {
     /// When `ferry contract` may go ahead.
     pub ends_at: String,
     pub elapsed: bool,
-    /// What was watched: reverse lag against `[policy] max_lag`.
+    /// What is watched: reverse lag against `[policy] max_lag`, and the rows written back.
     pub watching: Vec<String>,
     /// Rollback triggers that fired, with when.
     pub triggers: Vec<String>,

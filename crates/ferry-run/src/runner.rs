@@ -1047,10 +1047,16 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
                     started_at: timestamp(started),
                     ends_at: timestamp(ends),
                     elapsed: now() >= ends,
-                    watching: vec![format!(
-                        "reverse lag against [policy] max_lag ({})",
-                        ferry_core::audit::format_duration(spec.policy.max_lag)
-                    )],
+                    watching: vec![
+                        format!(
+                            "reverse lag against [policy] max_lag ({})",
+                            ferry_core::audit::format_duration(spec.policy.max_lag)
+                        ),
+                        format!(
+                            "rows written back into the source, compared with the target every {} ([soak] check_every)",
+                            ferry_core::audit::format_duration(spec.soak.check_every)
+                        ),
+                    ],
                     triggers: state
                         .meta("soak_triggers")?
                         .and_then(|j| serde_json::from_str(&j).ok())

@@ -12,6 +12,35 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     println!("spec    {}", report.spec);
     println!("source  {}", report.source);
     println!("target  {}", report.target);
+    let legal: Vec<String> = report.legal_commands.iter().map(|c| format!("`ferry {c}`")).collect();
+    println!(
+        "state   {} (legal now: {})",
+        report.state,
+        if legal.is_empty() { "none".into() } else { legal.join(", ") }
+    );
+    println!("writes  go to the {}", report.routing.writes);
+    if let Some(s) = &report.switch {
+        println!(
+            "switch  fenced {}, switched {}, writes unavailable for {}",
+            s.fenced_at.as_deref().unwrap_or("-"),
+            s.switched_at.as_deref().unwrap_or("not yet"),
+            s.write_unavailability_ms.map_or("-".to_string(), |ms| format!("{ms} ms"))
+        );
+    }
+    if let Some(soak) = &report.soak {
+        println!(
+            "soak    {} -> {}{}",
+            soak.started_at,
+            soak.ends_at,
+            if soak.elapsed { " (elapsed: `ferry contract --confirm` may go ahead)" } else { "" }
+        );
+        for w in &soak.watching {
+            println!("      watching {w}");
+        }
+        for t in &soak.triggers {
+            println!("      rollback trigger {t}");
+        }
+    }
     match report.phase {
         None => println!("phase   not started (run `ferry run`)"),
         Some(p) => println!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),
