@@ -79,7 +79,11 @@ enum Command {
     Contract(commands::contract::Args),
     /// Undo the migration before contract: after a switch, move writes back to the source first
     /// (nothing written on the target is lost); then remove capture and what expand created.
-    Rollback,
+    Rollback {
+        /// Keep the target tables and their rows (Ferry's capture and fences on them are still removed).
+        #[arg(long)]
+        keep_target: bool,
+    },
     /// Ask a running backfill or sync to wait before its next batch.
     Pause {
         /// Why, for `ferry status` and the audit log.
@@ -169,7 +173,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
         Command::Switch { follow } => commands::run::switch(&cli.spec, follow, cancel).await,
         Command::Rehearse(args) => commands::rehearse::run(&cli.spec, args, cancel).await,
         Command::Contract(args) => commands::contract::run(&cli.spec, args, cancel).await,
-        Command::Rollback => commands::run::rollback(&cli.spec, cancel).await,
+        Command::Rollback { keep_target } => commands::run::rollback(&cli.spec, keep_target, cancel).await,
         Command::Pause { reason } => commands::status::pause(&cli.spec, Some(&reason)),
         Command::Resume => commands::status::pause(&cli.spec, None),
         Command::Status { json } => commands::status::run(&cli.spec, json),

@@ -397,3 +397,26 @@ async fn translate_keys_must_name_something() {
     ran.assert_code(2);
     assert!(ran.stderr.contains("only \"UTC\" can be assumed"), "{ran}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f018_rollback_not_lossless() {
+    let ddl = "CREATE TABLE t (id integer PRIMARY KEY, n integer NOT NULL, secret varchar(20)); INSERT INTO t VALUES (1, 2, 'x');";
+    let computed = format!("{ONE_TABLE}[table.columns]\ndouble = {{ expr = \"n * 2\", type = \"integer\" }}\n");
+    let found = plan_move(Kind::Sqlite, Kind::Postgres, ddl, &computed).await;
+    assert!(has(&found, "F018", "error"), "a computed column: {found:?}");
+    let found = plan_move(Kind::Postgres, Kind::Mysql, ddl, &format!("{ONE_TABLE}exclude = [\"secret\"]\n")).await;
+    assert!(has(&found, "F018", "error"), "a column left out: {found:?}");
+    let renamed = format!("{ONE_TABLE}[table.columns]\ncount = {{ from = \"n\", type = \"bigint\" }}\n");
+    let found = plan_move(Kind::Mysql, Kind::Sqlite, ddl, &renamed).await;
+    assert!(!has_code(&found, "F018"), "renames and type changes invert: {found:?}");
+
+    // Accepting the loss answers it.
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec(ddl).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(
+        &spec(&src, &dst, &computed).replace("rollback = \"lossless\"", "rollback = \"loss-accepted-after-switch\""),
+    );
+    assert!(!findings(&ws.plan_json()).iter().any(|(c, _, _)| c == "F018"));
+}

@@ -413,3 +413,66 @@ async fn contract_resumes_after_archiving_part_of_the_source() {
     assert_eq!(src.count(&format!("b_ferry_archive_{}", chrono_date())).await, 1);
     assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
 }
+
+/// `ferry rollback --keep-target` after a switch: writes move back without
+/// loss, the target keeps its rows, and neither side keeps a Ferry object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_can_keep_the_target() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items VALUES (1, 1), (2, 2);",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    let mut app = dst.session().await;
+    app.exec("INSERT INTO items (id, n) VALUES (3, 3)").await.unwrap();
+    let ran = ws.run(&["rollback", "--keep-target"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("kept items as it is (--keep-target)"), "{ran}");
+    assert_eq!(dst.count("items").await, 3);
+    assert_eq!(src.count("items").await, 3, "the target's write is on the source");
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+    assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
+    assert_eq!(ws.status_json()["state"], "rolled_back");
+    // The kept copy is reused by the next run.
+    ws.run(&["run"]).assert_code(0);
+}
+
+/// With capture from the server's log, the whole lifecycle ends with the
+/// slot and publication (PostgreSQL) or the binlog position (MariaDB) gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_removes_log_based_capture() {
+    let logical = ferry_testkit::LogicalPostgres::start();
+    let binlog = ferry_testkit::PrivateMariadb::start(7);
+    for (kind, server, method) in
+        [(Kind::Postgres, logical.server(), "logical"), (Kind::Mysql, binlog.server(), "binlog")]
+    {
+        let src = TestDb::on(kind, &server).await;
+        let dst = TestDb::new(Kind::Sqlite).await;
+        src.exec("CREATE TABLE items (id integer PRIMARY KEY, n integer NOT NULL); INSERT INTO items VALUES (1, 1);")
+            .await;
+        let ws = Workspace::new(FERRY);
+        let text = spec(&src, &dst, "[soak]\nduration = \"0s\"\n\n[[table]]\nfrom = \"items\"\n").replacen(
+            "\n\n[target]",
+            &format!("\ncapture = \"{method}\"\n\n[target]"),
+            1,
+        );
+        ws.write_spec(&text);
+        ws.run(&["run"]).assert_code(0);
+        src.exec("INSERT INTO items VALUES (2, 2);").await;
+        ws.run(&["sync"]).assert_code(0);
+        assert!(!src.ferry_objects().await.is_empty(), "{method}: capture is installed");
+        ws.run(&["switch"]).assert_code(0);
+        let mut app = dst.session().await;
+        app.exec("INSERT INTO items (id, n) VALUES (3, 3)").await.unwrap();
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        assert_eq!(src.ferry_objects().await, Vec::<String>::new(), "{method}");
+        assert_eq!(dst.ferry_objects().await, Vec::<String>::new(), "{method}");
+        let archive = format!("items_ferry_archive_{}", chrono_date());
+        assert_eq!(src.count(&archive).await, 3, "{method}: the archive holds every row");
+    }
+}

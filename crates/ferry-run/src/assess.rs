@@ -87,6 +87,7 @@ impl Assessor {
             source: self.endpoint(&*self.source).await?,
             target: self.endpoint(&*self.target).await?,
             tables,
+            rollback_lossless: self.spec.migration.rollback == Some(ferry_core::spec::RollbackRequirement::Lossless),
         })
     }
 
@@ -227,6 +228,7 @@ impl Assessor {
             throughput,
             ddl_expand,
             ddl_after_load,
+            not_invertible: plan.inversion_blocker(),
             schema,
             identity_sql,
         })

@@ -122,14 +122,12 @@ impl TablePlan {
     /// changes invert; a computed column, or a source column that is not
     /// copied, does not: the error says which, and why.
     pub fn inverted(&self, target: &TableSchema) -> std::result::Result<TablePlan, String> {
+        if let Some(why) = self.inversion_blocker() {
+            return Err(why);
+        }
         let mut columns = Vec::new();
         for c in &self.columns {
-            let ColumnSource::Column { name: source_column, .. } = &c.source else {
-                return Err(format!(
-                    "`{}.{}` is computed on the target: the source's columns cannot be told from it",
-                    self.target_name, c.name
-                ));
-            };
+            let ColumnSource::Column { name: source_column, .. } = &c.source else { continue };
             let original = self.source.column(source_column).expect("planned from the source");
             let on_target = target.column(&c.name);
             columns.push(TargetColumn {
@@ -140,13 +138,6 @@ impl TablePlan {
                 source_type: on_target.map(|t| (t.data_type.clone(), t.native_type.clone(), t.nullable)),
                 nullable: original.nullable,
             });
-        }
-        let copied = |name: &str| columns.iter().any(|c| c.name == name);
-        if let Some(left) = self.source.columns.iter().find(|c| c.generated.is_none() && !copied(&c.name)) {
-            return Err(format!(
-                "`{}.{}` is not copied: rows written on the target would reach the source without it",
-                self.source_name, left.name
-            ));
         }
         let select = columns
             .iter()
@@ -180,6 +171,25 @@ impl TablePlan {
             in_place: false,
             schema_items: Vec::new(),
         })
+    }
+
+    /// Why the mapping cannot be inverted: a computed column, or a source
+    /// column that is not copied. `None` when reverse sync can write back.
+    pub fn inversion_blocker(&self) -> Option<String> {
+        if let Some(c) = self.columns.iter().find(|c| !matches!(c.source, ColumnSource::Column { .. })) {
+            return Some(format!(
+                "`{}.{}` is computed on the target: the source's columns cannot be told from it",
+                self.target_name, c.name
+            ));
+        }
+        let copied = |name: &str| {
+            self.columns.iter().any(|c| matches!(&c.source, ColumnSource::Column { name: n, .. } if n == name))
+        };
+        let left = self.source.columns.iter().find(|c| c.generated.is_none() && !copied(&c.name))?;
+        Some(format!(
+            "`{}.{}` is not copied: rows written on the target would reach the source without it",
+            self.source_name, left.name
+        ))
     }
 
     /// Reads the target's copy in the same column order as `read`.

@@ -119,7 +119,18 @@ impl Migration {
     /// it is undone. Forgets the progress (the audit log stays). Its audit
     /// line says whether it succeeded.
     pub async fn rollback(&self, progress: &dyn Progress) -> Result<Vec<String>> {
+        self.rollback_with(progress, false).await
+    }
+
+    /// [`Migration::rollback`]; with `keep_target`, the target tables stay
+    /// (Ferry's objects on them go). A rollback resumed after a kill keeps
+    /// them if the first attempt was asked to.
+    pub async fn rollback_with(&self, progress: &dyn Progress, keep_target: bool) -> Result<Vec<String>> {
         permit(&self.state, Command::Rollback)?;
+        if keep_target {
+            self.state.set_meta(KEEP_TARGET, "true")?;
+        }
+        let keep_target = self.state.meta(KEEP_TARGET)?.is_some();
         let phase = self
             .state
             .phases()?
@@ -134,7 +145,7 @@ impl Migration {
             if past_switch {
                 self.switch_back(progress).await?;
             }
-            self.undo(progress).await
+            self.undo(progress, keep_target).await
         }
         .await;
         let outcome = match &result {
@@ -144,12 +155,20 @@ impl Migration {
         self.state.audit(&AuditEvent::RollbackExecuted { trigger: "manual".into(), phase, result: outcome })?;
         let notes = result?;
         self.state.reset_phases(&Phase::ALL)?;
-        self.state.clear_meta(&["writes", "switch_fenced_at", "switched_at", "switch_window_ms", "soak_triggers"])?;
+        self.state.clear_meta(&[
+            "writes",
+            "switch_fenced_at",
+            "switched_at",
+            "switch_window_ms",
+            "soak_triggers",
+            "switch_check_mark",
+            KEEP_TARGET,
+        ])?;
         advance(&self.state, Event::RollbackFinished)?;
         Ok(notes)
     }
 
-    async fn undo(&self, progress: &dyn Progress) -> Result<Vec<String>> {
+    async fn undo(&self, progress: &dyn Progress, keep_target: bool) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         for plan in &self.plans {
             let name = plan.target_display();
@@ -165,7 +184,9 @@ impl Migration {
             let plan = &self.plans[i];
             let name = plan.target_display();
             let Some(recorded) = self.state.table(&name)? else { continue };
-            if recorded.created_by_ferry && recorded.stage.table_may_exist() {
+            if keep_target && recorded.stage.table_may_exist() {
+                notes.push(format!("kept {} as it is (--keep-target)", plan.target_name));
+            } else if recorded.created_by_ferry && recorded.stage.table_may_exist() {
                 self.target.drop_table(&plan.target_name).await?;
                 notes.push(format!("dropped {} (created by expand)", plan.target_name));
             } else if recorded.rows_copied > 0 {
@@ -179,6 +200,9 @@ impl Migration {
         Ok(notes)
     }
 }
+
+/// Meta key: the rollback under way keeps the target tables.
+const KEEP_TARGET: &str = "rollback_keep_target";
 
 /// The order in which target tables can be dropped: a table before every
 /// table it references (children first).

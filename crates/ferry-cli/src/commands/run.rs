@@ -102,13 +102,13 @@ pub async fn switch(spec_path: &Path, follow: bool, cancel: ferry_run::Invocatio
     Ok(EXIT_OK)
 }
 
-pub async fn rollback(spec_path: &Path, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
+pub async fn rollback(spec_path: &Path, keep_target: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
-    for note in migration.rollback(&Reporter::new()).await? {
+    for note in migration.rollback_with(&Reporter::new(), keep_target).await? {
         println!("{note}");
     }
-    println!("rolled back: the source has no Ferry object left; `ferry run` starts over");
+    println!("rolled back: neither side has a Ferry object left; `ferry run` starts over");
     Ok(EXIT_OK)
 }
 

@@ -222,6 +222,10 @@ pub struct TableFacts {
     /// The statements that move the target's identity beyond the copied keys after the backfill.
     #[serde(default)]
     pub identity_sql: Vec<String>,
+    /// Why reverse sync could not write the target's rows back (a computed
+    /// column, a column not copied); `None` when the mapping inverts.
+    #[serde(default)]
+    pub not_invertible: Option<String>,
 }
 
 impl TableFacts {
@@ -256,6 +260,9 @@ pub struct Assessment {
     pub source: EndpointFacts,
     pub target: EndpointFacts,
     pub tables: Vec<TableFacts>,
+    /// The spec asks that a rollback lose nothing (`rollback = "lossless"`).
+    #[serde(default)]
+    pub rollback_lossless: bool,
 }
 
 impl Assessment {

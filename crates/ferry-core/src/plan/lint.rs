@@ -219,6 +219,17 @@ pub const RULES: &[Rule] = &[
                migration, or create it on the target and run the statement the finding shows.",
         check: foreign_key_parent_missing,
     },
+    Rule {
+        code: "F018",
+        name: "rollback-not-lossless",
+        summary: "The spec asks for a lossless rollback, but the mapping cannot be written back",
+        help: "After the switch, reverse sync writes the target's rows back into the source through the inverted \
+               mapping, so that a rollback loses nothing. Renames and type changes invert; a computed column, or a \
+               source column that is not copied, does not. `ferry switch` refuses such a mapping under \
+               `rollback = \"lossless\"`. Copy every column plainly, or accept the loss with \
+               `rollback = \"loss-accepted-after-switch\"`.",
+        check: rollback_not_lossless,
+    },
 ];
 
 /// Every finding of every rule, most severe first.
@@ -614,6 +625,27 @@ fn generated_column_not_translated(rule: &Rule, a: &Assessment) -> Vec<Finding> 
 
 fn schema_item_not_kept(rule: &Rule, a: &Assessment) -> Vec<Finding> {
     schema_problems(rule, a, SchemaProblemClass::NotKept)
+}
+
+fn rollback_not_lossless(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    if !a.rollback_lossless || a.shape != Shape::TableMove {
+        return Vec::new();
+    }
+    a.tables
+        .iter()
+        .filter_map(|t| {
+            let why = t.not_invertible.as_ref()?;
+            Some(rule.finding(
+                Severity::Error,
+                t,
+                None,
+                format!(
+                    "`rollback = \"lossless\"`, but writes made on {} after the switch cannot reach {}: {why}",
+                    t.target, t.source
+                ),
+            ))
+        })
+        .collect()
 }
 
 fn foreign_key_parent_missing(rule: &Rule, a: &Assessment) -> Vec<Finding> {
