@@ -5,6 +5,17 @@
 //! input, unreachable database, a value that cannot be converted...);
 //! 130 interrupted.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe
+/// (`ferry status | head -1`), as Unix tools do, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            $crate::output::stdout_failed(e);
+        }
+    }};
+}
+
 mod commands;
 mod output;
 

@@ -12,6 +12,16 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Stdout cannot be written: a reader that went away (`| head`) ends the
+/// command quietly; anything else is said on stderr.
+pub fn stdout_failed(e: std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(crate::EXIT_OK as i32);
+    }
+    eprintln!("error[E311]: cannot write to standard output: {e}");
+    std::process::exit(crate::EXIT_ERROR as i32);
+}
+
 /// `error[E303]: message`, the hint, and what caused it (where the message does not already say it).
 pub fn print_error(e: &anyhow::Error) {
     let Some(run) = e.downcast_ref::<ferry_run::RunError>() else {
@@ -169,9 +179,9 @@ fn kind_label(kind: DifferenceKind) -> &'static str {
 }
 
 fn print_difference(d: &Difference) {
-    println!("    {:<18} {}", kind_label(d.kind), d.key);
+    outln!("    {:<18} {}", kind_label(d.kind), d.key);
     for c in &d.columns {
-        println!("        {}: source {} / target {}", c.column, c.source, c.target);
+        outln!("        {}: source {} / target {}", c.column, c.source, c.target);
     }
 }
 
@@ -185,7 +195,7 @@ fn method_label(method: Method) -> &'static str {
 
 /// What one comparison found: how, how much, and the differences.
 pub fn print_outcome(o: &DiffOutcome) {
-    println!(
+    outln!(
         "  {}: {} chunks ({} differing), rows {} / {}, {} rows compared value by value, {}",
         method_label(o.method),
         HumanCount(o.chunks),
@@ -195,16 +205,16 @@ pub fn print_outcome(o: &DiffOutcome) {
         HumanCount(o.rows_compared),
         format_duration(Duration::from_millis(o.duration_ms))
     );
-    println!(
+    outln!(
         "  sample: {} rows compared column by column, {} differ",
         HumanCount(o.sample.len() as u64),
         o.sample_mismatches
     );
     let c = &o.counts;
     if o.identical() {
-        println!("  identical");
+        outln!("  identical");
     } else {
-        println!(
+        outln!(
             "  {} difference(s): {} missing in target, {} extra in target, {} different, {} not convertible",
             HumanCount(c.total()),
             c.missing,
@@ -214,12 +224,12 @@ pub fn print_outcome(o: &DiffOutcome) {
         );
         let listed = o.differences.len().min(MAX_LISTED);
         if (listed as u64) < c.total() {
-            println!("  first {listed}:");
+            outln!("  first {listed}:");
         }
         o.differences.iter().take(listed).for_each(print_difference);
     }
     if o.sample_mismatches > 0 {
-        println!("  sampled rows that differ:");
+        outln!("  sampled rows that differ:");
         o.sample_differences.iter().take(MAX_LISTED).for_each(print_difference);
     }
 }
@@ -230,16 +240,16 @@ pub fn print_checks(checks: &[CheckResult]) {
         return;
     }
     let failed = checks.iter().filter(|c| !c.passed).count();
-    println!("checks: {} run, {failed} failed", checks.len());
+    outln!("checks: {} run, {failed} failed", checks.len());
     for c in checks.iter().filter(|c| !c.passed) {
         match (&c.actual, &c.error) {
             (Some(actual), Some(detail)) => {
-                println!("  FAIL  {}: expected {}, got {actual}: {detail}", c.name, c.expected)
+                outln!("  FAIL  {}: expected {}, got {actual}: {detail}", c.name, c.expected)
             }
-            (Some(actual), None) => println!("  FAIL  {}: expected {}, got {actual}", c.name, c.expected),
-            (None, error) => println!("  FAIL  {}: {}", c.name, error.as_deref().unwrap_or("no value")),
+            (Some(actual), None) => outln!("  FAIL  {}: expected {}, got {actual}", c.name, c.expected),
+            (None, error) => outln!("  FAIL  {}: {}", c.name, error.as_deref().unwrap_or("no value")),
         }
-        println!("        {}", c.sql);
+        outln!("        {}", c.sql);
     }
 }
 
@@ -247,7 +257,7 @@ pub fn print_checks(checks: &[CheckResult]) {
 pub fn print_reports(reports: &[TableReport]) {
     for r in reports {
         let verdict = if r.passed() { "PASS" } else { "FAIL" };
-        println!(
+        outln!(
             "{verdict}  {} -> {}: rows {} / {}, checksum {}, sample {} rows, {} different  ({})",
             r.source,
             r.target,
@@ -259,7 +269,7 @@ pub fn print_reports(reports: &[TableReport]) {
             format_duration(Duration::from_millis(r.duration_ms))
         );
         if r.differences_found > 0 {
-            println!(
+            outln!(
                 "  {}{} row(s) differ{}:",
                 if r.differences_truncated { "at least " } else { "" },
                 HumanCount(r.differences_found),
@@ -271,7 +281,7 @@ pub fn print_reports(reports: &[TableReport]) {
             );
             r.differences.iter().for_each(print_difference);
         } else if !r.sample_differences.is_empty() {
-            println!("  sampled rows that differ:");
+            outln!("  sampled rows that differ:");
             r.sample_differences.iter().for_each(print_difference);
         }
     }

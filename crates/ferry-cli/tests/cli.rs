@@ -257,3 +257,50 @@ fn documents_name_only_commands_that_exist() {
     }
     assert!(unknown.is_empty(), "commands that do not exist:\n{}", unknown.join("\n"));
 }
+
+/// `ferry status | head -1`: a reader that goes away ends the command
+/// quietly (exit 0, nothing on stderr), not with a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_a_quiet_exit() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    for args in [&["status"][..], &["status", "--json"][..], &["audit", "verify"][..]] {
+        let mut child =
+            ws.command(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // The reader is gone before ferry writes a byte.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "ferry {}: {stderr}", args.join(" "));
+        assert!(!stderr.contains("panicked"), "ferry {}: {stderr}", args.join(" "));
+    }
+}
+
+/// `ferry status`, `pause`, `resume` and `audit verify` read the state store
+/// only: they work without the databases' passwords in the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_commands_need_no_passwords() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let ws = Workspace::new(FERRY);
+    let url = src.url.replacen("postgres://postgres@", "postgres://postgres:${FERRY_TEST_SECRET}@", 1);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n").replace(&src.url, &url));
+    let ran = ws.command(&["run"]).env("FERRY_TEST_SECRET", "s3cret-value").output().unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{}", String::from_utf8_lossy(&ran.stderr));
+    for args in [&["status"][..], &["status", "--json"][..], &["pause"][..], &["resume"][..], &["audit", "verify"][..]]
+    {
+        let out = ws.command(args).env_remove("FERRY_TEST_SECRET").output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "ferry {}: {stdout}{stderr}", args.join(" "));
+        assert!(!stdout.contains("s3cret") && !stderr.contains("s3cret"), "{stdout}{stderr}");
+    }
+    // Commands that connect still say what is missing.
+    let out = ws.command(&["verify"]).env_remove("FERRY_TEST_SECRET").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FERRY_TEST_SECRET` is not set"));
+}

@@ -522,6 +522,8 @@ mod raw {
 struct Ctx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// A `${VAR}` that is not set stays as written instead of being an error.
+    keep_unset: bool,
 }
 
 impl Ctx<'_> {
@@ -545,7 +547,8 @@ impl Ctx<'_> {
     }
 
     fn interpolate(&self, value: &toml::Spanned<String>, key: &str) -> Result<String, SpecError> {
-        interpolate(value.get_ref(), |name| std::env::var(name).ok()).map_err(|missing| {
+        let lookup = |name: &str| std::env::var(name).ok().or_else(|| self.keep_unset.then(|| format!("${{{name}}}")));
+        interpolate(value.get_ref(), lookup).map_err(|missing| {
             self.error(
                 value.span(),
                 format!("`{key}`: environment variable `{missing}` is not set"),
@@ -627,8 +630,26 @@ impl Spec {
         Spec::parse(path, &text)
     }
 
+    /// [`Spec::load`] for commands that only read the state store (`ferry
+    /// status`, `pause`, `resume`, `audit`): a `${VAR}` that is not set (a
+    /// password, say) stays as written instead of being an error.
+    pub fn load_without_secrets(path: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            message: format!("cannot read the spec: {e}"),
+            help: Some("check the path and its permissions, or pass --spec PATH".into()),
+        })?;
+        Spec::parse_with(path, &text, true)
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Spec, SpecError> {
-        let ctx = Ctx { path, text };
+        Spec::parse_with(path, text, false)
+    }
+
+    fn parse_with(path: &Path, text: &str, keep_unset: bool) -> Result<Spec, SpecError> {
+        let ctx = Ctx { path, text, keep_unset };
         let file: raw::File = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();

@@ -14,8 +14,10 @@ pub enum ErrorKind {
     Permission,
     /// A value could not be converted or stored.
     Conversion,
-    /// A constraint (unique, not null, foreign key, check) rejected a row.
+    /// A constraint (unique, not null, check) rejected a row.
     Constraint,
+    /// A foreign key rejected a row: its parent is missing, or children still reference it.
+    ForeignKey,
     /// SQL the engine could not run: usually a filter or expression from the spec.
     Sql,
     /// A lock or statement timeout, deadlock or serialization failure: try again.

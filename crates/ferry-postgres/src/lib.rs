@@ -281,6 +281,7 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {
             // 55006: object in use, e.g. a replication slot a killed runner's
             // backend has not let go of yet.
             "40001" | "40P01" | "55P03" | "55006" | "57014" => ErrorKind::Transient,
+            "23503" => ErrorKind::ForeignKey,
             _ if code.starts_with("23") => ErrorKind::Constraint,
             _ if code.starts_with("22") => ErrorKind::Conversion,
             _ if code.starts_with("42") => ErrorKind::Sql,

@@ -61,11 +61,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode { code: "E303", name: "not-found", meaning: "a database, table or column that should exist does not" },
     ErrorCode { code: "E304", name: "permission", meaning: "a database refused for lack of privileges" },
     ErrorCode { code: "E305", name: "database-conversion", meaning: "a database refused a value" },
-    ErrorCode {
-        code: "E306",
-        name: "constraint",
-        meaning: "a constraint (unique, not null, foreign key, check) rejected a row",
-    },
+    ErrorCode { code: "E306", name: "constraint", meaning: "a constraint (unique, not null, check) rejected a row" },
     ErrorCode {
         code: "E307",
         name: "sql",
@@ -79,6 +75,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode { code: "E309", name: "connection-lost", meaning: "a connection dropped mid-operation" },
     ErrorCode { code: "E310", name: "unsupported", meaning: "the engine or its version cannot do what the spec asks" },
     ErrorCode { code: "E311", name: "io", meaning: "a file or tool could not be read, written or run" },
+    ErrorCode {
+        code: "E312",
+        name: "foreign-key",
+        meaning: "a foreign key rejected a row: its parent is missing, or children still reference it",
+    },
     ErrorCode {
         code: "E399",
         name: "database",
@@ -115,6 +116,7 @@ impl RunErrorKind {
                 E::ConnectionLost => "E309",
                 E::Unsupported => "E310",
                 E::Io => "E311",
+                E::ForeignKey => "E312",
                 E::Other => "E399",
             },
             RunErrorKind::Conversion => "E401",

@@ -425,6 +425,8 @@ impl Migration {
         let backfill = self.backfiller(progress, Some(throttle));
         let replayer = self.replayer(&backfill);
         let mut collected: Option<Instant> = None;
+        let order = crate::sync::replay_order(&self.plans);
+        let mut holds = crate::sync::Holds::default();
         while go_on() {
             let mut work = 0;
             // Also while tables are still in backfill, so that a logical slot
@@ -435,14 +437,16 @@ impl Migration {
                 self.source.collect_changes().await?;
                 collected = Some(Instant::now());
             }
-            for (plan, write) in self.plans.iter().zip(writes) {
+            for &i in &order {
+                let (plan, write) = (&self.plans[i], &writes[i]);
                 if !go_on() || self.cancel.requested() {
                     break;
                 }
                 if self.replays(plan)? {
-                    work += replayer.step(plan, write).await?.changes;
+                    work += replayer.step_or_hold(plan, write, &mut holds).await?.changes;
                 }
             }
+            holds.end_round(work).await?;
             if work == 0 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -459,18 +463,21 @@ impl Migration {
         let replayer = self.replayer(&backfill);
         let task = "sync".to_string();
         let mut started = false;
+        let order = crate::sync::replay_order(&self.plans);
+        let mut holds = crate::sync::Holds::default();
         loop {
             let mut caught_up = true;
             let mut pending = 0;
             let mut work = 0;
             self.source.collect_changes().await?;
-            for (plan, write) in self.plans.iter().zip(writes) {
+            for &i in &order {
+                let (plan, write) = (&self.plans[i], &writes[i]);
                 // A table still waiting for its backfill keeps its changes
                 // queued (see sync.rs): nothing to catch up yet.
                 if !self.replays(plan)? {
                     continue;
                 }
-                let step = replayer.step(plan, write).await?;
+                let step = replayer.step_or_hold(plan, write, &mut holds).await?;
                 work += step.changes;
                 pending += step.lag.pending;
                 let young = step.lag.oldest_seconds.is_none_or(|s| s < self.spec.policy.max_lag.as_secs_f64());
@@ -483,7 +490,9 @@ impl Migration {
             }
             progress.advanced(&task, work as u64);
             self.cancel.check()?;
-            if caught_up || (work == 0 && !to_empty) {
+            let held = holds.any();
+            holds.end_round(work).await?;
+            if caught_up || (work == 0 && !to_empty && !held) {
                 progress.task_finished(&task);
                 return Ok(());
             }

@@ -269,11 +269,13 @@ impl Migration {
             cancel: &self.cancel,
         };
         let replayer = self.reverse_replayer(&backfill);
+        let order = crate::sync::replay_order(&self.plans);
+        let mut holds = crate::sync::Holds::default();
         loop {
             let mut work = 0;
             let mut caught_up = true;
-            for r in reverse.iter().flatten() {
-                let step = replayer.step(&r.plan, &r.write).await?;
+            for r in order.iter().filter_map(|&i| reverse[i].as_ref()) {
+                let step = replayer.step_or_hold(&r.plan, &r.write, &mut holds).await?;
                 work += step.changes;
                 caught_up &= step.lag.pending == 0
                     || (!to_empty
@@ -281,7 +283,9 @@ impl Migration {
                         && step.lag.oldest_seconds.is_none_or(|s| s < self.spec.policy.max_lag.as_secs_f64()));
             }
             self.cancel.check()?;
-            if caught_up || (work == 0 && !to_empty) {
+            let held = holds.any();
+            holds.end_round(work).await?;
+            if caught_up || (work == 0 && !to_empty && !held) {
                 return Ok(());
             }
         }

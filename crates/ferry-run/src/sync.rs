@@ -12,7 +12,7 @@
 //! backfill's older read. Changes logged meanwhile wait in the queue.
 
 use crate::backfill::{convert_row, Backfill};
-use crate::error::Result;
+use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::state::{Direction, StateStore};
 use ferry_core::{AuditEvent, DataType, Row, Value};
@@ -57,7 +57,74 @@ pub struct Step {
     pub lag: CaptureLag,
 }
 
+/// Rounds in a row in which a foreign key held some table back and no
+/// table made progress, before the hold is reported as an error.
+const HOLD_ROUNDS: u32 = 20;
+
+/// Tables a foreign key on the written side holds back, across the rounds of
+/// a replay loop. The source accepted every change, so a parent not yet
+/// replayed, or children whose delete is still queued, arrive in a later
+/// round: the held table keeps its changes queued and goes again. Only when
+/// nothing moves any more is it an error (a key the source does not enforce).
+#[derive(Default)]
+pub struct Holds {
+    held: Vec<RunError>,
+    stuck_rounds: u32,
+}
+
+impl Holds {
+    /// Whether any table was held back this round.
+    pub fn any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// Ends a round in which `work` changes were replayed: waits a moment if
+    /// tables are held, and fails once they have been held without progress
+    /// for [`HOLD_ROUNDS`] rounds.
+    pub async fn end_round(&mut self, work: usize) -> Result<()> {
+        if self.held.is_empty() {
+            self.stuck_rounds = 0;
+            return Ok(());
+        }
+        self.stuck_rounds = if work == 0 { self.stuck_rounds + 1 } else { 0 };
+        let held = std::mem::take(&mut self.held);
+        if self.stuck_rounds >= HOLD_ROUNDS {
+            let first = held.into_iter().next().expect("held is not empty");
+            return Err(first.with_hint(
+                "the target's foreign key refuses rows the source holds, and no queued change supplies what it \
+                 needs: the source does not enforce this reference, or its parent table is not in the migration. \
+                 Add the parent to the spec, or drop the key on the target",
+            ));
+        }
+        if work == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
+/// The order a replay round visits tables: parents before children, so that
+/// a parent and its child inserted together arrive in one round.
+pub fn replay_order(plans: &[TablePlan]) -> Vec<usize> {
+    let mut order = crate::steps::drop_order(plans);
+    order.reverse();
+    order
+}
+
 impl Replayer<'_> {
+    /// [`Replayer::step`], except that a batch the target's foreign keys
+    /// refuse for now is held back (see [`Holds`]): its changes stay queued.
+    pub async fn step_or_hold(&self, plan: &TablePlan, write: &WriteSpec, holds: &mut Holds) -> Result<Step> {
+        match self.step(plan, write).await {
+            Err(e) if e.kind == RunErrorKind::Engine(ferry_engine::ErrorKind::ForeignKey) => {
+                let lag = self.source.capture_lag(&plan.source_name).await?;
+                holds.held.push(e.context(format_args!("replaying {} into {}", plan.source_name, plan.target_name)));
+                Ok(Step { lag, ..Step::default() })
+            }
+            other => other,
+        }
+    }
+
     /// Replays up to one batch of changes of one table.
     pub async fn step(&self, plan: &TablePlan, write: &WriteSpec) -> Result<Step> {
         let mut changes = self.source.read_changes(&plan.source_name, plan.key_source.len(), self.batch).await?;

@@ -121,6 +121,8 @@ fn map_err(e: rusqlite::Error) -> EngineError {
     let message = e.to_string();
     let kind = match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            // SQLITE_CONSTRAINT_FOREIGNKEY
+            ErrorCode::ConstraintViolation if f.extended_code == 787 => ErrorKind::ForeignKey,
             ErrorCode::ConstraintViolation => ErrorKind::Constraint,
             ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Transient,
             ErrorCode::CannotOpen => ErrorKind::Io,

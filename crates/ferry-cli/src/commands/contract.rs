@@ -31,11 +31,11 @@ pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) ->
     };
     let outcome = migration.contract(&Reporter::new(), &options).await?;
     if let Some(backup) = &outcome.backup {
-        println!("backup {} restored into a scratch database and matched the source", backup.display());
+        outln!("backup {} restored into a scratch database and matched the source", backup.display());
     }
     for note in &outcome.notes {
-        println!("{note}");
+        outln!("{note}");
     }
-    println!("contract complete: the point of no return is passed; `ferry rollback` is refused from now on");
+    outln!("contract complete: the point of no return is passed; `ferry rollback` is refused from now on");
     Ok(EXIT_OK)
 }

@@ -44,7 +44,7 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
             temp.path().to_path_buf()
         }
     };
-    println!("Ferry demo: SQLite -> SQLite in {}", dir.display());
+    outln!("Ferry demo: SQLite -> SQLite in {}", dir.display());
 
     let source_db = dir.join("source.db");
     let build = Instant::now();
@@ -53,7 +53,7 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
         let path = source_db.clone();
         tokio::task::spawn_blocking(move || create_source(&path, users, sessions)).await??;
     }
-    println!(
+    outln!(
         "  source: {} users and {} sessions, every common type, NULLs and unicode (built in {})",
         HumanCount(args.users),
         HumanCount(args.sessions),
@@ -61,7 +61,7 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
     );
     let spec_path = dir.join("ferry.toml");
     std::fs::write(&spec_path, spec_text(ferry_core::spec::DEFAULT_BATCH_SIZE))?;
-    println!("  spec:   {} (renames users.full_name to display_name, computes email_domain)", spec_path.display());
+    outln!("  spec:   {} (renames users.full_name to display_name, computes email_domain)", spec_path.display());
 
     let spec = super::load_spec(&spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
@@ -72,23 +72,23 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
     let rows: u64 = outcome.tables.iter().map(|t| t.rows_total).sum();
     let rate = rows as f64 / outcome.backfill_seconds.max(0.001);
     let sampled: u64 = outcome.verification.iter().map(|r| r.sample_size).sum();
-    println!();
-    println!("  rows copied   {}", HumanCount(rows));
-    println!(
+    outln!();
+    outln!("  rows copied   {}", HumanCount(rows));
+    outln!(
         "  backfill      {} ({} rows/s)",
         format_duration(Duration::from_secs_f64(outcome.backfill_seconds)),
         HumanCount(rate as u64)
     );
-    println!(
+    outln!(
         "  verification  {}: counts and checksums of every row, {} sampled rows compared column by column",
         if outcome.verified() { "passed" } else { "FAILED" },
         HumanCount(sampled)
     );
-    println!("  total time    {}", format_duration(started.elapsed()));
+    outln!("  total time    {}", format_duration(started.elapsed()));
     if args.dir.is_some() {
-        println!("  kept in       {} (try: ferry status --spec {})", dir.display(), spec_path.display());
+        outln!("  kept in       {} (try: ferry status --spec {})", dir.display(), spec_path.display());
     } else {
-        println!("  files         removed; `ferry demo --dir DIR` keeps them to look at");
+        outln!("  files         removed; `ferry demo --dir DIR` keeps them to look at");
     }
     Ok(if outcome.verified() { EXIT_OK } else { EXIT_DIFFERENCES })
 }

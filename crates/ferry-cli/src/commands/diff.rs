@@ -44,12 +44,12 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         diff_tables(&source, &target, &request, &Reporter::new()).await?
     };
     if args.json {
-        println!("{}", report.to_json());
+        outln!("{}", report.to_json());
     } else {
-        println!("{} -> {}", report.source, report.target);
-        println!("  key {}; {} columns compared", report.key.join(", "), report.columns.len());
+        outln!("{} -> {}", report.source, report.target);
+        outln!("  key {}; {} columns compared", report.key.join(", "), report.columns.len());
         if !report.skipped_columns.is_empty() {
-            println!("  not compared (only one table has them): {}", report.skipped_columns.join(", "));
+            outln!("  not compared (only one table has them): {}", report.skipped_columns.join(", "));
         }
         print_outcome(&report.outcome);
     }

@@ -15,3 +15,9 @@ use std::path::Path;
 pub fn load_spec(path: &Path) -> anyhow::Result<Spec> {
     Ok(Spec::load(path).map_err(ferry_run::RunError::from)?)
 }
+
+/// The spec for a command that only reads the state store: the databases'
+/// passwords (`${VAR}`s) need not be set.
+pub fn load_spec_without_secrets(path: &Path) -> anyhow::Result<Spec> {
+    Ok(Spec::load_without_secrets(path).map_err(ferry_run::RunError::from)?)
+}

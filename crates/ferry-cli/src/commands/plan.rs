@@ -38,29 +38,29 @@ pub async fn run(spec_path: &Path, args: Args) -> anyhow::Result<u8> {
     }
     let p = &planned.plan;
     let mp = &p.migration_plan;
-    println!("strategy   {}", mp.strategy.title());
-    println!(
+    outln!("strategy   {}", mp.strategy.title());
+    outln!(
         "risk       {:?}; expected downtime: {}; rollback: {}",
         mp.risk,
         mp.expected_downtime,
         mp.rollback_complexity.title()
     );
     let count = |s: Severity| p.lint.iter().filter(|f| f.severity == s).count();
-    println!(
+    outln!(
         "findings   {} error(s), {} warning(s), {} info",
         count(Severity::Error),
         count(Severity::Warning),
         count(Severity::Info)
     );
     for f in p.lint.iter().filter(|f| f.severity >= Severity::Warning) {
-        println!("  {} {:<7} {}: {}", f.code, f.severity.label(), f.table, f.message);
+        outln!("  {} {:<7} {}: {}", f.code, f.severity.label(), f.table, f.message);
     }
     if !mp.open_questions.is_empty() {
         let keys: Vec<&str> = mp.open_questions.iter().map(|q| q.key).collect();
-        println!("open       {} (answer them under [migration] before `ferry run`)", keys.join(", "));
+        outln!("open       {} (answer them under [migration] before `ferry run`)", keys.join(", "));
     }
     for path in written {
-        println!("wrote      {}", path.display());
+        outln!("wrote      {}", path.display());
     }
     Ok(EXIT_OK)
 }

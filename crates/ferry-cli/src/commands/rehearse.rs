@@ -21,20 +21,21 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
     let outcome = rehearse(spec, args.rows, invocation, &Reporter::new()).await?;
     let took = format_duration(Duration::from_millis(outcome.record.duration_ms));
     for (table, rows) in &outcome.seeded {
-        println!("{table}: {rows} rows rehearsed");
+        outln!("{table}: {rows} rows rehearsed");
     }
     match &outcome.record.failure {
         None => {
-            println!(
+            outln!(
                 "rehearsal passed in {took}: run, {} writes on both sides of a switch, rollback; the source ended as \
                  it began plus those writes ({}, removed again)",
-                outcome.writes, outcome.environment
+                outcome.writes,
+                outcome.environment
             );
             Ok(EXIT_OK)
         }
         Some(failure) => {
-            println!("rehearsal FAILED after {took}: {failure}");
-            println!("the scratch databases are removed; fix the cause and run `ferry rehearse` again");
+            outln!("rehearsal FAILED after {took}: {failure}");
+            outln!("the scratch databases are removed; fix the cause and run `ferry rehearse` again");
             Ok(EXIT_DIFFERENCES)
         }
     }

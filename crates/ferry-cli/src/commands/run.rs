@@ -56,7 +56,7 @@ pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation)
 fn print_lag(migration: &Migration) -> anyhow::Result<()> {
     for t in migration.state.table_statuses()? {
         if let Some(r) = t.reverse.as_ref().filter(|_| migration.writes_to().is_ok_and(|w| w.name() == "target")) {
-            println!(
+            outln!(
                 "{} -> {}: {} changes replayed into the source, {} pending",
                 t.target,
                 t.source,
@@ -64,7 +64,7 @@ fn print_lag(migration: &Migration) -> anyhow::Result<()> {
                 HumanCount(r.pending_changes.unwrap_or(0))
             );
         } else if let Some(c) = &t.capture {
-            println!(
+            outln!(
                 "{}: {} changes replayed, {} pending{}",
                 t.target,
                 HumanCount(c.replayed_changes),
@@ -82,16 +82,16 @@ pub async fn switch(spec_path: &Path, follow: bool, cancel: ferry_run::Invocatio
     let reporter = Reporter::new();
     let outcome = migration.switch(&reporter).await?;
     if let Some(output) = &outcome.hook_output {
-        println!("hook: {output}");
+        outln!("hook: {output}");
     }
-    println!(
+    outln!(
         "writes switched to the target; no side took writes for {} (fence on the source to writes recorded on the target)",
         format_duration(outcome.window)
     );
     if outcome.reverse_synced.is_empty() {
-        println!("no table is reverse synced: a rollback loses the writes made on the target, as the spec accepts");
+        outln!("no table is reverse synced: a rollback loses the writes made on the target, as the spec accepts");
     } else {
-        println!(
+        outln!(
             "reverse sync keeps the source current for {}: run `ferry sync --follow`; `ferry rollback` moves writes back without loss",
             outcome.reverse_synced.join(", ")
         );
@@ -106,9 +106,9 @@ pub async fn rollback(spec_path: &Path, keep_target: bool, cancel: ferry_run::In
     let spec = super::load_spec(spec_path)?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     for note in migration.rollback_with(&Reporter::new(), keep_target).await? {
-        println!("{note}");
+        outln!("{note}");
     }
-    println!("rolled back: neither side has a Ferry object left; `ferry run` starts over");
+    outln!("rolled back: neither side has a Ferry object left; `ferry run` starts over");
     Ok(EXIT_OK)
 }
 
@@ -116,11 +116,11 @@ pub fn print_summary(outcome: &RunOutcome) {
     print_reports(&outcome.verification);
     print_checks(&outcome.checks);
     if let Some(phase) = outcome.stopped_after {
-        println!("stopped after phase {} {} as asked; `ferry run` continues from there", phase.number(), phase.name());
+        outln!("stopped after phase {} {} as asked; `ferry run` continues from there", phase.number(), phase.name());
     }
     let copied: u64 = outcome.tables.iter().map(|t| t.rows_copied_now).sum();
     let rate = if outcome.backfill_seconds > 0.0 { copied as f64 / outcome.backfill_seconds } else { 0.0 };
-    println!(
+    outln!(
         "copied {} rows in {} ({} rows/s); total {}; verification {}",
         HumanCount(copied),
         format_duration(Duration::from_secs_f64(outcome.backfill_seconds)),

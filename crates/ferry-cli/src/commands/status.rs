@@ -3,24 +3,20 @@ use ferry_core::status::PhaseState;
 use std::path::Path;
 
 pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
-    let spec = super::load_spec(spec_path)?;
+    let spec = super::load_spec_without_secrets(spec_path)?;
     let report = ferry_run::status(&spec)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(EXIT_OK);
     }
-    println!("spec    {}", report.spec);
-    println!("source  {}", report.source);
-    println!("target  {}", report.target);
+    outln!("spec    {}", report.spec);
+    outln!("source  {}", report.source);
+    outln!("target  {}", report.target);
     let legal: Vec<String> = report.legal_commands.iter().map(|c| format!("`ferry {c}`")).collect();
-    println!(
-        "state   {} (legal now: {})",
-        report.state,
-        if legal.is_empty() { "none".into() } else { legal.join(", ") }
-    );
-    println!("writes  go to the {}", report.routing.writes);
+    outln!("state   {} (legal now: {})", report.state, if legal.is_empty() { "none".into() } else { legal.join(", ") });
+    outln!("writes  go to the {}", report.routing.writes);
     if let Some(s) = &report.switch {
-        println!(
+        outln!(
             "switch  fenced {}, switched {}, writes unavailable for {}",
             s.fenced_at.as_deref().unwrap_or("-"),
             s.switched_at.as_deref().unwrap_or("not yet"),
@@ -28,32 +24,32 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
         );
     }
     if let Some(soak) = &report.soak {
-        println!(
+        outln!(
             "soak    {} -> {}{}",
             soak.started_at,
             soak.ends_at,
             if soak.elapsed { " (elapsed: `ferry contract --confirm` may go ahead)" } else { "" }
         );
         for w in &soak.watching {
-            println!("      watching {w}");
+            outln!("      watching {w}");
         }
         for t in &soak.triggers {
-            println!("      rollback trigger {t}");
+            outln!("      rollback trigger {t}");
         }
     }
     match report.phase {
-        None => println!("phase   not started (run `ferry run`)"),
-        Some(p) => println!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),
+        None => outln!("phase   not started (run `ferry run`)"),
+        Some(p) => outln!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),
     }
     for p in &report.phases {
         let when = p.completed_at.as_deref().or(p.started_at.as_deref()).unwrap_or("");
-        println!("  {} {:<9} {:<11} {when}", p.number, p.name, state(p.state));
+        outln!("  {} {:<9} {:<11} {when}", p.number, p.name, state(p.state));
         if let Some(e) = &p.error {
-            println!("      {e}");
+            outln!("      {e}");
         }
     }
     if !report.tables.is_empty() {
-        println!("tables");
+        outln!("tables");
     }
     for t in &report.tables {
         let total = match (t.rows_total, t.rows_total_exact) {
@@ -66,7 +62,7 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             .filter(|n| *n > 0)
             .map(|n| format!(" ({:.1}%)", (t.rows_copied as f64 / n as f64 * 100.0).min(100.0)))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {} <- {}: {}/{total} rows{pct}{}, {} batches ({} redone)",
             t.target,
             t.source,
@@ -76,13 +72,13 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             t.batches_redone
         );
         if let Some(at) = &t.last_checkpoint_at {
-            println!(
+            outln!(
                 "      last checkpoint {at}{}",
                 t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
             );
         }
         if let Some(c) = &t.capture {
-            println!(
+            outln!(
                 "      capture: {} changes replayed{}, {} pending{}",
                 c.replayed_changes,
                 c.last_replay_at.as_deref().map(|a| format!(" (last {a})")).unwrap_or_default(),
@@ -91,7 +87,7 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             );
         }
         if let Some(v) = &t.verification {
-            println!(
+            outln!(
                 "      verification {} at {}: rows {}/{}, checksum {}, sample {} ({} different)",
                 if v.passed { "pass" } else { "FAIL" },
                 v.at,
@@ -104,10 +100,10 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
         }
     }
     for p in &report.pauses {
-        println!("PAUSED by {} since {}: {}", p.by, p.since, p.reason);
+        outln!("PAUSED by {} since {}: {}", p.by, p.since, p.reason);
     }
     if report.quarantined_rows > 0 {
-        println!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
+        outln!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
     }
     Ok(EXIT_OK)
 }
@@ -122,13 +118,13 @@ fn state(s: PhaseState) -> &'static str {
 }
 
 pub fn pause(spec_path: &Path, reason: Option<&str>) -> anyhow::Result<u8> {
-    let spec = super::load_spec(spec_path)?;
+    let spec = super::load_spec_without_secrets(spec_path)?;
     ferry_run::set_operator_pause(&spec, reason)?;
     match reason {
-        Some(r) => println!(
-            "paused ({r}): a running backfill or sync waits before its next batch; `ferry resume` lets it go on"
-        ),
-        None => println!("resumed"),
+        Some(r) => {
+            outln!("paused ({r}): a running backfill or sync waits before its next batch; `ferry resume` lets it go on")
+        }
+        None => outln!("resumed"),
     }
     Ok(EXIT_OK)
 }
@@ -140,7 +136,7 @@ pub enum AuditAction {
 }
 
 pub fn audit(spec_path: &Path, action: AuditAction) -> anyhow::Result<u8> {
-    let spec = super::load_spec(spec_path)?;
+    let spec = super::load_spec_without_secrets(spec_path)?;
     let path = ferry_run::state_path(&spec)?;
     if !path.exists() {
         return Err(ferry_run::RunError::state(format!("there is no state store at {} yet", path.display()))
@@ -151,11 +147,11 @@ pub fn audit(spec_path: &Path, action: AuditAction) -> anyhow::Result<u8> {
     match action {
         AuditAction::Verify => match store.verify_audit_chain() {
             Ok(entries) => {
-                println!("audit log intact: {entries} entries, each hash covering the one before ({})", path.display());
+                outln!("audit log intact: {entries} entries, each hash covering the one before ({})", path.display());
                 Ok(EXIT_OK)
             }
             Err(e) => {
-                println!("audit log BROKEN: {}", e.message);
+                outln!("audit log BROKEN: {}", e.message);
                 Ok(crate::EXIT_DIFFERENCES)
             }
         },

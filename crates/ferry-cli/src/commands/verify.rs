@@ -45,7 +45,7 @@ pub fn write_reports(migration: &Migration, verification: &Verification, dir: &P
         let path = dir.join(name);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     }
-    println!("{}", report::audit_line(verification));
-    println!("wrote {}", dir.join("integrity_report.md").display());
+    outln!("{}", report::audit_line(verification));
+    outln!("wrote {}", dir.join("integrity_report.md").display());
     Ok(())
 }
