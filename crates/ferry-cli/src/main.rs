@@ -1,7 +1,8 @@
 //! `ferry`: plan and run zero-downtime data migrations between SQLite,
 //! PostgreSQL and MySQL/MariaDB.
 //!
-//! Exit codes: 0 success; 1 verification found differences; 2 error (bad
+//! Exit codes: 0 success; 1 verification found differences (or the plan an
+//! error finding, or the rehearsal failed); 2 error (bad
 //! input, unreachable database, a value that cannot be converted...);
 //! 130 interrupted.
 

@@ -36,9 +36,12 @@ fn mask(text: &str) -> String {
 
 fn plan_both(ws: &Workspace) -> (String, String) {
     let ran = ws.run(&["plan", "--output", "out"]);
-    ran.assert_code(0);
     let md = std::fs::read_to_string(ws.path().join("out/plan.md")).unwrap();
     let json = std::fs::read_to_string(ws.path().join("out/plan.json")).unwrap();
+    // Exit 1 exactly when the plan has an error finding: CI gates on it.
+    let plan: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let errors = ferry_testkit::findings(&plan).iter().filter(|(_, severity, _)| severity == "error").count();
+    ran.assert_code(if errors > 0 { 1 } else { 0 });
     (md, json)
 }
 

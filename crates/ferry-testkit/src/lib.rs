@@ -500,12 +500,17 @@ pub fn spec_in_place(db: &TestDb, tables: &str) -> String {
 }
 
 impl Workspace {
-    /// Runs `ferry plan --format json` and returns the plan.
+    /// Runs `ferry plan --format json` and returns the plan; checks that
+    /// it exits 1 exactly when the plan has error findings.
     pub fn plan_json(&self) -> serde_json::Value {
         let ran = self.run(&["plan", "--format", "json", "--output", "out"]);
-        ran.assert_code(0);
-        let text = std::fs::read_to_string(self.path().join("out/plan.json")).expect("plan.json written");
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("plan.json is not JSON ({e})\n{ran}"))
+        let text = std::fs::read_to_string(self.path().join("out/plan.json"))
+            .unwrap_or_else(|e| panic!("plan.json not written ({e})\n{ran}"));
+        let plan: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("plan.json is not JSON ({e})\n{ran}"));
+        let errors = findings(&plan).iter().filter(|(_, severity, _)| severity == "error").count();
+        ran.assert_code(if errors > 0 { 1 } else { 0 });
+        plan
     }
 }
 

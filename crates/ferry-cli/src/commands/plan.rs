@@ -1,5 +1,5 @@
 use crate::output::Reporter;
-use crate::EXIT_OK;
+use crate::{EXIT_DIFFERENCES, EXIT_OK};
 use anyhow::Context;
 use ferry_core::plan::Severity;
 use std::path::{Path, PathBuf};
@@ -62,5 +62,6 @@ pub async fn run(spec_path: &Path, args: Args) -> anyhow::Result<u8> {
     for path in written {
         outln!("wrote      {}", path.display());
     }
-    Ok(EXIT_OK)
+    // CI can gate on the plan: an error finding is a change that will fail or lose data as written.
+    Ok(if count(Severity::Error) > 0 { EXIT_DIFFERENCES } else { EXIT_OK })
 }
