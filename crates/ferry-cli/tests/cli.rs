@@ -304,3 +304,41 @@ async fn state_commands_need_no_passwords() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("FERRY_TEST_SECRET` is not set"));
 }
+
+/// SIGTERM (as Ctrl-C) stops a command at a batch boundary with exit 130:
+/// the run's phase is recorded as stopped, not failed, and `ferry sync
+/// --follow` exits 130 too; running the command again goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_as_asked_is_not_failed() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    let rows: Vec<String> = (1..=3000).map(|i| format!("({i})")).collect();
+    src.exec(&format!("CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES {};", rows.join(", "))).await;
+    let ws = Workspace::new(FERRY);
+    let slow = "[policy]\nbatch_size = 100\nbatch_pause = \"50ms\"\n\n[[table]]\nfrom = \"t\"\n";
+    ws.write_spec(&spec(&src, &dst, slow));
+    let term = |child: &std::process::Child| {
+        let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(sent.success());
+    };
+
+    let mut run = ws.spawn_quiet(&["run"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while ws.status_json()["tables"][0]["rows_copied"].as_u64().unwrap_or(0) == 0 {
+        assert!(std::time::Instant::now() < deadline, "the backfill did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    term(&run);
+    assert_eq!(run.wait().unwrap().code(), Some(130));
+    let status = ws.status_json();
+    let backfill = status["phases"].as_array().unwrap().iter().find(|p| p["name"] == "backfill").unwrap().clone();
+    assert_eq!(backfill["state"], "stopped", "{status:#}");
+    assert!(ws.audit_log().contains("phase-stopped: phase=2"), "{}", ws.audit_log());
+    assert!(!ws.audit_log().contains("phase-failed"), "{}", ws.audit_log());
+    ws.run(&["run"]).assert_code(0);
+
+    let mut follow = ws.spawn_quiet(&["sync", "--follow"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    term(&follow);
+    assert_eq!(follow.wait().unwrap().code(), Some(130));
+}

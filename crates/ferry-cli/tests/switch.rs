@@ -476,3 +476,28 @@ async fn contract_removes_log_based_capture() {
         assert_eq!(src.count(&archive).await, 3, "{method}: the archive holds every row");
     }
 }
+
+/// A rollback after the switch that stops after dropping some target
+/// tables (here: an application table came to reference one of them)
+/// finishes when run again, though the tables it dropped are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_resumes_after_dropping_part_of_the_target() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec("CREATE TABLE a (id integer PRIMARY KEY); CREATE TABLE b (id integer PRIMARY KEY); INSERT INTO a VALUES (1); INSERT INTO b VALUES (1);")
+        .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"a\"\n\n[[table]]\nfrom = \"b\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    dst.exec("CREATE TABLE blocker (b_id integer REFERENCES b (id));").await;
+    let ran = ws.run(&["rollback"]);
+    ran.assert_code(2);
+    assert_eq!(ws.status_json()["state"], "rolling_back", "{ran}");
+    let engine = dst.engine().await;
+    assert!(!engine.table_exists(&ferry_core::TableName::parse("a")).await.unwrap(), "a was dropped first: {ran}");
+    dst.exec("DROP TABLE blocker;").await;
+    ws.run(&["rollback"]).assert_code(0);
+    assert_eq!(ws.status_json()["state"], "rolled_back");
+    assert!(src.ferry_objects().await.is_empty() && dst.ferry_objects().await.is_empty());
+}

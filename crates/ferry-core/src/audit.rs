@@ -107,6 +107,10 @@ pub enum AuditEvent {
         phase: Phase,
         duration_ms: u64,
     },
+    /// Stopped at a batch boundary as asked (Ctrl-C, SIGTERM).
+    PhaseStopped {
+        phase: Phase,
+    },
     PhaseFailed {
         phase: Phase,
         error: String,
@@ -259,6 +263,7 @@ impl AuditEvent {
             AuditEvent::CaptureRemoved { .. } => "capture-removed",
             AuditEvent::RollbackExecuted { .. } => "rollback-executed",
             AuditEvent::PhaseCompleted { .. } => "phase-completed",
+            AuditEvent::PhaseStopped { .. } => "phase-stopped",
             AuditEvent::PhaseFailed { .. } => "phase-failed",
             AuditEvent::TableCreated { .. } => "table-created",
             AuditEvent::TableReused { .. } => "table-reused",
@@ -307,6 +312,7 @@ impl AuditEvent {
                 format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))
             }
             AuditEvent::PhaseFailed { phase, error } => format!("{phase} — error={}", one_line(error)),
+            AuditEvent::PhaseStopped { phase } => format!("{phase} — at a batch boundary, as asked"),
             AuditEvent::TableCreated { table, target } => format!("table={table}, target={target}"),
             AuditEvent::TableReused { table } => format!("table={table}"),
             AuditEvent::ForeignKeyAdded { table, name } => format!("table={table}, name={name}"),
@@ -458,6 +464,7 @@ mod tests {
             AuditEvent::RollbackExecuted { trigger: s(), phase: 0, result: s() },
             AuditEvent::PhaseCompleted { phase: Phase::Expand, duration_ms: 0 },
             AuditEvent::PhaseFailed { phase: Phase::Expand, error: s() },
+            AuditEvent::PhaseStopped { phase: Phase::Backfill },
             AuditEvent::TableCreated { table: s(), target: s() },
             AuditEvent::TableReused { table: s() },
             AuditEvent::ForeignKeyAdded { table: s(), name: s() },
@@ -510,6 +517,7 @@ mod tests {
                 | AuditEvent::RollbackExecuted { .. }
                 | AuditEvent::PhaseCompleted { .. }
                 | AuditEvent::PhaseFailed { .. }
+                | AuditEvent::PhaseStopped { .. }
                 | AuditEvent::TableCreated { .. }
                 | AuditEvent::TableReused { .. }
                 | AuditEvent::ForeignKeyAdded { .. }

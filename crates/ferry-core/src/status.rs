@@ -11,6 +11,28 @@ pub enum PhaseState {
     Running,
     Completed,
     Failed,
+    /// Stopped at a batch boundary as asked (Ctrl-C, SIGTERM): the same command goes on.
+    Stopped,
+}
+
+impl PhaseState {
+    /// As the state store and `ferry status --json` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PhaseState::NotStarted => "not_started",
+            PhaseState::Running => "running",
+            PhaseState::Completed => "completed",
+            PhaseState::Failed => "failed",
+            PhaseState::Stopped => "stopped",
+        }
+    }
+
+    pub fn from_name(name: &str) -> PhaseState {
+        [PhaseState::Running, PhaseState::Completed, PhaseState::Failed, PhaseState::Stopped]
+            .into_iter()
+            .find(|s| s.name() == name)
+            .unwrap_or(PhaseState::NotStarted)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

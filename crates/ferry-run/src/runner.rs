@@ -499,20 +499,21 @@ impl Migration {
         }
     }
 
-    /// `ferry sync` / `--follow`: keeps replaying until stopped.
+    /// `ferry sync` / `--follow`: keeps replaying until stopped. Stopped as
+    /// asked (Ctrl-C, SIGTERM), it returns the `Interrupted` error; it
+    /// returns `Ok` only when it ended by itself (a soak trigger rolled back).
     pub async fn follow(&self, progress: &dyn Progress) -> Result<()> {
-        if self.state.lifecycle()? == State::at(Stage::Switched) {
-            return match self.sync_reverse(progress, true).await {
-                Err(e) if e.kind == RunErrorKind::Interrupted => Ok(()),
-                other => other,
-            };
-        }
-        let targets = self.target_schemas().await?;
-        let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
-        progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
-        let throttle = self.throttle(progress).await?;
-        match self.replay_while(&writes, progress, &throttle, || !self.cancel.requested()).await {
-            Err(e) if e.kind == RunErrorKind::Interrupted => Ok(()),
+        let result = if self.state.lifecycle()? == State::at(Stage::Switched) {
+            self.sync_reverse(progress, true).await
+        } else {
+            let targets = self.target_schemas().await?;
+            let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
+            progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
+            let throttle = self.throttle(progress).await?;
+            self.replay_while(&writes, progress, &throttle, || !self.cancel.requested()).await
+        };
+        match result {
+            Ok(()) if self.cancel.requested() => Err(crate::cancel::interrupted()),
             other => other,
         }
     }
@@ -708,6 +709,10 @@ impl Migration {
                 let duration_ms = (now() - started).num_milliseconds().max(0) as u64;
                 self.state.complete_phase(phase)?;
                 self.state.audit(&AuditEvent::PhaseCompleted { phase, duration_ms })?;
+            }
+            Err(e) if e.kind == RunErrorKind::Interrupted => {
+                self.state.stop_phase(phase)?;
+                self.state.audit(&AuditEvent::PhaseStopped { phase })?;
             }
             Err(e) => {
                 self.state.fail_phase(phase, &e.message)?;

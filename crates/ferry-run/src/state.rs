@@ -331,12 +331,7 @@ impl StateStore {
             .conn
             .query_row("SELECT state FROM phases WHERE phase = ?1", [phase.number()], |r| r.get(0))
             .optional()?;
-        Ok(match state.as_deref() {
-            Some("running") => PhaseState::Running,
-            Some("completed") => PhaseState::Completed,
-            Some("failed") => PhaseState::Failed,
-            _ => PhaseState::NotStarted,
-        })
+        Ok(state.as_deref().map_or(PhaseState::NotStarted, PhaseState::from_name))
     }
 
     pub fn start_phase(&self, phase: Phase) -> Result<()> {
@@ -354,6 +349,13 @@ impl StateStore {
             "UPDATE phases SET state = 'completed', completed_at = ?2, error = NULL WHERE phase = ?1",
             params![phase.number(), timestamp(now())],
         )?;
+        Ok(())
+    }
+
+    /// Stopped at a batch boundary as asked: not failed, the same command goes on.
+    pub fn stop_phase(&self, phase: Phase) -> Result<()> {
+        self.conn
+            .execute("UPDATE phases SET state = 'stopped', error = NULL WHERE phase = ?1", params![phase.number()])?;
         Ok(())
     }
 
@@ -384,12 +386,7 @@ impl StateStore {
                 Ok(PhaseStatus {
                     number: r.get(0)?,
                     name: r.get(1)?,
-                    state: match state.as_str() {
-                        "running" => PhaseState::Running,
-                        "completed" => PhaseState::Completed,
-                        "failed" => PhaseState::Failed,
-                        _ => PhaseState::NotStarted,
-                    },
+                    state: PhaseState::from_name(&state),
                     started_at: r.get(3)?,
                     completed_at: r.get(4)?,
                     error: r.get(5)?,

@@ -379,8 +379,10 @@ impl Migration {
     /// source, run the hook, lift the source's fence. Every write the target
     /// acknowledged is then on the source. Idempotent.
     pub(crate) async fn switch_back(&self, progress: &dyn Progress) -> Result<()> {
-        let targets = self.target_schemas().await?;
+        // Once writes are back on the source, a resumed rollback may already
+        // have dropped target tables: only the move back reads them.
         if self.writes_to()? == Side::Target {
+            let targets = self.target_schemas().await?;
             let fenced_at = Instant::now();
             for plan in &self.plans {
                 let message = format!(

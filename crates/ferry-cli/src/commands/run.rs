@@ -1,5 +1,5 @@
 use crate::output::{print_checks, print_reports, Reporter};
-use crate::{EXIT_DIFFERENCES, EXIT_OK};
+use crate::{EXIT_DIFFERENCES, EXIT_INTERRUPTED, EXIT_OK};
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
 use ferry_run::{Migration, RunOutcome};
@@ -36,9 +36,22 @@ pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) ->
         return Ok(EXIT_DIFFERENCES);
     }
     if args.follow {
-        migration.follow(&reporter).await?;
+        return follow_until_stopped(&migration, &reporter).await;
     }
     Ok(EXIT_OK)
+}
+
+/// Follows until Ctrl-C or SIGTERM; stopped as asked, it exits 130 as every
+/// interrupted command does.
+async fn follow_until_stopped(migration: &Migration, reporter: &Reporter) -> anyhow::Result<u8> {
+    match migration.follow(reporter).await {
+        Ok(()) => Ok(EXIT_OK),
+        Err(e) if e.kind == ferry_run::RunErrorKind::Interrupted => {
+            outln!("stopped following as asked; `ferry sync --follow` goes on from here");
+            Ok(EXIT_INTERRUPTED)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
@@ -46,11 +59,9 @@ pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation)
     let migration = Migration::open_with(spec, true, cancel).await?;
     let reporter = Reporter::new();
     migration.sync(&reporter).await?;
-    if follow {
-        migration.follow(&reporter).await?;
-    }
+    let code = if follow { follow_until_stopped(&migration, &reporter).await? } else { EXIT_OK };
     print_lag(&migration)?;
-    Ok(EXIT_OK)
+    Ok(code)
 }
 
 fn print_lag(migration: &Migration) -> anyhow::Result<()> {
@@ -97,7 +108,7 @@ pub async fn switch(spec_path: &Path, follow: bool, cancel: ferry_run::Invocatio
         );
     }
     if follow {
-        migration.follow(&reporter).await?;
+        return follow_until_stopped(&migration, &reporter).await;
     }
     Ok(EXIT_OK)
 }

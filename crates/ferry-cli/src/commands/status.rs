@@ -114,6 +114,7 @@ fn state(s: PhaseState) -> &'static str {
         PhaseState::Running => "running",
         PhaseState::Completed => "completed",
         PhaseState::Failed => "failed",
+        PhaseState::Stopped => "stopped (run the command again to go on)",
     }
 }
 
