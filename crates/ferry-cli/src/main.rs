@@ -126,7 +126,14 @@ fn main() -> ExitCode {
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
     };
-    tracing_subscriber::fmt().with_max_level(level).with_writer(std::io::stderr).with_target(false).init();
+    // Colours only on a terminal: a redirected log stays plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -176,7 +183,7 @@ async fn shutdown_signal() {
 
 async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
     let result = match cli.command {
-        Command::Init(args) => commands::init::run(args).await,
+        Command::Init(args) => commands::init::run(args, &cli.spec).await,
         Command::Plan(args) => commands::plan::run(&cli.spec, args).await,
         Command::Run(args) => commands::run::run(&cli.spec, args, cancel).await,
         Command::Verify(args) => commands::verify::run(&cli.spec, args, cancel).await,

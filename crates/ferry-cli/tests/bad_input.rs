@@ -282,3 +282,39 @@ async fn binlog_capture_without_a_binary_log() {
     ws.write_spec(&text.replacen("\n\n[target]", "\ncapture = \"logical\"\n\n[target]", 1));
     assert_error(&ws.run(&["run"]), &["needs a PostgreSQL source; a mysql source captures with triggers"]);
 }
+
+/// Values that parse but cannot be meant are refused, saying what would be.
+#[test]
+fn values_out_of_range_and_near_misses() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&format!("{SOURCE_ONLY}[policy]\nmax_error_rate = \"200%\"\n"));
+    assert_error(&ws.run(&["run"]), &["max_error_rate", "between 0% and 100%"]);
+    ws.write_spec(&SOURCE_ONLY.replace("sqlite:target.db", "postgres:/app"));
+    assert_error(&ws.run(&["run"]), &["missing the `//` after `postgres:`", "postgres://user@host:port/database"]);
+    std::fs::write(ws.spec_path(), b"[migration]\nowner = \"\xff\xfe\"\n").unwrap();
+    assert_error(&ws.run(&["run"]), &["save the spec as UTF-8 text"]);
+    let diff = ws.run(&["diff", "sqlite:source.db#users", "sqlite:source.db#users", "--chunk-rows", "0"]);
+    diff.assert_code(2);
+    assert!(diff.stderr.contains("--chunk-rows"), "{diff}");
+    assert_error(&ws.run(&["diff", "sqlite:source.db#users#x", "sqlite:source.db#users"]), &["more than one `#`"]);
+}
+
+/// `ferry init --spec x.toml` writes x.toml (the global --spec names the spec everywhere).
+#[test]
+fn init_writes_where_spec_points() {
+    let ws = sqlite_workspace();
+    let ran = ws.run(&[
+        "--spec",
+        "named.toml",
+        "init",
+        "--source",
+        "sqlite:source.db",
+        "--target",
+        "sqlite:t.db",
+        "--table",
+        "users",
+    ]);
+    ran.assert_code(0);
+    assert!(ws.path().join("named.toml").exists(), "{ran}");
+    assert!(!ws.path().join("ferry.toml").exists(), "{ran}");
+}

@@ -621,10 +621,12 @@ impl Spec {
             line: None,
             column: None,
             message: format!("cannot read the spec: {e}"),
-            help: Some(if e.kind() == std::io::ErrorKind::NotFound {
-                "write one with `ferry init --source URL --target URL --table NAME`, or pass --spec PATH".into()
-            } else {
-                "check the path and its permissions".into()
+            help: Some(match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "write one with `ferry init --source URL --target URL --table NAME`, or pass --spec PATH".into()
+                }
+                std::io::ErrorKind::InvalidData => "save the spec as UTF-8 text".into(),
+                _ => "check the path and its permissions".into(),
             }),
         })?;
         Spec::parse(path, &text)
@@ -639,7 +641,11 @@ impl Spec {
             line: None,
             column: None,
             message: format!("cannot read the spec: {e}"),
-            help: Some("check the path and its permissions, or pass --spec PATH".into()),
+            help: Some(if e.kind() == std::io::ErrorKind::InvalidData {
+                "save the spec as UTF-8 text".into()
+            } else {
+                "check the path and its permissions, or pass --spec PATH".into()
+            }),
         })?;
         Spec::parse_with(path, &text, true)
     }
@@ -671,11 +677,20 @@ impl Spec {
             [(&source_url, &file.source.url, "source.url"), (&target_url, &file.target.url, "target.url")]
         {
             if !has_known_scheme(url) {
-                return Err(ctx.error(
-                    raw.span(),
-                    format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
-                    format!("use {KNOWN_SCHEMES}"),
-                ));
+                let near = ["postgres", "postgresql", "mysql", "mariadb"]
+                    .into_iter()
+                    .find(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with(':')));
+                let (message, help) = match near {
+                    Some(scheme) => (
+                        format!("`{key}`: `{}` is missing the `//` after `{scheme}:`", redact_for_message(url)),
+                        format!("write {scheme}://user@host:port/database"),
+                    ),
+                    None => (
+                        format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
+                        format!("use {KNOWN_SCHEMES}"),
+                    ),
+                };
+                return Err(ctx.error(raw.span(), message, help));
             }
         }
         let state_url = match &file.state {
@@ -892,15 +907,20 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             )
         })?;
     }
-    for (value, key, slot) in [
-        (&raw.max_error_rate, "max_error_rate", &mut policy.max_error_rate),
-        (&raw.max_latency_increase, "max_latency_increase", &mut policy.max_latency_increase),
+    // An error rate is a share of the rows (at most all of them); a latency increase may exceed 100 %.
+    for (value, key, slot, at_most_all) in [
+        (&raw.max_error_rate, "max_error_rate", &mut policy.max_error_rate, true),
+        (&raw.max_latency_increase, "max_latency_increase", &mut policy.max_latency_increase, false),
     ] {
         if let Some(v) = value {
-            *slot = parse_percent(v.get_ref()).ok_or_else(|| {
+            *slot = parse_percent(v.get_ref()).filter(|p| !at_most_all || *p <= 1.0).ok_or_else(|| {
                 ctx.error(
                     v.span(),
-                    format!("`policy.{key}`: `{}` is not a percentage", v.get_ref()),
+                    format!(
+                        "`policy.{key}`: `{}` is not a percentage{}",
+                        v.get_ref(),
+                        if at_most_all { " between 0% and 100%" } else { "" }
+                    ),
                     "write e.g. \"0.1%\" or \"10%\"",
                 )
             })?;

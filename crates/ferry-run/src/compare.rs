@@ -18,6 +18,15 @@ pub struct TableRef {
 
 impl TableRef {
     pub fn parse(s: &str) -> Result<TableRef> {
+        // A password may hold a `#`; the rest of the URL may not.
+        let after_password = s.rfind('@').map_or(s, |at| &s[at..]);
+        if after_password.matches('#').count() > 1 {
+            return Err(RunError::new(
+                RunErrorKind::Usage,
+                format!("`{}` has more than one `#`: it names one table after the URL", hide_password(s)),
+            )
+            .with_hint("write URL#table, e.g. postgres://localhost/app#public.users"));
+        }
         match s.rsplit_once('#') {
             Some((url, table)) if !url.is_empty() && !table.is_empty() => {
                 Ok(TableRef { url: url.to_string(), table: TableName::parse(table) })

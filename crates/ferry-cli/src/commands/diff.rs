@@ -18,8 +18,8 @@ pub struct Args {
     #[arg(long = "where")]
     filter: Option<String>,
     /// Source rows per chunk: a chunk whose checksums differ is cut down to its rows.
-    #[arg(long, default_value_t = 50_000)]
-    chunk_rows: usize,
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_rows: u64,
     /// Random rows compared column by column, reported on their own.
     #[arg(long, default_value_t = 1000)]
     sample: usize,
@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         key: args.key,
         columns: args.columns,
         filter: args.filter,
-        chunk_rows: args.chunk_rows,
+        chunk_rows: args.chunk_rows as usize,
         sample_size: args.sample,
     };
     let report = if args.json {

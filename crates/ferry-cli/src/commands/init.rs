@@ -17,9 +17,9 @@ pub struct Args {
     /// A source table to move (repeat for several).
     #[arg(long = "table", required = true)]
     tables: Vec<String>,
-    /// Where to write the spec.
-    #[arg(long, short, default_value = "ferry.toml")]
-    output: PathBuf,
+    /// Where to write the spec (default: the global --spec, ferry.toml).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
     /// Overwrite the output if it exists.
     #[arg(long)]
     force: bool,
@@ -96,18 +96,19 @@ fn answers(args: &Args) -> anyhow::Result<Answers> {
     Ok(a)
 }
 
-pub async fn run(args: Args) -> anyhow::Result<u8> {
-    if args.output.exists() && !args.force {
+pub async fn run(args: Args, spec_path: &Path) -> anyhow::Result<u8> {
+    let output = args.output.clone().unwrap_or_else(|| spec_path.to_path_buf());
+    if output.exists() && !args.force {
         return Err(ferry_run::RunError::new(
             ferry_run::RunErrorKind::Usage,
-            format!("{} already exists", args.output.display()),
+            format!("{} already exists", output.display()),
         )
         .with_hint("pass --force to overwrite it, or --output another path")
         .into());
     }
     let answers = answers(&args)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    let output_dir = match args.output.parent() {
+    let output_dir = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
@@ -119,8 +120,8 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let (source_url, source_secret) = for_spec(&args.source, "FERRY_SOURCE_PASSWORD", &cwd, &output_dir)?;
     let (target_url, target_secret) = for_spec(&args.target, "FERRY_TARGET_PASSWORD", &cwd, &output_dir)?;
     let text = render(&answers, &source_url, &target_url, &schemas, &source.display_url());
-    std::fs::write(&args.output, text).with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("wrote {} ({} table{})", args.output.display(), schemas.len(), if schemas.len() == 1 { "" } else { "s" });
+    std::fs::write(&output, text).with_context(|| format!("writing {}", output.display()))?;
+    eprintln!("wrote {} ({} table{})", output.display(), schemas.len(), if schemas.len() == 1 { "" } else { "s" });
     for var in [source_secret, target_secret].into_iter().flatten() {
         eprintln!("note: the password is not written to the file; export {var}=... before `ferry run`");
     }
@@ -135,7 +136,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     if answers.downtime.is_none() || answers.rollback.is_none() || answers.owner.is_none() {
         eprintln!("note: [migration] has open questions (commented out in the file); `ferry run` waits until they are answered");
     }
-    eprintln!("next: review it, `ferry plan`, then `ferry run --spec {}`", args.output.display());
+    eprintln!("next: review it, `ferry plan`, then `ferry run --spec {}`", output.display());
     Ok(EXIT_OK)
 }
 
