@@ -42,8 +42,12 @@ async fn repair(source_kind: Kind, target_kind: Kind) {
         repaired.stderr.contains("repaired items: 2 row(s) re-copied from the source, 1 deleted, 0 still different"),
         "{repaired}"
     );
+    // Every figure shown and recorded is measured after the repair.
+    assert!(repaired.stdout.contains("rows_expected=300, rows_actual=300, checksum=pass"), "{repaired}");
     let report = report_json(&ws);
     assert_eq!(report["repairs"][0]["differences"], 3, "{report:#}");
+    assert_eq!(report["tables"][0]["checksum_match"], true, "{report:#}");
+    assert_eq!(ws.status_json()["tables"][0]["verification"]["checksum_match"], true);
     assert!(
         ws.audit_log().contains("rows-repaired: table=items, upserted=2, deleted=1, still_different=0"),
         "{}",
