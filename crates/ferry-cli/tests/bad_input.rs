@@ -318,3 +318,21 @@ fn init_writes_where_spec_points() {
     assert!(ws.path().join("named.toml").exists(), "{ran}");
     assert!(!ws.path().join("ferry.toml").exists(), "{ran}");
 }
+
+/// A rename into a name the source table already has is refused at plan and
+/// run time, naming both columns and the two ways out.
+#[test]
+fn rename_into_an_existing_column() {
+    let ws = sqlite_workspace();
+    ws.write_spec(&format!("{SOURCE_ONLY}[table.columns]\nage = \"name\"\n"));
+    for command in ["plan", "run"] {
+        assert_error(
+            &ws.run(&[command]),
+            &["ferry.toml:9:", "`columns.age` renames `name` to `age`", "exclude = [\"age\"]"],
+        );
+    }
+    let target = ws.path().join("target.db");
+    assert!(!target.exists() || rusqlite_open(&target).prepare("SELECT 1 FROM users").is_err(), "nothing was created");
+    ws.write_spec(&format!("{SOURCE_ONLY}exclude = [\"age\"]\n[table.columns]\nage = \"name\"\n"));
+    ws.run(&["run"]).assert_code(0);
+}

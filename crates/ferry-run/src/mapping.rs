@@ -282,6 +282,27 @@ async fn plan_table(
         }
     }
 
+    // A rename into the name of another source column would copy two columns into one.
+    for (target_col, source) in &table.columns {
+        if let ColumnSource::Column { name, .. } = source {
+            if name != target_col && schema.column(target_col).is_some() && !table.exclude.contains(target_col) {
+                return Err(spec_error(
+                    spec,
+                    table,
+                    format!(
+                        "`columns.{target_col}` renames `{name}` to `{target_col}`, but {} has a column `{target_col}` \
+                         of its own, which would be copied into the same target column",
+                        table.from
+                    ),
+                    format!(
+                        "to replace the source's `{target_col}`, add `exclude = [\"{target_col}\"]`; otherwise rename \
+                         `{name}` to a name the table does not have"
+                    ),
+                ));
+            }
+        }
+    }
+
     // Source columns in their order, each renamed or overridden where the spec
     // says so; then computed columns in spec order.
     let overrides: BTreeMap<&str, &ColumnSource> = table.columns.iter().map(|(t, s)| (t.as_str(), s)).collect();
