@@ -268,6 +268,12 @@ pub fn print_reports(reports: &[TableReport]) {
             r.sample_mismatches,
             format_duration(Duration::from_millis(r.duration_ms))
         );
+        if r.settled_rows > 0 {
+            outln!(
+                "  {} row(s) written while they were compared (hence the counts) matched once replay caught up",
+                HumanCount(r.settled_rows)
+            );
+        }
         if r.differences_found > 0 {
             outln!(
                 "  {}{} row(s) differ{}:",

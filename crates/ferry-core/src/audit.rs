@@ -246,6 +246,9 @@ pub enum AuditEvent {
         checksum_pass: bool,
         sample_size: u64,
         sample_mismatches: u64,
+        /// Rows written during the comparison that matched once replay caught up.
+        #[serde(default)]
+        settled: u64,
     },
 }
 
@@ -384,10 +387,12 @@ impl AuditEvent {
                 checksum_pass,
                 sample_size,
                 sample_mismatches,
+                settled,
             } => format!(
-                "phase={}, rows_expected={rows_expected}, rows_actual={rows_actual}, checksum={}, table={table}, sample={sample_size}, sample_mismatches={sample_mismatches}",
+                "phase={}, rows_expected={rows_expected}, rows_actual={rows_actual}, checksum={}, table={table}, sample={sample_size}, sample_mismatches={sample_mismatches}{}",
                 phase.number(),
-                if *checksum_pass { "pass" } else { "fail" }
+                if *checksum_pass { "pass" } else { "fail" },
+                if *settled > 0 { format!(", settled={settled}") } else { String::new() }
             ),
         }
     }
@@ -442,6 +447,7 @@ mod tests {
             checksum_pass: true,
             sample_size: 10,
             sample_mismatches: 0,
+            settled: 0,
         };
         assert!(check.line(at).starts_with(
             "[2026-11-21T10:00:00Z] integrity-check: phase=4, rows_expected=10, rows_actual=10, checksum=pass"
@@ -501,6 +507,7 @@ mod tests {
                 checksum_pass: true,
                 sample_size: 0,
                 sample_mismatches: 0,
+                settled: 0,
             },
         ];
         for e in &events {

@@ -72,11 +72,13 @@ fn totals(v: &Verification) -> Totals {
 /// The seed-style summary line, as in the audit log.
 pub fn audit_line(v: &Verification) -> String {
     let t = totals(v);
+    let settled: u64 = v.tables.iter().map(|t| t.settled_rows).sum();
     format!(
-        "integrity-check: phase=4, rows_expected={}, rows_actual={}, checksum={}",
+        "integrity-check: phase=4, rows_expected={}, rows_actual={}, checksum={}{}",
         t.rows_expected,
         t.rows_actual,
-        if v.tables.iter().all(TableReport::passed) { "pass" } else { "fail" }
+        if v.tables.iter().all(|t| t.checksum_match) { "pass" } else { "fail" },
+        if settled > 0 { format!(", settled={settled}") } else { String::new() }
     )
 }
 
