@@ -336,3 +336,75 @@ fn rename_into_an_existing_column() {
     ws.write_spec(&format!("{SOURCE_ONLY}exclude = [\"age\"]\n[table.columns]\nage = \"name\"\n"));
     ws.run(&["run"]).assert_code(0);
 }
+
+/// A server that accepts the connection and never answers is an error
+/// after the connect timeout, not a hang.
+#[test]
+fn a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let ws = sqlite_workspace();
+    ws.write_spec(
+        &SOURCE_ONLY
+            .replace("sqlite:target.db", &format!("postgres://postgres@127.0.0.1:{port}/app?connect_timeout=2")),
+    );
+    let started = std::time::Instant::now();
+    let ran = ws.run(&["plan"]);
+    assert_error(&ran, &["did not answer within 2s", "127.0.0.1"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+}
+
+/// A password written as is, `/`, `@` and `#` included, reaches the server
+/// whole, and no output ever shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_with_url_characters() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let user = format!("u{}", &src.name[src.name.len() - 8..]).replace('_', "");
+    let password = "Tr0ub/4d#r@x?y";
+    src.exec(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON `{}`.* TO '{user}'@'%'; \
+         GRANT RELOAD, PROCESS, REPLICATION CLIENT ON *.* TO '{user}'@'%';",
+        src.name
+    ))
+    .await;
+    let url = src.url.replacen("mysql://root@", &format!("mysql://{user}:{password}@"), 1);
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n").replace(&src.url, &url));
+    let ran = ws.run(&["run"]);
+    let status = ws.run(&["status", "--json"]);
+    let diff = ws.run(&["diff", &format!("{url}#t"), &format!("{url}#nope")]);
+    src.exec(&format!("DROP USER '{user}'@'%';")).await;
+    ran.assert_code(0);
+    status.assert_code(0);
+    assert_error(&diff, &["nope"]);
+    for out in [&ran, &status, &diff] {
+        assert!(!out.stdout.contains("Tr0ub") && !out.stderr.contains("Tr0ub"), "{out}");
+    }
+    assert!(status.stdout.contains(&format!("mysql://{user}:***@127.0.0.1")), "{status}");
+    let written: Vec<_> = walk(ws.path());
+    for file in written {
+        let text = std::fs::read(&file).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&text).contains("Tr0ub/4d"), "{} holds the password", file.display());
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.file_name().is_some_and(|n| n != "ferry.toml") {
+            out.push(path);
+        }
+    }
+    out
+}

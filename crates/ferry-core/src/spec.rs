@@ -1177,23 +1177,59 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
     Ok(TableSpec { from, to, key, filter, exclude, columns, translate: raw.translate.clone(), line })
 }
 
-/// Hides a password in a URL for messages: `postgres://u:***@h/db`.
-pub fn redact_for_message(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
+/// A server URL split where people mean it: `scheme://`, the user, the
+/// password (as written, unencoded characters and all), and the rest from
+/// the `@`. The user information ends at the *last* `@`: a password may hold
+/// `@`, `/`, `#` or `?` unencoded, as people write them; a host never holds `@`.
+fn split_userinfo(url: &str) -> Option<(&str, &str, Option<&str>, &str)> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let at = rest.rfind('@')?;
+    let userinfo = &rest[..at];
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (userinfo, None),
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}://{}:***{}", &url[..scheme_end], &userinfo[..colon], &rest[at..]),
-                None => url.to_string(),
-            }
+    Some((&url[..scheme_end], user, password, &rest[at..]))
+}
+
+/// Percent-encodes what a URL's user information cannot hold as is; `%XX`
+/// already written stays.
+fn encode_userinfo_part(part: &str) -> String {
+    let bytes = part.as_bytes();
+    let mut out = String::with_capacity(part.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let escaped = b == b'%' && bytes.get(i + 1..i + 3).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit));
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || escaped {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The URL with its user and password percent-encoded, so that a password
+/// such as `Tr0ub/4dor` or `p@ss/w#rd` written as is reaches the driver whole.
+pub fn encode_userinfo(url: &str) -> String {
+    match split_userinfo(url) {
+        Some((scheme, user, password, rest)) => {
+            let password = password.map(|p| format!(":{}", encode_userinfo_part(p))).unwrap_or_default();
+            format!("{scheme}{}{password}{rest}", encode_userinfo_part(user))
         }
         None => url.to_string(),
+    }
+}
+
+/// Hides a password in a URL for messages: `postgres://u:***@h/db`, whatever
+/// the password holds.
+pub fn redact_for_message(url: &str) -> String {
+    match split_userinfo(url) {
+        Some((scheme, user, Some(_), rest)) => format!("{scheme}{user}:***{rest}"),
+        _ => url.to_string(),
     }
 }
 
@@ -1355,6 +1391,12 @@ age = { type = "integer" }
         assert_eq!(redact_for_message("postgres://u:pw@h:5/db"), "postgres://u:***@h:5/db");
         assert_eq!(redact_for_message("mysql://root@h/db"), "mysql://root@h/db");
         assert_eq!(redact_for_message("sqlite:x.db"), "sqlite:x.db");
+        // Passwords as people write them, unencoded.
+        assert_eq!(redact_for_message("mysql://u:Tr0ub/4dor@host/db"), "mysql://u:***@host/db");
+        assert_eq!(redact_for_message("mysql://u:p@ss/w#rd@host:3306/db"), "mysql://u:***@host:3306/db");
+        assert_eq!(encode_userinfo("mysql://u:p@ss/w#rd@host/db"), "mysql://u:p%40ss%2Fw%23rd@host/db");
+        assert_eq!(encode_userinfo("postgres://u:already%2Fok@h/db"), "postgres://u:already%2Fok@h/db");
+        assert_eq!(encode_userinfo("postgres://h/db"), "postgres://h/db");
     }
 
     #[test]

@@ -47,6 +47,9 @@ impl DatabaseUrl {
             let path = if path.is_absolute() { path } else { base_dir.join(path) };
             return Ok(DatabaseUrl::Sqlite(path));
         }
+        // A password written as is (`/`, `@`, `#` and all) reaches the driver whole.
+        let encoded = ferry_core::spec::encode_userinfo(input);
+        let input = encoded.as_str();
         let (normalized, kind) = if let Some(rest) = input.strip_prefix("mariadb://") {
             (format!("mysql://{rest}"), EngineKind::Mysql)
         } else if input.starts_with("mysql://") {

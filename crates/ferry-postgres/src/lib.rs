@@ -224,7 +224,21 @@ impl PostgresEngine {
 }
 
 async fn connect(config: &Config, display: &str) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| connect_error(e, display))?;
+    // The driver's connect timeout covers the TCP connect only: a server that
+    // accepts and then never answers would hold the handshake forever.
+    let limit = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+    let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
+        .await
+        .map_err(|_| {
+            EngineError::new(
+                ErrorKind::Connect,
+                format!("PostgreSQL at {display} accepted the connection but did not answer within {limit:?}"),
+            )
+            .with_hint(
+                "check that host and port lead to a PostgreSQL server that is up (not a proxy or another service)",
+            )
+        })?
+        .map_err(|e| connect_error(e, display))?;
     tokio::spawn(async move {
         // The connection ends when the client is dropped; errors surface on the client.
         let _ = connection.await;

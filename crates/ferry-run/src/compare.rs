@@ -38,16 +38,7 @@ impl TableRef {
 }
 
 fn hide_password(s: &str) -> String {
-    match (s.find("://"), s.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &s[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &s[..scheme + 3], &s[at..]),
-                None => s.to_string(),
-            }
-        }
-        _ => s.to_string(),
-    }
+    ferry_core::spec::redact_for_message(s)
 }
 
 #[derive(Debug, Clone, Default)]
