@@ -20,7 +20,7 @@ fn demo_runs_without_any_server() {
     assert_eq!(json["phase"], "verify");
     assert_eq!(json["tables"][0]["rows_copied"], 200_000);
     assert_eq!(json["tables"][1]["rows_copied"], 500_000);
-    let audit = std::fs::read_to_string(dir.join(".ferry/audit.log")).unwrap();
+    let audit = std::fs::read_to_string(dir.join(".ferry/ferry/audit.log")).unwrap();
     assert!(audit.contains("phase-started: phase=2 \"backfill\""), "{audit}");
     assert!(
         audit.contains("integrity-check: phase=4, rows_expected=500000, rows_actual=500000, checksum=pass"),
@@ -341,4 +341,32 @@ async fn stopped_as_asked_is_not_failed() {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     term(&follow);
     assert_eq!(follow.wait().unwrap().code(), Some(130));
+}
+
+/// Two specs in one folder keep their own state stores (`.ferry/<stem>/`);
+/// a migration started in the shared `.ferry/state.db` of earlier versions
+/// goes on there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_spec_has_its_own_state_store() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let (one, two) = (TestDb::new(Kind::Sqlite).await, TestDb::new(Kind::Sqlite).await);
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY); INSERT INTO t VALUES (1);").await;
+    let ws = Workspace::new(FERRY);
+    std::fs::write(ws.path().join("one.toml"), spec(&src, &one, "[[table]]\nfrom = \"t\"\n")).unwrap();
+    std::fs::write(ws.path().join("two.toml"), spec(&src, &two, "[[table]]\nfrom = \"t\"\n")).unwrap();
+    ws.run(&["--spec", "one.toml", "run"]).assert_code(0);
+    ws.run(&["--spec", "two.toml", "run"]).assert_code(0);
+    assert!(ws.path().join(".ferry/one/state.db").exists() && ws.path().join(".ferry/two/state.db").exists());
+
+    // An older migration's shared store.
+    let legacy = TestDb::new(Kind::Sqlite).await;
+    let text = spec(&src, &legacy, "[[table]]\nfrom = \"t\"\n");
+    std::fs::write(ws.path().join("old.toml"), format!("{text}\n[state]\nurl = \"sqlite:.ferry/state.db\"\n")).unwrap();
+    ws.run(&["--spec", "old.toml", "run", "--until", "expand"]).assert_code(0);
+    std::fs::write(ws.path().join("old.toml"), &text).unwrap();
+    let status = ws.run(&["--spec", "old.toml", "status", "--json"]);
+    status.assert_code(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(json["phase"], "expand", "{json:#}");
+    assert!(!ws.path().join(".ferry/old").exists());
 }

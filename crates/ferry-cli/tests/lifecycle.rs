@@ -157,7 +157,7 @@ async fn the_audit_log_names_the_operator_and_proves_itself() {
     let ran = ws.run(&["audit", "verify"]);
     ran.assert_code(0);
     assert!(ran.stdout.contains("audit log intact"), "{ran}");
-    let store = ferry_testkit::rusqlite::Connection::open(ws.path().join(".ferry/state.db")).unwrap();
+    let store = ferry_testkit::rusqlite::Connection::open(ws.path().join(".ferry/ferry/state.db")).unwrap();
     store
         .execute("UPDATE audit SET data = replace(data, 'alice', 'mallory') WHERE event = 'phase-started'", [])
         .unwrap();

@@ -48,7 +48,7 @@ async fn rehearsal_passes(source: Kind, target: Kind) {
     assert_eq!(src.ferry_objects().await, objects_before, "{pair}");
     assert_eq!(src.count("users").await, users_before, "{pair}");
     assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("users")).await.unwrap(), "{pair}");
-    assert!(!ws.path().join(".ferry/rehearsal").exists(), "{pair}: the rehearsal's state is left");
+    assert!(!ws.path().join(".ferry/ferry/rehearsal").exists(), "{pair}: the rehearsal's state is left");
 }
 
 engine_matrix!(rehearsal_passes);

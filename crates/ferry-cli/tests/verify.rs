@@ -86,7 +86,7 @@ async fn killed_verify_resumes(source_kind: Kind, target_kind: Kind, signal: &st
     ws.run(&["run"]).assert_code(0);
     target.exec("UPDATE seq SET v = 'changed' WHERE id = 19999").await;
 
-    let state = ws.path().join(".ferry/state.db");
+    let state = ws.path().join(".ferry/ferry/state.db");
     let mut child = ws.spawn_quiet(&["verify"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while checkpoints(&state) == 0 {

@@ -14,7 +14,15 @@ use std::time::Duration;
 
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
 pub const DEFAULT_SAMPLE_SIZE: usize = 1000;
-pub const DEFAULT_STATE_URL: &str = "sqlite:.ferry/state.db";
+/// Where a spec's state store was kept before each spec had its own; still used when it is there.
+pub const LEGACY_STATE_URL: &str = "sqlite:.ferry/state.db";
+
+/// A spec's own state store, unless `[state] url` says otherwise:
+/// `.ferry/<spec file stem>/state.db`, so that two specs in one folder never share one.
+pub fn default_state_url(spec_path: &Path) -> String {
+    let stem = spec_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "ferry".into());
+    format!("sqlite:.ferry/{stem}/state.db")
+}
 
 /// A validated migration spec.
 #[derive(Debug, Clone, PartialEq)]
@@ -700,12 +708,12 @@ impl Spec {
                     return Err(ctx.error(
                         state.url.span(),
                         "`state.url`: only a SQLite state store (sqlite:PATH) is supported in this version",
-                        format!("use `{DEFAULT_STATE_URL}` or another sqlite: path"),
+                        format!("use `{}` or another sqlite: path", default_state_url(path)),
                     ));
                 }
                 url
             }
-            None => DEFAULT_STATE_URL.to_string(),
+            None => default_state_url(path),
         };
 
         let policy = parse_policy(&ctx, &file.policy)?;
@@ -1249,7 +1257,7 @@ mod tests {
         let spec = parse(MINIMAL).unwrap();
         assert_eq!(spec.tables[0].to, "users");
         assert_eq!(spec.policy.batch_size, DEFAULT_BATCH_SIZE);
-        assert_eq!(spec.state_url, DEFAULT_STATE_URL);
+        assert_eq!(spec.state_url, "sqlite:.ferry/ferry/state.db");
         assert_eq!(spec.capture, CaptureMethod::Triggers);
     }
 

@@ -108,10 +108,19 @@ pub struct Repair {
 
 /// Where the state store of a spec lives.
 pub fn state_path(spec: &Spec) -> Result<PathBuf> {
-    match DatabaseUrl::parse(&spec.state_url, &spec.base_dir()).map_err(RunError::from)? {
+    let sqlite = |url: &str| match DatabaseUrl::parse(url, &spec.base_dir()).map_err(RunError::from)? {
         DatabaseUrl::Sqlite(path) => Ok(path),
         _ => Err(RunError::state("only a SQLite state store is supported in this version")),
+    };
+    let path = sqlite(&spec.state_url)?;
+    // A migration started before each spec had a store of its own goes on in the shared one.
+    if spec.state_url == ferry_core::spec::default_state_url(&spec.path) && !path.exists() {
+        let legacy = sqlite(ferry_core::spec::LEGACY_STATE_URL)?;
+        if legacy.exists() {
+            return Ok(legacy);
+        }
     }
+    Ok(path)
 }
 
 impl Migration {

@@ -431,7 +431,7 @@ impl Workspace {
     }
 
     pub fn audit_log(&self) -> String {
-        std::fs::read_to_string(self.path().join(".ferry/audit.log")).unwrap_or_default()
+        std::fs::read_to_string(self.path().join(".ferry/ferry/audit.log")).unwrap_or_default()
     }
 }
 
