@@ -420,3 +420,47 @@ async fn f018_rollback_not_lossless() {
     );
     assert!(!findings(&ws.plan_json()).iter().any(|(c, _, _)| c == "F018"));
 }
+
+fn lint_message(plan: &serde_json::Value, code: &str) -> String {
+    plan["lint"].as_array().unwrap().iter().filter(|f| f["code"] == code).map(|f| f["message"].to_string()).collect()
+}
+
+/// NULL keys and shared keys are counted at plan time (F019, F020), and a
+/// run that meets one anyway stops with the key named, copying nothing wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f019_nullable_key_and_f020_key_collision() {
+    for kind in ALL {
+        let src = TestDb::new(kind).await;
+        let dst = TestDb::new(kind).await;
+        src.exec(
+            "CREATE TABLE t (id integer PRIMARY KEY, email varchar(40) UNIQUE, grp varchar(10));
+             INSERT INTO t VALUES (1, 'a@x', 'a'), (2, NULL, 'a'), (3, NULL, 'b'), (4, 'd@x', 'c'), (5, 'e@x', 'c');",
+        )
+        .await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, &format!("{ONE_TABLE}key = [\"email\"]\n")));
+        let plan = ws.plan_json();
+        let message = lint_message(&plan, "F019");
+        assert!(message.contains("2 row(s) have a NULL"), "{kind}: {message}\n{plan:#}");
+        let ran = ws.run(&["run"]);
+        ran.assert_code(2);
+        assert!(ran.stderr.contains("a row's key (email) is NULL") && ran.stderr.contains("F019"), "{kind}\n{ran}");
+
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, &format!("{ONE_TABLE}to = \"t_grp\"\nkey = [\"grp\"]\n")));
+        let plan = ws.plan_json();
+        let message = lint_message(&plan, "F020");
+        assert!(message.contains("2 key value(s)") && message.contains("`a`, `c`"), "{kind}: {message}");
+        let found = findings(&plan);
+        assert!(has(&found, "F019", "warning") && !has(&found, "F019", "error"), "grp may be NULL, is not: {found:?}");
+        let ran = ws.run(&["run"]);
+        ran.assert_code(2);
+        assert!(ran.stderr.contains("two rows have the key (grp) = (\"a\")"), "{kind}\n{ran}");
+
+        // The primary key: nothing to say.
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, &format!("{ONE_TABLE}to = \"t_id\"\n")));
+        let found = findings(&ws.plan_json());
+        assert!(!has_code(&found, "F019") && !has_code(&found, "F020"), "{kind}: {found:?}");
+    }
+}

@@ -464,6 +464,26 @@ mod logical {
         assert!(diffs.is_empty(), "{diffs:?}");
     }
 
+    /// The WAL the slot keeps is measured and shown in `ferry status`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retained_wal_is_shown() {
+        let server = LogicalPostgres::start();
+        let src = source(&server).await;
+        let dst = TestDb::new(Kind::Postgres).await;
+        fill(&src).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&capture_spec(&src, &dst, TABLES, "logical"));
+        ws.run(&["run"]).assert_code(0);
+        src.exec("UPDATE items SET qty = qty + 1").await;
+        ws.run(&["sync"]).assert_code(0);
+        let status = ws.status_json();
+        let log = &status["capture_log"];
+        assert!(log["retained_bytes"].as_u64().is_some_and(|b| b > 0), "{status:#}");
+        assert_eq!(log["max_retained_bytes"], 10_000_000_000u64, "the default, 10GB: {status:#}");
+        let shown = ws.run(&["status"]);
+        assert!(shown.stdout.contains("capture the source keeps") && !shown.stdout.contains("WARNING"), "{shown}");
+    }
+
     /// A rolled-back write never arrives; rollback drops the slot and the
     /// publication with the logs, so no WAL is kept for Ferry.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -485,6 +505,29 @@ mod binlog {
         TestDb::on(Kind::Mysql, &server.server()).await
     }
 
+    async fn purge_all_but_the_newest(server: &PrivateMariadb) -> usize {
+        use ferry_testkit::mysql_async::prelude::Queryable;
+        let opts = ferry_testkit::mysql_async::Opts::from_url(&server.url("")).unwrap();
+        let mut conn = ferry_testkit::mysql_async::Conn::new(opts).await.unwrap();
+        for _ in 0..50 {
+            let dumps: Vec<u64> = conn
+                .query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND LIKE 'Binlog Dump%'")
+                .await
+                .unwrap();
+            for id in dumps {
+                let _ = conn.query_drop(format!("KILL {id}")).await;
+            }
+            conn.query_drop("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY").await.unwrap();
+            let logs: Vec<ferry_testkit::mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+            if logs.len() == 1 {
+                return 1;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let logs: Vec<ferry_testkit::mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+        logs.len()
+    }
+
     writes_and_kills!(PrivateMariadb::start(1), "binlog");
 
     /// A TRUNCATE in the binary log is replayed as the barrier PostgreSQL's is.
@@ -499,5 +542,39 @@ mod binlog {
     async fn rolled_back_writes_and_rollback_leave_nothing() {
         let server = PrivateMariadb::start(1);
         rolled_back_then_rollback(&source(&server).await, "binlog", &["ferry_binlog_position"]).await;
+    }
+
+    /// How far the reader is behind is measured and shown, with a warning
+    /// above `max_retained`; a binary log purged past the reader's position
+    /// is a clear error, not a silent loss.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn distance_is_shown_and_a_purged_log_is_an_error() {
+        let server = PrivateMariadb::start(1);
+        let src = source(&server).await;
+        let dst = TestDb::new(Kind::Postgres).await;
+        fill(&src).await;
+        let ws = Workspace::new(FERRY);
+        let tables = TABLES.replacen("[policy]\n", "[policy]\nmax_retained = \"1KB\"\n", 1);
+        ws.write_spec(&capture_spec(&src, &dst, &tables, "binlog"));
+        ws.run(&["run"]).assert_code(0);
+        src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 500").await;
+        let ran = ws.run(&["sync"]);
+        ran.assert_code(0);
+        assert!(ran.stderr.contains("above [policy] max_retained (1000 B)"), "{ran}");
+        let status = ws.status_json();
+        let log = &status["capture_log"];
+        assert!(log["retained_bytes"].as_u64().is_some_and(|b| b > 1000), "{status:#}");
+        assert_eq!(log["max_retained_bytes"], 1000, "{status:#}");
+        let shown = ws.run(&["status"]);
+        assert!(shown.stdout.contains("WARNING: above [policy] max_retained"), "{shown}");
+
+        src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 10").await;
+        server.exec("FLUSH BINARY LOGS").await;
+        // A dump thread of an earlier read keeps its file from the purge.
+        let logs = purge_all_but_the_newest(&server).await;
+        assert_eq!(logs, 1, "only the newest binary log is left");
+        let ran = ws.run(&["sync"]);
+        ran.assert_code(2);
+        assert!(ran.stderr.contains("was purged") && ran.stderr.contains("ferry rollback"), "{ran}");
     }
 }

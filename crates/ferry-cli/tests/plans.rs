@@ -20,6 +20,9 @@ fn mask(text: &str) -> String {
             r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes)": [0-9.e+-]+"#,
             r#""$1": "[MEASURED]""#,
         ),
+        // A server's TLS is its configuration's (Debian's PostgreSQL offers it), not Ferry's.
+        (r#""transport": \{\s*"kind": "(tls|unencrypted)"[^}]*\}"#, r#""transport": "[SERVER TRANSPORT]""#),
+        (r"encrypted \([^)]*\)|NOT encrypted", "[SERVER TRANSPORT]"),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB|TiB)\b", "[SIZE]"),
         (r"\d+\.\d+ ms", "[MS] ms"),
         (r"[\d,]+ rows/s", "[RATE] rows/s"),

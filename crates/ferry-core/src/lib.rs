@@ -15,6 +15,7 @@ pub mod sqlexpr;
 pub mod status;
 pub mod temporal;
 pub mod types;
+pub mod usersql;
 pub mod value;
 
 pub use audit::{AuditEvent, Phase};

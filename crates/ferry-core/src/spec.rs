@@ -293,6 +293,10 @@ pub struct Policy {
     pub max_probe_latency: Option<Duration>,
     /// Source rows per verification chunk (each is checkpointed).
     pub verify_chunk_rows: usize,
+    /// Warn when log-based capture keeps more WAL or binary log than this on the source.
+    pub max_retained_bytes: u64,
+    /// How long a command keeps reconnecting to a server that dropped it or restarts.
+    pub reconnect_for: Duration,
 }
 
 /// Batch sizes the adaptation keeps between.
@@ -315,6 +319,8 @@ impl Default for Policy {
             latency_probe: None,
             max_probe_latency: None,
             verify_chunk_rows: 50_000,
+            max_retained_bytes: 10_000_000_000,
+            reconnect_for: Duration::from_secs(300),
         }
     }
 }
@@ -449,6 +455,8 @@ mod raw {
         pub latency_probe: Option<Spanned<String>>,
         pub max_probe_latency: Option<Spanned<String>>,
         pub verify_chunk_rows: Option<Spanned<i64>>,
+        pub max_retained: Option<Spanned<String>>,
+        pub reconnect_for: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -554,6 +562,25 @@ impl Ctx<'_> {
         }
     }
 
+    /// The operator's SQL at `span` must be one `kind` of fragment in `engine`'s dialect.
+    fn user_sql(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        sql: &str,
+        kind: crate::usersql::Fragment,
+        engine: Option<crate::plan::EngineName>,
+    ) -> Result<(), SpecError> {
+        let Some(engine) = engine else { return Ok(()) };
+        crate::usersql::validate(sql, kind, engine).map_err(|why| {
+            self.error(
+                span,
+                format!("`{key}` {why}"),
+                "write it as one piece of SQL with no comment and no `;`; Ferry adds the rest",
+            )
+        })
+    }
+
     fn interpolate(&self, value: &toml::Spanned<String>, key: &str) -> Result<String, SpecError> {
         let lookup = |name: &str| std::env::var(name).ok().or_else(|| self.keep_unset.then(|| format!("${{{name}}}")));
         interpolate(value.get_ref(), lookup).map_err(|missing| {
@@ -599,6 +626,27 @@ const KNOWN_SCHEMES: &str = "sqlite:PATH, postgres://, postgresql://, mysql:// o
 /// True if the URL uses a scheme Ferry knows (engines do the full parsing).
 pub fn has_known_scheme(url: &str) -> bool {
     ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| url.starts_with(s))
+}
+
+/// `10GB`, `512MiB`, `1TB`, `4096` (bytes): decimal and binary units.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024f64.powi(2),
+        "GiB" => 1024f64.powi(3),
+        "TiB" => 1024f64.powi(4),
+        _ => return None,
+    };
+    (number >= 0.0).then_some((number * factor) as u64)
 }
 
 /// `500ms`, `2s`, `1m`, `1h`, `0`.
@@ -716,7 +764,13 @@ impl Spec {
             None => default_state_url(path),
         };
 
+        let source_engine = crate::usersql::engine_of_url(&source_url);
+        let target_engine = crate::usersql::engine_of_url(&target_url);
         let policy = parse_policy(&ctx, &file.policy)?;
+        if let (Some(probe), Some(raw)) = (&policy.latency_probe, &file.policy.latency_probe) {
+            let kind = crate::usersql::Fragment::Query;
+            ctx.user_sql(raw.span(), "policy.latency_probe", probe, kind, source_engine)?;
+        }
         let migration = parse_migration(&ctx, &file.migration)?;
 
         if file.tables.is_empty() {
@@ -731,7 +785,7 @@ impl Spec {
         let mut tables = Vec::new();
         let mut seen_targets: BTreeMap<String, usize> = BTreeMap::new();
         for entry in &file.tables {
-            let table = parse_table(&ctx, entry)?;
+            let table = parse_table(&ctx, entry, source_engine)?;
             if let Some(first) = seen_targets.insert(table.to.clone(), table.line) {
                 return Err(ctx.error(
                     entry.span(),
@@ -770,6 +824,11 @@ impl Spec {
             if raw.sql.get_ref().trim().is_empty() {
                 return Err(ctx.error(raw.sql.span(), "`check.sql` is empty", "give a query that returns one number"));
             }
+            let engine = match on {
+                CheckOn::Source => source_engine,
+                CheckOn::Target => target_engine,
+            };
+            ctx.user_sql(raw.sql.span(), "check.sql", raw.sql.get_ref(), crate::usersql::Fragment::Query, engine)?;
             checks.push(CheckSpec {
                 name,
                 sql: raw.sql.get_ref().clone(),
@@ -954,6 +1013,24 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             )
         })?);
     }
+    if let Some(v) = &raw.reconnect_for {
+        policy.reconnect_for = parse_duration(v.get_ref()).ok_or_else(|| {
+            ctx.error(
+                v.span(),
+                format!("`policy.reconnect_for`: `{}` is not a duration", v.get_ref()),
+                "write e.g. \"5m\"; \"0\" stops at the first lost connection",
+            )
+        })?;
+    }
+    if let Some(v) = &raw.max_retained {
+        policy.max_retained_bytes = parse_size(v.get_ref()).ok_or_else(|| {
+            ctx.error(
+                v.span(),
+                format!("`policy.max_retained`: `{}` is not a size", v.get_ref()),
+                "write e.g. \"10GB\" or \"512MiB\"",
+            )
+        })?;
+    }
     if let Some(v) = &raw.latency_probe {
         policy.latency_probe = Some(ctx.interpolate(v, "policy.latency_probe")?);
     }
@@ -1110,7 +1187,11 @@ pub fn parse_percent(s: &str) -> Option<f64> {
     (n.is_finite() && n >= 0.0).then_some(n / 100.0)
 }
 
-fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec, SpecError> {
+fn parse_table(
+    ctx: &Ctx,
+    entry: &toml::Spanned<raw::Table>,
+    source: Option<crate::plan::EngineName>,
+) -> Result<TableSpec, SpecError> {
     let raw = entry.get_ref();
     let (line, _) = ctx.position(entry.span().start);
     let from = ctx.interpolate(&raw.from, "table.from")?;
@@ -1135,7 +1216,11 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
         None => Vec::new(),
     };
     let filter = match &raw.filter {
-        Some(f) => Some(ctx.interpolate(f, "table.filter")?),
+        Some(f) => {
+            let filter = ctx.interpolate(f, "table.filter")?;
+            ctx.user_sql(f.span(), "table.filter", &filter, crate::usersql::Fragment::Filter, source)?;
+            Some(filter)
+        }
         None => None,
     };
     let exclude = raw.exclude.iter().map(|e| e.get_ref().clone()).collect();
@@ -1162,7 +1247,11 @@ fn parse_table(ctx: &Ctx, entry: &toml::Spanned<raw::Table>) -> Result<TableSpec
                     not_null: d.nullable == Some(false),
                 },
                 (None, Some(sql)) => ColumnSource::Expr {
-                    sql: sql.clone(),
+                    sql: {
+                        let kind = crate::usersql::Fragment::Expression;
+                        ctx.user_sql(value.span(), &key_name, sql, kind, source)?;
+                        sql.clone()
+                    },
                     data_type: parse_type(&d.data_type)?,
                     not_null: d.nullable == Some(false),
                 },
@@ -1375,6 +1464,10 @@ age = { type = "integer" }
         assert!((spec.policy.max_error_rate - 0.005).abs() < 1e-12);
         assert_eq!(spec.policy.max_lag, Duration::from_secs(10));
         assert_eq!(spec.policy.big_bang_max_rows, 10);
+        assert_eq!(parse_size("10GB"), Some(10_000_000_000));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("ten"), None);
         assert!((Policy::default().max_latency_increase - 0.10).abs() < 1e-12);
         assert!(parse(&format!("{MINIMAL}[policy]\nmax_error_rate = \"lots\"\n")).is_err());
     }

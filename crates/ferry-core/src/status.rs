@@ -126,6 +126,18 @@ pub struct StatusReport {
     /// The soak, once writes have switched.
     #[serde(default)]
     pub soak: Option<SoakStatus>,
+    /// Log-based capture: the WAL or binary log the source keeps for Ferry.
+    #[serde(default)]
+    pub capture_log: Option<CaptureLogStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaptureLogStatus {
+    /// Bytes of log the source keeps because Ferry has not read them yet.
+    pub retained_bytes: u64,
+    pub measured_at: String,
+    /// `[policy] max_retained`: above it, the source's disk is at risk.
+    pub max_retained_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

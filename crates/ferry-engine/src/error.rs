@@ -27,6 +27,9 @@ pub enum ErrorKind {
     /// A feature this engine or version cannot provide.
     Unsupported,
     Io,
+    /// A TLS connection could not be set up: a certificate failed a check,
+    /// the server offers no TLS, or a certificate file cannot be read.
+    Tls,
     Other,
 }
 

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod sql;
+pub mod tls;
 mod url;
 
 pub use crate::error::{EngineError, ErrorKind, Result};
@@ -366,6 +367,15 @@ pub trait Engine: Send + Sync {
     /// Free space where the database keeps its data, where the engine can tell.
     async fn free_disk_bytes(&self) -> Result<Option<u64>>;
 
+    /// Whether text keys in the tables this engine creates compare equal
+    /// despite trailing spaces (a `PAD SPACE` collation): `'a'` = `'a '`.
+    fn pads_trailing_spaces(&self) -> bool {
+        false
+    }
+
+    /// How this engine's connection travels: a local file, clear text or TLS.
+    async fn transport(&self) -> Result<ferry_core::plan::Transport>;
+
     /// Drops a table Ferry made for its own use; refuses any name without the `ferry_` prefix.
     async fn drop_scratch_table(&self, table: &TableName) -> Result<()>;
 
@@ -532,6 +542,14 @@ pub trait Engine: Send + Sync {
     async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()>;
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag>;
+
+    /// Bytes of write-ahead or binary log the server keeps because Ferry's
+    /// log-based capture has not read them yet (`None` without one): a
+    /// logical slot's retained WAL, the binary log past the reader's position.
+    /// A binary log purged past that position is an error: changes are lost.
+    async fn capture_retained_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     /// The first column of the first row of a query, as text (`None` for no
     /// row or NULL): integrity checks and the operator's own assertions.

@@ -184,6 +184,61 @@ impl MysqlEngine {
         Ok((file, pos))
     }
 
+    /// The reader's stored position, if this database is captured from the binary log.
+    async fn stored_position(&self, conn: &mut Conn) -> Result<Option<Position>> {
+        let has_position: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&self.database, POSITION_TABLE),
+            )
+            .await
+            .map_err(map_err)?;
+        if has_position.is_none() {
+            return Ok(None); // triggers, or no capture at all
+        }
+        conn.query_first(format!("SELECT file, pos FROM {} WHERE id = 1", Q.ident(POSITION_TABLE)))
+            .await
+            .map_err(map_err)
+    }
+
+    /// Bytes of binary log from the reader's position to the log's end; an
+    /// error when the file at the position was purged (its changes are lost).
+    pub(crate) async fn binlog_behind(&self) -> Result<Option<u64>> {
+        let mut conn = self.conn().await?;
+        let Some(position) = self.stored_position(&mut conn).await? else { return Ok(None) };
+        Ok(Some(self.bytes_after(&mut conn, &position).await?))
+    }
+
+    async fn bytes_after(&self, conn: &mut Conn, (file, pos): &Position) -> Result<u64> {
+        let logs: Vec<(String, u64)> = conn
+            .query_map("SHOW BINARY LOGS", |row: mysql_async::Row| {
+                (row.get::<String, _>(0).unwrap_or_default(), row.get::<u64, _>(1).unwrap_or_default())
+            })
+            .await
+            .map_err(|e| {
+                map_err(e).with_hint("binlog capture needs the BINLOG MONITOR (REPLICATION CLIENT) privilege")
+            })?;
+        if !logs.iter().any(|(name, _)| name == file) {
+            let oldest = logs.first().map(|(name, _)| name.as_str()).unwrap_or("none");
+            return Err(EngineError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the binary log {file} that Ferry reads next (from position {pos}) was purged (the oldest kept is \
+                     {oldest}): the changes in it are lost to capture"
+                ),
+            )
+            .with_hint(
+                "run `ferry rollback` and `ferry run` again to copy afresh, and keep binary logs longer than Ferry \
+                 may be stopped (binlog_expire_logs_seconds, expire_logs_days)",
+            ));
+        }
+        Ok(logs
+            .iter()
+            .filter(|(name, _)| name >= file)
+            .map(|(name, size)| if name == file { size.saturating_sub(*pos) } else { *size })
+            .sum())
+    }
+
     /// Drops the position with the last table captured from the binary log.
     pub(crate) async fn remove_binlog(&self) -> Result<()> {
         let mut conn = self.conn().await?;
@@ -197,27 +252,15 @@ impl MysqlEngine {
     /// (up to where the log ends now) into the change logs, with the new position.
     pub(crate) async fn collect_binlog(&self) -> Result<()> {
         let mut conn = self.conn().await?;
-        let has_position: Option<u8> = conn
-            .exec_first(
-                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&self.database, POSITION_TABLE),
-            )
-            .await
-            .map_err(map_err)?;
-        if has_position.is_none() {
-            return Ok(()); // triggers, or no capture at all
-        }
+        let Some(start) = self.stored_position(&mut conn).await? else { return Ok(()) };
         let context = |e: EngineError| e.context("reading the binary log");
         let captured = self.captured_tables(&mut conn).await?;
-        let start: Option<(String, u64)> = conn
-            .query_first(format!("SELECT file, pos FROM {} WHERE id = 1", Q.ident(POSITION_TABLE)))
-            .await
-            .map_err(map_err)?;
-        let Some(start) = start else { return Ok(()) };
         let end = self.log_end(&mut conn).await?;
         if start >= end {
             return Ok(());
         }
+        // A purged file would make the stream start elsewhere or fail obscurely.
+        self.bytes_after(&mut conn, &start).await.map_err(context)?;
         let request_file = start.0.clone();
         let request =
             BinlogStreamRequest::new(reader_server_id()).with_filename(request_file.as_bytes()).with_pos(start.1);

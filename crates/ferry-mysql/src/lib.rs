@@ -7,6 +7,7 @@
 
 mod binlog;
 mod replicas;
+mod tls;
 
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
@@ -18,6 +19,7 @@ use ferry_core::{
     TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
+use ferry_engine::tls::{TlsDialect, TlsMode, TlsSettings};
 use ferry_engine::{
     capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
     EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
@@ -53,6 +55,7 @@ const MAX_STATEMENT_BYTES: usize = 4 << 20;
 
 pub struct MysqlEngine {
     opts: Opts,
+    tls: TlsSettings,
     pool: Pool,
     display: String,
     database: String,
@@ -63,14 +66,28 @@ pub struct MysqlEngine {
 
 impl MysqlEngine {
     pub async fn connect(url: &str, display: String) -> Result<MysqlEngine> {
-        let opts = Opts::from_url(url).map_err(|e| {
+        let invalid = |e: &dyn std::fmt::Display| {
             EngineError::new(ErrorKind::Other, format!("invalid MySQL URL {display}: {e}"))
                 .with_hint("mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
-        })?;
-        MysqlEngine::connect_opts(opts, display).await
+        };
+        // The driver knows none of MySQL's own `ssl-mode` parameters: Ferry reads them itself.
+        let mut url = url::Url::parse(url).map_err(|e| invalid(&e))?;
+        let tls = TlsSettings::take_from(&mut url, TlsDialect::Mysql)
+            .map_err(|e| e.context(format_args!("MySQL URL {display}")))?;
+        let opts = Opts::from_url(url.as_str()).map_err(|e| invalid(&e))?;
+        let opts = OptsBuilder::from_opts(opts).ssl_opts(tls::ssl_opts(&tls)?).into();
+        let opts = tls::verify_ca_opts(&tls, opts).await?;
+        match MysqlEngine::connect_opts(opts, tls.clone(), display.clone()).await {
+            // `PREFERRED`, as MySQL's own clients: encrypt where the server can.
+            Err(e) if tls.mode == TlsMode::Prefer && e.kind() == ErrorKind::Tls => {
+                let opts = Opts::from_url(url.as_str()).map_err(|e| invalid(&e))?;
+                MysqlEngine::connect_opts(opts, TlsSettings { mode: TlsMode::Disable, ..tls }, display).await
+            }
+            other => other,
+        }
     }
 
-    async fn connect_opts(opts: Opts, display: String) -> Result<MysqlEngine> {
+    async fn connect_opts(opts: Opts, tls: TlsSettings, display: String) -> Result<MysqlEngine> {
         let database = opts.db_name().unwrap_or_default().to_string();
         let opts: Opts = OptsBuilder::from_opts(opts)
             .prefer_socket(false)
@@ -93,17 +110,45 @@ impl MysqlEngine {
                 )
                 .with_hint("check that the server is running and that host and port in the URL are right")
             })?
-            .map_err(|e| connect_error(e, &display))?;
+            .map_err(|e| {
+                let error = tls::connect_error(&tls, e, &display).unwrap_or_else(|e| connect_error(e, &display));
+                match (error.kind(), tls.mode) {
+                    // MariaDB refuses clear text under require_secure_transport as a failed login.
+                    (ErrorKind::Auth, TlsMode::Disable) => error.with_hint(
+                        "check the user and password in the URL; if the server requires secure transport, \
+                         remove `ssl-mode=DISABLED` (Ferry then encrypts)",
+                    ),
+                    _ => error,
+                }
+            })?;
         let version: String = conn.query_first("SELECT VERSION()").await.map_err(map_err)?.unwrap_or_default();
         let mariadb_version = version.contains("MariaDB").then(|| {
             let mut parts = version.split(['.', '-']).filter_map(|p| p.parse::<u32>().ok());
             (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
         });
-        Ok(MysqlEngine { opts, pool, display, database, mariadb_version, unreachable_replicas: Default::default() })
+        Ok(MysqlEngine {
+            opts,
+            tls,
+            pool,
+            display,
+            database,
+            mariadb_version,
+            unreachable_replicas: Default::default(),
+        })
     }
 
     async fn conn(&self) -> Result<Conn> {
         self.pool.get_conn().await.map_err(map_err)
+    }
+
+    /// The first row of one query run in a READ ONLY transaction: the
+    /// operator's checks and probe can read, and nothing they call can write.
+    async fn read_only(&self, sql: &str) -> Result<Option<mysql_async::Row>> {
+        let mut conn = self.conn().await?;
+        conn.query_drop("START TRANSACTION READ ONLY").await.map_err(map_err)?;
+        let result = conn.query_first(sql).await;
+        conn.query_drop("ROLLBACK").await.map_err(map_err)?;
+        result.map_err(map_err)
     }
 
     /// Runs SQL on a pooled connection (used by tests and tooling).
@@ -350,7 +395,8 @@ pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {
                 1045 | 1044 => ErrorKind::Auth,
                 1049 | 1146 => ErrorKind::NotFound,
                 1142 | 1143 | 1227 => ErrorKind::Permission,
-                1054 | 1064 | 1305 | 1582 | 1583 => ErrorKind::Sql,
+                // 1792: the operator's SQL tried to write inside Ferry's READ ONLY transaction.
+                1054 | 1064 | 1305 | 1582 | 1583 | 1792 => ErrorKind::Sql,
                 1451 | 1452 | 1216 | 1217 => ErrorKind::ForeignKey,
                 1062 | 1048 | 4025 => ErrorKind::Constraint,
                 1264 | 1265 | 1292 | 1366 | 1406 | 1367 | 3140 => ErrorKind::Conversion,
@@ -359,7 +405,7 @@ pub(crate) fn map_err(e: mysql_async::Error) -> EngineError {
             },
             format!("{} (MySQL error {})", s.message, s.code),
         ),
-        mysql_async::Error::Io(_) => (ErrorKind::ConnectionLost, e.to_string()),
+        mysql_async::Error::Io(_) => (ErrorKind::ConnectionLost, format!("the connection to MySQL broke: {e}")),
         _ => (ErrorKind::Other, e.to_string()),
     };
     EngineError::new(kind, message).with_source(e)
@@ -728,6 +774,24 @@ impl Engine for MysqlEngine {
         let mut conn = self.conn().await?;
         let v: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(map_err)?;
         Ok(v.unwrap_or_default())
+    }
+
+    fn pads_trailing_spaces(&self) -> bool {
+        // utf8mb4_bin is PAD SPACE; MariaDB 10.10 and MySQL 8 get NO PAD collations (see `collation`).
+        self.collation() == "utf8mb4_bin"
+    }
+
+    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+        let mut conn = self.conn().await?;
+        let row: Option<(String, String)> =
+            conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_version'").await.map_err(map_err)?;
+        Ok(match row.map(|(_, v)| v).filter(|v| !v.is_empty()) {
+            Some(protocol) => ferry_core::plan::Transport::Tls {
+                protocol,
+                mode: format!("ssl-mode={}", self.tls.mode.url_value(TlsDialect::Mysql)),
+            },
+            None => ferry_core::plan::Transport::Unencrypted,
+        })
     }
 
     async fn free_disk_bytes(&self) -> Result<Option<u64>> {
@@ -1131,7 +1195,8 @@ impl Engine for MysqlEngine {
         self.query_drop(&format!("CREATE DATABASE {} CHARACTER SET utf8mb4", Q.ident(name))).await?;
         let opts: Opts = OptsBuilder::from_opts(self.opts.clone()).db_name(Some(name.to_string())).into();
         Ok(std::sync::Arc::new(
-            MysqlEngine::connect_opts(opts, ferry_engine::scratch_display(&self.display, name)).await?,
+            MysqlEngine::connect_opts(opts, self.tls.clone(), ferry_engine::scratch_display(&self.display, name))
+                .await?,
         ))
     }
 
@@ -1211,6 +1276,10 @@ impl Engine for MysqlEngine {
         Ok(())
     }
 
+    async fn capture_retained_bytes(&self) -> Result<Option<u64>> {
+        self.binlog_behind().await
+    }
+
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
         let mut conn = self.conn().await?;
         let row: Option<(u64, Option<f64>)> = conn
@@ -1225,9 +1294,8 @@ impl Engine for MysqlEngine {
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        let mut conn = self.conn().await?;
         // The text protocol returns every value as bytes of its text form.
-        let row: Option<mysql_async::Row> = conn.query_first(sql).await.map_err(map_err)?;
+        let row = self.read_only(sql).await?;
         Ok(row.and_then(|row| match row.as_ref(0) {
             Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
             Some(mysql_async::Value::NULL) | None => None,
@@ -1236,7 +1304,7 @@ impl Engine for MysqlEngine {
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
-        self.query_drop(sql).await.map_err(|e| e.context("latency probe"))
+        self.read_only(sql).await.map(|_| ()).map_err(|e| e.context("latency probe"))
     }
 
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {

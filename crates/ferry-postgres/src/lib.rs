@@ -19,6 +19,7 @@ use ferry_core::{
     FkAction, ForeignKey, Generated, Identity, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
+use ferry_engine::tls::{TlsDialect, TlsFailure, TlsMode, TlsSettings};
 use ferry_engine::{
     capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
     EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
@@ -28,14 +29,17 @@ use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::{Client, Config, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub(crate) const Q: Dialect = POSTGRES;
 
 pub struct PostgresEngine {
     config: Config,
+    tls: Tls,
     display: String,
     client: Mutex<Client>,
     /// Prepared reads, keyed by the SQL Ferry built, with any `::text` casts applied.
@@ -53,21 +57,28 @@ pub struct PostgresEngine {
 impl PostgresEngine {
     /// Connects; `display` is the URL with the password hidden.
     pub async fn connect(url: &str, display: String) -> Result<PostgresEngine> {
-        let config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+        let invalid = |e: &dyn std::fmt::Display| {
             EngineError::new(ErrorKind::Other, format!("invalid PostgreSQL URL {display}: {e}"))
                 .with_hint("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
-        })?;
-        PostgresEngine::from_config(config, display).await
+        };
+        // The driver knows `sslmode` only up to `require`: Ferry reads the TLS parameters itself.
+        let mut url = url::Url::parse(url).map_err(|e| invalid(&e))?;
+        let tls = TlsSettings::take_from(&mut url, TlsDialect::Libpq)
+            .map_err(|e| e.context(format_args!("PostgreSQL URL {display}")))?;
+        let config: Config = url.as_str().parse().map_err(|e: tokio_postgres::Error| invalid(&e))?;
+        PostgresEngine::from_config(config, Tls::new(tls)?, display).await
     }
 
-    async fn from_config(mut config: Config, display: String) -> Result<PostgresEngine> {
+    async fn from_config(mut config: Config, tls: Tls, display: String) -> Result<PostgresEngine> {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("ferry");
-        let client = connect(&config, &display).await?;
+        config.ssl_mode(tls.ssl_mode());
+        let client = connect(&config, &tls, &display).await?;
         Ok(PostgresEngine {
             config,
+            tls,
             display,
             client: Mutex::new(client),
             reads: Mutex::new(HashMap::new()),
@@ -76,6 +87,17 @@ impl PostgresEngine {
             pumping: Mutex::new(()),
             slot_behind: Default::default(),
         })
+    }
+
+    /// Runs one query in a READ ONLY transaction: the operator's checks and
+    /// probe can read, and nothing they call can write. The simple protocol
+    /// returns every value as text, whatever its type.
+    async fn read_only(&self, sql: &str) -> Result<Vec<tokio_postgres::SimpleQueryMessage>> {
+        let client = self.client.lock().await;
+        client.batch_execute("BEGIN READ ONLY").await.map_err(map_err)?;
+        let result = client.simple_query(sql).await;
+        client.batch_execute("ROLLBACK").await.map_err(map_err)?;
+        result.map_err(map_err)
     }
 
     /// The database the URL names (libpq's default: the user's name).
@@ -102,6 +124,15 @@ impl PostgresEngine {
             command.env("PGPASSWORD", String::from_utf8_lossy(password).into_owned());
         }
         command.env("PGDATABASE", self.database()).env("PGCONNECT_TIMEOUT", "10");
+        let tls = &self.tls.settings;
+        command.env("PGSSLMODE", tls.mode.url_value(TlsDialect::Libpq));
+        for (var, path) in
+            [("PGSSLROOTCERT", &tls.root_cert), ("PGSSLCERT", &tls.client_cert), ("PGSSLKEY", &tls.client_key)]
+        {
+            if let Some(path) = path {
+                command.env(var, path);
+            }
+        }
         command
     }
 
@@ -223,11 +254,33 @@ impl PostgresEngine {
     }
 }
 
-async fn connect(config: &Config, display: &str) -> Result<Client> {
+/// The TLS a connection asks for, and the connector that provides it.
+#[derive(Clone)]
+struct Tls {
+    settings: TlsSettings,
+    connector: MakeRustlsConnect,
+}
+
+impl Tls {
+    fn new(settings: TlsSettings) -> Result<Tls> {
+        let connector = MakeRustlsConnect::new(settings.client_config()?);
+        Ok(Tls { settings, connector })
+    }
+
+    fn ssl_mode(&self) -> SslMode {
+        match self.settings.mode {
+            TlsMode::Disable => SslMode::Disable,
+            TlsMode::Prefer => SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
+        }
+    }
+}
+
+async fn connect(config: &Config, tls: &Tls, display: &str) -> Result<Client> {
     // The driver's connect timeout covers the TCP connect only: a server that
     // accepts and then never answers would hold the handshake forever.
     let limit = config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
-    let (client, connection) = tokio::time::timeout(limit, config.connect(NoTls))
+    let (client, connection) = tokio::time::timeout(limit, config.connect(tls.connector.clone()))
         .await
         .map_err(|_| {
             EngineError::new(
@@ -238,7 +291,16 @@ async fn connect(config: &Config, display: &str) -> Result<Client> {
                 "check that host and port lead to a PostgreSQL server that is up (not a proxy or another service)",
             )
         })?
-        .map_err(|e| connect_error(e, display))?;
+        .map_err(|e| {
+            let server = format!("PostgreSQL at {display}");
+            if let Some(failure) = tls.settings.explain_failure(&e, &server) {
+                return failure;
+            }
+            if e.to_string().contains("server does not support TLS") {
+                return tls.settings.explain(TlsFailure::NotOffered, &server);
+            }
+            connect_error(e, display)
+        })?;
     tokio::spawn(async move {
         // The connection ends when the client is dropped; errors surface on the client.
         let _ = connection.await;
@@ -296,6 +358,8 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> EngineError {
             // backend has not let go of yet.
             "40001" | "40P01" | "55P03" | "55006" | "57014" => ErrorKind::Transient,
             "23503" => ErrorKind::ForeignKey,
+            // 25006: the operator's SQL tried to write inside Ferry's READ ONLY transaction.
+            "25006" => ErrorKind::Sql,
             _ if code.starts_with("23") => ErrorKind::Constraint,
             _ if code.starts_with("22") => ErrorKind::Conversion,
             _ if code.starts_with("42") => ErrorKind::Sql,
@@ -818,6 +882,21 @@ impl Engine for PostgresEngine {
         Ok(row.get::<_, String>(0))
     }
 
+    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(match row {
+            Some(row) => ferry_core::plan::Transport::Tls {
+                protocol: row.get::<_, Option<String>>(0).unwrap_or_else(|| "TLS".into()),
+                mode: format!("sslmode={}", self.tls.settings.mode.url_value(TlsDialect::Libpq)),
+            },
+            None => ferry_core::plan::Transport::Unencrypted,
+        })
+    }
+
     async fn free_disk_bytes(&self) -> Result<Option<u64>> {
         // PostgreSQL does not report free space over SQL.
         Ok(None)
@@ -1217,7 +1296,8 @@ impl Engine for PostgresEngine {
         let mut config = self.config.clone();
         config.dbname(name);
         Ok(std::sync::Arc::new(
-            PostgresEngine::from_config(config, ferry_engine::scratch_display(&self.display, name)).await?,
+            PostgresEngine::from_config(config, self.tls.clone(), ferry_engine::scratch_display(&self.display, name))
+                .await?,
         ))
     }
 
@@ -1357,6 +1437,19 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    async fn capture_retained_bytes(&self) -> Result<Option<u64>> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_opt(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 FROM pg_replication_slots
+                 WHERE slot_name = $1",
+                &[&logical::slot_name(&self.database())],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.and_then(|r| r.get::<_, Option<i64>>(0)).map(|b| b.max(0) as u64))
+    }
+
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
         let client = self.client.lock().await;
         let row = client
@@ -1376,9 +1469,7 @@ impl Engine for PostgresEngine {
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        let client = self.client.lock().await;
-        // The simple protocol returns every value as text, whatever its type.
-        let messages = client.simple_query(sql).await.map_err(map_err)?;
+        let messages = self.read_only(sql).await?;
         Ok(messages
             .iter()
             .find_map(|m| match m {
@@ -1389,8 +1480,7 @@ impl Engine for PostgresEngine {
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
-        let client = self.client.lock().await;
-        client.simple_query(sql).await.map_err(|e| map_err(e).context("latency probe"))?;
+        self.read_only(sql).await.map_err(|e| e.context("latency probe"))?;
         Ok(())
     }
 
@@ -1430,7 +1520,7 @@ impl Engine for PostgresEngine {
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
         // A session lock on a connection of its own: it lives exactly as long
         // as the guard (or the process) does.
-        let client = connect(&self.config, &self.display).await?;
+        let client = connect(&self.config, &self.tls, &self.display).await?;
         let key = ferry_engine::lock_key(name) as i64;
         let row = client.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await.map_err(map_err)?;
         Ok(row.get::<_, bool>(0).then(|| LockGuard::new(client)))

@@ -97,6 +97,7 @@ impl Assessor {
             url: engine.display_url(),
             version: engine.version().await?,
             free_disk_bytes: engine.free_disk_bytes().await?,
+            transport: engine.transport().await?,
         })
     }
 
@@ -170,6 +171,8 @@ impl Assessor {
             .collect();
         let key_enforced = !plan.key_source.is_empty()
             && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
+        let null_key_rows = crate::keycheck::null_key_rows(&*self.source, plan).await?;
+        let key_collisions = crate::keycheck::key_collisions(&*self.source, &*self.target, plan, key_enforced).await?;
         let target_exists = plan.in_place || self.target.table_exists(&plan.target_name).await?;
         let (ddl_expand, ddl_after_load) = if target_exists {
             (Vec::new(), Vec::new())
@@ -229,6 +232,8 @@ impl Assessor {
             ddl_expand,
             ddl_after_load,
             not_invertible: plan.inversion_blocker(),
+            null_key_rows,
+            key_collisions,
             schema,
             identity_sql,
         })

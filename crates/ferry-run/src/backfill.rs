@@ -129,6 +129,7 @@ impl Backfill<'_> {
                 let rows =
                     batch.map_err(|e| RunError::from(e).context(format_args!("reading {}", plan.source_name)))?;
                 let Some(last) = rows.last() else { break };
+                crate::keycheck::refuse_unusable_keys(plan, &rows)?;
                 let last_key = plan.read.key_of(last);
                 let key_display = describe_key(&plan.key_source, &last_key);
                 let count = rows.len() as u64;

@@ -106,6 +106,15 @@ pub async fn diff_engines(
     let source = TableRef { url: left.display_url(), table: source_table.clone() };
     let target = TableRef { url: right.display_url(), table: target_table.clone() };
     let (source, target) = (&source, &target);
+    if let Some(filter) = &request.filter {
+        for engine in [left, right] {
+            let name = ferry_engine::engine_name(engine.kind());
+            ferry_core::usersql::validate(filter, ferry_core::usersql::Fragment::Filter, name).map_err(|why| {
+                RunError::new(RunErrorKind::Usage, format!("--where {why}"))
+                    .with_hint("write the condition as one piece of SQL with no comment and no `;`")
+            })?;
+        }
+    }
     let (left_schema, right_schema) =
         tokio::try_join!(introspect(left, &source.table), introspect(right, &target.table))?;
 

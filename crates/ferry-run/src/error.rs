@@ -81,6 +81,11 @@ pub const ERROR_CODES: &[ErrorCode] = &[
         meaning: "a foreign key rejected a row: its parent is missing, or children still reference it",
     },
     ErrorCode {
+        code: "E313",
+        name: "tls",
+        meaning: "a TLS connection failed: a certificate check (which one is said), no TLS offered, or an unreadable certificate file",
+    },
+    ErrorCode {
         code: "E399",
         name: "database",
         meaning: "another database error; the message has the database's own words",
@@ -117,6 +122,7 @@ impl RunErrorKind {
                 E::Unsupported => "E310",
                 E::Io => "E311",
                 E::ForeignKey => "E312",
+                E::Tls => "E313",
                 E::Other => "E399",
             },
             RunErrorKind::Conversion => "E401",

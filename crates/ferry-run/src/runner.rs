@@ -443,6 +443,7 @@ impl Migration {
             // each read of the slot through SQL decodes again from its restart
             // point, which is up to 15 s of WAL behind on a busy server.
             if collected.is_none_or(|at| at.elapsed() >= COLLECT_EVERY) {
+                self.measure_capture_log(progress).await?;
                 self.source.collect_changes().await?;
                 collected = Some(Instant::now());
             }
@@ -466,6 +467,25 @@ impl Migration {
 
     /// Replays until every backfilled table has caught up: nothing pending, or
     /// (unless `to_empty`) less than one batch pending and younger than the lag threshold.
+    /// Records how much log the source keeps for log-based capture (before
+    /// Ferry reads it: the distance it is behind), and warns
+    /// when it grows past `[policy] max_retained` (once per crossing).
+    async fn measure_capture_log(&self, progress: &dyn Progress) -> Result<()> {
+        let Some(bytes) = self.source.capture_retained_bytes().await? else { return Ok(()) };
+        let limit = self.spec.policy.max_retained_bytes;
+        let before: Option<u64> = self.state.meta("capture_retained_bytes")?.and_then(|b| b.parse().ok());
+        if bytes > limit && before.is_none_or(|b| b <= limit) {
+            progress.note(&format!(
+                "the source keeps {} of log for Ferry's capture, above [policy] max_retained ({}): \
+                 keep `ferry sync` running, or the source's disk fills",
+                ferry_core::plan::document::bytes(bytes),
+                ferry_core::plan::document::bytes(limit)
+            ));
+        }
+        self.state.set_meta("capture_retained_bytes", &bytes.to_string())?;
+        self.state.set_meta("capture_retained_at", &crate::state::timestamp(crate::state::now()))
+    }
+
     pub async fn drain(&self, writes: &[WriteSpec], progress: &dyn Progress, to_empty: bool) -> Result<()> {
         let throttle = self.throttle(progress).await?;
         let backfill = self.backfiller(progress, Some(&throttle));
@@ -478,6 +498,7 @@ impl Migration {
             let mut caught_up = true;
             let mut pending = 0;
             let mut work = 0;
+            self.measure_capture_log(progress).await?;
             self.source.collect_changes().await?;
             for &i in &order {
                 let (plan, write) = (&self.plans[i], &writes[i]);
@@ -1031,6 +1052,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         routing: Default::default(),
         switch: None,
         soak: None,
+        capture_log: None,
     };
     if !path.exists() {
         return Ok(empty());
@@ -1062,6 +1084,14 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         routing: {
             let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
             ferry_core::status::Routing { reads: writes.clone(), writes }
+        },
+        capture_log: match (state.meta("capture_retained_bytes")?, state.meta("capture_retained_at")?) {
+            (Some(bytes), Some(at)) => bytes.parse().ok().map(|retained_bytes| ferry_core::status::CaptureLogStatus {
+                retained_bytes,
+                measured_at: at,
+                max_retained_bytes: spec.policy.max_retained_bytes,
+            }),
+            _ => None,
         },
         soak: match state.meta("switched_at")?.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()) {
             None => None,

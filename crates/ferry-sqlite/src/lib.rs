@@ -85,6 +85,19 @@ impl SqliteEngine {
         &self.path
     }
 
+    /// The rows of one query run with `query_only` on: the operator's checks
+    /// and probe can read, and nothing they call can write.
+    async fn read_only(&self, sql: &str) -> Result<Vec<Row>> {
+        let sql = sql.to_string();
+        self.with_conn(move |c| {
+            c.execute_batch("PRAGMA query_only = ON").map_err(map_err)?;
+            let rows = query_rows(c, &sql, Vec::new());
+            c.execute_batch("PRAGMA query_only = OFF").map_err(map_err)?;
+            rows
+        })
+        .await
+    }
+
     /// Runs `f` with the connection on the blocking pool.
     async fn with_conn<T: Send + 'static>(
         &self,
@@ -601,6 +614,10 @@ impl Engine for SqliteEngine {
         Ok(rusqlite::version().to_string())
     }
 
+    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+        Ok(ferry_core::plan::Transport::LocalFile)
+    }
+
     async fn free_disk_bytes(&self) -> Result<Option<u64>> {
         let dir = self
             .path
@@ -866,21 +883,16 @@ impl Engine for SqliteEngine {
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        let sql = sql.to_string();
-        self.with_conn(move |c| {
-            let rows = query_rows(c, &sql, Vec::new())?;
-            Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| match v {
-                Value::Null => None,
-                Value::Text(s) | Value::Decimal(s) | Value::Json(s) => Some(s),
-                other => Some(other.to_string()),
-            }))
-        })
-        .await
+        let rows = self.read_only(sql).await?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| match v {
+            Value::Null => None,
+            Value::Text(s) | Value::Decimal(s) | Value::Json(s) => Some(s),
+            other => Some(other.to_string()),
+        }))
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
-        let sql = sql.to_string();
-        self.with_conn(move |c| query_rows(c, &sql, Vec::new()).map(|_| ())).await
+        self.read_only(sql).await.map(|_| ())
     }
 
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {

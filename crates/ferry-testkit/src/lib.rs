@@ -5,6 +5,7 @@
 //! Servers come from `FERRY_TEST_PG` (default `postgres://postgres@127.0.0.1:5432`)
 //! and `FERRY_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`).
 
+pub mod certs;
 pub mod fixtures;
 mod logical;
 mod mariadb;

@@ -5,6 +5,7 @@ use ferry_core::Phase;
 use ferry_run::{Migration, RunOutcome};
 use indicatif::HumanCount;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -27,10 +28,17 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 
 pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
-    let migration = Migration::open_with(spec, true, cancel).await?;
     let until = args.until.filter(|p| *p != Phase::Verify);
     let reporter = Reporter::new();
-    let outcome = migration.run(until, &reporter).await?;
+    // A dropped connection or a restarting server: open again, go on from the checkpoint.
+    let connected = AtomicBool::new(false);
+    let (migration, outcome) = ferry_run::reconnect::surviving(&spec, &reporter, &connected, || async {
+        let migration = Migration::open_with(spec.clone(), true, cancel.clone()).await?;
+        connected.store(true, Ordering::Relaxed);
+        let outcome = migration.run(until, &reporter).await?;
+        Ok((migration, outcome))
+    })
+    .await?;
     print_summary(&outcome);
     if !outcome.succeeded() {
         return Ok(EXIT_DIFFERENCES);
@@ -56,10 +64,25 @@ async fn follow_until_stopped(migration: &Migration, reporter: &Reporter) -> any
 
 pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
-    let migration = Migration::open_with(spec, true, cancel).await?;
     let reporter = Reporter::new();
-    migration.sync(&reporter).await?;
-    let code = if follow { follow_until_stopped(&migration, &reporter).await? } else { EXIT_OK };
+    let connected = AtomicBool::new(false);
+    let (migration, code) = ferry_run::reconnect::surviving(&spec, &reporter, &connected, || async {
+        let migration = Migration::open_with(spec.clone(), true, cancel.clone()).await?;
+        connected.store(true, Ordering::Relaxed);
+        migration.sync(&reporter).await?;
+        if !follow {
+            return Ok((migration, EXIT_OK));
+        }
+        match migration.follow(&reporter).await {
+            Ok(()) => Ok((migration, EXIT_OK)),
+            Err(e) if e.kind == ferry_run::RunErrorKind::Interrupted => {
+                outln!("stopped following as asked; `ferry sync --follow` goes on from here");
+                Ok((migration, EXIT_INTERRUPTED))
+            }
+            Err(e) => Err(e),
+        }
+    })
+    .await?;
     print_lag(&migration)?;
     Ok(code)
 }

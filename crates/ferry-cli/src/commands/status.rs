@@ -37,6 +37,22 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             outln!("      rollback trigger {t}");
         }
     }
+    if let Some(log) = &report.capture_log {
+        let over = log.retained_bytes > log.max_retained_bytes;
+        outln!(
+            "capture the source keeps {} of log for Ferry (measured {}){}",
+            ferry_core::plan::document::bytes(log.retained_bytes),
+            log.measured_at,
+            if over {
+                format!(
+                    " - WARNING: above [policy] max_retained ({}): run `ferry sync` to read it, or the source's disk fills",
+                    ferry_core::plan::document::bytes(log.max_retained_bytes)
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     match report.phase {
         None => outln!("phase   not started (run `ferry run`)"),
         Some(p) => outln!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),

@@ -30,6 +30,33 @@ pub struct EndpointFacts {
     pub version: String,
     /// Free space where the data lives, where the engine can tell.
     pub free_disk_bytes: Option<u64>,
+    /// How Ferry's connection reaches the data: encrypted or not.
+    #[serde(default)]
+    pub transport: Transport,
+}
+
+/// How a connection to a database travels.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Transport {
+    /// A file on this machine (SQLite): no network.
+    #[default]
+    LocalFile,
+    /// Over the network in clear text.
+    Unencrypted,
+    /// Over TLS; `mode` is the URL's setting (`sslmode` or `ssl-mode`) that
+    /// says what of the server's certificate was checked.
+    Tls { protocol: String, mode: String },
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::LocalFile => f.write_str("local file"),
+            Transport::Unencrypted => f.write_str("NOT encrypted"),
+            Transport::Tls { protocol, mode } => write!(f, "encrypted ({protocol}, {mode})"),
+        }
+    }
 }
 
 /// The two shapes of migration (DESIGN.md §2).
@@ -226,6 +253,24 @@ pub struct TableFacts {
     /// column, a column not copied); `None` when the mapping inverts.
     #[serde(default)]
     pub not_invertible: Option<String>,
+    /// Rows with a NULL in a key column; `None` when no key column is nullable.
+    #[serde(default)]
+    pub null_key_rows: Option<u64>,
+    /// Key values more than one source row shares, as the target compares
+    /// them; `None` when the source's own constraints rule it out.
+    #[serde(default)]
+    pub key_collisions: Option<KeyCollisions>,
+}
+
+/// Source rows that would land on one target key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyCollisions {
+    /// How the target compares the key: `exactly`, or `ignoring trailing spaces`.
+    pub comparison: String,
+    /// Key values shared by two rows or more.
+    pub groups: u64,
+    /// The first of them (at most five), as text, `|` between columns.
+    pub first: Vec<String>,
 }
 
 impl TableFacts {

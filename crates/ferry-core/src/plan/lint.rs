@@ -230,6 +230,26 @@ pub const RULES: &[Rule] = &[
                `rollback = \"loss-accepted-after-switch\"`.",
         check: rollback_not_lossless,
     },
+    Rule {
+        code: "F019",
+        name: "nullable-key",
+        summary: "A key column the rows are copied by can be NULL",
+        help: "Ferry copies, replays and verifies rows by their key: a NULL key cannot be read in key order, \
+               found again by a change, or matched by verification. Fill the NULLs and make the column NOT NULL \
+               on the source, or name other columns with `key = [...]`, or leave those rows out with \
+               `filter = \"col IS NOT NULL\"`.",
+        check: nullable_key,
+    },
+    Rule {
+        code: "F020",
+        name: "key-collision",
+        summary: "Several source rows have one key as the target compares keys",
+        help: "On the target, rows that share a key overwrite each other (or stop the copy). Either the key is \
+               not unique on the source (no constraint enforces it), or the target compares text keys more \
+               loosely (MariaDB before 10.10 ignores trailing spaces). Choose a key that is unique with \
+               `key = [...]`, or clean the listed values on the source first.",
+        check: key_collision,
+    },
 ];
 
 /// Every finding of every rule, most severe first.
@@ -461,6 +481,60 @@ fn table_without_key(rule: &Rule, a: &Assessment) -> Vec<Finding> {
             } else {
                 None
             }
+        })
+        .collect()
+}
+
+fn nullable_key(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    let nullable = |t: &TableFacts| -> Vec<String> {
+        t.key
+            .iter()
+            .filter(|k| t.columns.iter().any(|c| c.source_column.as_deref() == Some(k.as_str()) && c.source_nullable))
+            .cloned()
+            .collect()
+    };
+    a.tables
+        .iter()
+        .filter_map(|t| {
+            let columns = nullable(t);
+            let rows = t.null_key_rows?;
+            let (severity, what) = match rows {
+                0 => (Severity::Warning, "no row has a NULL there yet, but a new one would stop the sync".to_string()),
+                n => (Severity::Error, format!("{n} row(s) have a NULL there and cannot be copied by key")),
+            };
+            Some(rule.finding(
+                severity,
+                t,
+                columns.first().map(String::as_str),
+                format!(
+                    "`{}` is copied by key ({}), and {} can be NULL: {what}",
+                    t.source,
+                    t.key.join(", "),
+                    columns.join(", ")
+                ),
+            ))
+        })
+        .collect()
+}
+
+fn key_collision(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    a.tables
+        .iter()
+        .filter_map(|t| {
+            let c = t.key_collisions.as_ref().filter(|c| c.groups > 0)?;
+            Some(rule.finding(
+                Severity::Error,
+                t,
+                None,
+                format!(
+                    "{} key value(s) of `{}` ({}) are shared by several rows, compared {}: first {}",
+                    c.groups,
+                    t.source,
+                    t.key.join(", "),
+                    c.comparison,
+                    c.first.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                ),
+            ))
         })
         .collect()
 }

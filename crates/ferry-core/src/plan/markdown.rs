@@ -221,8 +221,9 @@ pub fn render(plan: &Plan) -> String {
     if let Some(when) = &mp.when {
         let _ = writeln!(out, "| when | {when} |");
     }
-    let _ = writeln!(out, "| source | {} {} (`{}`) |", mp.source.engine.title(), mp.source.version, mp.source.url);
-    let _ = writeln!(out, "| target | {} {} (`{}`) |", mp.target.engine.title(), mp.target.version, mp.target.url);
+    for (role, end) in [("source", &mp.source), ("target", &mp.target)] {
+        let _ = writeln!(out, "| {role} | {} {} (`{}`), {} |", end.engine.title(), end.version, end.url, end.transport);
+    }
     let e = &mp.estimates;
     let _ = writeln!(
         out,

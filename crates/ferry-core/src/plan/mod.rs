@@ -10,8 +10,8 @@ pub mod strategy;
 
 pub use document::{build, Plan, Recorded, RehearsalStatus};
 pub use facts::{
-    Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
-    SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
+    Assessment, ColumnFacts, EndpointFacts, EngineName, KeyCollisions, Latency, SchemaItem, SchemaItemKind,
+    SchemaProblem, SchemaProblemClass, Shape, TableFacts, Throughput, Transport, ZeroDates,
 };
 pub use lint::{lint, Finding, Severity, RULES};
 pub use strategy::{Risk, RollbackComplexity, Strategy};

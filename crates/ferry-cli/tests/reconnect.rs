@@ -1,0 +1,130 @@
+//! Servers that restart under a running Ferry: the source mid-backfill, the
+//! target mid-sync. Ferry reconnects with backoff, goes on from its
+//! checkpoint, and the tables end equal, row for row; a server that stays
+//! down past `[policy] reconnect_for` is an exit-2 error naming it.
+
+use ferry_core::DataType;
+use ferry_testkit::{spec, Kind, LogicalPostgres, PrivateMariadb, TestDb, Workspace};
+use std::process::Stdio;
+use std::time::Duration;
+
+const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
+const ROWS: i64 = 40_000;
+/// Small batches with a pause: the backfill takes a few seconds, time enough to restart a server.
+const SLOW: &str =
+    "[policy]\nbatch_size = 500\nchunk_time = \"0\"\nbatch_pause = \"30ms\"\n\n[[table]]\nfrom = \"items\"\n";
+
+async fn fill(db: &TestDb) {
+    db.exec("CREATE TABLE items (id bigint PRIMARY KEY, name varchar(40) NOT NULL, qty integer)").await;
+    let select = match db.kind {
+        Kind::Postgres => format!("SELECT g, 'item ' || g, g % 7 FROM generate_series(1, {ROWS}) g"),
+        _ => format!(
+            "WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c WHERE g < {ROWS}) \
+             SELECT g, concat('item ', g), g % 7 FROM c"
+        ),
+    };
+    if db.kind == Kind::Mysql {
+        db.exec("SET SESSION cte_max_recursion_depth = 1000000").await;
+    }
+    db.exec(&format!("INSERT INTO items (id, name, qty) {select}")).await;
+}
+
+/// Every row of both sides, compared outside Ferry.
+async fn assert_equal(src: &TestDb, dst: &TestDb) {
+    let types = [DataType::Int64, DataType::Text { max_chars: None }, DataType::Int32];
+    let a = src.rows("items", &["id"], &["id", "name", "qty"], &types).await;
+    let b = dst.rows("items", &["id"], &["id", "name", "qty"], &types).await;
+    assert_eq!(a.len(), b.len(), "row counts differ");
+    assert!(a == b, "rows differ");
+}
+
+async fn wait_for_rows_copied(ws: &Workspace) {
+    for _ in 0..400 {
+        let status = ws.status_json();
+        if status["tables"][0]["rows_copied"].as_u64().is_some_and(|n| n > 2_000) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the backfill did not start: {:#}", ws.status_json());
+}
+
+fn finish(child: std::process::Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_postgres_restarts_mid_backfill() {
+    let mut server = LogicalPostgres::start();
+    let src = TestDb::on(Kind::Postgres, &server.server()).await;
+    let dst = TestDb::new(Kind::Mysql).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, SLOW));
+    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_rows_copied(&ws).await;
+    server.restart(Duration::from_millis(1500));
+    let (code, stderr) = finish(run);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconnecting in"), "each retry is logged:\n{stderr}");
+    assert_equal(&src, &dst).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_mariadb_restarts_mid_backfill_and_mid_sync() {
+    let mut server = PrivateMariadb::start(31);
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::on(Kind::Mysql, &server.server()).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, SLOW));
+    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_rows_copied(&ws).await;
+    server.restart(Duration::from_millis(1500));
+    let (code, stderr) = finish(run);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconnecting in"), "each retry is logged:\n{stderr}");
+    assert_equal(&src, &dst).await;
+
+    // Mid-sync: writes go on while the target is down; the follower waits
+    // (its pool opens new connections, or it opens the migration again) and catches up.
+    let follow = ws.command(&["sync", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    src.exec("UPDATE items SET qty = qty + 100 WHERE id <= 300").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart(Duration::from_millis(1500));
+    src.exec("DELETE FROM items WHERE id > 39900; UPDATE items SET name = 'renamed' WHERE id % 1000 = 0").await;
+    let mut caught_up = false;
+    for _ in 0..300 {
+        let status = ws.status_json();
+        let pending = status["tables"][0]["capture"]["pending_changes"].as_u64();
+        if pending == Some(0) && dst.count("items").await == (ROWS - 100) as u64 {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status();
+    let (code, stderr) = finish(follow);
+    assert!(caught_up, "the follower caught up after the restart:\n{stderr}");
+    assert_eq!(code, Some(130), "stopped as asked:\n{stderr}");
+    assert_equal(&src, &dst).await;
+    ws.run(&["verify"]).assert_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_stays_down_is_an_error_after_reconnect_for() {
+    let server = LogicalPostgres::start();
+    let src = TestDb::on(Kind::Postgres, &server.server()).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, &SLOW.replacen("[policy]\n", "[policy]\nreconnect_for = \"2s\"\n", 1)));
+    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_rows_copied(&ws).await;
+    drop(server);
+    let (code, stderr) = finish(run);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("gave up reconnecting") && stderr.contains("reconnect_for"), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:"), "the server is named:\n{stderr}");
+}

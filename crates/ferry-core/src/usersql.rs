@@ -1,0 +1,184 @@
+//! The operator's own SQL — filters, computed columns, `[[check]]` queries,
+//! the latency probe, `ferry diff --where` — is spliced into SQL Ferry
+//! writes. Before any of it runs, each fragment is read with the engine's
+//! dialect of `sqlparser` and must be exactly what its place allows: one
+//! expression, or one `SELECT`. No comment (it would hide the generated
+//! tail), no `;` (a second statement), no word that writes.
+
+use crate::plan::EngineName;
+use sqlparser::ast::{SetExpr, Statement};
+use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::keywords::Keyword;
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+/// What a fragment must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fragment {
+    /// A row filter: one boolean expression over the row's columns.
+    Filter,
+    /// A computed column: one scalar expression over the row's columns.
+    Expression,
+    /// A `[[check]]` or the latency probe: one `SELECT`.
+    Query,
+}
+
+impl Fragment {
+    fn what(self) -> &'static str {
+        match self {
+            Fragment::Filter => "one boolean expression (what follows WHERE)",
+            Fragment::Expression => "one expression (what could follow SELECT)",
+            Fragment::Query => "one SELECT statement",
+        }
+    }
+}
+
+/// Words that change data, schema, privileges or files; none belongs in a
+/// fragment Ferry reads with (`FOR UPDATE` takes locks, `INTO` writes a table
+/// or, on MySQL, a file).
+const WRITING: &[Keyword] = &[
+    Keyword::INSERT,
+    Keyword::UPDATE,
+    Keyword::DELETE,
+    Keyword::MERGE,
+    Keyword::INTO,
+    Keyword::CREATE,
+    Keyword::DROP,
+    Keyword::ALTER,
+    Keyword::TRUNCATE,
+    Keyword::GRANT,
+    Keyword::REVOKE,
+    Keyword::COPY,
+    Keyword::CALL,
+    Keyword::EXECUTE,
+    Keyword::LOCK,
+];
+
+fn dialect(engine: EngineName) -> Box<dyn Dialect> {
+    match engine {
+        EngineName::Postgres => Box::new(PostgreSqlDialect {}),
+        EngineName::Mysql => Box::new(MySqlDialect {}),
+        EngineName::Sqlite => Box::new(SQLiteDialect {}),
+    }
+}
+
+/// Checks that `sql` is exactly one `kind` in `engine`'s dialect; the error
+/// says what was found instead (the caller adds where).
+pub fn validate(sql: &str, kind: Fragment, engine: EngineName) -> Result<(), String> {
+    let dialect = dialect(engine);
+    let refuse = |why: String| Err(format!("must be {}: {why}", kind.what()));
+    let tokens = match Tokenizer::new(dialect.as_ref(), sql).tokenize() {
+        Ok(tokens) => tokens,
+        Err(e) => return refuse(format!("{} cannot read it ({e})", engine.title())),
+    };
+    for token in &tokens {
+        match token {
+            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => {
+                return refuse("it holds a comment, which would hide the SQL Ferry writes after it".into())
+            }
+            Token::SemiColon => return refuse("it holds `;`, which would start another statement".into()),
+            Token::Word(w) if w.quote_style.is_none() && WRITING.contains(&w.keyword) => {
+                return refuse(format!("`{}` has no place in SQL Ferry only reads with", w.value))
+            }
+            _ => {}
+        }
+    }
+    if tokens.iter().all(|t| matches!(t, Token::Whitespace(_))) {
+        return refuse("it is empty".into());
+    }
+    let mut parser = Parser::new(dialect.as_ref()).with_tokens(tokens);
+    match kind {
+        Fragment::Filter | Fragment::Expression => {
+            let parsed = parser.parse_expr().map_err(|e| format!("must be {}: {e}", kind.what()))?;
+            if parser.peek_token().token != Token::EOF {
+                return refuse(format!("`{parsed}` is followed by `{}`", parser.peek_token().token));
+            }
+        }
+        Fragment::Query => {
+            let statements = parser.parse_statements().map_err(|e| format!("must be {}: {e}", kind.what()))?;
+            match statements.as_slice() {
+                [Statement::Query(query)]
+                    if matches!(
+                        *query.body,
+                        SetExpr::Select(_) | SetExpr::SetOperation { .. } | SetExpr::Values(_) | SetExpr::Query(_)
+                    ) => {}
+                [other] => return refuse(format!("`{}` is not a SELECT", first_words(&other.to_string()))),
+                _ => return refuse(format!("it holds {} statements", statements.len())),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The engine a database URL names, by its scheme.
+pub fn engine_of_url(url: &str) -> Option<EngineName> {
+    if url.starts_with("sqlite:") {
+        Some(EngineName::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Some(EngineName::Postgres)
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        Some(EngineName::Mysql)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENGINES: [EngineName; 3] = [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite];
+
+    #[test]
+    fn accepts_what_people_write() {
+        for engine in ENGINES {
+            for filter in ["deleted_at IS NULL", "status IN ('a', 'b') AND id > 10", "name = 'it''s -- fine; ok'"] {
+                validate(filter, Fragment::Filter, engine).unwrap_or_else(|e| panic!("{engine:?} {filter}: {e}"));
+            }
+            for expr in ["lower(email)", "price * 100", "CASE WHEN a > 0 THEN 'x' ELSE 'y' END", "coalesce(a, b)"] {
+                validate(expr, Fragment::Expression, engine).unwrap_or_else(|e| panic!("{engine:?} {expr}: {e}"));
+            }
+            let check =
+                "SELECT COUNT(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL";
+            validate(check, Fragment::Query, engine).unwrap_or_else(|e| panic!("{engine:?}: {e}"));
+        }
+        validate("split_part(email, '@', 2)", Fragment::Expression, EngineName::Postgres).unwrap();
+        validate("amount::numeric(10,2) > 0", Fragment::Filter, EngineName::Postgres).unwrap();
+        validate("`order` > 0", Fragment::Filter, EngineName::Mysql).unwrap();
+        validate("\"update\" > 0", Fragment::Filter, EngineName::Postgres).unwrap();
+    }
+
+    #[test]
+    fn refuses_what_would_escape_its_place() {
+        let cases = [
+            ("1=1; DROP TABLE t", Fragment::Filter, "`;`"),
+            ("1=1 -- ", Fragment::Filter, "comment"),
+            ("1=1 /*", Fragment::Filter, "must be one boolean expression"),
+            ("1=1 /* x */", Fragment::Filter, "comment"),
+            ("a b", Fragment::Expression, "followed by"),
+            ("", Fragment::Expression, "empty"),
+            ("SELECT 1; DELETE FROM t", Fragment::Query, "`;`"),
+            ("DELETE FROM t", Fragment::Query, "`DELETE`"),
+            ("SELECT * INTO copy FROM t", Fragment::Query, "`INTO`"),
+            ("WITH d AS (DELETE FROM t RETURNING 1) SELECT count(*) FROM d", Fragment::Query, "`DELETE`"),
+            ("SELECT 1 FROM t FOR UPDATE", Fragment::Query, "`UPDATE`"),
+            ("SHOW TABLES", Fragment::Query, "SELECT"),
+            ("id IN (SELECT id FROM t) OR (SELECT set_config('a', 'b', false)) IS NULL", Fragment::Filter, ""),
+        ];
+        for engine in ENGINES {
+            for (sql, kind, why) in cases {
+                match validate(sql, kind, engine) {
+                    Ok(()) if why.is_empty() => {}
+                    Ok(()) => panic!("{engine:?} accepted {sql:?}"),
+                    Err(e) => assert!(e.contains(why), "{engine:?} {sql:?}: {e}"),
+                }
+            }
+        }
+        let e = validate("1=1 # hidden", Fragment::Filter, EngineName::Mysql).unwrap_err();
+        assert!(e.contains("comment"), "{e}");
+    }
+}
