@@ -49,6 +49,24 @@ async fn wait_for_rows_copied(ws: &Workspace) {
     panic!("the backfill did not start: {:#}", ws.status_json());
 }
 
+/// `ferry run` of a slow backfill, started in the background once the source is filled.
+async fn slow_run(src: &TestDb, dst: &TestDb) -> (Workspace, std::process::Child) {
+    fill(src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(src, dst, SLOW));
+    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_rows_copied(&ws).await;
+    (ws, run)
+}
+
+/// A run that went on through a restart: exit 0, the retries logged, the rows equal.
+async fn assert_survived(run: std::process::Child, src: &TestDb, dst: &TestDb) {
+    let (code, stderr) = finish(run);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("reconnecting in"), "each retry is logged:\n{stderr}");
+    assert_equal(src, dst).await;
+}
+
 fn finish(child: std::process::Child) -> (Option<i32>, String) {
     let out = child.wait_with_output().unwrap();
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
@@ -59,16 +77,9 @@ async fn source_postgres_restarts_mid_backfill() {
     let mut server = LogicalPostgres::start();
     let src = TestDb::on(Kind::Postgres, &server.server()).await;
     let dst = TestDb::new(Kind::Mysql).await;
-    fill(&src).await;
-    let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(&src, &dst, SLOW));
-    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_rows_copied(&ws).await;
+    let (_ws, run) = slow_run(&src, &dst).await;
     server.restart(Duration::from_millis(1500));
-    let (code, stderr) = finish(run);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("reconnecting in"), "each retry is logged:\n{stderr}");
-    assert_equal(&src, &dst).await;
+    assert_survived(run, &src, &dst).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,16 +87,9 @@ async fn target_mariadb_restarts_mid_backfill_and_mid_sync() {
     let mut server = PrivateMariadb::start(31);
     let src = TestDb::new(Kind::Postgres).await;
     let dst = TestDb::on(Kind::Mysql, &server.server()).await;
-    fill(&src).await;
-    let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(&src, &dst, SLOW));
-    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    wait_for_rows_copied(&ws).await;
+    let (ws, run) = slow_run(&src, &dst).await;
     server.restart(Duration::from_millis(1500));
-    let (code, stderr) = finish(run);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("reconnecting in"), "each retry is logged:\n{stderr}");
-    assert_equal(&src, &dst).await;
+    assert_survived(run, &src, &dst).await;
 
     // Mid-sync: writes go on while the target is down; the follower waits
     // (its pool opens new connections, or it opens the migration again) and catches up.

@@ -140,16 +140,15 @@ impl TlsSettings {
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_setup_error(format!("no TLS version available: {e}")))?;
-        let roots = Arc::new(self.root_store()?);
-        let verifier: Arc<dyn ServerCertVerifier> = match self.mode {
-            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => Arc::new(Unverified { provider }),
-            TlsMode::VerifyCa | TlsMode::VerifyFull => {
-                let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider)
+        let chain = match self.mode {
+            TlsMode::Disable | TlsMode::Prefer | TlsMode::Require => None,
+            TlsMode::VerifyCa | TlsMode::VerifyFull => Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(self.root_store()?), provider.clone())
                     .build()
-                    .map_err(|e| tls_setup_error(format!("cannot check server certificates: {e}")))?;
-                Arc::new(Verified { webpki, check_name: self.mode == TlsMode::VerifyFull })
-            }
+                    .map_err(|e| tls_setup_error(format!("cannot check server certificates: {e}")))?,
+            ),
         };
+        let verifier = Arc::new(Checker { provider, chain, check_name: self.mode == TlsMode::VerifyFull });
         let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
         Ok(match self.client_identity()? {
             Some((chain, key)) => builder
@@ -329,24 +328,34 @@ fn classify(error: &rustls::Error) -> TlsFailure {
     }
 }
 
-/// `prefer` and `require`: encrypted, the certificate not checked (as libpq).
-/// The handshake's signatures are still checked, so the session key is the
-/// server's, whoever it is.
+/// Checks what the mode asks for: for `prefer` and `require` nothing of the
+/// certificate (as libpq), for `verify-ca` the chain against the roots, for
+/// `verify-full` the host name too. The handshake's signatures are always
+/// checked, so the session key is the certificate holder's, whoever it is.
 #[derive(Debug)]
-struct Unverified {
+struct Checker {
     provider: Arc<rustls::crypto::CryptoProvider>,
+    /// `None`: the certificate is not checked.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    check_name: bool,
 }
 
-impl ServerCertVerifier for Unverified {
+impl ServerCertVerifier for Checker {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
@@ -369,54 +378,6 @@ impl ServerCertVerifier for Unverified {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca` and `verify-full`: the chain is checked against the roots;
-/// the host name only for `verify-full`.
-#[derive(Debug)]
-struct Verified {
-    webpki: Arc<WebPkiServerVerifier>,
-    check_name: bool,
-}
-
-impl ServerCertVerifier for Verified {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
     }
 }
 
