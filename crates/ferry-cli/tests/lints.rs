@@ -464,3 +464,32 @@ async fn f019_nullable_key_and_f020_key_collision() {
         assert!(!has_code(&found, "F019") && !has_code(&found, "F020"), "{kind}: {found:?}");
     }
 }
+
+/// Rows already in an existing target table are counted (F021), and the run
+/// leaves them alone until the spec answers `existing_rows = "merge"`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f021_target_has_rows() {
+    for kind in ALL {
+        let src = TestDb::new(kind).await;
+        let dst = TestDb::new(kind).await;
+        src.exec("CREATE TABLE t (id integer PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');")
+            .await;
+        dst.exec("CREATE TABLE t (id integer PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (3, 'old'), (9, 'z');")
+            .await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(&src, &dst, ONE_TABLE));
+        let plan = ws.plan_json();
+        assert!(lint_message(&plan, "F021").contains("already holds 2 row(s)"), "{kind}: {plan:#}");
+        assert!(has(&findings(&plan), "F021", "error"), "{kind}");
+        let ran = ws.run(&["run"]);
+        ran.assert_code(2);
+        assert!(ran.stderr.contains("E402") && ran.stderr.contains("existing_rows = \"merge\""), "{kind}\n{ran}");
+        assert_eq!(dst.count("t").await, 2, "{kind}: nothing written");
+
+        ws.write_spec(&spec(&src, &dst, &format!("{ONE_TABLE}existing_rows = \"merge\"\n")));
+        assert!(has(&findings(&ws.plan_json()), "F021", "info"), "{kind}");
+        let ran = ws.run(&["run"]);
+        ran.assert_code(1); // copied; verification then finds the row the source does not have
+        assert_eq!(dst.count("t").await, 4, "{kind}: 3 copied (one overwritten), 1 kept\n{ran}");
+    }
+}

@@ -438,7 +438,9 @@ async fn rollback_can_keep_the_target() {
     assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
     assert!(dst.ferry_objects().await.is_empty(), "{:?}", dst.ferry_objects().await);
     assert_eq!(ws.status_json()["state"], "rolled_back");
-    // The kept copy is reused by the next run.
+    // The kept copy holds rows: the next run reuses it once the spec says so.
+    ws.run(&["run"]).assert_code(2);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\nexisting_rows = \"merge\"\n"));
     ws.run(&["run"]).assert_code(0);
 }
 

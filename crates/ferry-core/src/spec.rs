@@ -232,6 +232,9 @@ pub struct TableSpec {
     /// `column.generated`, `column.collation`, `column.identity`,
     /// `column.zone`); `""` leaves the item out knowingly.
     pub translate: BTreeMap<String, String>,
+    /// `existing_rows = "merge"`: rows an existing target table already holds
+    /// may stay (those whose key the source has are overwritten).
+    pub merge_existing_rows: bool,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
 }
@@ -472,6 +475,7 @@ mod raw {
         pub columns: BTreeMap<Spanned<String>, Spanned<ColumnValue>>,
         #[serde(default)]
         pub translate: BTreeMap<String, String>,
+        pub existing_rows: Option<Spanned<String>>,
     }
 
     pub struct OneOrMany(pub Vec<String>);
@@ -1271,7 +1275,29 @@ fn parse_table(
         };
         columns.push((target_name, source));
     }
-    Ok(TableSpec { from, to, key, filter, exclude, columns, translate: raw.translate.clone(), line })
+    let merge_existing_rows = match raw.existing_rows.as_ref().map(|v| (v.get_ref().as_str(), v.span())) {
+        None => false,
+        Some(("merge", _)) => true,
+        Some((other, span)) => {
+            return Err(ctx.error(
+                span,
+                format!("`table.existing_rows` is `{other}`"),
+                "the one answer is \"merge\": keep the rows an existing target table holds, overwrite those \
+                 whose key the source has; to start from an empty table, empty it yourself first",
+            ))
+        }
+    };
+    Ok(TableSpec {
+        from,
+        to,
+        key,
+        filter,
+        exclude,
+        columns,
+        translate: raw.translate.clone(),
+        merge_existing_rows,
+        line,
+    })
 }
 
 /// A server URL split where people mean it: `scheme://`, the user, the

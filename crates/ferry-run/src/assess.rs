@@ -234,6 +234,12 @@ impl Assessor {
             not_invertible: plan.inversion_blocker(),
             null_key_rows,
             key_collisions,
+            target_rows: if target_exists && !plan.in_place {
+                Some(self.target.count(&plan.target_name, None).await?)
+            } else {
+                None
+            },
+            merge_existing_rows: plan.spec.merge_existing_rows,
             schema,
             identity_sql,
         })

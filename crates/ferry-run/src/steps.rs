@@ -53,6 +53,22 @@ impl Migration {
                         plan.spec.line
                     )));
                 }
+                let rows = self.target.count(&plan.target_name, None).await?;
+                if rows > 0 && !plan.spec.merge_existing_rows {
+                    return Err(RunError::new(
+                        RunErrorKind::IncompatibleTarget,
+                        format!(
+                            "target table {} already holds {rows} row(s): the copy would overwrite those whose key \
+                             the source has and keep the others",
+                            plan.target_name
+                        ),
+                    )
+                    .with_hint(format!(
+                        "empty it first, copy into another table with `to = \"...\"`, or keep them with \
+                         `existing_rows = \"merge\"` (spec line {}); `ferry plan` reports it as F021",
+                        plan.spec.line
+                    )));
+                }
                 self.state.audit(&AuditEvent::TableReused { table: name.clone() })?;
                 progress.note(&format!("reusing the existing target table {name}"));
             }
@@ -185,7 +201,11 @@ impl Migration {
             let name = plan.target_display();
             let Some(recorded) = self.state.table(&name)? else { continue };
             if keep_target && recorded.stage.table_may_exist() {
-                notes.push(format!("kept {} as it is (--keep-target)", plan.target_name));
+                notes.push(format!(
+                    "kept {} as it is (--keep-target); a new `ferry run` copies into it again once its [[table]] \
+                     says existing_rows = \"merge\"",
+                    plan.target_name
+                ));
             } else if recorded.created_by_ferry && recorded.stage.table_may_exist() {
                 self.target.drop_table(&plan.target_name).await?;
                 notes.push(format!("dropped {} (created by expand)", plan.target_name));

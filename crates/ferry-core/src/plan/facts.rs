@@ -260,6 +260,12 @@ pub struct TableFacts {
     /// them; `None` when the source's own constraints rule it out.
     #[serde(default)]
     pub key_collisions: Option<KeyCollisions>,
+    /// Rows an existing target table (not Ferry's) already holds; `None` when Ferry creates it.
+    #[serde(default)]
+    pub target_rows: Option<u64>,
+    /// `existing_rows = "merge"`: the spec accepts keeping them.
+    #[serde(default)]
+    pub merge_existing_rows: bool,
 }
 
 /// Source rows that would land on one target key.

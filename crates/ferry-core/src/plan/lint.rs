@@ -250,6 +250,16 @@ pub const RULES: &[Rule] = &[
                `key = [...]`, or clean the listed values on the source first.",
         check: key_collision,
     },
+    Rule {
+        code: "F021",
+        name: "target-has-rows",
+        summary: "An existing target table already holds rows",
+        help: "Ferry copies into an existing table with upserts: a row whose key the source also has is \
+               overwritten, the others stay, and verification then finds them as differences. Empty the table \
+               first, copy into another with `to = \"...\"`, or accept keeping them with \
+               `existing_rows = \"merge\"` in the table's [[table]] entry.",
+        check: target_has_rows,
+    },
 ];
 
 /// Every finding of every rule, most severe first.
@@ -534,6 +544,26 @@ fn key_collision(rule: &Rule, a: &Assessment) -> Vec<Finding> {
                     c.comparison,
                     c.first.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
                 ),
+            ))
+        })
+        .collect()
+}
+
+fn target_has_rows(rule: &Rule, a: &Assessment) -> Vec<Finding> {
+    a.tables
+        .iter()
+        .filter_map(|t| {
+            let rows = t.target_rows.filter(|n| *n > 0)?;
+            let (severity, answer) = if t.merge_existing_rows {
+                (Severity::Info, "kept, as `existing_rows = \"merge\"` says; those with a source key are overwritten")
+            } else {
+                (Severity::Error, "the copy would overwrite those whose key the source has and keep the others")
+            };
+            Some(rule.finding(
+                severity,
+                t,
+                None,
+                format!("the existing target table `{}` already holds {rows} row(s): {answer}", t.target),
             ))
         })
         .collect()

@@ -47,6 +47,7 @@ pub fn mirror_spec(spec: &Spec, rehearsed: &Spec) -> Spec {
             exclude: Vec::new(),
             columns: Vec::new(),
             translate: BTreeMap::new(),
+            merge_existing_rows: false,
             line: real.line,
         })
         .collect();
