@@ -80,6 +80,11 @@ pub fn validate(sql: &str, kind: Fragment, engine: EngineName) -> Result<(), Str
             Token::Word(w) if w.quote_style.is_none() && WRITING.contains(&w.keyword) => {
                 return refuse(format!("`{}` has no place in SQL Ferry only reads with", w.value))
             }
+            // Where the parser and the server may read a token differently
+            // (MySQL's `@;` is a variable to one and a statement end to the other).
+            other if !is_quoted(other) && hides_a_break(&other.to_string(), engine) => {
+                return refuse(format!("`{other}` holds `;` or the start of a comment"))
+            }
             _ => {}
         }
     }
@@ -108,6 +113,31 @@ pub fn validate(sql: &str, kind: Fragment, engine: EngineName) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// A string literal or a quoted identifier: the one place `;` and comment
+/// marks are text.
+fn is_quoted(token: &Token) -> bool {
+    match token {
+        Token::Word(w) => w.quote_style.is_some(),
+        Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::DollarQuotedString(_)
+        | Token::NationalStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_) => true,
+        _ => false,
+    }
+}
+
+fn hides_a_break(text: &str, engine: EngineName) -> bool {
+    text.contains(';')
+        || text.contains("--")
+        || text.contains("/*")
+        || (engine == EngineName::Mysql && text.contains('#'))
 }
 
 fn first_words(sql: &str) -> String {
@@ -180,5 +210,8 @@ mod tests {
         }
         let e = validate("1=1 # hidden", Fragment::Filter, EngineName::Mysql).unwrap_err();
         assert!(e.contains("comment"), "{e}");
+        // Found by fuzzing (fuzz/fuzz_targets/user_sql.rs): a token MySQL's server reads otherwise.
+        let e = validate("1-@;", Fragment::Filter, EngineName::Mysql).unwrap_err();
+        assert!(e.contains("`;`"), "{e}");
     }
 }

@@ -9,6 +9,9 @@ mod codec;
 mod logical;
 
 pub use codec::{data_type_of, Decoded, Encode};
+/// The pgoutput decoder, for the fuzz targets (fuzz/).
+#[doc(hidden)]
+pub use logical::parse as parse_pgoutput;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
