@@ -494,11 +494,17 @@ impl Migration {
         let mut started = false;
         let order = crate::sync::replay_order(&self.plans);
         let mut holds = crate::sync::Holds::default();
+        let mut measured: Option<Instant> = None;
         loop {
             let mut caught_up = true;
             let mut pending = 0;
             let mut work = 0;
-            self.measure_capture_log(progress).await?;
+            // Collected every round, measured at most every COLLECT_EVERY: a
+            // draining round can be 50 ms, and each measure writes the state store.
+            if measured.is_none_or(|at| at.elapsed() >= COLLECT_EVERY) {
+                self.measure_capture_log(progress).await?;
+                measured = Some(Instant::now());
+            }
             self.source.collect_changes().await?;
             for &i in &order {
                 let (plan, write) = (&self.plans[i], &writes[i]);
