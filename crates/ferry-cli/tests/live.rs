@@ -371,6 +371,62 @@ async fn rolled_back_then_rollback(src: &TestDb, capture: &str, kept: &[&str]) {
     ws.run(&["run"]).assert_code(0);
 }
 
+/// Two migrations capture one source table (two specs, each in a folder of
+/// its own and both named ferry.toml): each replays every change into its
+/// own target, and rolling one back leaves the other's capture working.
+async fn two_migrations_of_one_table(src: &TestDb, capture: &str) {
+    fill(src).await;
+    let (dst_a, dst_b) = (TestDb::new(Kind::Sqlite).await, TestDb::new(Kind::Sqlite).await);
+    let (a, b) = (Workspace::new(FERRY), Workspace::new(FERRY));
+    a.write_spec(&capture_spec(src, &dst_a, TABLES, capture));
+    b.write_spec(&capture_spec(src, &dst_b, TABLES, capture));
+    a.run(&["run"]).assert_code(0);
+    b.run(&["run"]).assert_code(0);
+    let write = |round: i64| async move {
+        let mut s = src.session().await;
+        s.exec(&format!("INSERT INTO items (id, name, qty) VALUES ({}, 'new', 0)", -round)).await.unwrap();
+        s.exec(&format!("UPDATE items SET name = 'changed {round}' WHERE id = {round}")).await.unwrap();
+        s.exec(&format!("DELETE FROM items WHERE id = {}", round + 100)).await.unwrap();
+    };
+    write(1).await;
+    let same = |dst| async move {
+        let (_, diffs) = independent_comparison(src, dst).await;
+        assert!(diffs.is_empty(), "{diffs:?}");
+    };
+    let synced = a.run(&["sync"]);
+    synced.assert_code(0);
+    same(&dst_a).await;
+    // B still has the three changes A replayed: it needs them too.
+    b.run(&["sync"]).assert_code(0);
+    same(&dst_b).await;
+    b.run(&["verify"]).assert_code(0);
+
+    let ran = a.run(&["rollback"]);
+    ran.assert_code(0);
+    assert!(!src.ferry_objects().await.is_empty(), "B's capture stays after A's rollback\n{ran}");
+    write(2).await;
+    b.run(&["sync"]).assert_code(0);
+    same(&dst_b).await;
+    b.run(&["rollback"]).assert_code(0);
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrations_of_one_table_on_postgres() {
+    two_migrations_of_one_table(&TestDb::new(Kind::Postgres).await, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrations_of_one_table_on_mysql() {
+    two_migrations_of_one_table(&TestDb::new(Kind::Mysql).await, "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrations_of_one_table_on_sqlite() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    two_migrations_of_one_table(&src, "").await;
+}
+
 /// Writes during migration and kills, into every target, from a source on
 /// a server of the test's own (`$server`) captured with `$capture`.
 macro_rules! writes_and_kills {
@@ -445,6 +501,7 @@ mod logical {
         ws.run(&["run", "--until", "expand"]).assert_code(0);
         src.exec("UPDATE items SET qty = qty + 1 WHERE id <= 100").await;
         let engine = src.engine().await;
+        engine.set_capture_scope(ws.capture_scope());
         let items = ferry_core::TableName::parse("items");
         assert_eq!(engine.capture_lag(&items).await.unwrap().pending, 0, "still in the slot");
         let mut follow = ws.spawn_quiet(&["sync", "--follow"]);
@@ -489,8 +546,14 @@ mod logical {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolled_back_writes_and_rollback_leave_nothing() {
         let server = LogicalPostgres::start();
-        rolled_back_then_rollback(&source(&server).await, "logical", &["ferry_capture_ferrytest", "ferry_capture"])
-            .await;
+        rolled_back_then_rollback(&source(&server).await, "logical", &["ferry_capture_"]).await;
+    }
+
+    /// Two migrations of one table each keep a slot and a publication.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_migrations_of_one_table() {
+        let server = LogicalPostgres::start();
+        super::two_migrations_of_one_table(&source(&server).await, "logical").await;
     }
 }
 
@@ -541,7 +604,14 @@ mod binlog {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn rolled_back_writes_and_rollback_leave_nothing() {
         let server = PrivateMariadb::start(1);
-        rolled_back_then_rollback(&source(&server).await, "binlog", &["ferry_binlog_position"]).await;
+        rolled_back_then_rollback(&source(&server).await, "binlog", &["ferry_binlog_position_"]).await;
+    }
+
+    /// Two migrations of one table each keep a position and read the binary log.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_migrations_of_one_table() {
+        let server = PrivateMariadb::start(1);
+        super::two_migrations_of_one_table(&source(&server).await, "binlog").await;
     }
 
     /// How far the reader is behind is measured and shown, with a warning

@@ -98,22 +98,63 @@ async fn target_mariadb_restarts_mid_backfill_and_mid_sync() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart(Duration::from_millis(1500));
     src.exec("DELETE FROM items WHERE id > 39900; UPDATE items SET name = 'renamed' WHERE id % 1000 = 0").await;
-    let mut caught_up = false;
-    for _ in 0..300 {
-        let status = ws.status_json();
-        let pending = status["tables"][0]["capture"]["pending_changes"].as_u64();
-        if pending == Some(0) && dst.count("items").await == (ROWS - 100) as u64 {
-            caught_up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let caught_up = caught_up(&ws, &dst, (ROWS - 100) as u64).await;
     let _ = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status();
     let (code, stderr) = finish(follow);
     assert!(caught_up, "the follower caught up after the restart:\n{stderr}");
     assert_eq!(code, Some(130), "stopped as asked:\n{stderr}");
     assert_equal(&src, &dst).await;
     ws.run(&["verify"]).assert_code(0);
+}
+
+/// Whether replay caught up (nothing pending, `rows` on the target) within 30 s.
+async fn caught_up(ws: &Workspace, dst: &TestDb, rows: u64) -> bool {
+    for _ in 0..300 {
+        let status = ws.status_json();
+        let pending = status["tables"][0]["capture"]["pending_changes"].as_u64();
+        if pending == Some(0) && dst.count("items").await == rows {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// `ferry run --follow` that loses its target while following goes on as
+/// `ferry sync --follow` does: it reconnects and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_follow_survives_a_target_restart_while_following() {
+    let server = PrivateMariadb::start(32);
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::on(Kind::Mysql, &server.server()).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"items\"\n"));
+    let follow = ws.command(&["run", "--follow"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    for _ in 0..300 {
+        if ws.status_json()["verification"] == "pass" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(ws.status_json()["verification"], "pass", "the run verified and follows");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Changes arrive while the target is down: the follower meets the closed port.
+    let restarting = std::thread::spawn(move || {
+        let mut server = server;
+        server.restart(Duration::from_millis(2500));
+        server
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    src.exec("DELETE FROM items WHERE id > 39950; UPDATE items SET qty = -1 WHERE id <= 10").await;
+    let _server = restarting.join().unwrap();
+    let caught_up = caught_up(&ws, &dst, (ROWS - 50) as u64).await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &follow.id().to_string()]).status();
+    let (code, stderr) = finish(follow);
+    assert!(caught_up, "the follower caught up after the restart:\n{stderr}");
+    assert!(stderr.contains("following again"), "{stderr}");
+    assert_eq!(code, Some(130), "stopped as asked:\n{stderr}");
+    assert_equal(&src, &dst).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,4 +172,71 @@ async fn a_server_that_stays_down_is_an_error_after_reconnect_for() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("gave up reconnecting") && stderr.contains("reconnect_for"), "{stderr}");
     assert!(stderr.contains("127.0.0.1:"), "the server is named:\n{stderr}");
+}
+
+/// A spec whose source is asked whether it answers after 1 s of any
+/// statement, and given 2 s to connect.
+fn watched_spec(src: &TestDb, dst: &TestDb, tables: &str) -> String {
+    spec(src, dst, &tables.replacen("[policy]\n", "[policy]\nliveness_check = \"1s\"\n", 1)).replacen(
+        &src.url,
+        &format!("{}?connect_timeout=2", src.url),
+        1,
+    )
+}
+
+/// A source that freezes mid-backfill (every server process stopped: open
+/// connections hang, new ones get no handshake) is found by the liveness
+/// check, reconnected to once it thaws, and the copy ends equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_source_is_found_and_waited_for_mid_backfill() {
+    let server = LogicalPostgres::start();
+    let src = TestDb::on(Kind::Postgres, &server.server()).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&watched_spec(&src, &dst, SLOW));
+    let run = ws.command(&["run"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_rows_copied(&ws).await;
+    server.freeze(Duration::from_secs(5));
+    let (code, stderr) = finish(run);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped answering") && stderr.contains("reconnecting in"), "{stderr}");
+    assert_equal(&src, &dst).await;
+}
+
+/// `ferry verify` waits for a long statement of a server that answers (a
+/// check sleeping 4 s under a 1 s liveness check is not cut short), and
+/// survives the server freezing under it: it reconnects and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_waits_for_a_long_check_and_survives_a_frozen_server() {
+    let server = LogicalPostgres::start();
+    let src = TestDb::on(Kind::Postgres, &server.server()).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    let check =
+        "[[check]]\nname = \"slow\"\non = \"source\"\nsql = \"SELECT 1 FROM (SELECT pg_sleep(4)) s\"\nexpect = 1\n\n";
+    ws.write_spec(&watched_spec(&src, &dst, &format!("{check}{SLOW}")));
+    let ran = ws.run(&["run"]);
+    ran.assert_code(0);
+    assert!(!ran.stderr.contains("stopped answering"), "a server that answers is waited for:\n{ran}");
+
+    let verify = ws.command(&["verify"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let sleeping = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND query LIKE '%pg_sleep(4)%' AND pid <> pg_backend_pid()",
+        src.name
+    );
+    let mut seen = false;
+    for _ in 0..200 {
+        if server.psql("postgres", &sleeping) != "0" {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "verify reached the check");
+    server.freeze(Duration::from_secs(5));
+    let (code, stderr) = finish(verify);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped answering") && stderr.contains("reconnecting in"), "{stderr}");
 }

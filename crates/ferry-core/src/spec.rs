@@ -300,6 +300,9 @@ pub struct Policy {
     pub max_retained_bytes: u64,
     /// How long a command keeps reconnecting to a server that dropped it or restarts.
     pub reconnect_for: Duration,
+    /// How long a statement runs before Ferry asks the server, on a
+    /// connection of its own, whether it still answers (zero: never asks).
+    pub liveness_check: Duration,
 }
 
 /// Batch sizes the adaptation keeps between.
@@ -324,6 +327,7 @@ impl Default for Policy {
             verify_chunk_rows: 50_000,
             max_retained_bytes: 10_000_000_000,
             reconnect_for: Duration::from_secs(300),
+            liveness_check: Duration::from_secs(30),
         }
     }
 }
@@ -460,6 +464,7 @@ mod raw {
         pub verify_chunk_rows: Option<Spanned<i64>>,
         pub max_retained: Option<Spanned<String>>,
         pub reconnect_for: Option<Spanned<String>>,
+        pub liveness_check: Option<Spanned<String>>,
     }
 
     #[derive(Deserialize)]
@@ -1023,6 +1028,15 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
                 v.span(),
                 format!("`policy.reconnect_for`: `{}` is not a duration", v.get_ref()),
                 "write e.g. \"5m\"; \"0\" stops at the first lost connection",
+            )
+        })?;
+    }
+    if let Some(v) = &raw.liveness_check {
+        policy.liveness_check = parse_duration(v.get_ref()).ok_or_else(|| {
+            ctx.error(
+                v.span(),
+                format!("`policy.liveness_check`: `{}` is not a duration", v.get_ref()),
+                "write e.g. \"30s\"; \"0\" never asks",
             )
         })?;
     }

@@ -6,12 +6,16 @@
 //! range in key order, upsert, count, and hold an advisory lock.
 
 mod error;
+mod scope;
 pub mod sql;
 pub mod tls;
 mod url;
+mod watched;
 
 pub use crate::error::{EngineError, ErrorKind, Result};
+pub use crate::scope::{CaptureScope, ScopeCell};
 pub use crate::url::{DatabaseUrl, EngineKind};
+pub use crate::watched::Watched;
 
 /// The planner's name of an engine kind.
 pub fn engine_name(kind: EngineKind) -> ferry_core::plan::EngineName {
@@ -176,11 +180,15 @@ impl ReplicaLag {
     }
 }
 
-/// The change log of a source table, named predictably.
-pub fn change_log_table(table: &TableName) -> TableName {
+/// The change log of a source table in one migration's scope, named predictably.
+pub fn change_log_table(scope: &CaptureScope, table: &TableName) -> TableName {
     TableName {
         schema: table.schema.clone(),
-        name: ferry_core::schema::object_name(&format!("{SCRATCH_PREFIX}changes_{}", table.name), &[], "log"),
+        name: ferry_core::schema::object_name(
+            &scope.qualify(&format!("{SCRATCH_PREFIX}changes_"), &table.name),
+            &[],
+            "log",
+        ),
     }
 }
 
@@ -201,9 +209,10 @@ pub fn log_key_columns(
 }
 
 /// The base name of the capture triggers (`_ins`, `_upd`, `_del` are appended)
-/// and of the PostgreSQL function: short enough for every engine's 63-64 limit.
-pub fn capture_name(table: &TableName) -> String {
-    ferry_core::schema::bounded_name(&format!("{SCRATCH_PREFIX}capture_{}", table.name), 58)
+/// and of the PostgreSQL function, in one migration's scope: short enough for
+/// every engine's 63-64 limit.
+pub fn capture_name(scope: &CaptureScope, table: &TableName) -> String {
+    ferry_core::schema::bounded_name(&scope.qualify(&format!("{SCRATCH_PREFIX}capture_"), &table.name), 58)
 }
 
 /// The base name of a table's write fence (a trigger, and on PostgreSQL its function).
@@ -351,6 +360,19 @@ pub trait Engine: Send + Sync {
 
     /// The URL with any password hidden, for messages and logs.
     fn display_url(&self) -> String;
+
+    /// The migration whose capture objects this engine creates, reads and
+    /// removes ([`CaptureScope::legacy`] until set).
+    fn capture_scope(&self) -> CaptureScope;
+
+    /// Sets the capture scope: once, by the migration that owns the engine,
+    /// before any capture call.
+    fn set_capture_scope(&self, scope: CaptureScope);
+
+    /// Whether the server answers, asked on a connection of its own (opened
+    /// and closed for the question, within the connect timeout) while the
+    /// engine's own connections may be waiting: see [`Watched`].
+    async fn answers(&self) -> Result<()>;
 
     /// Columns, keys, indexes, foreign keys and size of a table.
     /// A missing table is an error of kind [`ErrorKind::NotFound`].

@@ -13,7 +13,7 @@
 
 use crate::{map_err, MysqlEngine, Q};
 use ferry_core::{TableName, TableSchema};
-use ferry_engine::{change_log_table, EngineError, ErrorKind, Result};
+use ferry_engine::{change_log_table, CaptureScope, Engine, EngineError, ErrorKind, Result};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::EventData;
 use mysql_async::binlog::row::BinlogRow;
@@ -24,7 +24,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 /// Where the next read of the binary log starts (one row).
-pub const POSITION_TABLE: &str = "ferry_binlog_position";
+const POSITION_TABLE: &str = "ferry_binlog_position";
+
+/// The table holding one migration's binlog reader position in a database.
+pub fn position_table(scope: &CaptureScope) -> String {
+    if scope.is_legacy() {
+        POSITION_TABLE.to_string()
+    } else {
+        format!("{POSITION_TABLE}_{}", scope.as_str())
+    }
+}
 
 /// Keys moved into the logs per transaction of the collector.
 const FLUSH_KEYS: usize = 50_000;
@@ -51,6 +60,9 @@ struct LogComment {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CapturedTable {
+    /// The migration that captures it (empty: from before scopes).
+    #[serde(default)]
+    scope: String,
     database: String,
     table: String,
     key: Vec<String>,
@@ -135,6 +147,7 @@ impl MysqlEngine {
         let typed = crate::log_key_columns(table, key);
         let comment = serde_json::to_string(&LogComment {
             binlog: CapturedTable {
+                scope: self.capture_scope().as_str().to_string(),
                 database: self.database_of(&table.name),
                 table: table.name.name.clone(),
                 key: key.to_vec(),
@@ -142,7 +155,7 @@ impl MysqlEngine {
             },
         })
         .expect("comment serialises");
-        let position = Q.table(&TableName { schema: None, name: POSITION_TABLE.into() });
+        let position = Q.table(&TableName { schema: None, name: position_table(&self.capture_scope()) });
         let statements = [
             format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
             format!(
@@ -152,7 +165,7 @@ impl MysqlEngine {
             format!(
                 "CREATE TABLE IF NOT EXISTS {} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
                  at datetime(6) NOT NULL, {typed}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT = '{}'",
-                Q.table(&change_log_table(&table.name)),
+                Q.table(&change_log_table(&self.capture_scope(), &table.name)),
                 comment.replace('\'', "''")
             ),
         ];
@@ -189,16 +202,19 @@ impl MysqlEngine {
         let has_position: Option<u8> = conn
             .exec_first(
                 "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&self.database, POSITION_TABLE),
+                (&self.database, position_table(&self.capture_scope())),
             )
             .await
             .map_err(map_err)?;
         if has_position.is_none() {
             return Ok(None); // triggers, or no capture at all
         }
-        conn.query_first(format!("SELECT file, pos FROM {} WHERE id = 1", Q.ident(POSITION_TABLE)))
-            .await
-            .map_err(map_err)
+        conn.query_first(format!(
+            "SELECT file, pos FROM {} WHERE id = 1",
+            Q.ident(&position_table(&self.capture_scope()))
+        ))
+        .await
+        .map_err(map_err)
     }
 
     /// Bytes of binary log from the reader's position to the log's end; an
@@ -243,7 +259,9 @@ impl MysqlEngine {
     pub(crate) async fn remove_binlog(&self) -> Result<()> {
         let mut conn = self.conn().await?;
         if self.binlog_logs(&mut conn).await?.is_empty() {
-            conn.query_drop(format!("DROP TABLE IF EXISTS {}", Q.ident(POSITION_TABLE))).await.map_err(map_err)?;
+            conn.query_drop(format!("DROP TABLE IF EXISTS {}", Q.ident(&position_table(&self.capture_scope()))))
+                .await
+                .map_err(map_err)?;
         }
         Ok(())
     }
@@ -386,6 +404,7 @@ impl MysqlEngine {
     /// Captured tables by `database.table`, from the comments on their logs.
     /// This database's change logs filled from the binary log: (schema, log, what it captures).
     async fn binlog_logs(&self, conn: &mut Conn) -> Result<Vec<(String, String, CapturedTable)>> {
+        let scope = self.capture_scope();
         let logs: Vec<(String, String, String)> = conn
             .query(
                 "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_COMMENT FROM information_schema.TABLES \
@@ -397,8 +416,8 @@ impl MysqlEngine {
             .into_iter()
             .filter_map(|(schema, name, comment)| {
                 let t = serde_json::from_str::<LogComment>(&comment).ok()?.binlog;
-                // Another database's migration keeps a position of its own.
-                (t.position == self.database).then_some((schema, name, t))
+                // Another database's or another migration's log keeps a position of its own.
+                (t.position == self.database && t.scope == scope.as_str()).then_some((schema, name, t))
             })
             .collect())
     }
@@ -465,7 +484,7 @@ impl MysqlEngine {
             }
         }
         tx.exec_drop(
-            format!("UPDATE {} SET file = ?, pos = ? WHERE id = 1", Q.ident(POSITION_TABLE)),
+            format!("UPDATE {} SET file = ?, pos = ? WHERE id = 1", Q.ident(&position_table(&self.capture_scope()))),
             (&position.0, position.1),
         )
         .await

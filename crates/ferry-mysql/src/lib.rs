@@ -62,7 +62,11 @@ pub struct MysqlEngine {
     mariadb_version: Option<(u32, u32)>,
     /// Replicas already reported as impossible to ask for their lag.
     unreachable_replicas: std::sync::Mutex<std::collections::HashSet<String>>,
+    scope: ferry_engine::ScopeCell,
 }
+
+/// How long connecting may take, TLS and login included.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl MysqlEngine {
     pub async fn connect(url: &str, display: String) -> Result<MysqlEngine> {
@@ -101,7 +105,7 @@ impl MysqlEngine {
             .pool_opts(PoolOpts::default().with_constraints(PoolConstraints::new(0, 8).expect("valid constraints")))
             .into();
         let pool = Pool::new(opts.clone());
-        let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.get_conn())
+        let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, pool.get_conn())
             .await
             .map_err(|_| {
                 EngineError::new(
@@ -134,6 +138,7 @@ impl MysqlEngine {
             database,
             mariadb_version,
             unreachable_replicas: Default::default(),
+            scope: Default::default(),
         })
     }
 
@@ -560,6 +565,27 @@ impl Engine for MysqlEngine {
 
     fn display_url(&self) -> String {
         self.display.clone()
+    }
+
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
+    }
+
+    async fn answers(&self) -> Result<()> {
+        // A connection outside the pool: the pool's may all be the ones waiting.
+        let asked = async {
+            let mut conn = mysql_async::Conn::new(self.opts.clone()).await?;
+            conn.ping().await?;
+            conn.disconnect().await
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, asked)
+            .await
+            .map_err(|_| EngineError::new(ErrorKind::ConnectionLost, format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(map_err)
     }
 
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
@@ -1090,8 +1116,8 @@ impl Engine for MysqlEngine {
             return self.install_binlog(table, key, lock_timeout).await;
         }
         let t = Q.table(&table.name);
-        let log = Q.table(&change_log_table(&table.name));
-        let name = capture_name(&table.name);
+        let log = Q.table(&change_log_table(&self.capture_scope(), &table.name));
+        let name = capture_name(&self.capture_scope(), &table.name);
         let typed = log_key_columns(table, key);
         let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
         let of = |row: &str| key.iter().map(|k| format!("{row}.{}", Q.ident(k))).collect::<Vec<_>>().join(", ");
@@ -1220,14 +1246,14 @@ impl Engine for MysqlEngine {
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
-        let name = capture_name(table);
+        let name = capture_name(&self.capture_scope(), table);
         let mut conn = self.conn().await?;
         for sql in [
             format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
             format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
             format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_upd"))),
             format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_del"))),
-            format!("DROP TABLE IF EXISTS {}", Q.table(&change_log_table(table))),
+            format!("DROP TABLE IF EXISTS {}", Q.table(&change_log_table(&self.capture_scope(), table))),
         ] {
             conn.query_drop(sql)
                 .await
@@ -1255,7 +1281,7 @@ impl Engine for MysqlEngine {
         let sql = format!(
             "SELECT seq, op = 'T', {} FROM {} ORDER BY seq LIMIT {limit}",
             ks.join(", "),
-            Q.table(&change_log_table(table))
+            Q.table(&change_log_table(&self.capture_scope(), table))
         );
         let mut conn = self.conn().await?;
         Ok(query_rows(&mut conn, &sql, Vec::new()).await?.into_iter().map(Change::from_log_row).collect())
@@ -1267,7 +1293,10 @@ impl Engine for MysqlEngine {
             let placeholders = vec!["?"; chunk.len()].join(", ");
             let params: Vec<mysql_async::Value> = chunk.iter().map(|s| mysql_async::Value::Int(*s)).collect();
             conn.exec_drop(
-                format!("DELETE FROM {} WHERE seq IN ({placeholders})", Q.table(&change_log_table(table))),
+                format!(
+                    "DELETE FROM {} WHERE seq IN ({placeholders})",
+                    Q.table(&change_log_table(&self.capture_scope(), table))
+                ),
                 Params::Positional(params),
             )
             .await
@@ -1285,7 +1314,7 @@ impl Engine for MysqlEngine {
         let row: Option<(u64, Option<f64>)> = conn
             .query_first(format!(
                 "SELECT COUNT(*), CAST(TIMESTAMPDIFF(MICROSECOND, MIN(at), UTC_TIMESTAMP(6)) / 1000000 AS DOUBLE) FROM {}",
-                Q.table(&change_log_table(table))
+                Q.table(&change_log_table(&self.capture_scope(), table))
             ))
             .await
             .map_err(map_err)?;

@@ -55,6 +55,7 @@ pub struct PostgresEngine {
     pumping: Mutex<()>,
     /// The last pump stopped at its limit: the slot holds more than the logs show.
     slot_behind: std::sync::atomic::AtomicBool,
+    scope: ferry_engine::ScopeCell,
 }
 
 impl PostgresEngine {
@@ -89,6 +90,7 @@ impl PostgresEngine {
             slot: Mutex::new(None),
             pumping: Mutex::new(()),
             slot_behind: Default::default(),
+            scope: Default::default(),
         })
     }
 
@@ -686,6 +688,26 @@ impl Engine for PostgresEngine {
         self.display.clone()
     }
 
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
+    }
+
+    async fn answers(&self) -> Result<()> {
+        let client = connect(&self.config, &self.tls, &self.display).await?;
+        let limit = self.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+        tokio::time::timeout(limit, client.simple_query("SELECT 1"))
+            .await
+            .map_err(|_| {
+                EngineError::new(ErrorKind::ConnectionLost, format!("no answer to SELECT 1 within {limit:?}"))
+            })?
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
         let client = self.client.lock().await;
         let Some((oid, schema_name)) = self.table_oid(&client, table).await? else {
@@ -1171,8 +1193,9 @@ impl Engine for PostgresEngine {
             return self.install_logical(table, key, lock_timeout).await;
         }
         let t = Q.table(&table.name);
-        let log = Q.table(&change_log_table(&table.name));
-        let name = capture_name(&table.name);
+        let scope = self.capture_scope();
+        let log = Q.table(&change_log_table(&scope, &table.name));
+        let name = capture_name(&scope, &table.name);
         let func = Q.table(&TableName { schema: table.name.schema.clone(), name: name.clone() });
         // One log row per statement, holding the keys it touched as arrays
         // (one per key column): a bulk UPDATE writes one row and one index
@@ -1359,7 +1382,8 @@ impl Engine for PostgresEngine {
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
         let t = Q.table(table);
-        let name = capture_name(table);
+        let scope = self.capture_scope();
+        let name = capture_name(&scope, table);
         let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
         let exists = self.table_exists(table).await?;
         let triggers = if exists {
@@ -1377,7 +1401,7 @@ impl Engine for PostgresEngine {
         let sql = format!(
             "SET LOCAL lock_timeout = '{}ms'; {triggers} DROP FUNCTION IF EXISTS {func}(); DROP TABLE IF EXISTS {};",
             lock_timeout.as_millis(),
-            Q.table(&change_log_table(table))
+            Q.table(&change_log_table(&scope, table))
         );
         self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("removing change capture from {table}")))?;
         self.remove_logical(table, lock_timeout)
@@ -1400,7 +1424,7 @@ impl Engine for PostgresEngine {
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
         // Each log row holds a statement's keys as arrays: one change per key,
         // all with the row's sequence number (acknowledged together).
-        let log = change_log_table(table);
+        let log = change_log_table(&self.capture_scope(), table);
         let limit = limit.max(1);
         let columns: Vec<String> = (0..key_width).map(|i| format!("k{i}")).collect();
         self.split_large_changes(&log, &columns, limit).await?;
@@ -1432,7 +1456,10 @@ impl Engine for PostgresEngine {
         let client = self.client.lock().await;
         client
             .execute(
-                &format!("DELETE FROM {} WHERE seq = ANY($1)", Q.table(&change_log_table(table))),
+                &format!(
+                    "DELETE FROM {} WHERE seq = ANY($1)",
+                    Q.table(&change_log_table(&self.capture_scope(), table))
+                ),
                 &[&seqs.to_vec()],
             )
             .await
@@ -1446,7 +1473,7 @@ impl Engine for PostgresEngine {
             .query_opt(
                 "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::int8 FROM pg_replication_slots
                  WHERE slot_name = $1",
-                &[&logical::slot_name(&self.database())],
+                &[&logical::slot_name(&self.capture_scope(), &self.database())],
             )
             .await
             .map_err(map_err)?;
@@ -1459,7 +1486,7 @@ impl Engine for PostgresEngine {
             .query_one(
                 &format!(
                     "SELECT coalesce(sum(cardinality(k0)), 0)::int8, extract(epoch FROM clock_timestamp() - min(at))::float8 FROM {}",
-                    Q.table(&change_log_table(table))
+                    Q.table(&change_log_table(&self.capture_scope(), table))
                 ),
                 &[],
             )

@@ -15,14 +15,21 @@
 
 use crate::{log_key_columns, map_err, PostgresEngine, Q};
 use ferry_core::{TableName, TableSchema};
-use ferry_engine::{change_log_table, EngineError, ErrorKind, Result};
+use ferry_engine::{change_log_table, CaptureScope, Engine, EngineError, ErrorKind, Result};
 use futures_util::{pin_mut, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 
-/// The publication naming the captured tables of one database.
-pub const PUBLICATION: &str = "ferry_capture";
+/// The prefix of the publication naming one migration's captured tables of
+/// a database, and of its replication slot.
+const PUBLICATION: &str = "ferry_capture";
+
+/// The publication of one migration's captured tables in a database.
+pub fn publication(scope: &CaptureScope) -> String {
+    let name = scope.qualify(&format!("{PUBLICATION}_"), "");
+    name.trim_end_matches('_').to_string()
+}
 
 /// Changes asked of the slot per peek. `pgoutput` ends a peek at a
 /// transaction boundary, so one large transaction can exceed it.
@@ -34,16 +41,17 @@ const SLOT_BUSY_ATTEMPTS: u32 = 40;
 /// Keys per change-log entry the decoder writes.
 const ENTRY_KEYS: usize = 10_000;
 
-/// The replication slot of one database. Slots are cluster-wide, so the
-/// database name is part of it; names allow only `[a-z0-9_]`.
-pub fn slot_name(database: &str) -> String {
+/// The replication slot of one migration in one database. Slots are
+/// cluster-wide, so the database name is part of it; names allow only `[a-z0-9_]`.
+pub fn slot_name(scope: &CaptureScope, database: &str) -> String {
     let clean: String =
         database.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let prefix = format!("{PUBLICATION}_");
     let base = if clean == database {
-        format!("{PUBLICATION}_{clean}")
+        scope.qualify(&prefix, &clean)
     } else {
         // Two databases differing only in case or punctuation get different slots.
-        format!("{PUBLICATION}_{clean}_{:08x}", xxhash(database) as u32)
+        scope.qualify(&prefix, &format!("{clean}_{:08x}", xxhash(database) as u32))
     };
     ferry_core::schema::bounded_name(&base, 63)
 }
@@ -323,6 +331,8 @@ impl Decoder {
 /// What the engine knows of this database's slot.
 #[derive(Debug, Clone)]
 pub struct SlotState {
+    /// The capture scope the name was made for.
+    pub scope: CaptureScope,
     pub name: String,
     pub exists: bool,
 }
@@ -341,6 +351,9 @@ struct LogComment {
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct CapturedTable {
+    /// The migration that captures it (empty: from before scopes).
+    #[serde(default)]
+    scope: String,
     schema: String,
     table: String,
     key: Vec<String>,
@@ -351,21 +364,23 @@ fn lsn_text(lsn: u64) -> String {
 }
 
 impl PostgresEngine {
-    /// This database's slot: its name, and whether it exists (cached once known).
+    /// This migration's slot in this database: its name, and whether it
+    /// exists (cached once known, for the scope it was asked in).
     pub(crate) async fn slot(&self) -> Result<SlotState> {
+        let scope = self.capture_scope();
         let mut cached = self.slot.lock().await;
-        if let Some(state) = &*cached {
+        if let Some(state) = cached.as_ref().filter(|s| s.scope == scope) {
             return Ok(state.clone());
         }
         let client = self.client.lock().await;
         let database: String = client.query_one("SELECT current_database()::text", &[]).await.map_err(map_err)?.get(0);
-        let name = slot_name(&database);
+        let name = slot_name(&scope, &database);
         let exists = client
             .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&name])
             .await
             .map_err(map_err)?
             .is_some();
-        let state = SlotState { name, exists };
+        let state = SlotState { scope, name, exists };
         *cached = Some(state.clone());
         Ok(state)
     }
@@ -437,10 +452,17 @@ impl PostgresEngine {
                 ));
             }
         }
-        let log = Q.table(&change_log_table(&table.name));
+        let scope = self.capture_scope();
+        let publication = publication(&scope);
+        let log = Q.table(&change_log_table(&scope, &table.name));
         let typed = log_key_columns(table, key);
         let comment = serde_json::to_string(&LogComment {
-            logical: CapturedTable { schema, table: table.name.name.clone(), key: key.to_vec() },
+            logical: CapturedTable {
+                scope: scope.as_str().to_string(),
+                schema,
+                table: table.name.name.clone(),
+                key: key.to_vec(),
+            },
         })
         .expect("comment serialises");
         let membership = {
@@ -449,13 +471,13 @@ impl PostgresEngine {
                 .query_opt(
                     "SELECT EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.prrelid = $1::text::regclass)
                      FROM pg_publication p WHERE p.pubname = $2",
-                    &[&t, &PUBLICATION],
+                    &[&t, &publication],
                 )
                 .await
                 .map_err(map_err)?;
             match published.map(|r| r.get::<_, bool>(0)) {
-                None => format!("CREATE PUBLICATION {PUBLICATION} FOR TABLE {t};"),
-                Some(false) => format!("ALTER PUBLICATION {PUBLICATION} ADD TABLE {t};"),
+                None => format!("CREATE PUBLICATION {publication} FOR TABLE {t};"),
+                Some(false) => format!("ALTER PUBLICATION {publication} ADD TABLE {t};"),
                 Some(true) => String::new(),
             }
         };
@@ -504,6 +526,7 @@ impl PostgresEngine {
     /// Removes `table` from the publication; with the last table, drops the
     /// slot and the publication too, so no WAL is kept for Ferry any longer.
     pub(crate) async fn remove_logical(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let publication = publication(&self.capture_scope());
         let t = Q.table(table);
         let members: Vec<bool> = {
             let client = self.client.lock().await;
@@ -511,7 +534,7 @@ impl PostgresEngine {
                 .query(
                     "SELECT r.prrelid = to_regclass($1) FROM pg_publication p JOIN pg_publication_rel r ON r.prpubid = p.oid
                      WHERE p.pubname = $2",
-                    &[&t, &PUBLICATION],
+                    &[&t, &publication],
                 )
                 .await
                 .map_err(map_err)?
@@ -521,7 +544,7 @@ impl PostgresEngine {
         };
         if members.contains(&true) {
             self.in_transaction(&format!(
-                "SET LOCAL lock_timeout = '{}ms'; ALTER PUBLICATION {PUBLICATION} DROP TABLE {t};",
+                "SET LOCAL lock_timeout = '{}ms'; ALTER PUBLICATION {publication} DROP TABLE {t};",
                 lock_timeout.as_millis()
             ))
             .await?;
@@ -538,7 +561,7 @@ impl PostgresEngine {
             )
             .await
             .map_err(|e| map_err(e).context(format_args!("dropping the replication slot {}", slot.name)))?;
-        client.batch_execute(&format!("DROP PUBLICATION IF EXISTS {PUBLICATION}")).await.map_err(map_err)?;
+        client.batch_execute(&format!("DROP PUBLICATION IF EXISTS {publication}")).await.map_err(map_err)?;
         drop(client);
         *self.slot.lock().await = Some(SlotState { exists: false, ..slot });
         Ok(())
@@ -566,6 +589,7 @@ impl PostgresEngine {
         if !slot.exists {
             return Ok(());
         }
+        let scope = slot.scope.clone();
         let _pumping = self.pumping.lock().await;
         let mut client = self.client.lock().await;
         let context =
@@ -586,6 +610,9 @@ impl PostgresEngine {
             .map_err(map_err)?;
         for row in rows {
             let Ok(comment) = serde_json::from_str::<LogComment>(row.get::<_, &str>(2)) else { continue };
+            if comment.logical.scope != scope.as_str() {
+                continue; // another migration's log, filled by its own slot
+            }
             let source = TableName { schema: Some(comment.logical.schema), name: comment.logical.table };
             let log = format!("{}.{}", Q.ident(row.get::<_, &str>(0)), Q.ident(row.get::<_, &str>(1)));
             keys.insert(source.clone(), comment.logical.key);
@@ -595,7 +622,7 @@ impl PostgresEngine {
         let stream = client
             .query_raw(
                 "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, 'proto_version', '1', 'publication_names', $3)",
-                [&slot.name as &(dyn ToSql + Sync), &PEEK_CHANGES, &PUBLICATION],
+                [&slot.name as &(dyn ToSql + Sync), &PEEK_CHANGES, &publication(&scope)],
             )
             .await
             .map_err(|e| context(map_err(e)))?;
@@ -773,11 +800,16 @@ mod tests {
 
     #[test]
     fn slot_names_are_valid_and_distinct() {
-        assert_eq!(slot_name("app"), "ferry_capture_app");
-        let a = slot_name("App-1");
-        let b = slot_name("app_1");
+        let legacy = CaptureScope::legacy();
+        assert_eq!(slot_name(&legacy, "app"), "ferry_capture_app");
+        assert_eq!(publication(&legacy), "ferry_capture");
+        let scope = CaptureScope::parse("orders_1a2b").unwrap();
+        assert_eq!(slot_name(&scope, "app"), "ferry_capture_orders_1a2b_app");
+        assert_eq!(publication(&scope), "ferry_capture_orders_1a2b");
+        let a = slot_name(&legacy, "App-1");
+        let b = slot_name(&legacy, "app_1");
         assert_ne!(a, b);
         assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{a}");
-        assert!(slot_name(&"x".repeat(100)).len() <= 63);
+        assert!(slot_name(&scope, &"x".repeat(100)).len() <= 63);
     }
 }

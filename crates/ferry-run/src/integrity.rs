@@ -207,7 +207,9 @@ fn or_none(actions: &str) -> String {
     }
 }
 
-/// Runs one check: its query must return `expected`.
+/// Runs one check: its query must return `expected`. A query that fails is
+/// a failed check; a lost connection is an error (the command reconnects
+/// and runs it again).
 pub async fn run_check(
     engine: &dyn Engine,
     name: String,
@@ -215,8 +217,11 @@ pub async fn run_check(
     on: CheckOn,
     sql: String,
     expected: i64,
-) -> CheckResult {
+) -> Result<CheckResult> {
     let (actual, error) = match engine.scalar(&sql).await {
+        Err(e) if matches!(e.kind(), ferry_engine::ErrorKind::Connect | ferry_engine::ErrorKind::ConnectionLost) => {
+            return Err(e.into())
+        }
         Ok(Some(text)) => match parse_count(&text) {
             Some(n) => (Some(n), None),
             None => (None, Some(format!("the query returned `{text}`, not a whole number"))),
@@ -224,7 +229,7 @@ pub async fn run_check(
         Ok(None) => (None, Some("the query returned no value (no row, or NULL)".to_string())),
         Err(e) => (None, Some(e.to_string())),
     };
-    CheckResult { name, kind, on, sql, expected, passed: actual == Some(expected), actual, error }
+    Ok(CheckResult { name, kind, on, sql, expected, passed: actual == Some(expected), actual, error })
 }
 
 /// The operator's `[[check]]` entries.
@@ -236,7 +241,7 @@ pub async fn custom_checks(checks: &[CheckSpec], source: &dyn Engine, target: &d
             CheckOn::Target => target,
         };
         results.push(
-            run_check(engine, check.name.clone(), CheckKind::Custom, check.on, check.sql.clone(), check.expect).await,
+            run_check(engine, check.name.clone(), CheckKind::Custom, check.on, check.sql.clone(), check.expect).await?,
         );
     }
     Ok(results)

@@ -188,7 +188,13 @@ impl Migration {
         target: Arc<dyn Engine>,
         exclusive: bool,
     ) -> Result<Migration> {
+        // Every statement watched: a frozen server or a silent network is a lost connection, not a hang.
+        let source: Arc<dyn Engine> = Arc::new(ferry_engine::Watched::new(source, spec.policy.liveness_check));
+        let target: Arc<dyn Engine> = Arc::new(ferry_engine::Watched::new(target, spec.policy.liveness_check));
         check_capture_method(&spec, &*source).await?;
+        let scope = state.capture_scope(&spec.path.file_stem().map(|s| s.to_string_lossy()).unwrap_or_default())?;
+        source.set_capture_scope(scope.clone());
+        target.set_capture_scope(scope);
         check_identity(&state, &*source, &*target)?;
         let target_lock = if exclusive {
             let mut names: Vec<&str> = spec.tables.iter().map(|t| t.to.as_str()).collect();
@@ -700,7 +706,7 @@ impl Migration {
         let mut results = Vec::new();
         for plan in &self.plans {
             for (name, kind, sql) in table_checks(plan, &*self.target, &plans) {
-                results.push(run_check(&*self.target, name, kind, CheckOn::Target, sql, 0).await);
+                results.push(run_check(&*self.target, name, kind, CheckOn::Target, sql, 0).await?);
             }
             if self.state.table(&plan.target_display())?.unwrap_or_default().created_by_ferry {
                 results.push(schema_check(plan, &*self.target).await?);

@@ -256,6 +256,25 @@ impl StateStore {
         Ok(())
     }
 
+    /// The scope of this migration's capture objects (change logs, triggers,
+    /// slot, binlog position): chosen from the spec's file stem when the store
+    /// is new and kept in it, so that two migrations capturing one table never
+    /// share them.
+    pub fn capture_scope(&self, spec_stem: &str) -> Result<ferry_engine::CaptureScope> {
+        use ferry_engine::CaptureScope;
+        if let Some(stored) = self.meta("capture_scope")? {
+            return CaptureScope::parse(&stored).map_err(|e| {
+                RunError::state(format!("the state store {} holds a damaged capture scope: {e}", self.path.display()))
+            });
+        }
+        // A store that already names its databases was started before scopes
+        // existed: the capture it installed carries none.
+        let scope =
+            if self.meta("source")?.is_some() { CaptureScope::legacy() } else { CaptureScope::generate(spec_stem) };
+        self.set_meta("capture_scope", scope.as_str())?;
+        Ok(scope)
+    }
+
     pub fn clear_meta(&self, keys: &[&str]) -> Result<()> {
         for key in keys {
             self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
@@ -803,6 +822,21 @@ fn row_to_progress(r: &rusqlite::Row<'_>) -> rusqlite::Result<TableProgress> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_capture_scope_is_chosen_once_and_a_started_store_keeps_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = StateStore::open(&dir.path().join("a/state.db")).unwrap();
+        let scope = fresh.capture_scope("orders").unwrap();
+        assert!(scope.as_str().starts_with("orders_"), "{scope}");
+        assert_eq!(fresh.capture_scope("something else").unwrap(), scope, "kept, not chosen again");
+        // A store an earlier version started (its databases recorded, no scope).
+        let started = StateStore::open(&dir.path().join("b/state.db")).unwrap();
+        started.set_meta("source", "postgres://db/app").unwrap();
+        assert!(started.capture_scope("orders").unwrap().is_legacy());
+        started.set_meta("capture_scope", "Bad Scope").unwrap();
+        assert!(started.capture_scope("orders").is_err());
+    }
 
     #[test]
     fn checkpoints_survive_reopen_and_audit_chains() {

@@ -30,6 +30,7 @@ use std::time::Duration;
 pub struct SqliteEngine {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    scope: ferry_engine::ScopeCell,
 }
 
 /// Whether opening may create the file.
@@ -78,7 +79,7 @@ impl SqliteEngine {
         })
         .await
         .map_err(join_err)??;
-        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteEngine { path, conn: Arc::new(Mutex::new(conn)), scope: Default::default() })
     }
 
     pub fn path(&self) -> &Path {
@@ -560,6 +561,20 @@ impl Engine for SqliteEngine {
         format!("sqlite:{}", self.path.display())
     }
 
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
+    }
+
+    /// A file has no server that could stop answering; a lock is waited for
+    /// at most the busy timeout.
+    async fn answers(&self) -> Result<()> {
+        Ok(())
+    }
+
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
         let table = table.clone();
         self.with_conn(move |c| introspect_sync(c, &table)).await
@@ -844,27 +859,27 @@ impl Engine for SqliteEngine {
         if method != CaptureMethod::Triggers {
             return Err(unsupported_capture(self.kind(), method));
         }
-        let (table, key) = (table.clone(), key.to_vec());
+        let (table, key, scope) = (table.clone(), key.to_vec(), self.scope.get());
         self.with_conn(move |c| {
-            capture::install(c, &table, &key)
+            capture::install(c, &scope, &table, &key)
                 .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))
         })
         .await
     }
 
     async fn remove_capture(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
-        let table = table.clone();
+        let (table, scope) = (table.clone(), self.scope.get());
         self.with_conn(move |c| {
-            capture::remove(c, &table)
+            capture::remove(c, &scope, &table)
                 .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))
         })
         .await
     }
 
     async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
-        let table = table.clone();
+        let (table, scope) = (table.clone(), self.scope.get());
         self.with_conn(move |c| {
-            let sql = capture::read_sql(c, &table, key_width, limit)
+            let sql = capture::read_sql(c, &scope, &table, key_width, limit)
                 .map_err(map_err)?
                 .ok_or_else(|| no_capture(c, &table))?;
             Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())
@@ -878,8 +893,9 @@ impl Engine for SqliteEngine {
     }
 
     async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
-        let table = table.clone();
-        self.with_conn(move |c| capture::lag(c, &table).map_err(map_err)?.ok_or_else(|| no_capture(c, &table))).await
+        let (table, scope) = (table.clone(), self.scope.get());
+        self.with_conn(move |c| capture::lag(c, &scope, &table).map_err(map_err)?.ok_or_else(|| no_capture(c, &table)))
+            .await
     }
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {

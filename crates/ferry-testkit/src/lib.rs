@@ -425,6 +425,14 @@ impl Workspace {
         Ran::from(args, out)
     }
 
+    /// The capture scope the migration's state store chose (after its first command).
+    pub fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        let state =
+            ferry_run::state::StateStore::open(&self.path().join(".ferry/ferry/state.db")).expect("state store");
+        let stored = state.meta("capture_scope").expect("read meta").expect("a capture scope: run a command first");
+        ferry_engine::CaptureScope::parse(&stored).expect("a valid scope")
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let ran = self.run(&["status", "--json"]);
         ran.assert_code(0);

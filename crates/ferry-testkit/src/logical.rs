@@ -119,6 +119,21 @@ impl LogicalPostgres {
         self.wait_ready();
     }
 
+    /// Freezes the server and its sessions (SIGSTOP), as a paused VM or a
+    /// hung disk does: connections stay open and nothing answers, not even a
+    /// new connection's handshake. Thawed (SIGCONT) after `down`.
+    pub fn freeze(&self, down: Duration) {
+        let pid = self.child.id().to_string();
+        let signal = |sig: &str| {
+            // The sessions first, then the postmaster, so that none is started between.
+            let _ = Command::new("pkill").args([sig, "-P", &pid]).status();
+            let _ = Command::new("kill").args([sig, &pid]).status();
+        };
+        signal("-STOP");
+        std::thread::sleep(down);
+        signal("-CONT");
+    }
+
     fn stop_now(&mut self) {
         // SIGQUIT: immediate shutdown, and the server ends its backends itself.
         let _ = Command::new("kill").args(["-QUIT", &self.child.id().to_string()]).status();

@@ -44,7 +44,18 @@ pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) ->
         return Ok(EXIT_DIFFERENCES);
     }
     if args.follow {
-        return follow_until_stopped(&migration, &reporter).await;
+        return match follow_until_stopped(&migration, &reporter).await {
+            // Following lost a server: go on as `ferry sync --follow` does, reconnecting.
+            Err(e) if e.downcast_ref().is_some_and(ferry_run::reconnect::is_connection_failure) => {
+                ferry_run::progress::Progress::note(
+                    &reporter,
+                    &format!("{e}; following again as `ferry sync --follow`"),
+                );
+                drop(migration);
+                sync_with(spec, true, cancel, AtomicBool::new(true)).await
+            }
+            other => other,
+        };
     }
     Ok(EXIT_OK)
 }
@@ -63,9 +74,18 @@ async fn follow_until_stopped(migration: &Migration, reporter: &Reporter) -> any
 }
 
 pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
-    let spec = super::load_spec(spec_path)?;
+    sync_with(super::load_spec(spec_path)?, follow, cancel, AtomicBool::new(false)).await
+}
+
+/// `ferry sync`; `connected` says whether the servers were reached before
+/// (a follower that lost one waits for it, as for a restart).
+async fn sync_with(
+    spec: ferry_core::Spec,
+    follow: bool,
+    cancel: ferry_run::Invocation,
+    connected: AtomicBool,
+) -> anyhow::Result<u8> {
     let reporter = Reporter::new();
-    let connected = AtomicBool::new(false);
     let (migration, code) = ferry_run::reconnect::surviving(&spec, &reporter, &connected, || async {
         let migration = Migration::open_with(spec.clone(), true, cancel.clone()).await?;
         connected.store(true, Ordering::Relaxed);

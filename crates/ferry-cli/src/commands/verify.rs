@@ -4,6 +4,7 @@ use anyhow::Context;
 use ferry_run::report::{self, ReportContext};
 use ferry_run::{Migration, Verification, VerifyOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,10 +21,20 @@ pub struct Args {
 
 pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
-    // Read-only on both databases unless repairing: no lock, it may run beside `ferry run`.
-    let migration = Migration::open_with(spec, args.repair, cancel).await?;
-    let options = VerifyOptions { repair: args.repair, restart: args.restart };
-    let verification = migration.verify(&Reporter::new(), options).await?;
+    let reporter = Reporter::new();
+    // A dropped connection or a restarting server: open again, go on from the
+    // verification's checkpoint (a restart asked for is done once only).
+    let connected = AtomicBool::new(false);
+    let restart = AtomicBool::new(args.restart);
+    let (migration, verification) = ferry_run::reconnect::surviving(&spec, &reporter, &connected, || async {
+        // Read-only on both databases unless repairing: no lock, it may run beside `ferry run`.
+        let migration = Migration::open_with(spec.clone(), args.repair, cancel.clone()).await?;
+        connected.store(true, Ordering::Relaxed);
+        let options = VerifyOptions { repair: args.repair, restart: restart.swap(false, Ordering::Relaxed) };
+        let verification = migration.verify(&reporter, options).await?;
+        Ok((migration, verification))
+    })
+    .await?;
     print_reports(&verification.tables);
     print_checks(&verification.checks);
     write_reports(&migration, &verification, &args.output)?;

@@ -1,0 +1,247 @@
+//! A statement that never returns is found, without killing one that is
+//! merely long.
+//!
+//! A server that freezes (a paused VM, a hung storage volume, a stopped
+//! process) or a network that drops packets without a reset leaves a
+//! statement waiting for ever: the connection is open, nothing arrives. A
+//! fixed statement timeout would find it, and would also kill a legitimate
+//! index build or a keyset scan under a selective filter. So every statement
+//! is watched instead: each time it has run for `every`, Ferry asks the server
+//! on a connection of its own whether it still answers
+//! ([`Engine::answers`]). A server that answers is waited for; one that does
+//! not is a lost connection ([`ErrorKind::ConnectionLost`]), which the
+//! commands that reconnect (`run`, `sync`, `verify`) survive.
+
+use crate::{
+    CaptureLag, CaptureScope, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum,
+    ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
+};
+use async_trait::async_trait;
+use ferry_core::{CaptureMethod, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName};
+use ferry_core::{TableSchema, Value};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An engine whose every statement is watched (see the module).
+pub struct Watched {
+    inner: Arc<dyn Engine>,
+    every: Duration,
+}
+
+impl Watched {
+    /// Wraps `inner`; a zero `every` watches nothing.
+    pub fn new(inner: Arc<dyn Engine>, every: Duration) -> Watched {
+        Watched { inner, every }
+    }
+
+    async fn watch<T>(&self, statement: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.every.is_zero() {
+            return statement.await;
+        }
+        tokio::pin!(statement);
+        loop {
+            tokio::select! {
+                done = &mut statement => return done,
+                _ = tokio::time::sleep(self.every) => {
+                    if let Err(e) = self.inner.answers().await {
+                        return Err(self.silent(e));
+                    }
+                }
+            }
+        }
+    }
+
+    fn silent(&self, cause: EngineError) -> EngineError {
+        EngineError::new(
+            ErrorKind::ConnectionLost,
+            format!(
+                "{} stopped answering: a statement ran for {:?} and the server did not answer a connection of \
+                 its own ({})",
+                self.inner.display_url(),
+                self.every,
+                cause.message()
+            ),
+        )
+        .with_hint(
+            "check the server and the network; Ferry reconnects for up to [policy] reconnect_for, and \
+             [policy] liveness_check sets how long a statement runs before the server is asked",
+        )
+    }
+}
+
+#[async_trait]
+impl Engine for Watched {
+    fn kind(&self) -> EngineKind {
+        self.inner.kind()
+    }
+    fn display_url(&self) -> String {
+        self.inner.display_url()
+    }
+    fn capture_scope(&self) -> CaptureScope {
+        self.inner.capture_scope()
+    }
+    fn set_capture_scope(&self, scope: CaptureScope) {
+        self.inner.set_capture_scope(scope)
+    }
+    async fn answers(&self) -> Result<()> {
+        self.inner.answers().await
+    }
+    async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
+        self.watch(self.inner.introspect(table)).await
+    }
+    async fn table_exists(&self, table: &TableName) -> Result<bool> {
+        self.watch(self.inner.table_exists(table)).await
+    }
+    async fn dependents(&self, table: &TableName) -> Result<Dependents> {
+        self.watch(self.inner.dependents(table)).await
+    }
+    async fn version(&self) -> Result<String> {
+        self.watch(self.inner.version()).await
+    }
+    async fn free_disk_bytes(&self) -> Result<Option<u64>> {
+        self.watch(self.inner.free_disk_bytes()).await
+    }
+    fn pads_trailing_spaces(&self) -> bool {
+        self.inner.pads_trailing_spaces()
+    }
+    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+        self.watch(self.inner.transport()).await
+    }
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        self.watch(self.inner.drop_scratch_table(table)).await
+    }
+    async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
+        self.watch(self.inner.expression_type(table, sql)).await
+    }
+    fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType {
+        self.inner.storage_type(t, in_key_or_index)
+    }
+    fn adds_foreign_keys_later(&self) -> bool {
+        self.inner.adds_foreign_keys_later()
+    }
+    async fn create_table(&self, def: &TableDef) -> Result<()> {
+        self.watch(self.inner.create_table(def)).await
+    }
+    async fn create_index(&self, table: &TableName, columns: &[String], unique: bool) -> Result<()> {
+        self.watch(self.inner.create_index(table, columns, unique)).await
+    }
+    fn table_ddl(&self, def: &TableDef) -> (Vec<String>, Vec<String>) {
+        self.inner.table_ddl(def)
+    }
+    async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()> {
+        self.watch(self.inner.add_foreign_key(table, fk)).await
+    }
+    fn schema_support(&self) -> SchemaSupport {
+        self.inner.schema_support()
+    }
+    async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
+        self.watch(self.inner.create_expression_index(table, index)).await
+    }
+    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>> {
+        self.watch(self.inner.identity_next(table, column)).await
+    }
+    async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()> {
+        self.watch(self.inner.set_identity_next(table, column, next)).await
+    }
+    fn identity_sql(&self, table: &TableName, column: &str, next: &str) -> Vec<String> {
+        self.inner.identity_sql(table, column, next)
+    }
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        self.watch(self.inner.read_batch(read, after, limit)).await
+    }
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        self.watch(self.inner.read_range(read, range, offset, limit)).await
+    }
+    async fn key_bounds(&self, read: &ReadSpec) -> Result<Option<(Value, Value)>> {
+        self.watch(self.inner.key_bounds(read)).await
+    }
+    async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
+        self.watch(self.inner.checksum_range(read, range)).await
+    }
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        self.watch(self.inner.read_keys(read, keys)).await
+    }
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
+        self.watch(self.inner.upsert(write, rows)).await
+    }
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        self.watch(self.inner.delete_keys(write, keys)).await
+    }
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        self.watch(self.inner.delete_all(table)).await
+    }
+    async fn check_capture(&self, method: CaptureMethod) -> Result<()> {
+        self.watch(self.inner.check_capture(method)).await
+    }
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        self.watch(self.inner.install_capture(table, key, method, lock_timeout)).await
+    }
+    async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        self.watch(self.inner.remove_capture(table, lock_timeout)).await
+    }
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
+        self.watch(self.inner.install_fence(table, message, lock_timeout)).await
+    }
+    async fn remove_fence(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        self.watch(self.inner.remove_fence(table, lock_timeout)).await
+    }
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        self.watch(self.inner.rename_table(from, to)).await
+    }
+    async fn backup(&self, tables: &[TableName], dir: &Path) -> Result<PathBuf> {
+        self.watch(self.inner.backup(tables, dir)).await
+    }
+    fn scratch_name(&self, purpose: &str) -> String {
+        self.inner.scratch_name(purpose)
+    }
+    async fn create_scratch_database(&self, name: &str) -> Result<Arc<dyn Engine>> {
+        self.watch(self.inner.create_scratch_database(name)).await
+    }
+    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
+        self.watch(self.inner.drop_scratch_database(name)).await
+    }
+    async fn restore_scratch(&self, dump: &Path, name: &str) -> Result<Arc<dyn Engine>> {
+        self.watch(self.inner.restore_scratch(dump, name)).await
+    }
+    async fn collect_changes(&self) -> Result<()> {
+        self.watch(self.inner.collect_changes()).await
+    }
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        self.watch(self.inner.read_changes(table, key_width, limit)).await
+    }
+    async fn ack_changes(&self, table: &TableName, seqs: &[i64]) -> Result<()> {
+        self.watch(self.inner.ack_changes(table, seqs)).await
+    }
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
+        self.watch(self.inner.capture_lag(table)).await
+    }
+    async fn capture_retained_bytes(&self) -> Result<Option<u64>> {
+        self.watch(self.inner.capture_retained_bytes()).await
+    }
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        self.watch(self.inner.scalar(sql)).await
+    }
+    async fn probe(&self, sql: &str) -> Result<()> {
+        self.watch(self.inner.probe(sql)).await
+    }
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
+        self.watch(self.inner.replica_lag()).await
+    }
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.watch(self.inner.drop_table(table)).await
+    }
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        self.watch(self.inner.count(table, filter)).await
+    }
+    async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
+        self.watch(self.inner.try_lock(name)).await
+    }
+}
