@@ -408,3 +408,84 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// SQL of the spec that the source refuses or that fails on the first rows
+/// (a filter naming a column that does not exist; on PostgreSQL, a computed
+/// column dividing by zero) stops the run before expand creates anything,
+/// naming the side and the spec line, the table read once.
+async fn source_refuses_the_specs_sql(kind: Kind) {
+    let src = TestDb::new(kind).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v integer)").await;
+    src.exec("INSERT INTO t VALUES (1, 0), (2, 5)").await;
+    let ws = Workspace::new(FERRY);
+    let mut cases = vec!["[[table]]\nfrom = \"t\"\nfilter = \"nosuch > 3\"\n"];
+    if kind == Kind::Postgres {
+        cases.push("[[table]]\nfrom = \"t\"\n[table.columns]\nv = { expr = \"100 / v\" }\n");
+    }
+    for case in cases {
+        ws.write_spec(&spec(&src, &dst, case));
+        let ran = ws.run(&["run"]);
+        assert_error(&ran, &["source table t (the [[table]] at spec line 12)", "nothing was created"]);
+        assert!(!ran.stderr.contains("reading t: reading t"), "said once:\n{ran}");
+        assert!(src.ferry_objects().await.is_empty(), "no capture: {:?}", src.ferry_objects().await);
+        let target = dst.engine().await;
+        assert!(!target.table_exists(&ferry_core::TableName::parse("t")).await.unwrap(), "no target table\n{ran}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_refuses_the_specs_sql_postgres() {
+    source_refuses_the_specs_sql(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_refuses_the_specs_sql_mysql() {
+    source_refuses_the_specs_sql(Kind::Mysql).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_refuses_the_specs_sql_sqlite() {
+    source_refuses_the_specs_sql(Kind::Sqlite).await;
+}
+
+/// A PostgreSQL user without the privileges a migration needs is told, before
+/// anything is created, every GRANT that is missing on either side; once
+/// granted, the same run goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_privileges_are_listed_before_anything_is_created() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v integer); INSERT INTO t VALUES (1, 2)").await;
+    let role = format!("ferry_limited_{}", src.name.rsplit('_').next().unwrap_or("x"));
+    src.exec(&format!("CREATE ROLE {role} LOGIN; GRANT SELECT ON t TO {role}")).await;
+    let as_role = |url: &str| url.replacen("postgres@", &format!("{role}@"), 1);
+    let ws = Workspace::new(FERRY);
+    let text = spec(&src, &dst, "[[table]]\nfrom = \"t\"\n");
+    ws.write_spec(&text.replace(&src.url, &as_role(&src.url)).replace(&dst.url, &as_role(&dst.url)));
+
+    let ran = ws.run(&["run"]);
+    assert_error(
+        &ran,
+        &[
+            "E304",
+            &format!("source (postgres://{role}@"),
+            &format!("GRANT \"postgres\" TO \"{role}\" (the owner of \"t\""),
+            &format!("GRANT CREATE ON SCHEMA \"public\" TO \"{role}\""),
+            &format!("target (postgres://{role}@"),
+            "nothing was created",
+        ],
+    );
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+    assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("t")).await.unwrap());
+
+    src.exec(&format!("ALTER TABLE t OWNER TO {role}; GRANT CREATE ON SCHEMA public TO {role}")).await;
+    dst.exec(&format!("GRANT CREATE ON SCHEMA public TO {role}")).await;
+    let ran = ws.run(&["run"]);
+    ran.assert_code(0);
+    ws.run(&["rollback"]).assert_code(0);
+    for db in [&src, &dst] {
+        db.exec(&format!("DROP OWNED BY {role}")).await;
+    }
+    src.exec(&format!("DROP ROLE {role}")).await;
+}

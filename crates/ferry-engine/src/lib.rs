@@ -241,6 +241,20 @@ pub fn unsupported_capture(kind: EngineKind, method: CaptureMethod) -> EngineErr
     .with_hint("remove `capture` from [source] to use triggers (the default)")
 }
 
+/// What Ferry will do to a table, asked of the server's privileges before
+/// anything is created.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// Read the rows (every source table).
+    Read(TableName),
+    /// Create the table (a target table that does not exist yet).
+    Create(TableName),
+    /// Insert, update and delete rows (a target table that exists).
+    Write(TableName),
+    /// Install change capture on the table (a source table).
+    Capture(TableName, CaptureMethod),
+}
+
 /// What of a table's definition an engine can create, beyond columns and keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaSupport {
@@ -368,6 +382,14 @@ pub trait Engine: Send + Sync {
     /// Sets the capture scope: once, by the migration that owns the engine,
     /// before any capture call.
     fn set_capture_scope(&self, scope: CaptureScope);
+
+    /// The privileges among `needs` the connected user lacks, each said as
+    /// the GRANT (or attribute) that gives it. An engine that cannot tell for
+    /// sure says nothing: the statement that needs it fails with the server's
+    /// own error later.
+    async fn missing_privileges(&self, _needs: &[Need]) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Whether the server answers, asked on a connection of its own (opened
     /// and closed for the question, within the connect timeout) while the

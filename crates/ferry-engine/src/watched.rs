@@ -88,6 +88,9 @@ impl Engine for Watched {
     async fn answers(&self) -> Result<()> {
         self.inner.answers().await
     }
+    async fn missing_privileges(&self, needs: &[crate::Need]) -> Result<Vec<String>> {
+        self.watch(self.inner.missing_privileges(needs)).await
+    }
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
         self.watch(self.inner.introspect(table)).await
     }

@@ -7,6 +7,7 @@
 
 mod codec;
 mod logical;
+mod privileges;
 
 pub use codec::{data_type_of, Decoded, Encode};
 /// The pgoutput decoder, for the fuzz targets (fuzz/).
@@ -206,8 +207,8 @@ impl PostgresEngine {
         if let Some(stmt) = self.reads.lock().await.get(sql) {
             return Ok(stmt.clone());
         }
-        let context = |e: EngineError| e.context(format_args!("reading {}", read.table));
-        let mut stmt = client.prepare(sql).await.map_err(map_err).map_err(context)?;
+        // The caller names the table read (`reading t`): said once.
+        let mut stmt = client.prepare(sql).await.map_err(map_err)?;
         let undecodable: Vec<usize> =
             stmt.columns().iter().enumerate().filter(|(_, c)| !codec::decodes(c.type_())).map(|(i, _)| i).collect();
         if !undecodable.is_empty() {
@@ -220,7 +221,7 @@ impl PostgresEngine {
                 cast.select[i] = SelectItem::Expr(format!("{item}::text"));
             }
             let cast_sql = sql.replacen(&Q.select_list(&read.select), &Q.select_list(&cast.select), 1);
-            stmt = client.prepare(&cast_sql).await.map_err(map_err).map_err(context)?;
+            stmt = client.prepare(&cast_sql).await.map_err(map_err)?;
         }
         self.reads.lock().await.insert(sql.to_string(), stmt.clone());
         Ok(stmt)
@@ -694,6 +695,10 @@ impl Engine for PostgresEngine {
 
     fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
         self.scope.set(scope);
+    }
+
+    async fn missing_privileges(&self, needs: &[ferry_engine::Need]) -> Result<Vec<String>> {
+        privileges::missing(self, needs).await
     }
 
     async fn answers(&self) -> Result<()> {

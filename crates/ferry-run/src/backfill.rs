@@ -126,8 +126,7 @@ impl Backfill<'_> {
         let mut copied = 0u64;
         let result: Result<()> = async {
             while let Some(batch) = rx.recv().await {
-                let rows =
-                    batch.map_err(|e| RunError::from(e).context(format_args!("reading {}", plan.source_name)))?;
+                let rows = batch.map_err(|e| RunError::from(e).context(plan.origin()))?;
                 let Some(last) = rows.last() else { break };
                 crate::keycheck::refuse_unusable_keys(plan, &rows)?;
                 let last_key = plan.read.key_of(last);

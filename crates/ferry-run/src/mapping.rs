@@ -60,6 +60,11 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
+    /// Where a table's read errors come from: the side and the spec's `[[table]]` entry.
+    pub fn origin(&self) -> String {
+        format!("source table {} (the [[table]] at spec line {})", self.source_name, self.spec.line)
+    }
+
     /// A table whose source a resumed contract already archived: its names, nothing to copy.
     fn archived(table: &TableSpec, source_name: TableName) -> TablePlan {
         let target_name = TableName::parse(&table.to);

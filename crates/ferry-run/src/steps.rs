@@ -18,11 +18,62 @@ use ferry_core::{AuditEvent, Phase};
 impl Migration {
     /// Expand: every target table, then capture on every source table.
     pub(crate) async fn expand(&self, progress: &dyn Progress) -> Result<()> {
+        self.check_privileges().await?;
+        self.check_source_reads().await?;
         for plan in &self.plans {
             self.create_target(plan, progress).await?;
             // Capture goes in before the backfill starts, so no write falls between the two.
             self.install_capture(plan, progress).await?;
             self.report_not_carried(plan, progress)?;
+        }
+        Ok(())
+    }
+
+    /// Before anything is created: the privileges every step needs, on both
+    /// sides, asked of the servers that can tell (PostgreSQL), all missing
+    /// ones said at once as the statements that grant them.
+    async fn check_privileges(&self) -> Result<()> {
+        use ferry_engine::Need;
+        let (mut source, mut target) = (Vec::new(), Vec::new());
+        for plan in &self.plans {
+            source.push(Need::Read(plan.source_name.clone()));
+            source.push(Need::Capture(plan.source_name.clone(), self.spec.capture));
+            target.push(match self.target.table_exists(&plan.target_name).await? {
+                true => Need::Write(plan.target_name.clone()),
+                false => Need::Create(plan.target_name.clone()),
+            });
+        }
+        let mut missing = Vec::new();
+        for (side, engine, needs) in [("source", &self.source, source), ("target", &self.target, target)] {
+            let lacking = engine.missing_privileges(&needs).await.map_err(|e| RunError::from(e).context(side))?;
+            missing.extend(lacking.into_iter().map(|grant| format!("{side} ({}): {grant}", engine.display_url())));
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let error = ferry_engine::EngineError::new(
+            ferry_engine::ErrorKind::Permission,
+            format!("the database users lack privileges the migration needs:\n  - {}", missing.join("\n  - ")),
+        );
+        Err(RunError::from(error).with_hint(
+            "nothing was created: run these statements as an administrator (or connect as a user who has \
+             the privileges), then `ferry run` again",
+        ))
+    }
+
+    /// Before anything is created: every table's first rows are read as the
+    /// backfill will read them, so that a missing privilege, a filter or a
+    /// computed column the source refuses, or one that fails on those rows,
+    /// is an error that names the spec's table and leaves nothing behind.
+    async fn check_source_reads(&self) -> Result<()> {
+        for plan in &self.plans {
+            self.source.read_batch(&plan.read, None, 100).await.map_err(|e| {
+                RunError::from(e).context(plan.origin()).with_hint(format!(
+                    "nothing was created: correct the table's filter or [table.columns] expressions at line {} (they \
+                     run on the source as written), or grant the source user SELECT on {}",
+                    plan.spec.line, plan.source_name
+                ))
+            })?;
         }
         Ok(())
     }
