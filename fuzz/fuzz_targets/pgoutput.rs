@@ -3,6 +3,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = ferry_postgres::parse_pgoutput(data);
-});
+fuzz_target!(|data: &[u8]| ferry_fuzz::pgoutput(data));

@@ -3,9 +3,4 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|text: &str| {
-    if let Err(e) = ferry_core::Spec::parse(std::path::Path::new("/fuzz/ferry.toml"), text) {
-        let _ = e.to_string();
-    }
-    let _ = ferry_core::spec::interpolate(text, |name| (name.len() % 2 == 0).then(|| name.repeat(2)));
-});
+fuzz_target!(|text: &str| ferry_fuzz::spec(text));

@@ -11,13 +11,11 @@
 //! written in the same transaction as the keys it covers: a crash loses
 //! neither, and repeats nothing that was committed.
 
+use crate::binlog_events::{unsigned_bits, Captured, Collector};
 use crate::{map_err, MysqlEngine, Q};
 use ferry_core::{TableName, TableSchema};
 use ferry_engine::{change_log_table, CaptureScope, Engine, EngineError, ErrorKind, Result};
 use futures_util::StreamExt;
-use mysql_async::binlog::events::EventData;
-use mysql_async::binlog::row::BinlogRow;
-use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Params, Value as MyValue};
 use std::collections::HashMap;
@@ -38,19 +36,13 @@ pub fn position_table(scope: &CaptureScope) -> String {
 /// Keys moved into the logs per transaction of the collector.
 const FLUSH_KEYS: usize = 50_000;
 
-/// MariaDB's GTID event (it opens every transaction) and its flag for a
-/// statement that is a transaction of its own.
-const MARIADB_GTID_EVENT: u8 = 162;
-const MARIADB_GTID_STANDALONE: u8 = 1;
-
 /// The longest wait for the next event of a log known to hold more.
 const STALL: Duration = Duration::from_secs(10);
 
 /// Rows per INSERT into a change log.
 const INSERT_ROWS: usize = 1_000;
 
-/// A binary log position: file name, then offset; file names sort in order.
-pub type Position = (String, u64);
+pub use crate::binlog_events::Position;
 
 /// The comment on a change log filled from the binary log.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -69,42 +61,6 @@ struct CapturedTable {
     /// The database whose `ferry_binlog_position` this log is filled from
     /// (the source URL's): migrations of other databases keep theirs.
     position: String,
-}
-
-/// A captured table as the collector needs it.
-struct Captured {
-    log: String,
-    /// Per key column: its position in a row image, and its integer width when unsigned.
-    columns: Vec<(usize, Option<u32>)>,
-}
-
-/// An unsigned integer column read back from a row image as signed (the
-/// image does not say which): the width to bring it back into range.
-fn unsigned_bits(column_type: &str, data_type: &str) -> Option<u32> {
-    if !column_type.contains("unsigned") {
-        return None;
-    }
-    match data_type {
-        "tinyint" => Some(8),
-        "smallint" => Some(16),
-        "mediumint" => Some(24),
-        "int" | "integer" => Some(32),
-        "bigint" => Some(64),
-        _ => None,
-    }
-}
-
-fn key_value(value: Option<&BinlogValue<'_>>, unsigned: Option<u32>) -> std::result::Result<MyValue, String> {
-    match value {
-        Some(BinlogValue::Value(MyValue::Int(i))) if *i < 0 && unsigned.is_some() => {
-            let bits = unsigned.unwrap_or(64);
-            let wrapped = if bits == 64 { *i as u64 } else { (*i as u64) & ((1u64 << bits) - 1) };
-            Ok(MyValue::UInt(wrapped))
-        }
-        Some(BinlogValue::Value(v)) => Ok(v.clone()),
-        Some(_) => Err("a JSON key column".into()),
-        None => Err("a key column missing from the row image".into()),
-    }
 }
 
 impl MysqlEngine {
@@ -293,18 +249,20 @@ impl MysqlEngine {
         // description, so its name keeps the 4 checksum bytes.
         let checksums: Option<String> = conn.query_first("SELECT @@binlog_checksum").await.map_err(map_err)?;
         let checksums = checksums.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-        let mut file = start.0.clone();
-        let mut open: HashMap<String, Vec<(Vec<MyValue>, u32)>> = HashMap::new();
-        let mut committed: HashMap<String, Vec<(Vec<MyValue>, u32)>> = HashMap::new();
-        let mut committed_keys = 0;
-        let mut position = start.clone();
-        let mut in_transaction = false;
+        let mut collector = Collector::new(captured, start.clone(), checksums);
         // Read up to where the log ended when this collection began: later
         // writes wait for the next one (and for the tables captured by then).
-        while position < end {
-            let event = match tokio::time::timeout(STALL, stream.next()).await {
-                Ok(Some(event)) => event.map_err(|e| context(map_err(e)))?,
-                Ok(None) => break,
+        while collector.position < end {
+            // The stream decodes events with mysql_common, which panics on some malformed ones.
+            let next = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(stream.next()));
+            let event = match tokio::time::timeout(STALL, next).await {
+                Ok(Err(_)) => {
+                    return Err(context(
+                        crate::binlog_events::decoding(|| panic!("in the binary log stream")).unwrap_err(),
+                    ))
+                }
+                Ok(Ok(Some(event))) => event.map_err(|e| context(map_err(e)))?,
+                Ok(Ok(None)) => break,
                 Err(_) => {
                     return Err(context(EngineError::new(
                         ErrorKind::Transient,
@@ -312,91 +270,14 @@ impl MysqlEngine {
                     )))
                 }
             };
-            let header = event.header();
-            if header.event_type_raw() == MARIADB_GTID_EVENT {
-                // Starts a transaction that ends with an XID or COMMIT, unless
-                // it is a standalone statement (DDL), which has neither.
-                let flags = event.data().get(12).copied().unwrap_or(0);
-                in_transaction = flags & MARIADB_GTID_STANDALONE == 0;
-            }
-            let data = event
-                .read_data()
-                .map_err(|e| context(EngineError::new(ErrorKind::Other, format!("unreadable binlog event: {e}"))))?;
-            match data {
-                Some(EventData::RotateEvent(r)) => {
-                    let mut name = r.name_raw().to_vec();
-                    if header.log_pos() == 0 && checksums && name.len() > 4 {
-                        name.truncate(name.len() - 4);
-                    }
-                    file = String::from_utf8_lossy(&name).into_owned();
-                    if header.log_pos() != 0 || r.position() > 4 {
-                        // A real rotation: the next file, from its start.
-                        position = (file.clone(), r.position());
-                    }
-                    continue;
-                }
-                Some(EventData::RowsEvent(rows)) => {
-                    in_transaction = true;
-                    let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
-                    let name = format!("{}.{}", tme.database_name(), tme.table_name());
-                    if let Some(table) = captured.get(&name) {
-                        let keys = open.entry(name.clone()).or_default();
-                        for row in rows.rows(tme) {
-                            let (before, after) = row.map_err(|e| {
-                                context(EngineError::new(ErrorKind::Other, format!("unreadable row event: {e}")))
-                            })?;
-                            let mut seen: Option<Vec<MyValue>> = None;
-                            for image in [before, after].into_iter().flatten() {
-                                let key = key_of(&image, table).map_err(|e| {
-                                    context(EngineError::new(ErrorKind::Unsupported, format!("{name}: {e}")))
-                                })?;
-                                if seen.as_ref() != Some(&key) {
-                                    keys.push((key.clone(), header.timestamp()));
-                                    seen = Some(key);
-                                }
-                            }
-                        }
-                    }
-                }
-                Some(EventData::XidEvent(_)) => {
-                    in_transaction = false;
-                    for (name, keys) in open.drain() {
-                        committed_keys += keys.len();
-                        committed.entry(name).or_default().extend(keys);
-                    }
-                }
-                Some(EventData::QueryEvent(q)) => match q.query().trim() {
-                    "BEGIN" => in_transaction = true,
-                    "COMMIT" => {
-                        in_transaction = false;
-                        for (name, keys) in open.drain() {
-                            committed_keys += keys.len();
-                            committed.entry(name).or_default().extend(keys);
-                        }
-                    }
-                    query => {
-                        // TRUNCATE is a statement of its own: a barrier in the log
-                        // (no key), replayed by emptying the target table.
-                        if let Some(name) = truncated_table(query, &q.schema()).filter(|n| captured.contains_key(n)) {
-                            committed.entry(name).or_default().push((Vec::new(), header.timestamp()));
-                            committed_keys += 1;
-                        }
-                    }
-                },
-                _ => {}
-            }
-            // Only between transactions is a position safe to resume from.
-            if !in_transaction && header.log_pos() != 0 {
-                position = (file.clone(), header.log_pos() as u64);
-                if committed_keys >= FLUSH_KEYS {
-                    self.flush(&mut conn, &captured, &mut committed, &position).await.map_err(context)?;
-                    committed_keys = 0;
-                }
+            let resumable = collector.event(&event, |id| stream.get_tme(id)).map_err(context)?;
+            if resumable && collector.committed_keys >= FLUSH_KEYS {
+                self.flush(&mut conn, &mut collector).await.map_err(context)?;
             }
         }
         drop(stream);
-        if position != start {
-            self.flush(&mut conn, &captured, &mut committed, &position).await.map_err(context)?;
+        if collector.position != start {
+            self.flush(&mut conn, &mut collector).await.map_err(context)?;
         }
         Ok(())
     }
@@ -456,16 +337,11 @@ impl MysqlEngine {
     }
 
     /// Writes the committed keys and the position they reach, in one transaction.
-    async fn flush(
-        &self,
-        conn: &mut Conn,
-        captured: &HashMap<String, Captured>,
-        committed: &mut HashMap<String, Vec<(Vec<MyValue>, u32)>>,
-        position: &Position,
-    ) -> Result<()> {
+    async fn flush(&self, conn: &mut Conn, collector: &mut Collector) -> Result<()> {
         let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
-        for (name, keys) in committed.drain() {
-            let Some(table) = captured.get(&name) else { continue };
+        let position = collector.position.clone();
+        for (name, keys) in collector.take_committed() {
+            let Some(table) = collector.captured.get(&name) else { continue };
             // Keys in runs between truncations (an empty key), in their order.
             for run in keys.split_inclusive(|(key, _)| key.is_empty()) {
                 let (rows, truncation) = match run.split_last() {
@@ -519,97 +395,10 @@ impl MysqlEngine {
     }
 }
 
-/// The table a `TRUNCATE [TABLE] name` statement empties, as `database.table`
-/// (`schema`: the statement's current database).
-fn truncated_table(query: &str, schema: &str) -> Option<String> {
-    let words = query.trim_start();
-    let rest = words.get(..8).filter(|w| w.eq_ignore_ascii_case("truncate")).map(|_| words[8..].trim_start())?;
-    let rest = match rest.get(..5) {
-        Some(w) if w.eq_ignore_ascii_case("table") && rest[5..].starts_with(char::is_whitespace) => {
-            rest[5..].trim_start()
-        }
-        _ => rest,
-    };
-    let mut parts = Vec::new();
-    let mut chars = rest.chars().peekable();
-    loop {
-        let mut part = String::new();
-        if chars.peek() == Some(&'`') {
-            chars.next();
-            while let Some(c) = chars.next() {
-                if c == '`' {
-                    if chars.peek() == Some(&'`') {
-                        chars.next();
-                        part.push('`');
-                        continue;
-                    }
-                    break;
-                }
-                part.push(c);
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c.is_alphanumeric() || c == '_' || c == '$' {
-                    part.push(c);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-        }
-        if part.is_empty() {
-            return None;
-        }
-        parts.push(part);
-        if chars.peek() == Some(&'.') {
-            chars.next();
-        } else {
-            break;
-        }
-    }
-    match parts.as_slice() {
-        [table] => Some(format!("{schema}.{table}")),
-        [database, table] => Some(format!("{database}.{table}")),
-        _ => None,
-    }
-}
-
-fn key_of(image: &BinlogRow, table: &Captured) -> std::result::Result<Vec<MyValue>, String> {
-    table.columns.iter().map(|&(i, unsigned)| key_value(image.as_ref(i), unsigned)).collect()
-}
-
 /// The server id the reader registers with: in a range of its own ("FE"),
 /// varied so that two readers do not evict each other.
 fn reader_server_id() -> u32 {
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     0x4645_0000 | ((nanos ^ std::process::id()) & 0xffff)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncate_statements_name_their_table() {
-        assert_eq!(truncated_table("TRUNCATE items", "shop").as_deref(), Some("shop.items"));
-        assert_eq!(truncated_table("truncate table `other`.`my``t`", "shop").as_deref(), Some("other.my`t"));
-        assert_eq!(truncated_table("  TRUNCATE TABLE tablets", "s").as_deref(), Some("s.tablets"));
-        assert_eq!(truncated_table("TRUNCATE TABLE table_x", "s").as_deref(), Some("s.table_x"));
-        assert_eq!(truncated_table("INSERT INTO t VALUES (1)", "s"), None);
-        assert_eq!(truncated_table("TRUNCATE", "s"), None);
-    }
-
-    #[test]
-    fn unsigned_keys_come_back_into_range() {
-        let int = |i: i64| BinlogValue::Value(MyValue::Int(i));
-        assert_eq!(key_value(Some(&int(-56)), Some(8)), Ok(MyValue::UInt(200)));
-        assert_eq!(key_value(Some(&int(-1)), Some(32)), Ok(MyValue::UInt(u32::MAX as u64)));
-        assert_eq!(key_value(Some(&int(-1)), Some(64)), Ok(MyValue::UInt(u64::MAX)));
-        assert_eq!(key_value(Some(&int(-1)), None), Ok(MyValue::Int(-1)));
-        assert_eq!(key_value(Some(&int(7)), Some(8)), Ok(MyValue::Int(7)));
-        assert!(key_value(None, None).is_err());
-        assert_eq!(unsigned_bits("int(10) unsigned", "int"), Some(32));
-        assert_eq!(unsigned_bits("bigint(20)", "bigint"), None);
-    }
 }

@@ -6,8 +6,12 @@
 //! keys that differ only in case or trailing spaces stay different rows.
 
 mod binlog;
+mod binlog_events;
 mod replicas;
 mod tls;
+
+#[doc(hidden)]
+pub use binlog_events::keys_in_binlog_bytes;
 
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
