@@ -493,3 +493,30 @@ async fn f021_target_has_rows() {
         assert_eq!(dst.count("t").await, 4, "{kind}: 3 copied (one overwritten), 1 kept\n{ran}");
     }
 }
+
+/// Keys distinct on the source (PostgreSQL compares exactly) that an existing
+/// MariaDB target table's case-insensitive, PAD SPACE key collation takes
+/// for one: counted and listed by the plan (F020), and the run stops before
+/// copying the table, naming them, with nothing overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f020_an_existing_target_key_that_ignores_case_and_trailing_spaces() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Mysql).await;
+    src.exec("CREATE TABLE t (code varchar(10) PRIMARY KEY, v integer); INSERT INTO t VALUES ('a', 1), ('A', 2), ('b', 3), ('b ', 4), ('c', 5)")
+        .await;
+    dst.exec("CREATE TABLE t (code varchar(10) COLLATE utf8mb4_general_ci PRIMARY KEY, v integer)").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, ONE_TABLE));
+    let plan = ws.plan_json();
+    let message = lint_message(&plan, "F020");
+    assert!(message.contains("2 key value(s)") && message.contains("`a`, `b`"), "{message}\n{plan:#}");
+    assert!(message.contains("ignoring case and trailing spaces"), "{message}");
+    let ran = ws.run(&["run"]);
+    ran.assert_code(2);
+    assert!(ran.stderr.contains("ignoring case and trailing spaces") && ran.stderr.contains("first a; b"), "{ran}");
+    assert_eq!(dst.count("t").await, 0, "nothing overwritten");
+
+    // A binary collation on the target key settles it.
+    dst.exec("ALTER TABLE t MODIFY code varchar(10) COLLATE utf8mb4_nopad_bin").await;
+    assert!(!has_code(&findings(&ws.plan_json()), "F020"));
+}

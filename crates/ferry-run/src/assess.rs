@@ -172,7 +172,8 @@ impl Assessor {
         let key_enforced = !plan.key_source.is_empty()
             && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
         let null_key_rows = crate::keycheck::null_key_rows(&*self.source, plan).await?;
-        let key_collisions = crate::keycheck::key_collisions(&*self.source, &*self.target, plan, key_enforced).await?;
+        let comparison = crate::keycheck::target_key_comparison(&*self.source, &*self.target, plan).await?;
+        let key_collisions = crate::keycheck::key_collisions(&*self.source, plan, key_enforced, comparison).await?;
         let target_exists = plan.in_place || self.target.table_exists(&plan.target_name).await?;
         let (ddl_expand, ddl_after_load) = if target_exists {
             (Vec::new(), Vec::new())

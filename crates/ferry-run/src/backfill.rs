@@ -62,6 +62,7 @@ impl Backfill<'_> {
             return Ok(0);
         }
         if progress.stage < TableStage::Copying {
+            crate::keycheck::refuse_colliding_keys(&*self.source, &*self.target, plan).await?;
             self.state.set_table_stage(&target, TableStage::Copying)?;
         }
         let total = match progress.rows_total {

@@ -32,26 +32,100 @@ pub async fn null_key_rows(source: &dyn Engine, plan: &TablePlan) -> Result<Opti
     Ok(Some(source.count(&plan.source_name, Some(&filter)).await?))
 }
 
-/// Key values more than one row shares, compared as the target will: exactly
-/// where no constraint enforces the key, ignoring trailing spaces where the
-/// target pads. `None` when the source's constraints and the target's
-/// comparison rule collisions out.
-pub async fn key_collisions(
+/// How the target compares the key's text columns, where it differs from
+/// the source: a case-insensitive collation of an existing target table
+/// (`'A'` = `'a'`), and trailing spaces ignored (`PAD SPACE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyComparison {
+    pub ignores_case: bool,
+    pub ignores_trailing_spaces: bool,
+}
+
+impl KeyComparison {
+    fn describe(self) -> &'static str {
+        match (self.ignores_case, self.ignores_trailing_spaces) {
+            (false, false) => "exactly",
+            (true, false) => "ignoring case",
+            (false, true) => "ignoring trailing spaces",
+            (true, true) => "ignoring case and trailing spaces",
+        }
+    }
+}
+
+/// How the target will compare `plan`'s key, against how the source does:
+/// from the existing target table's key collations, or from the engine's
+/// tables when Ferry creates it. Case is folded with `lower()`, which
+/// misses accent-insensitive equality (`'a'` = `'á'`).
+pub async fn target_key_comparison(
     source: &dyn Engine,
     target: &dyn Engine,
     plan: &TablePlan,
+) -> Result<KeyComparison> {
+    let text_keys: Vec<(&String, &String)> = plan
+        .key_source
+        .iter()
+        .zip(&plan.key_target)
+        .filter(|(k, _)| plan.source.column(k).is_some_and(|c| matches!(c.data_type, DataType::Text { .. })))
+        .collect();
+    if text_keys.is_empty() || plan.in_place {
+        return Ok(KeyComparison::default());
+    }
+    let source_collation = |k: &str| plan.source.column(k).and_then(|c| c.collation.as_ref());
+    let source_ci = |k: &str| source_collation(k).is_some_and(|c| c.case_insensitive);
+    let source_pads =
+        |k: &str| source.pads_trailing_spaces() || source_collation(k).is_some_and(|c| pads(source, &c.name));
+    let mut comparison = KeyComparison {
+        ignores_case: false,
+        ignores_trailing_spaces: target.pads_trailing_spaces() && !source.pads_trailing_spaces(),
+    };
+    if target.table_exists(&plan.target_name).await? {
+        let existing = target.introspect(&plan.target_name).await?;
+        comparison.ignores_trailing_spaces = false;
+        for (source_key, target_key) in text_keys {
+            let Some(collation) = existing.column(target_key).and_then(|c| c.collation.as_ref()) else { continue };
+            comparison.ignores_case |= collation.case_insensitive && !source_ci(source_key);
+            comparison.ignores_trailing_spaces |= pads(target, &collation.name) && !source_pads(source_key);
+        }
+    }
+    Ok(comparison)
+}
+
+/// Whether a MySQL/MariaDB collation ignores trailing spaces: all but
+/// MariaDB's `_nopad_` ones and MySQL 8's `_0900_` ones, and `binary`.
+fn pads(engine: &dyn Engine, collation: &str) -> bool {
+    engine.kind() == ferry_engine::EngineKind::Mysql
+        && !collation.contains("_nopad_")
+        && !collation.contains("_0900_")
+        && collation != "binary"
+}
+
+/// Key values more than one row shares, compared as the target will
+/// (`comparison`). `None` when the source's constraints rule collisions out.
+pub async fn key_collisions(
+    source: &dyn Engine,
+    plan: &TablePlan,
     key_enforced: bool,
+    comparison: KeyComparison,
 ) -> Result<Option<KeyCollisions>> {
     let is_text = |k: &String| plan.source.column(k).is_some_and(|c| matches!(c.data_type, DataType::Text { .. }));
-    let padded = target.pads_trailing_spaces() && !source.pads_trailing_spaces() && plan.key_source.iter().any(is_text);
-    if plan.key_source.is_empty() || (key_enforced && !padded) {
+    let folded = comparison != KeyComparison::default();
+    if plan.key_source.is_empty() || (key_enforced && !folded) {
         return Ok(None);
     }
     let q = Dialect::of(source.kind());
     let compared: Vec<String> = plan
         .key_source
         .iter()
-        .map(|k| if padded && is_text(k) { format!("rtrim({})", q.ident(k)) } else { q.ident(k) })
+        .map(|k| {
+            let mut expr = q.ident(k);
+            if is_text(k) && comparison.ignores_trailing_spaces {
+                expr = format!("rtrim({expr})");
+            }
+            if is_text(k) && comparison.ignores_case {
+                expr = format!("lower({expr})");
+            }
+            expr
+        })
         .collect();
     let not_null: Vec<String> = plan.key_source.iter().map(|k| format!("{} IS NOT NULL", q.ident(k))).collect();
     let mut filter = not_null.join(" AND ");
@@ -71,8 +145,37 @@ pub async fn key_collisions(
         let sql = format!("SELECT k FROM ({shared}) d ORDER BY k LIMIT 1 OFFSET {i}");
         first.extend(source.scalar(&sql).await?);
     }
-    let comparison = if padded { "ignoring trailing spaces" } else { "exactly" };
-    Ok(Some(KeyCollisions { comparison: comparison.into(), groups, first }))
+    Ok(Some(KeyCollisions { comparison: comparison.describe().into(), groups, first }))
+}
+
+/// Before a table's backfill, where the target compares its key more
+/// loosely than the source (case, trailing spaces): keys that would meet
+/// on the target stop the copy, named, before one row overwrites another.
+/// A batch sees only neighbours in key order, which such keys need not be.
+pub async fn refuse_colliding_keys(source: &dyn Engine, target: &dyn Engine, plan: &TablePlan) -> Result<()> {
+    let comparison = target_key_comparison(source, target, plan).await?;
+    if comparison == KeyComparison::default() {
+        return Ok(());
+    }
+    let Some(collisions) = key_collisions(source, plan, false, comparison).await? else { return Ok(()) };
+    if collisions.groups == 0 {
+        return Ok(());
+    }
+    Err(RunError::new(
+        RunErrorKind::Spec,
+        format!(
+            "{}: {} key values ({}) are shared by several rows when compared as the target compares them ({}): \
+             first {}; one row would overwrite another",
+            plan.source_name,
+            collisions.groups,
+            plan.key_source.join(", "),
+            collisions.comparison,
+            collisions.first.join("; ")
+        ),
+    )
+    .with_hint(
+        "run `ferry plan`: finding F020 says how to settle them (a binary collation on the target key, or another key)",
+    ))
 }
 
 /// A batch read in key order whose key has a NULL, or repeats: the copy

@@ -64,7 +64,8 @@ impl Migration {
     /// Before anything is created: every table's first rows are read as the
     /// backfill will read them, so that a missing privilege, a filter or a
     /// computed column the source refuses, or one that fails on those rows,
-    /// is an error that names the spec's table and leaves nothing behind.
+    /// is an error that names the spec's table and leaves nothing behind; the
+    /// same for the operator's latency probe.
     async fn check_source_reads(&self) -> Result<()> {
         for plan in &self.plans {
             self.source.read_batch(&plan.read, None, 100).await.map_err(|e| {
@@ -73,6 +74,14 @@ impl Migration {
                      run on the source as written), or grant the source user SELECT on {}",
                     plan.spec.line, plan.source_name
                 ))
+            })?;
+        }
+        if let Some(probe) = &self.spec.policy.latency_probe {
+            self.source.probe(probe).await.map_err(|e| {
+                RunError::from(e).context("source: the [policy] latency_probe").with_hint(
+                    "nothing was created: correct `latency_probe` (it runs on the source as written), or remove it \
+                     to time a keyed read of the first table",
+                )
             })?;
         }
         Ok(())

@@ -271,7 +271,7 @@ pub struct TableFacts {
 /// Source rows that would land on one target key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyCollisions {
-    /// How the target compares the key: `exactly`, or `ignoring trailing spaces`.
+    /// How the target compares the key: `exactly`, `ignoring case`, `ignoring trailing spaces`, or both.
     pub comparison: String,
     /// Key values shared by two rows or more.
     pub groups: u64,

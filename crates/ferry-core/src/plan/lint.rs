@@ -246,8 +246,10 @@ pub const RULES: &[Rule] = &[
         summary: "Several source rows have one key as the target compares keys",
         help: "On the target, rows that share a key overwrite each other (or stop the copy). Either the key is \
                not unique on the source (no constraint enforces it), or the target compares text keys more \
-               loosely (MariaDB before 10.10 ignores trailing spaces). Choose a key that is unique with \
-               `key = [...]`, or clean the listed values on the source first.",
+               loosely: MariaDB before 10.10 ignores trailing spaces, and an existing target table whose key \
+               has a case-insensitive collation (`utf8mb4_general_ci`) ignores case. Choose a key that is \
+               unique with `key = [...]`, give the existing target key a binary collation, or clean the \
+               listed values on the source first; `ferry run` stops before copying such a table.",
         check: key_collision,
     },
     Rule {
