@@ -95,6 +95,16 @@ impl StateStore {
                 }
             }
         }
+        let audit_log = path.with_file_name("audit.log");
+        // A store already at this version is not written: `ferry status`
+        // beside a runner only reads.
+        let current: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()
+            .unwrap_or(None);
+        if current == Some(SCHEMA_VERSION.to_string()) && Self::has_every_column(&conn)? {
+            return Ok(StateStore { conn, path: path.to_path_buf(), audit_log });
+        }
         // The schema is created (or completed) in one transaction, so a reader never sees half of it.
         conn.execute_batch(
             "BEGIN IMMEDIATE;
@@ -135,7 +145,6 @@ impl StateStore {
         }
         schema?;
         conn.execute_batch("COMMIT")?;
-        let audit_log = path.with_file_name("audit.log");
         Ok(StateStore { conn, path: path.to_path_buf(), audit_log })
     }
 
@@ -160,20 +169,7 @@ impl StateStore {
             }
         }
         // Columns added after the first release of the schema.
-        for (column, decl) in [
-            ("capture_installed", "INTEGER NOT NULL DEFAULT 0"),
-            ("replayed_changes", "INTEGER NOT NULL DEFAULT 0"),
-            ("last_replay_at", "TEXT"),
-            ("pending_changes", "INTEGER"),
-            ("oldest_pending_seconds", "REAL"),
-            ("lag_measured_at", "TEXT"),
-            ("stage", "TEXT"),
-            ("reverse_replayed", "INTEGER NOT NULL DEFAULT 0"),
-            ("reverse_last_at", "TEXT"),
-            ("reverse_pending", "INTEGER"),
-            ("reverse_oldest_seconds", "REAL"),
-            ("reverse_lag_at", "TEXT"),
-        ] {
+        for (column, decl) in ADDED_COLUMNS {
             let exists: bool =
                 conn.prepare("SELECT 1 FROM pragma_table_info('tables') WHERE name = ?1")?.exists([column])?;
             if !exists {
@@ -194,6 +190,48 @@ impl StateStore {
         Ok(())
     }
 
+    /// Whether the schema is complete: `tables` has every column added since
+    /// the first release, and no progress waits to be read from old flags.
+    fn has_every_column(conn: &Connection) -> Result<bool> {
+        let present: i64 = conn.query_row(
+            &format!(
+                "SELECT count(*) FROM pragma_table_info('tables') WHERE name IN ({})",
+                ADDED_COLUMNS.iter().map(|(c, _)| format!("'{c}'")).collect::<Vec<_>>().join(", ")
+            ),
+            [],
+            |r| r.get(0),
+        )?;
+        if present as usize != ADDED_COLUMNS.len() {
+            return Ok(false);
+        }
+        // Progress kept as flags only is read into a stage by the schema transaction.
+        let unread: bool = conn
+            .prepare(
+                "SELECT 1 FROM tables WHERE stage IS NULL
+                   AND (constraints_done = 1 OR backfill_done = 1 OR capture_installed = 1 OR created_by_ferry = 1)",
+            )?
+            .exists([])?;
+        Ok(!unread)
+    }
+}
+
+/// Columns of `tables` added after the first release of the schema.
+const ADDED_COLUMNS: [(&str, &str); 12] = [
+    ("capture_installed", "INTEGER NOT NULL DEFAULT 0"),
+    ("replayed_changes", "INTEGER NOT NULL DEFAULT 0"),
+    ("last_replay_at", "TEXT"),
+    ("pending_changes", "INTEGER"),
+    ("oldest_pending_seconds", "REAL"),
+    ("lag_measured_at", "TEXT"),
+    ("stage", "TEXT"),
+    ("reverse_replayed", "INTEGER NOT NULL DEFAULT 0"),
+    ("reverse_last_at", "TEXT"),
+    ("reverse_pending", "INTEGER"),
+    ("reverse_oldest_seconds", "REAL"),
+    ("reverse_lag_at", "TEXT"),
+];
+
+impl StateStore {
     /// Where the migration stands. A store of an earlier version, which kept
     /// only its phases, is read from them.
     pub fn lifecycle(&self) -> Result<State> {
@@ -595,7 +633,9 @@ impl StateStore {
         if keys.is_empty() {
             return Ok(());
         }
-        let tx = self.conn.unchecked_transaction()?;
+        // IMMEDIATE: a deferred transaction that reads, then writes, fails at
+        // once (no busy wait) when another process wrote in between.
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)?;
         let seq: i64 = tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM changed_keys", [], |r| r.get(0))?;
         {
             let mut insert = tx.prepare_cached(
