@@ -426,7 +426,10 @@ async fn source_refuses_the_specs_sql(kind: Kind) {
     for case in cases {
         ws.write_spec(&spec(&src, &dst, case));
         let ran = ws.run(&["run"]);
-        assert_error(&ran, &["source table t (the [[table]] at spec line 12)", "nothing was created"]);
+        assert_error(
+            &ran,
+            &["source table t (the [[table]] at spec line 12)", "expand stopped before creating anything more"],
+        );
         assert!(!ran.stderr.contains("reading t: reading t"), "said once:\n{ran}");
         assert!(src.ferry_objects().await.is_empty(), "no capture: {:?}", src.ferry_objects().await);
         let target = dst.engine().await;
@@ -473,7 +476,7 @@ async fn missing_privileges_are_listed_before_anything_is_created() {
             &format!("GRANT \"postgres\" TO \"{role}\" (the owner of \"t\""),
             &format!("GRANT CREATE ON SCHEMA \"public\" TO \"{role}\""),
             &format!("target (postgres://{role}@"),
-            "nothing was created",
+            "expand stopped before creating anything more",
         ],
     );
     assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);

@@ -56,7 +56,7 @@ impl Migration {
             format!("the database users lack privileges the migration needs:\n  - {}", missing.join("\n  - ")),
         );
         Err(RunError::from(error).with_hint(
-            "nothing was created: run these statements as an administrator (or connect as a user who has \
+            "expand stopped before creating anything more: run these statements as an administrator (or connect as a user who has \
              the privileges), then `ferry run` again",
         ))
     }
@@ -70,7 +70,7 @@ impl Migration {
         for plan in &self.plans {
             self.source.read_batch(&plan.read, None, 100).await.map_err(|e| {
                 RunError::from(e).context(plan.origin()).with_hint(format!(
-                    "nothing was created: correct the table's filter or [table.columns] expressions at line {} (they \
+                    "expand stopped before creating anything more: correct the table's filter or [table.columns] expressions at line {} (they \
                      run on the source as written), or grant the source user SELECT on {}",
                     plan.spec.line, plan.source_name
                 ))
@@ -79,7 +79,7 @@ impl Migration {
         if let Some(probe) = &self.spec.policy.latency_probe {
             self.source.probe(probe).await.map_err(|e| {
                 RunError::from(e).context("source: the [policy] latency_probe").with_hint(
-                    "nothing was created: correct `latency_probe` (it runs on the source as written), or remove it \
+                    "expand stopped before creating anything more: correct `latency_probe` (it runs on the source as written), or remove it \
                      to time a keyed read of the first table",
                 )
             })?;
