@@ -492,3 +492,44 @@ async fn missing_privileges_are_listed_before_anything_is_created() {
     }
     src.exec(&format!("DROP ROLE {role}")).await;
 }
+
+/// The same on MariaDB, read from `SHOW GRANTS`: a user who may only read
+/// the source table is told the CREATE and TRIGGER grants it lacks, on each
+/// side, before anything is created; once granted, the run goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_mariadb_privileges_are_listed_before_anything_is_created() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Mysql).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v integer); INSERT INTO t VALUES (1, 2)").await;
+    let role = format!("ferry_limited_{}", src.name.rsplit('_').next().unwrap_or("x"));
+    // Connecting to a database needs some privilege on it: reading is all it has.
+    src.exec(&format!(
+        "CREATE USER '{role}'@'%'; GRANT SELECT ON `{}`.t TO '{role}'@'%'; GRANT SELECT ON `{}`.* TO '{role}'@'%'",
+        src.name, dst.name
+    ))
+    .await;
+    let as_role = |url: &str| url.replacen("root@", &format!("{role}@"), 1);
+    let ws = Workspace::new(FERRY);
+    let text = spec(&src, &dst, "[[table]]\nfrom = \"t\"\n");
+    ws.write_spec(&text.replace(&src.url, &as_role(&src.url)).replace(&dst.url, &as_role(&dst.url)));
+
+    let ran = ws.run(&["run"]);
+    assert_error(
+        &ran,
+        &[
+            "E304",
+            &format!("GRANT CREATE ON `{}`.* TO '{role}'@'%'", src.name),
+            &format!("GRANT TRIGGER ON `{}`.`t` TO '{role}'@'%'", src.name),
+            &format!("GRANT CREATE ON `{}`.* TO '{role}'@'%'", dst.name),
+        ],
+    );
+    assert!(src.ferry_objects().await.is_empty(), "{:?}", src.ferry_objects().await);
+    assert!(!dst.engine().await.table_exists(&ferry_core::TableName::parse("t")).await.unwrap());
+
+    src.exec(&format!("GRANT ALL ON `{}`.* TO '{role}'@'%'; GRANT ALL ON `{}`.* TO '{role}'@'%'", src.name, dst.name))
+        .await;
+    let ran = ws.run(&["run"]);
+    let _ = ws.run(&["rollback"]);
+    src.exec(&format!("DROP USER '{role}'@'%'")).await;
+    ran.assert_code(0);
+}

@@ -7,6 +7,7 @@
 
 mod binlog;
 mod binlog_events;
+mod privileges;
 mod replicas;
 mod tls;
 
@@ -577,6 +578,10 @@ impl Engine for MysqlEngine {
 
     fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
         self.scope.set(scope);
+    }
+
+    async fn missing_privileges(&self, needs: &[ferry_engine::Need]) -> Result<Vec<String>> {
+        privileges::missing(self, needs).await
     }
 
     async fn answers(&self) -> Result<()> {

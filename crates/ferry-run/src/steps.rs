@@ -30,7 +30,7 @@ impl Migration {
     }
 
     /// Before anything is created: the privileges every step needs, on both
-    /// sides, asked of the servers that can tell (PostgreSQL), all missing
+    /// sides, asked of the servers (PostgreSQL's catalog, MySQL's grants), all missing
     /// ones said at once as the statements that grant them.
     async fn check_privileges(&self) -> Result<()> {
         use ferry_engine::Need;
