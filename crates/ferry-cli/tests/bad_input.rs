@@ -452,6 +452,15 @@ async fn source_refuses_the_specs_sql_sqlite() {
     source_refuses_the_specs_sql(Kind::Sqlite).await;
 }
 
+/// A migration of table `t` whose URLs log in as `user` instead of `admin`.
+fn workspace_as(src: &TestDb, dst: &TestDb, admin: &str, user: &str) -> Workspace {
+    let as_user = |url: &str| url.replacen(&format!("{admin}@"), &format!("{user}@"), 1);
+    let ws = Workspace::new(FERRY);
+    let text = spec(src, dst, "[[table]]\nfrom = \"t\"\n");
+    ws.write_spec(&text.replace(&src.url, &as_user(&src.url)).replace(&dst.url, &as_user(&dst.url)));
+    ws
+}
+
 /// A PostgreSQL user without the privileges a migration needs is told, before
 /// anything is created, every GRANT that is missing on either side; once
 /// granted, the same run goes through.
@@ -462,10 +471,7 @@ async fn missing_privileges_are_listed_before_anything_is_created() {
     src.exec("CREATE TABLE t (id integer PRIMARY KEY, v integer); INSERT INTO t VALUES (1, 2)").await;
     let role = format!("ferry_limited_{}", src.name.rsplit('_').next().unwrap_or("x"));
     src.exec(&format!("CREATE ROLE {role} LOGIN; GRANT SELECT ON t TO {role}")).await;
-    let as_role = |url: &str| url.replacen("postgres@", &format!("{role}@"), 1);
-    let ws = Workspace::new(FERRY);
-    let text = spec(&src, &dst, "[[table]]\nfrom = \"t\"\n");
-    ws.write_spec(&text.replace(&src.url, &as_role(&src.url)).replace(&dst.url, &as_role(&dst.url)));
+    let ws = workspace_as(&src, &dst, "postgres", &role);
 
     let ran = ws.run(&["run"]);
     assert_error(
@@ -508,10 +514,7 @@ async fn missing_mariadb_privileges_are_listed_before_anything_is_created() {
         src.name, dst.name
     ))
     .await;
-    let as_role = |url: &str| url.replacen("root@", &format!("{role}@"), 1);
-    let ws = Workspace::new(FERRY);
-    let text = spec(&src, &dst, "[[table]]\nfrom = \"t\"\n");
-    ws.write_spec(&text.replace(&src.url, &as_role(&src.url)).replace(&dst.url, &as_role(&dst.url)));
+    let ws = workspace_as(&src, &dst, "root", &role);
 
     let ran = ws.run(&["run"]);
     assert_error(
