@@ -70,6 +70,8 @@ enum Command {
         /// Keep replaying until Ctrl-C or SIGTERM.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        http: commands::serve::HttpArgs,
     },
     /// Compare source and target (chunk checksums down to rows, a random sample), check the
     /// target's integrity, write integrity_report.md and .json.
@@ -82,6 +84,8 @@ enum Command {
         /// Keep replaying the target's changes into the source until Ctrl-C or SIGTERM.
         #[arg(long)]
         follow: bool,
+        #[command(flatten)]
+        http: commands::serve::HttpArgs,
     },
     /// Rehearse the rollback: the whole lifecycle through a switch and back, on scratch copies of
     /// the first rows of each table in scratch databases beside the real ones; records the result.
@@ -115,8 +119,35 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the migration's dashboard, its JSON API (/api/v1) and Prometheus metrics (/metrics)
+    /// from the state store, until Ctrl-C or SIGTERM.
+    Serve(commands::serve::Args),
     /// The whole journey on embedded SQLite: build a source, migrate it, verify it.
     Demo(commands::demo::Args),
+}
+
+impl Command {
+    /// Its name, as the runner's heartbeat shows it.
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init(_) => "init",
+            Command::Plan(_) => "plan",
+            Command::Run(_) => "run",
+            Command::Sync { .. } => "sync",
+            Command::Verify(_) => "verify",
+            Command::Diff(_) => "diff",
+            Command::Switch { .. } => "switch",
+            Command::Rehearse(_) => "rehearse",
+            Command::Contract(_) => "contract",
+            Command::Rollback { .. } => "rollback",
+            Command::Pause { .. } => "pause",
+            Command::Resume => "resume",
+            Command::Audit { .. } => "audit",
+            Command::Status { .. } => "status",
+            Command::Serve(_) => "serve",
+            Command::Demo(_) => "demo",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -145,6 +176,7 @@ fn main() -> ExitCode {
     let invocation = ferry_run::Invocation {
         cancel: ferry_run::Cancel::default(),
         operator: cli.operator.clone().filter(|o| !o.trim().is_empty()).unwrap_or_else(ferry_run::operator_from_env),
+        command: cli.command.name().to_string(),
     };
     let cancel = invocation.cancel.clone();
     let code = runtime.block_on(async {
@@ -188,8 +220,8 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
         Command::Run(args) => commands::run::run(&cli.spec, args, cancel).await,
         Command::Verify(args) => commands::verify::run(&cli.spec, args, cancel).await,
         Command::Diff(args) => commands::diff::run(args).await,
-        Command::Sync { follow } => commands::run::sync(&cli.spec, follow, cancel).await,
-        Command::Switch { follow } => commands::run::switch(&cli.spec, follow, cancel).await,
+        Command::Sync { follow, http } => commands::run::sync(&cli.spec, follow, &http, cancel).await,
+        Command::Switch { follow, http } => commands::run::switch(&cli.spec, follow, &http, cancel).await,
         Command::Rehearse(args) => commands::rehearse::run(&cli.spec, args, cancel).await,
         Command::Contract(args) => commands::contract::run(&cli.spec, args, cancel).await,
         Command::Rollback { keep_target } => commands::run::rollback(&cli.spec, keep_target, cancel).await,
@@ -197,6 +229,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
         Command::Resume => commands::status::pause(&cli.spec, None),
         Command::Status { json } => commands::status::run(&cli.spec, json),
         Command::Audit { action } => commands::status::audit(&cli.spec, action),
+        Command::Serve(args) => commands::serve::run(&cli.spec, args, cancel).await,
         Command::Demo(args) => commands::demo::run(args, cancel).await,
     };
     match result {

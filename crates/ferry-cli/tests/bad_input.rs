@@ -145,6 +145,12 @@ fn unconvertible_value_is_reported_with_its_key_and_nothing_is_dropped() {
     let ran = ws.run(&["run"]);
     ran.assert_code(1);
     assert!(ran.stdout.contains("not convertible") && ran.stdout.contains("id=2"), "{ran}");
+
+    // Fixed at the source and repaired: the row is copied, and no longer listed as quarantined.
+    rusqlite_open(&ws.path().join("source.db")).execute("UPDATE users SET age = '42' WHERE id = 2", []).unwrap();
+    ws.run(&["verify", "--repair"]).assert_code(0);
+    let status = ws.status_json();
+    assert_eq!((status["quarantined_rows"].as_u64(), status["verification"].as_str()), (Some(0), Some("pass")));
 }
 
 #[tokio::test]

@@ -82,6 +82,25 @@ async fn no_password_in_any_output_or_file() {
             }
         }
     }
+    // Nor does any answer of `ferry serve`.
+    let served = ws.serving(&["serve", "--listen", "127.0.0.1:0"]);
+    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    for path in [
+        "/",
+        "/api/v1/status",
+        "/api/v1/events?limit=1000",
+        "/api/v1/history",
+        "/api/v1/verification/items",
+        "/metrics",
+        "/no/such/page",
+    ] {
+        let body = http.get(&served.url(path)).call().unwrap().body_mut().read_to_string().unwrap();
+        assert!(body.len() > 20, "GET {path}: {body}");
+        for secret in [PASSWORD, &encoded] {
+            assert!(!body.contains(secret), "GET {path} answered the password:\n{body}");
+        }
+    }
+    drop(served);
     let written = files(ws.path());
     assert!(written.iter().any(|(p, _)| p.ends_with("audit.log")), "the run wrote its files");
     for (path, bytes) in &written {

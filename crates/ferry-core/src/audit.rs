@@ -61,6 +61,35 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Why backfill and replay wait before their next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseCause {
+    /// `ferry pause`, or the dashboard's pause button.
+    Operator,
+    /// The latency probe on the source was slower than its threshold.
+    SourceLatency,
+    /// A replica lagged more than `[policy] max_lag`.
+    ReplicaLag,
+    /// A replica stopped replicating.
+    ReplicaStopped,
+}
+
+impl PauseCause {
+    pub const ALL: [PauseCause; 4] =
+        [PauseCause::Operator, PauseCause::SourceLatency, PauseCause::ReplicaLag, PauseCause::ReplicaStopped];
+
+    /// As metrics label it and the audit log's JSON writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PauseCause::Operator => "operator",
+            PauseCause::SourceLatency => "source_latency",
+            PauseCause::ReplicaLag => "replica_lag",
+            PauseCause::ReplicaStopped => "replica_stopped",
+        }
+    }
+}
+
 /// Something Ferry did, as recorded in the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
@@ -89,6 +118,9 @@ pub enum AuditEvent {
     },
     ThrottlePaused {
         reason: String,
+        /// What the pause waits for (absent in logs written before causes were kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<PauseCause>,
     },
     ThrottleResumed {},
     /// A source TRUNCATE was replayed: every row of the target table deleted.
@@ -114,6 +146,9 @@ pub enum AuditEvent {
     PhaseFailed {
         phase: Phase,
         error: String,
+        /// The error's stable code (docs/errors.md); empty in logs written before codes were kept.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        code: String,
     },
     TableCreated {
         table: String,
@@ -308,13 +343,13 @@ impl AuditEvent {
             AuditEvent::CaptureInstalled { table }
             | AuditEvent::CaptureRemoved { table }
             | AuditEvent::TruncateReplayed { table } => format!("table={table}"),
-            AuditEvent::ThrottlePaused { reason } => format!("reason={}", one_line(reason)),
+            AuditEvent::ThrottlePaused { reason, .. } => format!("reason={}", one_line(reason)),
             AuditEvent::ThrottleResumed {} => String::new(),
             AuditEvent::RollbackExecuted { trigger, phase, result } => format!("trigger={trigger}, phase={phase}, result={result}"),
             AuditEvent::PhaseCompleted { phase, duration_ms } => {
                 format!("{phase} — duration={}", format_duration(Duration::from_millis(*duration_ms)))
             }
-            AuditEvent::PhaseFailed { phase, error } => format!("{phase} — error={}", one_line(error)),
+            AuditEvent::PhaseFailed { phase, error, .. } => format!("{phase} — error={}", one_line(error)),
             AuditEvent::PhaseStopped { phase } => format!("{phase} — at a batch boundary, as asked"),
             AuditEvent::TableCreated { table, target } => format!("table={table}, target={target}"),
             AuditEvent::TableReused { table } => format!("table={table}"),
@@ -463,13 +498,13 @@ mod tests {
             AuditEvent::StrategySelected { strategy: s(), rationale: s() },
             AuditEvent::PhaseStarted { phase: Phase::Expand, operator: s() },
             AuditEvent::CaptureInstalled { table: s() },
-            AuditEvent::ThrottlePaused { reason: s() },
+            AuditEvent::ThrottlePaused { reason: s(), cause: Some(PauseCause::SourceLatency) },
             AuditEvent::ThrottleResumed {},
             AuditEvent::TruncateReplayed { table: s() },
             AuditEvent::CaptureRemoved { table: s() },
             AuditEvent::RollbackExecuted { trigger: s(), phase: 0, result: s() },
             AuditEvent::PhaseCompleted { phase: Phase::Expand, duration_ms: 0 },
-            AuditEvent::PhaseFailed { phase: Phase::Expand, error: s() },
+            AuditEvent::PhaseFailed { phase: Phase::Expand, error: s(), code: "E301".into() },
             AuditEvent::PhaseStopped { phase: Phase::Backfill },
             AuditEvent::TableCreated { table: s(), target: s() },
             AuditEvent::TableReused { table: s() },

@@ -70,6 +70,15 @@ pub struct TableStatus {
     /// Reverse sync (target to source) after the switch, once it has run.
     #[serde(default)]
     pub reverse: Option<CaptureStatus>,
+    /// Copy speed over the last minute of samples, while the copy goes on.
+    #[serde(default)]
+    pub rows_per_second: Option<f64>,
+    /// Seconds left at that speed, when the total is known.
+    #[serde(default)]
+    pub eta_seconds: Option<f64>,
+    /// When the speed was measured (the newest sample it is drawn from).
+    #[serde(default)]
+    pub rate_measured_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +106,9 @@ pub struct TableVerification {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// When this document was read from the state store.
+    #[serde(default)]
+    pub generated_at: String,
     pub spec: String,
     pub source: String,
     pub target: String,
@@ -129,6 +141,38 @@ pub struct StatusReport {
     /// Log-based capture: the WAL or binary log the source keeps for Ferry.
     #[serde(default)]
     pub capture_log: Option<CaptureLogStatus>,
+    /// The process driving the migration, from its heartbeat; absent before any ran.
+    #[serde(default)]
+    pub runner: Option<RunnerStatus>,
+}
+
+/// A Ferry process that drives the migration (`run`, `sync`, `verify`, ...),
+/// as its heartbeat in the state store tells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunnerStatus {
+    /// Its heartbeat is fresh and, on this host, its process is alive.
+    pub running: bool,
+    /// The command it runs, e.g. `run`.
+    pub command: String,
+    pub pid: u32,
+    pub host: String,
+    pub started_at: String,
+    /// Its last heartbeat.
+    pub last_seen: String,
+    /// When it finished, if it ended cleanly; a killed runner has none.
+    pub exited_at: Option<String>,
+}
+
+/// One point of a table's history (`GET /api/v1/history`), kept in the state
+/// store every few seconds while a runner works, so a chart survives restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistorySample {
+    pub at: String,
+    pub table: String,
+    pub rows_copied: u64,
+    pub replayed_changes: u64,
+    pub pending_changes: Option<u64>,
+    pub oldest_pending_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -41,4 +41,6 @@ pub struct Invocation {
     pub cancel: Cancel,
     /// For the audit log: `--operator`, `FERRY_OPERATOR`, else the OS user.
     pub operator: String,
+    /// The command's name (`run`, `sync`...), for the runner's heartbeat.
+    pub command: String,
 }

@@ -15,6 +15,7 @@ pub mod contract;
 pub mod demo;
 pub mod diff;
 mod error;
+mod heartbeat;
 pub mod integrity;
 mod keycheck;
 pub mod machine;
@@ -34,10 +35,11 @@ pub mod verify;
 
 pub use cancel::{Cancel, Invocation};
 pub use error::{ErrorCode, Result, RunError, RunErrorKind, ERROR_CODES};
+pub use heartbeat::{Heartbeat, BEAT_EVERY, STALE_AFTER};
 pub use progress::{Progress, Silent};
 pub use runner::{
     operator_from_env, set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome,
     Verification, VerifyOptions,
 };
-pub use state::StateStore;
+pub use state::{AuditEntry, StateStore};
 pub use verify::TableReport;

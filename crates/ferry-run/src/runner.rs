@@ -35,6 +35,8 @@ pub struct Migration {
     pub plans: Vec<TablePlan>,
     _state_lock: Option<std::fs::File>,
     _target_lock: Option<LockGuard>,
+    /// While this process drives the migration, it says so every few seconds.
+    _heartbeat: Option<crate::Heartbeat>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +139,10 @@ impl Migration {
         migration.cancel = invocation.cancel;
         if !invocation.operator.is_empty() {
             migration.operator = invocation.operator;
+        }
+        if exclusive {
+            let command = if invocation.command.is_empty() { "run" } else { invocation.command.as_str() };
+            migration._heartbeat = Some(crate::Heartbeat::start(migration.state.path(), command)?);
         }
         Ok(migration)
     }
@@ -268,6 +274,7 @@ impl Migration {
             source,
             target,
             plans,
+            _heartbeat: None,
             _state_lock: state_lock,
             _target_lock: target_lock,
         })
@@ -759,7 +766,11 @@ impl Migration {
             }
             Err(e) => {
                 self.state.fail_phase(phase, &e.message)?;
-                self.state.audit(&AuditEvent::PhaseFailed { phase, error: e.message.clone() })?;
+                self.state.audit(&AuditEvent::PhaseFailed {
+                    phase,
+                    error: e.message.clone(),
+                    code: e.code().to_string(),
+                })?;
             }
         }
         Ok(())
@@ -1036,7 +1047,10 @@ pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
     let state = StateStore::open(&state_path(spec)?)?;
     state.set_pause("operator", reason)?;
     state.audit(&match reason {
-        Some(r) => AuditEvent::ThrottlePaused { reason: format!("operator: {r}") },
+        Some(r) => AuditEvent::ThrottlePaused {
+            reason: format!("operator: {r}"),
+            cause: Some(ferry_core::audit::PauseCause::Operator),
+        },
         None => AuditEvent::ThrottleResumed {},
     })?;
     Ok(())
@@ -1046,6 +1060,8 @@ pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
 pub fn status(spec: &Spec) -> Result<StatusReport> {
     let path = state_path(spec)?;
     let empty = || StatusReport {
+        generated_at: timestamp(now()),
+        runner: None,
         spec: spec.path.display().to_string(),
         source: ferry_core::spec::redact_for_message(&spec.source_url),
         target: ferry_core::spec::redact_for_message(&spec.target_url),
@@ -1070,9 +1086,21 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         return Ok(empty());
     }
     let state = StateStore::open(&path)?;
+    let generated_at = timestamp(now());
+    let runner = state.runner_status()?;
+    let running = runner.as_ref().is_some_and(|r| r.running);
     let phases = state.phases()?;
     let current = phases.iter().filter(|p| p.state != PhaseState::NotStarted).max_by_key(|p| p.number);
-    let tables = state.table_statuses()?;
+    let mut tables = state.table_statuses()?;
+    let rates = if running { state.copy_rates()? } else { Default::default() };
+    for t in tables.iter_mut().filter(|t| !t.backfill_complete) {
+        if let Some((rate, at)) = rates.get(&t.target) {
+            t.rows_per_second = Some(*rate);
+            t.rate_measured_at = Some(at.clone());
+            t.eta_seconds =
+                t.rows_total.filter(|_| *rate > 0.0).map(|total| total.saturating_sub(t.rows_copied) as f64 / rate);
+        }
+    }
     let verification = if tables.is_empty() || tables.iter().any(|t| t.verification.is_none()) {
         None
     } else if tables.iter().all(|t| t.verification.as_ref().is_some_and(|v| v.passed)) {
@@ -1088,11 +1116,15 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),
         phase_state: current.map_or(PhaseState::NotStarted, |p| p.state),
         quarantined_rows: state.quarantined_rows()?,
+        // The throttle's pause holds only while its runner lives; an operator's holds until resumed.
         pauses: state
             .pauses()?
             .into_iter()
+            .filter(|(by, _, _)| by != "throttle" || running)
             .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
             .collect(),
+        runner,
+        generated_at,
         routing: {
             let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
             ferry_core::status::Routing { reads: writes.clone(), writes }

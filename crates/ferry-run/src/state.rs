@@ -42,6 +42,18 @@ pub struct StateStore {
     audit_log: PathBuf,
 }
 
+/// One entry of the audit log, as `GET /api/v1/events` serves it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub event: String,
+    /// The event's fields, as the audit table keeps them.
+    pub data: serde_json::Value,
+    /// The line of audit.log.
+    pub line: String,
+}
+
 /// The checkpoint of one table's backfill.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TableProgress {
@@ -136,7 +148,11 @@ impl StateStore {
                  PRIMARY KEY (target, direction, key));
              CREATE TABLE IF NOT EXISTS audit (
                  seq INTEGER PRIMARY KEY, at TEXT NOT NULL, event TEXT NOT NULL, data TEXT NOT NULL,
-                 line TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);",
+                 line TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS samples (
+                 at TEXT NOT NULL, target TEXT NOT NULL, rows_copied INTEGER NOT NULL,
+                 replayed_changes INTEGER NOT NULL, pending_changes INTEGER, oldest_pending_seconds REAL);
+             CREATE INDEX IF NOT EXISTS samples_by_target ON samples (target, at);",
         )
         .map_err(|e| RunError::state(format!("{} is not a usable Ferry state store: {e}", path.display())))?;
         let schema = Self::complete_schema(&conn, path);
@@ -202,6 +218,11 @@ impl StateStore {
             |r| r.get(0),
         )?;
         if present as usize != ADDED_COLUMNS.len() {
+            return Ok(false);
+        }
+        let samples: bool =
+            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples'")?.exists([])?;
+        if !samples {
             return Ok(false);
         }
         // Progress kept as flags only is read into a stage by the schema transaction.
@@ -272,6 +293,10 @@ impl StateStore {
     pub fn set_table_stage(&self, target: &str, stage: TableStage) -> Result<()> {
         self.conn.execute("UPDATE tables SET stage = ?2 WHERE target = ?1", params![target, stage.name()])?;
         Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
     }
 
     pub fn path(&self) -> &Path {
@@ -357,6 +382,47 @@ impl StateStore {
         let rows =
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<std::result::Result<_, _>>()?;
         Ok(rows)
+    }
+
+    /// Audit entries after `after` (a sequence number), oldest first, at most `limit`.
+    pub fn audit_since(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>> {
+        let mut stmt =
+            self.conn.prepare("SELECT seq, at, event, data, line FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                let data: String = r.get(3)?;
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    event: r.get(2)?,
+                    data: serde_json::from_str(&data).unwrap_or(serde_json::Value::String(data)),
+                    line: r.get(4)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every audit event of the given names, oldest first (for counters such as `/metrics`).
+    pub fn audit_events(&self, names: &[&str]) -> Result<Vec<AuditEvent>> {
+        let mut stmt = self.conn.prepare("SELECT event, data FROM audit ORDER BY seq")?;
+        let mut out = Vec::new();
+        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))? {
+            let (name, data) = row?;
+            if names.contains(&name.as_str()) {
+                // An event this version cannot read (a newer ferry's) is left out, not an error.
+                if let Ok(event) = serde_json::from_str(&data) {
+                    out.push(event);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The newest `limit` audit entries, oldest first.
+    pub fn audit_tail(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let last: i64 = self.conn.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?;
+        self.audit_since((last - limit as i64).max(0), limit)
     }
 
     /// Checks the hash chain; returns the number of entries, or the first broken one.
@@ -620,10 +686,12 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Forgets a table's progress (after a rollback), keeping the audit log.
+    /// Forgets a table's progress (after a rollback), keeping the audit log:
+    /// its verifications, quarantined rows and history described a copy that is gone.
     pub fn reset_table(&self, target: &str) -> Result<()> {
-        self.conn.execute("DELETE FROM tables WHERE target = ?1", [target])?;
-        self.conn.execute("DELETE FROM changed_keys WHERE target = ?1", [target])?;
+        for table in ["tables", "changed_keys", "verifications", "verify_checkpoints", "quarantine", "samples"] {
+            self.conn.execute(&format!("DELETE FROM {table} WHERE target = ?1"), [target])?;
+        }
         Ok(())
     }
 
@@ -749,7 +817,22 @@ impl StateStore {
                 report_json
             ],
         )?;
+        // A quarantined row is one the target lacks: a table found equal holds
+        // it now (fixed at the source and copied, or repaired), so it is handled.
+        if v.passed {
+            self.conn.execute("DELETE FROM quarantine WHERE target = ?1", [target])?;
+        }
         Ok(())
+    }
+
+    /// The full report (JSON) of a table's last verification: its differing rows.
+    pub fn last_verification_report(&self, target: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT report FROM verifications WHERE target = ?1 ORDER BY id DESC LIMIT 1", [target], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     pub fn last_verification(&self, target: &str) -> Result<Option<TableVerification>> {
@@ -797,6 +880,9 @@ impl StateStore {
                     stage: t.stage.name().to_string(),
                     last_checkpoint_at: t.checkpoint_at,
                     last_key: t.last_key_display,
+                    rows_per_second: None,
+                    eta_seconds: None,
+                    rate_measured_at: None,
                 })
             })
             .collect()

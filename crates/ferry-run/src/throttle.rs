@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
 use crate::state::StateStore;
+use ferry_core::audit::PauseCause;
 use ferry_core::spec::{MAX_BATCH, MIN_BATCH};
 use ferry_core::{AuditEvent, Policy};
 use ferry_engine::{Engine, ReadSpec, ReplicaLag, SelectItem};
@@ -67,6 +68,8 @@ impl<'a> Throttle<'a> {
             }),
             (None, None) => Probe::None,
         };
+        // A pause of the throttle of a runner that was killed held only while it lived.
+        state.set_pause("throttle", None)?;
         let mut throttle = Throttle {
             source,
             state,
@@ -120,24 +123,32 @@ impl<'a> Throttle<'a> {
     }
 
     /// Why the work should wait now, if it should.
-    async fn reason(&self) -> Result<Option<String>> {
+    async fn reason(&self) -> Result<Option<(PauseCause, String)>> {
         if let Some((_, reason, _)) = self.state.pauses()?.into_iter().find(|(who, _, _)| who == "operator") {
-            return Ok(Some(format!("paused by an operator: {reason}")));
+            return Ok(Some((PauseCause::Operator, format!("paused by an operator: {reason}"))));
         }
         if let Some(threshold) = self.threshold {
             let took = self.measure().await?;
             self.last_probe.set(Some(Instant::now()));
             if took > threshold {
-                return Ok(Some(format!("source latency probe took {took:.0?}, over the {threshold:.0?} threshold")));
+                return Ok(Some((
+                    PauseCause::SourceLatency,
+                    format!("source latency probe took {took:.0?}, over the {threshold:.0?} threshold"),
+                )));
             }
         }
         if let Some(lag) = self.replica_lag().await? {
             match lag.seconds {
-                None => return Ok(Some(format!("replica {} is not replicating", lag.replica))),
+                None => {
+                    return Ok(Some((
+                        PauseCause::ReplicaStopped,
+                        format!("replica {} is not replicating", lag.replica),
+                    )))
+                }
                 Some(s) if s > self.policy.max_lag.as_secs_f64() => {
-                    return Ok(Some(format!(
-                        "replica lag {s:.1}s on {}, over the {:?} threshold",
-                        lag.replica, self.policy.max_lag
+                    return Ok(Some((
+                        PauseCause::ReplicaLag,
+                        format!("replica lag {s:.1}s on {}, over the {:?} threshold", lag.replica, self.policy.max_lag),
                     )));
                 }
                 Some(_) => {}
@@ -149,12 +160,13 @@ impl<'a> Throttle<'a> {
     /// Waits, before a batch, for as long as there is a reason to.
     pub async fn wait(&self) -> Result<()> {
         loop {
-            let reason = self.reason().await?;
+            let why = self.reason().await?;
+            let reason = why.as_ref().map(|(_, r)| r.clone());
             let was = self.paused.borrow().clone();
-            match (&reason, &was) {
-                (Some(r), None) => {
+            match (&why, &was) {
+                (Some((cause, r)), None) => {
                     self.state.set_pause("throttle", Some(r))?;
-                    self.state.audit(&AuditEvent::ThrottlePaused { reason: r.clone() })?;
+                    self.state.audit(&AuditEvent::ThrottlePaused { reason: r.clone(), cause: Some(*cause) })?;
                     self.progress.note(&format!("pausing: {r}"));
                 }
                 (None, Some(_)) => {

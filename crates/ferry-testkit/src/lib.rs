@@ -433,6 +433,42 @@ impl Workspace {
         ferry_engine::CaptureScope::parse(&stored).expect("a valid scope")
     }
 
+    /// Starts `ferry ARGS` (`serve`, or a command with `--http`) and waits
+    /// until it prints the dashboard's address.
+    pub fn serving(&self, args: &[&str]) -> Served {
+        let mut child = self
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start ferry");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (found, address) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stderr.take().expect("stderr")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().expect("stdout")),
+        ] {
+            let (log, found) = (log.clone(), found.clone());
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(url) = line.strip_prefix("dashboard: ") {
+                        let _ = found.send(url.to_string());
+                    }
+                    log.lock().unwrap().push_str(&(line + "\n"));
+                }
+            });
+        }
+        let url = address.recv_timeout(std::time::Duration::from_secs(60)).unwrap_or_else(|_| {
+            let _ = child.kill();
+            panic!("`ferry {}` printed no dashboard address:\n{}", args.join(" "), log.lock().unwrap())
+        });
+        let rest = url.strip_prefix("http://").expect("an http address");
+        let (addr, fragment) = rest.split_once('/').expect("a path");
+        let token = fragment.strip_prefix("#token=").map(str::to_string);
+        Served { child, base: format!("http://{addr}"), token, log }
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let ran = self.run(&["status", "--json"]);
         ran.assert_code(0);
@@ -441,6 +477,46 @@ impl Workspace {
 
     pub fn audit_log(&self) -> String {
         std::fs::read_to_string(self.path().join(".ferry/ferry/audit.log")).unwrap_or_default()
+    }
+}
+
+/// A ferry process serving HTTP; killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The token it generated (none when one was given).
+    pub token: Option<String>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Served {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Everything it printed so far, for assertion messages.
+    pub fn output(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits for it to exit by itself; its exit code.
+    pub fn wait(&mut self, limit: std::time::Duration) -> Option<i32> {
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("ferry did not exit within {limit:?}:\n{}", self.output());
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

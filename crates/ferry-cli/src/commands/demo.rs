@@ -20,6 +20,9 @@ pub struct Args {
     /// Sessions in the generated source.
     #[arg(long, default_value_t = DEFAULT_SESSIONS)]
     sessions: u64,
+    /// Serve the dashboard while the demo runs, and afterwards until Ctrl-C.
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
@@ -64,6 +67,8 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
     outln!("  spec:   {} (renames users.full_name to display_name, computes email_domain)", spec_path.display());
 
     let spec = super::load_spec(&spec_path)?;
+    let serving = super::serve::start(&spec_path, &args.http).await?;
+    let stop = cancel.cancel.clone();
     let migration = Migration::open_with(spec, true, cancel).await?;
     let outcome = migration.run(None, &Reporter::new()).await?;
     drop(migration);
@@ -85,6 +90,11 @@ pub async fn run(args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8
         HumanCount(sampled)
     );
     outln!("  total time    {}", format_duration(started.elapsed()));
+    if serving.is_some() {
+        outln!("  dashboard     stays up until Ctrl-C");
+        super::serve::stopped(&stop).await;
+        drop(serving);
+    }
     if args.dir.is_some() {
         outln!("  kept in       {} (try: ferry status --spec {})", dir.display(), spec_path.display());
     } else {

@@ -5,6 +5,7 @@ pub mod init;
 pub mod plan;
 pub mod rehearse;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod verify;
 

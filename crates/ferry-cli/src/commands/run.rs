@@ -16,6 +16,8 @@ pub struct Args {
     /// After verification, keep replaying changes until Ctrl-C or SIGTERM.
     #[arg(long, conflicts_with = "until")]
     follow: bool,
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 fn parse_phase(s: &str) -> Result<Phase, String> {
@@ -29,6 +31,7 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
     let until = args.until.filter(|p| *p != Phase::Verify);
+    let _serving = super::serve::start(spec_path, &args.http).await?;
     let reporter = Reporter::new();
     // A dropped connection or a restarting server: open again, go on from the checkpoint.
     let connected = AtomicBool::new(false);
@@ -73,8 +76,15 @@ async fn follow_until_stopped(migration: &Migration, reporter: &Reporter) -> any
     }
 }
 
-pub async fn sync(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
-    sync_with(super::load_spec(spec_path)?, follow, cancel, AtomicBool::new(false)).await
+pub async fn sync(
+    spec_path: &Path,
+    follow: bool,
+    http: &super::serve::HttpArgs,
+    cancel: ferry_run::Invocation,
+) -> anyhow::Result<u8> {
+    let spec = super::load_spec(spec_path)?;
+    let _serving = super::serve::start(spec_path, http).await?;
+    sync_with(spec, follow, cancel, AtomicBool::new(false)).await
 }
 
 /// `ferry sync`; `connected` says whether the servers were reached before
@@ -130,8 +140,14 @@ fn print_lag(migration: &Migration) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn switch(spec_path: &Path, follow: bool, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
+pub async fn switch(
+    spec_path: &Path,
+    follow: bool,
+    http: &super::serve::HttpArgs,
+    cancel: ferry_run::Invocation,
+) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
+    let _serving = super::serve::start(spec_path, http).await?;
     let migration = Migration::open_with(spec, true, cancel).await?;
     let reporter = Reporter::new();
     let outcome = migration.switch(&reporter).await?;

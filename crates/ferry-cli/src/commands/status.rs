@@ -15,6 +15,8 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     let legal: Vec<String> = report.legal_commands.iter().map(|c| format!("`ferry {c}`")).collect();
     outln!("state   {} (legal now: {})", report.state, if legal.is_empty() { "none".into() } else { legal.join(", ") });
     outln!("writes  go to the {}", report.routing.writes);
+    outln!("runner  {}", runner(&report));
+    outln!("as of   {}", report.generated_at);
     if let Some(s) = &report.switch {
         outln!(
             "switch  fenced {}, switched {}, writes unavailable for {}",
@@ -122,6 +124,24 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
         outln!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
     }
     Ok(EXIT_OK)
+}
+
+/// The process driving the migration, from its heartbeat.
+fn runner(report: &ferry_core::status::StatusReport) -> String {
+    match &report.runner {
+        None => "none has run yet".into(),
+        Some(r) if r.running => {
+            format!("`ferry {}` running (pid {} on {}, last seen {})", r.command, r.pid, r.host, r.last_seen)
+        }
+        Some(r) => format!(
+            "not running, last seen {} (`ferry {}`, pid {} on {}{})",
+            r.last_seen,
+            r.command,
+            r.pid,
+            r.host,
+            if r.exited_at.is_some() { ", exited" } else { ", stopped without exiting: killed or crashed" }
+        ),
+    }
 }
 
 fn state(s: PhaseState) -> &'static str {

@@ -17,10 +17,13 @@ pub struct Args {
     /// Directory to write integrity_report.md and integrity_report.json into.
     #[arg(long, short, default_value = ".")]
     output: PathBuf,
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
 }
 
 pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
+    let _serving = super::serve::start(spec_path, &args.http).await?;
     let reporter = Reporter::new();
     // A dropped connection or a restarting server: open again, go on from the
     // verification's checkpoint (a restart asked for is done once only).
