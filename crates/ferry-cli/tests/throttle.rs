@@ -114,11 +114,12 @@ async fn a_stopped_mariadb_replica_pauses_the_backfill() {
     let dst = TestDb::new(Kind::Sqlite).await;
     let ws = Workspace::new(FERRY);
     ws.write_spec(&format!(
-        "{}[source]\nurl = \"{}\"\n\n[target]\nurl = \"{}\"\n\n[policy]\nbatch_size = 100\nmax_lag = \"5s\"\n\n[[table]]\nfrom = \"t\"\n",
+        "{}[source]\nurl = \"{}\"\n\n[target]\nurl = \"{}\"\n\n[policy]\nbatch_size = 100\nmax_lag = \"5s\"\nmax_probe_latency = \"10s\"\n\n[[table]]\nfrom = \"t\"\n",
         ferry_testkit::MIGRATION,
         primary.url("shop"),
         dst.url
     ));
+    // (`max_probe_latency` is generous: on a loaded machine the latency probe must not pause first.)
     let mut command = ws.command(&["run"]);
     let run = tokio::task::spawn_blocking(move || command.output().unwrap());
     let status = wait_for(&ws, "a replica pause", |s| s["pauses"].as_array().is_some_and(|p| !p.is_empty())).await;

@@ -109,7 +109,11 @@ fn process_alive(runner: &RunnerStatus) -> bool {
     if runner.host != host_name() || !Path::new("/proc/self").exists() {
         return true;
     }
-    Path::new(&format!("/proc/{}", runner.pid)).exists()
+    // A killed process not yet reaped by its parent is a zombie: gone all the same.
+    match std::fs::read_to_string(format!("/proc/{}/stat", runner.pid)) {
+        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
 }
 
 fn parse_time(at: &str) -> Option<DateTime<Utc>> {
