@@ -78,6 +78,9 @@ enum Command {
     Verify(commands::verify::Args),
     /// Compare two tables on any two databases (no spec, no state): which rows and columns differ.
     Diff(commands::diff::Args),
+    /// The read ramp: move reads to the target stage by stage ([cutover] stages, 1 -> 10 -> 50 -> 100 %),
+    /// holding each while replaying changes and watching replay lag; published as flags.
+    Cutover(commands::cutover::Args),
     /// Move writes to the target: fence the source, replay what is left, then
     /// keep the source current by reverse sync (gated by a recent verification and a small lag).
     Switch {
@@ -136,6 +139,7 @@ impl Command {
             Command::Sync { .. } => "sync",
             Command::Verify(_) => "verify",
             Command::Diff(_) => "diff",
+            Command::Cutover(_) => "cutover",
             Command::Switch { .. } => "switch",
             Command::Rehearse(_) => "rehearse",
             Command::Contract(_) => "contract",
@@ -221,6 +225,7 @@ async fn dispatch(cli: Cli, cancel: ferry_run::Invocation) -> u8 {
         Command::Verify(args) => commands::verify::run(&cli.spec, args, cancel).await,
         Command::Diff(args) => commands::diff::run(args).await,
         Command::Sync { follow, http } => commands::run::sync(&cli.spec, follow, &http, cancel).await,
+        Command::Cutover(args) => commands::cutover::run(&cli.spec, args, cancel).await,
         Command::Switch { follow, http } => commands::run::switch(&cli.spec, follow, &http, cancel).await,
         Command::Rehearse(args) => commands::rehearse::run(&cli.spec, args, cancel).await,
         Command::Contract(args) => commands::contract::run(&cli.spec, args, cancel).await,

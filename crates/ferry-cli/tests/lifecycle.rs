@@ -47,7 +47,7 @@ async fn commands_the_state_does_not_allow_are_refused() {
     assert_eq!(status["state"], "verified", "{status:#}");
     assert_eq!(
         status["legal_commands"],
-        serde_json::json!(["run", "sync", "verify", "switch", "contract", "rollback"])
+        serde_json::json!(["run", "sync", "verify", "cutover", "switch", "contract", "rollback"])
     );
     assert!(status["tables"].as_array().unwrap().iter().all(|t| t["stage"] == "constrained"), "{status:#}");
     ws.run(&["verify"]).assert_code(0);

@@ -194,6 +194,14 @@ pub enum AuditEvent {
         to: String,
         window_ms: u64,
     },
+    /// The read ramp published a stage: `percent` of the reads go to the target.
+    CutoverStage {
+        percent: u8,
+    },
+    /// Reads went back to the source by an operator's `ferry cutover --abort`.
+    CutoverAborted {
+        by: String,
+    },
     /// A rollback trigger fired during the soak: what, and what was done.
     RollbackTriggered {
         trigger: String,
@@ -314,6 +322,8 @@ impl AuditEvent {
             AuditEvent::WritesSwitched { .. } => "writes-switched",
             AuditEvent::HookRun { .. } => "hook-run",
             AuditEvent::RollbackTriggered { .. } => "rollback-triggered",
+            AuditEvent::CutoverStage { .. } => "cutover-stage",
+            AuditEvent::CutoverAborted { .. } => "cutover-aborted",
             AuditEvent::SoakSkipped { .. } => "soak-skipped",
             AuditEvent::TableArchived { .. } => "table-archived",
             AuditEvent::MigrationCompleted { .. } => "migration-completed",
@@ -368,6 +378,8 @@ impl AuditEvent {
                 "to={to}, write_unavailability={}",
                 format_duration(Duration::from_millis(*window_ms))
             ),
+            AuditEvent::CutoverStage { percent } => format!("reads_to_target={percent}%"),
+            AuditEvent::CutoverAborted { by } => format!("reads_to_target=0%, by={by}"),
             AuditEvent::RollbackTriggered { trigger, phase, action } => {
                 format!("trigger={}, phase={phase}, action={action}", one_line(trigger))
             }
@@ -517,6 +529,8 @@ mod tests {
             AuditEvent::WritesSwitched { to: s(), window_ms: 0 },
             AuditEvent::HookRun { hook: s(), writes_to: s(), result: s() },
             AuditEvent::RollbackTriggered { trigger: s(), phase: 0, action: s() },
+            AuditEvent::CutoverStage { percent: 10 },
+            AuditEvent::CutoverAborted { by: s() },
             AuditEvent::SoakSkipped { reason: s(), remaining_ms: 0 },
             AuditEvent::TableArchived { table: s(), to: s() },
             AuditEvent::MigrationCompleted { total_duration_ms: 0, soak_period_start: s() },
@@ -571,6 +585,8 @@ mod tests {
                 | AuditEvent::WritesSwitched { .. }
                 | AuditEvent::HookRun { .. }
                 | AuditEvent::RollbackTriggered { .. }
+                | AuditEvent::CutoverStage { .. }
+                | AuditEvent::CutoverAborted { .. }
                 | AuditEvent::SoakSkipped { .. }
                 | AuditEvent::TableArchived { .. }
                 | AuditEvent::MigrationCompleted { .. }

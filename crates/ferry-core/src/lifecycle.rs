@@ -24,6 +24,10 @@ pub enum Stage {
     Syncing,
     /// The last verification found the target equal to the source.
     Verified,
+    /// `ferry cutover` runs the read ramp: a share of the reads goes to the target.
+    CuttingOver,
+    /// The read ramp reached 100 % and held: every read goes to the target, writes still to the source.
+    CutOver,
     /// `ferry switch` has fenced the source and is moving writes to the target.
     Switching,
     /// Writes go to the target; reverse sync keeps the source current (the soak).
@@ -35,12 +39,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
+    pub const ALL: [Stage; 11] = [
         Stage::Planned,
         Stage::Expanding,
         Stage::Backfilling,
         Stage::Syncing,
         Stage::Verified,
+        Stage::CuttingOver,
+        Stage::CutOver,
         Stage::Switching,
         Stage::Switched,
         Stage::Contracting,
@@ -54,6 +60,8 @@ impl Stage {
             Stage::Backfilling => "backfilling",
             Stage::Syncing => "syncing",
             Stage::Verified => "verified",
+            Stage::CuttingOver => "cutting_over",
+            Stage::CutOver => "cut_over",
             Stage::Switching => "switching",
             Stage::Switched => "switched",
             Stage::Contracting => "contracting",
@@ -64,6 +72,11 @@ impl Stage {
     /// Contract has started: nothing can be rolled back any more.
     pub fn past_no_return(self) -> bool {
         self >= Stage::Contracting
+    }
+
+    /// Some or all reads go to the target (the read ramp), writes still to the source.
+    pub fn reads_ramped(self) -> bool {
+        matches!(self, Stage::CuttingOver | Stage::CutOver)
     }
 
     /// Writes have (or may have) moved to the target.
@@ -118,6 +131,12 @@ impl fmt::Display for State {
             State::At { stage: Stage::Backfilling } => f.write_str("backfilling (copying existing rows)"),
             State::At { stage: Stage::Syncing } => f.write_str("syncing (every row copied, changes replayed)"),
             State::At { stage: Stage::Verified } => f.write_str("verified (the target equals the source)"),
+            State::At { stage: Stage::CuttingOver } => {
+                f.write_str("cutting over (the read ramp moves a share of the reads to the target)")
+            }
+            State::At { stage: Stage::CutOver } => {
+                f.write_str("cut over (every read goes to the target; writes still to the source)")
+            }
             State::At { stage: Stage::Switching } => f.write_str("switching (the source is fenced, writes are moving)"),
             State::At { stage: Stage::Switched } => {
                 f.write_str("switched (writes go to the target; reverse sync keeps the source current)")
@@ -143,6 +162,12 @@ pub enum Event {
     VerifyFinished { passed: bool },
     /// The spec gained a table, or a table entry changed before its copy: expand again.
     TablesAdded,
+    /// `ferry cutover` starts (or resumes) the read ramp.
+    CutoverStarted,
+    /// The read ramp reached 100 % and held.
+    CutoverCompleted,
+    /// Reads went back to the source: `ferry cutover --abort`, or a rollback trigger.
+    CutoverAborted,
     /// `ferry switch` fences the source (or resumes).
     SwitchStarted,
     /// Writes are recorded as going to the target.
@@ -166,14 +191,22 @@ pub enum Command {
     Run,
     Sync,
     Verify,
+    Cutover,
     Switch,
     Contract,
     Rollback,
 }
 
 impl Command {
-    pub const ALL: [Command; 6] =
-        [Command::Run, Command::Sync, Command::Verify, Command::Switch, Command::Contract, Command::Rollback];
+    pub const ALL: [Command; 7] = [
+        Command::Run,
+        Command::Sync,
+        Command::Verify,
+        Command::Cutover,
+        Command::Switch,
+        Command::Contract,
+        Command::Rollback,
+    ];
 
     /// The subcommand, as typed.
     pub fn name(self) -> &'static str {
@@ -181,6 +214,7 @@ impl Command {
             Command::Run => "run",
             Command::Sync => "sync",
             Command::Verify => "verify",
+            Command::Cutover => "cutover",
             Command::Switch => "switch",
             Command::Contract => "contract",
             Command::Rollback => "rollback",
@@ -196,6 +230,9 @@ impl Command {
             (Command::Sync, State::At { stage: Stage::Switched }) => "replay the target's changes into the source",
             (Command::Sync, _) => "replay captured changes",
             (Command::Verify, _) => "compare source and target",
+            (Command::Cutover, State::At { stage: Stage::CuttingOver }) => "go on with the read ramp",
+            (Command::Cutover, State::At { stage: Stage::CutOver }) => "with --abort: move reads back to the source",
+            (Command::Cutover, _) => "move reads to the target step by step",
             (Command::Switch, State::At { stage: Stage::Switching }) => "finish the switch",
             (Command::Switch, _) => "move writes to the target",
             (Command::Contract, State::At { stage: Stage::Contracting }) => "finish the contract",
@@ -257,17 +294,28 @@ fn why_not(state: State, command: Command) -> Option<&'static str> {
         (Command::Contract, _) => Some("contract comes after the switch (or, for a one-off copy, after verification)"),
         (Command::Rollback, _) => None,
         (_, State::RollingBack { .. }) => Some("a rollback has started and must finish first"),
-        (Command::Switch, State::At { stage: Verified | Switching }) => None,
+        (Command::Cutover, State::At { stage: Verified | CuttingOver | CutOver }) => None,
+        (Command::Cutover, State::At { stage: Switching | Switched }) => Some("writes already go to the target"),
+        (Command::Cutover, _) => Some("the read ramp comes after verification"),
+        (Command::Switch, State::At { stage: Verified | CutOver | Switching }) => None,
+        (Command::Switch, State::At { stage: CuttingOver }) => {
+            Some("the read ramp must reach 100 % first (or `ferry cutover --abort` moves reads back)")
+        }
         (Command::Switch, State::At { stage: Switched }) => Some("writes already go to the target"),
         (Command::Switch, _) => Some("the target must be verified first"),
         (_, State::At { stage: Switching }) => Some("a switch has started and must finish (or be rolled back) first"),
         (Command::Run, State::At { stage: Switched }) => {
             Some("writes go to the target now; `ferry run` replays the other way")
         }
+        (Command::Run, State::At { stage: CuttingOver | CutOver }) => {
+            Some("reads are moving to the target; `ferry cutover` replays while it runs")
+        }
         (Command::Run, _) => None,
-        (Command::Sync, State::At { stage: Backfilling | Syncing | Verified | Switched }) => None,
+        (Command::Sync, State::At { stage: Backfilling | Syncing | Verified | CuttingOver | CutOver | Switched }) => {
+            None
+        }
         (Command::Sync, _) => Some("change capture is not installed yet"),
-        (Command::Verify, State::At { stage: Syncing | Verified | Switched }) => None,
+        (Command::Verify, State::At { stage: Syncing | Verified | CuttingOver | CutOver | Switched }) => None,
         (Command::Verify, State::At { stage: Backfilling | Expanding }) => Some("the backfill is not complete"),
         (Command::Verify, _) => Some("there is no copy to verify"),
     }
@@ -300,7 +348,15 @@ pub fn transition(state: State, event: Event) -> Result<State, Refusal> {
         (State::At { stage: Syncing | Verified }, Event::VerifyFinished { passed: false }) => Some(State::at(Syncing)),
         // After the switch a verification informs; it moves nothing.
         (State::At { stage: Switched }, Event::VerifyFinished { .. }) => Some(state),
-        (State::At { stage: Verified | Switching }, Event::SwitchStarted) => Some(State::at(Switching)),
+        // During the ramp a passing one informs; a failing one moves reads back to the source.
+        (State::At { stage: CuttingOver | CutOver }, Event::VerifyFinished { passed: true }) => Some(state),
+        (State::At { stage: CuttingOver | CutOver }, Event::VerifyFinished { passed: false }) => {
+            Some(State::at(Syncing))
+        }
+        (State::At { stage: Verified | CuttingOver }, Event::CutoverStarted) => Some(State::at(CuttingOver)),
+        (State::At { stage: CuttingOver }, Event::CutoverCompleted) => Some(State::at(CutOver)),
+        (State::At { stage: CuttingOver | CutOver }, Event::CutoverAborted) => Some(State::at(Verified)),
+        (State::At { stage: Verified | CutOver | Switching }, Event::SwitchStarted) => Some(State::at(Switching)),
         (State::At { stage: Switching }, Event::SwitchCompleted) => Some(State::at(Switched)),
         (State::At { stage: Switching }, Event::SwitchAborted) => Some(State::at(Verified)),
         (State::At { stage: Verified | Switched | Contracting }, Event::ContractStarted) => {
@@ -404,7 +460,10 @@ impl TableStage {
 mod tests {
     use super::*;
 
-    const EVENTS: [Event; 13] = [
+    const EVENTS: [Event; 16] = [
+        Event::CutoverStarted,
+        Event::CutoverCompleted,
+        Event::CutoverAborted,
         Event::ContractStarted,
         Event::ContractCompleted,
         Event::SwitchStarted,
@@ -441,6 +500,16 @@ mod tests {
             (at(Verified), Event::VerifyFinished { passed: false }, at(Syncing)),
             (at(Switched), Event::VerifyFinished { passed: true }, at(Switched)),
             (at(Switched), Event::VerifyFinished { passed: false }, at(Switched)),
+            (at(CuttingOver), Event::VerifyFinished { passed: true }, at(CuttingOver)),
+            (at(CutOver), Event::VerifyFinished { passed: true }, at(CutOver)),
+            (at(CuttingOver), Event::VerifyFinished { passed: false }, at(Syncing)),
+            (at(CutOver), Event::VerifyFinished { passed: false }, at(Syncing)),
+            (at(Verified), Event::CutoverStarted, at(CuttingOver)),
+            (at(CuttingOver), Event::CutoverStarted, at(CuttingOver)),
+            (at(CuttingOver), Event::CutoverCompleted, at(CutOver)),
+            (at(CuttingOver), Event::CutoverAborted, at(Verified)),
+            (at(CutOver), Event::CutoverAborted, at(Verified)),
+            (at(CutOver), Event::SwitchStarted, at(Switching)),
             (at(Verified), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchStarted, at(Switching)),
             (at(Switching), Event::SwitchCompleted, at(Switched)),
@@ -495,7 +564,9 @@ mod tests {
                 State::At { stage: Expanding } => vec![Run, Rollback],
                 State::At { stage: Backfilling } => vec![Run, Sync, Rollback],
                 State::At { stage: Syncing } => vec![Run, Sync, Verify, Rollback],
-                State::At { stage: Verified } => vec![Run, Sync, Verify, Switch, Contract, Rollback],
+                State::At { stage: Verified } => vec![Run, Sync, Verify, Cutover, Switch, Contract, Rollback],
+                State::At { stage: CuttingOver } => vec![Sync, Verify, Cutover, Rollback],
+                State::At { stage: CutOver } => vec![Sync, Verify, Cutover, Switch, Rollback],
                 State::At { stage: Switching } => vec![Switch, Rollback],
                 State::At { stage: Switched } => vec![Sync, Verify, Contract, Rollback],
                 State::At { stage: Contracting } => vec![Contract],

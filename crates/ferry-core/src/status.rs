@@ -144,6 +144,23 @@ pub struct StatusReport {
     /// The process driving the migration, from its heartbeat; absent before any ran.
     #[serde(default)]
     pub runner: Option<RunnerStatus>,
+    /// The read ramp, when the spec has a `[cutover]` section.
+    #[serde(default)]
+    pub cutover: Option<CutoverStatus>,
+}
+
+/// Where the read ramp stands (`ferry cutover`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CutoverStatus {
+    /// Share of reads that go to the target now (the flags say the same).
+    pub read_percent: u8,
+    /// The configured stages, e.g. [1, 10, 50, 100].
+    pub stages: Vec<u8>,
+    /// When the current stage began to hold.
+    pub stage_started_at: Option<String>,
+    pub hold_seconds: f64,
+    /// `auto`, or `manual` (each stage waits for `ferry cutover --next`).
+    pub advance: String,
 }
 
 /// A Ferry process that drives the migration (`run`, `sync`, `verify`, ...),

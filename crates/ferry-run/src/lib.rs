@@ -12,6 +12,7 @@ mod changed;
 pub mod compare;
 pub mod connect;
 pub mod contract;
+pub mod cutover;
 pub mod demo;
 pub mod diff;
 mod error;

@@ -24,6 +24,8 @@ pub fn permit(store: &StateStore, command: Command) -> Result<State> {
 pub fn advance(store: &StateStore, event: Event) -> Result<State> {
     let next = lifecycle::transition(store.lifecycle()?, event)?;
     store.set_lifecycle(next)?;
+    // The flags an application reads follow the state (a rollback or a failed verification is 0 % reads).
+    crate::cutover::republish(store)?;
     Ok(next)
 }
 

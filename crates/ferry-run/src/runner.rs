@@ -431,13 +431,13 @@ impl Migration {
         }
     }
 
-    async fn throttle<'s>(&'s self, progress: &'s dyn Progress) -> Result<Throttle<'s>> {
+    pub(crate) async fn throttle<'s>(&'s self, progress: &'s dyn Progress) -> Result<Throttle<'s>> {
         Throttle::new(self.source.clone(), &self.state, &self.spec.policy, &self.plans, progress, self.cancel.clone())
             .await
     }
 
     /// Replays tables whose backfill is complete for as long as `go_on` says.
-    async fn replay_while<'s>(
+    pub(crate) async fn replay_while<'s>(
         &'s self,
         writes: &[WriteSpec],
         progress: &'s dyn Progress,
@@ -1062,6 +1062,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
     let empty = || StatusReport {
         generated_at: timestamp(now()),
         runner: None,
+        cutover: None,
         spec: spec.path.display().to_string(),
         source: ferry_core::spec::redact_for_message(&spec.source_url),
         target: ferry_core::spec::redact_for_message(&spec.target_url),
@@ -1125,6 +1126,19 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
             .collect(),
         runner,
         generated_at,
+        cutover: match &spec.cutover {
+            None => None,
+            Some(policy) => Some(ferry_core::status::CutoverStatus {
+                read_percent: crate::cutover::flags(spec, &state)?.read_percent,
+                stages: policy.stages.clone(),
+                stage_started_at: state.meta("cutover_stage_since")?,
+                hold_seconds: policy.hold.as_secs_f64(),
+                advance: match policy.advance {
+                    ferry_core::spec::Advance::Auto => "auto".into(),
+                    ferry_core::spec::Advance::Manual => "manual".into(),
+                },
+            }),
+        },
         routing: {
             let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
             ferry_core::status::Routing { reads: writes.clone(), writes }

@@ -68,6 +68,13 @@ impl Migration {
     /// `ferry switch`.
     pub async fn switch(&self, progress: &dyn Progress) -> Result<SwitchOutcome> {
         let state = permit(&self.state, Command::Switch)?;
+        if state == State::at(Stage::Verified) && self.spec.cutover.is_some() {
+            return Err(RunError::new(
+                RunErrorKind::Refused,
+                "`ferry switch` waits for the read ramp: the spec has a [cutover] section and reads have not moved",
+            )
+            .with_hint("run `ferry cutover` (reads to the target, stage by stage), then `ferry switch`"));
+        }
         if state == State::at(Stage::Verified) && self.spec.migration.require_rehearsal {
             crate::rehearse::check_rehearsed(&self.state, &self.spec)?;
         }

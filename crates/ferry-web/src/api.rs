@@ -35,6 +35,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/history", get(history))
         .route("/api/v1/verification/{table}", get(verification))
         .route("/api/v1/stream", get(stream_updates))
+        .route("/api/v1/flags", get(flags))
+        .route("/api/v1/flags/flagd.json", get(flagd))
+        .route("/api/v1/cutover/next", post(cutover_next))
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; see docs/serve.md for the API") })
@@ -132,6 +135,66 @@ async fn metrics_text(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
         Ok(text) => ([(header::CONTENT_TYPE, metrics::PROMETHEUS_TEXT)], metrics::classic_text(&text)).into_response(),
         Err(e) => e,
     }
+}
+
+/// The flags as the state store has them (0 % before a store exists).
+async fn current_flags(app: Arc<App>) -> Result<ferry_run::cutover::Flags, Response> {
+    blocking(move || match store(&app)? {
+        Some(s) => ferry_run::cutover::flags(&app.spec, &s),
+        None => Ok(ferry_run::cutover::Flags::before_any_run(&app.spec)),
+    })
+    .await
+}
+
+/// `GET /api/v1/flags`, with `ETag` / `If-None-Match` so pollers pay for news only.
+async fn flags(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let flags = match current_flags(app).await {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let etag = format!("\"{}\"", flags.version());
+    let unchanged = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v == etag);
+    let etag = header::HeaderValue::from_str(&etag).expect("hex is a valid header value");
+    if unchanged {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [(header::ETAG, etag), (header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"))],
+        Json(flags.document()),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/flags/flagd.json`: the flag definitions in flagd's format.
+async fn flagd(State(app): State<Arc<App>>) -> Response {
+    match current_flags(app).await {
+        Ok(f) => Json(f.flagd()).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// `POST /api/v1/cutover/next`: as `ferry cutover --next`.
+async fn cutover_next(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = unauthorized(&app, &headers) {
+        return refused;
+    }
+    match blocking(move || ferry_run::cutover::request_next(&app.spec)).await {
+        Ok(()) => Json(serde_json::json!({ "next": true })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// `401` unless the request carries the server's token.
+fn unauthorized(app: &App, headers: &HeaderMap) -> Option<Response> {
+    if auth::authorized(headers, &app.token) {
+        return None;
+    }
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "this request changes the migration: send the server's token as `Authorization: Bearer TOKEN`",
+    );
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    Some(response)
 }
 
 /// What a stream has sent so far.
@@ -241,13 +304,8 @@ async fn resume(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 async fn set_pause(app: Arc<App>, headers: HeaderMap, reason: Option<String>) -> Response {
-    if !auth::authorized(&headers, &app.token) {
-        let mut response = error(
-            StatusCode::UNAUTHORIZED,
-            "this request changes the migration: send the server's token as `Authorization: Bearer TOKEN`",
-        );
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        return response;
+    if let Some(refused) = unauthorized(&app, &headers) {
+        return refused;
     }
     let paused = reason.is_some();
     let answer = reason.clone();

@@ -129,6 +129,11 @@ fn register_migration(registry: &mut Registry, report: &StatusReport) {
             gauge,
         );
     }
+    if let Some(cutover) = &report.cutover {
+        let percent = Gauge::<i64>::default();
+        percent.set(i64::from(cutover.read_percent));
+        registry.register("cutover_stage_percent", "Share of reads the flags send to the target", percent);
+    }
     if let Some(log) = &report.capture_log {
         let retained = Gauge::<i64>::default();
         retained.set(log.retained_bytes as i64);

@@ -1,4 +1,5 @@
 pub mod contract;
+pub mod cutover;
 pub mod demo;
 pub mod diff;
 pub mod init;

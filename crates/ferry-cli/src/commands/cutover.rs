@@ -1,0 +1,56 @@
+use crate::output::Reporter;
+use crate::{EXIT_DIFFERENCES, EXIT_INTERRUPTED, EXIT_OK};
+use ferry_run::cutover::CutoverOutcome;
+use ferry_run::Migration;
+use std::path::Path;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Move every read back to the source now (flag file, /api/v1/flags and status).
+    #[arg(long, conflicts_with = "next")]
+    abort: bool,
+    /// With `[cutover] advance = "manual"`: let the running ramp go on to its next stage.
+    #[arg(long)]
+    next: bool,
+    #[command(flatten)]
+    http: super::serve::HttpArgs,
+}
+
+/// `ferry cutover`: the read ramp, in the foreground, replaying as it holds each stage.
+pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation) -> anyhow::Result<u8> {
+    if args.abort {
+        let spec = super::load_spec_without_secrets(spec_path)?;
+        let flags = ferry_run::cutover::abort(&spec, &invocation.operator)?;
+        outln!("reads: {} % to the target; every read goes to the source", flags.read_percent);
+        return Ok(EXIT_OK);
+    }
+    if args.next {
+        ferry_run::cutover::request_next(&super::load_spec_without_secrets(spec_path)?)?;
+        outln!("the ramp goes on to its next stage once the current one has held");
+        return Ok(EXIT_OK);
+    }
+    let spec = super::load_spec(spec_path)?;
+    let _serving = super::serve::start(spec_path, &args.http).await?;
+    let migration = Migration::open_with(spec, true, invocation).await?;
+    let reporter = Reporter::new();
+    match migration.cutover(&reporter).await {
+        Ok(CutoverOutcome::Completed) => {
+            outln!("reads: 100 % to the target, held; `ferry switch` moves the writes");
+            Ok(EXIT_OK)
+        }
+        Ok(CutoverOutcome::Triggered(trigger)) => {
+            outln!("ROLLBACK TRIGGER: {trigger}; every read went back to the source");
+            outln!("look at the cause, then run `ferry cutover` again to start the ramp over");
+            Ok(EXIT_DIFFERENCES)
+        }
+        Ok(CutoverOutcome::Withdrawn(state)) => {
+            outln!("reads went back to the source while the ramp ran: the migration is {state}");
+            Ok(EXIT_DIFFERENCES)
+        }
+        Err(e) if e.kind == ferry_run::RunErrorKind::Interrupted => {
+            outln!("stopped as asked; reads stay where they are; `ferry cutover` goes on at this stage");
+            Ok(EXIT_INTERRUPTED)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
