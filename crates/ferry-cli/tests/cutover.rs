@@ -3,7 +3,7 @@
 //! OpenFeature's own flagd evaluator; `--next`, `--abort`, a lag trigger, a
 //! SIGKILL mid-ramp, and `ferry switch` waiting for the ramp.
 
-use ferry_testkit::{spec, Kind, TestDb, Workspace};
+use ferry_testkit::{spec, wait_until, Kind, TestDb, Workspace};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 const READ_FLAG: &str = "ferry.ferry.read-from-target";
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn read_percent(ws: &Workspace) -> u64 {
     ws.status_json()["cutover"]["read_percent"].as_u64().expect("a cutover status")

@@ -3,7 +3,7 @@
 //! token, bad requests, a bounded load loop, status that cannot go stale, and
 //! the dashboard in a real headless Chromium.
 
-use ferry_testkit::{spec, Kind, Served, TestDb, Workspace};
+use ferry_testkit::{spec, wait_until, Kind, Served, TestDb, Workspace};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -71,14 +71,6 @@ fn sample(metrics: &str, series: &str) -> f64 {
         .lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Resident memory and open descriptors of a process.

@@ -480,6 +480,16 @@ impl Workspace {
     }
 }
 
+/// Polls `done` every 50 ms until it holds; fails the test naming `what` after `limit`.
+#[track_caller]
+pub fn wait_until(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "waited {limit:?} for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// A ferry process serving HTTP; killed when dropped.
 pub struct Served {
     pub child: std::process::Child,
