@@ -60,15 +60,22 @@ async fn flagd_s_own_evaluator_reads_each_stage_and_abort_sends_reads_back() {
     refused.assert_code(2);
     assert!(refused.stderr.contains("ferry cutover"), "{refused}");
 
-    let mut ramp = ws.spawn_quiet(&["cutover"]);
+    let mut ramp = ws.serving(&["cutover", "--http", "127.0.0.1:0"]);
+    let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut files = Vec::new();
     for percent in [1, 10, 50] {
         wait_until(&format!("stage {percent} %"), Duration::from_secs(60), || read_percent(&ws) == percent);
         let copy = ws.path().join(format!("flags-{percent}.json"));
         std::fs::copy(ws.path().join("flags.json"), &copy).unwrap();
         files.push(copy);
-        if percent < 50 {
+        // On once by the command, once by the API (as the dashboard's button does, with the token).
+        if percent == 1 {
             ws.run(&["cutover", "--next"]).assert_code(0);
+        } else if percent == 10 {
+            let next = ramp.url("/api/v1/cutover/next");
+            assert_eq!(http.post(&next).send_empty().unwrap().status(), 401);
+            let token = format!("Bearer {}", ramp.token.clone().unwrap());
+            assert_eq!(http.post(&next).header("Authorization", &token).send_empty().unwrap().status(), 200);
         }
     }
     let on = evaluate(&files.iter().map(|p| p.as_path()).collect::<Vec<_>>(), 10_000);
@@ -80,7 +87,7 @@ async fn flagd_s_own_evaluator_reads_each_stage_and_abort_sends_reads_back() {
 
     // Abort: every read back to the source, in the file and the status; the running ramp stops.
     ws.run(&["cutover", "--abort"]).assert_code(0);
-    assert_eq!(ramp.wait().unwrap().code(), Some(1));
+    assert_eq!(ramp.wait(Duration::from_secs(30)), Some(1), "{}", ramp.output());
     let flags = flagd_file(&ws);
     assert_eq!(flags["flags"][READ_FLAG]["defaultVariant"], "off");
     assert!(flags["flags"][READ_FLAG].get("targeting").is_none(), "{flags}");
@@ -218,4 +225,16 @@ async fn a_killed_ramp_resumes_at_its_stage_and_lag_sends_reads_back() {
     assert_eq!((status["state"].as_str(), read_percent(&ws)), (Some("verified"), 0), "{status}");
     let log = ws.audit_log();
     assert!(log.contains("rollback-triggered: trigger=replay lag") && log.contains("action=reads-to-source"), "{log}");
+
+    // The ramp does not start again by itself: `--resume`, after a fresh verification.
+    ws.write_spec(&with_cutover(&base, "stages = [100]\nhold = \"0s\"\n"));
+    let refused = ws.run(&["cutover"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("ferry cutover --resume"), "{refused}");
+    let refused = ws.run(&["cutover", "--resume"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("no passing verification since the trigger"), "{refused}");
+    ws.run(&["verify"]).assert_code(0);
+    ws.run(&["cutover", "--resume"]).assert_code(0);
+    assert_eq!((ws.status_json()["state"].as_str(), read_percent(&ws)), (Some("cut_over"), 100));
 }

@@ -188,8 +188,10 @@ pub enum CutoverOutcome {
 }
 
 impl Migration {
-    /// `ferry cutover`: runs (or resumes) the read ramp to 100 %.
-    pub async fn cutover(&self, progress: &dyn Progress) -> Result<CutoverOutcome> {
+    /// `ferry cutover`: runs (or resumes) the read ramp to 100 %. After a
+    /// rollback trigger, only with `resume`, and only once a verification
+    /// newer than the trigger passed.
+    pub async fn cutover(&self, progress: &dyn Progress, resume: bool) -> Result<CutoverOutcome> {
         let policy = self.spec.cutover.clone().ok_or_else(|| {
             RunError::new(RunErrorKind::Usage, format!("{} has no [cutover] section", self.spec.path.display()))
                 .with_hint("add `[cutover]` (stages = [1, 10, 50, 100], hold = \"15m\") to ramp reads, or go straight to `ferry switch`")
@@ -200,6 +202,7 @@ impl Migration {
             return Ok(CutoverOutcome::Completed);
         }
         if state == State::at(Stage::Verified) {
+            self.check_trigger_cleared(resume)?;
             self.state.set_meta("cutover_stage", "0")?;
         }
         advance(&self.state, Event::CutoverStarted)?;
@@ -270,6 +273,8 @@ impl Migration {
                     ferry_core::audit::format_duration(policy.max_lag)
                 );
                 advance(&self.state, Event::CutoverAborted)?;
+                self.state.set_meta("cutover_triggered_at", &timestamp(now()))?;
+                self.state.set_meta("cutover_trigger", &trigger)?;
                 self.state.audit(&AuditEvent::RollbackTriggered {
                     trigger: trigger.clone(),
                     phase: Phase::Cutover.number(),
@@ -298,6 +303,32 @@ impl Migration {
                 ));
             }
         }
+    }
+
+    /// After a trigger the ramp starts again only when asked (`--resume`) and
+    /// after a verification of every table, newer than the trigger, passed.
+    fn check_trigger_cleared(&self, resume: bool) -> Result<()> {
+        let Some(at) = self.state.meta("cutover_triggered_at")? else { return Ok(()) };
+        let trigger = self.state.meta("cutover_trigger")?.unwrap_or_default();
+        if !resume {
+            return Err(RunError::new(
+                RunErrorKind::Refused,
+                format!("a rollback trigger sent every read back to the source at {at}: {trigger}"),
+            )
+            .with_hint("find the cause, run `ferry verify`, then `ferry cutover --resume`"));
+        }
+        for plan in &self.plans {
+            let table = plan.target_display();
+            let verified = self.state.last_verification(&table)?.filter(|v| v.passed && v.at > at);
+            if verified.is_none() {
+                return Err(RunError::new(
+                    RunErrorKind::Refused,
+                    format!("{table} has no passing verification since the trigger at {at}"),
+                )
+                .with_hint("run `ferry verify`, then `ferry cutover --resume`"));
+            }
+        }
+        self.state.clear_meta(&["cutover_triggered_at", "cutover_trigger"])
     }
 
     /// The table whose oldest pending change is oldest, and its age in seconds.

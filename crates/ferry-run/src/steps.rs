@@ -233,6 +233,8 @@ impl Migration {
         self.state.reset_phases(&Phase::ALL)?;
         self.state.clear_meta(&[
             "writes",
+            "cutover_triggered_at",
+            "cutover_trigger",
             "switch_fenced_at",
             "switched_at",
             "switch_window_ms",

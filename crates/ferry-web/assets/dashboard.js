@@ -61,6 +61,7 @@ function drawStatus(s) {
   text($("generated"), s.generated_at);
   $("generated").dateTime = s.generated_at;
   drawPauses(s.pauses);
+  drawRamp(s.cutover, s.generated_at);
   drawPhases(s.phases, s.generated_at);
   drawTables(s.tables);
 }
@@ -70,6 +71,21 @@ function drawPauses(pauses) {
     ? pauses.map((p) => "PAUSED by " + p.by + " since " + p.since + ": " + p.reason).join(" · ")
     : "No pause in force.");
   $("pauses").className = pauses.length ? "warn" : "";
+}
+
+// The read ramp, with a [cutover] section: stages, hold left, and the manual "next".
+function drawRamp(c, now) {
+  $("ramp").hidden = !c;
+  if (!c) return;
+  text($("ramp-percent"), c.read_percent + " %");
+  const at = c.stages.indexOf(c.read_percent);
+  $("ramp-stages").replaceChildren(...c.stages.map((p, i) =>
+    el("li", { className: i < at ? "done" : i === at ? "current" : "", textContent: p + " %" })));
+  const held = c.stage_started_at ? (Date.parse(now) - Date.parse(c.stage_started_at)) / 1000 : 0;
+  text($("ramp-hold"), c.read_percent === 0 ? "reads on the source"
+    : held < c.hold_seconds ? duration(c.hold_seconds - held) + " left in this stage's hold"
+    : c.advance === "manual" && c.read_percent < 100 ? "held: waiting for Next stage" : "held");
+  $("ramp-next").hidden = c.advance !== "manual" || c.read_percent === 0 || c.read_percent >= 100;
 }
 
 function drawPhases(phases, now) {
@@ -174,13 +190,14 @@ function addAudit(entry) {
 async function control(action) {
   const token = $("token").value.trim();
   const result = $("control-result");
+  const done = { pause: "Paused: the run waits before its next batch.", resume: "Resumed.", "cutover/next": "The ramp goes on once this stage has held." };
   const response = await fetch("/api/v1/" + action, {
     method: "POST",
     headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
     body: action === "pause" ? JSON.stringify({ reason: $("reason").value }) : "",
   });
   if (response.ok) {
-    text(result, action === "pause" ? "Paused: the run waits before its next batch." : "Resumed.");
+    text(result, done[action]);
     result.className = "ok";
   } else {
     const body = await response.json().catch(() => ({}));
@@ -192,6 +209,7 @@ async function control(action) {
 
 $("pause").addEventListener("click", () => control("pause"));
 $("resume").addEventListener("click", () => control("resume"));
+$("ramp-next").addEventListener("click", () => control("cutover/next"));
 
 function connect() {
   const source = new EventSource("/api/v1/stream");

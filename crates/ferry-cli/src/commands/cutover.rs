@@ -12,6 +12,9 @@ pub struct Args {
     /// With `[cutover] advance = "manual"`: let the running ramp go on to its next stage.
     #[arg(long)]
     next: bool,
+    /// After a rollback trigger: start the ramp again (a verification newer than the trigger must have passed).
+    #[arg(long, conflicts_with_all = ["abort", "next"])]
+    resume: bool,
     #[command(flatten)]
     http: super::serve::HttpArgs,
 }
@@ -33,14 +36,14 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
     let _serving = super::serve::start(spec_path, &args.http).await?;
     let migration = Migration::open_with(spec, true, invocation).await?;
     let reporter = Reporter::new();
-    match migration.cutover(&reporter).await {
+    match migration.cutover(&reporter, args.resume).await {
         Ok(CutoverOutcome::Completed) => {
             outln!("reads: 100 % to the target, held; `ferry switch` moves the writes");
             Ok(EXIT_OK)
         }
         Ok(CutoverOutcome::Triggered(trigger)) => {
             outln!("ROLLBACK TRIGGER: {trigger}; every read went back to the source");
-            outln!("look at the cause, then run `ferry cutover` again to start the ramp over");
+            outln!("find the cause, run `ferry verify`, then `ferry cutover --resume` to start the ramp over");
             Ok(EXIT_DIFFERENCES)
         }
         Ok(CutoverOutcome::Withdrawn(state)) => {
