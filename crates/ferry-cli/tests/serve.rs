@@ -263,6 +263,11 @@ fn another_host_s_address_needs_a_token() {
     assert_eq!(ran.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&ran.stderr);
     assert!(stderr.contains("no token was given") && stderr.contains("--token"), "{stderr}");
+
+    // FERRY_HTTP_TOKEN in the environment (set for `ferry serve`) asks nothing of a command without --http.
+    let ran = ws.command(&["sync"]).env("FERRY_HTTP_TOKEN", "secret").output().unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert!(!stderr.contains("Usage:"), "{stderr}");
 }
 
 /// Holds a run before its first batch with an operator pause, and starts it with `--http`.

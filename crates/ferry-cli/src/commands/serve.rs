@@ -20,7 +20,8 @@ pub struct HttpArgs {
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
     /// The token pause and resume need over HTTP (default: a random one, printed in the dashboard's address).
-    #[arg(long, env = "FERRY_HTTP_TOKEN", hide_env_values = true, requires = "http")]
+    // Not `requires = "http"`: FERRY_HTTP_TOKEN set for `ferry serve` must not break `ferry run`.
+    #[arg(long, env = "FERRY_HTTP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
 
