@@ -352,6 +352,29 @@ fn chromedriver() -> Chromedriver {
     Chromedriver { child, url: format!("http://127.0.0.1:{port}") }
 }
 
+/// A headless Chromium session through `driver`.
+async fn browser(driver: &Chromedriver) -> fantoccini::Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": "/usr/bin/chromium",
+            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000"]
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.unwrap()
+}
+
+/// Waits until the element matching `css` says `expected`.
+async fn wait_for_text(page: &fantoccini::Client, css: &str, expected: &str, served: &Served) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while text_of(page, css).await != expected {
+        assert!(Instant::now() < deadline, "{css} never said {expected:?}:\n{}", served.output());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The text of the first element matching `css`; empty while there is none.
 async fn text_of(page: &fantoccini::Client, css: &str) -> String {
     match page.find_all(fantoccini::Locator::Css(css)).await.unwrap().first() {
@@ -388,16 +411,7 @@ async fn the_dashboard_in_a_real_browser_shows_progress_and_pauses_the_run() {
     let mut served = ws.serving(&["run", "--http", "127.0.0.1:0"]);
     let token = served.token.clone().unwrap();
 
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1000"]
-        }),
-    );
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    let page = fantoccini::ClientBuilder::new(connector).capabilities(caps).connect(&driver.url).await.unwrap();
+    let page = browser(&driver).await;
     page.goto(&format!("{}/#token={token}", served.base)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !text_of(&page, "#pauses").await.contains("PAUSED by operator") {
@@ -458,4 +472,29 @@ async fn the_dashboard_in_a_real_browser_shows_progress_and_pauses_the_run() {
     page.close().await.unwrap();
     assert_eq!(served.wait(Duration::from_secs(180)), Some(0), "{}", served.output());
     assert_eq!(ws.status_json()["verification"], "pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_s_next_stage_button_advances_a_manual_read_ramp() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n").replacen(
+        "[[table]]",
+        "[cutover]\nstages = [20, 100]\nhold = \"0s\"\nadvance = \"manual\"\n\n[[table]]",
+        1,
+    ));
+    ws.run(&["run"]).assert_code(0);
+    let driver = chromedriver();
+    let mut served = ws.serving(&["cutover", "--http", "127.0.0.1:0"]);
+    let page = browser(&driver).await;
+    page.goto(&format!("{}/#token={}", served.base, served.token.clone().unwrap())).await.unwrap();
+    wait_for_text(&page, "#ramp-percent", "20 %", &served).await;
+    wait_for_text(&page, "#ramp-stages li.current", "20 %", &served).await;
+    page.find(fantoccini::Locator::Css("#ramp-next")).await.unwrap().click().await.unwrap();
+    assert_eq!(served.wait(Duration::from_secs(60)), Some(0), "{}", served.output());
+    let status = ws.status_json();
+    assert_eq!((status["state"].as_str(), status["cutover"]["read_percent"].as_u64()), (Some("cut_over"), Some(100)));
+    page.close().await.unwrap();
 }
