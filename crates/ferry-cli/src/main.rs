@@ -116,7 +116,7 @@ enum Command {
         #[command(subcommand)]
         action: commands::status::AuditAction,
     },
-    /// Phase, per-table progress, last checkpoint and verification (from the state store).
+    /// Phase, per-table progress, last checkpoint, verification, and whether a runner is alive (from the state store).
     Status {
         /// Print the status as JSON (see docs/status-json.md).
         #[arg(long)]

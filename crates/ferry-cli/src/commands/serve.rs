@@ -8,7 +8,8 @@ pub struct Args {
     /// Where to listen. Another host's address needs --token.
     #[arg(long, default_value = ferry_web::DEFAULT_LISTEN, value_name = "ADDR")]
     listen: SocketAddr,
-    /// The token pause and resume need (default: a random one, printed in the dashboard's address).
+    /// The token that requests changing something need: pause, resume, next stage (default: a random one,
+    /// printed in the dashboard's address).
     #[arg(long, env = "FERRY_HTTP_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
@@ -19,7 +20,8 @@ pub struct HttpArgs {
     /// Serve the dashboard, /api/v1 and /metrics on ADDR while this command runs (e.g. 127.0.0.1:9187).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<SocketAddr>,
-    /// The token pause and resume need over HTTP (default: a random one, printed in the dashboard's address).
+    /// The token that HTTP requests changing something need: pause, resume, next stage (default: a random
+    /// one, printed in the dashboard's address).
     // Not `requires = "http"`: FERRY_HTTP_TOKEN set for `ferry serve` must not break `ferry run`.
     #[arg(long, env = "FERRY_HTTP_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
