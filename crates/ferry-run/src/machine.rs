@@ -25,7 +25,15 @@ pub fn advance(store: &StateStore, event: Event) -> Result<State> {
     let next = lifecycle::transition(store.lifecycle()?, event)?;
     store.set_lifecycle(next)?;
     // The flags an application reads follow the state (a rollback or a failed verification is 0 % reads).
-    crate::cutover::republish(store)?;
+    // A flag file that cannot be written must not block the step that moved
+    // the state (a rollback above all): it is said loudly instead.
+    if let Err(e) = crate::cutover::republish(store) {
+        tracing::warn!(
+            "{}; the application may still read the old share of reads: fix [cutover] flagd_file, then run \
+             `ferry cutover --abort` (or the step again) to rewrite it",
+            e.message
+        );
+    }
     Ok(next)
 }
 
