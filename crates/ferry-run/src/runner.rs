@@ -141,6 +141,11 @@ impl Migration {
             migration.operator = invocation.operator;
         }
         if exclusive {
+            // This process now drives the migration: a throttle pause left by a
+            // killed runner held only while that one lived. (Not in Throttle::new:
+            // `ferry verify` beside a runner makes a throttle too, and must not
+            // clear the runner's pause.)
+            migration.state.set_pause("throttle", None)?;
             let command = if invocation.command.is_empty() { "run" } else { invocation.command.as_str() };
             migration._heartbeat = Some(crate::Heartbeat::start(migration.state.path(), command)?);
         }

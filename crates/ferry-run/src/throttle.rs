@@ -68,8 +68,6 @@ impl<'a> Throttle<'a> {
             }),
             (None, None) => Probe::None,
         };
-        // A pause of the throttle of a runner that was killed held only while it lived.
-        state.set_pause("throttle", None)?;
         let mut throttle = Throttle {
             source,
             state,
