@@ -64,7 +64,12 @@ async fn flagd_s_own_evaluator_reads_each_stage_and_abort_sends_reads_back() {
     let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut files = Vec::new();
     for percent in [1, 10, 50] {
-        wait_until(&format!("stage {percent} %"), Duration::from_secs(60), || read_percent(&ws) == percent);
+        // The state store records the stage a moment before the file is rewritten: wait for the file.
+        wait_until(&format!("stage {percent} % in the flagd file"), Duration::from_secs(60), || {
+            read_percent(&ws) == percent
+                && ws.path().join("flags.json").exists()
+                && flagd_file(&ws)["flags"][READ_FLAG]["targeting"]["fractional"][0][1].as_u64() == Some(percent)
+        });
         let copy = ws.path().join(format!("flags-{percent}.json"));
         std::fs::copy(ws.path().join("flags.json"), &copy).unwrap();
         files.push(copy);
