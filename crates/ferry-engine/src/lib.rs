@@ -599,6 +599,10 @@ pub trait Engine: Send + Sync {
     /// row or NULL): integrity checks and the operator's own assertions.
     async fn scalar(&self, sql: &str) -> Result<Option<String>>;
 
+    /// Every row of a read-only query, each value in its text form (NULL as
+    /// `None`): the shadow reads of the application's own query shapes.
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+
     /// Runs a query and discards its rows: the throttle's latency probe.
     async fn probe(&self, sql: &str) -> Result<()>;
 

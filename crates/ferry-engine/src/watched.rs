@@ -232,6 +232,9 @@ impl Engine for Watched {
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
         self.watch(self.inner.scalar(sql)).await
     }
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        self.watch(self.inner.query_text(sql)).await
+    }
     async fn probe(&self, sql: &str) -> Result<()> {
         self.watch(self.inner.probe(sql)).await
     }

@@ -1334,11 +1334,19 @@ impl Engine for MysqlEngine {
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
         // The text protocol returns every value as bytes of its text form.
         let row = self.read_only(sql).await?;
-        Ok(row.and_then(|row| match row.as_ref(0) {
-            Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            Some(mysql_async::Value::NULL) | None => None,
-            Some(other) => Some(other.as_sql(true).trim_matches('\'').to_string()),
-        }))
+        Ok(row.and_then(|row| row.as_ref(0).and_then(text_of)))
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut conn = self.conn().await?;
+        conn.query_drop("START TRANSACTION READ ONLY").await.map_err(map_err)?;
+        let result: std::result::Result<Vec<mysql_async::Row>, _> = conn.query(sql).await;
+        conn.query_drop("ROLLBACK").await.map_err(map_err)?;
+        Ok(result
+            .map_err(map_err)?
+            .into_iter()
+            .map(|row| (0..row.len()).map(|i| row.as_ref(i).and_then(text_of)).collect())
+            .collect())
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
@@ -1393,6 +1401,15 @@ impl Engine for MysqlEngine {
         let key = format!("ferry:{:016x}", ferry_engine::lock_key(name));
         let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, 0)", (key,)).await.map_err(map_err)?;
         Ok((got.flatten() == Some(1)).then(|| LockGuard::new(conn)))
+    }
+}
+
+/// A value of the text protocol in its text form (`None` for NULL).
+fn text_of(value: &mysql_async::Value) -> Option<String> {
+    match value {
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        mysql_async::Value::NULL => None,
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
     }
 }
 

@@ -1514,6 +1514,21 @@ impl Engine for PostgresEngine {
             .flatten())
     }
 
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        // The simple query protocol answers every value in its text form.
+        Ok(self
+            .read_only(sql)
+            .await?
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn probe(&self, sql: &str) -> Result<()> {
         self.read_only(sql).await.map_err(|e| e.context("latency probe"))?;
         Ok(())

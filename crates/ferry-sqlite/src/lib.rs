@@ -900,11 +900,11 @@ impl Engine for SqliteEngine {
 
     async fn scalar(&self, sql: &str) -> Result<Option<String>> {
         let rows = self.read_only(sql).await?;
-        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(|v| match v {
-            Value::Null => None,
-            Value::Text(s) | Value::Decimal(s) | Value::Json(s) => Some(s),
-            other => Some(other.to_string()),
-        }))
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(text_of))
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Ok(self.read_only(sql).await?.into_iter().map(|r| r.into_iter().map(text_of).collect()).collect())
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
@@ -1033,6 +1033,15 @@ impl Engine for SqliteEngine {
                 Err(EngineError::new(ErrorKind::Io, format!("cannot lock {}: {e}", self.path.display())))
             }
         }
+    }
+}
+
+/// A value in its text form (`None` for NULL).
+fn text_of(value: Value) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::Text(s) | Value::Decimal(s) | Value::Json(s) => Some(s),
+        other => Some(other.to_string()),
     }
 }
 
