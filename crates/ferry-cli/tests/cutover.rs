@@ -100,6 +100,7 @@ async fn flagd_s_own_evaluator_reads_each_stage_and_abort_sends_reads_back() {
     let status = ws.status_json();
     assert_eq!((status["state"].as_str(), read_percent(&ws)), (Some("verified"), 0));
     assert!(ws.audit_log().contains("cutover-aborted: reads_to_target=0%"), "{}", ws.audit_log());
+    assert_eq!(src.routing_row("ferry").await, Some((0, "source".into())), "ferry_routing follows the abort");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,6 +158,10 @@ async fn the_ramp_runs_under_a_writer_and_its_flags_agree_everywhere() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(served.wait(Duration::from_secs(10)), Some(0), "{}", served.output());
+        assert_eq!(src.routing_row("ferry").await, Some((100, "source".into())));
+        assert_eq!(dst.routing_row("ferry").await, None, "the target has no routing row before the switch");
+        let shadow = &ws.status_json()["cutover"]["shadow"];
+        assert!(shadow["compared"].as_u64().unwrap() > 0 && shadow["mismatched"] == 0, "{shadow}");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let written = writer.await.unwrap();
         assert!(written > 20, "the writer wrote {written} rows during the ramp");
@@ -171,8 +176,13 @@ async fn the_ramp_runs_under_a_writer_and_its_flags_agree_everywhere() {
         ws.run(&["switch"]).assert_code(0);
         let flags = flagd_file(&ws);
         assert_eq!(flags["flags"]["ferry.ferry.write-to-target"]["defaultVariant"], "on", "{flags}");
+        assert_eq!(src.routing_row("ferry").await, Some((100, "target".into())));
+        assert_eq!(dst.routing_row("ferry").await, Some((100, "target".into())), "after the switch, on the target too");
         ws.run(&["rollback"]).assert_code(0);
         assert_eq!(flagd_file(&ws)["flags"][READ_FLAG]["defaultVariant"], "off", "a rollback sends reads back");
+        // Nothing of Ferry's stays: the routing table goes with the migration's last row.
+        assert_eq!(src.ferry_objects().await, Vec::<String>::new());
+        assert_eq!(dst.ferry_objects().await, Vec::<String>::new());
     }
 }
 
@@ -229,7 +239,12 @@ async fn a_killed_ramp_resumes_at_its_stage_and_lag_sends_reads_back() {
     let status = ws.status_json();
     assert_eq!((status["state"].as_str(), read_percent(&ws)), (Some("verified"), 0), "{status}");
     let log = ws.audit_log();
-    assert!(log.contains("rollback-triggered: trigger=replay lag") && log.contains("action=reads-to-source"), "{log}");
+    assert!(
+        log.contains("rollback-triggered: phase=cutover, trigger=replay_lag, value=")
+            && log.contains("threshold=0.0s, action=reads-to-source"),
+        "{log}"
+    );
+    assert_eq!(src.routing_row("ferry").await, Some((0, "source".into())), "the trigger rewrote ferry_routing");
 
     // The ramp does not start again by itself: `--resume`, after a fresh verification.
     ws.write_spec(&with_cutover(&base, "stages = [100]\nhold = \"0s\"\n"));

@@ -239,6 +239,8 @@ fn assert_documented(metrics: &str, status: &Value) {
         "table_backfill_eta_seconds",
         "errors_total",
         "cutover_stage_percent",
+        "shadow_reads_total",
+        "trigger_value",
     ];
     for name in &documented {
         assert!(served.contains(name) || conditional.contains(name), "docs/serve.md lists ferry_{name}, not served");

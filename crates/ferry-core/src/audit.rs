@@ -202,11 +202,16 @@ pub enum AuditEvent {
     CutoverAborted {
         by: String,
     },
-    /// A rollback trigger fired during the soak: what, and what was done.
+    /// A rollback trigger fired (during the read ramp or the soak): what, and what was done.
     RollbackTriggered {
         trigger: String,
         phase: u8,
         action: String,
+        /// The trigger's value when it fired, and its threshold, with units.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threshold: Option<String>,
     },
     /// Contract finished: the point of no return is passed.
     MigrationCompleted {
@@ -380,8 +385,13 @@ impl AuditEvent {
             ),
             AuditEvent::CutoverStage { percent } => format!("reads_to_target={percent}%"),
             AuditEvent::CutoverAborted { by } => format!("reads_to_target=0%, by={by}"),
-            AuditEvent::RollbackTriggered { trigger, phase, action } => {
-                format!("trigger={}, phase={phase}, action={action}", one_line(trigger))
+            AuditEvent::RollbackTriggered { trigger, phase, action, value, threshold } => {
+                let phase = Phase::ALL.into_iter().find(|p| p.number() == *phase).map_or(phase.to_string(), |p| p.name().into());
+                let measured = match (value, threshold) {
+                    (Some(v), Some(t)) => format!(", value={v}, threshold={t}"),
+                    _ => String::new(),
+                };
+                format!("phase={phase}, trigger={}{measured}, action={action}", one_line(trigger))
             }
             AuditEvent::SoakSkipped { reason, remaining_ms } => format!(
                 "reason={}, remaining={}",
@@ -528,7 +538,7 @@ mod tests {
             AuditEvent::FenceRemoved { table: s(), on: s() },
             AuditEvent::WritesSwitched { to: s(), window_ms: 0 },
             AuditEvent::HookRun { hook: s(), writes_to: s(), result: s() },
-            AuditEvent::RollbackTriggered { trigger: s(), phase: 0, action: s() },
+            AuditEvent::RollbackTriggered { trigger: s(), phase: 0, action: s(), value: None, threshold: None },
             AuditEvent::CutoverStage { percent: 10 },
             AuditEvent::CutoverAborted { by: s() },
             AuditEvent::SoakSkipped { reason: s(), remaining_ms: 0 },

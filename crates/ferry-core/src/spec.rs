@@ -12,6 +12,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cutover;
+pub use cutover::{
+    fill_placeholders, placeholders, Advance, CutoverPolicy, PrometheusQuery, ShadowQuery, Trigger, TriggerMetric,
+};
+
 pub const DEFAULT_BATCH_SIZE: usize = 5000;
 pub const DEFAULT_SAMPLE_SIZE: usize = 1000;
 /// Where a spec's state store was kept before each spec had its own; still used when it is there.
@@ -47,41 +52,6 @@ pub struct Spec {
     pub soak: SoakPolicy,
     /// `[contract]`: what becomes of the source tables.
     pub contract: ContractPolicy,
-}
-
-/// `[cutover]`: reads move to the target in stages, each held with its gates green.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CutoverPolicy {
-    /// Percentages of reads on the target, rising, ending at 100.
-    pub stages: Vec<u8>,
-    /// How long each stage holds, every gate green, before the next.
-    pub hold: Duration,
-    pub advance: Advance,
-    /// Where the flagd flag definitions are written (atomically) at each stage.
-    pub flagd_file: Option<PathBuf>,
-    /// Replay lag (the oldest change not yet replayed) above which reads go back to the source.
-    pub max_lag: Duration,
-}
-
-impl Default for CutoverPolicy {
-    fn default() -> Self {
-        CutoverPolicy {
-            stages: vec![1, 10, 50, 100],
-            hold: Duration::from_secs(15 * 60),
-            advance: Advance::Auto,
-            flagd_file: None,
-            max_lag: Duration::from_secs(30),
-        }
-    }
-}
-
-/// How the read ramp moves from one stage to the next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Advance {
-    /// Once the hold elapsed with every gate green.
-    Auto,
-    /// Also waits for `ferry cutover --next` (or the dashboard's button).
-    Manual,
 }
 
 /// `[soak]`.
@@ -426,17 +396,7 @@ mod raw {
         #[serde(default)]
         pub contract: Contract,
         #[serde(default)]
-        pub cutover: Option<Spanned<Cutover>>,
-    }
-
-    #[derive(Deserialize, Default)]
-    #[serde(deny_unknown_fields)]
-    pub struct Cutover {
-        pub stages: Option<Spanned<Vec<i64>>>,
-        pub hold: Option<Spanned<String>>,
-        pub advance: Option<Spanned<String>>,
-        pub flagd_file: Option<Spanned<String>>,
-        pub max_lag: Option<Spanned<String>>,
+        pub cutover: Option<Spanned<super::cutover::RawCutover>>,
     }
 
     #[derive(Deserialize, Default)]
@@ -917,7 +877,11 @@ impl Spec {
             };
 
         let switch = parse_switch(&ctx, &file.switch)?;
-        let cutover = file.cutover.as_ref().map(|c| parse_cutover(&ctx, c.get_ref(), path)).transpose()?;
+        let cutover = file
+            .cutover
+            .as_ref()
+            .map(|c| cutover::parse(&ctx, c.get_ref(), path, source_engine, target_engine))
+            .transpose()?;
         let (soak, contract) = parse_soak_and_contract(&ctx, &file.soak, &file.contract)?;
         Ok(Spec {
             path: path.to_path_buf(),
@@ -1159,51 +1123,6 @@ fn parse_switch(ctx: &Ctx, raw: &raw::Switch) -> Result<SwitchPolicy, SpecError>
         switch.hook = Some(hook);
     }
     Ok(switch)
-}
-
-fn parse_cutover(ctx: &Ctx, raw: &raw::Cutover, spec_path: &Path) -> Result<CutoverPolicy, SpecError> {
-    let mut policy = CutoverPolicy::default();
-    if let Some(stages) = &raw.stages {
-        let list = stages.get_ref();
-        let rising = list.windows(2).all(|w| w[0] < w[1]);
-        if list.is_empty() || !rising || list[0] < 1 || list.last() != Some(&100) {
-            return Err(ctx.error(
-                stages.span(),
-                format!("`cutover.stages`: {list:?} is not a rising list of percentages ending at 100"),
-                "write e.g. [1, 10, 50, 100]",
-            ));
-        }
-        policy.stages = list.iter().map(|p| *p as u8).collect();
-    }
-    for (value, key, slot) in [(&raw.hold, "hold", &mut policy.hold), (&raw.max_lag, "max_lag", &mut policy.max_lag)] {
-        if let Some(v) = value {
-            *slot = parse_duration(v.get_ref()).ok_or_else(|| {
-                ctx.error(
-                    v.span(),
-                    format!("`cutover.{key}`: `{}` is not a duration", v.get_ref()),
-                    "write e.g. \"15m\"",
-                )
-            })?;
-        }
-    }
-    if let Some(a) = &raw.advance {
-        policy.advance = match a.get_ref().as_str() {
-            "auto" => Advance::Auto,
-            "manual" => Advance::Manual,
-            other => {
-                return Err(ctx.error(
-                    a.span(),
-                    format!("`cutover.advance`: unknown value `{other}`"),
-                    "use \"auto\" (the default) or \"manual\" (each stage waits for `ferry cutover --next`)",
-                ))
-            }
-        };
-    }
-    if let Some(f) = &raw.flagd_file {
-        let base = spec_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        policy.flagd_file = Some(base.join(f.get_ref()));
-    }
-    Ok(policy)
 }
 
 fn parse_soak_and_contract(

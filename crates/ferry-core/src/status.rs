@@ -161,6 +161,60 @@ pub struct CutoverStatus {
     pub hold_seconds: f64,
     /// `auto`, or `manual` (each stage waits for `ferry cutover --next`).
     pub advance: String,
+    /// Each rollback trigger: its value as last measured by the ramp, against its threshold.
+    pub gates: Vec<GateStatus>,
+    /// Shadow reads since the ramp started (Ferry's own and the application's reports).
+    pub shadow: ShadowStatus,
+    /// The trigger that last sent reads back to the source, until `ferry cutover --resume`.
+    pub triggered: Option<String>,
+}
+
+/// One rollback trigger of the read ramp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateStatus {
+    /// `mismatch_rate`, `replay_lag`, `latency_ratio` or `error_rate`.
+    pub trigger: String,
+    /// `None` while there is nothing to measure (no shadow read yet, no error-rate source).
+    pub value: Option<f64>,
+    /// The value with its unit, or why there is none.
+    pub shown: String,
+    pub above: f64,
+    pub threshold: String,
+    /// How long the value must stay above before the trigger fires.
+    pub for_seconds: f64,
+    /// How long it has been above, when it is.
+    pub breached_seconds: Option<f64>,
+    pub measured_at: String,
+}
+
+/// Shadow reads compared since the ramp started.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShadowStatus {
+    pub compared: u64,
+    /// Still different once replay had passed them.
+    pub mismatched: u64,
+    /// Different at first, equal once replay passed them: lag, not mismatches.
+    pub rechecked: u64,
+    /// Of `compared`, those the application reported (`POST /api/v1/shadow`).
+    pub compared_by_application: u64,
+    pub mismatch_percent: Option<f64>,
+    /// The newest mismatches, newest first.
+    pub recent_mismatches: Vec<ShadowMismatch>,
+}
+
+/// A mismatch a shadow read confirmed: where, which key, which columns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShadowMismatch {
+    pub at: String,
+    /// `ferry` (its own shadow reads) or `application` (its reports).
+    pub origin: String,
+    /// The target table, or the name of a `[[cutover.shadow]]` query.
+    pub subject: String,
+    pub key: String,
+    pub columns: Vec<String>,
+    /// The differing values: only with `ferry cutover --show-values` (or as the application sent them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A Ferry process that drives the migration (`run`, `sync`, `verify`, ...),

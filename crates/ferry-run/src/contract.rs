@@ -76,6 +76,7 @@ impl Migration {
         let result = self.contract_steps(switched, archive, progress).await;
         self.end(Phase::Contract, &result.as_ref().map(|_| ()).map_err(|e| RunError::new(e.kind, e.message.clone())))?;
         outcome.notes = result?;
+        outcome.notes.extend(self.remove_routing().await?);
         advance(&self.state, Event::ContractCompleted)?;
         let started = self.state.phase_started_at(Phase::Expand)?.unwrap_or_else(now);
         self.state.audit(&AuditEvent::MigrationCompleted {

@@ -10,15 +10,19 @@
 //! `/api/v1/flags/flagd.json`) and written to `[cutover] flagd_file`.
 
 use crate::error::{Result, RunError, RunErrorKind};
+use crate::gates::{Gates, Reading};
 use crate::machine::{advance, permit};
 use crate::progress::Progress;
 use crate::runner::Migration;
+use crate::shadow::ShadowReader;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::lifecycle::{Command, Event, Stage, State};
-use ferry_core::spec::{Advance, CutoverPolicy};
+use ferry_core::spec::{Advance, CutoverPolicy, TriggerMetric};
+use ferry_core::status::GateStatus;
 use ferry_core::{AuditEvent, Phase, Spec};
-use ferry_engine::WriteSpec;
+use ferry_engine::{Engine, WriteSpec};
 use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -152,7 +156,22 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&temporary, path).map_err(failed)
 }
 
-/// `ferry cutover --abort`: every read back to the source, at once. Needs only the state store.
+/// Writes the flags into `ferry_routing`: on the source, and on the target
+/// too once writes moved there. Only for a migration with a `[cutover]`.
+pub async fn publish_routing(spec: &Spec, flags: &Flags, source: &dyn Engine, target: &dyn Engine) -> Result<()> {
+    if spec.cutover.is_none() {
+        return Ok(());
+    }
+    crate::routing::publish(source, flags).await.map_err(|e| e.context("ferry_routing on the source"))?;
+    if flags.writes_to_target {
+        crate::routing::publish(target, flags).await.map_err(|e| e.context("ferry_routing on the target"))?;
+    }
+    Ok(())
+}
+
+/// `ferry cutover --abort`: every read back to the source, at once. Needs
+/// only the state store (which `/api/v1/flags` derives from) and writes the
+/// flag file; `ferry_routing` is written by the caller, which connects.
 pub fn abort(spec: &Spec, by: &str) -> Result<Flags> {
     let state = StateStore::open(&crate::state_path(spec)?)?;
     let current = permit(&state, Command::Cutover)?;
@@ -176,6 +195,23 @@ pub fn request_next(spec: &Spec) -> Result<()> {
     }
 }
 
+/// `ferry cutover`'s options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CutoverOptions {
+    /// After a rollback trigger: start the ramp again.
+    pub resume: bool,
+    /// Record the differing values of shadow mismatches (masked otherwise).
+    pub show_values: bool,
+}
+
+/// What a ramp carries from stage to stage.
+struct Ramp<'a> {
+    writes: Vec<WriteSpec>,
+    throttle: crate::throttle::Throttle<'a>,
+    shadow: ShadowReader<'a>,
+    gates: Gates,
+}
+
 /// How a ramp ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CutoverOutcome {
@@ -191,7 +227,7 @@ impl Migration {
     /// `ferry cutover`: runs (or resumes) the read ramp to 100 %. After a
     /// rollback trigger, only with `resume`, and only once a verification
     /// newer than the trigger passed.
-    pub async fn cutover(&self, progress: &dyn Progress, resume: bool) -> Result<CutoverOutcome> {
+    pub async fn cutover(&self, progress: &dyn Progress, options: CutoverOptions) -> Result<CutoverOutcome> {
         let policy = self.spec.cutover.clone().ok_or_else(|| {
             RunError::new(RunErrorKind::Usage, format!("{} has no [cutover] section", self.spec.path.display()))
                 .with_hint("add `[cutover]` (stages = [1, 10, 50, 100], hold = \"15m\") to ramp reads, or go straight to `ferry switch`")
@@ -202,12 +238,17 @@ impl Migration {
             return Ok(CutoverOutcome::Completed);
         }
         if state == State::at(Stage::Verified) {
-            self.check_trigger_cleared(resume)?;
+            self.check_trigger_cleared(options.resume)?;
+            // A ramp from its first stage: its shadow counts and latency baseline start afresh.
             self.state.set_meta("cutover_stage", "0")?;
+            // Until the first stage is published, no read moves (an aborted ramp's stage is not this one's).
+            self.state.set_meta("cutover_percent", "0")?;
+            self.state.set_meta("cutover_started_at", &timestamp(now()))?;
+            self.state.clear_meta(&["cutover_latency_baseline", "cutover_gates"])?;
         }
         advance(&self.state, Event::CutoverStarted)?;
         self.begin(Phase::Cutover, progress)?;
-        let result = self.ramp(&policy, progress).await;
+        let result = self.ramp(&policy, progress, options.show_values).await;
         let ended = match &result {
             Ok(CutoverOutcome::Completed) => Ok(()),
             Ok(CutoverOutcome::Triggered(t)) => Err(RunError::new(RunErrorKind::Refused, t.clone())),
@@ -217,14 +258,20 @@ impl Migration {
             Err(e) => Err(RunError::new(e.kind, e.message.clone())),
         };
         self.end(Phase::Cutover, &ended)?;
-        publish(&self.spec, &self.state)?;
+        self.publish_flags().await?;
         result
     }
 
-    async fn ramp(&self, policy: &CutoverPolicy, progress: &dyn Progress) -> Result<CutoverOutcome> {
+    async fn ramp(&self, policy: &CutoverPolicy, progress: &dyn Progress, show_values: bool) -> Result<CutoverOutcome> {
         let targets = self.target_schemas().await?;
         let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
         let throttle = self.throttle(progress).await?;
+        let mut shadow =
+            ShadowReader::new(&*self.source, &*self.target, &self.state, &self.plans, &writes, policy, show_values)
+                .await?;
+        shadow.check_queries().await?;
+        let mut ramp =
+            Ramp { writes, throttle, shadow, gates: Gates::new(&policy.triggers, policy.prometheus.clone()) };
         let first: usize = self.state.meta("cutover_stage")?.and_then(|s| s.parse().ok()).unwrap_or(0);
         for (index, &percent) in policy.stages.iter().enumerate().skip(first.min(policy.stages.len() - 1)) {
             self.state.set_meta("cutover_stage", &index.to_string())?;
@@ -233,13 +280,13 @@ impl Migration {
             self.state.set_meta("cutover_stage_since", &timestamp(now()))?;
             self.state.clear_meta(&["cutover_next"])?;
             self.state.audit(&AuditEvent::CutoverStage { percent })?;
-            publish(&self.spec, &self.state)?;
+            self.publish_flags().await?;
             progress.note(&format!(
                 "reads: {percent} % to the target; holding {}",
                 ferry_core::audit::format_duration(policy.hold)
             ));
             let manual = policy.advance == Advance::Manual && percent < 100;
-            if let Some(end) = self.hold(policy, percent, manual, &writes, &throttle, progress).await? {
+            if let Some(end) = self.hold(policy, percent, manual, &mut ramp, progress).await? {
                 return Ok(end);
             }
         }
@@ -247,41 +294,33 @@ impl Migration {
         Ok(CutoverOutcome::Completed)
     }
 
-    /// Holds a stage, replaying and watching the gates, until it may advance.
+    /// Holds a stage, replaying, reading in shadow and watching the triggers, until it may advance.
     async fn hold(
         &self,
         policy: &CutoverPolicy,
         percent: u8,
         manual: bool,
-        writes: &[WriteSpec],
-        throttle: &crate::throttle::Throttle<'_>,
+        ramp: &mut Ramp<'_>,
         progress: &dyn Progress,
     ) -> Result<Option<CutoverOutcome>> {
         let started = Instant::now();
         let mut reported = Instant::now();
         loop {
             let slice = Instant::now() + GATE_EVERY;
-            self.replay_while(writes, progress, throttle, || Instant::now() < slice).await?;
+            self.replay_while(&ramp.writes, progress, &ramp.throttle, || Instant::now() < slice).await?;
             let state = self.state.lifecycle()?;
             if state != State::at(Stage::CuttingOver) {
+                // Someone else moved reads back: the tables follow the state store.
+                self.publish_flags().await?;
                 return Ok(Some(CutoverOutcome::Withdrawn(state)));
             }
-            let lag = self.worst_lag()?;
-            if let Some((table, seconds)) = lag.clone().filter(|(_, s)| *s > policy.max_lag.as_secs_f64()) {
-                let trigger = format!(
-                    "replay lag {seconds:.1}s on {table} above [cutover] max_lag {}",
-                    ferry_core::audit::format_duration(policy.max_lag)
-                );
-                advance(&self.state, Event::CutoverAborted)?;
-                self.state.set_meta("cutover_triggered_at", &timestamp(now()))?;
-                self.state.set_meta("cutover_trigger", &trigger)?;
-                self.state.audit(&AuditEvent::RollbackTriggered {
-                    trigger: trigger.clone(),
-                    phase: Phase::Cutover.number(),
-                    action: "reads-to-source".into(),
-                })?;
-                publish(&self.spec, &self.state)?;
-                return Ok(Some(CutoverOutcome::Triggered(trigger)));
+            let lags = self.lags()?;
+            ramp.shadow.tick(&lags).await?;
+            let readings = self.readings(&lags, ramp).await?;
+            let (gates, fired) = ramp.gates.evaluate(&readings);
+            self.state.set_meta("cutover_gates", &serde_json::to_string(&gates).unwrap_or_default())?;
+            if let Some(gate) = fired {
+                return Ok(Some(CutoverOutcome::Triggered(self.fire(&gate, &ramp.shadow).await?)));
             }
             let held = started.elapsed() >= policy.hold;
             let next = !manual || self.state.meta("cutover_next")?.is_some();
@@ -291,18 +330,106 @@ impl Migration {
             if reported.elapsed() >= REPORT_EVERY {
                 reported = Instant::now();
                 let left = policy.hold.saturating_sub(started.elapsed());
+                let watched: Vec<String> =
+                    gates.iter().map(|g| format!("{} {} (max {})", g.trigger, g.shown, g.threshold)).collect();
                 progress.note(&format!(
-                    "reads: {percent} % to the target; {}; replay lag {} (max {})",
+                    "reads: {percent} % to the target; {}; {}",
                     if held {
                         "waiting for `ferry cutover --next`".to_string()
                     } else {
                         format!("{} left in hold", ferry_core::audit::format_duration(left))
                     },
-                    lag.map_or("0s".to_string(), |(_, s)| format!("{s:.1}s")),
-                    ferry_core::audit::format_duration(policy.max_lag)
+                    watched.join(", ")
                 ));
             }
         }
+    }
+
+    /// Each trigger's value now.
+    async fn readings(
+        &self,
+        lags: &HashMap<String, f64>,
+        ramp: &mut Ramp<'_>,
+    ) -> Result<BTreeMap<TriggerMetric, Reading>> {
+        let since = self.state.meta("cutover_started_at")?;
+        let totals = self.state.shadow_totals(since.as_deref())?;
+        let mut readings = BTreeMap::new();
+        readings.insert(
+            TriggerMetric::MismatchRate,
+            totals.mismatch_percent().map_or(Reading::Unmeasured("no read compared yet".into()), Reading::Value),
+        );
+        readings.insert(TriggerMetric::ReplayLag, Reading::Value(lags.values().copied().fold(0.0, f64::max)));
+        readings.insert(
+            TriggerMetric::LatencyRatio,
+            ramp.shadow
+                .latency
+                .ratio()
+                .map_or(Reading::Unmeasured("measuring the baseline".into()), |(_, r)| Reading::Value(r)),
+        );
+        let minute_ago = timestamp(now() - chrono::Duration::seconds(60));
+        let reported = self.state.shadow_totals(Some(&minute_ago))?.error_percent().map(Reading::Value);
+        let error_rate = match (ramp.gates.prometheus_error_rate().await, reported) {
+            (Some(Reading::Value(p)), Some(Reading::Value(r))) => Reading::Value(p.max(r)),
+            (Some(Reading::Value(p)), _) => Reading::Value(p),
+            (_, Some(reported)) => reported,
+            (Some(unmeasured), None) => unmeasured,
+            (None, None) => Reading::Unmeasured("no error-rate source (set [cutover] prometheus)".into()),
+        };
+        readings.insert(TriggerMetric::ErrorRate, error_rate);
+        Ok(readings)
+    }
+
+    /// A trigger fired: every read back to the source (state store, flag file,
+    /// tables), recorded; returns the trigger in words.
+    async fn fire(&self, gate: &GateStatus, shadow: &ShadowReader<'_>) -> Result<String> {
+        let shape = match gate.trigger.as_str() {
+            "latency_ratio" => shadow.latency.ratio().map(|(shape, _)| format!(" on {shape}")).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let trigger = format!("{} {}{shape} above {}", gate.trigger, gate.shown, gate.threshold);
+        advance(&self.state, Event::CutoverAborted)?;
+        self.state.set_meta("cutover_triggered_at", &timestamp(now()))?;
+        self.state.set_meta("cutover_trigger", &trigger)?;
+        self.publish_flags().await?;
+        self.state.audit(&AuditEvent::RollbackTriggered {
+            trigger: format!("{}{shape}", gate.trigger),
+            phase: Phase::Cutover.number(),
+            action: "reads-to-source".into(),
+            value: Some(gate.shown.clone()),
+            threshold: Some(gate.threshold.clone()),
+        })?;
+        Ok(trigger)
+    }
+
+    /// Writes the flags everywhere they are published: the state store's
+    /// derivation (HTTP), the flagd file, and `ferry_routing`.
+    pub async fn publish_flags(&self) -> Result<Flags> {
+        let flags = publish(&self.spec, &self.state)?;
+        publish_routing(&self.spec, &flags, &*self.source, &*self.target).await?;
+        Ok(flags)
+    }
+
+    /// Deletes the migration's `ferry_routing` rows (and the tables with their last row): rollback and contract.
+    pub(crate) async fn remove_routing(&self) -> Result<Vec<String>> {
+        let migration = migration_name(&self.spec);
+        let mut notes = Vec::new();
+        for (engine, side) in [(&self.source, "source"), (&self.target, "target")] {
+            if crate::routing::read(&**engine, &migration).await?.is_some() {
+                crate::routing::remove(&**engine, &migration).await?;
+                notes.push(format!("removed the {} row of {} on the {side}", migration, crate::routing::ROUTING_TABLE));
+            }
+        }
+        Ok(notes)
+    }
+
+    /// Each table's replay lag (its oldest change not yet replayed), in seconds.
+    fn lags(&self) -> Result<HashMap<String, f64>> {
+        Ok(self
+            .state
+            .table_statuses()?
+            .into_iter()
+            .map(|t| (t.target, t.capture.and_then(|c| c.oldest_pending_seconds).unwrap_or(0.0)))
+            .collect())
     }
 
     /// After a trigger the ramp starts again only when asked (`--resume`) and
@@ -329,16 +456,6 @@ impl Migration {
             }
         }
         self.state.clear_meta(&["cutover_triggered_at", "cutover_trigger"])
-    }
-
-    /// The table whose oldest pending change is oldest, and its age in seconds.
-    fn worst_lag(&self) -> Result<Option<(String, f64)>> {
-        Ok(self
-            .state
-            .table_statuses()?
-            .into_iter()
-            .filter_map(|t| Some((t.target, t.capture?.oldest_pending_seconds?)))
-            .max_by(|a, b| a.1.total_cmp(&b.1)))
     }
 }
 

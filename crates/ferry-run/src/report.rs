@@ -15,6 +15,8 @@ pub struct ReportContext {
     pub migration: String,
     pub source: String,
     pub target: String,
+    /// The read ramp's shadow reads, when a ramp compared any.
+    pub shadow: Option<ferry_core::status::ShadowStatus>,
 }
 
 #[derive(Serialize)]
@@ -45,6 +47,8 @@ struct Report<'a> {
     tables: &'a [TableReport],
     checks: &'a [CheckResult],
     repairs: &'a [Repair],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow_reads: Option<&'a ferry_core::status::ShadowStatus>,
 }
 
 fn totals(v: &Verification) -> Totals {
@@ -95,6 +99,7 @@ pub fn json(ctx: &ReportContext, v: &Verification) -> String {
         tables: &v.tables,
         checks: &v.checks,
         repairs: &v.repairs,
+        shadow_reads: ctx.shadow.as_ref(),
     };
     serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
 }
@@ -229,5 +234,34 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             );
         }
     }
+    if let Some(shadow) = &ctx.shadow {
+        shadow_section(&mut out, shadow);
+    }
     out
+}
+
+/// The read ramp's shadow reads: counts, and the newest mismatches (values only if recorded).
+fn shadow_section(out: &mut String, s: &ferry_core::status::ShadowStatus) {
+    let _ = writeln!(
+        out,
+        "\n## Shadow reads (read ramp)\n\n{} reads compared on both sides since the ramp started ({} reported by \
+         the application): {} mismatched, {} different at first and equal once replay passed them.\n",
+        s.compared, s.compared_by_application, s.mismatched, s.rechecked
+    );
+    if s.recent_mismatches.is_empty() {
+        return;
+    }
+    out.push_str("| at | by | table or query | key | columns | values |\n|---|---|---|---|---|---|\n");
+    for m in &s.recent_mismatches {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            m.at,
+            m.origin,
+            cell(&m.subject),
+            cell(&m.key),
+            cell(&m.columns.join(", ")),
+            m.detail.as_deref().map_or("masked (`ferry cutover --show-values`)".to_string(), cell)
+        );
+    }
 }

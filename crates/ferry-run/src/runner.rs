@@ -417,6 +417,7 @@ impl Migration {
             backfill,
             batch: self.spec.policy.batch_size,
             reverse: false,
+            go_on: None,
         }
     }
 
@@ -450,7 +451,7 @@ impl Migration {
         go_on: impl Fn() -> bool,
     ) -> Result<()> {
         let backfill = self.backfiller(progress, Some(throttle));
-        let replayer = self.replayer(&backfill);
+        let replayer = Replayer { go_on: Some(&go_on), ..self.replayer(&backfill) };
         let mut collected: Option<Instant> = None;
         let order = crate::sync::replay_order(&self.plans);
         let mut holds = crate::sync::Holds::default();
@@ -1142,6 +1143,9 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
                     ferry_core::spec::Advance::Auto => "auto".into(),
                     ferry_core::spec::Advance::Manual => "manual".into(),
                 },
+                gates: state.meta("cutover_gates")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+                shadow: crate::shadow::status(&state)?,
+                triggered: state.meta("cutover_trigger")?,
             }),
         },
         routing: {

@@ -152,7 +152,13 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS samples (
                  at TEXT NOT NULL, target TEXT NOT NULL, rows_copied INTEGER NOT NULL,
                  replayed_changes INTEGER NOT NULL, pending_changes INTEGER, oldest_pending_seconds REAL);
-             CREATE INDEX IF NOT EXISTS samples_by_target ON samples (target, at);",
+             CREATE INDEX IF NOT EXISTS samples_by_target ON samples (target, at);
+             CREATE TABLE IF NOT EXISTS shadow_reports (
+                 at TEXT NOT NULL, origin TEXT NOT NULL, compared INTEGER NOT NULL, mismatched INTEGER NOT NULL,
+                 rechecked INTEGER NOT NULL DEFAULT 0, requests INTEGER, errors INTEGER);
+             CREATE TABLE IF NOT EXISTS shadow_mismatches (
+                 id INTEGER PRIMARY KEY, at TEXT NOT NULL, origin TEXT NOT NULL, subject TEXT NOT NULL,
+                 key TEXT NOT NULL, columns TEXT NOT NULL, detail TEXT);",
         )
         .map_err(|e| RunError::state(format!("{} is not a usable Ferry state store: {e}", path.display())))?;
         let schema = Self::complete_schema(&conn, path);
@@ -220,9 +226,12 @@ impl StateStore {
         if present as usize != ADDED_COLUMNS.len() {
             return Ok(false);
         }
-        let samples: bool =
-            conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples'")?.exists([])?;
-        if !samples {
+        let tables: i64 = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('samples', 'shadow_reports', 'shadow_mismatches')",
+            [],
+            |r| r.get(0),
+        )?;
+        if tables != 3 {
             return Ok(false);
         }
         // Progress kept as flags only is read into a stage by the schema transaction.
@@ -744,6 +753,17 @@ impl StateStore {
                 serde_json::from_str(t).map_err(|e| RunError::state(format!("a changed key in the state store: {e}")))
             })
             .collect()
+    }
+
+    /// The `limit` keys most recently written forward into `target`, newest first.
+    pub fn recent_changed_keys(&self, target: &str, limit: usize) -> Result<Vec<Vec<Value>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key FROM changed_keys WHERE target = ?1 AND direction = ?2 ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let texts: Vec<String> = stmt
+            .query_map(params![target, Direction::Forward.name(), limit as i64], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(texts.iter().filter_map(|t| serde_json::from_str(t).ok()).collect())
     }
 
     /// Forgets the changed keys up to a mark: a check covered them.

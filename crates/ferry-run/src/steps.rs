@@ -221,7 +221,9 @@ impl Migration {
             if past_switch {
                 self.switch_back(progress).await?;
             }
-            self.undo(progress, keep_target).await
+            let mut notes = self.remove_routing().await?;
+            notes.extend(self.undo(progress, keep_target).await?);
+            Ok::<_, RunError>(notes)
         }
         .await;
         let outcome = match &result {

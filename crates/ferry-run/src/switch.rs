@@ -106,6 +106,7 @@ impl Migration {
             self.fence_and_hand_over(targets, reverse, progress).await?;
             self.state.set_meta("writes", Side::Target.name())?;
         }
+        self.publish_flags().await?;
         let hook_output = self.run_hook(Side::Target, Phase::Switch).await?;
         let fenced_at = self
             .state
@@ -306,6 +307,7 @@ impl Migration {
             backfill,
             batch: self.spec.policy.batch_size,
             reverse: true,
+            go_on: None,
         }
     }
 
@@ -368,6 +370,8 @@ impl Migration {
             trigger: trigger.clone(),
             phase: Phase::Soak.number(),
             action: if rollback { "rollback".into() } else { "alert".into() },
+            value: None,
+            threshold: None,
         })?;
         let mut recorded: Vec<String> =
             self.state.meta("soak_triggers")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default();
@@ -403,6 +407,7 @@ impl Migration {
             let reverse = self.reverse_plans(&targets).unwrap_or_default();
             self.drain_reverse(&reverse, progress, true).await?;
             self.state.set_meta("writes", Side::Source.name())?;
+            self.publish_flags().await?;
             self.run_hook(Side::Source, Phase::Switch).await?;
             self.lift_source_fences(progress).await?;
             let window = fenced_at.elapsed();

@@ -28,6 +28,8 @@ pub struct Replayer<'a> {
     pub batch: usize,
     /// Target to source, after the switch: `plan` is the inverted plan.
     pub reverse: bool,
+    /// While paused, the step waits only as long as this holds (then replays nothing this time).
+    pub go_on: Option<&'a dyn Fn() -> bool>,
 }
 
 impl Replayer<'_> {
@@ -40,11 +42,19 @@ impl Replayer<'_> {
         }
     }
 
-    async fn throttle(&self) -> Result<()> {
+    /// Whether the step may replay now (after waiting out a pause, as long as `go_on` lets it).
+    async fn throttle(&self) -> Result<bool> {
         match self.backfill.throttle {
-            Some(t) => t.wait().await,
-            None => Ok(()),
+            Some(t) => t.wait_while(self.go_on.unwrap_or(&|| true)).await,
+            None => Ok(true),
         }
+    }
+
+    /// Nothing replayed (still paused): the lag is measured all the same, so that it shows and its trigger can fire.
+    async fn held_by_pause(&self, plan: &TablePlan) -> Result<Step> {
+        let lag = self.source.capture_lag(&plan.source_name).await?;
+        self.record(plan, 0, lag)?;
+        Ok(Step { lag, ..Step::default() })
     }
 }
 
@@ -136,8 +146,8 @@ impl Replayer<'_> {
             Some(first) => changes.truncate(first),
             None => {}
         }
-        if !changes.is_empty() {
-            self.throttle().await?;
+        if !changes.is_empty() && !self.throttle().await? {
+            return self.held_by_pause(plan).await;
         }
         let count = changes.len();
         if changes.is_empty() {
@@ -162,7 +172,9 @@ impl Replayer<'_> {
     }
 
     async fn replay_truncation(&self, plan: &TablePlan, write: &WriteSpec, seq: i64) -> Result<Step> {
-        self.throttle().await?;
+        if !self.throttle().await? {
+            return self.held_by_pause(plan).await;
+        }
         self.target.delete_all(&write.table).await?;
         self.state.audit(&AuditEvent::TruncateReplayed { table: plan.target_display() })?;
         self.source.ack_changes(&plan.source_name, &[seq]).await?;

@@ -157,6 +157,13 @@ impl<'a> Throttle<'a> {
 
     /// Waits, before a batch, for as long as there is a reason to.
     pub async fn wait(&self) -> Result<()> {
+        self.wait_while(&|| true).await.map(|_| ())
+    }
+
+    /// [`Throttle::wait`], giving up while `go_on` is false: `Ok(false)` when
+    /// the work is still to wait (so that a caller with other duties, such as
+    /// the read ramp's triggers, gets back to them).
+    pub async fn wait_while(&self, go_on: &dyn Fn() -> bool) -> Result<bool> {
         loop {
             let why = self.reason().await?;
             let reason = why.as_ref().map(|(_, r)| r.clone());
@@ -176,9 +183,12 @@ impl<'a> Throttle<'a> {
             }
             *self.paused.borrow_mut() = reason.clone();
             if reason.is_none() {
-                return Ok(());
+                return Ok(true);
             }
             self.cancel.check()?;
+            if !go_on() {
+                return Ok(false);
+            }
             tokio::time::sleep(PAUSE_STEP).await;
         }
     }

@@ -232,39 +232,45 @@ pub async fn compare_keys(
     let mut out = Vec::new();
     for chunk in keys.chunks(1_000) {
         let (src, tgt) = tokio::try_join!(source.read_keys(&plan.read, chunk), target.read_keys(&target_read, chunk))?;
-        let index = |rows: Vec<Row>| -> HashMap<Vec<u8>, Row> {
-            rows.into_iter()
-                .filter_map(|mut r| {
-                    convert_row(&mut r, types).ok()?;
-                    let key = Value::encode_all(plan.read.key_positions.iter().map(|&i| &r[i]));
-                    Some((key, r))
-                })
-                .collect()
-        };
-        let (src, tgt) = (index(src), index(tgt));
-        let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+        let (src, tgt) = (index_rows(plan, types, src), index_rows(plan, types, tgt));
         for key in chunk {
             let k = Value::encode_row(key);
-            let display = describe_key(&plan.key_target, key);
-            let difference = match (src.get(&k), tgt.get(&k)) {
-                (None, None) => None,
-                (Some(_), None) => {
-                    Some(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() })
-                }
-                (None, Some(_)) => Some(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }),
-                (Some(s), Some(t)) => {
-                    let columns = column_differences(&names, s, t);
-                    (!columns.is_empty()).then_some(Difference {
-                        kind: DifferenceKind::Mismatched,
-                        key: display,
-                        columns,
-                    })
-                }
-            };
-            if let Some(d) = difference {
+            if let Some(d) = difference_of(plan, key, src.get(&k), tgt.get(&k)) {
                 out.push((key.clone(), d));
             }
         }
     }
     Ok(out)
+}
+
+/// Rows converted to the target's types, by their encoded key; a row that
+/// cannot be converted is left out (verification reports it).
+pub(crate) fn index_rows(plan: &TablePlan, types: &[DataType], rows: Vec<Row>) -> HashMap<Vec<u8>, Row> {
+    rows.into_iter()
+        .filter_map(|mut r| {
+            convert_row(&mut r, types).ok()?;
+            let key = Value::encode_all(plan.read.key_positions.iter().map(|&i| &r[i]));
+            Some((key, r))
+        })
+        .collect()
+}
+
+/// How the source and target rows of `key` differ, if they do.
+pub(crate) fn difference_of(
+    plan: &TablePlan,
+    key: &[Value],
+    source: Option<&Row>,
+    target: Option<&Row>,
+) -> Option<Difference> {
+    let display = describe_key(&plan.key_target, key);
+    match (source, target) {
+        (None, None) => None,
+        (Some(_), None) => Some(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() }),
+        (None, Some(_)) => Some(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }),
+        (Some(s), Some(t)) => {
+            let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+            let columns = column_differences(&names, s, t);
+            (!columns.is_empty()).then_some(Difference { kind: DifferenceKind::Mismatched, key: display, columns })
+        }
+    }
 }

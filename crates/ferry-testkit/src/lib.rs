@@ -158,6 +158,11 @@ impl TestDb {
         out
     }
 
+    /// The migration's `ferry_routing` row, as an application reads it: (read_percent, writes_to).
+    pub async fn routing_row(&self, migration: &str) -> Option<(i64, String)> {
+        ferry_run::routing::read(&*self.engine().await, migration).await.expect("read ferry_routing")
+    }
+
     pub async fn count(&self, table: &str) -> u64 {
         self.engine().await.count(&TableName::parse(table), None).await.expect("count")
     }

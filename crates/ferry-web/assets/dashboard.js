@@ -86,6 +86,21 @@ function drawRamp(c, now) {
     : held < c.hold_seconds ? duration(c.hold_seconds - held) + " left in this stage's hold"
     : c.advance === "manual" && c.read_percent < 100 ? "held: waiting for Next stage" : "held");
   $("ramp-next").hidden = c.advance !== "manual" || c.read_percent === 0 || c.read_percent >= 100;
+  $("ramp-triggered").hidden = !c.triggered;
+  text($("ramp-triggered"), c.triggered ? "ROLLBACK TRIGGER: " + c.triggered + " — reads went back to the source" : "");
+  $("gates").replaceChildren(...c.gates.map((g) => el("tr", { className: g.breached_seconds != null ? "warn" : "" }, [
+    el("th", { scope: "row", textContent: g.trigger }),
+    el("td", { textContent: g.shown }),
+    el("td", { textContent: g.threshold }),
+    el("td", { textContent: g.for_seconds ? duration(g.for_seconds) : "at once" }),
+  ])));
+  const sh = c.shadow;
+  text($("shadow"), "Shadow reads: " + sh.compared + " compared (" + sh.compared_by_application + " by the application), "
+    + sh.mismatched + " mismatched, " + sh.rechecked + " equal once replay passed them");
+  $("shadow-mismatches").replaceChildren(...sh.recent_mismatches.map((m) => el("li", {
+    textContent: m.at + " " + m.subject + " " + m.key + ": " + (m.columns.join(", ") || "differs")
+      + (m.detail ? " — " + m.detail : "") + " (" + m.origin + ")",
+  })));
 }
 
 function drawPhases(phases, now) {

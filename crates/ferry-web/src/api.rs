@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/flags", get(flags))
         .route("/api/v1/flags/flagd.json", get(flagd))
         .route("/api/v1/cutover/next", post(cutover_next))
+        .route("/api/v1/shadow", post(shadow_report))
         .route("/api/v1/pause", post(pause))
         .route("/api/v1/resume", post(resume))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page; see docs/serve.md for the API") })
@@ -180,6 +181,86 @@ async fn cutover_next(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
     }
     match blocking(move || ferry_run::cutover::request_next(&app.spec)).await {
         Ok(()) => Json(serde_json::json!({ "next": true })).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// What an application that dual-reads reports (`POST /api/v1/shadow`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowReport {
+    compared: u64,
+    mismatched: u64,
+    #[serde(default)]
+    examples: Vec<ShadowExample>,
+    /// Its requests and errors over the same period: the error-rate trigger's value when no Prometheus is set.
+    requests: Option<u64>,
+    errors: Option<u64>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowExample {
+    key: String,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    columns: Vec<String>,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// Examples kept from one report.
+const EXAMPLES_KEPT: usize = 20;
+
+/// `POST /api/v1/shadow`: the application's own shadow reads, joined to Ferry's.
+async fn shadow_report(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = unauthorized(&app, &headers) {
+        return refused;
+    }
+    let report: ShadowReport = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body must be JSON like {{\"compared\": 100, \"mismatched\": 0, \"examples\": [], \
+                     \"requests\": 1000, \"errors\": 0}}: {e}"
+                ),
+            )
+        }
+    };
+    if report.mismatched > report.compared || report.errors.unwrap_or(0) > report.requests.unwrap_or(u64::MAX) {
+        return error(StatusCode::BAD_REQUEST, "`mismatched` exceeds `compared`, or `errors` exceeds `requests`");
+    }
+    let recorded = blocking(move || {
+        let Some(state) = store(&app)? else {
+            return Err(ferry_run::RunError::new(ferry_run::RunErrorKind::Refused, "the migration has not started"));
+        };
+        let tally = ferry_run::shadow::ShadowTally {
+            compared: report.compared,
+            mismatched: report.mismatched,
+            rechecked: 0,
+            requests: report.requests,
+            errors: report.errors,
+        };
+        state.record_shadow(ferry_run::shadow::ShadowOrigin::Application, &tally)?;
+        let at = ferry_run::state::timestamp(ferry_run::state::now());
+        for example in report.examples.into_iter().take(EXAMPLES_KEPT) {
+            state.record_shadow_mismatch(&ferry_run::shadow::ShadowMismatch {
+                at: at.clone(),
+                origin: "application".into(),
+                subject: example.subject.unwrap_or_else(|| "application".into()),
+                key: example.key,
+                columns: example.columns,
+                detail: example.detail,
+            })?;
+        }
+        Ok(tally)
+    })
+    .await;
+    match recorded {
+        Ok(tally) => Json(serde_json::json!({ "recorded": tally })).into_response(),
         Err(e) => e,
     }
 }

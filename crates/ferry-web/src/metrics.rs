@@ -51,7 +51,13 @@ pub fn render(spec: &Spec) -> Result<String, RunError> {
     let report = ferry_run::status(spec)?;
     let path = ferry_run::state_path(spec)?;
     let events = if path.exists() {
-        StateStore::open(&path)?.audit_events(&["throttle-paused", "phase-failed", "check-run", "integrity-check"])?
+        StateStore::open(&path)?.audit_events(&[
+            "throttle-paused",
+            "phase-failed",
+            "check-run",
+            "integrity-check",
+            "rollback-triggered",
+        ])?
     } else {
         Vec::new()
     };
@@ -133,6 +139,31 @@ fn register_migration(registry: &mut Registry, report: &StatusReport) {
         let percent = Gauge::<i64>::default();
         percent.set(i64::from(cutover.read_percent));
         registry.register("cutover_stage_percent", "Share of reads the flags send to the target", percent);
+        let reads = family::<Counter>();
+        let shadow = &cutover.shadow;
+        for (result, n) in [
+            ("match", shadow.compared - shadow.mismatched - shadow.rechecked),
+            ("mismatch", shadow.mismatched),
+            ("lag", shadow.rechecked),
+        ] {
+            reads.get_or_create(&vec![("result", result.to_string())]).inc_by(n);
+        }
+        registry.register(
+            "shadow_reads",
+            "Shadow reads compared since the ramp started, by result (lag: equal once replay passed them)",
+            reads,
+        );
+        let values = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        for gate in cutover.gates.iter() {
+            if let Some(value) = gate.value {
+                values.get_or_create(&vec![("trigger", gate.trigger.clone())]).set(value);
+            }
+        }
+        registry.register(
+            "trigger_value",
+            "Each rollback trigger's last value (percent, seconds or ratio, as its threshold)",
+            values,
+        );
     }
     if let Some(log) = &report.capture_log {
         let retained = Gauge::<i64>::default();
@@ -237,11 +268,19 @@ fn register_events(registry: &mut Registry, events: &[AuditEvent]) {
         pauses.get_or_create(&vec![("cause", cause.name().to_string())]).inc_by(0);
     }
     let errors = family::<Counter>();
+    let fired = family::<Counter>();
+    for metric in ferry_core::spec::TriggerMetric::ALL {
+        fired.get_or_create(&vec![("trigger", metric.name().to_string())]).inc_by(0);
+    }
     for event in events {
         match event {
             AuditEvent::ThrottlePaused { cause, .. } => {
                 let cause = cause.map_or("unknown", PauseCause::name);
                 pauses.get_or_create(&vec![("cause", cause.to_string())]).inc();
+            }
+            AuditEvent::RollbackTriggered { trigger, phase, .. } if *phase == Phase::Cutover.number() => {
+                let metric = trigger.split_whitespace().next().unwrap_or_default();
+                fired.get_or_create(&vec![("trigger", metric.to_string())]).inc();
             }
             AuditEvent::PhaseFailed { code, .. } => {
                 let code = if code.is_empty() { "unknown" } else { code.as_str() };
@@ -252,6 +291,7 @@ fn register_events(registry: &mut Registry, events: &[AuditEvent]) {
     }
     registry.register("throttle_pauses", "Pauses of backfill and replay, by cause", pauses);
     registry.register("errors", "Phases that failed, by error code (docs/errors.md)", errors);
+    registry.register("trigger_fired", "Rollback triggers of the read ramp that fired, by trigger", fired);
 }
 
 #[cfg(test)]

@@ -15,6 +15,9 @@ pub struct Args {
     /// After a rollback trigger: start the ramp again (a verification newer than the trigger must have passed).
     #[arg(long, conflicts_with_all = ["abort", "next"])]
     resume: bool,
+    /// Record the differing values of shadow-read mismatches (status, dashboard); masked otherwise.
+    #[arg(long, conflicts_with_all = ["abort", "next"])]
+    show_values: bool,
     #[command(flatten)]
     http: super::serve::HttpArgs,
 }
@@ -25,6 +28,19 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
         let spec = super::load_spec_without_secrets(spec_path)?;
         let flags = ferry_run::cutover::abort(&spec, &invocation.operator)?;
         outln!("reads: {} % to the target; every read goes to the source", flags.read_percent);
+        // The state store and the flag file say so already; the table needs the database.
+        let spec = super::load_spec(spec_path)?;
+        let base = spec.base_dir();
+        let source = ferry_run::connect::open(&spec.source_url, &base, ferry_run::connect::Role::Source).await;
+        let target = ferry_run::connect::open(&spec.target_url, &base, ferry_run::connect::Role::Target).await;
+        let (source, target) = source.and_then(|s| target.map(|t| (s, t))).map_err(|e| {
+            anyhow::anyhow!(
+                "{e}; reads are at 0 % in the state store, /api/v1/flags and the flag file, but ferry_routing was \
+                 not rewritten: run `ferry cutover --abort` again once the database answers"
+            )
+        })?;
+        ferry_run::cutover::publish_routing(&spec, &flags, &*source, &*target).await?;
+        outln!("ferry_routing says so too");
         return Ok(EXIT_OK);
     }
     if args.next {
@@ -36,7 +52,8 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
     let _serving = super::serve::start(spec_path, &args.http).await?;
     let migration = Migration::open_with(spec, true, invocation).await?;
     let reporter = Reporter::new();
-    match migration.cutover(&reporter, args.resume).await {
+    let options = ferry_run::cutover::CutoverOptions { resume: args.resume, show_values: args.show_values };
+    match migration.cutover(&reporter, options).await {
         Ok(CutoverOutcome::Completed) => {
             outln!("reads: 100 % to the target, held; `ferry switch` moves the writes");
             Ok(EXIT_OK)

@@ -50,6 +50,10 @@ pub fn write_reports(migration: &Migration, verification: &Verification, dir: &P
         migration: migration.spec.migration.name.clone().unwrap_or_else(|| migration.spec.path.display().to_string()),
         source: migration.source.display_url(),
         target: migration.target.display_url(),
+        shadow: match migration.spec.cutover {
+            Some(_) => Some(ferry_run::shadow::status(&migration.state)?).filter(|s| s.compared > 0),
+            None => None,
+        },
     };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     for (name, text) in [

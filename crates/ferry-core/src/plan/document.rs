@@ -1195,27 +1195,41 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     if strategy != Strategy::BigBang {
         let mut cut = p(5, "cutover", "move reads to the new shape step by step, comparing old and new reads", false);
         cut.entry_criteria = vec!["verification passed".into()];
-        for pct in RAMP {
-            cut.steps.push(step(format!(
-                "reads at {pct} %: route this share of reads to the new shape, compare a sample of results, then hold"
-            )));
-        }
-        cut.manual = Some(
-            "Ferry does not run the read ramp yet: route the share of reads with the application's own feature flag, \
-             and compare a sample of results at each step."
-                .into(),
-        );
-        let baseline = a.tables.iter().filter_map(|t| t.latency.as_ref()).map(|l| l.p99_ms).reduce(f64::max);
-        cut.exit_criteria = vec![
-            "shadow reads: 0 mismatches".into(),
-            format!("error rate under {}", percent(spec.policy.max_error_rate)),
-            match baseline {
-                Some(b) => {
-                    format!("p99 within +{} of the {b:.2} ms baseline", percent(spec.policy.max_latency_increase))
+        match &spec.cutover {
+            Some(policy) => ramp_steps(&mut cut, policy, &spec_arg),
+            None => {
+                for pct in RAMP {
+                    cut.steps.push(step(format!(
+                        "reads at {pct} %: route this share of reads to the new shape, compare a sample of results, \
+                         then hold"
+                    )));
                 }
-                None => format!("p99 within +{} of the baseline", percent(spec.policy.max_latency_increase)),
-            },
-        ];
+                cut.manual = Some(if a.shape == Shape::InPlace {
+                    "Ferry does not run in-place changes yet: route the share of reads with the application's own \
+                     feature flag, and compare a sample of results at each step."
+                        .into()
+                } else {
+                    "The spec has no [cutover] section, so Ferry does not ramp reads for this migration: add one \
+                     (stages, hold, triggers) and run `ferry cutover`, or route reads with the application's own \
+                     feature flag and compare a sample of results at each step."
+                        .into()
+                });
+                let baseline = a.tables.iter().filter_map(|t| t.latency.as_ref()).map(|l| l.p99_ms).reduce(f64::max);
+                cut.exit_criteria = vec![
+                    "shadow reads: 0 mismatches".into(),
+                    format!("error rate under {}", percent(spec.policy.max_error_rate)),
+                    match baseline {
+                        Some(b) => {
+                            format!(
+                                "p99 within +{} of the {b:.2} ms baseline",
+                                percent(spec.policy.max_latency_increase)
+                            )
+                        }
+                        None => format!("p99 within +{} of the baseline", percent(spec.policy.max_latency_increase)),
+                    },
+                ];
+            }
+        }
         cut.rollback = "flags back to 0 %".into();
         cut.estimated_time = "one soak per step (at least an hour each in production)".into();
         phases.push(cut);
@@ -1330,4 +1344,56 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     phases.push(contract);
 
     Runbook { phases }
+}
+
+/// The cutover phase as `[cutover]` configures it: each stage, its hold, and every trigger with its threshold.
+fn ramp_steps(cut: &mut PhasePlan, policy: &crate::spec::CutoverPolicy, spec_arg: &str) {
+    let hold = crate::audit::format_duration(policy.hold);
+    let advance = match policy.advance {
+        crate::spec::Advance::Auto => "then goes on by itself".to_string(),
+        crate::spec::Advance::Manual => "then waits for `ferry cutover --next` (or the dashboard's button)".to_string(),
+    };
+    let shadow = if policy.shadow_rate > 0.0 {
+        format!("{} shadow reads/s of Ferry's own", policy.shadow_rate)
+    } else {
+        "no shadow reads of Ferry's own (`shadow_rate = 0`)".to_string()
+    };
+    let custom: Vec<&str> = policy.shadow.iter().map(|q| q.name.as_str()).collect();
+    cut.steps.push(cmd(
+        format!(
+            "run the ramp in the foreground (it replays captured changes, reads in shadow — {shadow}{} — and \
+             serves the flags): stages {}",
+            if custom.is_empty() { String::new() } else { format!(", plus the queries {}", custom.join(", ")) },
+            policy.stages.iter().map(|p| format!("{p} %")).collect::<Vec<_>>().join(" → ")
+        ),
+        format!("ferry cutover {spec_arg}"),
+    ));
+    for pct in &policy.stages {
+        cut.steps.push(step(format!(
+            "reads at {pct} %: the flags (flagd file, /api/v1/flags, ferry_routing) send this share of users to the \
+             target; the stage holds {hold} with every trigger below its threshold, {advance}"
+        )));
+    }
+    for trigger in &policy.triggers {
+        let window = if trigger.window.is_zero() {
+            "at once".to_string()
+        } else {
+            format!("for {}", crate::audit::format_duration(trigger.window))
+        };
+        cut.steps.push(step(format!(
+            "rollback trigger {}: above {} {window} → every read back to the source within a second, \
+             `rollback-triggered` in the audit log, `ferry cutover` exits 1",
+            trigger.metric.name(),
+            trigger.metric.format(trigger.above)
+        )));
+    }
+    if let Some(p) = &policy.prometheus {
+        cut.steps.push(step(format!("error rate read from Prometheus at {}: `{}`", p.url, p.query)));
+    }
+    cut.exit_criteria = policy
+        .triggers
+        .iter()
+        .map(|t| format!("{} at most {}", t.metric.name(), t.metric.format(t.above)))
+        .chain(std::iter::once("reads at 100 %, held".to_string()))
+        .collect();
 }
