@@ -494,6 +494,9 @@ async fn the_dashboard_s_next_stage_button_advances_a_manual_read_ramp() {
     page.goto(&format!("{}/#token={}", served.base, served.token.clone().unwrap())).await.unwrap();
     wait_for_text(&page, "#ramp-percent", "20 %", &served).await;
     wait_for_text(&page, "#ramp-stages li.current", "20 %", &served).await;
+    // Each rollback trigger with its threshold, as the ramp measures them.
+    wait_for_text(&page, "#gates tr:nth-child(2) th", "replay_lag", &served).await;
+    wait_for_text(&page, "#gates tr:nth-child(1) td:nth-child(3)", "0.0100%", &served).await;
     page.find(fantoccini::Locator::Css("#ramp-next")).await.unwrap().click().await.unwrap();
     assert_eq!(served.wait(Duration::from_secs(60)), Some(0), "{}", served.output());
     let status = ws.status_json();
