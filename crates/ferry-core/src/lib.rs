@@ -20,8 +20,8 @@ pub mod value;
 
 pub use audit::{AuditEvent, Phase};
 pub use schema::{
-    Check, Collation, Column, ColumnDef, DefaultValue, Dependents, ExpressionIndex, FkAction, ForeignKey, Generated,
-    Identity, Index, Literal, TableDef, TableName, TableSchema, TableStats,
+    Check, Collation, Column, ColumnDef, ColumnDependent, DefaultValue, DependentKind, Dependents, ExpressionIndex,
+    FkAction, ForeignKey, Generated, Identity, Index, Literal, TableDef, TableName, TableSchema, TableStats,
 };
 pub use spec::{CaptureMethod, ColumnSource, Policy, Spec, SpecError, TableSpec};
 pub use types::DataType;

@@ -273,6 +273,44 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// What of the table itself uses one of `columns`: its keys, indexes,
+    /// foreign keys, checks and generated columns.
+    pub fn column_users(&self, columns: &[String]) -> Vec<ColumnDependent> {
+        let mut out = Vec::new();
+        let mut add = |column: &str, kind: DependentKind, name: &str| {
+            out.push(ColumnDependent { column: column.to_string(), kind, name: name.to_string() })
+        };
+        for column in columns {
+            if self.primary_key.contains(column) {
+                add(column, DependentKind::PrimaryKey, &self.name.to_string());
+            }
+            for index in self.unique_keys.iter().filter(|i| i.columns.contains(column)) {
+                add(column, DependentKind::Unique, &index.name);
+            }
+            for index in self.indexes.iter().filter(|i| i.columns.contains(column)) {
+                add(column, DependentKind::Index, &index.name);
+            }
+            for index in self.expression_indexes.iter().filter(|i| {
+                mentions_column(&i.elements, column)
+                    || i.predicate.as_deref().is_some_and(|p| mentions_column(p, column))
+            }) {
+                add(column, DependentKind::Index, &index.name);
+            }
+            for fk in self.foreign_keys.iter().filter(|fk| fk.columns.contains(column)) {
+                add(column, DependentKind::ForeignKey, &fk.name);
+            }
+            for check in self.checks.iter().filter(|c| mentions_column(&c.expr, column)) {
+                add(column, DependentKind::Check, &check.name);
+            }
+            for generated in self.columns.iter().filter(|c| &c.name != column) {
+                if generated.generated.as_ref().is_some_and(|g| mentions_column(&g.expr, column)) {
+                    add(column, DependentKind::GeneratedColumn, &generated.name);
+                }
+            }
+        }
+        out
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -296,6 +334,80 @@ pub struct Dependents {
     pub foreign_keys_in: Vec<(TableName, ForeignKey)>,
     pub triggers: Vec<String>,
     pub views: Vec<String>,
+}
+
+impl Dependents {
+    /// The foreign keys of other tables that reference one of `columns`.
+    pub fn referencing(&self, columns: &[String]) -> Vec<ColumnDependent> {
+        self.foreign_keys_in
+            .iter()
+            .flat_map(|(child, fk)| {
+                fk.ref_columns.iter().filter(|c| columns.contains(c)).map(move |c| ColumnDependent {
+                    column: c.clone(),
+                    kind: DependentKind::ForeignKey,
+                    name: format!("{child}.{}", fk.name),
+                })
+            })
+            .collect()
+    }
+}
+
+/// An object that uses a column, so that dropping the column breaks it or is refused.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ColumnDependent {
+    pub column: String,
+    pub kind: DependentKind,
+    /// As the database names it (`schema.view`, `child_table.fk_name`, ...).
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependentKind {
+    View,
+    Trigger,
+    Index,
+    PrimaryKey,
+    Unique,
+    ForeignKey,
+    Check,
+    GeneratedColumn,
+}
+
+impl DependentKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DependentKind::View => "view",
+            DependentKind::Trigger => "trigger",
+            DependentKind::Index => "index",
+            DependentKind::PrimaryKey => "primary key",
+            DependentKind::Unique => "unique constraint",
+            DependentKind::ForeignKey => "foreign key",
+            DependentKind::Check => "check constraint",
+            DependentKind::GeneratedColumn => "generated column",
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnDependent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} uses {}", self.kind.name(), self.name, self.column)
+    }
+}
+
+/// Whether `sql` names `column` as an identifier (any case, quoted or not):
+/// how a trigger body, a view or a check is found to use a column where the
+/// catalog does not record it. It may find a column named like a word of a
+/// string literal too: a refusal to drop then errs on the safe side.
+pub fn mentions_column(sql: &str, column: &str) -> bool {
+    let sql = sql.to_lowercase();
+    let column = column.to_lowercase();
+    let is_ident = |c: char| c.is_alphanumeric() || c == '_' || c == '$';
+    sql.match_indices(&column).any(|(at, _)| {
+        let before = sql[..at].chars().next_back();
+        let after = sql[at + column.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
 }
 
 /// What expand creates on the target: names, types and SQL already the
@@ -409,6 +521,16 @@ pub fn bounded_name(full: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_column_is_mentioned_as_a_whole_identifier() {
+        use super::mentions_column;
+        assert!(mentions_column("SELECT id FROM users WHERE verification_date IS NOT NULL", "verification_date"));
+        assert!(mentions_column("NEW.\"Email\" := lower(NEW.\"Email\")", "email"));
+        assert!(mentions_column("`db`.`users`.`a` AS `a`", "a"));
+        assert!(!mentions_column("SELECT verification_date_old FROM users", "verification_date"));
+        assert!(!mentions_column("SELECT data FROM t", "a"));
+    }
+
     use super::*;
 
     #[test]

@@ -28,7 +28,8 @@ pub fn engine_name(kind: EngineKind) -> ferry_core::plan::EngineName {
 
 use async_trait::async_trait;
 use ferry_core::{
-    CaptureMethod, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName, TableSchema, Value,
+    CaptureMethod, ColumnDependent, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName,
+    TableSchema, Value,
 };
 
 /// A batch of rows, shared so that the caller keeps it while an engine writes it.
@@ -404,6 +405,24 @@ pub trait Engine: Send + Sync {
 
     /// Foreign keys that reference the table, its triggers, and views that read it.
     async fn dependents(&self, table: &TableName) -> Result<Dependents>;
+
+    /// Every object that uses one of `columns` of `table` (views, triggers,
+    /// indexes and key constraints, foreign keys either way, checks,
+    /// generated columns), Ferry's own left out: what dropping a column must
+    /// wait for.
+    async fn column_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        let mut out = self.introspect(table).await?.column_users(columns);
+        out.extend(self.dependents(table).await?.referencing(columns));
+        out.extend(self.code_dependents(table, columns).await?);
+        out.retain(|d| !d.name.rsplit('.').next().unwrap_or_default().starts_with("ferry_"));
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The views and triggers whose SQL uses one of `columns` of `table`
+    /// (the part of [`Engine::column_dependents`] each engine finds its own way).
+    async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>>;
 
     /// The server's (or library's) version, for the plan.
     async fn version(&self) -> Result<String>;

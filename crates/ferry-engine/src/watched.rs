@@ -17,7 +17,9 @@ use crate::{
     ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use async_trait::async_trait;
-use ferry_core::{CaptureMethod, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName};
+use ferry_core::{
+    CaptureMethod, ColumnDependent, DataType, Dependents, ExpressionIndex, ForeignKey, Row, TableDef, TableName,
+};
 use ferry_core::{TableSchema, Value};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -96,6 +98,12 @@ impl Engine for Watched {
     }
     async fn table_exists(&self, table: &TableName) -> Result<bool> {
         self.watch(self.inner.table_exists(table)).await
+    }
+    async fn column_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        self.watch(self.inner.column_dependents(table, columns)).await
+    }
+    async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        self.watch(self.inner.code_dependents(table, columns)).await
     }
     async fn dependents(&self, table: &TableName) -> Result<Dependents> {
         self.watch(self.inner.dependents(table)).await

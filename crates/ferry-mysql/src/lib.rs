@@ -19,9 +19,9 @@ use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
 use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::{
-    schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDef, DataType, DefaultValue, Dependents,
-    ExpressionIndex, FkAction, ForeignKey, Generated, Identity, Index, Literal, Row, TableDef, TableName, TableSchema,
-    TableStats, Value,
+    schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDef, ColumnDependent, DataType, DefaultValue,
+    DependentKind, Dependents, ExpressionIndex, FkAction, ForeignKey, Generated, Identity, Index, Literal, Row,
+    TableDef, TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::tls::{TlsDialect, TlsMode, TlsSettings};
@@ -751,6 +751,45 @@ impl Engine for MysqlEngine {
             .await
             .map_err(map_err)?;
         Ok(found.is_some())
+    }
+
+    async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        let mut conn = self.conn().await?;
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        // A stored view definition names its tables `schema`.`table` and its columns `alias`.`column`.
+        let views: Vec<(String, String)> = conn
+            .exec(
+                "SELECT TABLE_NAME, VIEW_DEFINITION FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? AND VIEW_DEFINITION LIKE ?",
+                (&schema, format!("%`{}`.`{}`%", schema, table.name)),
+            )
+            .await
+            .map_err(map_err)?;
+        let triggers: Vec<(String, String)> = conn
+            .exec(
+                "SELECT TRIGGER_NAME, ACTION_STATEMENT FROM information_schema.TRIGGERS \
+                 WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ?",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        for column in columns {
+            for (name, definition) in &views {
+                if definition.contains(&format!("`{column}`")) {
+                    out.push(ColumnDependent { column: column.clone(), kind: DependentKind::View, name: name.clone() });
+                }
+            }
+            for (name, statement) in &triggers {
+                if ferry_core::schema::mentions_column(statement, column) {
+                    out.push(ColumnDependent {
+                        column: column.clone(),
+                        kind: DependentKind::Trigger,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn dependents(&self, table: &TableName) -> Result<Dependents> {

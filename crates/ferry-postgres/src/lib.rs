@@ -19,8 +19,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::{
-    schema::object_name, CaptureMethod, Check, Collation, Column, DataType, DefaultValue, Dependents, ExpressionIndex,
-    FkAction, ForeignKey, Generated, Identity, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+    schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDependent, DataType, DefaultValue,
+    DependentKind, Dependents, ExpressionIndex, FkAction, ForeignKey, Generated, Identity, Index, Row, TableDef,
+    TableName, TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::tls::{TlsDialect, TlsFailure, TlsMode, TlsSettings};
@@ -850,6 +851,45 @@ impl Engine for PostgresEngine {
     async fn table_exists(&self, table: &TableName) -> Result<bool> {
         let client = self.client.lock().await;
         Ok(self.table_oid(&client, table).await?.is_some())
+    }
+
+    async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        let client = self.client.lock().await;
+        let Some((oid, _)) = self.table_oid(&client, table).await? else {
+            return Err(EngineError::new(ErrorKind::NotFound, format!("table `{table}` does not exist")));
+        };
+        let columns = columns.to_vec();
+        // Views record the very columns they read (pg_depend on the rewrite rule).
+        let mut out: Vec<ColumnDependent> = client
+            .query(
+                "SELECT DISTINCT a.attname::text, v.oid::regclass::text FROM pg_depend d \
+                 JOIN pg_rewrite w ON d.classid = 'pg_rewrite'::regclass AND w.oid = d.objid \
+                 JOIN pg_class v ON v.oid = w.ev_class \
+                 JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                 WHERE d.refobjid = $1 AND v.oid <> $1 AND a.attname::text = ANY($2)",
+                &[&oid, &columns],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| ColumnDependent { column: r.get(0), kind: DependentKind::View, name: r.get(1) })
+            .collect();
+        // A trigger's function body is not tracked: its text (and its UPDATE OF list and WHEN) is read.
+        for r in client
+            .query(
+                "SELECT t.tgname::text, pg_get_triggerdef(t.oid) || ' ' || p.prosrc FROM pg_trigger t \
+                 JOIN pg_proc p ON p.oid = t.tgfoid WHERE t.tgrelid = $1 AND NOT t.tgisinternal",
+                &[&oid],
+            )
+            .await
+            .map_err(map_err)?
+        {
+            let (name, text): (String, String) = (r.get(0), r.get(1));
+            for column in columns.iter().filter(|c| ferry_core::schema::mentions_column(&text, c)) {
+                out.push(ColumnDependent { column: column.clone(), kind: DependentKind::Trigger, name: name.clone() });
+            }
+        }
+        Ok(out)
     }
 
     async fn dependents(&self, table: &TableName) -> Result<Dependents> {

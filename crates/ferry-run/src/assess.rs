@@ -163,7 +163,7 @@ impl Assessor {
             .collect();
         // Generated columns the target computes itself are not copied, and not dropped either.
         let recreated = |name: &str| plan.def.columns.iter().any(|c| c.name == name && c.generated.is_some());
-        let dropped_columns = s
+        let dropped_columns: Vec<String> = s
             .columns
             .iter()
             .map(|c| c.name.clone())
@@ -225,6 +225,11 @@ impl Assessor {
             indexes: s.indexes.iter().map(|i| i.columns.clone()).collect(),
             foreign_keys_out: s.foreign_keys.clone(),
             dependents: self.source.dependents(&plan.source_name).await?,
+            dropped_column_users: if plan.in_place && !dropped_columns.is_empty() {
+                self.source.column_dependents(&plan.source_name, &dropped_columns).await?
+            } else {
+                Vec::new()
+            },
             columns,
             dropped_columns,
             target_exists,

@@ -13,8 +13,9 @@ use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::temporal;
 use ferry_core::{
-    schema::object_name, CaptureMethod, Check, Collation, Column, DataType, DefaultValue, Dependents, ExpressionIndex,
-    FkAction, ForeignKey, Identity, Index, Row, TableDef, TableName, TableSchema, TableStats, Value,
+    schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDependent, DataType, DefaultValue,
+    DependentKind, Dependents, ExpressionIndex, FkAction, ForeignKey, Identity, Index, Row, TableDef, TableName,
+    TableSchema, TableStats, Value,
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
@@ -527,18 +528,6 @@ fn index_sql(table: &TableName, columns: &[String], unique: bool) -> String {
     )
 }
 
-/// Whether SQL text mentions `name` as a whole identifier (case-insensitive).
-fn mentions(sql: &str, name: &str) -> bool {
-    let sql = sql.to_ascii_lowercase();
-    let name = name.to_ascii_lowercase();
-    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    sql.match_indices(&name).any(|(i, _)| {
-        let before = sql[..i].chars().next_back();
-        let after = sql[i + name.len()..].chars().next();
-        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
-    })
-}
-
 fn not_found(conn: &Connection, table: &TableName) -> EngineError {
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -592,6 +581,30 @@ impl Engine for SqliteEngine {
         .await
     }
 
+    async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>> {
+        let (name, columns) = (table.name.clone(), columns.to_vec());
+        self.with_conn(move |c| {
+            let objects: Vec<(String, String, String, Option<String>)> = c
+                .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger')")
+                .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect())
+                .map_err(map_err)?;
+            let mut out = Vec::new();
+            for (kind, object, on_table, sql) in objects {
+                let sql = sql.unwrap_or_default();
+                let (kind, about_table) = match kind.as_str() {
+                    "view" => (DependentKind::View, ferry_core::schema::mentions_column(&sql, &name)),
+                    _ => (DependentKind::Trigger, on_table == name),
+                };
+                for column in columns.iter().filter(|col| about_table && ferry_core::schema::mentions_column(&sql, col))
+                {
+                    out.push(ColumnDependent { column: column.clone(), kind, name: object.clone() });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn dependents(&self, table: &TableName) -> Result<Dependents> {
         let name = table.name.clone();
         self.with_conn(move |c| {
@@ -616,7 +629,7 @@ impl Engine for SqliteEngine {
                             out.triggers.push(object);
                         }
                     }
-                    "view" if sql.as_deref().is_some_and(|sql| mentions(sql, &name)) => out.views.push(object),
+                    "view" if sql.as_deref().is_some_and(|sql| ferry_core::schema::mentions_column(sql, &name)) => out.views.push(object),
                     _ => {}
                 }
             }

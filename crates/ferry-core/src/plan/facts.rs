@@ -232,6 +232,9 @@ pub struct TableFacts {
     pub indexes: Vec<Vec<String>>,
     pub foreign_keys_out: Vec<ForeignKey>,
     pub dependents: Dependents,
+    /// In place: the objects that use a column contract drops (views, triggers, keys, checks, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_column_users: Vec<crate::schema::ColumnDependent>,
     pub columns: Vec<ColumnFacts>,
     /// Source columns that are not carried over.
     pub dropped_columns: Vec<String>,

@@ -386,11 +386,33 @@ fn dropped(rule: &Rule, a: &Assessment) -> Vec<Finding> {
     let mut out = Vec::new();
     for t in &a.tables {
         for col in &t.dropped_columns {
-            let message = match a.shape {
-                Shape::TableMove => format!("`{}.{col}` is not copied: {} will not have it", t.source, t.target),
-                Shape::InPlace => format!("`{}.{col}` is dropped, in contract only (the point of no return)", t.source),
+            let users: Vec<String> = t
+                .dropped_column_users
+                .iter()
+                .filter(|d| &d.column == col)
+                .map(|d| format!("{} {}", d.kind.name(), d.name))
+                .collect();
+            let (severity, message) = match a.shape {
+                Shape::TableMove => {
+                    (Severity::Warning, format!("`{}.{col}` is not copied: {} will not have it", t.source, t.target))
+                }
+                Shape::InPlace if users.is_empty() => (
+                    Severity::Warning,
+                    format!("`{}.{col}` is dropped, in contract only (the point of no return)", t.source),
+                ),
+                // Dropping it would fail (or, with CASCADE, take them along): contract must refuse until they change.
+                Shape::InPlace => (
+                    Severity::Error,
+                    format!(
+                        "`{}.{col}` is dropped in contract, but {} still use{} it: change {} first",
+                        t.source,
+                        users.join(", "),
+                        if users.len() == 1 { "s" } else { "" },
+                        if users.len() == 1 { "it" } else { "them" }
+                    ),
+                ),
             };
-            out.push(rule.finding(Severity::Warning, t, Some(col), message));
+            out.push(rule.finding(severity, t, Some(col), message));
         }
         if a.shape == Shape::TableMove {
             let d = &t.dependents;
