@@ -65,7 +65,7 @@ fn wrong_type_and_missing_field() {
     ws.write_spec(&format!("{SOURCE_ONLY}[policy]\nbatch_size = \"lots\"\n"));
     assert_error(&ws.run(&["run"]), &["ferry.toml:12:", "invalid type"]);
     ws.write_spec("[source]\nurl = \"sqlite:source.db\"\n[[table]]\nfrom = \"users\"\n");
-    assert_error(&ws.run(&["run"]), &["missing field `target`"]);
+    assert_error(&ws.run(&["run"]), &["the spec has no [target]", "[[change]]"]);
 }
 
 #[test]

@@ -134,6 +134,37 @@ async fn f004_a_view_on_a_column_contract_drops_is_an_error() {
     }
 }
 
+/// The seed's in-place example, written as `[[change]]` with no [target], plans the same expand/contract on
+/// every engine; `ferry run` says it cannot run it yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_s_change_spec_plans_in_place_on_every_engine() {
+    for kind in ALL {
+        let db = TestDb::new(kind).await;
+        db.exec(
+            "CREATE TABLE users (id integer PRIMARY KEY, email varchar(100) NOT NULL, verification_date date);
+             INSERT INTO users VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', '2025-01-01');",
+        )
+        .await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{}[source]\nurl = \"{}\"\n\n[[change]]\ntable = \"users\"\nadd_column = \"email_verified\"\n\
+             type = \"boolean\"\nexpr = \"verification_date IS NOT NULL\"\nnot_null = true\n\n\
+             [[change]]\ntable = \"users\"\ndrop_column = \"verification_date\"\n",
+            ferry_testkit::MIGRATION,
+            db.url
+        ));
+        let plan = ws.plan_json();
+        assert_eq!(plan["migration_plan"]["shape"], "in_place", "{kind}");
+        let text = plan.to_string();
+        assert!(text.contains("email_verified") && text.contains("DROP COLUMN"), "{kind}: {text}");
+        let found = findings(&plan);
+        assert!(has(&found, "F004", "warning"), "{kind}: the drop is in contract: {found:?}");
+        let ran = ws.run(&["run"]);
+        ran.assert_code(2);
+        assert!(ran.stderr.contains("in-place change"), "{kind}: {ran}");
+    }
+}
+
 /// Every kind of object that uses a column is found, on every engine, Ferry's own left out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn column_dependents_are_found_at_the_column_level() {

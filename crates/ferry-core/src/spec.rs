@@ -12,6 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod changes;
 mod cutover;
 pub use cutover::{
     fill_placeholders, placeholders, Advance, CutoverPolicy, PrometheusQuery, ShadowQuery, Trigger, TriggerMetric,
@@ -380,9 +381,12 @@ mod raw {
         #[serde(default)]
         pub migration: Migration,
         pub source: Endpoint,
-        pub target: Endpoint,
+        /// Absent for a change in place (`[[change]]`): then the source's.
+        pub target: Option<Endpoint>,
         #[serde(default, rename = "table")]
         pub tables: Vec<Spanned<Table>>,
+        #[serde(default, rename = "change")]
+        pub changes: Vec<Spanned<super::changes::RawChange>>,
         #[serde(default)]
         pub policy: Policy,
         #[serde(default)]
@@ -730,7 +734,7 @@ impl Spec {
 
     fn parse_with(path: &Path, text: &str, keep_unset: bool) -> Result<Spec, SpecError> {
         let ctx = Ctx { path, text, keep_unset };
-        let file: raw::File = toml::from_str(text).map_err(|e| {
+        let mut file: raw::File = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             let message = e.message().trim().to_string();
             let help = if message.starts_with("unknown field") {
@@ -745,10 +749,11 @@ impl Spec {
             ctx.error(span, message, help)
         })?;
 
+        changes::lower(&ctx, &mut file)?;
+        let target = file.target.as_ref().expect("lower() gives every spec a target");
         let source_url = ctx.interpolate(&file.source.url, "source.url")?;
-        let target_url = ctx.interpolate(&file.target.url, "target.url")?;
-        for (url, raw, key) in
-            [(&source_url, &file.source.url, "source.url"), (&target_url, &file.target.url, "target.url")]
+        let target_url = ctx.interpolate(&target.url, "target.url")?;
+        for (url, raw, key) in [(&source_url, &file.source.url, "source.url"), (&target_url, &target.url, "target.url")]
         {
             if !has_known_scheme(url) {
                 let near = ["postgres", "postgresql", "mysql", "mariadb"]
@@ -856,7 +861,7 @@ impl Spec {
             });
         }
 
-        if let Some(c) = &file.target.capture {
+        if let Some(c) = &target.capture {
             return Err(ctx.error(
                 c.span(),
                 "`target.capture`: capture records the source's writes",
@@ -1396,6 +1401,74 @@ mod tests {
     const MINIMAL: &str =
         "[source]\nurl = \"sqlite:a.db\"\n[target]\nurl = \"sqlite:b.db\"\n[[table]]\nfrom = \"users\"\n";
 
+    /// The seed's in-place example, exactly as issue 16 writes it.
+    const SEED_CHANGE: &str = r#"
+[migration]
+downtime = "0s"
+rollback = "lossless"
+owner = "dba@example.com"
+
+[source]
+url = "postgres://app@db/app"
+
+[[change]]
+table = "users"
+add_column = "email_verified"
+type = "boolean"
+expr = "verification_date IS NOT NULL"
+not_null = true
+
+[[change]]
+table = "users"
+drop_column = "verification_date"
+"#;
+
+    #[test]
+    fn changes_in_place_are_one_table_on_the_source() {
+        let spec = parse(SEED_CHANGE).unwrap();
+        assert_eq!(spec.target_url, spec.source_url);
+        assert_eq!(spec.tables.len(), 1);
+        let users = &spec.tables[0];
+        assert_eq!((users.from.as_str(), users.to.as_str()), ("users", "users"));
+        assert_eq!(users.exclude, vec!["verification_date".to_string()]);
+        assert_eq!(
+            users.columns,
+            vec![(
+                "email_verified".to_string(),
+                ColumnSource::Expr {
+                    sql: "verification_date IS NOT NULL".into(),
+                    data_type: Some(DataType::Bool),
+                    not_null: true
+                }
+            )]
+        );
+        let renamed = SEED_CHANGE.replace(
+            "drop_column = \"verification_date\"",
+            "rename_column = \"verification_date\"\nto = \"verified_at\"",
+        );
+        let spec = parse(&renamed).unwrap();
+        assert!(spec.tables[0].columns.iter().any(|(n, c)| n == "verified_at"
+            && matches!(c, ColumnSource::Column { name, .. } if name == "verification_date")));
+    }
+
+    #[test]
+    fn changes_that_cannot_be_planned_say_why() {
+        let with_target = SEED_CHANGE.replacen("[[change]]", "[target]\nurl = \"sqlite:other.db\"\n\n[[change]]", 1);
+        assert!(parse(&with_target).unwrap_err().message.contains("names another database"));
+        let two =
+            SEED_CHANGE.replace("drop_column = \"verification_date\"", "drop_column = \"a\"\nrename_column = \"b\"");
+        assert!(parse(&two).unwrap_err().message.contains("exactly one operation"));
+        let later = SEED_CHANGE.replace("drop_column = \"verification_date\"", "alter_type = \"id\"");
+        let e = parse(&later).unwrap_err();
+        assert!(e.message.contains("`change.alter_type` is not supported") && e.line == Some(19), "{e:?}");
+        let untyped = SEED_CHANGE.replace("type = \"boolean\"\n", "");
+        assert!(parse(&untyped).unwrap_err().message.contains("needs `type` and `expr`"));
+        let mixed = format!("{SEED_CHANGE}\n[[table]]\nfrom = \"orders\"\n");
+        assert!(parse(&mixed).unwrap_err().message.contains("not both"));
+        let neither = MINIMAL.replace("[target]\nurl = \"sqlite:b.db\"\n", "");
+        assert!(parse(&neither).unwrap_err().message.contains("no [target]"));
+    }
+
     #[test]
     fn minimal_spec_gets_defaults() {
         let spec = parse(MINIMAL).unwrap();
@@ -1474,7 +1547,7 @@ age = { type = "integer" }
         assert_eq!(err.line, Some(8));
         assert!(err.message.contains("invalid type"), "{err}");
         let err = parse("[source]\nurl = \"sqlite:a\"\n[[table]]\nfrom = \"t\"\n").unwrap_err();
-        assert!(err.message.contains("missing field `target`"), "{err}");
+        assert!(err.message.contains("the spec has no [target]"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! `[[change]]`: an in-place change described as operations on one
+//! database's tables (no `[target]`). Each operation is lowered into the
+//! in-place `[[table]]` form the planner already reads — `add_column` a
+//! computed column, `drop_column` an excluded one, `rename_column` a renamed
+//! one — so that both spellings plan the same.
+
+use super::raw::{ColumnValue, Detailed, Endpoint, File, Table};
+use super::{Ctx, SpecError};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChange {
+    table: Spanned<String>,
+    add_column: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    data_type: Option<Spanned<String>>,
+    expr: Option<Spanned<String>>,
+    not_null: Option<bool>,
+    drop_column: Option<Spanned<String>>,
+    rename_column: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
+    // Operations of the issue that are read, so that they are refused by name rather than as unknown keys.
+    alter_type: Option<Spanned<toml::Value>>,
+    split_column: Option<Spanned<toml::Value>>,
+    merge_columns: Option<Spanned<toml::Value>>,
+    add_index: Option<Spanned<toml::Value>>,
+    add_foreign_key: Option<Spanned<toml::Value>>,
+    add_check: Option<Spanned<toml::Value>>,
+    up: Option<Spanned<String>>,
+    down: Option<Spanned<String>>,
+}
+
+/// Fills `file.tables` and `file.target` from `file.changes`; a spec without
+/// changes must have a `[target]`.
+pub(super) fn lower(ctx: &Ctx, file: &mut File) -> Result<(), SpecError> {
+    let Some(first) = file.changes.first() else {
+        if file.target.is_none() {
+            return Err(ctx.error(
+                0..0,
+                "the spec has no [target]",
+                "add [target] with url = \"...\" to move tables, or describe an in-place change with [[change]] \
+                 entries (docs/spec.md)",
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(table) = file.tables.first() {
+        return Err(ctx.error(
+            table.span(),
+            "a spec has [[table]] entries (a move) or [[change]] entries (a change in place), not both",
+            "keep one kind: a change in place needs no [[table]]",
+        ));
+    }
+    match &file.target {
+        Some(target) if target.url.get_ref() != file.source.url.get_ref() => {
+            return Err(ctx.error(
+                target.url.span(),
+                "[[change]] changes tables in place, on the source: `target.url` names another database",
+                "remove [target] (or give it the source's url)",
+            ))
+        }
+        Some(_) => {}
+        None => file.target = Some(Endpoint { url: file.source.url.clone(), capture: None }),
+    }
+    let mut tables: Vec<Table> = Vec::new();
+    for entry in &file.changes {
+        let change = entry.get_ref();
+        let index = match tables.iter().position(|t| t.from.get_ref() == change.table.get_ref()) {
+            Some(i) => i,
+            None => {
+                tables.push(empty_table(change.table.clone()));
+                tables.len() - 1
+            }
+        };
+        apply(ctx, entry, &mut tables[index])?;
+    }
+    let span = first.span();
+    file.tables = tables.into_iter().map(|t| Spanned::new(span.clone(), t)).collect();
+    Ok(())
+}
+
+fn empty_table(from: Spanned<String>) -> Table {
+    Table {
+        from,
+        to: None,
+        key: None,
+        filter: None,
+        exclude: Vec::new(),
+        columns: BTreeMap::new(),
+        translate: BTreeMap::new(),
+        existing_rows: None,
+    }
+}
+
+/// One operation of a `[[change]]` into its table.
+fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(), SpecError> {
+    let c = entry.get_ref();
+    let not_yet = [
+        ("alter_type", c.alter_type.as_ref().map(|v| v.span())),
+        ("split_column", c.split_column.as_ref().map(|v| v.span())),
+        ("merge_columns", c.merge_columns.as_ref().map(|v| v.span())),
+        ("add_index", c.add_index.as_ref().map(|v| v.span())),
+        ("add_foreign_key", c.add_foreign_key.as_ref().map(|v| v.span())),
+        ("add_check", c.add_check.as_ref().map(|v| v.span())),
+    ];
+    if let Some((name, Some(span))) = not_yet.iter().find(|(_, s)| s.is_some()) {
+        return Err(ctx.error(
+            span.clone(),
+            format!("`change.{name}` is not supported in this version"),
+            "this version plans add_column, drop_column and rename_column in place",
+        ));
+    }
+    let operations = [c.add_column.is_some(), c.drop_column.is_some(), c.rename_column.is_some()];
+    if operations.iter().filter(|&&o| o).count() != 1 {
+        return Err(ctx.error(
+            entry.span(),
+            "each [[change]] has exactly one operation",
+            "give one of add_column, drop_column or rename_column (one [[change]] per operation)",
+        ));
+    }
+    if let Some(column) = &c.add_column {
+        let (Some(data_type), Some(expr)) = (&c.data_type, &c.expr) else {
+            return Err(ctx.error(
+                column.span(),
+                format!("`change.add_column = \"{}\"` needs `type` and `expr`", column.get_ref()),
+                "e.g. type = \"boolean\", expr = \"verification_date IS NOT NULL\" (SQL of the database, over the row's columns)",
+            ));
+        };
+        let detailed = Detailed {
+            from: None,
+            expr: Some(expr.get_ref().clone()),
+            data_type: Some(data_type.get_ref().clone()),
+            // NOT NULL is applied at contract (the planner adds it through a validated check).
+            nullable: Some(!c.not_null.unwrap_or(false)),
+        };
+        table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
+    } else if let Some(column) = &c.drop_column {
+        table.exclude.push(column.clone());
+    } else if let Some(old) = &c.rename_column {
+        let Some(new) = &c.to else {
+            return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));
+        };
+        table.columns.insert(new.clone(), Spanned::new(old.span(), ColumnValue::Name(old.get_ref().clone())));
+    }
+    for (key, value) in
+        [("type", c.data_type.as_ref()), ("expr", c.expr.as_ref()), ("up", c.up.as_ref()), ("down", c.down.as_ref())]
+    {
+        if let Some(v) = value.filter(|_| c.add_column.is_none() || matches!(key, "up" | "down")) {
+            return Err(ctx.error(v.span(), format!("`change.{key}` does not go with this operation"), "remove it"));
+        }
+    }
+    Ok(())
+}
