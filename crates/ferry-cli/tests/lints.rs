@@ -162,6 +162,35 @@ async fn the_seed_s_change_spec_plans_in_place_on_every_engine() {
         let ran = ws.run(&["run"]);
         ran.assert_code(2);
         assert!(ran.stderr.contains("in-place change"), "{kind}: {ran}");
+
+        // The plan's expand SQL, run as an operator would paste it: both application versions write.
+        let expand = plan["runbook"]["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["steps"].as_array().unwrap())
+            .find(|s| s["text"].as_str().unwrap().starts_with("add the new columns"))
+            .and_then(|s| s["sql"][0]["sql"].as_str())
+            .unwrap_or_else(|| panic!("{kind}: no expand SQL in {plan}"))
+            .to_string();
+        db.exec(&expand).await;
+        db.exec("INSERT INTO users (id, email, verification_date) VALUES (3, 'c@example.com', '2025-02-02')").await;
+        db.exec("UPDATE users SET email_verified = true WHERE id = 1").await;
+        db.exec("UPDATE users SET email = 'b2@example.com' WHERE id = 2").await;
+        let engine = db.engine().await;
+        let verified = |id: i32| {
+            let engine = engine.clone();
+            async move {
+                let sql = format!(
+                    "SELECT CASE WHEN email_verified IS NULL THEN 'null' WHEN email_verified THEN 'yes' ELSE 'no' END \
+                     FROM users WHERE id = {id}"
+                );
+                engine.scalar(&sql).await.unwrap().unwrap()
+            }
+        };
+        assert_eq!(verified(3).await, "yes", "{kind}: an old-version insert computes the new column");
+        assert_eq!(verified(1).await, "yes", "{kind}: a new-version write keeps its value (not recomputed)");
+        assert_eq!(verified(2).await, "yes", "{kind}: an update that leaves the new column alone recomputes it");
     }
 }
 

@@ -210,7 +210,11 @@ pub fn added_columns(t: &TableFacts) -> Vec<&ColumnFacts> {
         .collect()
 }
 
-/// Expand, in place: the new columns, nullable, and the triggers that keep them in step.
+/// Expand, in place: the new columns, nullable, and the triggers that keep
+/// them in step. A write that sets the new column itself (a new application
+/// version, or any writer after the switch) keeps its value: the trigger
+/// computes the column only on an INSERT that leaves it NULL and on an
+/// UPDATE that leaves it as it was.
 pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
     let name = table(engine, &t.source);
     let added = added_columns(t);
@@ -229,10 +233,12 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
             let sets: Vec<String> = added
                 .iter()
                 .map(|c| {
+                    let column = ident(engine, &physical(c));
                     format!(
-                        "  SELECT {} INTO NEW.{} FROM (SELECT NEW.*) AS {};",
+                        "  IF (TG_OP = 'INSERT' AND NEW.{column} IS NULL)\n     \
+                         OR (TG_OP = 'UPDATE' AND NEW.{column} IS NOT DISTINCT FROM OLD.{column}) THEN\n    \
+                         SELECT {} INTO NEW.{column} FROM (SELECT NEW.*) AS {};\n  END IF;",
                         new_value(engine, c),
-                        ident(engine, &physical(c)),
                         ident(engine, &t.source)
                     )
                 })
@@ -259,9 +265,13 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
                 let sets: Vec<String> = added
                     .iter()
                     .map(|c| {
+                        let column = ident(engine, &physical(c));
+                        let untouched = match event {
+                            "INSERT" => format!("NEW.{column} IS NULL"),
+                            _ => format!("NEW.{column} <=> OLD.{column}"),
+                        };
                         format!(
-                            "NEW.{} = (SELECT {} FROM (SELECT {}) AS r)",
-                            ident(engine, &physical(c)),
+                            "NEW.{column} = IF({untouched}, (SELECT {} FROM (SELECT {}) AS r), NEW.{column})",
                             new_value(engine, c),
                             all.join(", ")
                         )
@@ -275,9 +285,19 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
             }
         }
         EngineName::Sqlite => {
-            let sets: Vec<String> =
-                added.iter().map(|c| format!("{} = {}", ident(engine, &physical(c)), new_value(engine, c))).collect();
+            // SQLite triggers cannot assign NEW: each column is set after the write, when the write left it alone.
             for event in ["INSERT", "UPDATE"] {
+                let sets: Vec<String> = added
+                    .iter()
+                    .map(|c| {
+                        let column = ident(engine, &physical(c));
+                        let untouched = match event {
+                            "INSERT" => format!("NEW.{column} IS NULL"),
+                            _ => format!("NEW.{column} IS OLD.{column}"),
+                        };
+                        format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", new_value(engine, c))
+                    })
+                    .collect();
                 out.push(format!(
                     "CREATE TRIGGER {} AFTER {event} ON {name} BEGIN UPDATE {name} SET {} WHERE rowid = NEW.rowid; END;",
                     ident(engine, &format!("{trigger}_{}", event.to_lowercase())),
