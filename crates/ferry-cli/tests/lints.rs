@@ -191,6 +191,27 @@ async fn the_seed_s_change_spec_plans_in_place_on_every_engine() {
         assert_eq!(verified(3).await, "yes", "{kind}: an old-version insert computes the new column");
         assert_eq!(verified(1).await, "yes", "{kind}: a new-version write keeps its value (not recomputed)");
         assert_eq!(verified(2).await, "yes", "{kind}: an update that leaves the new column alone recomputes it");
+
+        if kind == Kind::Postgres {
+            // The contract SQL pasted while a view still reads the old column fails as a whole: nothing half-done.
+            let contract = plan["runbook"]["phases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|p| p["steps"].as_array().unwrap())
+                .filter_map(|s| s["sql"][0]["sql"].as_str())
+                .find(|sql| sql.contains("DROP COLUMN"))
+                .unwrap()
+                .to_string();
+            db.exec("CREATE VIEW verified_users AS SELECT id FROM users WHERE verification_date IS NOT NULL").await;
+            let mut session = db.session().await;
+            let failed = session.exec(&contract).await.unwrap_err();
+            assert!(failed.contains("verified_users") || failed.contains("depend"), "{failed}");
+            drop(session);
+            assert!(db.ferry_objects().await.contains(&"ferry_sync_users".to_string()), "the sync trigger stays");
+            db.exec("INSERT INTO users (id, email, verification_date) VALUES (4, 'd@example.com', NULL)").await;
+            assert_eq!(verified(4).await, "no", "the trigger still keeps the new column in step");
+        }
     }
 }
 

@@ -351,14 +351,20 @@ pub fn in_place_mismatches(engine: EngineName, t: &TableFacts) -> String {
 pub fn in_place_contract(engine: EngineName, t: &TableFacts) -> Vec<String> {
     let name = table(engine, &t.source);
     let trigger = format!("ferry_sync_{}", t.source.replace('.', "_"));
+    // PostgreSQL validates its NOT NULL checks first, outside the transaction:
+    // a scan under the lock the transaction's DDL then holds would stop writers.
+    let mut validate = Vec::new();
     let mut out = Vec::new();
     for c in added_columns(t).iter().filter(|c| !c.nullable) {
         let col = ident(engine, &physical(c));
         match engine {
             EngineName::Postgres => {
                 let check = ident(engine, &format!("{}_{}_not_null", t.source, c.name));
-                out.push(format!("ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID;"));
-                out.push(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {check};"));
+                // Dropped first, so that a contract stopped after this step can run again.
+                validate.push(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {check};"));
+                validate
+                    .push(format!("ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID;"));
+                validate.push(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {check};"));
                 out.push(format!("ALTER TABLE {name} ALTER COLUMN {col} SET NOT NULL;"));
                 out.push(format!("ALTER TABLE {name} DROP CONSTRAINT {check};"));
             }
@@ -392,7 +398,24 @@ pub fn in_place_contract(engine: EngineName, t: &TableFacts) -> Vec<String> {
             ident(engine, &c.name)
         ));
     }
-    out
+    // Where DDL is transactional, the contract is one step: a drop that fails
+    // (an object still uses the column) leaves the sync triggers and every column in place.
+    match engine {
+        EngineName::Postgres | EngineName::Sqlite => {
+            validate.push("BEGIN;".into());
+            validate.extend(out);
+            validate.push("COMMIT;".into());
+            validate
+        }
+        EngineName::Mysql => {
+            validate.push(
+                "-- MariaDB/MySQL commit each ALTER by itself: run these in order, checking each; each can run again"
+                    .into(),
+            );
+            validate.extend(out);
+            validate
+        }
+    }
 }
 
 /// The keyset read the backfill runs on the source, for one batch.
