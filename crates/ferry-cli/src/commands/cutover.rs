@@ -25,23 +25,7 @@ pub struct Args {
 /// `ferry cutover`: the read ramp, in the foreground, replaying as it holds each stage.
 pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation) -> anyhow::Result<u8> {
     if args.abort {
-        let spec = super::load_spec_without_secrets(spec_path)?;
-        let flags = ferry_run::cutover::abort(&spec, &invocation.operator)?;
-        outln!("reads: {} % to the target; every read goes to the source", flags.read_percent);
-        // The state store and the flag file say so already; the table needs the database.
-        let spec = super::load_spec(spec_path)?;
-        let base = spec.base_dir();
-        let source = ferry_run::connect::open(&spec.source_url, &base, ferry_run::connect::Role::Source).await;
-        let target = ferry_run::connect::open(&spec.target_url, &base, ferry_run::connect::Role::Target).await;
-        let (source, target) = source.and_then(|s| target.map(|t| (s, t))).map_err(|e| {
-            anyhow::anyhow!(
-                "{e}; reads are at 0 % in the state store, /api/v1/flags and the flag file, but ferry_routing was \
-                 not rewritten: run `ferry cutover --abort` again once the database answers"
-            )
-        })?;
-        ferry_run::cutover::publish_routing(&spec, &flags, &*source, &*target).await?;
-        outln!("ferry_routing says so too");
-        return Ok(EXIT_OK);
+        return abort(spec_path, &invocation.operator).await;
     }
     if args.next {
         ferry_run::cutover::request_next(&super::load_spec_without_secrets(spec_path)?)?;
@@ -73,4 +57,34 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `ferry cutover --abort`: the state store first (what `/api/v1/flags` serves), the flag file, then `ferry_routing`.
+async fn abort(spec_path: &Path, operator: &str) -> anyhow::Result<u8> {
+    let spec = super::load_spec_without_secrets(spec_path)?;
+    let flags = ferry_run::cutover::abort(&spec, operator)?;
+    outln!("reads: {} % to the target; every read goes to the source", flags.read_percent);
+    // The state store and the flag file say so already; the table needs the database.
+    let spec = super::load_spec(spec_path)?;
+    let base = spec.base_dir();
+    let connected = async {
+        let source = ferry_run::connect::open(&spec.source_url, &base, ferry_run::connect::Role::Source).await?;
+        // The target has a row only once writes moved there; otherwise it need not answer.
+        let target = if flags.writes_to_target {
+            ferry_run::connect::open(&spec.target_url, &base, ferry_run::connect::Role::Target).await?
+        } else {
+            source.clone()
+        };
+        Ok::<_, ferry_run::RunError>((source, target))
+    }
+    .await;
+    let (source, target) = connected.map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; reads are at 0 % in the state store, /api/v1/flags and the flag file, but ferry_routing was \
+             not rewritten: run `ferry cutover --abort` again once the database answers"
+        )
+    })?;
+    ferry_run::cutover::publish_routing(&spec, &flags, &*source, &*target).await?;
+    outln!("ferry_routing says so too");
+    Ok(EXIT_OK)
 }
