@@ -304,3 +304,24 @@ async fn a_minute_long_ramp_under_a_writer_ends_at_100_percent_with_no_mismatch(
     assert_eq!(gates, ["mismatch_rate", "replay_lag", "latency_ratio", "error_rate"], "{cutover}");
     assert!(Path::new(&ws.path().join("flags.json")).exists());
 }
+
+/// The ramp cannot go on (the target table is gone): nothing would watch the gates, so reads go back first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_that_stops_the_ramp_sends_reads_back_first() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a'), (2, 'b');").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&with_cutover(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n"), "stages = [50, 100]\nhold = \"5m\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    let mut ramp = ws.serving(&["cutover", "--http", "127.0.0.1:0"]);
+    wait_until("stage 50 %", Duration::from_secs(60), || status_cutover(&ws)["read_percent"] == 50);
+    dst.exec("DROP TABLE t").await;
+    assert_eq!(ramp.wait(Duration::from_secs(60)), Some(2), "{}", ramp.output());
+    assert!(ramp.output().contains("reads: 0 % to the target"), "{}", ramp.output());
+    let cutover = status_cutover(&ws);
+    assert_eq!(cutover["read_percent"], 0, "{cutover}");
+    assert!(cutover["triggered"].as_str().unwrap().starts_with("error E"), "{cutover}");
+    assert_eq!(src.routing_row("ferry").await, Some((0, "source".into())));
+    assert!(ws.audit_log().contains("rollback-triggered: phase=cutover, trigger=error E"), "{}", ws.audit_log());
+}

@@ -249,6 +249,9 @@ impl Migration {
         advance(&self.state, Event::CutoverStarted)?;
         self.begin(Phase::Cutover, progress)?;
         let result = self.ramp(&policy, progress, options.show_values).await;
+        if let Err(e) = &result {
+            self.fail_safe(e).await?;
+        }
         let ended = match &result {
             Ok(CutoverOutcome::Completed) => Ok(()),
             Ok(CutoverOutcome::Triggered(t)) => Err(RunError::new(RunErrorKind::Refused, t.clone())),
@@ -258,8 +261,36 @@ impl Migration {
             Err(e) => Err(RunError::new(e.kind, e.message.clone())),
         };
         self.end(Phase::Cutover, &ended)?;
-        self.publish_flags().await?;
+        if result.is_ok() {
+            self.publish_flags().await?;
+        }
         result
+    }
+
+    /// The ramp stopped on an error (a read that fails, a replay that cannot
+    /// go on): nothing watches the gates any more, so every read goes back to
+    /// the source, recorded as a trigger (`--resume` after a verification).
+    /// Ctrl-C and SIGTERM stop without moving reads: run again, the ramp goes on.
+    async fn fail_safe(&self, error: &RunError) -> Result<()> {
+        if error.kind == RunErrorKind::Interrupted || self.state.lifecycle()? != State::at(Stage::CuttingOver) {
+            return Ok(());
+        }
+        let trigger = format!("error {}: {}", error.code(), error.message);
+        advance(&self.state, Event::CutoverAborted)?;
+        self.state.set_meta("cutover_triggered_at", &timestamp(now()))?;
+        self.state.set_meta("cutover_trigger", &trigger)?;
+        self.state.audit(&AuditEvent::RollbackTriggered {
+            trigger: trigger.clone(),
+            phase: Phase::Cutover.number(),
+            action: "reads-to-source".into(),
+            value: None,
+            threshold: None,
+        })?;
+        // The database may be what failed: the state store and the flag file say 0 % already.
+        if let Err(e) = self.publish_flags().await {
+            tracing::warn!("{}; ferry_routing still shows the old share: run `ferry cutover --abort`", e.message);
+        }
+        Ok(())
     }
 
     async fn ramp(&self, policy: &CutoverPolicy, progress: &dyn Progress, show_values: bool) -> Result<CutoverOutcome> {

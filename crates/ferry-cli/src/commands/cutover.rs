@@ -55,7 +55,12 @@ pub async fn run(spec_path: &Path, args: Args, invocation: ferry_run::Invocation
             outln!("stopped as asked; reads stay where they are; `ferry cutover` goes on at this stage");
             Ok(EXIT_INTERRUPTED)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            if let Ok(flags) = ferry_run::cutover::flags(&migration.spec, &migration.state) {
+                outln!("the ramp stopped on an error; reads: {} % to the target", flags.read_percent);
+            }
+            Err(e.into())
+        }
     }
 }
 
