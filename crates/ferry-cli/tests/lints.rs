@@ -103,6 +103,17 @@ async fn f004_dropped_column() {
     }
 }
 
+/// The seed's `users`: one row verified, one not.
+async fn users_with_verification_date(kind: Kind) -> TestDb {
+    let db = TestDb::new(kind).await;
+    db.exec(
+        "CREATE TABLE users (id integer PRIMARY KEY, email varchar(100) NOT NULL, verification_date date);
+         INSERT INTO users VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', '2025-01-01');",
+    )
+    .await;
+    db
+}
+
 /// In place, a dropped column that a view still reads makes contract fail: the plan says so, as an error naming
 /// the view, on every engine; once the view no longer reads it, only the warning stays.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,12 +121,7 @@ async fn f004_a_view_on_a_column_contract_drops_is_an_error() {
     let tables = "[[table]]\nfrom = \"users\"\nexclude = [\"verification_date\"]\n\n[table.columns]\n\
                   email_verified = { expr = \"verification_date IS NOT NULL\", type = \"boolean\" }\n";
     for kind in ALL {
-        let db = TestDb::new(kind).await;
-        db.exec(
-            "CREATE TABLE users (id integer PRIMARY KEY, email varchar(100) NOT NULL, verification_date date);
-             INSERT INTO users VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', '2025-01-01');",
-        )
-        .await;
+        let db = users_with_verification_date(kind).await;
         db.exec("CREATE VIEW verified_users AS SELECT id, email FROM users WHERE verification_date IS NOT NULL").await;
         let ws = Workspace::new(FERRY);
         ws.write_spec(&spec_in_place(&db, tables));
@@ -139,12 +145,7 @@ async fn f004_a_view_on_a_column_contract_drops_is_an_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_s_change_spec_plans_in_place_on_every_engine() {
     for kind in ALL {
-        let db = TestDb::new(kind).await;
-        db.exec(
-            "CREATE TABLE users (id integer PRIMARY KEY, email varchar(100) NOT NULL, verification_date date);
-             INSERT INTO users VALUES (1, 'a@example.com', NULL), (2, 'b@example.com', '2025-01-01');",
-        )
-        .await;
+        let db = users_with_verification_date(kind).await;
         let ws = Workspace::new(FERRY);
         ws.write_spec(&format!(
             "{}[source]\nurl = \"{}\"\n\n[[change]]\ntable = \"users\"\nadd_column = \"email_verified\"\n\

@@ -235,9 +235,10 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
                 .map(|c| {
                     let column = ident(engine, &physical(c));
                     format!(
-                        "  IF (TG_OP = 'INSERT' AND NEW.{column} IS NULL)\n     \
-                         OR (TG_OP = 'UPDATE' AND NEW.{column} IS NOT DISTINCT FROM OLD.{column}) THEN\n    \
+                        "  IF (TG_OP = 'INSERT' AND {})\n     OR (TG_OP = 'UPDATE' AND {}) THEN\n    \
                          SELECT {} INTO NEW.{column} FROM (SELECT NEW.*) AS {};\n  END IF;",
+                        left_alone(engine, "INSERT", &column),
+                        left_alone(engine, "UPDATE", &column),
                         new_value(engine, c),
                         ident(engine, &t.source)
                     )
@@ -266,10 +267,7 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
                     .iter()
                     .map(|c| {
                         let column = ident(engine, &physical(c));
-                        let untouched = match event {
-                            "INSERT" => format!("NEW.{column} IS NULL"),
-                            _ => format!("NEW.{column} <=> OLD.{column}"),
-                        };
+                        let untouched = left_alone(engine, event, &column);
                         format!(
                             "NEW.{column} = IF({untouched}, (SELECT {} FROM (SELECT {}) AS r), NEW.{column})",
                             new_value(engine, c),
@@ -291,10 +289,7 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
                     .iter()
                     .map(|c| {
                         let column = ident(engine, &physical(c));
-                        let untouched = match event {
-                            "INSERT" => format!("NEW.{column} IS NULL"),
-                            _ => format!("NEW.{column} IS OLD.{column}"),
-                        };
+                        let untouched = left_alone(engine, event, &column);
                         format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", new_value(engine, c))
                     })
                     .collect();
@@ -307,6 +302,17 @@ pub fn in_place_expand(engine: EngineName, t: &TableFacts) -> Vec<String> {
         }
     }
     out
+}
+
+/// A trigger's condition for "the write left `column` alone": an INSERT
+/// without it, or an UPDATE that kept its value (NULL-safe).
+fn left_alone(engine: EngineName, event: &str, column: &str) -> String {
+    match (event, engine) {
+        ("INSERT", _) => format!("NEW.{column} IS NULL"),
+        (_, EngineName::Mysql) => format!("NEW.{column} <=> OLD.{column}"),
+        (_, EngineName::Sqlite) => format!("NEW.{column} IS OLD.{column}"),
+        (_, EngineName::Postgres) => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
+    }
 }
 
 /// Backfill, in place: one batch of a keyset-ordered UPDATE.
