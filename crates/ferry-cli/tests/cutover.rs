@@ -136,6 +136,7 @@ async fn the_ramp_runs_under_a_writer_and_its_flags_agree_everywhere() {
         let mut served = ws.serving(&["cutover", "--http", "127.0.0.1:0"]);
         let http: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
         let mut seen = BTreeSet::new();
+        let mut routed = BTreeSet::new();
         let mut etag = String::new();
         let deadline = Instant::now() + Duration::from_secs(120);
         while served.child.try_wait().unwrap().is_none() {
@@ -155,9 +156,13 @@ async fn the_ramp_runs_under_a_writer_and_its_flags_agree_everywhere() {
                 }
                 other => panic!("GET /api/v1/flags answered {other}"),
             }
+            if let Some((percent, _)) = src.routing_row("ferry").await {
+                routed.insert(percent as u64);
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
         assert_eq!(served.wait(Duration::from_secs(10)), Some(0), "{}", served.output());
+        assert_eq!(routed, BTreeSet::from([1, 10, 50, 100]), "the ferry_routing row follows each stage");
         assert_eq!(src.routing_row("ferry").await, Some((100, "source".into())));
         assert_eq!(dst.routing_row("ferry").await, None, "the target has no routing row before the switch");
         let shadow = &ws.status_json()["cutover"]["shadow"];
