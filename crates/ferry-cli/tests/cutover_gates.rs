@@ -325,3 +325,21 @@ async fn an_error_that_stops_the_ramp_sends_reads_back_first() {
     assert_eq!(src.routing_row("ferry").await, Some((0, "source".into())));
     assert!(ws.audit_log().contains("rollback-triggered: phase=cutover, trigger=error E"), "{}", ws.audit_log());
 }
+
+/// A shadow query whose placeholder is not a key column is refused before the ramp starts: no trigger, no read moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_query_with_a_wrong_placeholder_is_refused_before_the_ramp() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Sqlite).await;
+    src.exec("CREATE TABLE t (id integer PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');").await;
+    let ws = Workspace::new(FERRY);
+    let cutover = "stages = [100]\nhold = \"0s\"\n[[cutover.shadow]]\nname = \"by v\"\n\
+                   source_sql = \"SELECT id FROM t WHERE v = {v}\"\ntarget_sql = \"SELECT id FROM t WHERE v = {v}\"\n";
+    ws.write_spec(&with_cutover(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n"), cutover));
+    ws.run(&["run"]).assert_code(0);
+    let refused = ws.run(&["cutover"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("{v} is not a key column of t (its key: id)"), "{refused}");
+    let cutover = status_cutover(&ws);
+    assert_eq!((ws.status_json()["state"].as_str(), cutover["triggered"].as_str()), (Some("verified"), None));
+}

@@ -233,6 +233,8 @@ impl Migration {
                 .with_hint("add `[cutover]` (stages = [1, 10, 50, 100], hold = \"15m\") to ramp reads, or go straight to `ferry switch`")
         })?;
         let state = permit(&self.state, Command::Cutover)?;
+        // A spec mistake is said before the ramp starts, not as an error that ends it.
+        crate::shadow::validate_queries(&self.plans, &policy)?;
         if state == State::at(Stage::CutOver) {
             progress.note("every read already goes to the target; `ferry switch` moves the writes");
             return Ok(CutoverOutcome::Completed);

@@ -131,9 +131,7 @@ impl<'a> ShadowReader<'a> {
             }
             tables.push(table);
         }
-        for q in &policy.shadow {
-            shadow_table(plans, q)?;
-        }
+        validate_queries(plans, policy)?;
         Ok(ShadowReader {
             source,
             target,
@@ -412,6 +410,14 @@ async fn key_pool(source: &dyn Engine, table: &Table<'_>) -> Result<Vec<Vec<Valu
         }
     }
     Ok(keys)
+}
+
+/// Every `[[cutover.shadow]]` names a table of the migration and only its key columns as placeholders.
+pub(crate) fn validate_queries(plans: &[TablePlan], policy: &ferry_core::spec::CutoverPolicy) -> Result<()> {
+    for q in &policy.shadow {
+        shadow_table(plans, q)?;
+    }
+    Ok(())
 }
 
 /// The table whose keys fill a shadow query's placeholders; every placeholder must be one of its key columns.
