@@ -264,7 +264,7 @@ impl Migration {
         };
         self.end(Phase::Cutover, &ended)?;
         if result.is_ok() {
-            self.publish_flags().await?;
+            self.publish_flags_after_move().await;
         }
         result
     }
@@ -289,9 +289,7 @@ impl Migration {
             threshold: None,
         })?;
         // The database may be what failed: the state store and the flag file say 0 % already.
-        if let Err(e) = self.publish_flags().await {
-            tracing::warn!("{}; ferry_routing still shows the old share: run `ferry cutover --abort`", e.message);
-        }
+        self.publish_flags_after_move().await;
         Ok(())
     }
 
@@ -344,7 +342,7 @@ impl Migration {
             let state = self.state.lifecycle()?;
             if state != State::at(Stage::CuttingOver) {
                 // Someone else moved reads back: the tables follow the state store.
-                self.publish_flags().await?;
+                self.publish_flags_after_move().await;
                 return Ok(Some(CutoverOutcome::Withdrawn(state)));
             }
             let lags = self.lags()?;
@@ -423,7 +421,7 @@ impl Migration {
         advance(&self.state, Event::CutoverAborted)?;
         self.state.set_meta("cutover_triggered_at", &timestamp(now()))?;
         self.state.set_meta("cutover_trigger", &trigger)?;
-        self.publish_flags().await?;
+        self.publish_flags_after_move().await;
         self.state.audit(&AuditEvent::RollbackTriggered {
             trigger: format!("{}{shape}", gate.trigger),
             phase: Phase::Cutover.number(),
@@ -432,6 +430,20 @@ impl Migration {
             threshold: Some(gate.threshold.clone()),
         })?;
         Ok(trigger)
+    }
+
+    /// [`Migration::publish_flags`] after a step that already moved the
+    /// state (a trigger, a withdrawal, a switch or a switch back): the state
+    /// store and the flag file say where reads go; a `ferry_routing` that
+    /// cannot be written is said loudly and does not fail the step.
+    pub(crate) async fn publish_flags_after_move(&self) {
+        if let Err(e) = self.publish_flags().await {
+            tracing::warn!(
+                "{}; ferry_routing may still show the previous routing: run `ferry cutover --abort` (or the step \
+                 again) once it can be written",
+                e.message
+            );
+        }
     }
 
     /// Writes the flags everywhere they are published: the state store's

@@ -106,7 +106,7 @@ impl Migration {
             self.fence_and_hand_over(targets, reverse, progress).await?;
             self.state.set_meta("writes", Side::Target.name())?;
         }
-        self.publish_flags().await?;
+        self.publish_flags_after_move().await;
         let hook_output = self.run_hook(Side::Target, Phase::Switch).await?;
         let fenced_at = self
             .state
@@ -407,7 +407,7 @@ impl Migration {
             let reverse = self.reverse_plans(&targets).unwrap_or_default();
             self.drain_reverse(&reverse, progress, true).await?;
             self.state.set_meta("writes", Side::Source.name())?;
-            self.publish_flags().await?;
+            self.publish_flags_after_move().await;
             self.run_hook(Side::Source, Phase::Switch).await?;
             self.lift_source_fences(progress).await?;
             let window = fenced_at.elapsed();
