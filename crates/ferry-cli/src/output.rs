@@ -190,6 +190,7 @@ fn method_label(method: Method) -> &'static str {
         Method::RangesInDatabase => "key ranges, checksums computed in both databases",
         Method::Ranges => "key ranges, rows hashed by ferry",
         Method::KeyHashBuckets => "key-hash buckets (text keys: the engines' collations differ)",
+        Method::Recomputed => "in place: every row's new columns recomputed from its old ones",
     }
 }
 

@@ -392,6 +392,28 @@ pub fn string_literal(engine: EngineName, text: &str) -> String {
     format!("'{escaped}'")
 }
 
+/// A value as a SQL literal of `engine`'s dialect: key bounds and sampled
+/// keys written into statements Ferry runs.
+pub fn value_literal(engine: EngineName, value: &crate::Value) -> String {
+    use crate::Value;
+    match value {
+        Value::Null => "NULL".into(),
+        Value::Int(i) => i.to_string(),
+        Value::Decimal(d) => d.clone(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+        Value::Text(t) | Value::Json(t) => string_literal(engine, t),
+        Value::Bytes(b) => {
+            let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            match engine {
+                EngineName::Postgres => format!("'\\x{hex}'::bytea"),
+                _ => format!("X'{hex}'"),
+            }
+        }
+        other => string_literal(engine, &other.to_string()),
+    }
+}
+
 /// A constant as `engine` writes it for a column of type `t`.
 pub fn literal_sql(engine: EngineName, literal: &Literal, t: &DataType) -> String {
     let truth = |b: bool| match (engine, b) {

@@ -625,6 +625,15 @@ pub trait Engine: Send + Sync {
     /// Runs a query and discards its rows: the throttle's latency probe.
     async fn probe(&self, sql: &str) -> Result<()>;
 
+    /// Runs statements Ferry wrote (an in-place change's DDL, a backfill
+    /// batch's UPDATE) in order, each waiting at most `lock_timeout` for a
+    /// lock. With `atomic`, in one transaction: where the engine's DDL is
+    /// transactional (PostgreSQL, SQLite) a failing statement undoes the
+    /// ones before it; MariaDB/MySQL commit each DDL statement by itself, so
+    /// their callers order steps to be resumable. Returns the rows the last
+    /// statement changed.
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: std::time::Duration) -> Result<u64>;
+
     /// The most lagging of the server's replicas, where the engine can find
     /// them: PostgreSQL's `pg_stat_replication`; MySQL/MariaDB replicas listed
     /// by the primary, asked for their own `SHOW REPLICA STATUS`. None when
@@ -640,4 +649,15 @@ pub trait Engine: Send + Sync {
     /// Takes the named advisory lock for the life of the guard, or returns
     /// `None` when another session holds it.
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>>;
+}
+
+/// A statement as an error's context (`running `…``): its first line, shortened.
+pub fn statement_context(sql: &str) -> String {
+    let first = sql.trim_start().lines().next().unwrap_or_default();
+    let short: String = first.chars().take(120).collect();
+    if short.len() < sql.trim().len() {
+        format!("running `{short}…`")
+    } else {
+        format!("running `{short}`")
+    }
 }

@@ -246,6 +246,9 @@ impl Engine for Watched {
     async fn probe(&self, sql: &str) -> Result<()> {
         self.watch(self.inner.probe(sql)).await
     }
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
+        self.watch(self.inner.execute(statements, atomic, lock_timeout)).await
+    }
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         self.watch(self.inner.replica_lag()).await
     }

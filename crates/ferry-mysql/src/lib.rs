@@ -1392,6 +1392,41 @@ impl Engine for MysqlEngine {
         self.read_only(sql).await.map(|_| ()).map_err(|e| e.context("latency probe"))
     }
 
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let seconds = lock_timeout.as_secs().max(1);
+        conn.query_drop(format!(
+            "SET SESSION lock_wait_timeout = {seconds}, SESSION innodb_lock_wait_timeout = {seconds}"
+        ))
+        .await
+        .map_err(map_err)?;
+        let result = async {
+            if atomic {
+                conn.query_drop("START TRANSACTION").await.map_err(map_err)?;
+            }
+            let mut changed = 0;
+            for sql in statements {
+                conn.query_drop(sql.as_str())
+                    .await
+                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
+                changed = conn.affected_rows();
+            }
+            if atomic {
+                conn.query_drop("COMMIT").await.map_err(map_err)?;
+            }
+            Ok(changed)
+        }
+        .await;
+        if result.is_err() && atomic {
+            let _ = conn.query_drop("ROLLBACK").await;
+        }
+        // The connection goes back to the pool: its next user gets the server's waits.
+        conn.query_drop("SET SESSION lock_wait_timeout = DEFAULT, SESSION innodb_lock_wait_timeout = DEFAULT")
+            .await
+            .map_err(map_err)?;
+        result
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let listed = replicas::list(&mut self.conn().await?).await;
         let mut worst: Option<ReplicaLag> = None;

@@ -1574,6 +1574,39 @@ impl Engine for PostgresEngine {
         Ok(())
     }
 
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
+        let mut client = self.client.lock().await;
+        let timeout = format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis());
+        let mut changed = 0;
+        if atomic {
+            let tx = client.transaction().await.map_err(map_err)?;
+            tx.batch_execute(&timeout).await.map_err(map_err)?;
+            for sql in statements {
+                changed = tx
+                    .execute(sql.as_str(), &[])
+                    .await
+                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
+            }
+            tx.commit().await.map_err(map_err)?;
+        } else {
+            // One statement at a time, each its own transaction (CREATE INDEX CONCURRENTLY needs that).
+            client.batch_execute(&timeout.replace("SET LOCAL", "SET")).await.map_err(map_err)?;
+            let mut result = Ok(());
+            for sql in statements {
+                match client.execute(sql.as_str(), &[]).await {
+                    Ok(n) => changed = n,
+                    Err(e) => {
+                        result = Err(map_err(e).context(ferry_engine::statement_context(sql)));
+                        break;
+                    }
+                }
+            }
+            client.batch_execute("RESET lock_timeout").await.map_err(map_err)?;
+            result?;
+        }
+        Ok(changed)
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let client = self.client.lock().await;
         // replay_lag is NULL while a replica has nothing left to replay.

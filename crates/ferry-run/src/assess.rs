@@ -12,11 +12,11 @@ use crate::progress::Progress;
 use crate::runner::state_path;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::plan::{
-    self, Assessment, ColumnFacts, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
+    self, Assessment, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
     SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
 };
 use ferry_core::schema::object_name;
-use ferry_core::{AuditEvent, ColumnDef, ColumnSource, DataType, Spec, TableDef, TableName, Value};
+use ferry_core::{AuditEvent, ColumnDef, DataType, Spec, TableDef, TableName, Value};
 use ferry_engine::{Engine, EngineKind, ReadSpec, Rows, SelectItem, WriteSpec, SCRATCH_PREFIX};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,18 +108,10 @@ impl Assessor {
             Some(e) if e > EXACT_COUNT_LIMIT && filter.is_none() => (e, false),
             _ => (self.source.count(&plan.source_name, filter).await?, true),
         };
-        let mut columns = Vec::new();
-        for c in &plan.columns {
-            let (source_column, expression) = match &c.source {
-                ColumnSource::Column { name, .. } => (Some(name.clone()), None),
-                ColumnSource::Expr { sql, .. } => (None, Some(sql.clone())),
-            };
-            let (source_type, source_native, source_nullable) = match &c.source_type {
-                Some((t, n, null)) => (Some(t.clone()), Some(n.clone()), *null),
-                None => (None, None, true),
-            };
+        let mut columns = plan.column_facts();
+        for c in &mut columns {
             // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
-            let null_rows = match (&source_column, c.nullable, source_nullable) {
+            c.null_rows = match (&c.source_column, c.nullable, c.source_nullable) {
                 (Some(col), false, true) => {
                     let condition = format!("{} IS NULL", quote(self.source.kind(), col));
                     let condition = match filter {
@@ -130,45 +122,14 @@ impl Assessor {
                 }
                 _ => None,
             };
-            let zero_dates = match (&source_column, &source_native) {
+            c.zero_dates = match (&c.source_column, &c.source_native) {
                 (Some(col), Some(native)) if self.source.kind() == EngineKind::Mysql => {
                     self.zero_dates(plan, col, native).await?
                 }
                 _ => None,
             };
-            columns.push(ColumnFacts {
-                name: c.name.clone(),
-                assumed_zone: source_column
-                    .as_ref()
-                    .and_then(|col| plan.spec.translate.get(&format!("{col}.zone")).cloned()),
-                source_column,
-                expression,
-                source_type,
-                source_native,
-                source_nullable,
-                desired: c.desired_type.clone(),
-                planned: c.data_type.clone(),
-                nullable: c.nullable,
-                null_rows,
-                zero_dates,
-            });
         }
-        let copied: Vec<&str> = plan
-            .columns
-            .iter()
-            .filter_map(|c| match &c.source {
-                ColumnSource::Column { name, .. } => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
-        // Generated columns the target computes itself are not copied, and not dropped either.
-        let recreated = |name: &str| plan.def.columns.iter().any(|c| c.name == name && c.generated.is_some());
-        let dropped_columns: Vec<String> = s
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .filter(|n| !copied.contains(&n.as_str()) && !recreated(n))
-            .collect();
+        let dropped_columns = plan.dropped_columns();
         let key_enforced = !plan.key_source.is_empty()
             && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
         let null_key_rows = crate::keycheck::null_key_rows(&*self.source, plan).await?;
@@ -229,6 +190,11 @@ impl Assessor {
                 self.source.column_dependents(&plan.source_name, &dropped_columns).await?
             } else {
                 Vec::new()
+            },
+            namespace: if plan.in_place {
+                crate::in_place::namespace(&*self.source, &plan.source_name).await?
+            } else {
+                None
             },
             columns,
             dropped_columns,

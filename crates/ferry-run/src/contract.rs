@@ -46,6 +46,9 @@ pub struct ContractOutcome {
 impl Migration {
     /// `ferry contract`.
     pub async fn contract(&self, progress: &dyn Progress, options: &ContractOptions) -> Result<ContractOutcome> {
+        if self.in_place() {
+            return self.contract_in_place(progress, options).await;
+        }
         let state = permit(&self.state, Command::Contract)?;
         let switched = self.writes_to()? == Side::Target;
         if !options.confirm {

@@ -89,6 +89,8 @@ pub enum Method {
     Ranges,
     /// Key-hash buckets (keys whose order the engines do not share).
     KeyHashBuckets,
+    /// In place: every row's new columns recomputed from its old ones, in the database.
+    Recomputed,
 }
 
 /// Counts of differences by kind.

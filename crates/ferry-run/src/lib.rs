@@ -18,6 +18,7 @@ pub mod diff;
 mod error;
 pub mod gates;
 mod heartbeat;
+pub mod in_place;
 pub mod integrity;
 mod keycheck;
 pub mod machine;

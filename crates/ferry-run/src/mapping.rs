@@ -101,6 +101,64 @@ impl TablePlan {
         }
     }
 
+    /// The columns as the plan's facts describe them (nothing measured).
+    pub fn column_facts(&self) -> Vec<ferry_core::plan::ColumnFacts> {
+        self.columns
+            .iter()
+            .map(|c| {
+                let (source_column, expression) = match &c.source {
+                    ColumnSource::Column { name, .. } => (Some(name.clone()), None),
+                    ColumnSource::Expr { sql, .. } => (None, Some(sql.clone())),
+                };
+                let (source_type, source_native, source_nullable) = match &c.source_type {
+                    Some((t, n, null)) => (Some(t.clone()), Some(n.clone()), *null),
+                    None => (None, None, true),
+                };
+                ferry_core::plan::ColumnFacts {
+                    name: c.name.clone(),
+                    assumed_zone: source_column
+                        .as_ref()
+                        .and_then(|col| self.spec.translate.get(&format!("{col}.zone")).cloned()),
+                    source_column,
+                    expression,
+                    source_type,
+                    source_native,
+                    source_nullable,
+                    desired: c.desired_type.clone(),
+                    planned: c.data_type.clone(),
+                    nullable: c.nullable,
+                    null_rows: None,
+                    zero_dates: None,
+                }
+            })
+            .collect()
+    }
+
+    /// Source columns the plan does not carry over (generated ones the target computes itself aside).
+    pub fn dropped_columns(&self) -> Vec<String> {
+        let copied: Vec<&str> = self
+            .columns
+            .iter()
+            .filter_map(|c| match &c.source {
+                ColumnSource::Column { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let recreated = |name: &str| self.def.columns.iter().any(|c| c.name == name && c.generated.is_some());
+        self.source
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .filter(|n| !copied.contains(&n.as_str()) && !recreated(n) && !self.produces(n))
+            .collect()
+    }
+
+    /// In place, the source already holds the columns expand added (a
+    /// column of the spec, or `<name>_new` beside a retyped one).
+    fn produces(&self, column: &str) -> bool {
+        self.in_place && self.columns.iter().any(|c| c.name == column || format!("{}_new", c.name) == column)
+    }
+
     pub fn target_display(&self) -> String {
         self.target_name.to_string()
     }
@@ -241,15 +299,6 @@ async fn plan_table(
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
     let in_place = source_engine.display_url() == target.display_url() && source_name == target_name;
-    if in_place && mode == Mode::Run {
-        return Err(spec_error(
-            spec,
-            table,
-            format!("source and target are the same table: {} in {}", table.from, target.display_url()),
-            "an in-place change (expand/contract) can be planned with `ferry plan` but not run yet; \
-             to copy, give the copy another name with `to = \"...\"` or point [target] at another database",
-        ));
-    }
     let schema = source_engine.introspect(&source_name).await.map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             spec_error(

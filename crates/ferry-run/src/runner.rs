@@ -288,6 +288,9 @@ impl Migration {
     /// expand -> backfill -> verify, resuming wherever an earlier run stopped.
     /// With `until`, stops once that phase is complete.
     pub async fn run(&self, until: Option<Phase>, progress: &dyn Progress) -> Result<RunOutcome> {
+        if self.in_place() {
+            return self.run_in_place(until, progress).await;
+        }
         let started = Instant::now();
         let state = permit(&self.state, Command::Run)?;
         self.state
@@ -633,6 +636,17 @@ impl Migration {
         permit(&self.state, Command::Verify)?;
         self.state
             .audit(&AuditEvent::RunStarted { command: "verify".into(), spec: self.spec.path.display().to_string() })?;
+        if self.in_place() {
+            let changes = self.changes().await?;
+            let (tables, checks) = self.verify_in_place(&changes, progress).await?;
+            return Ok(Verification {
+                started_at,
+                duration_ms: started.elapsed().as_millis() as u64,
+                tables,
+                checks,
+                repairs: Vec::new(),
+            });
+        }
         if options.restart {
             for plan in &self.plans {
                 self.state.clear_verify_checkpoint(&plan.target_display())?;
@@ -915,7 +929,7 @@ impl Migration {
         Ok(reports)
     }
 
-    fn record_report(&self, plan: &TablePlan, report: &TableReport) -> Result<()> {
+    pub(crate) fn record_report(&self, plan: &TablePlan, report: &TableReport) -> Result<()> {
         {
             let summary = TableVerification {
                 at: timestamp(now()),

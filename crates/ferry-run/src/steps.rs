@@ -221,6 +221,9 @@ impl Migration {
             if past_switch {
                 self.switch_back(progress).await?;
             }
+            if self.in_place() {
+                return self.undo_in_place(progress).await;
+            }
             let mut notes = self.remove_routing().await?;
             notes.extend(self.undo(progress, keep_target).await?);
             Ok::<_, RunError>(notes)

@@ -924,6 +924,34 @@ impl Engine for SqliteEngine {
         self.read_only(sql).await.map(|_| ())
     }
 
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: std::time::Duration) -> Result<u64> {
+        let statements = statements.to_vec();
+        self.with_conn(move |c| {
+            c.busy_timeout(lock_timeout).map_err(map_err)?;
+            let run = |c: &Connection| -> Result<u64> {
+                let mut changed = 0;
+                for sql in &statements {
+                    changed =
+                        c.execute(sql, []).map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?
+                            as u64;
+                }
+                Ok(changed)
+            };
+            let result = if atomic {
+                c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(map_err).and_then(|tx| {
+                    let changed = run(&tx)?;
+                    tx.commit().map_err(map_err)?;
+                    Ok(changed)
+                })
+            } else {
+                run(c)
+            };
+            c.busy_timeout(std::time::Duration::from_secs(10)).map_err(map_err)?;
+            result
+        })
+        .await
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         Ok(None)
     }

@@ -425,6 +425,17 @@ impl Workspace {
             .expect("start ferry")
     }
 
+    /// Runs ferry on a blocking thread, for tests that write to the database meanwhile.
+    pub fn run_beside(&self, args: &[&str]) -> tokio::task::JoinHandle<Ran> {
+        let mut command = self.command(args);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let out = command.output().expect("run ferry");
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Ran::from(&args, out)
+        })
+    }
+
     pub fn run(&self, args: &[&str]) -> Ran {
         let out = self.command(args).output().expect("run ferry");
         Ran::from(args, out)

@@ -2,6 +2,7 @@
 //! recorded; rendered as `plan.md` and `plan.json` (same content).
 
 use super::facts::{Assessment, EndpointFacts, EngineName, Shape, TableFacts};
+use super::in_place::{InPlace, Version};
 use super::lint::{lint, Finding, Severity};
 use super::sql;
 use super::strategy::{self, Decision, Risk, RollbackComplexity, Strategy};
@@ -618,7 +619,7 @@ fn verification_queries(a: &Assessment) -> Vec<Query> {
                 "new columns agree with the old (must be 0)",
                 &t.source,
                 a.source.engine,
-                sql::in_place_mismatches(a.source.engine, t),
+                InPlace::of(a.source.engine, t).mismatches(),
             ));
         } else {
             out.push(q(
@@ -1032,40 +1033,61 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
 
     if a.shape == Shape::InPlace {
         let e = a.source.engine;
-        let mut expand =
-            p(1, "expand", "add the new columns beside the old ones and keep them in step on every write", false);
+        let mut expand = p(
+            1,
+            "expand",
+            "add the new columns beside the old ones, keep both in step on every write, and give each application \
+             version its view",
+            true,
+        );
         expand.entry_criteria = vec!["pre-migration checklist complete".into(), "no open questions".into()];
         for t in &a.tables {
+            let change = InPlace::of(e, t);
             expand.steps.push(with_sql(
-                step(format!(
-                    "add the new columns to {} (nullable, so no table rewrite) and the sync triggers",
-                    t.source
-                )),
+                cmd(
+                    format!(
+                        "add the new columns to {} (nullable, so no table rewrite), the two-way sync triggers and the \
+                         version views; each statement waits for its lock at most the lock timeout, and is retried",
+                        t.source
+                    ),
+                    format!("ferry run {spec_arg} --until expand"),
+                ),
                 e,
-                sql::in_place_expand(e, t),
+                change.expand().into_iter().map(|s| s.sql),
             ));
+            for version in [Version::Old, Version::New] {
+                expand.steps.push(step(format!(
+                    "application version {} ({}): `{}`",
+                    if version == Version::Old { 1 } else { 2 },
+                    if version == Version::Old { "the table as it was" } else { "the table as the change leaves it" },
+                    change.connection_setting(version)
+                )));
+            }
         }
         expand.exit_criteria =
-            vec!["the new columns exist; an insert and an update fill them (check on one row)".into()];
-        expand.rollback = "drop the added columns and triggers".into();
+            vec!["the new columns exist; an insert and an update through either version fill them".into()];
+        expand.rollback = "`ferry rollback`: drop the added columns, triggers and views".into();
         expand.estimated_time = "seconds (metadata only)".into();
-        expand.manual = Some("`ferry run` does not change a table in place yet: run the statements above in a quiet period, then the backfill's batches.".into());
         phases.push(expand);
 
-        let mut bf = p(2, "backfill", "fill the new columns for existing rows, in batches", false);
+        let mut bf = p(2, "backfill", "fill the new columns for existing rows, in batches", true);
         bf.entry_criteria = vec!["expand complete: triggers keep new writes in step".into()];
         for t in &a.tables {
             bf.steps.push(with_sql(
-                step(format!("update {} in key order, {batch} rows per batch, pausing between batches", t.source)),
+                cmd(
+                    format!(
+                        "update {} in key order, {batch} rows per batch, each batch its own transaction, \
+                         checkpointed and throttled",
+                        t.source
+                    ),
+                    format!("ferry run {spec_arg} --until backfill"),
+                ),
                 e,
-                [sql::in_place_backfill(e, t)],
+                [InPlace::of(e, t).backfill_shown()],
             ));
         }
         bf.exit_criteria = vec!["every batch done".into()];
-        bf.manual = Some(
-            "run the UPDATE range by range from the lowest key to the highest, with a pause between batches.".into(),
-        );
-        bf.rollback = "stop; drop the added columns".into();
+        bf.rollback = "`ferry rollback`: drop the added columns".into();
         bf.estimated_time = dur(backfill);
         phases.push(bf);
 
@@ -1077,13 +1099,19 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         sync.estimated_time = "continuous until contract".into();
         phases.push(sync);
 
-        let mut v = p(4, "verify", "prove new = f(old) on every row", false);
+        let mut v = p(4, "verify", "prove new = up(old) on every row", true);
         v.entry_criteria = vec!["backfill complete".into()];
         for t in &a.tables {
             v.steps.push(with_sql(
-                step(format!("count rows of {} where the new columns disagree", t.source)),
+                cmd(
+                    format!(
+                        "count rows of {} where the new columns disagree (rows version 2 wrote itself stand as written)",
+                        t.source
+                    ),
+                    format!("ferry verify {spec_arg}"),
+                ),
                 e,
-                [sql::in_place_mismatches(e, t)],
+                [InPlace::of(e, t).mismatches()],
             ));
         }
         v.exit_criteria = vec!["0 rows disagree".into()];
@@ -1205,8 +1233,8 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
                     )));
                 }
                 cut.manual = Some(if a.shape == Shape::InPlace {
-                    "Ferry does not run in-place changes yet: route the share of reads with the application's own \
-                     feature flag, and compare a sample of results at each step."
+                    "In place, reads move with the application version: roll version 2 out to this share of the \
+                     fleet, and compare a sample of results at each step."
                         .into()
                 } else {
                     "The spec has no [cutover] section, so Ferry does not ramp reads for this migration: add one \
@@ -1247,20 +1275,21 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     } else if a.shape == Shape::InPlace {
         let computed = a.tables.iter().any(|t| t.columns.iter().any(|c| c.expression.is_some()));
         sw.steps = vec![step(
-            "the application writes the new columns; replace the sync trigger: a renamed column gets the reverse trigger \
-             (old := new) so readers of the old name stay correct until contract",
+            "roll out application version 2 (its connection setting is in expand) and retire version 1: the two-way \
+             sync triggers keep both shapes right while both run, so the rollout can be gradual",
         )];
         if computed {
             sw.steps.push(step(
-                "a computed column cannot be turned back into its source: from here, writes reach only the new column",
+                "a computed column has no way back into its old columns: rows version 2 writes itself are recorded \
+                 (ferry_written_<table>) and verification accepts them as written",
             ));
         }
         sw.manual =
-            Some("deploy the application change that writes the new columns, with the trigger swap above.".into());
+            Some("deploy version 2 of the application with the setting above; Ferry has nothing to run here.".into());
         sw.rollback = if computed {
-            "redeploy the previous version; rows written since the switch must have their old column set by hand".into()
+            "redeploy version 1; rows version 2 wrote keep their old columns as they were (the new value is not turned back)".into()
         } else {
-            "flag back; the reverse trigger kept the old columns current".into()
+            "redeploy version 1: the triggers kept the old columns current".into()
         };
     } else {
         sw.automated = true;
@@ -1313,15 +1342,40 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     let mut contract = p(8, "contract", "archive, then drop the old objects: the point of no return", false);
     contract.entry_criteria = vec!["soak elapsed, every gate green, owner's sign-off recorded".into()];
     if a.shape == Shape::InPlace {
+        contract.automated = true;
         for t in &a.tables {
+            let change = InPlace::of(a.source.engine, t);
+            let plan = change.contract();
+            let mut sql: Vec<String> = plan.prepare.into_iter().map(|s| s.sql).collect();
+            if plan.atomic {
+                sql.push("BEGIN".into());
+                sql.extend(plan.steps.into_iter().map(|s| s.sql));
+                sql.push("COMMIT".into());
+            } else {
+                sql.push(
+                    "-- MariaDB/MySQL commit each ALTER by itself: Ferry runs these in order, records each, checks \
+                     between them, and resumes after the last one done"
+                        .into(),
+                );
+                sql.extend(plan.steps.into_iter().map(|s| s.sql));
+            }
+            for column in change.sqlite_not_null() {
+                sql.push(format!("-- NOT NULL on {column}: SQLite rebuilds the table in the same transaction"));
+            }
             contract.steps.push(with_sql(
-                step(format!("enforce NOT NULL where asked, drop the triggers and the old columns of {}", t.source)),
+                cmd(
+                    format!(
+                        "refused while an object still uses a column it drops (named); then enforce NOT NULL where \
+                         asked, drop version 1's views, the triggers and the old columns of {} (version 2's views stay \
+                         for the application that uses them)",
+                        t.source
+                    ),
+                    format!("ferry contract {spec_arg} --confirm"),
+                ),
                 a.source.engine,
-                sql::in_place_contract(a.source.engine, t),
+                sql,
             ));
         }
-        contract.manual =
-            Some("after sign-off, run the statements above by hand: in-place contract is not automated yet.".into());
     } else {
         contract.automated = true;
         contract.steps.push(cmd(

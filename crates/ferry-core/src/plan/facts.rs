@@ -235,6 +235,10 @@ pub struct TableFacts {
     /// In place: the objects that use a column contract drops (views, triggers, keys, checks, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_column_users: Vec<crate::schema::ColumnDependent>,
+    /// In place: the schema (PostgreSQL) or database (MariaDB/MySQL) the
+    /// table is in, where the version views go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub columns: Vec<ColumnFacts>,
     /// Source columns that are not carried over.
     pub dropped_columns: Vec<String>,

@@ -3,6 +3,7 @@
 
 pub mod document;
 pub mod facts;
+pub mod in_place;
 pub mod lint;
 pub mod markdown;
 pub mod sql;

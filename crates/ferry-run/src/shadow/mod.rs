@@ -460,14 +460,7 @@ fn shadow_table_in<'p>(plans: &[&'p TablePlan], q: &ShadowQuery) -> &'p TablePla
 
 /// A key value as a SQL literal of `engine`'s dialect.
 fn literal(engine: &dyn Engine, value: &Value) -> String {
-    match value {
-        Value::Null => "NULL".into(),
-        Value::Int(i) => i.to_string(),
-        Value::Decimal(d) => d.clone(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
-        other => ferry_core::sqlexpr::string_literal(ferry_engine::engine_name(engine.kind()), &other.to_string()),
-    }
+    ferry_core::sqlexpr::value_literal(ferry_engine::engine_name(engine.kind()), value)
 }
 
 /// Where two canonical results differ: `rows` when their number does, else the column positions.

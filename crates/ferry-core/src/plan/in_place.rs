@@ -1,0 +1,694 @@
+//! An in-place change (expand/contract on a live table), as the statements
+//! of each of its steps in the table's own dialect. `ferry plan` shows these
+//! statements and `ferry run`, `verify`, `contract` and `rollback` execute
+//! the same ones: what the plan says is what runs.
+//!
+//! The two-version model (pgroll's, on all three engines): while the change
+//! is open, version 1 of the application sees the table as it was and
+//! version 2 as it will be. New columns are added nullable; sync triggers
+//! keep both shapes right whichever version writes:
+//!
+//! - a write that leaves a new column alone (version 1) computes it (`up`);
+//! - a write that sets it (version 2) keeps its value, and where the change
+//!   knows how (`down`: a renamed or retyped column) computes the old column
+//!   from it;
+//! - a write that leaves a row where `new = up(old)` does not hold (version 2
+//!   set a computed column the old ones cannot express) records the row's key
+//!   in `ferry_written_<table>`: verification accepts those rows as the
+//!   application's own, and the backfill never overwrites them.
+//!
+//! Temporary objects have predictable names: `ferry_sync_<table>` (triggers
+//! and function), `ferry_mark_<table>_*` (MariaDB/MySQL and SQLite),
+//! `ferry_written_<table>`, and the version views `<schema>_ferry_v1` /
+//! `_ferry_v2` (PostgreSQL schemas) or `<table>_ferry_v1` / `_ferry_v2`.
+
+use super::facts::{ColumnFacts, EngineName, TableFacts};
+use super::sql::{declare, ident, table as qualified};
+use crate::value::Value;
+
+/// One statement of a step, with the condition under which it runs: an
+/// engine without `IF [NOT] EXISTS` for columns gets the check from Ferry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: String,
+    pub only_if: Option<Guard>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Guard {
+    /// Runs only while the table lacks this column (adding it).
+    ColumnMissing(String),
+    /// Runs only while the table has this column (dropping or renaming it).
+    ColumnPresent(String),
+}
+
+impl Statement {
+    fn plain(sql: impl Into<String>) -> Statement {
+        Statement { sql: sql.into(), only_if: None }
+    }
+}
+
+/// Contract's statements: checks run before the point of no return, then the steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contract {
+    /// PostgreSQL's NOT NULL checks, added NOT VALID and validated without
+    /// blocking writers, each statement by itself.
+    pub prepare: Vec<Statement>,
+    pub steps: Vec<Statement>,
+    /// One transaction (PostgreSQL, SQLite); else an ordered sequence whose
+    /// progress is recorded step by step (MariaDB/MySQL commit each DDL).
+    pub atomic: bool,
+}
+
+/// Which version of the application a view serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// The table as it was.
+    Old,
+    /// The table as the change leaves it.
+    New,
+}
+
+impl Version {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Version::Old => "ferry_v1",
+            Version::New => "ferry_v2",
+        }
+    }
+}
+
+/// An in-place change of one table.
+#[derive(Debug, Clone)]
+pub struct InPlace<'a> {
+    pub engine: EngineName,
+    /// The table as the spec names it (`users`, `app.users`).
+    pub table: &'a str,
+    pub key: &'a [String],
+    /// The table's shape after the change (version 2).
+    pub columns: &'a [ColumnFacts],
+    /// Columns the change removes: dropped at contract, never before.
+    pub dropped: &'a [String],
+    /// The schema (PostgreSQL) or database (MariaDB/MySQL) the table is in,
+    /// where the version views go; `None` for SQLite.
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> InPlace<'a> {
+    pub fn of(engine: EngineName, t: &'a TableFacts) -> InPlace<'a> {
+        InPlace {
+            engine,
+            table: &t.source,
+            key: &t.key,
+            columns: &t.columns,
+            dropped: &t.dropped_columns,
+            namespace: t.namespace.as_deref(),
+        }
+    }
+
+    fn name(&self) -> String {
+        qualified(self.engine, self.table)
+    }
+
+    /// The table's own name, without its schema.
+    fn bare(&self) -> &str {
+        self.table.rsplit('.').next().unwrap_or(self.table)
+    }
+
+    /// A Ferry object beside the table (same schema).
+    fn beside(&self, name: &str) -> String {
+        match self.table.rsplit_once('.') {
+            Some((schema, _)) => format!("{}.{}", ident(self.engine, schema), ident(self.engine, name)),
+            None => ident(self.engine, name),
+        }
+    }
+
+    fn id(&self, name: &str) -> String {
+        ident(self.engine, name)
+    }
+
+    pub fn sync_trigger(&self) -> String {
+        format!("ferry_sync_{}", self.bare())
+    }
+
+    fn mark_trigger(&self) -> String {
+        format!("ferry_mark_{}", self.bare())
+    }
+
+    /// The table of keys whose new columns version 2 wrote itself.
+    pub fn written_table(&self) -> String {
+        format!("ferry_written_{}", self.bare())
+    }
+
+    /// Columns the change adds: computed, renamed or retyped ones.
+    pub fn added(&self) -> Vec<&'a ColumnFacts> {
+        added_columns(self.columns)
+    }
+
+    /// Whether any added column can be set by version 2 to a value its old
+    /// columns cannot express (a computed column: no `down`).
+    fn marks(&self) -> bool {
+        self.added().iter().any(|c| !has_down(c))
+    }
+
+    /// The table's columns as version 1 knows them: those kept, then those the change drops.
+    pub fn old_columns(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.columns.iter().filter_map(|c| c.source_column.clone()).collect();
+        out.dedup();
+        out.extend(self.dropped.iter().cloned());
+        out
+    }
+
+    /// Where a version's view is: a PostgreSQL schema, or a view name beside the table.
+    pub fn view(&self, version: Version) -> String {
+        match (self.engine, self.namespace) {
+            (EngineName::Postgres, Some(schema)) => {
+                format!("{}.{}", self.id(&format!("{schema}_{}", version.suffix())), self.id(self.bare()))
+            }
+            _ => self.beside(&format!("{}_{}", self.bare(), version.suffix())),
+        }
+    }
+
+    /// What an application version sets to see its shape, in words.
+    pub fn connection_setting(&self, version: Version) -> String {
+        match (self.engine, self.namespace) {
+            (EngineName::Postgres, Some(schema)) => {
+                format!(
+                    "SET search_path TO {}, {}",
+                    self.id(&format!("{schema}_{}", version.suffix())),
+                    self.id(schema)
+                )
+            }
+            _ => format!("read and write `{}_{}` instead of `{}`", self.bare(), version.suffix(), self.bare()),
+        }
+    }
+
+    /// Expand: the new columns (nullable, no rewrite), the table of version 2's own writes, the sync triggers and the version views.
+    pub fn expand(&self) -> Vec<Statement> {
+        let name = self.name();
+        let added = self.added();
+        let mut out: Vec<Statement> = added
+            .iter()
+            .map(|c| Statement {
+                sql: format!(
+                    "ALTER TABLE {name} ADD COLUMN {} {}",
+                    self.id(&physical(c)),
+                    declare(self.engine, &c.desired)
+                ),
+                only_if: Some(Guard::ColumnMissing(physical(c))),
+            })
+            .collect();
+        if added.is_empty() {
+            return out;
+        }
+        out.extend(self.drop_objects(true).into_iter().map(Statement::plain));
+        if self.marks() {
+            let written = self.beside(&self.written_table());
+            let keys = self.keys();
+            let never = if self.engine == EngineName::Postgres { "false" } else { "1 = 0" };
+            out.push(Statement::plain(format!("CREATE TABLE {written} AS SELECT {keys} FROM {name} WHERE {never}")));
+            out.push(Statement::plain(format!(
+                "CREATE UNIQUE INDEX {} ON {written} ({keys})",
+                self.id(&format!("{}_key", self.written_table()))
+            )));
+        }
+        out.extend(self.triggers().into_iter().map(Statement::plain));
+        out.extend(self.views().into_iter().map(Statement::plain));
+        out
+    }
+
+    fn keys(&self) -> String {
+        self.key.iter().map(|k| self.id(k)).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `NOT EXISTS` a mark for the row of `row` (a table name or alias).
+    fn unmarked(&self, row: &str) -> String {
+        let on: Vec<String> = self.key.iter().map(|k| format!("m.{0} = {row}.{0}", self.id(k))).collect();
+        format!("NOT EXISTS (SELECT 1 FROM {} AS m WHERE {})", self.beside(&self.written_table()), on.join(" AND "))
+    }
+
+    /// Drops what expand creates besides columns (triggers, function, mark
+    /// table, views): before expand creates them again, and at rollback.
+    /// `views_too`: the version 2 views as well (contract keeps them).
+    fn drop_objects(&self, views_too: bool) -> Vec<String> {
+        let name = self.name();
+        let mut out = Vec::new();
+        match self.engine {
+            EngineName::Postgres => {
+                out.push(format!("DROP TRIGGER IF EXISTS {} ON {name}", self.id(&self.sync_trigger())));
+                out.push(format!("DROP FUNCTION IF EXISTS {}()", self.beside(&self.sync_trigger())));
+            }
+            _ => {
+                for trigger in [self.sync_trigger(), self.mark_trigger()] {
+                    for event in ["insert", "update"] {
+                        out.push(format!("DROP TRIGGER IF EXISTS {}", self.beside(&format!("{trigger}_{event}"))));
+                    }
+                }
+            }
+        }
+        out.push(format!("DROP TABLE IF EXISTS {}", self.beside(&self.written_table())));
+        let versions: &[Version] = if views_too { &[Version::Old, Version::New] } else { &[Version::Old] };
+        for v in versions {
+            out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
+            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
+                // Without CASCADE: a schema someone else used too is refused, not emptied.
+                out.push(format!("DROP SCHEMA IF EXISTS {}", self.id(&format!("{schema}_{}", v.suffix()))));
+            }
+        }
+        out
+    }
+
+    /// The version views: version 1 shows the old columns, version 2 the new ones under their final names.
+    fn views(&self) -> Vec<String> {
+        let name = self.name();
+        let old: Vec<String> = self.old_columns().iter().map(|c| self.id(c)).collect();
+        let new: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let p = physical(c);
+                if p == c.name || !is_added(c) {
+                    self.id(&c.name)
+                } else {
+                    format!("{} AS {}", self.id(&p), self.id(&c.name))
+                }
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (version, columns) in [(Version::Old, old), (Version::New, new)] {
+            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
+                out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", self.id(&format!("{schema}_{}", version.suffix()))));
+            }
+            out.push(format!("CREATE VIEW {} AS SELECT {} FROM {name}", self.view(version), columns.join(", ")));
+        }
+        out
+    }
+
+    /// The old columns `up` reads for `c`.
+    fn reads(&self, c: &ColumnFacts) -> Vec<String> {
+        let old = self.old_columns();
+        match (&c.expression, &c.source_column) {
+            (Some(expr), _) => crate::sqlexpr::columns_read(expr, self.engine, &|n: &str| {
+                old.iter().any(|o| o.eq_ignore_ascii_case(n))
+            }),
+            (None, Some(src)) => vec![src.clone()],
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// A trigger's condition for computing `c` from the old columns: an
+    /// INSERT that leaves it NULL, or an UPDATE that leaves it as it was and
+    /// changes a column `up` reads. An UPDATE of anything else keeps the
+    /// value version 2 wrote.
+    fn recompute(&self, c: &ColumnFacts, event: &str) -> String {
+        let column = self.id(&physical(c));
+        if event == "INSERT" {
+            return format!("NEW.{column} IS NULL");
+        }
+        let changed: Vec<String> = self
+            .reads(c)
+            .iter()
+            .map(|r| distinct(self.engine, &format!("NEW.{}", self.id(r)), &format!("OLD.{}", self.id(r))))
+            .collect();
+        let kept = match self.engine {
+            EngineName::Mysql => format!("NEW.{column} <=> OLD.{column}"),
+            EngineName::Sqlite => format!("NEW.{column} IS OLD.{column}"),
+            EngineName::Postgres => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
+        };
+        if changed.is_empty() {
+            return "1 = 0".into();
+        }
+        format!("{kept} AND ({})", changed.join(" OR "))
+    }
+
+    /// The sync triggers, in the engine's form.
+    fn triggers(&self) -> Vec<String> {
+        match self.engine {
+            EngineName::Postgres => self.postgres_trigger(),
+            EngineName::Mysql => self.mysql_triggers(),
+            EngineName::Sqlite => self.sqlite_triggers(),
+        }
+    }
+
+    fn postgres_trigger(&self) -> Vec<String> {
+        let e = self.engine;
+        let row = format!("(SELECT NEW.*) AS {}", self.id(self.bare()));
+        let mut body = Vec::new();
+        for c in self.added() {
+            let column = self.id(&physical(c));
+            let mut set = format!(
+                "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    SELECT {} INTO NEW.{column} FROM {row};\n",
+                self.recompute(c, "INSERT"),
+                self.recompute(c, "UPDATE"),
+                up_of(e, c),
+            );
+            if let Some((old, down)) = down_of(e, c) {
+                set.push_str(&format!("  ELSE\n    SELECT {down} INTO NEW.{} FROM {row};\n", self.id(old)));
+            }
+            set.push_str("  END IF;");
+            body.push(set);
+        }
+        if self.marks() {
+            let keys: Vec<String> = self.key.iter().map(|k| format!("NEW.{}", self.id(k))).collect();
+            body.push(format!(
+                "  IF {} THEN\n    INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING;\n  END IF;",
+                self.disagree(&|c| format!("NEW.{}", self.id(&physical(c))), &|c| format!(
+                    "(SELECT {} FROM {row})",
+                    up_of(e, c)
+                )),
+                self.beside(&self.written_table()),
+                self.keys(),
+                keys.join(", ")
+            ));
+        }
+        let function = self.beside(&self.sync_trigger());
+        vec![
+            format!(
+                "CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $ferry$\nBEGIN\n{}\n  RETURN NEW;\nEND $ferry$",
+                body.join("\n")
+            ),
+            format!(
+                "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                self.id(&self.sync_trigger()),
+                self.name()
+            ),
+        ]
+    }
+
+    /// `NEW.a AS a, ...`: the row a MariaDB/MySQL trigger evaluates an expression over.
+    fn mysql_row(&self) -> String {
+        let mut names = self.old_columns();
+        names.extend(self.added().iter().map(|c| physical(c)));
+        names.dedup();
+        let all: Vec<String> = names.iter().map(|c| format!("NEW.{0} AS {0}", self.id(c))).collect();
+        format!("(SELECT {}) AS r", all.join(", "))
+    }
+
+    fn mysql_triggers(&self) -> Vec<String> {
+        let e = self.engine;
+        let row = self.mysql_row();
+        let mut out = Vec::new();
+        for event in ["INSERT", "UPDATE"] {
+            let sets: Vec<String> = self
+                .added()
+                .iter()
+                .map(|c| {
+                    let column = self.id(&physical(c));
+                    let down = down_of(e, c)
+                        .map(|(old, down)| format!(" ELSE SET NEW.{} = (SELECT {down} FROM {row});", self.id(old)))
+                        .unwrap_or_default();
+                    format!(
+                        "IF {} THEN SET NEW.{column} = (SELECT {} FROM {row});{down} END IF;",
+                        self.recompute(c, event),
+                        up_of(e, c)
+                    )
+                })
+                .collect();
+            out.push(format!(
+                "CREATE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW BEGIN {} END",
+                self.beside(&format!("{}_{}", self.sync_trigger(), event.to_lowercase())),
+                self.name(),
+                sets.join(" ")
+            ));
+            if self.marks() {
+                // After the write: NEW then holds the key an AUTO_INCREMENT assigned.
+                let keys: Vec<String> = self.key.iter().map(|k| format!("NEW.{}", self.id(k))).collect();
+                out.push(format!(
+                    "CREATE TRIGGER {} AFTER {event} ON {} FOR EACH ROW INSERT IGNORE INTO {} ({}) SELECT {} FROM DUAL WHERE {}",
+                    self.beside(&format!("{}_{}", self.mark_trigger(), event.to_lowercase())),
+                    self.name(),
+                    self.beside(&self.written_table()),
+                    self.keys(),
+                    keys.join(", "),
+                    self.disagree(&|c| format!("NEW.{}", self.id(&physical(c))), &|c| format!("(SELECT {} FROM {row})", up_of(e, c)))
+                ));
+            }
+        }
+        out
+    }
+
+    fn sqlite_triggers(&self) -> Vec<String> {
+        let e = self.engine;
+        let name = self.name();
+        let this_row: Vec<String> = self.key.iter().map(|k| format!("{0} = NEW.{0}", self.id(k))).collect();
+        let this_row = this_row.join(" AND ");
+        let mut out = Vec::new();
+        // SQLite triggers cannot assign NEW: each column is set after the write, when the write left it alone.
+        for event in ["INSERT", "UPDATE"] {
+            let mut sets = Vec::new();
+            for c in self.added() {
+                let column = self.id(&physical(c));
+                let untouched = self.recompute(c, event);
+                sets.push(format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", up_of(e, c)));
+                if let Some((old, down)) = down_of(e, c) {
+                    let old = self.id(old);
+                    sets.push(format!("{old} = CASE WHEN {untouched} THEN {old} ELSE {down} END"));
+                }
+            }
+            let mut body = format!("UPDATE {name} SET {} WHERE {this_row};", sets.join(", "));
+            if self.marks() {
+                body.push_str(&format!(
+                    " INSERT OR IGNORE INTO {} ({keys}) SELECT {keys} FROM {name} WHERE {this_row} AND ({});",
+                    self.beside(&self.written_table()),
+                    self.disagree(&|c| self.id(&physical(c)), &|c| up_of(e, c)),
+                    keys = self.keys(),
+                ));
+            }
+            out.push(format!(
+                "CREATE TRIGGER {} AFTER {event} ON {name} BEGIN {body} END",
+                self.beside(&format!("{}_{}", self.sync_trigger(), event.to_lowercase())),
+            ));
+        }
+        out
+    }
+
+    /// A trigger's condition for marking a row as version 2's own: some
+    /// added column without `down` holds a value that `up(old)` does not
+    /// give. A NULL there is a row the backfill has not reached, not a write.
+    fn disagree(&self, new: &dyn Fn(&ColumnFacts) -> String, up: &dyn Fn(&ColumnFacts) -> String) -> String {
+        let conds: Vec<String> = self
+            .added()
+            .into_iter()
+            .filter(|c| !has_down(c))
+            .map(|c| format!("({} IS NOT NULL AND {})", new(c), distinct(self.engine, &new(c), &up(c))))
+            .collect();
+        if conds.is_empty() {
+            "1 = 0".into()
+        } else {
+            conds.join(" OR ")
+        }
+    }
+
+    /// One backfill batch: fills the new columns of rows in `(after, upto]`
+    /// that no write filled yet. Rows a write filled (the triggers, or
+    /// version 2 itself) are never overwritten, even by a batch that read
+    /// them before that write committed.
+    pub fn backfill_batch(&self, after: Option<&[Value]>, upto: &[Value]) -> String {
+        let literals = |values: &[Value]| -> Vec<String> {
+            values.iter().map(|v| crate::sqlexpr::value_literal(self.engine, v)).collect()
+        };
+        self.backfill_between(after.map(literals), literals(upto))
+    }
+
+    /// The batch statement as the plan shows it: bounds as placeholders.
+    pub fn backfill_shown(&self) -> String {
+        let lo = self.key.iter().map(|k| format!(":last_{k}")).collect();
+        let hi = self.key.iter().map(|k| format!(":batch_end_{k}")).collect();
+        format!("{};   -- one batch, key range by key range", self.backfill_between(Some(lo), hi))
+    }
+
+    fn backfill_between(&self, after: Option<Vec<String>>, upto: Vec<String>) -> String {
+        let name = self.name();
+        let added = self.added();
+        let sets: Vec<String> = added
+            .iter()
+            .map(|c| {
+                let column = self.id(&physical(c));
+                format!("{column} = CASE WHEN {column} IS NULL THEN {} ELSE {column} END", up_of(self.engine, c))
+            })
+            .collect();
+        let empty: Vec<String> = added.iter().map(|c| format!("{} IS NULL", self.id(&physical(c)))).collect();
+        let mut conds = Vec::new();
+        if let Some(after) = after {
+            conds.push(format!("{} > {}", self.key_tuple(), tuple(&after)));
+        }
+        conds.push(format!("{} <= {}", self.key_tuple(), tuple(&upto)));
+        conds.push(format!("({})", empty.join(" OR ")));
+        // MariaDB/MySQL refuse a statement that reads the table its triggers
+        // write (error 1442): there, a row version 2 set to NULL itself is filled.
+        if self.marks() && self.engine != EngineName::Mysql {
+            conds.push(self.unmarked(&name));
+        }
+        format!("UPDATE {name} SET {} WHERE {}", sets.join(", "), conds.join(" AND "))
+    }
+
+    fn key_tuple(&self) -> String {
+        let keys: Vec<String> = self.key.iter().map(|k| self.id(k)).collect();
+        tuple(&keys)
+    }
+
+    /// Rows whose new columns disagree with the old ones, and that version 2 did not write itself.
+    fn mismatch_filter(&self) -> String {
+        let name = self.name();
+        let conds: Vec<String> = self
+            .added()
+            .iter()
+            .map(|c| distinct(self.engine, &self.id(&physical(c)), &up_of(self.engine, c)))
+            .collect();
+        let disagree = if conds.is_empty() { "1 = 0".to_string() } else { conds.join(" OR ") };
+        if self.marks() {
+            format!("({disagree}) AND {}", self.unmarked(&name))
+        } else {
+            disagree
+        }
+    }
+
+    /// Verify: the number of rows whose new columns disagree (must be 0).
+    pub fn mismatches(&self) -> String {
+        format!("SELECT count(*) FROM {} WHERE {}", self.name(), self.mismatch_filter())
+    }
+
+    /// Verify: the keys of the first disagreeing rows, for the report.
+    pub fn mismatch_sample(&self, limit: usize) -> String {
+        format!(
+            "SELECT {keys} FROM {} WHERE {} ORDER BY {keys} LIMIT {limit}",
+            self.name(),
+            self.mismatch_filter(),
+            keys = self.keys()
+        )
+    }
+
+    /// Verify: the rows version 2 wrote itself (their new value stands as written).
+    pub fn written_rows(&self) -> Option<String> {
+        self.marks().then(|| format!("SELECT count(*) FROM {}", self.beside(&self.written_table())))
+    }
+
+    /// Contract: NOT NULL where asked, drop the old version's views, the
+    /// triggers, the mark table and the old columns; a retyped column takes its name.
+    pub fn contract(&self) -> Contract {
+        let e = self.engine;
+        let name = self.name();
+        let mut prepare = Vec::new();
+        let mut steps = Vec::new();
+        for c in self.added().into_iter().filter(|c| !c.nullable) {
+            let col = self.id(&physical(c));
+            match e {
+                EngineName::Postgres => {
+                    let check = self.id(&format!("ferry_{}_{}_not_null", self.bare(), c.name));
+                    // Dropped first, so that a contract stopped after this step can run again.
+                    prepare.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {check}")));
+                    prepare.push(Statement::plain(format!(
+                        "ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
+                    )));
+                    prepare.push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {check}")));
+                    steps.push(Statement::plain(format!("ALTER TABLE {name} ALTER COLUMN {col} SET NOT NULL")));
+                    steps.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")));
+                }
+                EngineName::Mysql => steps.push(Statement::plain(format!(
+                    "ALTER TABLE {name} MODIFY {col} {} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
+                    declare(e, &c.desired)
+                ))),
+                EngineName::Sqlite => {}
+            }
+        }
+        steps.extend(self.drop_objects(false).into_iter().map(Statement::plain));
+        for c in self.columns.iter().filter_map(|c| c.renamed_from()).chain(self.dropped.iter().map(String::as_str)) {
+            steps.push(Statement {
+                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(c)),
+                only_if: Some(Guard::ColumnPresent(c.to_string())),
+            });
+        }
+        // A retyped column: drop the old one and give the new one its name.
+        for c in self.added().into_iter().filter(|c| physical(c) != c.name) {
+            steps.push(Statement {
+                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&c.name)),
+                only_if: Some(Guard::ColumnPresent(physical(c))),
+            });
+            steps.push(Statement {
+                sql: format!("ALTER TABLE {name} RENAME COLUMN {} TO {}", self.id(&physical(c)), self.id(&c.name)),
+                only_if: Some(Guard::ColumnPresent(physical(c))),
+            });
+        }
+        Contract { prepare, steps, atomic: e != EngineName::Mysql }
+    }
+
+    /// Columns that SQLite can make NOT NULL only by rebuilding the table.
+    pub fn sqlite_not_null(&self) -> Vec<String> {
+        if self.engine != EngineName::Sqlite {
+            return Vec::new();
+        }
+        self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()
+    }
+
+    /// Rollback before contract: everything expand created goes, the table is as it was.
+    pub fn rollback(&self) -> Vec<Statement> {
+        let name = self.name();
+        let mut out: Vec<Statement> = self.drop_objects(true).into_iter().map(Statement::plain).collect();
+        for c in self.added() {
+            out.push(Statement {
+                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&physical(c))),
+                only_if: Some(Guard::ColumnPresent(physical(c))),
+            });
+        }
+        out
+    }
+}
+
+/// The column an in-place change writes: its own name, or `name_new` while a
+/// retyped column lives beside the old one.
+pub fn physical(c: &ColumnFacts) -> String {
+    if c.renamed_from().is_none() && c.expression.is_none() {
+        format!("{}_new", c.name)
+    } else {
+        c.name.clone()
+    }
+}
+
+/// Columns that an in-place change adds: computed, renamed or retyped ones.
+pub fn added_columns(columns: &[ColumnFacts]) -> Vec<&ColumnFacts> {
+    columns.iter().filter(|c| is_added(c)).collect()
+}
+
+fn is_added(c: &ColumnFacts) -> bool {
+    c.expression.is_some() || c.renamed_from().is_some() || c.source_type.as_ref().is_some_and(|s| s != &c.desired)
+}
+
+/// `a` alone, or `(a, b)`: a key as a row value.
+fn tuple(parts: &[String]) -> String {
+    match parts {
+        [one] => one.clone(),
+        _ => format!("({})", parts.join(", ")),
+    }
+}
+
+/// The value a new column takes from the old row (`up`).
+fn up_of(engine: EngineName, c: &ColumnFacts) -> String {
+    match (&c.expression, &c.source_column) {
+        (Some(expr), _) => format!("({expr})"),
+        (None, Some(src)) => ident(engine, src),
+        (None, None) => "NULL".into(),
+    }
+}
+
+/// The old column a write to the new one sets, and from what (`down`): a
+/// renamed or retyped column is its old one's value; a computed one has none.
+fn down_of(engine: EngineName, c: &ColumnFacts) -> Option<(&str, String)> {
+    match (&c.expression, &c.source_column) {
+        (None, Some(src)) => Some((src.as_str(), ident(engine, &physical(c)))),
+        _ => None,
+    }
+}
+
+/// Whether a write to the new column can set the old one from it.
+fn has_down(c: &ColumnFacts) -> bool {
+    c.expression.is_none() && c.source_column.is_some()
+}
+
+/// `a` and `b` differ, NULL-safe.
+fn distinct(engine: EngineName, a: &str, b: &str) -> String {
+    match engine {
+        EngineName::Postgres => format!("{a} IS DISTINCT FROM {b}"),
+        EngineName::Mysql => format!("NOT ({a} <=> {b})"),
+        EngineName::Sqlite => format!("{a} IS NOT {b}"),
+    }
+}
