@@ -33,6 +33,9 @@ pub enum Mode {
     /// A contract resumed: as `Run`, but a source table it already archived
     /// (renamed or dropped) is planned by its names alone.
     Contract,
+    /// As `Run`, after an in-place expand: the columns it added to the
+    /// source are the change's own, not columns the table had.
+    Expanded,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -272,6 +275,18 @@ fn spec_error(spec: &Spec, table: &TableSpec, message: impl Into<String>, hint: 
         .with_hint(hint)
 }
 
+/// A column an in-place expand adds for `table`: a computed or renamed
+/// column of the spec, or `<name>_new` beside a retyped one.
+fn added_by_expand(table: &TableSpec, column: &str) -> bool {
+    table.columns.iter().any(|(name, source)| {
+        let added = match source {
+            ColumnSource::Expr { .. } => true,
+            ColumnSource::Column { name: from, .. } => from != name,
+        };
+        (added && name == column) || format!("{name}_new") == column
+    })
+}
+
 /// Resolves every table of the spec against the live source (and the target
 /// engine's type capabilities).
 pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, mode: Mode) -> Result<Vec<TablePlan>> {
@@ -282,8 +297,9 @@ pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, 
             plans.push(TablePlan::archived(table, source_name));
             continue;
         }
-        let mode = if mode == Mode::Contract { Mode::Run } else { mode };
-        plans.push(plan_table(spec, table, source, target, mode).await?);
+        let expanded = matches!(mode, Mode::Expanded | Mode::Contract);
+        let mode = if matches!(mode, Mode::Contract | Mode::Expanded) { Mode::Run } else { mode };
+        plans.push(plan_table(spec, table, source, target, mode, expanded).await?);
     }
     resolve_foreign_keys(&mut plans, target).await?;
     Ok(plans)
@@ -295,11 +311,25 @@ async fn plan_table(
     source_engine: &dyn Engine,
     target: &dyn Engine,
     mode: Mode,
+    expanded: bool,
 ) -> Result<TablePlan> {
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
     let in_place = source_engine.display_url() == target.display_url() && source_name == target_name;
-    let schema = source_engine.introspect(&source_name).await.map_err(|e| {
+    if in_place && mode == Mode::Run && table.columns.is_empty() && table.exclude.is_empty() {
+        return Err(spec_error(
+            spec,
+            table,
+            format!(
+                "source and target are the same table, {} in {}, and the entry changes nothing",
+                table.from,
+                target.display_url()
+            ),
+            "to copy, give the copy another name with `to = \"...\"` or point [target] at another database; \
+             to change the table in place, describe the change with [[change]] entries (docs/in-place.md)",
+        ));
+    }
+    let mut schema = source_engine.introspect(&source_name).await.map_err(|e| {
         if e.kind() == ErrorKind::NotFound {
             spec_error(
                 spec,
@@ -311,6 +341,9 @@ async fn plan_table(
             RunError::from(e).context(format_args!("source table {}", table.from))
         }
     })?;
+    if in_place && expanded {
+        schema.columns.retain(|c| !added_by_expand(table, &c.name));
+    }
     let column_list = || schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
 
     for name in &table.exclude {
@@ -399,7 +432,7 @@ async fn plan_table(
             (Some(key), _) => Ok(key),
             // The plan reports the missing key as a finding (F007).
             (None, Mode::Plan) => Ok(Vec::new()),
-            (None, Mode::Run | Mode::Contract) => Err(spec_error(
+            (None, Mode::Run | Mode::Contract | Mode::Expanded) => Err(spec_error(
                 spec,
                 table,
                 format!("table `{}` has no primary key and no unique key on NOT NULL columns", table.from),

@@ -226,7 +226,12 @@ impl Migration {
             None
         };
         // A contract killed after archiving some source tables finds them gone.
-        let mode = if state.lifecycle()? == State::at(Stage::Contracting) { Mode::Contract } else { Mode::Run };
+        let mode = match state.lifecycle()? {
+            State::At { stage: Stage::Contracting } => Mode::Contract,
+            State::At { stage: Stage::Planned } | State::RolledBack => Mode::Run,
+            // Expand may have run: an in-place change finds its own columns on the table.
+            _ => Mode::Expanded,
+        };
         let plans = plan_tables(&spec, &*source, &*target, mode).await?;
         let mut spec_changed = false;
         // Only a runner records tables; `ferry verify` reads what is there.
