@@ -230,3 +230,100 @@ async fn a_killed_backfill_resumes_and_ends_consistent() {
         assert!(ws.audit_log().contains("backfill-resumed"), "{kind}: {}", ws.audit_log());
     }
 }
+
+/// A rename under writers of both versions: version 1 writes `fullname`,
+/// version 2 `full_name`; until contract both names hold the same value on
+/// every row, after it only the new name is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rename_keeps_both_names_in_step_under_both_versions() {
+    for kind in ALL {
+        let db = TestDb::new(kind).await;
+        let key = match kind {
+            Kind::Postgres => "id serial PRIMARY KEY",
+            Kind::Mysql => "id int AUTO_INCREMENT PRIMARY KEY",
+            Kind::Sqlite => "id INTEGER PRIMARY KEY",
+        };
+        db.exec(&format!("CREATE TABLE people ({key}, fullname varchar(100))")).await;
+        let mut session = db.session().await;
+        for i in 0..2000 {
+            session.exec(&format!("INSERT INTO people (fullname) VALUES ('n{i}')")).await.unwrap();
+        }
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"10ms\"\n\n\
+             [[change]]\ntable = \"people\"\nrename_column = \"fullname\"\nto = \"full_name\"\n",
+            db.url
+        ));
+        ws.run(&["run", "--until", "expand"]).assert_code(0);
+        let run = ws.run_beside(&["run"]);
+        let table = |v: u8| match kind {
+            Kind::Postgres => format!("public_ferry_v{v}.people"),
+            Kind::Mysql => format!("people_ferry_v{v}"),
+            Kind::Sqlite => "people".into(),
+        };
+        let mut writes = 0;
+        while !run.is_finished() {
+            writes += 1;
+            let id = 1 + (writes * 37) % 2000;
+            let (v, column) = if writes % 2 == 0 { (1, "fullname") } else { (2, "full_name") };
+            let sql = if writes % 5 == 0 {
+                format!("INSERT INTO {} ({column}) VALUES ('w{writes}')", table(v))
+            } else {
+                format!("UPDATE {} SET {column} = 'w{writes}' WHERE id = {id}", table(v))
+            };
+            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        run.await.unwrap().assert_code(0);
+        assert!(writes > 10, "{kind}: the writers wrote during the backfill ({writes})");
+        let differ = match kind {
+            Kind::Postgres => "fullname IS DISTINCT FROM full_name",
+            Kind::Mysql => "NOT (fullname <=> full_name)",
+            Kind::Sqlite => "fullname IS NOT full_name",
+        };
+        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}");
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "full_name"], "{kind}");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+    }
+}
+
+/// MariaDB commits each contract statement by itself: a contract killed
+/// between its steps (state `contracting`) is finished by running it again,
+/// and ends with the table contracted and nothing of Ferry's left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_killed_between_steps_on_mariadb_resumes() {
+    let mut killed_mid_contract = 0;
+    for delay_ms in [30u64, 80, 150, 250, 400, 600, 900] {
+        let db = users(Kind::Mysql, 60_000).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&seed_spec(&db, ""));
+        ws.run(&["run"]).assert_code(0);
+        let mut child = ws.spawn_quiet(&["contract", "--confirm"]);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let state = ws.status_json()["state"].as_str().unwrap_or_default().to_string();
+        if state == "contracting" {
+            killed_mid_contract += 1;
+        }
+        let again = ws.run(&["contract", "--confirm"]);
+        // Killed before the point of no return: contract starts; after it: it finishes; finished: it says so.
+        assert!(
+            again.code == Some(0) || (state == "completed" && again.stderr.contains("completed")),
+            "delay {delay_ms} ms, state {state}: {again}\n{}",
+            ws.audit_log()
+        );
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+        assert!(schema.column("verification_date").is_none(), "delay {delay_ms} ms");
+        assert!(!schema.column("email_verified").unwrap().nullable, "delay {delay_ms} ms");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "delay {delay_ms} ms");
+        assert_eq!(ws.status_json()["state"], "completed", "delay {delay_ms} ms");
+        if killed_mid_contract > 0 && state == "completed" {
+            break;
+        }
+    }
+    assert!(killed_mid_contract > 0, "no kill landed between contract steps: the delays need adjusting");
+}
