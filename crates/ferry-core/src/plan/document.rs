@@ -48,6 +48,9 @@ pub struct MigrationPlan {
     pub tables: Vec<TableFacts>,
     pub checklist: Vec<ChecklistItem>,
     pub verification_queries: Vec<Query>,
+    /// In place: which application version reads and writes which column, in which phase.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub code_changes: Vec<super::in_place::CodeChange>,
     pub risk_register: Vec<RiskEntry>,
     pub downstream_consumers: Vec<Consumer>,
     pub timeline: Vec<TimelineEntry>,
@@ -358,6 +361,11 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         tables: a.tables.clone(),
         checklist: checklist(spec, a, recorded, generated_at),
         verification_queries: verification_queries(a),
+        code_changes: if a.shape == Shape::InPlace {
+            a.tables.iter().flat_map(|t| InPlace::of(a.source.engine, t).code_changes()).collect()
+        } else {
+            Vec::new()
+        },
         risk_register: risk_register(a, &findings, &decision),
         downstream_consumers: consumers(a),
         timeline: timeline(spec, a, decision.strategy, backfill + verify),

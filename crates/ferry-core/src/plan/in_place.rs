@@ -78,6 +78,17 @@ impl Version {
     }
 }
 
+/// What one application version does with one column, while both versions
+/// run (expand to contract) and after contract: the code-change table.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CodeChange {
+    pub table: String,
+    pub column: String,
+    pub version_1: String,
+    pub version_2: String,
+    pub after_contract: String,
+}
+
 /// An in-place change of one table.
 #[derive(Debug, Clone)]
 pub struct InPlace<'a> {
@@ -183,6 +194,50 @@ impl<'a> InPlace<'a> {
         }
     }
 
+    /// Which version reads and writes which column, in which phase.
+    pub fn code_changes(&self) -> Vec<CodeChange> {
+        let row = |column: &str, v1: &str, v2: &str, after: &str| CodeChange {
+            table: self.table.to_string(),
+            column: column.to_string(),
+            version_1: v1.to_string(),
+            version_2: v2.to_string(),
+            after_contract: after.to_string(),
+        };
+        let mut out = vec![row(
+            "(connection)",
+            &self.connection_setting(Version::Old),
+            &self.connection_setting(Version::New),
+            "version 2's setting, or none once its views are dropped",
+        )];
+        for c in self.added() {
+            let not_null = if c.nullable { "" } else { " (NOT NULL)" };
+            match (c.expression.is_some(), c.renamed_from()) {
+                (true, _) => out.push(row(
+                    &c.name,
+                    "does not see it: the triggers compute it on every write",
+                    "reads and writes it; a value it writes stands",
+                    &format!("reads and writes it{not_null}"),
+                )),
+                (false, Some(old)) => out.push(row(
+                    &format!("{old} → {}", c.name),
+                    &format!("reads and writes `{old}`; the triggers copy it to `{}`", c.name),
+                    &format!("reads and writes `{}`; the triggers copy it to `{old}`", c.name),
+                    &format!("`{}` only{not_null}", c.name),
+                )),
+                (false, None) => out.push(row(
+                    &c.name,
+                    "reads and writes the old type",
+                    "reads and writes the new type",
+                    &format!("the new type only{not_null}"),
+                )),
+            }
+        }
+        for d in self.dropped {
+            out.push(row(d, "reads and writes it", "does not see it (NULL on its inserts)", "gone: version 1 retired"));
+        }
+        out
+    }
+
     /// Expand: the new columns (nullable, no rewrite), the table of version 2's own writes, the sync triggers and the version views.
     pub fn expand(&self) -> Vec<Statement> {
         let name = self.name();
@@ -251,8 +306,14 @@ impl<'a> InPlace<'a> {
         for v in versions {
             out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
             if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
-                // Without CASCADE: a schema someone else used too is refused, not emptied.
-                out.push(format!("DROP SCHEMA IF EXISTS {}", self.id(&format!("{schema}_{}", v.suffix()))));
+                // The version schema is shared by every table changed in place: it goes with its last view.
+                let name = format!("{schema}_{}", v.suffix());
+                out.push(format!(
+                    "DO $ferry$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = {literal}) THEN DROP SCHEMA IF EXISTS {}; END IF; END $ferry$",
+                    self.id(&name),
+                    literal = crate::sqlexpr::string_literal(self.engine, &name)
+                ));
             }
         }
         out
@@ -690,5 +751,79 @@ fn distinct(engine: EngineName, a: &str, b: &str) -> String {
         EngineName::Postgres => format!("{a} IS DISTINCT FROM {b}"),
         EngineName::Mysql => format!("NOT ({a} <=> {b})"),
         EngineName::Sqlite => format!("{a} IS NOT {b}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::DataType;
+
+    fn column(name: &str, source: Option<&str>, expr: Option<&str>, t: DataType, nullable: bool) -> ColumnFacts {
+        ColumnFacts {
+            name: name.into(),
+            source_column: source.map(str::to_string),
+            expression: expr.map(str::to_string),
+            source_type: source.map(|_| t.clone()),
+            source_native: None,
+            source_nullable: true,
+            desired: t.clone(),
+            planned: t,
+            nullable,
+            null_rows: None,
+            zero_dates: None,
+            assumed_zone: None,
+        }
+    }
+
+    /// Every statement of the seed's change (a computed NOT NULL column, a
+    /// dropped one) and of a rename, in each dialect: what the plan shows and
+    /// what `ferry run` executes.
+    #[test]
+    fn statements_of_each_step_in_each_dialect() {
+        let seed = [
+            column("id", Some("id"), None, DataType::Int64, false),
+            column("email", Some("email"), None, DataType::Text { max_chars: None }, false),
+            column("email_verified", None, Some("verification_date IS NOT NULL"), DataType::Bool, false),
+        ];
+        let rename = [
+            column("id", Some("id"), None, DataType::Int64, false),
+            column("full_name", Some("fullname"), None, DataType::Text { max_chars: None }, true),
+        ];
+        let dropped = ["verification_date".to_string()];
+        let key = ["id".to_string()];
+        let mut out = String::new();
+        for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
+            let namespace = match engine {
+                EngineName::Postgres => Some("public"),
+                EngineName::Mysql => Some("app"),
+                EngineName::Sqlite => None,
+            };
+            for (table, columns, dropped) in [("users", &seed[..], &dropped[..]), ("people", &rename[..], &[][..])] {
+                let change = InPlace { engine, table, key: &key, columns, dropped, namespace };
+                let lines = |statements: Vec<Statement>| {
+                    statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")
+                };
+                let contract = change.contract();
+                out.push_str(&format!(
+                    "=== {} {table}\n-- expand\n{}\n-- backfill\n  {}\n-- verify\n  {}\n-- contract (atomic: {})\n{}\n{}\n-- rollback\n{}\n-- code changes\n{}\n\n",
+                    engine.title(),
+                    lines(change.expand()),
+                    change.backfill_batch(Some(&[crate::Value::Int(100)]), &[crate::Value::Int(200)]),
+                    change.mismatches(),
+                    contract.atomic,
+                    lines(contract.prepare),
+                    lines(contract.steps),
+                    lines(change.rollback()),
+                    change
+                        .code_changes()
+                        .iter()
+                        .map(|c| format!("  {} | {} | {} | {}", c.column, c.version_1, c.version_2, c.after_contract))
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                ));
+            }
+        }
+        insta::assert_snapshot!(out);
     }
 }

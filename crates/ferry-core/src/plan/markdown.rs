@@ -274,6 +274,26 @@ pub fn render(plan: &Plan) -> String {
         out.push('\n');
     }
 
+    if !mp.code_changes.is_empty() {
+        let _ = writeln!(out, "### Code changes (two application versions)\n");
+        let _ = writeln!(
+            out,
+            "| table | column | version 1 (expand → contract) | version 2 (expand → contract) | after contract |\n|---|---|---|---|---|"
+        );
+        for c in &mp.code_changes {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                c.table,
+                cell(&c.column),
+                cell(&c.version_1),
+                cell(&c.version_2),
+                cell(&c.after_contract)
+            );
+        }
+        out.push('\n');
+    }
+
     let adr = &plan.strategy_adr;
     let _ = writeln!(out, "## Strategy and ADR\n");
     let _ = writeln!(out, "### {}\n\nStatus: {}.\n", adr.title, adr.status);
