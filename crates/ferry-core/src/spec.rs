@@ -243,8 +243,20 @@ pub struct TableSpec {
     /// `existing_rows = "merge"`: rows an existing target table already holds
     /// may stay (those whose key the source has are overwritten).
     pub merge_existing_rows: bool,
+    /// In place: how a retyped column's values convert, by column.
+    pub conversions: BTreeMap<String, Conversion>,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
+}
+
+/// How a column changed in place converts: `up` computes the new value from
+/// the old row (the column's name is its old value), `down` the old value
+/// from the new row (the column's name is its new value). `None`: the
+/// engine's own conversion of the column.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Conversion {
+    pub up: Option<String>,
+    pub down: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -494,7 +506,13 @@ mod raw {
         #[serde(default)]
         pub translate: BTreeMap<String, String>,
         pub existing_rows: Option<Spanned<String>>,
+        /// In place (`[[change]] alter_type`): a retyped column's `up` and `down`, by column.
+        #[serde(skip)]
+        pub conversions: BTreeMap<String, UpDown>,
     }
+
+    /// A retyped column's `up` and `down` SQL, as written.
+    pub type UpDown = (Option<Spanned<String>>, Option<Spanned<String>>);
 
     pub struct OneOrMany(pub Vec<String>);
 
@@ -958,6 +976,8 @@ impl Spec {
             "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
             table.from, table.to, table.key, table.filter, table.exclude, table.columns
         );
+        // A spec written before conversions existed keeps its fingerprint.
+        let text = if table.conversions.is_empty() { text } else { format!("{text}|{:?}", table.conversions) };
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
     }
 }
@@ -1321,6 +1341,17 @@ fn parse_table(
             ))
         }
     };
+    let mut conversions = BTreeMap::new();
+    for (column, (up, down)) in &raw.conversions {
+        for (name, sql) in [("up", up), ("down", down)] {
+            if let Some(sql) = sql {
+                let kind = crate::usersql::Fragment::Expression;
+                ctx.user_sql(sql.span(), &format!("change.{name}"), sql.get_ref(), kind, source)?;
+            }
+        }
+        let text = |v: &Option<toml::Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        conversions.insert(column.clone(), Conversion { up: text(up), down: text(down) });
+    }
     Ok(TableSpec {
         from,
         to,
@@ -1330,6 +1361,7 @@ fn parse_table(
         columns,
         translate: raw.translate.clone(),
         merge_existing_rows,
+        conversions,
         line,
     })
 }
@@ -1458,9 +1490,21 @@ drop_column = "verification_date"
         let two =
             SEED_CHANGE.replace("drop_column = \"verification_date\"", "drop_column = \"a\"\nrename_column = \"b\"");
         assert!(parse(&two).unwrap_err().message.contains("exactly one operation"));
-        let later = SEED_CHANGE.replace("drop_column = \"verification_date\"", "alter_type = \"id\"");
+        let later = SEED_CHANGE.replace("drop_column = \"verification_date\"", "split_column = \"name\"");
         let e = parse(&later).unwrap_err();
-        assert!(e.message.contains("`change.alter_type` is not supported") && e.line == Some(19), "{e:?}");
+        assert!(e.message.contains("`change.split_column` is not supported") && e.line == Some(19), "{e:?}");
+        let untyped_alter = SEED_CHANGE.replace("drop_column = \"verification_date\"", "alter_type = \"id\"");
+        assert!(parse(&untyped_alter).unwrap_err().message.contains("needs `type`"));
+        let retype = SEED_CHANGE.replace(
+            "drop_column = \"verification_date\"",
+            "alter_type = \"placed\"\ntype = \"date\"\nup = \"CAST(placed AS date)\"\ndown = \"CAST(placed AS text)\"",
+        );
+        let spec = parse(&retype).unwrap();
+        let conversion = &spec.tables[0].conversions["placed"];
+        assert_eq!(conversion.up.as_deref(), Some("CAST(placed AS date)"));
+        assert_eq!(conversion.down.as_deref(), Some("CAST(placed AS text)"));
+        let stray = SEED_CHANGE.replace("not_null = true", "not_null = true\nup = \"x\"");
+        assert!(parse(&stray).unwrap_err().message.contains("`change.up` does not go with this operation"));
         let untyped = SEED_CHANGE.replace("type = \"boolean\"\n", "");
         assert!(parse(&untyped).unwrap_err().message.contains("needs `type` and `expr`"));
         let mixed = format!("{SEED_CHANGE}\n[[table]]\nfrom = \"orders\"\n");

@@ -72,6 +72,7 @@ async fn wanted(engine: &dyn Engine, table: &TableName, guard: &Option<Guard>) -
     Ok(match guard {
         Guard::ColumnMissing(c) => schema.column(c).is_none(),
         Guard::ColumnPresent(c) => schema.column(c).is_some(),
+        Guard::BothPresent(a, b) => schema.column(a).is_some() && schema.column(b).is_some(),
     })
 }
 
@@ -85,6 +86,22 @@ impl Migration {
         let engine = engine_name(self.source.kind());
         let mut out = Vec::new();
         for plan in &self.plans {
+            let facts = plan.column_facts();
+            let retyped_key = ferry_core::plan::in_place::added_columns(&facts)
+                .into_iter()
+                .find(|c| ferry_core::plan::in_place::physical(c) != c.name && plan.key_source.contains(&c.name));
+            if let Some(c) = retyped_key {
+                return Err(RunError::new(
+                    RunErrorKind::Spec,
+                    format!(
+                        "{}: `alter_type` of {}, a key column, cannot be done in place in this version",
+                        plan.source_name, c.name
+                    ),
+                )
+                .with_hint(
+                    "the key identifies rows while both versions run; move the table instead (a [[table]] with `to`)",
+                ));
+            }
             out.push(Change {
                 engine,
                 table: plan.source_name.to_string(),

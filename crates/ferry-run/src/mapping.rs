@@ -132,6 +132,8 @@ impl TablePlan {
                     nullable: c.nullable,
                     null_rows: None,
                     zero_dates: None,
+                    up: self.spec.conversions.get(&c.name).and_then(|v| v.up.clone()),
+                    down: self.spec.conversions.get(&c.name).and_then(|v| v.down.clone()),
                 }
             })
             .collect()

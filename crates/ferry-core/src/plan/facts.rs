@@ -96,6 +96,12 @@ pub struct ColumnFacts {
     /// The zone the spec says naive source times are in (`"<column>.zone"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assumed_zone: Option<String>,
+    /// In place, a retyped column: SQL computing the new value from the old row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<String>,
+    /// In place, a retyped column: SQL computing the old value from the new row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

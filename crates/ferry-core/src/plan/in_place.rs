@@ -40,6 +40,9 @@ pub enum Guard {
     ColumnMissing(String),
     /// Runs only while the table has this column (dropping or renaming it).
     ColumnPresent(String),
+    /// Runs only while the table has both columns: a retyped column's old
+    /// one is dropped while its replacement still waits beside it.
+    BothPresent(String, String),
 }
 
 impl Statement {
@@ -345,10 +348,33 @@ impl<'a> InPlace<'a> {
         out
     }
 
+    /// The old column a write to the new one sets, and the value, as a
+    /// trigger reads it: the new column's (renamed, or retyped and converted
+    /// by the engine), or the change's `down` over the row in its new shape.
+    /// A computed column has none.
+    fn down_of<'c>(&self, c: &'c ColumnFacts) -> Option<(&'c str, String)> {
+        let old = c.source_column.as_deref().filter(|_| c.expression.is_none())?;
+        let value = match &c.down {
+            None => format!("NEW.{}", self.id(&physical(c))),
+            Some(down) => {
+                let row: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let from = if is_added(c) { physical(c) } else { c.name.clone() };
+                        format!("NEW.{} AS {}", self.id(&from), self.id(&c.name))
+                    })
+                    .collect();
+                format!("(SELECT ({down}) FROM (SELECT {}) AS ferry_new)", row.join(", "))
+            }
+        };
+        Some((old, value))
+    }
+
     /// The old columns `up` reads for `c`.
     fn reads(&self, c: &ColumnFacts) -> Vec<String> {
         let old = self.old_columns();
-        match (&c.expression, &c.source_column) {
+        match (c.up.as_ref().or(c.expression.as_ref()), &c.source_column) {
             (Some(expr), _) => crate::sqlexpr::columns_read(expr, self.engine, &|n: &str| {
                 old.iter().any(|o| o.eq_ignore_ascii_case(n))
             }),
@@ -403,8 +429,8 @@ impl<'a> InPlace<'a> {
                 self.recompute(c, "UPDATE"),
                 up_of(e, c),
             );
-            if let Some((old, down)) = down_of(e, c) {
-                set.push_str(&format!("  ELSE\n    SELECT {down} INTO NEW.{} FROM {row};\n", self.id(old)));
+            if let Some((old, down)) = self.down_of(c) {
+                set.push_str(&format!("  ELSE\n    NEW.{} := {down};\n", self.id(old)));
             }
             set.push_str("  END IF;");
             body.push(set);
@@ -455,8 +481,9 @@ impl<'a> InPlace<'a> {
                 .iter()
                 .map(|c| {
                     let column = self.id(&physical(c));
-                    let down = down_of(e, c)
-                        .map(|(old, down)| format!(" ELSE SET NEW.{} = (SELECT {down} FROM {row});", self.id(old)))
+                    let down = self
+                        .down_of(c)
+                        .map(|(old, down)| format!(" ELSE SET NEW.{} = {down};", self.id(old)))
                         .unwrap_or_default();
                     format!(
                         "IF {} THEN SET NEW.{column} = (SELECT {} FROM {row});{down} END IF;",
@@ -501,7 +528,7 @@ impl<'a> InPlace<'a> {
                 let column = self.id(&physical(c));
                 let untouched = self.recompute(c, event);
                 sets.push(format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", up_of(e, c)));
-                if let Some((old, down)) = down_of(e, c) {
+                if let Some((old, down)) = self.down_of(c) {
                     let old = self.id(old);
                     sets.push(format!("{old} = CASE WHEN {untouched} THEN {old} ELSE {down} END"));
                 }
@@ -663,12 +690,21 @@ impl<'a> InPlace<'a> {
         for c in self.added().into_iter().filter(|c| physical(c) != c.name) {
             steps.push(Statement {
                 sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&c.name)),
-                only_if: Some(Guard::ColumnPresent(physical(c))),
+                only_if: Some(Guard::BothPresent(c.name.clone(), physical(c))),
             });
             steps.push(Statement {
                 sql: format!("ALTER TABLE {name} RENAME COLUMN {} TO {}", self.id(&physical(c)), self.id(&c.name)),
                 only_if: Some(Guard::ColumnPresent(physical(c))),
             });
+        }
+        // MariaDB/MySQL views name columns as text: version 2's view follows the retyped column's rename.
+        if e == EngineName::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
+            let columns: Vec<String> = self.columns.iter().map(|c| self.id(&c.name)).collect();
+            steps.push(Statement::plain(format!(
+                "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {name}",
+                self.view(Version::New),
+                columns.join(", ")
+            )));
         }
         Contract { prepare, steps, atomic: e != EngineName::Mysql }
     }
@@ -724,19 +760,13 @@ fn tuple(parts: &[String]) -> String {
 
 /// The value a new column takes from the old row (`up`).
 fn up_of(engine: EngineName, c: &ColumnFacts) -> String {
+    if let Some(up) = &c.up {
+        return format!("({up})");
+    }
     match (&c.expression, &c.source_column) {
         (Some(expr), _) => format!("({expr})"),
         (None, Some(src)) => ident(engine, src),
         (None, None) => "NULL".into(),
-    }
-}
-
-/// The old column a write to the new one sets, and from what (`down`): a
-/// renamed or retyped column is its old one's value; a computed one has none.
-fn down_of(engine: EngineName, c: &ColumnFacts) -> Option<(&str, String)> {
-    match (&c.expression, &c.source_column) {
-        (None, Some(src)) => Some((src.as_str(), ident(engine, &physical(c)))),
-        _ => None,
     }
 }
 
@@ -773,6 +803,8 @@ mod tests {
             null_rows: None,
             zero_dates: None,
             assumed_zone: None,
+            up: None,
+            down: None,
         }
     }
 
@@ -790,6 +822,11 @@ mod tests {
             column("id", Some("id"), None, DataType::Int64, false),
             column("full_name", Some("fullname"), None, DataType::Text { max_chars: None }, true),
         ];
+        let mut placed = column("placed", Some("placed"), None, DataType::Date, true);
+        placed.source_type = Some(DataType::Text { max_chars: Some(10) });
+        placed.up = Some("CAST(placed AS date)".into());
+        placed.down = Some("CAST(placed AS varchar(10))".into());
+        let retype = [column("id", Some("id"), None, DataType::Int64, false), placed];
         let dropped = ["verification_date".to_string()];
         let key = ["id".to_string()];
         let mut out = String::new();
@@ -799,7 +836,12 @@ mod tests {
                 EngineName::Mysql => Some("app"),
                 EngineName::Sqlite => None,
             };
-            for (table, columns, dropped) in [("users", &seed[..], &dropped[..]), ("people", &rename[..], &[][..])] {
+            let tables = [
+                ("users", &seed[..], &dropped[..]),
+                ("people", &rename[..], &[][..]),
+                ("orders", &retype[..], &[][..]),
+            ];
+            for (table, columns, dropped) in tables {
                 let change = InPlace { engine, table, key: &key, columns, dropped, namespace };
                 let lines = |statements: Vec<Statement>| {
                     statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")

@@ -2,7 +2,8 @@
 //! database's tables (no `[target]`). Each operation is lowered into the
 //! in-place `[[table]]` form the planner already reads — `add_column` a
 //! computed column, `drop_column` an excluded one, `rename_column` a renamed
-//! one — so that both spellings plan the same.
+//! one, `alter_type` a retyped one (its `up`/`down` in the table's
+//! `conversions`) — so that both spellings plan the same.
 
 use super::raw::{ColumnValue, Detailed, Endpoint, File, Table};
 use super::{Ctx, SpecError};
@@ -22,8 +23,8 @@ pub struct RawChange {
     drop_column: Option<Spanned<String>>,
     rename_column: Option<Spanned<String>>,
     to: Option<Spanned<String>>,
+    alter_type: Option<Spanned<String>>,
     // Operations of the issue that are read, so that they are refused by name rather than as unknown keys.
-    alter_type: Option<Spanned<toml::Value>>,
     split_column: Option<Spanned<toml::Value>>,
     merge_columns: Option<Spanned<toml::Value>>,
     add_index: Option<Spanned<toml::Value>>,
@@ -92,6 +93,7 @@ fn empty_table(from: Spanned<String>) -> Table {
         columns: BTreeMap::new(),
         translate: BTreeMap::new(),
         existing_rows: None,
+        conversions: BTreeMap::new(),
     }
 }
 
@@ -99,7 +101,6 @@ fn empty_table(from: Spanned<String>) -> Table {
 fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(), SpecError> {
     let c = entry.get_ref();
     let not_yet = [
-        ("alter_type", c.alter_type.as_ref().map(|v| v.span())),
         ("split_column", c.split_column.as_ref().map(|v| v.span())),
         ("merge_columns", c.merge_columns.as_ref().map(|v| v.span())),
         ("add_index", c.add_index.as_ref().map(|v| v.span())),
@@ -110,15 +111,16 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         return Err(ctx.error(
             span.clone(),
             format!("`change.{name}` is not supported in this version"),
-            "this version plans add_column, drop_column and rename_column in place",
+            "this version changes tables in place with add_column, drop_column, rename_column and alter_type",
         ));
     }
-    let operations = [c.add_column.is_some(), c.drop_column.is_some(), c.rename_column.is_some()];
+    let operations =
+        [c.add_column.is_some(), c.drop_column.is_some(), c.rename_column.is_some(), c.alter_type.is_some()];
     if operations.iter().filter(|&&o| o).count() != 1 {
         return Err(ctx.error(
             entry.span(),
             "each [[change]] has exactly one operation",
-            "give one of add_column, drop_column or rename_column (one [[change]] per operation)",
+            "give one of add_column, drop_column, rename_column or alter_type (one [[change]] per operation)",
         ));
     }
     if let Some(column) = &c.add_column {
@@ -139,6 +141,23 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
     } else if let Some(column) = &c.drop_column {
         table.exclude.push(column.clone());
+    } else if let Some(column) = &c.alter_type {
+        let Some(data_type) = &c.data_type else {
+            return Err(ctx.error(
+                column.span(),
+                format!("`change.alter_type = \"{}\"` needs `type`", column.get_ref()),
+                "e.g. type = \"bigint\"; with `up` (SQL computing the new value from the old row) and `down` \
+                 (the old value from the new row) when the database cannot convert by itself",
+            ));
+        };
+        let detailed = Detailed {
+            from: Some(column.get_ref().clone()),
+            expr: None,
+            data_type: Some(data_type.get_ref().clone()),
+            nullable: None,
+        };
+        table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
+        table.conversions.insert(column.get_ref().clone(), (c.up.clone(), c.down.clone()));
     } else if let Some(old) = &c.rename_column {
         let Some(new) = &c.to else {
             return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));
@@ -148,7 +167,12 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
     for (key, value) in
         [("type", c.data_type.as_ref()), ("expr", c.expr.as_ref()), ("up", c.up.as_ref()), ("down", c.down.as_ref())]
     {
-        if let Some(v) = value.filter(|_| c.add_column.is_none() || matches!(key, "up" | "down")) {
+        let allowed = match key {
+            "type" => c.add_column.is_some() || c.alter_type.is_some(),
+            "expr" => c.add_column.is_some(),
+            _ => c.alter_type.is_some(),
+        };
+        if let Some(v) = value.filter(|_| !allowed) {
             return Err(ctx.error(v.span(), format!("`change.{key}` does not go with this operation"), "remove it"));
         }
     }

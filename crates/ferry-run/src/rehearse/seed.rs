@@ -48,6 +48,7 @@ pub fn mirror_spec(spec: &Spec, rehearsed: &Spec) -> Spec {
             columns: Vec::new(),
             translate: BTreeMap::new(),
             merge_existing_rows: false,
+            conversions: BTreeMap::new(),
             line: real.line,
         })
         .collect();
