@@ -409,3 +409,70 @@ async fn type_changes_keep_both_versions_in_step() {
         assert_ne!(scalar(&db, &format!("SELECT count(*) FROM {v2} WHERE qty > 0")).await, "0", "{kind}");
     }
 }
+
+/// `add_index` builds the index beside the application's writes
+/// (`CONCURRENTLY` on PostgreSQL, `ALGORITHM=INPLACE, LOCK=NONE` on MariaDB),
+/// valid and usable; rollback removes it, contract keeps it; an index of that
+/// name the table had before is refused, not taken for Ferry's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_is_added_beside_the_writers() {
+    for kind in ALL {
+        let db = users(kind, 20_000).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n[[change]]\ntable = \"users\"\nadd_index = \"users_email_idx\"\n\
+             columns = [\"email\"]\nunique = true\n",
+            db.url
+        ));
+        let plan = ws.plan_json().to_string();
+        let online = match kind {
+            Kind::Postgres => "CONCURRENTLY",
+            Kind::Mysql => "LOCK=NONE",
+            Kind::Sqlite => "CREATE UNIQUE INDEX IF NOT EXISTS",
+        };
+        assert!(plan.contains(online), "{kind}: the plan shows the online build: {plan}");
+        let has_index = || async {
+            let schema = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+            schema.unique_keys.iter().any(|i| i.name == "users_email_idx" && i.columns == ["email"])
+        };
+        let mut session = db.session().await;
+        let run = ws.run_beside(&["run"]);
+        let mut writes = 0;
+        while !run.is_finished() {
+            writes += 1;
+            session
+                .exec(&format!("UPDATE users SET email = 'w{writes}@example.com' WHERE id = {writes}"))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        run.await.unwrap().assert_code(0);
+        assert!(has_index().await, "{kind}: the index is built");
+        if kind == Kind::Postgres {
+            let valid =
+                "SELECT bool_and(indisvalid)::text FROM pg_index WHERE indexrelid = 'users_email_idx'::regclass";
+            assert_eq!(scalar(&db, valid).await, "true");
+        }
+        ws.run(&["rollback"]).assert_code(0);
+        assert!(!has_index().await, "{kind}: rollback removes it");
+        ws.run(&["run"]).assert_code(0);
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        assert!(has_index().await, "{kind}: contract keeps it");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+
+        // An index of that name the table already has is not Ferry's to build (or to drop).
+        let other = users(kind, 10).await;
+        other.exec("CREATE INDEX users_email_idx ON users (verification_date)").await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n[[change]]\ntable = \"users\"\nadd_index = \"users_email_idx\"\ncolumns = [\"email\"]\n",
+            other.url
+        ));
+        let refused = ws.run(&["run"]);
+        assert_ne!(refused.code, Some(0), "{kind}: {refused}");
+        assert!(refused.stderr.contains("already has an index named users_email_idx"), "{kind}: {refused}");
+        ws.run(&["rollback"]).assert_code(0);
+        let schema = other.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+        assert!(schema.indexes.iter().any(|i| i.name == "users_email_idx"), "{kind}: the table's own index stays");
+    }
+}

@@ -245,8 +245,18 @@ pub struct TableSpec {
     pub merge_existing_rows: bool,
     /// In place: how a retyped column's values convert, by column.
     pub conversions: BTreeMap<String, Conversion>,
+    /// In place: indexes expand builds without blocking writes.
+    pub added_indexes: Vec<IndexChange>,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
+}
+
+/// An index a change in place adds (`[[change]] add_index`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexChange {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub unique: bool,
 }
 
 /// How a column changed in place converts: `up` computes the new value from
@@ -509,6 +519,9 @@ mod raw {
         /// In place (`[[change]] alter_type`): a retyped column's `up` and `down`, by column.
         #[serde(skip)]
         pub conversions: BTreeMap<String, UpDown>,
+        /// In place (`[[change]] add_index`): indexes built without blocking writes.
+        #[serde(skip)]
+        pub added_indexes: Vec<super::IndexChange>,
     }
 
     /// A retyped column's `up` and `down` SQL, as written.
@@ -978,6 +991,7 @@ impl Spec {
         );
         // A spec written before conversions existed keeps its fingerprint.
         let text = if table.conversions.is_empty() { text } else { format!("{text}|{:?}", table.conversions) };
+        let text = if table.added_indexes.is_empty() { text } else { format!("{text}|{:?}", table.added_indexes) };
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
     }
 }
@@ -1362,6 +1376,7 @@ fn parse_table(
         translate: raw.translate.clone(),
         merge_existing_rows,
         conversions,
+        added_indexes: raw.added_indexes.clone(),
         line,
     })
 }

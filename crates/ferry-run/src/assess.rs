@@ -191,6 +191,7 @@ impl Assessor {
             } else {
                 Vec::new()
             },
+            added_indexes: plan.spec.added_indexes.clone(),
             namespace: if plan.in_place {
                 crate::in_place::namespace(&*self.source, &plan.source_name).await?
             } else {

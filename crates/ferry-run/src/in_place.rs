@@ -49,6 +49,7 @@ pub(crate) struct Change {
     columns: Vec<ColumnFacts>,
     dropped: Vec<String>,
     namespace: Option<String>,
+    indexes: Vec<ferry_core::spec::IndexChange>,
 }
 
 impl Change {
@@ -60,6 +61,7 @@ impl Change {
             columns: &self.columns,
             dropped: &self.dropped,
             namespace: self.namespace.as_deref(),
+            indexes: &self.indexes,
         }
     }
 }
@@ -73,7 +75,14 @@ async fn wanted(engine: &dyn Engine, table: &TableName, guard: &Option<Guard>) -
         Guard::ColumnMissing(c) => schema.column(c).is_none(),
         Guard::ColumnPresent(c) => schema.column(c).is_some(),
         Guard::BothPresent(a, b) => schema.column(a).is_some() && schema.column(b).is_some(),
+        Guard::IndexMissing(i) => !has_index(&schema, i),
+        Guard::IndexPresent(i) => has_index(&schema, i),
     })
+}
+
+fn has_index(schema: &ferry_core::TableSchema, name: &str) -> bool {
+    schema.indexes.iter().chain(&schema.unique_keys).any(|i| i.name == name)
+        || schema.expression_indexes.iter().any(|i| i.name == name)
 }
 
 impl Migration {
@@ -111,6 +120,7 @@ impl Migration {
                 columns: plan.column_facts(),
                 dropped: plan.dropped_columns(),
                 namespace: namespace(&*self.source, &plan.source_name).await?,
+                indexes: plan.spec.added_indexes.clone(),
             });
         }
         Ok(out)
@@ -219,21 +229,70 @@ impl Migration {
     async fn expand_in_place(&self, changes: &[Change], progress: &dyn Progress) -> Result<()> {
         for change in changes {
             let sql = change.sql();
-            if sql.added().is_empty() {
+            if sql.added().is_empty() && change.indexes.is_empty() {
                 continue;
             }
             // Recorded first: a run killed halfway knows the columns may exist, and a rollback removes them.
             self.state.set_table_stage(&change.target, TableStage::Creating)?;
-            let atomic = change.engine != EngineName::Mysql;
-            self.execute_change(&change.name, &sql.expand(), atomic, progress).await?;
+            if !sql.added().is_empty() {
+                let atomic = change.engine != EngineName::Mysql;
+                self.execute_change(&change.name, &sql.expand(), atomic, progress).await?;
+                let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
+                progress.note(&format!(
+                    "{}: added {} beside the old columns, with two-way sync triggers; version 1: `{}`; version 2: `{}`",
+                    change.table,
+                    added.join(", "),
+                    sql.connection_setting(Version::Old),
+                    sql.connection_setting(Version::New)
+                ));
+            }
+            self.build_indexes(change, progress).await?;
             self.state.set_table_stage(&change.target, TableStage::Created)?;
-            let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
+        }
+        Ok(())
+    }
+
+    /// Each index of the change, built by itself. Its start is recorded
+    /// before the build: a build killed halfway (PostgreSQL leaves an invalid
+    /// index) is undone and started again; an index of that name that the
+    /// table had before is refused, not taken for Ferry's.
+    async fn build_indexes(&self, change: &Change, progress: &dyn Progress) -> Result<()> {
+        for build in change.sql().index_builds() {
+            let key = format!("index_build:{}:{}", change.target, build.name);
+            match self.state.meta(&key)?.as_deref() {
+                Some("done") => continue,
+                Some(_) => {
+                    progress
+                        .note(&format!("{}: the build of {} was stopped; starting it again", change.table, build.name));
+                    self.execute_change(&change.name, std::slice::from_ref(&build.abort), false, progress).await?;
+                }
+                None => {
+                    let schema = self.source.introspect(&change.name).await?;
+                    if has_index(&schema, &build.name) {
+                        return Err(RunError::new(
+                            RunErrorKind::Spec,
+                            format!("{} already has an index named {}", change.table, build.name),
+                        )
+                        .with_hint("give `add_index` a name the table does not use, or remove the [[change]] if the index is already there"));
+                    }
+                }
+            }
+            self.state.set_meta(&key, "started")?;
+            let started = Instant::now();
+            if build.abort.only_if.is_none() {
+                // A build that timed out on a lock leaves an invalid index (PostgreSQL): each attempt drops it first.
+                let attempt = [build.abort.sql.clone(), build.build.sql.clone()];
+                retry_ddl(|| async { self.source.execute(&attempt, false, LOCK_TIMEOUT).await.map(|_| ()) }, progress)
+                    .await?;
+            } else {
+                self.execute_change(&change.name, std::slice::from_ref(&build.build), false, progress).await?;
+            }
+            self.state.set_meta(&key, "done")?;
             progress.note(&format!(
-                "{}: added {} beside the old columns, with two-way sync triggers; version 1: `{}`; version 2: `{}`",
+                "{}: built index {} without blocking writes ({} ms)",
                 change.table,
-                added.join(", "),
-                sql.connection_setting(Version::Old),
-                sql.connection_setting(Version::New)
+                build.name,
+                started.elapsed().as_millis()
             ));
         }
         Ok(())
@@ -467,6 +526,15 @@ impl Migration {
                 let sql = change.sql();
                 let atomic = change.engine != EngineName::Mysql;
                 self.execute_change(&change.name, &sql.rollback(), atomic, progress).await?;
+                for build in sql.index_builds() {
+                    let key = format!("index_build:{}:{}", change.target, build.name);
+                    // Only an index whose build was recorded is Ferry's: one the table had is left alone.
+                    if self.state.meta(&key)?.is_some() {
+                        self.execute_change(&change.name, std::slice::from_ref(&build.abort), false, progress).await?;
+                        notes.push(format!("{}: dropped index {}", change.table, build.name));
+                        self.state.clear_meta(&[&key])?;
+                    }
+                }
                 let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
                 if !added.is_empty() {
                     notes.push(format!(
@@ -603,6 +671,9 @@ impl Migration {
             self.state.clear_meta(&[&key])?;
         }
         let mut notes = Vec::new();
+        for index in &change.indexes {
+            notes.push(format!("{}: index {} stays", change.table, index.name));
+        }
         let not_null: Vec<String> = sql.added().iter().filter(|c| !c.nullable).map(|c| c.name.clone()).collect();
         if !not_null.is_empty() {
             notes.push(format!("{}: {} NOT NULL", change.table, not_null.join(", ")));
@@ -612,12 +683,17 @@ impl Migration {
         if !gone.is_empty() {
             notes.push(format!("{}: dropped {}", change.table, gone.join(", ")));
         }
-        notes.push(format!(
-            "{}: the sync triggers and version 1's views are gone; version 2's view ({}) stays for the application \
-             that uses it",
-            change.table,
-            sql.view(Version::New)
-        ));
+        if !sql.added().is_empty() {
+            notes.push(format!(
+                "{}: the sync triggers and version 1's views are gone; version 2's view ({}) stays for the \
+                 application that uses it",
+                change.table,
+                sql.view(Version::New)
+            ));
+        }
+        let keys: Vec<String> =
+            change.indexes.iter().map(|i| format!("index_build:{}:{}", change.target, i.name)).collect();
+        self.state.clear_meta(&keys.iter().map(String::as_str).collect::<Vec<_>>())?;
         Ok(notes)
     }
 

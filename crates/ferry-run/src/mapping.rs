@@ -318,7 +318,12 @@ async fn plan_table(
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
     let in_place = source_engine.display_url() == target.display_url() && source_name == target_name;
-    if in_place && mode == Mode::Run && table.columns.is_empty() && table.exclude.is_empty() {
+    if in_place
+        && mode == Mode::Run
+        && table.columns.is_empty()
+        && table.exclude.is_empty()
+        && table.added_indexes.is_empty()
+    {
         return Err(spec_error(
             spec,
             table,

@@ -1061,7 +1061,7 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
                     format!("ferry run {spec_arg} --until expand"),
                 ),
                 e,
-                change.expand().into_iter().map(|s| s.sql),
+                change.expand().into_iter().chain(change.index_builds().into_iter().map(|b| b.build)).map(|s| s.sql),
             ));
             for version in [Version::Old, Version::New] {
                 expand.steps.push(step(format!(

@@ -241,6 +241,9 @@ pub struct TableFacts {
     /// In place: the objects that use a column contract drops (views, triggers, keys, checks, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_column_users: Vec<crate::schema::ColumnDependent>,
+    /// In place: indexes expand builds without blocking writes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_indexes: Vec<crate::spec::IndexChange>,
     /// In place: the schema (PostgreSQL) or database (MariaDB/MySQL) the
     /// table is in, where the version views go.
     #[serde(default, skip_serializing_if = "Option::is_none")]

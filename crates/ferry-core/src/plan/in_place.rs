@@ -24,6 +24,7 @@
 
 use super::facts::{ColumnFacts, EngineName, TableFacts};
 use super::sql::{declare, ident, table as qualified};
+use crate::spec::IndexChange;
 use crate::value::Value;
 
 /// One statement of a step, with the condition under which it runs: an
@@ -43,6 +44,10 @@ pub enum Guard {
     /// Runs only while the table has both columns: a retyped column's old
     /// one is dropped while its replacement still waits beside it.
     BothPresent(String, String),
+    /// Runs only while the table has no index of this name.
+    IndexMissing(String),
+    /// Runs only while the table has an index of this name.
+    IndexPresent(String),
 }
 
 impl Statement {
@@ -106,6 +111,17 @@ pub struct InPlace<'a> {
     /// The schema (PostgreSQL) or database (MariaDB/MySQL) the table is in,
     /// where the version views go; `None` for SQLite.
     pub namespace: Option<&'a str>,
+    /// Indexes expand builds, each by itself, without blocking writes where the engine can.
+    pub indexes: &'a [IndexChange],
+}
+
+/// One index build of expand: the statement, and the one that undoes a
+/// build stopped halfway (PostgreSQL leaves an invalid index behind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexBuild {
+    pub name: String,
+    pub build: Statement,
+    pub abort: Statement,
 }
 
 impl<'a> InPlace<'a> {
@@ -117,6 +133,7 @@ impl<'a> InPlace<'a> {
             columns: &t.columns,
             dropped: &t.dropped_columns,
             namespace: t.namespace.as_deref(),
+            indexes: &t.added_indexes,
         }
     }
 
@@ -273,6 +290,52 @@ impl<'a> InPlace<'a> {
         out.extend(self.triggers().into_iter().map(Statement::plain));
         out.extend(self.views().into_iter().map(Statement::plain));
         out
+    }
+
+    /// Expand's index builds, after the rest of expand and each by itself:
+    /// `CONCURRENTLY` on PostgreSQL, `ALGORITHM=INPLACE, LOCK=NONE` on
+    /// MariaDB/MySQL; SQLite has no online build (F005).
+    pub fn index_builds(&self) -> Vec<IndexBuild> {
+        let name = self.name();
+        self.indexes
+            .iter()
+            .map(|i| {
+                let unique = if i.unique { "UNIQUE " } else { "" };
+                let columns: Vec<String> = i.columns.iter().map(|c| self.id(c)).collect();
+                let columns = columns.join(", ");
+                let (build, abort) = match self.engine {
+                    EngineName::Postgres => (
+                        Statement::plain(format!(
+                            "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {name} ({columns})",
+                            self.id(&i.name)
+                        )),
+                        Statement::plain(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.beside(&i.name))),
+                    ),
+                    EngineName::Mysql => (
+                        Statement {
+                            sql: format!(
+                                "ALTER TABLE {name} ADD {unique}INDEX {} ({columns}), ALGORITHM=INPLACE, LOCK=NONE",
+                                self.id(&i.name)
+                            ),
+                            only_if: Some(Guard::IndexMissing(i.name.clone())),
+                        },
+                        Statement {
+                            sql: format!("ALTER TABLE {name} DROP INDEX {}", self.id(&i.name)),
+                            only_if: Some(Guard::IndexPresent(i.name.clone())),
+                        },
+                    ),
+                    EngineName::Sqlite => (
+                        Statement::plain(format!(
+                            "CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({columns})",
+                            self.beside(&i.name),
+                            self.id(self.bare())
+                        )),
+                        Statement::plain(format!("DROP INDEX IF EXISTS {}", self.beside(&i.name))),
+                    ),
+                };
+                IndexBuild { name: i.name.clone(), build, abort }
+            })
+            .collect()
     }
 
     fn keys(&self) -> String {
@@ -717,7 +780,9 @@ impl<'a> InPlace<'a> {
         self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()
     }
 
-    /// Rollback before contract: everything expand created goes, the table is as it was.
+    /// Rollback before contract: everything expand created goes, the table
+    /// is as it was. Indexes are not in it: only those whose build started
+    /// are Ferry's to drop ([`IndexBuild::abort`]).
     pub fn rollback(&self) -> Vec<Statement> {
         let name = self.name();
         let mut out: Vec<Statement> = self.drop_objects(true).into_iter().map(Statement::plain).collect();
@@ -808,6 +873,8 @@ mod tests {
         }
     }
 
+    const NO_INDEX: &[IndexChange] = &[];
+
     /// Every statement of the seed's change (a computed NOT NULL column, a
     /// dropped one) and of a rename, in each dialect: what the plan shows and
     /// what `ferry run` executes.
@@ -829,6 +896,7 @@ mod tests {
         let retype = [column("id", Some("id"), None, DataType::Int64, false), placed];
         let dropped = ["verification_date".to_string()];
         let key = ["id".to_string()];
+        let email_index = [IndexChange { name: "users_email_key".into(), columns: vec!["email".into()], unique: true }];
         let mut out = String::new();
         for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
             let namespace = match engine {
@@ -842,15 +910,17 @@ mod tests {
                 ("orders", &retype[..], &[][..]),
             ];
             for (table, columns, dropped) in tables {
-                let change = InPlace { engine, table, key: &key, columns, dropped, namespace };
+                let indexes = if table == "users" { &email_index[..] } else { NO_INDEX };
+                let change = InPlace { engine, table, key: &key, columns, dropped, namespace, indexes };
                 let lines = |statements: Vec<Statement>| {
                     statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")
                 };
                 let contract = change.contract();
                 out.push_str(&format!(
-                    "=== {} {table}\n-- expand\n{}\n-- backfill\n  {}\n-- verify\n  {}\n-- contract (atomic: {})\n{}\n{}\n-- rollback\n{}\n-- code changes\n{}\n\n",
+                    "=== {} {table}\n-- expand\n{}\n{}\n-- backfill\n  {}\n-- verify\n  {}\n-- contract (atomic: {})\n{}\n{}\n-- rollback\n{}\n-- code changes\n{}\n\n",
                     engine.title(),
                     lines(change.expand()),
+                    lines(change.index_builds().into_iter().flat_map(|b| [b.build, b.abort]).collect()),
                     change.backfill_batch(Some(&[crate::Value::Int(100)]), &[crate::Value::Int(200)]),
                     change.mismatches(),
                     contract.atomic,

@@ -465,6 +465,18 @@ fn index_build_locks_writes(rule: &Rule, a: &Assessment) -> Vec<Finding> {
                 format!("the index on `{src}` must be rebuilt for `{}` on the live table: writers wait about {estimate} ({} rows)", c.name, t.rows),
             ));
         }
+        for index in &t.added_indexes {
+            let estimate = estimate(t.rows, t.throughput.as_ref().map(|p| p.write_rows_per_second));
+            out.push(rule.finding(
+                Severity::Warning,
+                t,
+                None,
+                format!(
+                    "`add_index = \"{}\"` builds on the live table: writers wait about {estimate} ({} rows)",
+                    index.name, t.rows
+                ),
+            ));
+        }
     }
     out
 }

@@ -24,10 +24,12 @@ pub struct RawChange {
     rename_column: Option<Spanned<String>>,
     to: Option<Spanned<String>>,
     alter_type: Option<Spanned<String>>,
+    add_index: Option<Spanned<String>>,
+    columns: Option<Spanned<Vec<String>>>,
+    unique: Option<bool>,
     // Operations of the issue that are read, so that they are refused by name rather than as unknown keys.
     split_column: Option<Spanned<toml::Value>>,
     merge_columns: Option<Spanned<toml::Value>>,
-    add_index: Option<Spanned<toml::Value>>,
     add_foreign_key: Option<Spanned<toml::Value>>,
     add_check: Option<Spanned<toml::Value>>,
     up: Option<Spanned<String>>,
@@ -94,6 +96,7 @@ fn empty_table(from: Spanned<String>) -> Table {
         translate: BTreeMap::new(),
         existing_rows: None,
         conversions: BTreeMap::new(),
+        added_indexes: Vec::new(),
     }
 }
 
@@ -103,7 +106,6 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
     let not_yet = [
         ("split_column", c.split_column.as_ref().map(|v| v.span())),
         ("merge_columns", c.merge_columns.as_ref().map(|v| v.span())),
-        ("add_index", c.add_index.as_ref().map(|v| v.span())),
         ("add_foreign_key", c.add_foreign_key.as_ref().map(|v| v.span())),
         ("add_check", c.add_check.as_ref().map(|v| v.span())),
     ];
@@ -111,17 +113,25 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         return Err(ctx.error(
             span.clone(),
             format!("`change.{name}` is not supported in this version"),
-            "this version changes tables in place with add_column, drop_column, rename_column and alter_type",
+            "this version changes tables in place with add_column, drop_column, rename_column, alter_type and add_index",
         ));
     }
-    let operations =
-        [c.add_column.is_some(), c.drop_column.is_some(), c.rename_column.is_some(), c.alter_type.is_some()];
+    let operations = [
+        c.add_column.is_some(),
+        c.drop_column.is_some(),
+        c.rename_column.is_some(),
+        c.alter_type.is_some(),
+        c.add_index.is_some(),
+    ];
     if operations.iter().filter(|&&o| o).count() != 1 {
         return Err(ctx.error(
             entry.span(),
             "each [[change]] has exactly one operation",
-            "give one of add_column, drop_column, rename_column or alter_type (one [[change]] per operation)",
+            "give one of add_column, drop_column, rename_column, alter_type or add_index (one [[change]] per operation)",
         ));
+    }
+    if let (Some(columns), None) = (&c.columns, &c.add_index) {
+        return Err(ctx.error(columns.span(), "`change.columns` goes with `add_index`", "remove it"));
     }
     if let Some(column) = &c.add_column {
         let (Some(data_type), Some(expr)) = (&c.data_type, &c.expr) else {
@@ -158,6 +168,17 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         };
         table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
         table.conversions.insert(column.get_ref().clone(), (c.up.clone(), c.down.clone()));
+    } else if let Some(name) = &c.add_index {
+        let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        if columns.is_empty() {
+            return Err(ctx.error(
+                name.span(),
+                format!("`change.add_index = \"{}\"` needs `columns`", name.get_ref()),
+                "e.g. columns = [\"email\"] (and unique = true for a unique index)",
+            ));
+        }
+        let unique = c.unique.unwrap_or(false);
+        table.added_indexes.push(super::IndexChange { name: name.get_ref().clone(), columns, unique });
     } else if let Some(old) = &c.rename_column {
         let Some(new) = &c.to else {
             return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));

@@ -49,6 +49,7 @@ pub fn mirror_spec(spec: &Spec, rehearsed: &Spec) -> Spec {
             translate: BTreeMap::new(),
             merge_existing_rows: false,
             conversions: BTreeMap::new(),
+            added_indexes: Vec::new(),
             line: real.line,
         })
         .collect();
