@@ -476,3 +476,71 @@ async fn an_index_is_added_beside_the_writers() {
         assert!(schema.indexes.iter().any(|i| i.name == "users_email_idx"), "{kind}: the table's own index stays");
     }
 }
+
+/// `add_check` and `add_foreign_key`: rows that break them fail verification
+/// and keep contract from adding them (with the query that finds them);
+/// PostgreSQL enforces them on new writes from expand (`NOT VALID`) and
+/// validates the old rows at contract; rollback removes them; after
+/// contract every engine has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_and_foreign_keys_are_validated_before_contract_adds_them() {
+    for kind in ALL {
+        let db = TestDb::new(kind).await;
+        db.exec("CREATE TABLE owners (id integer PRIMARY KEY, name varchar(20))").await;
+        db.exec("CREATE TABLE items (id integer PRIMARY KEY, owner_id integer, qty integer)").await;
+        db.exec("INSERT INTO owners VALUES (1, 'a'), (2, 'b')").await;
+        db.exec("INSERT INTO items VALUES (1, 1, 5), (2, 2, 7), (3, 9, 1), (4, 1, 0)").await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n\
+             [[change]]\ntable = \"items\"\nadd_check = \"items_qty_positive\"\ncheck = \"qty > 0\"\n\n\
+             [[change]]\ntable = \"items\"\nadd_foreign_key = \"items_owner_fk\"\ncolumns = [\"owner_id\"]\n\
+             references = \"owners\"\nreferenced_columns = [\"id\"]\n",
+            db.url
+        ));
+        let run = ws.run(&["run"]);
+        assert_ne!(run.code, Some(0), "{kind}: two rows break the constraints: {run}");
+        assert!(run.stdout.contains("items_qty_positive") && run.stdout.contains("items_owner_fk"), "{kind}: {run}");
+        let refused = ws.run(&["contract", "--confirm"]);
+        assert_ne!(refused.code, Some(0), "{kind}: {refused}");
+        let constraints = || async {
+            let schema = db.engine().await.introspect(&ferry_core::TableName::parse("items")).await.unwrap();
+            let mut names: Vec<String> = schema.checks.iter().map(|c| c.name.clone()).collect();
+            // SQLite does not keep a foreign key's name: it is known by its columns there.
+            names.extend(schema.foreign_keys.iter().map(|f| {
+                if f.columns == ["owner_id"] && f.ref_table.name == "owners" {
+                    "items_owner_fk".to_string()
+                } else {
+                    f.name.clone()
+                }
+            }));
+            names.sort();
+            names
+        };
+        if kind == Kind::Postgres {
+            // Enforced on new writes from expand, without scanning the old rows.
+            assert_eq!(constraints().await, ["items_owner_fk", "items_qty_positive"]);
+            let mut session = db.session().await;
+            assert!(session.exec("INSERT INTO items VALUES (5, 1, -1)").await.is_err(), "the check holds for new rows");
+            ws.run(&["rollback"]).assert_code(0);
+            assert_eq!(constraints().await, Vec::<String>::new(), "rollback removes them");
+            assert_ne!(ws.run(&["run"]).code, Some(0));
+        }
+        db.exec("DELETE FROM items WHERE id = 3").await;
+        db.exec("UPDATE items SET qty = 1 WHERE id = 4").await;
+        ws.run(&["verify"]).assert_code(0);
+        let contract = ws.run(&["contract", "--confirm"]);
+        contract.assert_code(0);
+        assert_eq!(constraints().await, ["items_owner_fk", "items_qty_positive"], "{kind}: {contract}");
+        let mut session = db.session().await;
+        assert!(session.exec("INSERT INTO items VALUES (6, 1, -1)").await.is_err(), "{kind}: the check holds");
+        if kind != Kind::Sqlite {
+            // SQLite enforces foreign keys only where the application turns them on.
+            assert!(
+                session.exec("INSERT INTO items VALUES (7, 99, 1)").await.is_err(),
+                "{kind}: the foreign key holds"
+            );
+        }
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+    }
+}

@@ -247,6 +247,8 @@ pub struct TableSpec {
     pub conversions: BTreeMap<String, Conversion>,
     /// In place: indexes expand builds without blocking writes.
     pub added_indexes: Vec<IndexChange>,
+    /// In place: checks and foreign keys the change adds.
+    pub added_constraints: Vec<ConstraintChange>,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
 }
@@ -257,6 +259,22 @@ pub struct IndexChange {
     pub name: String,
     pub columns: Vec<String>,
     pub unique: bool,
+}
+
+/// A constraint a change in place adds (`[[change]] add_check`, `add_foreign_key`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConstraintChange {
+    Check { name: String, sql: String },
+    ForeignKey { name: String, columns: Vec<String>, references: String, referenced_columns: Vec<String> },
+}
+
+impl ConstraintChange {
+    pub fn name(&self) -> &str {
+        match self {
+            ConstraintChange::Check { name, .. } | ConstraintChange::ForeignKey { name, .. } => name,
+        }
+    }
 }
 
 /// How a column changed in place converts: `up` computes the new value from
@@ -522,6 +540,9 @@ mod raw {
         /// In place (`[[change]] add_index`): indexes built without blocking writes.
         #[serde(skip)]
         pub added_indexes: Vec<super::IndexChange>,
+        /// In place (`[[change]] add_check`, `add_foreign_key`).
+        #[serde(skip)]
+        pub added_constraints: Vec<super::ConstraintChange>,
     }
 
     /// A retyped column's `up` and `down` SQL, as written.
@@ -992,6 +1013,8 @@ impl Spec {
         // A spec written before conversions existed keeps its fingerprint.
         let text = if table.conversions.is_empty() { text } else { format!("{text}|{:?}", table.conversions) };
         let text = if table.added_indexes.is_empty() { text } else { format!("{text}|{:?}", table.added_indexes) };
+        let text =
+            if table.added_constraints.is_empty() { text } else { format!("{text}|{:?}", table.added_constraints) };
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
     }
 }
@@ -1377,6 +1400,7 @@ fn parse_table(
         merge_existing_rows,
         conversions,
         added_indexes: raw.added_indexes.clone(),
+        added_constraints: raw.added_constraints.clone(),
         line,
     })
 }

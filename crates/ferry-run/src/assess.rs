@@ -192,6 +192,7 @@ impl Assessor {
                 Vec::new()
             },
             added_indexes: plan.spec.added_indexes.clone(),
+            added_constraints: plan.spec.added_constraints.clone(),
             namespace: if plan.in_place {
                 crate::in_place::namespace(&*self.source, &plan.source_name).await?
             } else {

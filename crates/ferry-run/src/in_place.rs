@@ -50,6 +50,7 @@ pub(crate) struct Change {
     dropped: Vec<String>,
     namespace: Option<String>,
     indexes: Vec<ferry_core::spec::IndexChange>,
+    constraints: Vec<ferry_core::spec::ConstraintChange>,
 }
 
 impl Change {
@@ -62,6 +63,7 @@ impl Change {
             dropped: &self.dropped,
             namespace: self.namespace.as_deref(),
             indexes: &self.indexes,
+            constraints: &self.constraints,
         }
     }
 }
@@ -77,7 +79,12 @@ async fn wanted(engine: &dyn Engine, table: &TableName, guard: &Option<Guard>) -
         Guard::BothPresent(a, b) => schema.column(a).is_some() && schema.column(b).is_some(),
         Guard::IndexMissing(i) => !has_index(&schema, i),
         Guard::IndexPresent(i) => has_index(&schema, i),
+        Guard::ConstraintMissing(c) => !has_constraint(&schema, c),
     })
+}
+
+fn has_constraint(schema: &ferry_core::TableSchema, name: &str) -> bool {
+    schema.checks.iter().any(|c| c.name == name) || schema.foreign_keys.iter().any(|f| f.name == name)
 }
 
 fn has_index(schema: &ferry_core::TableSchema, name: &str) -> bool {
@@ -121,6 +128,7 @@ impl Migration {
                 dropped: plan.dropped_columns(),
                 namespace: namespace(&*self.source, &plan.source_name).await?,
                 indexes: plan.spec.added_indexes.clone(),
+                constraints: plan.spec.added_constraints.clone(),
             });
         }
         Ok(out)
@@ -229,14 +237,20 @@ impl Migration {
     async fn expand_in_place(&self, changes: &[Change], progress: &dyn Progress) -> Result<()> {
         for change in changes {
             let sql = change.sql();
-            if sql.added().is_empty() && change.indexes.is_empty() {
+            let expand = sql.expand();
+            if expand.is_empty() && change.indexes.is_empty() && change.constraints.is_empty() {
                 continue;
+            }
+            if self.state.table_stage(&change.target)? < TableStage::Creating {
+                self.refuse_taken_names(change).await?;
             }
             // Recorded first: a run killed halfway knows the columns may exist, and a rollback removes them.
             self.state.set_table_stage(&change.target, TableStage::Creating)?;
-            if !sql.added().is_empty() {
+            if !expand.is_empty() {
                 let atomic = change.engine != EngineName::Mysql;
-                self.execute_change(&change.name, &sql.expand(), atomic, progress).await?;
+                self.execute_change(&change.name, &expand, atomic, progress).await?;
+            }
+            if !sql.added().is_empty() {
                 let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
                 progress.note(&format!(
                     "{}: added {} beside the old columns, with two-way sync triggers; version 1: `{}`; version 2: `{}`",
@@ -250,6 +264,21 @@ impl Migration {
             self.state.set_table_stage(&change.target, TableStage::Created)?;
         }
         Ok(())
+    }
+
+    /// A check or foreign key of a name the table already uses is not Ferry's to add (or to drop).
+    async fn refuse_taken_names(&self, change: &Change) -> Result<()> {
+        let schema = self.source.introspect(&change.name).await?;
+        match change.constraints.iter().find(|c| has_constraint(&schema, c.name())) {
+            Some(c) => Err(RunError::new(
+                RunErrorKind::Spec,
+                format!("{} already has a constraint named {}", change.table, c.name()),
+            )
+            .with_hint(
+                "give the [[change]] a name the table does not use, or remove it if the constraint is already there",
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Each index of the change, built by itself. Its start is recorded
@@ -504,6 +533,17 @@ impl Migration {
                 results.push(run_check(&*self.source, name, kind, CheckOn::Target, sql, 0).await?);
             }
         }
+        for change in self.changes().await? {
+            for c in &change.constraints {
+                let name = format!("{}: no row breaks {}", change.table, c.name());
+                let kind = match c {
+                    ferry_core::spec::ConstraintChange::Check { .. } => crate::integrity::CheckKind::Custom,
+                    ferry_core::spec::ConstraintChange::ForeignKey { .. } => crate::integrity::CheckKind::Orphans,
+                };
+                let sql = change.sql().violations(c);
+                results.push(run_check(&*self.source, name, kind, CheckOn::Target, sql, 0).await?);
+            }
+        }
         results.extend(custom_checks(&self.spec.checks, &*self.source, &*self.source).await?);
         for r in &results {
             self.state.audit(&AuditEvent::CheckRun {
@@ -585,6 +625,7 @@ impl Migration {
             }
             for change in &changes {
                 self.refuse_column_users(change).await?;
+                self.refuse_violations(change).await?;
             }
         }
         advance(&self.state, Event::ContractStarted)?;
@@ -606,6 +647,25 @@ impl Migration {
             soak_period_start: "none (changed in place)".into(),
         })?;
         Ok(crate::contract::ContractOutcome { notes, backup: None })
+    }
+
+    /// Refuses while rows break a constraint contract adds or validates, with their number.
+    async fn refuse_violations(&self, change: &Change) -> Result<()> {
+        let sql = change.sql();
+        for c in &change.constraints {
+            let rows = self.source.scalar(&sql.violations(c)).await?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            if rows > 0 {
+                return Err(RunError::new(
+                    RunErrorKind::State,
+                    format!("{rows} row(s) of {} break {}, which contract would add", change.table, c.name()),
+                )
+                .with_hint(format!(
+                    "find them with `{}`, fix them, then run `ferry contract --confirm` again; nothing was changed",
+                    sql.violations(c).replacen("count(*)", "*", 1)
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses while an object that is not Ferry's uses a column contract drops, naming each.
@@ -650,7 +710,9 @@ impl Migration {
         self.execute_change(&change.name, &contract.prepare, false, progress).await?;
         if contract.atomic {
             let mut steps = contract.steps.clone();
-            if !sql.sqlite_not_null().is_empty() {
+            if !sql.sqlite_not_null().is_empty()
+                || (change.engine == EngineName::Sqlite && !change.constraints.is_empty())
+            {
                 // After Ferry's objects are dropped, before the old columns are.
                 let at = steps.iter().position(|s| s.sql.contains(" DROP COLUMN ")).unwrap_or(steps.len());
                 let rebuild = self.sqlite_not_null(change).await?;
@@ -673,6 +735,9 @@ impl Migration {
         let mut notes = Vec::new();
         for index in &change.indexes {
             notes.push(format!("{}: index {} stays", change.table, index.name));
+        }
+        for c in &change.constraints {
+            notes.push(format!("{}: {} holds for every row", change.table, c.name()));
         }
         let not_null: Vec<String> = sql.added().iter().filter(|c| !c.nullable).map(|c| c.name.clone()).collect();
         if !not_null.is_empty() {
@@ -697,7 +762,8 @@ impl Migration {
         Ok(notes)
     }
 
-    /// SQLite has no ALTER COLUMN: NOT NULL comes from rebuilding the table
+    /// SQLite has no ALTER COLUMN or ADD CONSTRAINT: NOT NULL and the
+    /// change's constraints come from rebuilding the table
     /// (SQLite's documented procedure: new table, copy, drop, rename, then
     /// its indexes and triggers again) inside the contract's transaction.
     /// Ferry's connection keeps foreign keys off, so dropping the old table
@@ -738,6 +804,12 @@ impl Migration {
         let Some(open) = definition.find('(') else {
             return Err(RunError::state(format!("{}: unreadable definition {create}", change.table)));
         };
+        if let Some(close) = definition.rfind(')') {
+            // The constraints the change adds, at the end of the definition (SQLite cannot ALTER them in).
+            let clauses: String =
+                change.constraints.iter().map(|c| format!(", {}", sql.constraint_clause(c))).collect();
+            definition.insert_str(close, &clauses);
+        }
         let scratch = format!("ferry_rebuild_{bare}");
         let columns: Vec<String> = self
             .source

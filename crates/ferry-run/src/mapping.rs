@@ -323,6 +323,7 @@ async fn plan_table(
         && table.columns.is_empty()
         && table.exclude.is_empty()
         && table.added_indexes.is_empty()
+        && table.added_constraints.is_empty()
     {
         return Err(spec_error(
             spec,

@@ -244,6 +244,9 @@ pub struct TableFacts {
     /// In place: indexes expand builds without blocking writes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub added_indexes: Vec<crate::spec::IndexChange>,
+    /// In place: checks and foreign keys the change adds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_constraints: Vec<crate::spec::ConstraintChange>,
     /// In place: the schema (PostgreSQL) or database (MariaDB/MySQL) the
     /// table is in, where the version views go.
     #[serde(default, skip_serializing_if = "Option::is_none")]

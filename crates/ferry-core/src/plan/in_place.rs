@@ -24,7 +24,7 @@
 
 use super::facts::{ColumnFacts, EngineName, TableFacts};
 use super::sql::{declare, ident, table as qualified};
-use crate::spec::IndexChange;
+use crate::spec::{ConstraintChange, IndexChange};
 use crate::value::Value;
 
 /// One statement of a step, with the condition under which it runs: an
@@ -48,6 +48,8 @@ pub enum Guard {
     IndexMissing(String),
     /// Runs only while the table has an index of this name.
     IndexPresent(String),
+    /// Runs only while the table has no check or foreign key of this name.
+    ConstraintMissing(String),
 }
 
 impl Statement {
@@ -113,6 +115,9 @@ pub struct InPlace<'a> {
     pub namespace: Option<&'a str>,
     /// Indexes expand builds, each by itself, without blocking writes where the engine can.
     pub indexes: &'a [IndexChange],
+    /// Checks and foreign keys: enforced on new writes from expand and
+    /// validated at contract on PostgreSQL; added at contract elsewhere.
+    pub constraints: &'a [ConstraintChange],
 }
 
 /// One index build of expand: the statement, and the one that undoes a
@@ -134,6 +139,7 @@ impl<'a> InPlace<'a> {
             dropped: &t.dropped_columns,
             namespace: t.namespace.as_deref(),
             indexes: &t.added_indexes,
+            constraints: &t.added_constraints,
         }
     }
 
@@ -274,6 +280,7 @@ impl<'a> InPlace<'a> {
             })
             .collect();
         if added.is_empty() {
+            out.extend(self.expand_constraints());
             return out;
         }
         out.extend(self.drop_objects(true).into_iter().map(Statement::plain));
@@ -289,7 +296,58 @@ impl<'a> InPlace<'a> {
         }
         out.extend(self.triggers().into_iter().map(Statement::plain));
         out.extend(self.views().into_iter().map(Statement::plain));
+        out.extend(self.expand_constraints());
         out
+    }
+
+    /// `CONSTRAINT name CHECK (...)` or `... FOREIGN KEY (...) REFERENCES ...`.
+    pub fn constraint_clause(&self, c: &ConstraintChange) -> String {
+        match c {
+            ConstraintChange::Check { name, sql } => format!("CONSTRAINT {} CHECK ({sql})", self.id(name)),
+            ConstraintChange::ForeignKey { name, columns, references, referenced_columns } => {
+                let list = |cols: &[String]| cols.iter().map(|c| self.id(c)).collect::<Vec<_>>().join(", ");
+                format!(
+                    "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
+                    self.id(name),
+                    list(columns),
+                    qualified(self.engine, references),
+                    list(referenced_columns)
+                )
+            }
+        }
+    }
+
+    /// PostgreSQL enforces a constraint on new writes from expand (`NOT
+    /// VALID`: no scan, no long lock) and validates the old rows at contract.
+    fn expand_constraints(&self) -> Vec<Statement> {
+        if self.engine != EngineName::Postgres {
+            return Vec::new();
+        }
+        let name = self.name();
+        self.constraints
+            .iter()
+            .flat_map(|c| {
+                [
+                    // Ferry's own (a name the table had is refused before expand): added again after a stop.
+                    Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}", self.id(c.name()))),
+                    Statement::plain(format!("ALTER TABLE {name} ADD {} NOT VALID", self.constraint_clause(c))),
+                ]
+            })
+            .collect()
+    }
+
+    /// Rows that break a constraint the change adds (must be 0 before contract adds or validates it).
+    pub fn violations(&self, c: &ConstraintChange) -> String {
+        match c {
+            ConstraintChange::Check { sql, .. } => {
+                format!("SELECT count(*) FROM {} WHERE NOT ({sql})", self.name())
+            }
+            ConstraintChange::ForeignKey { columns, references, referenced_columns, .. } => {
+                super::sql::orphans(self.engine, self.table, columns, references, referenced_columns)
+                    .trim_end_matches(';')
+                    .to_string()
+            }
+        }
     }
 
     /// Expand's index builds, after the rest of expand and each by itself:
@@ -742,7 +800,22 @@ impl<'a> InPlace<'a> {
                 EngineName::Sqlite => {}
             }
         }
-        steps.extend(self.drop_objects(false).into_iter().map(Statement::plain));
+        for c in self.constraints {
+            match e {
+                EngineName::Postgres => prepare
+                    .push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {}", self.id(c.name())))),
+                // MariaDB/MySQL check every row as they add it (the table is copied: writes wait).
+                EngineName::Mysql => steps.push(Statement {
+                    sql: format!("ALTER TABLE {name} ADD {}", self.constraint_clause(c)),
+                    only_if: Some(Guard::ConstraintMissing(c.name().to_string())),
+                }),
+                // SQLite: in the table rebuild of contract's transaction.
+                EngineName::Sqlite => {}
+            }
+        }
+        if !self.drops_nothing() {
+            steps.extend(self.drop_objects(false).into_iter().map(Statement::plain));
+        }
         for c in self.columns.iter().filter_map(|c| c.renamed_from()).chain(self.dropped.iter().map(String::as_str)) {
             steps.push(Statement {
                 sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(c)),
@@ -772,6 +845,11 @@ impl<'a> InPlace<'a> {
         Contract { prepare, steps, atomic: e != EngineName::Mysql }
     }
 
+    /// Whether the change adds no column (an index or a constraint alone): no triggers or views to drop.
+    fn drops_nothing(&self) -> bool {
+        self.added().is_empty()
+    }
+
     /// Columns that SQLite can make NOT NULL only by rebuilding the table.
     pub fn sqlite_not_null(&self) -> Vec<String> {
         if self.engine != EngineName::Sqlite {
@@ -786,6 +864,14 @@ impl<'a> InPlace<'a> {
     pub fn rollback(&self) -> Vec<Statement> {
         let name = self.name();
         let mut out: Vec<Statement> = self.drop_objects(true).into_iter().map(Statement::plain).collect();
+        if self.engine == EngineName::Postgres {
+            for c in self.constraints {
+                out.push(Statement::plain(format!(
+                    "ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}",
+                    self.id(c.name())
+                )));
+            }
+        }
         for c in self.added() {
             out.push(Statement {
                 sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&physical(c))),
@@ -874,6 +960,7 @@ mod tests {
     }
 
     const NO_INDEX: &[IndexChange] = &[];
+    const NO_CONSTRAINT: &[ConstraintChange] = &[];
 
     /// Every statement of the seed's change (a computed NOT NULL column, a
     /// dropped one) and of a rename, in each dialect: what the plan shows and
@@ -897,6 +984,15 @@ mod tests {
         let dropped = ["verification_date".to_string()];
         let key = ["id".to_string()];
         let email_index = [IndexChange { name: "users_email_key".into(), columns: vec!["email".into()], unique: true }];
+        let checks = [
+            ConstraintChange::Check { name: "orders_placed_recent".into(), sql: "placed > '2000-01-01'".into() },
+            ConstraintChange::ForeignKey {
+                name: "orders_user_fk".into(),
+                columns: vec!["user_id".into()],
+                references: "users".into(),
+                referenced_columns: vec!["id".into()],
+            },
+        ];
         let mut out = String::new();
         for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
             let namespace = match engine {
@@ -911,7 +1007,8 @@ mod tests {
             ];
             for (table, columns, dropped) in tables {
                 let indexes = if table == "users" { &email_index[..] } else { NO_INDEX };
-                let change = InPlace { engine, table, key: &key, columns, dropped, namespace, indexes };
+                let constraints = if table == "orders" { &checks[..] } else { NO_CONSTRAINT };
+                let change = InPlace { engine, table, key: &key, columns, dropped, namespace, indexes, constraints };
                 let lines = |statements: Vec<Statement>| {
                     statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")
                 };

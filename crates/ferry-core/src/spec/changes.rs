@@ -27,11 +27,14 @@ pub struct RawChange {
     add_index: Option<Spanned<String>>,
     columns: Option<Spanned<Vec<String>>>,
     unique: Option<bool>,
+    add_check: Option<Spanned<String>>,
+    check: Option<Spanned<String>>,
+    add_foreign_key: Option<Spanned<String>>,
+    references: Option<Spanned<String>>,
+    referenced_columns: Option<Spanned<Vec<String>>>,
     // Operations of the issue that are read, so that they are refused by name rather than as unknown keys.
     split_column: Option<Spanned<toml::Value>>,
     merge_columns: Option<Spanned<toml::Value>>,
-    add_foreign_key: Option<Spanned<toml::Value>>,
-    add_check: Option<Spanned<toml::Value>>,
     up: Option<Spanned<String>>,
     down: Option<Spanned<String>>,
 }
@@ -97,6 +100,7 @@ fn empty_table(from: Spanned<String>) -> Table {
         existing_rows: None,
         conversions: BTreeMap::new(),
         added_indexes: Vec::new(),
+        added_constraints: Vec::new(),
     }
 }
 
@@ -106,14 +110,13 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
     let not_yet = [
         ("split_column", c.split_column.as_ref().map(|v| v.span())),
         ("merge_columns", c.merge_columns.as_ref().map(|v| v.span())),
-        ("add_foreign_key", c.add_foreign_key.as_ref().map(|v| v.span())),
-        ("add_check", c.add_check.as_ref().map(|v| v.span())),
     ];
     if let Some((name, Some(span))) = not_yet.iter().find(|(_, s)| s.is_some()) {
         return Err(ctx.error(
             span.clone(),
             format!("`change.{name}` is not supported in this version"),
-            "this version changes tables in place with add_column, drop_column, rename_column, alter_type and add_index",
+            "this version changes tables in place with add_column, drop_column, rename_column, alter_type, add_index, \
+             add_check and add_foreign_key",
         ));
     }
     let operations = [
@@ -122,16 +125,23 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         c.rename_column.is_some(),
         c.alter_type.is_some(),
         c.add_index.is_some(),
+        c.add_check.is_some(),
+        c.add_foreign_key.is_some(),
     ];
     if operations.iter().filter(|&&o| o).count() != 1 {
         return Err(ctx.error(
             entry.span(),
             "each [[change]] has exactly one operation",
-            "give one of add_column, drop_column, rename_column, alter_type or add_index (one [[change]] per operation)",
+            "give one of add_column, drop_column, rename_column, alter_type, add_index, add_check or add_foreign_key \
+             (one [[change]] per operation)",
         ));
     }
-    if let (Some(columns), None) = (&c.columns, &c.add_index) {
-        return Err(ctx.error(columns.span(), "`change.columns` goes with `add_index`", "remove it"));
+    if let (Some(columns), None, None) = (&c.columns, &c.add_index, &c.add_foreign_key) {
+        return Err(ctx.error(
+            columns.span(),
+            "`change.columns` goes with `add_index` or `add_foreign_key`",
+            "remove it",
+        ));
     }
     if let Some(column) = &c.add_column {
         let (Some(data_type), Some(expr)) = (&c.data_type, &c.expr) else {
@@ -179,6 +189,36 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         }
         let unique = c.unique.unwrap_or(false);
         table.added_indexes.push(super::IndexChange { name: name.get_ref().clone(), columns, unique });
+    } else if let Some(name) = &c.add_check {
+        let Some(check) = &c.check else {
+            return Err(ctx.error(
+                name.span(),
+                format!("`change.add_check = \"{}\"` needs `check`", name.get_ref()),
+                "e.g. check = \"qty > 0\" (a boolean expression of the database's SQL over the row)",
+            ));
+        };
+        let sql = check.get_ref().clone();
+        table.added_constraints.push(super::ConstraintChange::Check { name: name.get_ref().clone(), sql });
+    } else if let Some(name) = &c.add_foreign_key {
+        let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        let referenced = c.referenced_columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        let (Some(references), false, true) = (&c.references, columns.is_empty(), columns.len() == referenced.len())
+        else {
+            return Err(ctx.error(
+                name.span(),
+                format!(
+                    "`change.add_foreign_key = \"{}\"` needs `columns`, `references` and as many `referenced_columns`",
+                    name.get_ref()
+                ),
+                "e.g. columns = [\"user_id\"], references = \"users\", referenced_columns = [\"id\"]",
+            ));
+        };
+        table.added_constraints.push(super::ConstraintChange::ForeignKey {
+            name: name.get_ref().clone(),
+            columns,
+            references: references.get_ref().clone(),
+            referenced_columns: referenced,
+        });
     } else if let Some(old) = &c.rename_column {
         let Some(new) = &c.to else {
             return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));

@@ -50,6 +50,7 @@ pub fn mirror_spec(spec: &Spec, rehearsed: &Spec) -> Spec {
             merge_existing_rows: false,
             conversions: BTreeMap::new(),
             added_indexes: Vec::new(),
+            added_constraints: Vec::new(),
             line: real.line,
         })
         .collect();
