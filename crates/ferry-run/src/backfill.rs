@@ -155,14 +155,7 @@ impl Backfill<'_> {
         .await;
         reader.abort();
         result?;
-        self.state.finish_backfill(&target)?;
-        let done = self.state.table(&target)?.unwrap_or_default();
-        self.state.audit(&AuditEvent::BackfillCompleted {
-            table: target.clone(),
-            rows: done.rows_copied,
-            batches: done.batches,
-            batches_redone: done.batches_redone,
-        })?;
+        self.state.complete_backfill(&target)?;
         self.progress.task_finished(&task);
         Ok(copied)
     }

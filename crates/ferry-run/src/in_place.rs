@@ -39,6 +39,17 @@ pub async fn namespace(engine: &dyn Engine, table: &TableName) -> Result<Option<
     Ok(engine.scalar(sql).await?)
 }
 
+/// What a verification found wrong, in words.
+fn failures(reports: &[TableReport], checks: &[CheckResult]) -> Vec<String> {
+    let mut out: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.passed())
+        .map(|r| format!("{} rows of {} disagree with their old columns", r.differences_found, r.target))
+        .collect();
+    out.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
+    out
+}
+
 /// One table's change, owning what [`InPlace`] borrows.
 pub(crate) struct Change {
     engine: EngineName,
@@ -398,14 +409,7 @@ impl Migration {
                 tokio::time::sleep(self.spec.policy.batch_pause).await;
             }
         }
-        self.state.finish_backfill(target)?;
-        let done = self.state.table(target)?.unwrap_or_default();
-        self.state.audit(&AuditEvent::BackfillCompleted {
-            table: target.clone(),
-            rows: done.rows_copied,
-            batches: done.batches,
-            batches_redone: done.batches_redone,
-        })?;
+        self.state.complete_backfill(target)?;
         progress.task_finished(&task);
         Ok(())
     }
@@ -436,12 +440,7 @@ impl Migration {
             }
         }
         let checks = self.in_place_checks().await?;
-        let mut failing: Vec<String> = reports
-            .iter()
-            .filter(|r| !r.passed())
-            .map(|r| format!("{} rows of {} disagree with their old columns", r.differences_found, r.target))
-            .collect();
-        failing.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
+        let failing = failures(&reports, &checks);
         let result =
             if failing.is_empty() { Ok(()) } else { Err(RunError::new(RunErrorKind::State, failing.join("; "))) };
         self.end(Phase::Verify, &result)?;
@@ -545,14 +544,7 @@ impl Migration {
             }
         }
         results.extend(custom_checks(&self.spec.checks, &*self.source, &*self.source).await?);
-        for r in &results {
-            self.state.audit(&AuditEvent::CheckRun {
-                name: r.name.clone(),
-                expected: r.expected,
-                actual: r.actual,
-                passed: r.passed,
-            })?;
-        }
+        self.record_checks(&results)?;
         Ok(results)
     }
 
@@ -610,12 +602,7 @@ impl Migration {
         let changes = self.changes().await?;
         if state != State::at(Stage::Contracting) {
             let (reports, checks) = self.verify_in_place(&changes, progress).await?;
-            let mut failing: Vec<String> = reports
-                .iter()
-                .filter(|r| !r.passed())
-                .map(|r| format!("{} rows of {} disagree with their old columns", r.differences_found, r.target))
-                .collect();
-            failing.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
+            let failing = failures(&reports, &checks);
             if !failing.is_empty() {
                 return Err(RunError::new(
                     RunErrorKind::State,

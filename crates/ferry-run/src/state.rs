@@ -775,6 +775,19 @@ impl StateStore {
         Ok(())
     }
 
+    /// Every existing row of `target` is copied: recorded, and said in the audit log.
+    pub fn complete_backfill(&self, target: &str) -> Result<()> {
+        self.finish_backfill(target)?;
+        let done = self.table(target)?.unwrap_or_default();
+        self.audit(&AuditEvent::BackfillCompleted {
+            table: target.to_string(),
+            rows: done.rows_copied,
+            batches: done.batches,
+            batches_redone: done.batches_redone,
+        })?;
+        Ok(())
+    }
+
     /// Every existing row of `target` is copied.
     pub fn finish_backfill(&self, target: &str) -> Result<()> {
         self.conn.execute(
