@@ -17,18 +17,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}
 RATE=${2:-200}
-OUT=bench/out
-mkdir -p "$OUT"
-cargo build --release -q -p ferry-cli
-FERRY=$PWD/target/release/ferry
-if ! "$OUT/writer-venv/bin/python" -c "import pymysql, psycopg" 2>/dev/null; then
-    python3 -m venv "$OUT/writer-venv" && "$OUT/writer-venv/bin/pip" install -q pymysql "psycopg[binary]"
-fi
-PY=$PWD/$OUT/writer-venv/bin/python
-PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+. bench/lib.sh
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
-now() { date +%s.%N; }
 
 # fill KIND: a fresh `items` table of ROWS rows; sets URL and WHERE
 fill() {

@@ -15,23 +15,7 @@ import random
 import sys
 import time
 
-
-def connect(kind, where):
-    if kind == "postgres":
-        import psycopg
-
-        return psycopg.connect(where, autocommit=True)
-    if kind == "mysql":
-        import pymysql
-
-        host_port, _, db = where.partition("/")
-        host, _, port = host_port.partition(":")
-        return pymysql.connect(host=host, port=int(port or 3306), user="root", password="", database=db, autocommit=True)
-    import sqlite3
-
-    conn = sqlite3.connect(where, timeout=60, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout = 60000")
-    return conn
+from switch_writer import connect
 
 
 def main():

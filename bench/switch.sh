@@ -18,19 +18,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RATE=${1:-500}
 ROUNDS=${2:-3}
-OUT=bench/out
-mkdir -p "$OUT"
-cargo build --release -q -p ferry-cli
-FERRY=$PWD/target/release/ferry
-if ! "$OUT/writer-venv/bin/python" -c "import pymysql, psycopg" 2>/dev/null; then
-    python3 -m venv "$OUT/writer-venv" && "$OUT/writer-venv/bin/pip" install -q pymysql "psycopg[binary]"
-fi
-PY=$PWD/$OUT/writer-venv/bin/python
-PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+. bench/lib.sh
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
 my() { mariadb -h 127.0.0.1 -uroot "$@"; }
-now() { date +%s.%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 DDL="CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL, note varchar(40));"

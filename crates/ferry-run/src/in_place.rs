@@ -182,14 +182,7 @@ impl Migration {
         self.state
             .audit(&AuditEvent::RunStarted { command: "run".into(), spec: self.spec.path.display().to_string() })?;
         let changes = self.changes().await?;
-        let mut outcome = RunOutcome {
-            tables: Vec::new(),
-            backfill_seconds: 0.0,
-            verification: Vec::new(),
-            checks: Vec::new(),
-            elapsed_seconds: 0.0,
-            stopped_after: None,
-        };
+        let mut outcome = RunOutcome::default();
         if matches!(state, State::RolledBack | State::At { stage: Stage::Planned | Stage::Expanding }) {
             advance(&self.state, Event::ExpandStarted)?;
             self.begin(Phase::Expand, progress)?;

@@ -47,7 +47,7 @@ pub struct TableOutcome {
     pub batches_redone: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOutcome {
     pub tables: Vec<TableOutcome>,
     pub backfill_seconds: f64,
@@ -310,14 +310,7 @@ impl Migration {
             advance(&self.state, Event::Expanded)?;
         }
         let targets = self.target_schemas().await?;
-        let mut outcome = RunOutcome {
-            tables: Vec::new(),
-            backfill_seconds: 0.0,
-            verification: Vec::new(),
-            checks: Vec::new(),
-            elapsed_seconds: 0.0,
-            stopped_after: None,
-        };
+        let mut outcome = RunOutcome::default();
         if until == Some(Phase::Expand) {
             outcome.stopped_after = until;
             outcome.elapsed_seconds = started.elapsed().as_secs_f64();
