@@ -188,6 +188,14 @@ async fn rollback_before_contract_leaves_the_table_as_it_was() {
         ws.write_spec(&seed_spec(&db, ""));
         ws.run(&["run"]).assert_code(0);
         assert!(!db.ferry_objects().await.is_empty(), "{kind}: expand created its objects");
+        // A move's commands have nothing to do in place (and a switch would fence the table).
+        for command in [&["switch"][..], &["sync"], &["cutover"], &["rehearse"]] {
+            let refused = ws.run(command);
+            assert_ne!(refused.code, Some(0), "{kind}: {refused}");
+            assert!(refused.stderr.contains("in place"), "{kind}: {refused}");
+        }
+        let fences = db.ferry_objects().await.into_iter().filter(|o| o.contains("fence")).count();
+        assert_eq!(fences, 0, "{kind}: no write fence");
         let rollback = ws.run(&["rollback"]);
         rollback.assert_code(0);
         let after = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();

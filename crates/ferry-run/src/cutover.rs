@@ -228,6 +228,7 @@ impl Migration {
     /// rollback trigger, only with `resume`, and only once a verification
     /// newer than the trigger passed.
     pub async fn cutover(&self, progress: &dyn Progress, options: CutoverOptions) -> Result<CutoverOutcome> {
+        self.refuse_in_place("cutover")?;
         let policy = self.spec.cutover.clone().ok_or_else(|| {
             RunError::new(RunErrorKind::Usage, format!("{} has no [cutover] section", self.spec.path.display()))
                 .with_hint("add `[cutover]` (stages = [1, 10, 50, 100], hold = \"15m\") to ramp reads, or go straight to `ferry switch`")

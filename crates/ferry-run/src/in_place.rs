@@ -109,6 +109,25 @@ impl Migration {
         !self.plans.is_empty() && self.plans.iter().all(|p| p.in_place)
     }
 
+    /// The commands that move reads or writes between two tables have
+    /// nothing to do in place, and `ferry switch` would fence the one table.
+    pub(crate) fn refuse_in_place(&self, command: &str) -> Result<()> {
+        if !self.in_place() {
+            return Ok(());
+        }
+        Err(RunError::new(
+            RunErrorKind::Refused,
+            format!(
+                "`ferry {command}` moves reads or writes from one table to another; this change is in place: one \
+                 table, two versions of the application"
+            ),
+        )
+        .with_hint(
+            "roll out version 2 with its connection setting (`ferry plan` lists it; docs/in-place.md), then \
+             `ferry contract --confirm`",
+        ))
+    }
+
     pub(crate) async fn changes(&self) -> Result<Vec<Change>> {
         let engine = engine_name(self.source.kind());
         let mut out = Vec::new();

@@ -559,6 +559,7 @@ impl Migration {
     /// asked (Ctrl-C, SIGTERM), it returns the `Interrupted` error; it
     /// returns `Ok` only when it ended by itself (a soak trigger rolled back).
     pub async fn follow(&self, progress: &dyn Progress) -> Result<()> {
+        self.refuse_in_place("sync --follow")?;
         let result = if self.state.lifecycle()? == State::at(Stage::Switched) {
             self.sync_reverse(progress, true).await
         } else {
@@ -576,6 +577,7 @@ impl Migration {
 
     /// `ferry sync`: replays until caught up.
     pub async fn sync(&self, progress: &dyn Progress) -> Result<()> {
+        self.refuse_in_place("sync")?;
         if permit(&self.state, Command::Sync)? == State::at(Stage::Switched) {
             return self.sync_reverse(progress, false).await;
         }

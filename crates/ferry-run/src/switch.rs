@@ -67,6 +67,7 @@ impl Migration {
 
     /// `ferry switch`.
     pub async fn switch(&self, progress: &dyn Progress) -> Result<SwitchOutcome> {
+        self.refuse_in_place("switch")?;
         let state = permit(&self.state, Command::Switch)?;
         if state == State::at(Stage::Verified) && self.spec.cutover.is_some() {
             return Err(RunError::new(

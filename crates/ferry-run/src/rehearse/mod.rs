@@ -163,6 +163,15 @@ fn lock_rehearsal(state_file: &Path) -> Result<std::fs::File> {
 /// result in the migration's state. `Ok` with a failed record when the
 /// lifecycle or the check failed; `Err` when it could not be set up.
 pub async fn rehearse(spec: Spec, rows: usize, invocation: Invocation, progress: &dyn Progress) -> Result<Rehearsal> {
+    if spec.source_url == spec.target_url
+        && spec.tables.iter().all(|t| ferry_core::TableName::parse(&t.from) == ferry_core::TableName::parse(&t.to))
+    {
+        return Err(RunError::new(
+            RunErrorKind::Refused,
+            "`ferry rehearse` runs a move's lifecycle on scratch copies; this change is in place",
+        )
+        .with_hint("rehearse an in-place change on a copy of the database: point [source] at it and run `ferry run`, `ferry contract --confirm`"));
+    }
     let rehearsed = rehearsal_spec(&spec)?;
     let state_file = state_path(&spec)?;
     let real_state = StateStore::open(&state_file)?;
