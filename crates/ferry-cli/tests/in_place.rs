@@ -552,3 +552,109 @@ async fn checks_and_foreign_keys_are_validated_before_contract_adds_them() {
         assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
     }
 }
+
+/// A split and a merge under writers of both versions, on every engine: the
+/// parts and the whole agree on every row until contract, which leaves only
+/// the new shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_split_and_a_merge_keep_both_shapes_in_step() {
+    for kind in ALL {
+        let (first, last, join) = match kind {
+            Kind::Postgres => {
+                ("split_part(full_name, ' ', 1)", "split_part(full_name, ' ', 2)", "first_name || ' ' || last_name")
+            }
+            Kind::Mysql => (
+                "substring_index(full_name, ' ', 1)",
+                "substring_index(full_name, ' ', -1)",
+                "concat(first_name, ' ', last_name)",
+            ),
+            Kind::Sqlite => (
+                "substr(full_name, 1, instr(full_name, ' ') - 1)",
+                "substr(full_name, instr(full_name, ' ') + 1)",
+                "first_name || ' ' || last_name",
+            ),
+        };
+        let differ = match kind {
+            Kind::Mysql => format!("NOT (full_name <=> {join})"),
+            Kind::Postgres => format!("full_name IS DISTINCT FROM {join}"),
+            Kind::Sqlite => format!("full_name IS NOT ({join})"),
+        };
+        let views = |table: &str, v: u8| match kind {
+            Kind::Postgres => format!("public_ferry_v{v}.{table}"),
+            Kind::Mysql => format!("{table}_ferry_v{v}"),
+            Kind::Sqlite => table.to_string(),
+        };
+        // The split: full_name -> first_name, last_name.
+        let db = TestDb::new(kind).await;
+        db.exec("CREATE TABLE people (id integer PRIMARY KEY, full_name varchar(60))").await;
+        let mut session = db.session().await;
+        for i in 1..=1500 {
+            session.exec(&format!("INSERT INTO people VALUES ({i}, 'f{i} l{i}')")).await.unwrap();
+        }
+        let policy = "[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"10ms\"\n";
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n{policy}\n[[change]]\ntable = \"people\"\nsplit_column = \"full_name\"\n\
+             type = \"varchar(30)\"\ndown = \"{join}\"\n[change.into]\nfirst_name = \"{first}\"\nlast_name = \"{last}\"\n",
+            db.url
+        ));
+        ws.run(&["run", "--until", "expand"]).assert_code(0);
+        let run = ws.run_beside(&["run"]);
+        let mut n = 0u64;
+        while !run.is_finished() {
+            n += 1;
+            let id = 1 + (n * 7) % 1500;
+            let sql = if n.is_multiple_of(2) {
+                format!("UPDATE {} SET full_name = 'a{n} b{n}' WHERE id = {id}", views("people", 1))
+            } else {
+                format!("UPDATE {} SET first_name = 'x{n}' WHERE id = {id}", views("people", 2))
+            };
+            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        run.await.unwrap().assert_code(0);
+        assert!(n > 10, "{kind}: the writers wrote during the backfill ({n})");
+        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}: split");
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "first_name", "last_name"], "{kind}");
+
+        // The merge: first_name, last_name -> full_name.
+        let db = TestDb::new(kind).await;
+        db.exec("CREATE TABLE people (id integer PRIMARY KEY, first_name varchar(30), last_name varchar(30))").await;
+        let mut session = db.session().await;
+        for i in 1..=1500 {
+            session.exec(&format!("INSERT INTO people VALUES ({i}, 'f{i}', 'l{i}')")).await.unwrap();
+        }
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&format!(
+            "{MIGRATION}[source]\nurl = \"{}\"\n\n{policy}\n[[change]]\ntable = \"people\"\n\
+             merge_columns = [\"first_name\", \"last_name\"]\nto = \"full_name\"\ntype = \"varchar(60)\"\nup = \"{join}\"\n\
+             [change.down]\nfirst_name = \"{first}\"\nlast_name = \"{last}\"\n",
+            db.url
+        ));
+        ws.run(&["run", "--until", "expand"]).assert_code(0);
+        let run = ws.run_beside(&["run"]);
+        let mut n = 0u64;
+        while !run.is_finished() {
+            n += 1;
+            let id = 1 + (n * 7) % 1500;
+            let sql = if n.is_multiple_of(2) {
+                format!("UPDATE {} SET last_name = 'z{n}' WHERE id = {id}", views("people", 1))
+            } else {
+                format!("UPDATE {} SET full_name = 'c{n} d{n}' WHERE id = {id}", views("people", 2))
+            };
+            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+        run.await.unwrap().assert_code(0);
+        assert!(n > 10, "{kind}: the writers wrote during the backfill ({n})");
+        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}: merge");
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
+        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["id", "full_name"], "{kind}");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+    }
+}

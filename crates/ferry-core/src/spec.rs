@@ -249,6 +249,8 @@ pub struct TableSpec {
     pub added_indexes: Vec<IndexChange>,
     /// In place: checks and foreign keys the change adds.
     pub added_constraints: Vec<ConstraintChange>,
+    /// In place: old columns written back from new ones (split and merge).
+    pub downs: Vec<DownChange>,
     /// 1-based line of the `[[table]]` entry, for messages.
     pub line: usize,
 }
@@ -259,6 +261,17 @@ pub struct IndexChange {
     pub name: String,
     pub columns: Vec<String>,
     pub unique: bool,
+}
+
+/// An old column a change in place writes back from new ones while both
+/// versions run: a split column from its parts, each merged column from the
+/// whole. `sql` is over the row in its new shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DownChange {
+    pub column: String,
+    pub sql: String,
+    /// The new columns whose write sets it.
+    pub written_by: Vec<String>,
 }
 
 /// A constraint a change in place adds (`[[change]] add_check`, `add_foreign_key`).
@@ -543,6 +556,9 @@ mod raw {
         /// In place (`[[change]] add_check`, `add_foreign_key`).
         #[serde(skip)]
         pub added_constraints: Vec<super::ConstraintChange>,
+        /// In place (`[[change]] split_column`, `merge_columns`): old columns written back from new ones.
+        #[serde(skip)]
+        pub downs: Vec<super::DownChange>,
     }
 
     /// A retyped column's `up` and `down` SQL, as written.
@@ -1015,6 +1031,7 @@ impl Spec {
         let text = if table.added_indexes.is_empty() { text } else { format!("{text}|{:?}", table.added_indexes) };
         let text =
             if table.added_constraints.is_empty() { text } else { format!("{text}|{:?}", table.added_constraints) };
+        let text = if table.downs.is_empty() { text } else { format!("{text}|{:?}", table.downs) };
         format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
     }
 }
@@ -1401,6 +1418,7 @@ fn parse_table(
         conversions,
         added_indexes: raw.added_indexes.clone(),
         added_constraints: raw.added_constraints.clone(),
+        downs: raw.downs.clone(),
         line,
     })
 }
@@ -1531,7 +1549,15 @@ drop_column = "verification_date"
         assert!(parse(&two).unwrap_err().message.contains("exactly one operation"));
         let later = SEED_CHANGE.replace("drop_column = \"verification_date\"", "split_column = \"name\"");
         let e = parse(&later).unwrap_err();
-        assert!(e.message.contains("`change.split_column` is not supported") && e.line == Some(19), "{e:?}");
+        assert!(e.message.contains("needs `into` and `type`") && e.line == Some(19), "{e:?}");
+        let merge = SEED_CHANGE.replace(
+            "drop_column = \"verification_date\"",
+            "merge_columns = [\"a\", \"b\"]\nto = \"ab\"\ntype = \"text\"\nup = \"a || b\"\ndown = { a = \"ab\", c = \"ab\" }",
+        );
+        assert!(parse(&merge)
+            .unwrap_err()
+            .message
+            .contains("`change.down.c` must be SQL for one of the merged columns"));
         let untyped_alter = SEED_CHANGE.replace("drop_column = \"verification_date\"", "alter_type = \"id\"");
         assert!(parse(&untyped_alter).unwrap_err().message.contains("needs `type`"));
         let retype = SEED_CHANGE.replace(

@@ -193,6 +193,7 @@ impl Assessor {
             },
             added_indexes: plan.spec.added_indexes.clone(),
             added_constraints: plan.spec.added_constraints.clone(),
+            downs: plan.spec.downs.clone(),
             namespace: if plan.in_place {
                 crate::in_place::namespace(&*self.source, &plan.source_name).await?
             } else {

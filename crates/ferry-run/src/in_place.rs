@@ -62,6 +62,7 @@ pub(crate) struct Change {
     namespace: Option<String>,
     indexes: Vec<ferry_core::spec::IndexChange>,
     constraints: Vec<ferry_core::spec::ConstraintChange>,
+    downs: Vec<ferry_core::spec::DownChange>,
 }
 
 impl Change {
@@ -75,6 +76,7 @@ impl Change {
             namespace: self.namespace.as_deref(),
             indexes: &self.indexes,
             constraints: &self.constraints,
+            downs: &self.downs,
         }
     }
 }
@@ -159,6 +161,7 @@ impl Migration {
                 namespace: namespace(&*self.source, &plan.source_name).await?,
                 indexes: plan.spec.added_indexes.clone(),
                 constraints: plan.spec.added_constraints.clone(),
+                downs: plan.spec.downs.clone(),
             });
         }
         Ok(out)

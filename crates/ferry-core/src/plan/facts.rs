@@ -247,6 +247,9 @@ pub struct TableFacts {
     /// In place: checks and foreign keys the change adds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub added_constraints: Vec<crate::spec::ConstraintChange>,
+    /// In place: old columns written back from new ones (split and merge).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downs: Vec<crate::spec::DownChange>,
     /// In place: the schema (PostgreSQL) or database (MariaDB/MySQL) the
     /// table is in, where the version views go.
     #[serde(default, skip_serializing_if = "Option::is_none")]

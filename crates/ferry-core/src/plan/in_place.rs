@@ -24,7 +24,7 @@
 
 use super::facts::{ColumnFacts, EngineName, TableFacts};
 use super::sql::{declare, ident, table as qualified};
-use crate::spec::{ConstraintChange, IndexChange};
+use crate::spec::{ConstraintChange, DownChange, IndexChange};
 use crate::value::Value;
 
 /// One statement of a step, with the condition under which it runs: an
@@ -118,6 +118,17 @@ pub struct InPlace<'a> {
     /// Checks and foreign keys: enforced on new writes from expand and
     /// validated at contract on PostgreSQL; added at contract elsewhere.
     pub constraints: &'a [ConstraintChange],
+    /// Old columns computed back from new ones (a split column from its
+    /// parts, merged columns from the whole), besides renamed and retyped ones.
+    pub downs: &'a [DownChange],
+}
+
+/// A write back into an old column: the value (over the row in its new
+/// shape) and the new columns whose write sets it.
+struct Backward<'c> {
+    old: String,
+    value: String,
+    from: Vec<&'c ColumnFacts>,
 }
 
 /// One index build of expand: the statement, and the one that undoes a
@@ -140,6 +151,7 @@ impl<'a> InPlace<'a> {
             namespace: t.namespace.as_deref(),
             indexes: &t.added_indexes,
             constraints: &t.added_constraints,
+            downs: &t.downs,
         }
     }
 
@@ -185,7 +197,7 @@ impl<'a> InPlace<'a> {
     /// Whether any added column can be set by version 2 to a value its old
     /// columns cannot express (a computed column: no `down`).
     fn marks(&self) -> bool {
-        self.added().iter().any(|c| !has_down(c))
+        self.added().iter().any(|c| !self.has_down(c))
     }
 
     /// The table's columns as version 1 knows them: those kept, then those the change drops.
@@ -259,7 +271,11 @@ impl<'a> InPlace<'a> {
             }
         }
         for d in self.dropped {
-            out.push(row(d, "reads and writes it", "does not see it (NULL on its inserts)", "gone: version 1 retired"));
+            let v2 = match self.downs.iter().find(|b| &b.column == d) {
+                Some(b) => format!("does not see it: the triggers write it back from {}", b.written_by.join(", ")),
+                None => "does not see it (NULL on its inserts)".to_string(),
+            };
+            out.push(row(d, "reads and writes it", &v2, "gone: version 1 retired"));
         }
         out
     }
@@ -469,27 +485,82 @@ impl<'a> InPlace<'a> {
         out
     }
 
-    /// The old column a write to the new one sets, and the value, as a
-    /// trigger reads it: the new column's (renamed, or retyped and converted
-    /// by the engine), or the change's `down` over the row in its new shape.
-    /// A computed column has none.
-    fn down_of<'c>(&self, c: &'c ColumnFacts) -> Option<(&'c str, String)> {
-        let old = c.source_column.as_deref().filter(|_| c.expression.is_none())?;
-        let value = match &c.down {
-            None => format!("NEW.{}", self.id(&physical(c))),
-            Some(down) => {
-                let row: Vec<String> = self
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let from = if is_added(c) { physical(c) } else { c.name.clone() };
-                        format!("NEW.{} AS {}", self.id(&from), self.id(&c.name))
-                    })
-                    .collect();
-                format!("(SELECT ({down}) FROM (SELECT {}) AS ferry_new)", row.join(", "))
-            }
-        };
-        Some((old, value))
+    /// SQL over the row in its new shape, each new column under its final
+    /// name. A new column the backfill has not reached yet (NULL) takes what
+    /// the old columns compute, so that a write to one part of a split on
+    /// such a row does not write back an incomplete whole.
+    fn over_new_row(&self, sql: &str) -> String {
+        let mut written: Vec<String> = self.old_columns();
+        written.extend(self.added().iter().map(|c| physical(c)));
+        written.dedup();
+        let old_row: Vec<String> = written.iter().map(|c| format!("NEW.{0} AS {0}", self.id(c))).collect();
+        let new_row: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                if is_added(c) {
+                    let p = self.id(&physical(c));
+                    format!("COALESCE(ferry_old.{p}, {}) AS {}", up_of(self.engine, c), self.id(&c.name))
+                } else {
+                    format!("ferry_old.{0} AS {0}", self.id(&c.name))
+                }
+            })
+            .collect();
+        format!(
+            "(SELECT ({sql}) FROM (SELECT {} FROM (SELECT {}) AS ferry_old) AS ferry_new)",
+            new_row.join(", "),
+            old_row.join(", ")
+        )
+    }
+
+    /// Every write back into an old column: a renamed or retyped column's
+    /// old one (the new value, or the change's `down`), and the `down` of a
+    /// split or merge.
+    fn backwards(&self) -> Vec<Backward<'a>> {
+        let mut out: Vec<Backward<'a>> = self
+            .added()
+            .into_iter()
+            .filter(|c| c.expression.is_none())
+            .filter_map(|c| {
+                let old = c.source_column.clone()?;
+                let value = match &c.down {
+                    None => format!("NEW.{}", self.id(&physical(c))),
+                    Some(down) => self.over_new_row(down),
+                };
+                Some(Backward { old, value, from: vec![c] })
+            })
+            .collect();
+        for d in self.downs {
+            let from: Vec<&'a ColumnFacts> = self.columns.iter().filter(|c| d.written_by.contains(&c.name)).collect();
+            out.push(Backward { old: d.column.clone(), value: self.over_new_row(&d.sql), from });
+        }
+        out
+    }
+
+    /// Whether a write to `c` is written back into the old columns.
+    fn has_down(&self, c: &ColumnFacts) -> bool {
+        self.backwards().iter().any(|b| b.from.iter().any(|f| f.name == c.name))
+    }
+
+    /// A trigger's condition for "the write set one of `from`": an INSERT
+    /// that gives it a value, or an UPDATE that changes it.
+    fn written(&self, from: &[&ColumnFacts], event: &str) -> String {
+        let conds: Vec<String> = from
+            .iter()
+            .map(|c| {
+                let column = self.id(&physical(c));
+                if event == "INSERT" {
+                    format!("NEW.{column} IS NOT NULL")
+                } else {
+                    distinct(self.engine, &format!("NEW.{column}"), &format!("OLD.{column}"))
+                }
+            })
+            .collect();
+        if conds.is_empty() {
+            "1 = 0".into()
+        } else {
+            format!("({})", conds.join(" OR "))
+        }
     }
 
     /// The old columns `up` reads for `c`.
@@ -542,19 +613,24 @@ impl<'a> InPlace<'a> {
         let e = self.engine;
         let row = format!("(SELECT NEW.*) AS {}", self.id(self.bare()));
         let mut body = Vec::new();
+        // Written back first, from the row as the application wrote it; then what the old columns compute.
+        for b in self.backwards() {
+            body.push(format!(
+                "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    NEW.{} := {};\n  END IF;",
+                self.written(&b.from, "INSERT"),
+                self.written(&b.from, "UPDATE"),
+                self.id(&b.old),
+                b.value
+            ));
+        }
         for c in self.added() {
             let column = self.id(&physical(c));
-            let mut set = format!(
-                "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    SELECT {} INTO NEW.{column} FROM {row};\n",
+            body.push(format!(
+                "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    SELECT {} INTO NEW.{column} FROM {row};\n  END IF;",
                 self.recompute(c, "INSERT"),
                 self.recompute(c, "UPDATE"),
                 up_of(e, c),
-            );
-            if let Some((old, down)) = self.down_of(c) {
-                set.push_str(&format!("  ELSE\n    NEW.{} := {down};\n", self.id(old)));
-            }
-            set.push_str("  END IF;");
-            body.push(set);
+            ));
         }
         if self.marks() {
             let keys: Vec<String> = self.key.iter().map(|k| format!("NEW.{}", self.id(k))).collect();
@@ -597,22 +673,27 @@ impl<'a> InPlace<'a> {
         let row = self.mysql_row();
         let mut out = Vec::new();
         for event in ["INSERT", "UPDATE"] {
-            let sets: Vec<String> = self
-                .added()
+            // Written back first, from the row as the application wrote it; then what the old columns compute.
+            let mut sets: Vec<String> = self
+                .backwards()
                 .iter()
-                .map(|c| {
-                    let column = self.id(&physical(c));
-                    let down = self
-                        .down_of(c)
-                        .map(|(old, down)| format!(" ELSE SET NEW.{} = {down};", self.id(old)))
-                        .unwrap_or_default();
+                .map(|b| {
                     format!(
-                        "IF {} THEN SET NEW.{column} = (SELECT {} FROM {row});{down} END IF;",
-                        self.recompute(c, event),
-                        up_of(e, c)
+                        "IF {} THEN SET NEW.{} = {}; END IF;",
+                        self.written(&b.from, event),
+                        self.id(&b.old),
+                        b.value
                     )
                 })
                 .collect();
+            sets.extend(self.added().iter().map(|c| {
+                format!(
+                    "IF {} THEN SET NEW.{} = (SELECT {} FROM {row}); END IF;",
+                    self.recompute(c, event),
+                    self.id(&physical(c)),
+                    up_of(e, c)
+                )
+            }));
             out.push(format!(
                 "CREATE TRIGGER {} BEFORE {event} ON {} FOR EACH ROW BEGIN {} END",
                 self.beside(&format!("{}_{}", self.sync_trigger(), event.to_lowercase())),
@@ -644,15 +725,20 @@ impl<'a> InPlace<'a> {
         let mut out = Vec::new();
         // SQLite triggers cannot assign NEW: each column is set after the write, when the write left it alone.
         for event in ["INSERT", "UPDATE"] {
+            // Every value is read from the row as the application wrote it (NEW, OLD): the order does not matter.
             let mut sets = Vec::new();
             for c in self.added() {
                 let column = self.id(&physical(c));
                 let untouched = self.recompute(c, event);
                 sets.push(format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", up_of(e, c)));
-                if let Some((old, down)) = self.down_of(c) {
-                    let old = self.id(old);
-                    sets.push(format!("{old} = CASE WHEN {untouched} THEN {old} ELSE {down} END"));
-                }
+            }
+            for b in self.backwards() {
+                let old = self.id(&b.old);
+                sets.push(format!(
+                    "{old} = CASE WHEN {} THEN {} ELSE {old} END",
+                    self.written(&b.from, event),
+                    b.value
+                ));
             }
             let mut body = format!("UPDATE {name} SET {} WHERE {this_row};", sets.join(", "));
             if self.marks() {
@@ -678,7 +764,7 @@ impl<'a> InPlace<'a> {
         let conds: Vec<String> = self
             .added()
             .into_iter()
-            .filter(|c| !has_down(c))
+            .filter(|c| !self.has_down(c))
             .map(|c| format!("({} IS NOT NULL AND {})", new(c), distinct(self.engine, &new(c), &up(c))))
             .collect();
         if conds.is_empty() {
@@ -921,11 +1007,6 @@ fn up_of(engine: EngineName, c: &ColumnFacts) -> String {
     }
 }
 
-/// Whether a write to the new column can set the old one from it.
-fn has_down(c: &ColumnFacts) -> bool {
-    c.expression.is_none() && c.source_column.is_some()
-}
-
 /// `a` and `b` differ, NULL-safe.
 fn distinct(engine: EngineName, a: &str, b: &str) -> String {
     match engine {
@@ -1008,7 +1089,9 @@ mod tests {
             for (table, columns, dropped) in tables {
                 let indexes = if table == "users" { &email_index[..] } else { NO_INDEX };
                 let constraints = if table == "orders" { &checks[..] } else { NO_CONSTRAINT };
-                let change = InPlace { engine, table, key: &key, columns, dropped, namespace, indexes, constraints };
+                let downs = &[][..];
+                let change =
+                    InPlace { engine, table, key: &key, columns, dropped, namespace, indexes, constraints, downs };
                 let lines = |statements: Vec<Statement>| {
                     statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")
                 };

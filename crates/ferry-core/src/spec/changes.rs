@@ -33,10 +33,12 @@ pub struct RawChange {
     references: Option<Spanned<String>>,
     referenced_columns: Option<Spanned<Vec<String>>>,
     // Operations of the issue that are read, so that they are refused by name rather than as unknown keys.
-    split_column: Option<Spanned<toml::Value>>,
-    merge_columns: Option<Spanned<toml::Value>>,
+    split_column: Option<Spanned<String>>,
+    into: Option<Spanned<BTreeMap<String, String>>>,
+    merge_columns: Option<Spanned<Vec<String>>>,
     up: Option<Spanned<String>>,
-    down: Option<Spanned<String>>,
+    /// SQL (alter_type, split_column), or one SQL per merged column (merge_columns).
+    down: Option<Spanned<toml::Value>>,
 }
 
 /// Fills `file.tables` and `file.target` from `file.changes`; a spec without
@@ -101,24 +103,13 @@ fn empty_table(from: Spanned<String>) -> Table {
         conversions: BTreeMap::new(),
         added_indexes: Vec::new(),
         added_constraints: Vec::new(),
+        downs: Vec::new(),
     }
 }
 
 /// One operation of a `[[change]]` into its table.
 fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(), SpecError> {
     let c = entry.get_ref();
-    let not_yet = [
-        ("split_column", c.split_column.as_ref().map(|v| v.span())),
-        ("merge_columns", c.merge_columns.as_ref().map(|v| v.span())),
-    ];
-    if let Some((name, Some(span))) = not_yet.iter().find(|(_, s)| s.is_some()) {
-        return Err(ctx.error(
-            span.clone(),
-            format!("`change.{name}` is not supported in this version"),
-            "this version changes tables in place with add_column, drop_column, rename_column, alter_type, add_index, \
-             add_check and add_foreign_key",
-        ));
-    }
     let operations = [
         c.add_column.is_some(),
         c.drop_column.is_some(),
@@ -127,13 +118,15 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
         c.add_index.is_some(),
         c.add_check.is_some(),
         c.add_foreign_key.is_some(),
+        c.split_column.is_some(),
+        c.merge_columns.is_some(),
     ];
     if operations.iter().filter(|&&o| o).count() != 1 {
         return Err(ctx.error(
             entry.span(),
             "each [[change]] has exactly one operation",
-            "give one of add_column, drop_column, rename_column, alter_type, add_index, add_check or add_foreign_key \
-             (one [[change]] per operation)",
+            "give one of add_column, drop_column, rename_column, alter_type, split_column, merge_columns, add_index, \
+             add_check or add_foreign_key (one [[change]] per operation)",
         ));
     }
     if let (Some(columns), None, None) = (&c.columns, &c.add_index, &c.add_foreign_key) {
@@ -177,7 +170,7 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
             nullable: None,
         };
         table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
-        table.conversions.insert(column.get_ref().clone(), (c.up.clone(), c.down.clone()));
+        table.conversions.insert(column.get_ref().clone(), (c.up.clone(), down_text(ctx, c)?));
     } else if let Some(name) = &c.add_index {
         let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
         if columns.is_empty() {
@@ -219,22 +212,124 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
             references: references.get_ref().clone(),
             referenced_columns: referenced,
         });
+    } else if let Some(column) = &c.split_column {
+        split(ctx, c, column, table)?;
+    } else if let Some(columns) = &c.merge_columns {
+        merge(ctx, c, columns, table)?;
     } else if let Some(old) = &c.rename_column {
         let Some(new) = &c.to else {
             return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));
         };
         table.columns.insert(new.clone(), Spanned::new(old.span(), ColumnValue::Name(old.get_ref().clone())));
     }
-    for (key, value) in
-        [("type", c.data_type.as_ref()), ("expr", c.expr.as_ref()), ("up", c.up.as_ref()), ("down", c.down.as_ref())]
-    {
-        let allowed = match key {
-            "type" => c.add_column.is_some() || c.alter_type.is_some(),
-            "expr" => c.add_column.is_some(),
-            _ => c.alter_type.is_some(),
+    let split_or_merge = c.split_column.is_some() || c.merge_columns.is_some();
+    for (key, span, allowed) in [
+        (
+            "type",
+            c.data_type.as_ref().map(Spanned::span),
+            c.add_column.is_some() || c.alter_type.is_some() || split_or_merge,
+        ),
+        ("expr", c.expr.as_ref().map(Spanned::span), c.add_column.is_some()),
+        ("up", c.up.as_ref().map(Spanned::span), c.alter_type.is_some() || c.merge_columns.is_some()),
+        ("down", c.down.as_ref().map(Spanned::span), c.alter_type.is_some() || split_or_merge),
+        ("into", c.into.as_ref().map(Spanned::span), c.split_column.is_some()),
+    ] {
+        if let Some(span) = span.filter(|_| !allowed) {
+            return Err(ctx.error(span, format!("`change.{key}` does not go with this operation"), "remove it"));
+        }
+    }
+    Ok(())
+}
+
+/// `down` as one piece of SQL (alter_type, split_column).
+fn down_text(ctx: &Ctx, c: &RawChange) -> Result<Option<Spanned<String>>, SpecError> {
+    match &c.down {
+        None => Ok(None),
+        Some(v) => match v.get_ref() {
+            toml::Value::String(sql) => Ok(Some(Spanned::new(v.span(), sql.clone()))),
+            _ => Err(ctx.error(
+                v.span(),
+                "`change.down` is one piece of SQL here",
+                "e.g. down = \"CAST(placed AS text)\"",
+            )),
+        },
+    }
+}
+
+fn computed(expr: &str, data_type: &Option<Spanned<String>>) -> ColumnValue {
+    ColumnValue::Detailed(Detailed {
+        from: None,
+        expr: Some(expr.to_string()),
+        data_type: data_type.as_ref().map(|t| t.get_ref().clone()),
+        nullable: None,
+    })
+}
+
+/// `split_column`: the parts are columns computed from the old one (`into`:
+/// name = SQL), the old one is dropped at contract, and `down` (SQL over the
+/// parts) writes it back while both versions run.
+fn split(ctx: &Ctx, c: &RawChange, column: &Spanned<String>, table: &mut Table) -> Result<(), SpecError> {
+    let (Some(into), Some(_)) = (&c.into, &c.data_type) else {
+        return Err(ctx.error(
+            column.span(),
+            format!("`change.split_column = \"{}\"` needs `into` and `type`", column.get_ref()),
+            "e.g. into = { first_name = \"split_part(name, ' ', 1)\", last_name = \"split_part(name, ' ', 2)\" }, \
+             type = \"text\", down = \"first_name || ' ' || last_name\"",
+        ));
+    };
+    for (part, up) in into.get_ref() {
+        table
+            .columns
+            .insert(Spanned::new(into.span(), part.clone()), Spanned::new(into.span(), computed(up, &c.data_type)));
+    }
+    table.exclude.push(column.clone());
+    if let Some(down) = down_text(ctx, c)? {
+        table.downs.push(super::DownChange {
+            column: column.get_ref().clone(),
+            sql: down.get_ref().clone(),
+            written_by: into.get_ref().keys().cloned().collect(),
+        });
+    }
+    Ok(())
+}
+
+/// `merge_columns`: one column (`to`) computed from the old ones (`up`), the
+/// old ones dropped at contract, and each written back from it while both
+/// versions run (`down = { old = SQL over the merged column }`).
+fn merge(ctx: &Ctx, c: &RawChange, columns: &Spanned<Vec<String>>, table: &mut Table) -> Result<(), SpecError> {
+    let (Some(to), Some(up), Some(_), false) = (&c.to, &c.up, &c.data_type, columns.get_ref().is_empty()) else {
+        return Err(ctx.error(
+            columns.span(),
+            "`change.merge_columns` needs the columns, `to`, `up` and `type`",
+            "e.g. merge_columns = [\"first_name\", \"last_name\"], to = \"full_name\", type = \"text\", \
+             up = \"first_name || ' ' || last_name\"",
+        ));
+    };
+    table.columns.insert(to.clone(), Spanned::new(columns.span(), computed(up.get_ref(), &c.data_type)));
+    for old in columns.get_ref() {
+        table.exclude.push(Spanned::new(columns.span(), old.clone()));
+    }
+    if let Some(down) = &c.down {
+        let toml::Value::Table(parts) = down.get_ref() else {
+            return Err(ctx.error(
+                down.span(),
+                "`change.down` of merge_columns gives each merged column its SQL",
+                "e.g. down = { first_name = \"split_part(full_name, ' ', 1)\", last_name = \"split_part(full_name, ' ', 2)\" }",
+            ));
         };
-        if let Some(v) = value.filter(|_| !allowed) {
-            return Err(ctx.error(v.span(), format!("`change.{key}` does not go with this operation"), "remove it"));
+        for (old, sql) in parts {
+            let (Some(sql), true) = (sql.as_str(), columns.get_ref().contains(old)) else {
+                return Err(ctx.error(
+                    down.span(),
+                    format!("`change.down.{old}` must be SQL for one of the merged columns"),
+                    format!("the merged columns: {}", columns.get_ref().join(", ")),
+                ));
+            };
+            table.downs.push(super::DownChange {
+                column: old.clone(),
+                sql: sql.to_string(),
+                written_by: vec![to.get_ref().clone()],
+            });
         }
     }
     Ok(())

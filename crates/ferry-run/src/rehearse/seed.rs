@@ -51,6 +51,7 @@ pub fn mirror_spec(spec: &Spec, rehearsed: &Spec) -> Spec {
             conversions: BTreeMap::new(),
             added_indexes: Vec::new(),
             added_constraints: Vec::new(),
+            downs: Vec::new(),
             line: real.line,
         })
         .collect();
