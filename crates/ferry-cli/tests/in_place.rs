@@ -658,3 +658,41 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
         assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
     }
 }
+
+/// PostgreSQL and SQLite run contract as one transaction: killed while it
+/// waits for a lock (a transaction holds the table), nothing of it is done;
+/// past the point of no return, running it again finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_killed_in_its_transaction_is_finished_by_the_next() {
+    for kind in [Kind::Postgres, Kind::Sqlite] {
+        let db = users(kind, 5_000).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&seed_spec(&db, ""));
+        ws.run(&["run"]).assert_code(0);
+        let mut blocker = db.session().await;
+        match kind {
+            Kind::Postgres => {
+                blocker.exec("BEGIN").await.unwrap();
+                blocker.exec("LOCK TABLE ferry_written_users IN ACCESS SHARE MODE").await.unwrap();
+            }
+            _ => blocker.exec("BEGIN IMMEDIATE").await.map(|_| ()).unwrap(),
+        }
+        let mut child = ws.spawn_quiet(&["contract", "--confirm"]);
+        ferry_testkit::wait_until("contract started", Duration::from_secs(30), || {
+            ws.status_json()["state"] == "contracting"
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        blocker.exec("COMMIT").await.unwrap();
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+        assert!(schema.column("verification_date").is_some(), "{kind}: the transaction did not commit");
+        assert_eq!(ws.status_json()["state"], "contracting", "{kind}");
+
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+        assert!(schema.column("verification_date").is_none(), "{kind}");
+        assert!(!schema.column("email_verified").unwrap().nullable, "{kind}");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+    }
+}
