@@ -696,3 +696,18 @@ async fn a_contract_killed_in_its_transaction_is_finished_by_the_next() {
         assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
     }
 }
+
+/// A spec that changes one table in place and moves another is refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_that_both_moves_and_changes_in_place_is_refused() {
+    let db = users(Kind::Sqlite, 10).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&ferry_testkit::spec_in_place(
+        &db,
+        "[[table]]\nfrom = \"users\"\nexclude = [\"verification_date\"]\n\n[[table]]\nfrom = \"users\"\nto = \"users_copy\"\n",
+    ));
+    let ran = ws.run(&["run"]);
+    assert_ne!(ran.code, Some(0), "{ran}");
+    assert!(ran.stderr.contains("changed in place while other tables move"), "{ran}");
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "nothing ran");
+}

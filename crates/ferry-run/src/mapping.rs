@@ -303,6 +303,16 @@ pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, 
         let mode = if matches!(mode, Mode::Contract | Mode::Expanded) { Mode::Run } else { mode };
         plans.push(plan_table(spec, table, source, target, mode, expanded).await?);
     }
+    let in_place = plans.iter().filter(|p| p.in_place).count();
+    if mode != Mode::Plan && in_place > 0 && in_place < plans.len() {
+        let first = plans.iter().find(|p| p.in_place).expect("counted");
+        return Err(spec_error(
+            spec,
+            &first.spec,
+            format!("{} is changed in place while other tables move", first.source_name),
+            "a migration moves tables or changes them in place, not both: give each its own spec",
+        ));
+    }
     resolve_foreign_keys(&mut plans, target).await?;
     Ok(plans)
 }
