@@ -196,6 +196,8 @@ async fn rollback_before_contract_leaves_the_table_as_it_was() {
         }
         let fences = db.ferry_objects().await.into_iter().filter(|o| o.contains("fence")).count();
         assert_eq!(fences, 0, "{kind}: no write fence");
+        let legal = ws.status_json()["legal_commands"].to_string();
+        assert!(legal.contains("contract") && !legal.contains("switch"), "{kind}: status lists what applies: {legal}");
         let rollback = ws.run(&["rollback"]);
         rollback.assert_code(0);
         let after = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();

@@ -1093,10 +1093,10 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         source: ferry_core::spec::redact_for_message(&spec.source_url),
         target: ferry_core::spec::redact_for_message(&spec.target_url),
         state: State::PLANNED.name().to_string(),
-        legal_commands: ferry_core::lifecycle::legal(State::PLANNED)
-            .into_iter()
-            .map(|c| c.name().to_string())
-            .collect(),
+        legal_commands: crate::in_place::for_shape(
+            spec,
+            ferry_core::lifecycle::legal(State::PLANNED).into_iter().map(|c| c.name()).collect(),
+        ),
         phase: None,
         phase_state: PhaseState::NotStarted,
         phases: Vec::new(),
@@ -1137,7 +1137,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
     };
     Ok(StatusReport {
         state: state.lifecycle()?.name().to_string(),
-        legal_commands: crate::machine::legal_commands(&state)?.into_iter().map(str::to_string).collect(),
+        legal_commands: crate::in_place::for_shape(spec, crate::machine::legal_commands(&state)?),
         source: state.meta("source")?.unwrap_or_else(|| empty().source),
         target: state.meta("target")?.unwrap_or_else(|| empty().target),
         phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),

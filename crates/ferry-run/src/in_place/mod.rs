@@ -39,6 +39,23 @@ pub async fn namespace(engine: &dyn Engine, table: &TableName) -> Result<Option<
     Ok(engine.scalar(sql).await?)
 }
 
+/// Whether `spec` changes its tables in place (its source is its target, each table stays where it is).
+pub fn spec_in_place(spec: &ferry_core::Spec) -> bool {
+    spec.source_url == spec.target_url
+        && !spec.tables.is_empty()
+        && spec.tables.iter().all(|t| TableName::parse(&t.from) == TableName::parse(&t.to))
+}
+
+/// The legal commands `ferry status` lists, without those of a move when the change is in place.
+pub fn for_shape(spec: &ferry_core::Spec, commands: Vec<&'static str>) -> Vec<String> {
+    let in_place = spec_in_place(spec);
+    commands
+        .into_iter()
+        .filter(|c| !in_place || !matches!(*c, "sync" | "cutover" | "switch"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// One table's change, owning what [`InPlace`] borrows.
 pub(crate) struct Change {
     engine: EngineName,

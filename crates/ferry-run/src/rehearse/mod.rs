@@ -163,9 +163,7 @@ fn lock_rehearsal(state_file: &Path) -> Result<std::fs::File> {
 /// result in the migration's state. `Ok` with a failed record when the
 /// lifecycle or the check failed; `Err` when it could not be set up.
 pub async fn rehearse(spec: Spec, rows: usize, invocation: Invocation, progress: &dyn Progress) -> Result<Rehearsal> {
-    if spec.source_url == spec.target_url
-        && spec.tables.iter().all(|t| ferry_core::TableName::parse(&t.from) == ferry_core::TableName::parse(&t.to))
-    {
+    if crate::in_place::spec_in_place(&spec) {
         return Err(RunError::new(
             RunErrorKind::Refused,
             "`ferry rehearse` runs a move's lifecycle on scratch copies; this change is in place",
