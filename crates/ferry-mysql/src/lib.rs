@@ -1421,10 +1421,13 @@ impl Engine for MysqlEngine {
             let _ = conn.query_drop("ROLLBACK").await;
         }
         // The connection goes back to the pool: its next user gets the server's waits.
-        conn.query_drop("SET SESSION lock_wait_timeout = DEFAULT, SESSION innodb_lock_wait_timeout = DEFAULT")
-            .await
-            .map_err(map_err)?;
-        result
+        // The statement's own error first: a lost connection fails the reset too.
+        let reset = conn
+            .query_drop("SET SESSION lock_wait_timeout = DEFAULT, SESSION innodb_lock_wait_timeout = DEFAULT")
+            .await;
+        let changed = result?;
+        reset.map_err(map_err)?;
+        Ok(changed)
     }
 
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {

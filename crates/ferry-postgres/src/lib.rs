@@ -1601,8 +1601,10 @@ impl Engine for PostgresEngine {
                     }
                 }
             }
-            client.batch_execute("RESET lock_timeout").await.map_err(map_err)?;
+            // The statement's own error first: a lost connection fails the reset too.
+            let reset = client.batch_execute("RESET lock_timeout").await;
             result?;
+            reset.map_err(map_err)?;
         }
         Ok(changed)
     }
