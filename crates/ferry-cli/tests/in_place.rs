@@ -99,6 +99,38 @@ async fn writer(mut session: Session, kind: Kind, version: u8, stop: Arc<AtomicB
     }
 }
 
+/// `ferry run` beside one application writer that sends `write(n)` every
+/// 3 ms until the run ends; the run must pass, and the writer must have
+/// written during it.
+async fn run_while_writing(ws: &Workspace, session: &mut Session, kind: Kind, write: impl Fn(u64) -> String) {
+    let run = ws.run_beside(&["run"]);
+    let mut n = 0u64;
+    while !run.is_finished() {
+        n += 1;
+        let sql = write(n);
+        session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    run.await.unwrap().assert_code(0);
+    assert!(n > 10, "{kind}: the writer wrote during the backfill ({n} writes)");
+}
+
+/// `ferry contract --confirm` passes and leaves `table` with exactly `columns` and nothing of Ferry's.
+async fn contract_leaves(
+    ws: &Workspace,
+    db: &TestDb,
+    kind: Kind,
+    table: &str,
+    columns: &[&str],
+) -> ferry_core::TableSchema {
+    ws.run(&["contract", "--confirm"]).assert_code(0);
+    let schema = db.engine().await.introspect(&ferry_core::TableName::parse(table)).await.unwrap();
+    let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, columns, "{kind}");
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+    schema
+}
+
 async fn scalar(db: &TestDb, sql: &str) -> String {
     db.engine().await.scalar(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).unwrap_or_default()
 }
@@ -265,38 +297,28 @@ async fn a_rename_keeps_both_names_in_step_under_both_versions() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
-        let run = ws.run_beside(&["run"]);
         let table = |v: u8| match kind {
             Kind::Postgres => format!("public_ferry_v{v}.people"),
             Kind::Mysql => format!("people_ferry_v{v}"),
             Kind::Sqlite => "people".into(),
         };
-        let mut writes = 0;
-        while !run.is_finished() {
-            writes += 1;
-            let id = 1 + (writes * 37) % 2000;
-            let (v, column) = if writes % 2 == 0 { (1, "fullname") } else { (2, "full_name") };
-            let sql = if writes % 5 == 0 {
-                format!("INSERT INTO {} ({column}) VALUES ('w{writes}')", table(v))
+        run_while_writing(&ws, &mut session, kind, |n| {
+            let id = 1 + (n * 37) % 2000;
+            let (v, column) = if n.is_multiple_of(2) { (1, "fullname") } else { (2, "full_name") };
+            if n.is_multiple_of(5) {
+                format!("INSERT INTO {} ({column}) VALUES ('w{n}')", table(v))
             } else {
-                format!("UPDATE {} SET {column} = 'w{writes}' WHERE id = {id}", table(v))
-            };
-            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        run.await.unwrap().assert_code(0);
-        assert!(writes > 10, "{kind}: the writers wrote during the backfill ({writes})");
+                format!("UPDATE {} SET {column} = 'w{n}' WHERE id = {id}", table(v))
+            }
+        })
+        .await;
         let differ = match kind {
             Kind::Postgres => "fullname IS DISTINCT FROM full_name",
             Kind::Mysql => "NOT (fullname <=> full_name)",
             Kind::Sqlite => "fullname IS NOT full_name",
         };
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}");
-        ws.run(&["contract", "--confirm"]).assert_code(0);
-        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
-        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["id", "full_name"], "{kind}");
-        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+        contract_leaves(&ws, &db, kind, "people", &["id", "full_name"]).await;
     }
 }
 
@@ -369,31 +391,25 @@ async fn type_changes_keep_both_versions_in_step() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
-        let run = ws.run_beside(&["run"]);
         let table = |v: u8| match kind {
             Kind::Postgres => format!("public_ferry_v{v}.orders"),
             Kind::Mysql => format!("orders_ferry_v{v}"),
             // SQLite's views take no writes: version 2 writes the new columns.
             Kind::Sqlite => "orders".into(),
         };
-        let mut writes = 0u64;
-        while !run.is_finished() {
-            writes += 1;
-            let v = if writes.is_multiple_of(2) { 1 } else { 2 };
+        run_while_writing(&ws, &mut session, kind, |n| {
+            let v = if n.is_multiple_of(2) { 1 } else { 2 };
             // SQLite stores int and bigint alike: only `note` and `placed` change type there.
             let (q, p) = if kind == Kind::Sqlite && v == 2 { ("qty", "placed_new") } else { ("qty", "placed") };
-            let id = 1 + (writes * 13) % 1500;
-            let day = 1 + writes % 28;
-            let sql = if writes.is_multiple_of(4) {
-                format!("INSERT INTO {} ({q}, note, {p}) VALUES ({writes}, 'w', '2025-04-{day:02}')", table(v))
+            let id = 1 + (n * 13) % 1500;
+            let day = 1 + n % 28;
+            if n.is_multiple_of(4) {
+                format!("INSERT INTO {} ({q}, note, {p}) VALUES ({n}, 'w', '2025-04-{day:02}')", table(v))
             } else {
-                format!("UPDATE {} SET {q} = {writes}, {p} = '2025-05-{day:02}' WHERE id = {id}", table(v))
-            };
-            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        run.await.unwrap().assert_code(0);
-        assert!(writes > 10, "{kind}: the writers wrote during the backfill ({writes})");
+                format!("UPDATE {} SET {q} = {n}, {p} = '2025-05-{day:02}' WHERE id = {id}", table(v))
+            }
+        })
+        .await;
         let differ = match kind {
             Kind::Postgres => {
                 "qty_new IS DISTINCT FROM qty OR note_new IS DISTINCT FROM note \
@@ -405,16 +421,12 @@ async fn type_changes_keep_both_versions_in_step() {
             Kind::Sqlite => "note_new IS NOT note OR placed_new IS NOT placed",
         };
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM orders WHERE {differ}")).await, "0", "{kind}");
-        ws.run(&["contract", "--confirm"]).assert_code(0);
-        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("orders")).await.unwrap();
-        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["id", "qty", "note", "placed"], "{kind}");
+        let schema = contract_leaves(&ws, &db, kind, "orders", &["id", "qty", "note", "placed"]).await;
         assert_eq!(schema.column("qty").unwrap().data_type, ferry_core::DataType::Int64, "{kind}");
         assert!(!schema.column("qty").unwrap().nullable, "{kind}: qty stays NOT NULL");
         if kind != Kind::Sqlite {
             assert_eq!(schema.column("placed").unwrap().data_type, ferry_core::DataType::Date, "{kind}");
         }
-        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
         let v2 = if kind == Kind::Postgres { "public_ferry_v2.orders" } else { "orders_ferry_v2" };
         assert_ne!(scalar(&db, &format!("SELECT count(*) FROM {v2} WHERE qty > 0")).await, "0", "{kind}");
     }
@@ -601,21 +613,15 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
-        let run = ws.run_beside(&["run"]);
-        let mut n = 0u64;
-        while !run.is_finished() {
-            n += 1;
+        run_while_writing(&ws, &mut session, kind, |n| {
             let id = 1 + (n * 7) % 1500;
-            let sql = if n.is_multiple_of(2) {
+            if n.is_multiple_of(2) {
                 format!("UPDATE {} SET full_name = 'a{n} b{n}' WHERE id = {id}", views("people", 1))
             } else {
                 format!("UPDATE {} SET first_name = 'x{n}' WHERE id = {id}", views("people", 2))
-            };
-            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        run.await.unwrap().assert_code(0);
-        assert!(n > 10, "{kind}: the writers wrote during the backfill ({n})");
+            }
+        })
+        .await;
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}: split");
         ws.run(&["contract", "--confirm"]).assert_code(0);
         let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
@@ -637,27 +643,17 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
-        let run = ws.run_beside(&["run"]);
-        let mut n = 0u64;
-        while !run.is_finished() {
-            n += 1;
+        run_while_writing(&ws, &mut session, kind, |n| {
             let id = 1 + (n * 7) % 1500;
-            let sql = if n.is_multiple_of(2) {
+            if n.is_multiple_of(2) {
                 format!("UPDATE {} SET last_name = 'z{n}' WHERE id = {id}", views("people", 1))
             } else {
                 format!("UPDATE {} SET full_name = 'c{n} d{n}' WHERE id = {id}", views("people", 2))
-            };
-            session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
-            tokio::time::sleep(Duration::from_millis(3)).await;
-        }
-        run.await.unwrap().assert_code(0);
-        assert!(n > 10, "{kind}: the writers wrote during the backfill ({n})");
+            }
+        })
+        .await;
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}: merge");
-        ws.run(&["contract", "--confirm"]).assert_code(0);
-        let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
-        let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["id", "full_name"], "{kind}");
-        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}");
+        contract_leaves(&ws, &db, kind, "people", &["id", "full_name"]).await;
     }
 }
 
