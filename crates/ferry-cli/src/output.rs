@@ -258,17 +258,27 @@ pub fn print_checks(checks: &[CheckResult]) {
 pub fn print_reports(reports: &[TableReport]) {
     for r in reports {
         let verdict = if r.passed() { "PASS" } else { "FAIL" };
-        outln!(
-            "{verdict}  {} -> {}: rows {} / {}, checksum {}, sample {} rows, {} different  ({})",
-            r.source,
-            r.target,
-            HumanCount(r.rows_source),
-            HumanCount(r.rows_target),
-            if r.checksum_match { "equal" } else { "DIFFERENT" },
-            HumanCount(r.sample_size),
-            r.sample_mismatches,
-            format_duration(Duration::from_millis(r.duration_ms))
-        );
+        if r.method == Method::Recomputed {
+            outln!(
+                "{verdict}  {}: {} rows, each checked against its old columns (new = up(old), old = down(new)), {} disagreement(s)  ({})",
+                r.source,
+                HumanCount(r.rows_source),
+                HumanCount(r.differences_found),
+                format_duration(Duration::from_millis(r.duration_ms))
+            );
+        } else {
+            outln!(
+                "{verdict}  {} -> {}: rows {} / {}, checksum {}, sample {} rows, {} different  ({})",
+                r.source,
+                r.target,
+                HumanCount(r.rows_source),
+                HumanCount(r.rows_target),
+                if r.checksum_match { "equal" } else { "DIFFERENT" },
+                HumanCount(r.sample_size),
+                r.sample_mismatches,
+                format_duration(Duration::from_millis(r.duration_ms))
+            );
+        }
         if r.settled_rows > 0 {
             outln!(
                 "  {} row(s) written while they were compared (hence the counts) matched once replay caught up",

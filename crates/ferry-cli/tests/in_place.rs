@@ -103,6 +103,17 @@ async fn writer(mut session: Session, kind: Kind, version: u8, stop: Arc<AtomicB
 /// 3 ms until the run ends; the run must pass, and the writer must have
 /// written during it.
 async fn run_while_writing(ws: &Workspace, session: &mut Session, kind: Kind, write: impl Fn(u64) -> String) {
+    run_while_writing_ends(ws, session, kind, 0, write).await
+}
+
+/// [`run_while_writing`], with the exit code `ferry run` must end with.
+async fn run_while_writing_ends(
+    ws: &Workspace,
+    session: &mut Session,
+    kind: Kind,
+    code: i32,
+    write: impl Fn(u64) -> String,
+) {
     let run = ws.run_beside(&["run"]);
     let mut n = 0u64;
     while !run.is_finished() {
@@ -111,7 +122,7 @@ async fn run_while_writing(ws: &Workspace, session: &mut Session, kind: Kind, wr
         session.exec(&sql).await.unwrap_or_else(|e| panic!("{kind}: {sql}: {e}"));
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
-    run.await.unwrap().assert_code(0);
+    run.await.unwrap().assert_code(code);
     assert!(n > 10, "{kind}: the writer wrote during the backfill ({n} writes)");
 }
 
@@ -286,6 +297,9 @@ async fn a_rename_keeps_both_names_in_step_under_both_versions() {
             Kind::Sqlite => "id INTEGER PRIMARY KEY",
         };
         db.exec(&format!("CREATE TABLE people ({key}, fullname varchar(100))")).await;
+        // Indexes on the renamed column: carried to the new one, under their names after contract.
+        db.exec("CREATE INDEX people_name ON people (fullname)").await;
+        db.exec("CREATE UNIQUE INDEX people_id_name ON people (id, fullname)").await;
         let mut session = db.session().await;
         for i in 0..2000 {
             session.exec(&format!("INSERT INTO people (fullname) VALUES ('n{i}')")).await.unwrap();
@@ -297,6 +311,15 @@ async fn a_rename_keeps_both_names_in_step_under_both_versions() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
+        assert_eq!(
+            operations(&ws),
+            [
+                "rename_column full_name started",
+                "carry_index people_id_name started",
+                "carry_index people_name started"
+            ],
+            "{kind}"
+        );
         let table = |v: u8| match kind {
             Kind::Postgres => format!("public_ferry_v{v}.people"),
             Kind::Mysql => format!("people_ferry_v{v}"),
@@ -318,8 +341,35 @@ async fn a_rename_keeps_both_names_in_step_under_both_versions() {
             Kind::Sqlite => "fullname IS NOT full_name",
         };
         assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}");
-        contract_leaves(&ws, &db, kind, "people", &["id", "full_name"]).await;
+        let schema = contract_leaves(&ws, &db, kind, "people", &["id", "full_name"]).await;
+        let index = |name: &str| {
+            schema.indexes.iter().chain(&schema.unique_keys).find(|i| i.name == name).map(|i| i.columns.clone())
+        };
+        assert_eq!(index("people_name"), Some(vec!["full_name".to_string()]), "{kind}: {schema:?}");
+        assert_eq!(index("people_id_name"), Some(vec!["id".to_string(), "full_name".to_string()]), "{kind}");
+        assert!(schema.unique_keys.iter().any(|u| u.name == "people_id_name"), "{kind}: still unique");
+        assert!(operations(&ws).iter().all(|o| o.ends_with(" completed")), "{kind}: {:?}", operations(&ws));
     }
+}
+
+/// Each operation of the change and its stage, as `ferry status --json` shows them.
+fn operations(ws: &Workspace) -> Vec<String> {
+    let status = ws.run(&["status", "--json"]);
+    status.assert_code(0);
+    let json: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    json["tables"][0]["operations"]
+        .as_array()
+        .unwrap_or(&Vec::new())
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {} {}",
+                o["kind"].as_str().unwrap(),
+                o["subject"].as_str().unwrap(),
+                o["stage"].as_str().unwrap()
+            )
+        })
+        .collect()
 }
 
 /// MariaDB commits each contract statement by itself: a contract killed
@@ -374,6 +424,7 @@ async fn type_changes_keep_both_versions_in_step() {
             Kind::Sqlite => ("id INTEGER PRIMARY KEY", "date(placed)", "placed"),
         };
         db.exec(&format!("CREATE TABLE orders ({key}, qty int NOT NULL, note varchar(20), placed varchar(10))")).await;
+        db.exec("CREATE INDEX orders_placed ON orders (placed)").await;
         let mut session = db.session().await;
         for i in 0..1500 {
             let day = 1 + i % 28;
@@ -427,6 +478,8 @@ async fn type_changes_keep_both_versions_in_step() {
         if kind != Kind::Sqlite {
             assert_eq!(schema.column("placed").unwrap().data_type, ferry_core::DataType::Date, "{kind}");
         }
+        let placed = schema.indexes.iter().find(|i| i.name == "orders_placed").map(|i| i.columns.clone());
+        assert_eq!(placed, Some(vec!["placed".to_string()]), "{kind}: the index follows the retyped column");
         let v2 = if kind == Kind::Postgres { "public_ferry_v2.orders" } else { "orders_ferry_v2" };
         assert_ne!(scalar(&db, &format!("SELECT count(*) FROM {v2} WHERE qty > 0")).await, "0", "{kind}");
     }
@@ -605,6 +658,8 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
         for i in 1..=1500 {
             session.exec(&format!("INSERT INTO people VALUES ({i}, 'f{i} l{i}')")).await.unwrap();
         }
+        // A name the split cannot give back (`down(up('Cher'))` is not 'Cher').
+        session.exec("INSERT INTO people VALUES (5000, 'Cher')").await.unwrap();
         let policy = "[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"10ms\"\n";
         let ws = Workspace::new(FERRY);
         ws.write_spec(&format!(
@@ -613,7 +668,8 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
             db.url
         ));
         ws.run(&["run", "--until", "expand"]).assert_code(0);
-        run_while_writing(&ws, &mut session, kind, |n| {
+        // Verification fails on that row: the run ends with exit code 1.
+        run_while_writing_ends(&ws, &mut session, kind, 1, |n| {
             let id = 1 + (n * 7) % 1500;
             if n.is_multiple_of(2) {
                 format!("UPDATE {} SET full_name = 'a{n} b{n}' WHERE id = {id}", views("people", 1))
@@ -622,7 +678,27 @@ async fn a_split_and_a_merge_keep_both_shapes_in_step() {
             }
         })
         .await;
-        assert_eq!(scalar(&db, &format!("SELECT count(*) FROM people WHERE {differ}")).await, "0", "{kind}: split");
+        let check = format!("SELECT count(*) FROM people WHERE id < 5000 AND {differ}");
+        assert_eq!(scalar(&db, &check).await, "0", "{kind}: split");
+        // Neither the backfill nor the triggers rewrote the old value as `down(up(old))`; verify lists
+        // the rows (the one above, and one version 1 inserts now), contract refuses.
+        session
+            .exec(&format!("INSERT INTO {} (id, full_name) VALUES (5001, 'Prince')", views("people", 1)))
+            .await
+            .unwrap();
+        let full_name = "SELECT full_name FROM people WHERE id IN (5000, 5001) ORDER BY id";
+        let names = db.engine().await.query_text(full_name).await.unwrap();
+        assert_eq!(names, [[Some("Cher".to_string())], [Some("Prince".to_string())]], "{kind}");
+        let verify = ws.run(&["verify"]);
+        verify.assert_code(1);
+        assert!(verify.stdout.contains("id=5000") && verify.stdout.contains("id=5001"), "{kind}: {verify}");
+        assert!(verify.stdout.contains("down"), "{kind}: {verify}");
+        // Refused by the state: a failed verification leaves the migration short of `verified`.
+        ws.run(&["contract", "--confirm"]).assert_code(2);
+        let v1 = views("people", 1);
+        let two_words = if kind == Kind::Mysql { "concat(full_name, ' X')" } else { "full_name || ' X'" };
+        session.exec(&format!("UPDATE {v1} SET full_name = {two_words} WHERE id >= 5000")).await.unwrap();
+        ws.run(&["verify"]).assert_code(0);
         ws.run(&["contract", "--confirm"]).assert_code(0);
         let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
         let names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();

@@ -255,6 +255,14 @@ pub enum AuditEvent {
         writes_to: String,
         result: String,
     },
+    /// An operation of a change in place reached a stage (started by
+    /// expand, completed by contract, aborted by rollback), recorded before
+    /// the work it names.
+    OperationStage {
+        table: String,
+        operation: String,
+        stage: String,
+    },
     BackfillResumed {
         table: String,
         rows_copied: u64,
@@ -335,6 +343,7 @@ impl AuditEvent {
             AuditEvent::BackupChecked { .. } => "backup-checked",
             AuditEvent::RollbackTested { .. } => "rollback-tested",
             AuditEvent::ChangedKeysChecked { .. } => "changed-keys-checked",
+            AuditEvent::OperationStage { .. } => "operation-stage",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
@@ -417,6 +426,9 @@ impl AuditEvent {
             ),
             AuditEvent::HookRun { hook, writes_to, result } => {
                 format!("hook={}, writes_to={writes_to}, result={}", one_line(hook), one_line(result))
+            }
+            AuditEvent::OperationStage { table, operation, stage } => {
+                format!("table={table}, operation={operation}, stage={stage}")
             }
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
@@ -553,6 +565,7 @@ mod tests {
                 recopied: 0,
                 different: 0,
             },
+            AuditEvent::OperationStage { table: s(), operation: s(), stage: s() },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -603,6 +616,7 @@ mod tests {
                 | AuditEvent::BackupChecked { .. }
                 | AuditEvent::RollbackTested { .. }
                 | AuditEvent::ChangedKeysChecked { .. }
+                | AuditEvent::OperationStage { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

@@ -291,7 +291,9 @@ fn why_not(state: State, command: Command) -> Option<&'static str> {
         (_, State::At { stage: Completed }) => Some("contract is done: the point of no return is passed"),
         (Command::Contract, State::At { stage: Verified | Switched | Contracting }) => None,
         (_, State::At { stage: Contracting }) => Some("contract has started and must finish: it cannot be undone"),
-        (Command::Contract, _) => Some("contract comes after the switch (or, for a one-off copy, after verification)"),
+        (Command::Contract, _) => Some(
+            "contract comes after the switch, or after a passing verification for a one-off copy or a change in place",
+        ),
         (Command::Rollback, _) => None,
         (_, State::RollingBack { .. }) => Some("a rollback has started and must finish first"),
         (Command::Cutover, State::At { stage: Verified | CuttingOver | CutOver }) => None,
@@ -379,6 +381,64 @@ pub fn transition(state: State, event: Event) -> Result<State, Refusal> {
         why: "the state store does not allow this step".to_string(),
         legal: legal(state),
     })
+}
+
+/// How far one operation of an in-place change (a `[[change]]`: a column
+/// added, renamed, retyped or dropped, an index, a check, a foreign key) has
+/// come. Like a table's stage, each step's intent is recorded before it acts:
+/// expand starts an operation, contract completes it, rollback aborts it
+/// (Reshape's and pgroll's start / complete / abort).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStage {
+    /// Nothing done yet.
+    #[default]
+    Pending,
+    /// Expand is adding it (what it adds may exist).
+    Starting,
+    /// Added beside the old shape: both application versions work.
+    Started,
+    /// Contract is finishing it (the point of no return is passed).
+    Completing,
+    /// Finished: only the new shape is left.
+    Completed,
+    /// Rollback is removing what it added.
+    Aborting,
+    /// Removed: the table is as it was.
+    Aborted,
+}
+
+impl OperationStage {
+    pub const ALL: [OperationStage; 7] = [
+        OperationStage::Pending,
+        OperationStage::Starting,
+        OperationStage::Started,
+        OperationStage::Completing,
+        OperationStage::Completed,
+        OperationStage::Aborting,
+        OperationStage::Aborted,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OperationStage::Pending => "pending",
+            OperationStage::Starting => "starting",
+            OperationStage::Started => "started",
+            OperationStage::Completing => "completing",
+            OperationStage::Completed => "completed",
+            OperationStage::Aborting => "aborting",
+            OperationStage::Aborted => "aborted",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<OperationStage> {
+        OperationStage::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// What it adds may exist: rollback has something to remove.
+    pub fn may_exist(self) -> bool {
+        matches!(self, OperationStage::Starting | OperationStage::Started | OperationStage::Aborting)
+    }
 }
 
 /// How far one table has come. Each forward step records its intent (the

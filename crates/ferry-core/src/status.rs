@@ -79,6 +79,23 @@ pub struct TableStatus {
     /// When the speed was measured (the newest sample it is drawn from).
     #[serde(default)]
     pub rate_measured_at: Option<String>,
+    /// An in-place change's operations on this table, in the spec's order
+    /// (empty for a move).
+    #[serde(default)]
+    pub operations: Vec<OperationStatus>,
+}
+
+/// One operation of an in-place change and how far it has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationStatus {
+    /// add_column, rename_column, alter_type, drop_column, add_index, add_check, add_foreign_key.
+    pub kind: String,
+    /// The column, index or constraint it concerns.
+    pub subject: String,
+    /// pending, starting, started, completing, completed, aborting, aborted.
+    pub stage: String,
+    /// When it reached that stage.
+    pub at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

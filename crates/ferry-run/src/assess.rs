@@ -194,6 +194,11 @@ impl Assessor {
             added_indexes: plan.spec.added_indexes.clone(),
             added_constraints: plan.spec.added_constraints.clone(),
             downs: plan.spec.downs.clone(),
+            carried_indexes: if plan.in_place {
+                ferry_core::plan::in_place::carried_indexes(&plan.source, &columns)
+            } else {
+                Vec::new()
+            },
             namespace: if plan.in_place {
                 crate::in_place::namespace(&*self.source, &plan.source_name).await?
             } else {

@@ -56,6 +56,8 @@ pub struct RunOutcome {
     pub elapsed_seconds: f64,
     /// Set when `--until` stopped the run before verification.
     pub stopped_after: Option<Phase>,
+    /// A change in place: the backfill filled new columns, it copied nothing.
+    pub in_place: bool,
 }
 
 impl RunOutcome {

@@ -9,8 +9,9 @@
 
 use crate::error::{Result, RunError};
 use chrono::{DateTime, SecondsFormat, Utc};
-use ferry_core::lifecycle::{Stage, State, TableStage};
-use ferry_core::status::{PhaseState, PhaseStatus, TableStatus, TableVerification};
+use ferry_core::lifecycle::{OperationStage, Stage, State, TableStage};
+use ferry_core::plan::in_place::Operation;
+use ferry_core::status::{OperationStatus, PhaseState, PhaseStatus, TableStatus, TableVerification};
 use ferry_core::{AuditEvent, Phase, Value};
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
@@ -156,6 +157,9 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS shadow_reports (
                  at TEXT NOT NULL, origin TEXT NOT NULL, compared INTEGER NOT NULL, mismatched INTEGER NOT NULL,
                  rechecked INTEGER NOT NULL DEFAULT 0, requests INTEGER, errors INTEGER);
+             CREATE TABLE IF NOT EXISTS operations (
+                 target TEXT NOT NULL, position INTEGER NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+                 stage TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (target, position));
              CREATE TABLE IF NOT EXISTS shadow_mismatches (
                  id INTEGER PRIMARY KEY, at TEXT NOT NULL, origin TEXT NOT NULL, subject TEXT NOT NULL,
                  key TEXT NOT NULL, columns TEXT NOT NULL, detail TEXT);",
@@ -227,11 +231,12 @@ impl StateStore {
             return Ok(false);
         }
         let tables: i64 = conn.query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('samples', 'shadow_reports', 'shadow_mismatches')",
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('samples', 'shadow_reports', 'shadow_mismatches', 'operations')",
             [],
             |r| r.get(0),
         )?;
-        if tables != 3 {
+        if tables != 4 {
             return Ok(false);
         }
         // Progress kept as flags only is read into a stage by the schema transaction.
@@ -697,8 +702,62 @@ impl StateStore {
 
     /// Forgets a table's progress (after a rollback), keeping the audit log:
     /// its verifications, quarantined rows and history described a copy that is gone.
+    /// Records the operations of `target`'s in-place change that the store
+    /// does not know yet, as pending.
+    pub fn register_operations(&self, target: &str, operations: &[Operation]) -> Result<()> {
+        for (position, op) in operations.iter().enumerate() {
+            self.conn.execute(
+                "INSERT INTO operations (target, position, kind, subject, stage, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (target, position) DO NOTHING",
+                params![
+                    target,
+                    position as i64,
+                    op.kind.name(),
+                    op.subject,
+                    OperationStage::Pending.name(),
+                    timestamp(now())
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How far the operation at `position` of `target`'s change has come (`Pending` when unknown).
+    pub fn operation_stage(&self, target: &str, position: usize) -> Result<OperationStage> {
+        let stage: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT stage FROM operations WHERE target = ?1 AND position = ?2",
+                params![target, position as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(stage.and_then(|s| OperationStage::from_name(&s)).unwrap_or_default())
+    }
+
+    /// Records the stage of the operation at `position`, before the work it names (see [`OperationStage`]).
+    pub fn set_operation_stage(&self, target: &str, position: usize, stage: OperationStage) -> Result<()> {
+        self.conn.execute(
+            "UPDATE operations SET stage = ?3, at = ?4 WHERE target = ?1 AND position = ?2",
+            params![target, position as i64, stage.name(), timestamp(now())],
+        )?;
+        Ok(())
+    }
+
+    /// Every operation of `target`'s change, in order, for `ferry status`.
+    pub fn operations(&self, target: &str) -> Result<Vec<OperationStatus>> {
+        let mut statement =
+            self.conn.prepare("SELECT kind, subject, stage, at FROM operations WHERE target = ?1 ORDER BY position")?;
+        let rows = statement.query_map([target], |r| {
+            Ok(OperationStatus { kind: r.get(0)?, subject: r.get(1)?, stage: r.get(2)?, at: r.get(3)? })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     pub fn reset_table(&self, target: &str) -> Result<()> {
-        for table in ["tables", "changed_keys", "verifications", "verify_checkpoints", "quarantine", "samples"] {
+        for table in
+            ["tables", "changed_keys", "verifications", "verify_checkpoints", "quarantine", "samples", "operations"]
+        {
             self.conn.execute(&format!("DELETE FROM {table} WHERE target = ?1"), [target])?;
         }
         Ok(())
@@ -896,11 +955,14 @@ impl StateStore {
         self.tables()?
             .into_iter()
             .map(|t| {
-                let capture = self.capture_status(&t.target)?;
+                let operations = self.operations(&t.target)?;
+                // A change in place captures nothing: its triggers keep the table right.
+                let capture = if operations.is_empty() { self.capture_status(&t.target)? } else { None };
                 Ok(TableStatus {
                     capture,
                     reverse: self.reverse_status(&t.target)?,
                     verification: self.last_verification(&t.target)?,
+                    operations,
                     source: t.source,
                     target: t.target,
                     created_by_ferry: t.created_by_ferry,

@@ -191,7 +191,8 @@ pub fn print_summary(outcome: &RunOutcome) {
     let copied: u64 = outcome.tables.iter().map(|t| t.rows_copied_now).sum();
     let rate = if outcome.backfill_seconds > 0.0 { copied as f64 / outcome.backfill_seconds } else { 0.0 };
     outln!(
-        "copied {} rows in {} ({} rows/s); total {}; verification {}",
+        "{} {} rows in {} ({} rows/s); total {}; verification {}",
+        if outcome.in_place { "backfilled" } else { "copied" },
         HumanCount(copied),
         format_duration(Duration::from_secs_f64(outcome.backfill_seconds)),
         HumanCount(rate as u64),

@@ -95,6 +95,10 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
                 t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
             );
         }
+        for op in &t.operations {
+            let at = op.at.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
+            outln!("      {} {}: {}{at}", op.kind, op.subject, op.stage);
+        }
         if let Some(c) = &t.capture {
             outln!(
                 "      capture: {} changes replayed{}, {} pending{}",

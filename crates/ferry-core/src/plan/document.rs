@@ -629,6 +629,9 @@ fn verification_queries(a: &Assessment) -> Vec<Query> {
                 a.source.engine,
                 InPlace::of(a.source.engine, t).mismatches(),
             ));
+            if let Some(sql) = InPlace::of(a.source.engine, t).down_mismatches() {
+                out.push(q("old columns agree with down(new) (must be 0)", &t.source, a.source.engine, sql));
+            }
         } else {
             out.push(q(
                 "rows in the source",
@@ -1051,6 +1054,12 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         expand.entry_criteria = vec!["pre-migration checklist complete".into(), "no open questions".into()];
         for t in &a.tables {
             let change = InPlace::of(e, t);
+            let operations: Vec<String> = change.operations().iter().map(|op| op.label()).collect();
+            expand.steps.push(step(format!(
+                "operations on {}: {} — each started here, completed by contract, aborted by rollback; `ferry status` shows each one's stage",
+                t.source,
+                operations.join(", ")
+            )));
             expand.steps.push(with_sql(
                 cmd(
                     format!(
@@ -1107,7 +1116,7 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
         sync.estimated_time = "continuous until contract".into();
         phases.push(sync);
 
-        let mut v = p(4, "verify", "prove new = up(old) on every row", true);
+        let mut v = p(4, "verify", "prove new = up(old) (and old = down(new) where given) on every row", true);
         v.entry_criteria = vec!["backfill complete".into()];
         for t in &a.tables {
             v.steps.push(with_sql(
@@ -1119,7 +1128,7 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
                     format!("ferry verify {spec_arg}"),
                 ),
                 e,
-                [InPlace::of(e, t).mismatches()],
+                std::iter::once(InPlace::of(e, t).mismatches()).chain(InPlace::of(e, t).down_mismatches()),
             ));
         }
         v.exit_criteria = vec!["0 rows disagree".into()];

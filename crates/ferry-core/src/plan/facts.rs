@@ -250,6 +250,9 @@ pub struct TableFacts {
     /// In place: old columns written back from new ones (split and merge).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downs: Vec<crate::spec::DownChange>,
+    /// In place: the indexes on a renamed or retyped column, built again on the new one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_indexes: Vec<super::in_place::CarriedIndex>,
     /// In place: the schema (PostgreSQL) or database (MariaDB/MySQL) the
     /// table is in, where the version views go.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,7 @@ use crate::error::{Result, RunError, RunErrorKind};
 use crate::machine::{advance, permit};
 use crate::progress::Progress;
 use crate::runner::Migration;
-use ferry_core::lifecycle::{Command, Event, Stage, State};
+use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State};
 use ferry_core::plan::in_place::{Statement, Version};
 use ferry_core::plan::EngineName;
 use ferry_core::{AuditEvent, Phase};
@@ -100,9 +100,13 @@ impl Migration {
         if dropped.is_empty() {
             return Ok(());
         }
+        // Ferry's own objects, and the indexes contract replaces by their copies on the new columns.
         let ours = |name: &str| {
             let bare = name.rsplit('.').next().unwrap_or(name);
-            bare.starts_with("ferry_") || name.contains("_ferry_v1") || name.contains("_ferry_v2")
+            bare.starts_with("ferry_")
+                || name.contains("_ferry_v1")
+                || name.contains("_ferry_v2")
+                || change.carried.iter().any(|c| c.old == bare)
         };
         let users: Vec<String> = self
             .source
@@ -128,6 +132,8 @@ impl Migration {
     async fn contract_change(&self, change: &Change, progress: &dyn Progress) -> Result<Vec<String>> {
         let sql = change.sql();
         let contract = sql.contract();
+        let operations = sql.operations();
+        self.set_operation_stages(change, &operations, |_| true, OperationStage::Completing)?;
         self.execute_change(&change.name, &contract.prepare, false, progress).await?;
         if contract.atomic {
             let mut steps = contract.steps.clone();
@@ -177,9 +183,7 @@ impl Migration {
                 sql.view(Version::New)
             ));
         }
-        let keys: Vec<String> =
-            change.indexes.iter().map(|i| format!("index_build:{}:{}", change.target, i.name)).collect();
-        self.state.clear_meta(&keys.iter().map(String::as_str).collect::<Vec<_>>())?;
+        self.set_operation_stages(change, &operations, |_| true, OperationStage::Completed)?;
         Ok(notes)
     }
 
@@ -202,6 +206,11 @@ impl Migration {
                 quote(bare)
             ))
             .await?;
+        // An index contract replaces is built again under its name after the columns have theirs.
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| !change.carried.iter().any(|c| r[1].as_deref() == Some(c.old.as_str())))
+            .collect();
         let Some(create) = rows.iter().find(|r| r[0].as_deref() == Some("table")).and_then(|r| r[2].clone()) else {
             return Err(RunError::state(format!("{}: no CREATE TABLE in sqlite_master", change.table)));
         };

@@ -18,8 +18,8 @@ use crate::mapping::TablePlan;
 use crate::progress::Progress;
 use crate::runner::{retry_ddl, Migration, RunOutcome, TableOutcome, LOCK_TIMEOUT};
 use crate::throttle::{ChunkSize, Throttle};
-use ferry_core::lifecycle::{Command, Event, Stage, State, TableStage};
-use ferry_core::plan::in_place::{Guard, InPlace, Statement, Version};
+use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State, TableStage};
+use ferry_core::plan::in_place::{CarriedIndex, Guard, InPlace, Operation, Statement, Version};
 use ferry_core::plan::{ColumnFacts, EngineName};
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, Phase, TableName};
@@ -69,6 +69,7 @@ pub(crate) struct Change {
     indexes: Vec<ferry_core::spec::IndexChange>,
     constraints: Vec<ferry_core::spec::ConstraintChange>,
     downs: Vec<ferry_core::spec::DownChange>,
+    carried: Vec<CarriedIndex>,
 }
 
 impl Change {
@@ -83,7 +84,14 @@ impl Change {
             indexes: &self.indexes,
             constraints: &self.constraints,
             downs: &self.downs,
+            carried: &self.carried,
         }
+    }
+
+    /// Where the state store keeps the carried indexes, chosen before expand
+    /// acts: a contract stopped halfway finds the table's indexes changed.
+    fn carried_key(&self) -> String {
+        format!("carried_indexes:{}", self.target)
     }
 }
 
@@ -141,15 +149,17 @@ impl Migration {
         let mut out = Vec::new();
         for plan in &self.plans {
             let facts = plan.column_facts();
-            let retyped_key = ferry_core::plan::in_place::added_columns(&facts)
-                .into_iter()
-                .find(|c| ferry_core::plan::in_place::physical(c) != c.name && plan.key_source.contains(&c.name));
-            if let Some(c) = retyped_key {
+            let replaced_key = ferry_core::plan::in_place::added_columns(&facts).into_iter().find(|c| {
+                c.expression.is_none() && c.source_column.as_ref().is_some_and(|s| plan.key_source.contains(s))
+            });
+            if let Some(c) = replaced_key {
+                let op = if c.renamed_from().is_some() { "rename_column" } else { "alter_type" };
                 return Err(RunError::new(
                     RunErrorKind::Spec,
                     format!(
-                        "{}: `alter_type` of {}, a key column, cannot be done in place in this version",
-                        plan.source_name, c.name
+                        "{}: `{op}` of {}, a key column, cannot be done in place in this version",
+                        plan.source_name,
+                        c.source_column.as_deref().unwrap_or(&c.name)
                     ),
                 )
                 .with_hint(
@@ -168,6 +178,11 @@ impl Migration {
                 indexes: plan.spec.added_indexes.clone(),
                 constraints: plan.spec.added_constraints.clone(),
                 downs: plan.spec.downs.clone(),
+                carried: match self.state.meta(&format!("carried_indexes:{}", plan.target_display()))? {
+                    Some(json) => serde_json::from_str(&json)
+                        .map_err(|e| RunError::state(format!("the state store holds damaged carried indexes: {e}")))?,
+                    None => ferry_core::plan::in_place::carried_indexes(&plan.source, &facts),
+                },
             });
         }
         Ok(out)
@@ -210,7 +225,7 @@ impl Migration {
         self.state
             .audit(&AuditEvent::RunStarted { command: "run".into(), spec: self.spec.path.display().to_string() })?;
         let changes = self.changes().await?;
-        let mut outcome = RunOutcome::default();
+        let mut outcome = RunOutcome { in_place: true, ..RunOutcome::default() };
         if matches!(state, State::RolledBack | State::At { stage: Stage::Planned | Stage::Expanding }) {
             advance(&self.state, Event::ExpandStarted)?;
             self.begin(Phase::Expand, progress)?;
@@ -269,19 +284,27 @@ impl Migration {
     async fn expand_in_place(&self, changes: &[Change], progress: &dyn Progress) -> Result<()> {
         for change in changes {
             let sql = change.sql();
-            let expand = sql.expand();
-            if expand.is_empty() && change.indexes.is_empty() && change.constraints.is_empty() {
+            let operations = sql.operations();
+            if operations.is_empty() {
                 continue;
             }
+            if !change.carried.is_empty() && self.state.meta(&change.carried_key())?.is_none() {
+                let json = serde_json::to_string(&change.carried).map_err(|e| RunError::state(e.to_string()))?;
+                self.state.set_meta(&change.carried_key(), &json)?;
+            }
+            self.state.register_operations(&change.target, &operations)?;
             if self.state.table_stage(&change.target)? < TableStage::Creating {
                 self.refuse_taken_names(change).await?;
             }
             // Recorded first: a run killed halfway knows the columns may exist, and a rollback removes them.
             self.state.set_table_stage(&change.target, TableStage::Creating)?;
+            self.set_operation_stages(change, &operations, |op| !op.kind.built_apart(), OperationStage::Starting)?;
+            let expand = sql.expand();
             if !expand.is_empty() {
                 let atomic = change.engine != EngineName::Mysql;
                 self.execute_change(&change.name, &expand, atomic, progress).await?;
             }
+            self.set_operation_stages(change, &operations, |op| !op.kind.built_apart(), OperationStage::Started)?;
             if !sql.added().is_empty() {
                 let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
                 progress.note(&format!(
@@ -292,9 +315,40 @@ impl Migration {
                     sql.connection_setting(Version::New)
                 ));
             }
-            self.build_indexes(change, progress).await?;
+            self.build_indexes(change, &operations, progress).await?;
             self.state.set_table_stage(&change.target, TableStage::Created)?;
         }
+        Ok(())
+    }
+
+    /// Records `stage` for each operation of `change` that `which` picks.
+    pub(crate) fn set_operation_stages(
+        &self,
+        change: &Change,
+        operations: &[Operation],
+        which: impl Fn(&Operation) -> bool,
+        stage: OperationStage,
+    ) -> Result<()> {
+        for (position, op) in operations.iter().enumerate().filter(|(_, op)| which(op)) {
+            self.set_operation_stage(change, position, op, stage)?;
+        }
+        Ok(())
+    }
+
+    /// Records an operation's stage in the state store and the audit log, before the work it names.
+    fn set_operation_stage(
+        &self,
+        change: &Change,
+        position: usize,
+        op: &Operation,
+        stage: OperationStage,
+    ) -> Result<()> {
+        self.state.set_operation_stage(&change.target, position, stage)?;
+        self.state.audit(&AuditEvent::OperationStage {
+            table: change.target.clone(),
+            operation: op.label(),
+            stage: stage.name().to_string(),
+        })?;
         Ok(())
     }
 
@@ -317,42 +371,42 @@ impl Migration {
     /// before the build: a build killed halfway (PostgreSQL leaves an invalid
     /// index) is undone and started again; an index of that name that the
     /// table had before is refused, not taken for Ferry's.
-    async fn build_indexes(&self, change: &Change, progress: &dyn Progress) -> Result<()> {
-        for build in change.sql().index_builds() {
-            let key = format!("index_build:{}:{}", change.target, build.name);
-            match self.state.meta(&key)?.as_deref() {
-                Some("done") => continue,
-                Some(_) => {
-                    progress
-                        .note(&format!("{}: the build of {} was stopped; starting it again", change.table, build.name));
-                    self.execute_change(&change.name, std::slice::from_ref(&build.abort), false, progress).await?;
+    async fn build_indexes(&self, change: &Change, operations: &[Operation], progress: &dyn Progress) -> Result<()> {
+        for (position, op) in operations.iter().enumerate().filter(|(_, op)| op.kind.built_apart()) {
+            let (Some(index), Some(build), Some(abort)) = (&op.builds, op.start.first(), op.abort.first()) else {
+                continue;
+            };
+            match self.state.operation_stage(&change.target, position)? {
+                OperationStage::Started => continue,
+                stage if stage.may_exist() => {
+                    progress.note(&format!("{}: the build of {index} was stopped; starting it again", change.table));
+                    self.execute_change(&change.name, std::slice::from_ref(abort), false, progress).await?;
                 }
-                None => {
+                _ => {
                     let schema = self.source.introspect(&change.name).await?;
-                    if has_index(&schema, &build.name) {
+                    if has_index(&schema, index) {
                         return Err(RunError::new(
                             RunErrorKind::Spec,
-                            format!("{} already has an index named {}", change.table, build.name),
+                            format!("{} already has an index named {index}", change.table),
                         )
                         .with_hint("give `add_index` a name the table does not use, or remove the [[change]] if the index is already there"));
                     }
                 }
             }
-            self.state.set_meta(&key, "started")?;
+            self.set_operation_stage(change, position, op, OperationStage::Starting)?;
             let started = Instant::now();
-            if build.abort.only_if.is_none() {
+            if abort.only_if.is_none() {
                 // A build that timed out on a lock leaves an invalid index (PostgreSQL): each attempt drops it first.
-                let attempt = [build.abort.sql.clone(), build.build.sql.clone()];
+                let attempt = [abort.sql.clone(), build.sql.clone()];
                 retry_ddl(|| async { self.source.execute(&attempt, false, LOCK_TIMEOUT).await.map(|_| ()) }, progress)
                     .await?;
             } else {
-                self.execute_change(&change.name, std::slice::from_ref(&build.build), false, progress).await?;
+                self.execute_change(&change.name, std::slice::from_ref(build), false, progress).await?;
             }
-            self.state.set_meta(&key, "done")?;
+            self.set_operation_stage(change, position, op, OperationStage::Started)?;
             progress.note(&format!(
-                "{}: built index {} without blocking writes ({} ms)",
+                "{}: built index {index} without blocking writes ({} ms)",
                 change.table,
-                build.name,
                 started.elapsed().as_millis()
             ));
         }
@@ -435,25 +489,28 @@ impl Migration {
         Ok(())
     }
 
-    /// Rollback before contract: the triggers, the mark tables, the views
-    /// and the added columns go; the table is as it was.
+    /// Rollback before contract: each operation aborted (the triggers, the
+    /// mark tables and the views first); the table is as it was.
     pub(crate) async fn undo_in_place(&self, progress: &dyn Progress) -> Result<Vec<String>> {
         let mut notes = Vec::new();
         for change in self.changes().await? {
             let stage = self.state.table_stage(&change.target)?;
             if stage >= TableStage::Creating {
                 let sql = change.sql();
+                let operations = sql.operations();
+                self.set_operation_stages(&change, &operations, |op| !op.kind.built_apart(), OperationStage::Aborting)?;
                 let atomic = change.engine != EngineName::Mysql;
                 self.execute_change(&change.name, &sql.rollback(), atomic, progress).await?;
-                for build in sql.index_builds() {
-                    let key = format!("index_build:{}:{}", change.target, build.name);
+                for (position, op) in operations.iter().enumerate().filter(|(_, op)| op.kind.built_apart()) {
                     // Only an index whose build was recorded is Ferry's: one the table had is left alone.
-                    if self.state.meta(&key)?.is_some() {
-                        self.execute_change(&change.name, std::slice::from_ref(&build.abort), false, progress).await?;
-                        notes.push(format!("{}: dropped index {}", change.table, build.name));
-                        self.state.clear_meta(&[&key])?;
+                    if self.state.operation_stage(&change.target, position)?.may_exist() {
+                        self.set_operation_stage(&change, position, op, OperationStage::Aborting)?;
+                        self.execute_change(&change.name, &op.abort, false, progress).await?;
+                        let index = op.builds.as_deref().unwrap_or(&op.subject);
+                        notes.push(format!("{}: dropped index {index}", change.table));
                     }
                 }
+                self.set_operation_stages(&change, &operations, |_| true, OperationStage::Aborted)?;
                 let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
                 if !added.is_empty() {
                     notes.push(format!(
@@ -463,6 +520,7 @@ impl Migration {
                     ));
                 }
             }
+            self.state.clear_meta(&[&change.carried_key()])?;
             self.state.reset_table(&change.target)?;
         }
         Ok(notes)

@@ -8,7 +8,7 @@ use crate::machine::advance;
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
 use crate::runner::Migration;
-use crate::verify::{Difference, DifferenceCounts, DifferenceKind, Method, TableReport};
+use crate::verify::{ColumnDifference, Difference, DifferenceCounts, DifferenceKind, Method, TableReport, MAX_LISTED};
 use ferry_core::lifecycle::Event;
 use ferry_core::spec::CheckOn;
 use ferry_core::Phase;
@@ -19,10 +19,33 @@ pub(super) fn failures(reports: &[TableReport], checks: &[CheckResult]) -> Vec<S
     let mut out: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
-        .map(|r| format!("{} rows of {} disagree with their old columns", r.differences_found, r.target))
+        .map(|r| {
+            format!(
+                "{} disagreement(s) in {}: a new column is not up(old), or an old one is not down(new)",
+                r.differences_found, r.target
+            )
+        })
         .collect();
     out.extend(checks.iter().filter(|c| !c.passed).map(|c| format!("check failed: {}", c.name)));
     out
+}
+
+/// One disagreeing row of the report: its key, and the columns that disagree.
+fn difference(change: &Change, row: &[Option<String>], columns: &[String], computed: &str) -> Difference {
+    let values: Vec<String> = row.iter().map(|v| v.clone().unwrap_or_else(|| "NULL".into())).collect();
+    let key = if change.key.len() == 1 {
+        format!("{}={}", change.key[0], values[0])
+    } else {
+        format!("({})=({})", change.key.join(", "), values.join(", "))
+    };
+    Difference {
+        kind: DifferenceKind::Mismatched,
+        key,
+        columns: columns
+            .iter()
+            .map(|c| ColumnDifference { column: c.clone(), source: computed.into(), target: "stored".into() })
+            .collect(),
+    }
 }
 
 impl Migration {
@@ -60,57 +83,41 @@ impl Migration {
         Ok((reports, checks))
     }
 
+    /// One table's verification: `new = up(old)` on every row (rows version
+    /// 2 wrote itself stand as written), then `old = down(new)` where the
+    /// spec gives a `down`.
     async fn verify_change(&self, change: &Change, progress: &dyn Progress) -> Result<TableReport> {
         let started = Instant::now();
         let sql = change.sql();
         progress.note(&format!("verifying {}: every row's new columns against its old ones", change.table));
         let rows = self.source.count(&change.name, None).await?;
-        let number = |v: Option<String>| v.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-        let (mismatched, sample, written) = if sql.added().is_empty() {
-            (0, Vec::new(), 0)
-        } else {
-            let mismatched = number(self.source.scalar(&sql.mismatches()).await?);
-            let sample = if mismatched > 0 {
-                self.source.query_text(&sql.mismatch_sample(crate::verify::MAX_LISTED)).await?
-            } else {
-                Vec::new()
-            };
-            let written = match sql.written_rows() {
-                Some(q) => number(self.source.scalar(&q).await?),
-                None => 0,
-            };
-            (mismatched, sample, written)
-        };
-        if written > 0 {
-            progress.note(&format!(
-                "{}: {written} row(s) whose new columns version 2 wrote itself stand as written",
-                change.table
-            ));
-        }
-        let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
-        let differences: Vec<Difference> = sample
-            .iter()
-            .map(|row| {
-                let values: Vec<String> = row.iter().map(|v| v.clone().unwrap_or_else(|| "NULL".into())).collect();
-                let key = if change.key.len() == 1 {
-                    format!("{}={}", change.key[0], values[0])
-                } else {
-                    format!("({})=({})", change.key.join(", "), values.join(", "))
-                };
-                Difference {
-                    kind: DifferenceKind::Mismatched,
-                    key,
-                    columns: added
-                        .iter()
-                        .map(|c| crate::verify::ColumnDifference {
-                            column: c.clone(),
-                            source: "computed from the old columns".into(),
-                            target: "stored".into(),
-                        })
-                        .collect(),
+        let mut differences = Vec::new();
+        let mut mismatched = 0;
+        if !sql.added().is_empty() {
+            let added: Vec<String> = sql.added().iter().map(|c| c.name.clone()).collect();
+            let (count, sample) = self.disagreeing(&sql.mismatches(), &sql.mismatch_sample(MAX_LISTED)).await?;
+            mismatched += count;
+            differences
+                .extend(sample.iter().map(|row| difference(change, row, &added, "computed from the old columns (up)")));
+            if let Some(q) = sql.written_rows() {
+                let written = self.number(&q).await?;
+                if written > 0 {
+                    progress.note(&format!(
+                        "{}: {written} row(s) whose new columns version 2 wrote itself stand as written",
+                        change.table
+                    ));
                 }
-            })
-            .collect();
+            }
+        }
+        if let (Some(count), Some(sample)) = (sql.down_mismatches(), sql.down_mismatch_sample(MAX_LISTED)) {
+            let (count, rows) = self.disagreeing(&count, &sample).await?;
+            mismatched += count;
+            let old = sql.down_columns();
+            differences.extend(
+                rows.iter().map(|row| difference(change, row, &old, "computed back from the new columns (down)")),
+            );
+        }
+        differences.truncate(MAX_LISTED);
         Ok(TableReport {
             source: change.table.clone(),
             target: change.target.clone(),
@@ -133,6 +140,17 @@ impl Migration {
             duration_ms: started.elapsed().as_millis() as u64,
             keys: Vec::new(),
         })
+    }
+
+    async fn number(&self, sql: &str) -> Result<u64> {
+        Ok(self.source.scalar(sql).await?.and_then(|s| s.parse::<u64>().ok()).unwrap_or(0))
+    }
+
+    /// How many rows `count` counts, and the keys `sample` lists when there are any.
+    async fn disagreeing(&self, count: &str, sample: &str) -> Result<(u64, Vec<Vec<Option<String>>>)> {
+        let n = self.number(count).await?;
+        let rows = if n > 0 { self.source.query_text(sample).await? } else { Vec::new() };
+        Ok((n, rows))
     }
 
     /// The integrity checks of the changed tables and the spec's own checks.

@@ -27,7 +27,10 @@ use super::sql::{declare, ident, table as qualified};
 use crate::spec::{ConstraintChange, DownChange, IndexChange};
 use crate::value::Value;
 
+mod operation;
 mod triggers;
+
+pub use operation::{Operation, OperationKind, Versions};
 
 /// One statement of a step, with the condition under which it runs: an
 /// engine without `IF [NOT] EXISTS` for columns gets the check from Ferry.
@@ -123,6 +126,8 @@ pub struct InPlace<'a> {
     /// Old columns computed back from new ones (a split column from its
     /// parts, merged columns from the whole), besides renamed and retyped ones.
     pub downs: &'a [DownChange],
+    /// The table's indexes on a column the change replaces, built again on the new one.
+    pub carried: &'a [CarriedIndex],
 }
 
 /// One index build of expand: the statement, and the one that undoes a
@@ -146,6 +151,7 @@ impl<'a> InPlace<'a> {
             indexes: &t.added_indexes,
             constraints: &t.added_constraints,
             downs: &t.downs,
+            carried: &t.carried_indexes,
         }
     }
 
@@ -274,39 +280,14 @@ impl<'a> InPlace<'a> {
         out
     }
 
-    /// Expand: the new columns (nullable, no rewrite), the table of version 2's own writes, the sync triggers and the version views.
+    /// Expand: each operation's start (new columns nullable, no rewrite;
+    /// PostgreSQL's constraints `NOT VALID`), then the table of version 2's
+    /// own writes, the sync triggers and the version views. Index builds run
+    /// after, each by itself ([`InPlace::index_builds`]).
     pub fn expand(&self) -> Vec<Statement> {
-        let name = self.name();
-        let added = self.added();
-        let mut out: Vec<Statement> = added
-            .iter()
-            .map(|c| Statement {
-                sql: format!(
-                    "ALTER TABLE {name} ADD COLUMN {} {}",
-                    self.id(&physical(c)),
-                    declare(self.engine, &c.desired)
-                ),
-                only_if: Some(Guard::ColumnMissing(physical(c))),
-            })
-            .collect();
-        if added.is_empty() {
-            out.extend(self.expand_constraints());
-            return out;
-        }
-        out.extend(self.drop_objects(true).into_iter().map(Statement::plain));
-        if self.marks() {
-            let written = self.beside(&self.written_table());
-            let keys = self.keys();
-            let never = if self.engine == EngineName::Postgres { "false" } else { "1 = 0" };
-            out.push(Statement::plain(format!("CREATE TABLE {written} AS SELECT {keys} FROM {name} WHERE {never}")));
-            out.push(Statement::plain(format!(
-                "CREATE UNIQUE INDEX {} ON {written} ({keys})",
-                self.id(&format!("{}_key", self.written_table()))
-            )));
-        }
-        out.extend(self.triggers().into_iter().map(Statement::plain));
-        out.extend(self.views().into_iter().map(Statement::plain));
-        out.extend(self.expand_constraints());
+        let mut out: Vec<Statement> =
+            self.operations().into_iter().filter(|op| !op.kind.built_apart()).flat_map(|op| op.start).collect();
+        out.extend(self.versions().start);
         out
     }
 
@@ -325,25 +306,6 @@ impl<'a> InPlace<'a> {
                 )
             }
         }
-    }
-
-    /// PostgreSQL enforces a constraint on new writes from expand (`NOT
-    /// VALID`: no scan, no long lock) and validates the old rows at contract.
-    fn expand_constraints(&self) -> Vec<Statement> {
-        if self.engine != EngineName::Postgres {
-            return Vec::new();
-        }
-        let name = self.name();
-        self.constraints
-            .iter()
-            .flat_map(|c| {
-                [
-                    // Ferry's own (a name the table had is refused before expand): added again after a stop.
-                    Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}", self.id(c.name()))),
-                    Statement::plain(format!("ALTER TABLE {name} ADD {} NOT VALID", self.constraint_clause(c))),
-                ]
-            })
-            .collect()
     }
 
     /// Rows that break a constraint the change adds (must be 0 before contract adds or validates it).
@@ -367,6 +329,7 @@ impl<'a> InPlace<'a> {
         let name = self.name();
         self.indexes
             .iter()
+            .chain(self.carried.iter().map(|c| &c.new))
             .map(|i| {
                 let unique = if i.unique { "UNIQUE " } else { "" };
                 let columns: Vec<String> = i.columns.iter().map(|c| self.id(c)).collect();
@@ -558,87 +521,66 @@ impl<'a> InPlace<'a> {
         )
     }
 
+    /// Verify: the number of rows whose old columns differ from what their
+    /// new ones compute back (`old = down(new)`, must be 0): a row where the
+    /// round trip loses something cannot be restored from version 2's
+    /// columns. `None` when the spec gives no `down`.
+    pub fn down_mismatches(&self) -> Option<String> {
+        self.down_rows("count(*)", "")
+    }
+
+    /// Verify: the keys of the first rows whose old columns disagree with `down(new)`.
+    pub fn down_mismatch_sample(&self, limit: usize) -> Option<String> {
+        let keys: Vec<String> = (0..self.key.len()).map(|i| format!("ferry_key_{i}")).collect();
+        let keys = keys.join(", ");
+        self.down_rows(&keys, &format!(" ORDER BY {keys} LIMIT {limit}"))
+    }
+
+    /// The old columns `down` computes, by name (the columns a down mismatch concerns).
+    pub fn down_columns(&self) -> Vec<String> {
+        self.downs_given().into_iter().map(|(old, _)| old).collect()
+    }
+
+    /// `SELECT select` over the rows where some `old <> down(new)`: the table
+    /// read in its new shape, each old column beside it as `ferry_was_<i>`.
+    fn down_rows(&self, select: &str, tail: &str) -> Option<String> {
+        let downs = self.downs_given();
+        if downs.is_empty() {
+            return None;
+        }
+        let mut columns = self.new_shape("");
+        columns.extend(downs.iter().enumerate().map(|(i, (old, _))| format!("{} AS ferry_was_{i}", self.id(old))));
+        columns.extend(self.key.iter().enumerate().map(|(i, k)| format!("{} AS ferry_key_{i}", self.id(k))));
+        let differ: Vec<String> = downs
+            .iter()
+            .enumerate()
+            .map(|(i, (_, sql))| distinct(self.engine, &format!("ferry_was_{i}"), &format!("({sql})")))
+            .collect();
+        Some(format!(
+            "SELECT {select} FROM (SELECT {} FROM {}) AS ferry_new WHERE {}{tail}",
+            columns.join(", "),
+            self.name(),
+            differ.join(" OR ")
+        ))
+    }
+
     /// Verify: the rows version 2 wrote itself (their new value stands as written).
     pub fn written_rows(&self) -> Option<String> {
         self.marks().then(|| format!("SELECT count(*) FROM {}", self.beside(&self.written_table())))
     }
 
-    /// Contract: NOT NULL where asked, drop the old version's views, the
-    /// triggers, the mark table and the old columns; a retyped column takes its name.
+    /// Contract: each operation's proofs, its NOT NULL and constraints, then
+    /// the triggers, the mark table and version 1's views, then the old
+    /// columns (a retyped column takes its name).
     pub fn contract(&self) -> Contract {
-        let e = self.engine;
-        let name = self.name();
-        let mut prepare = Vec::new();
-        let mut steps = Vec::new();
-        for c in self.added().into_iter().filter(|c| !c.nullable) {
-            let col = self.id(&physical(c));
-            match e {
-                EngineName::Postgres => {
-                    let check = self.id(&format!("ferry_{}_{}_not_null", self.bare(), c.name));
-                    // Dropped first, so that a contract stopped after this step can run again.
-                    prepare.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {check}")));
-                    prepare.push(Statement::plain(format!(
-                        "ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
-                    )));
-                    prepare.push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {check}")));
-                    steps.push(Statement::plain(format!("ALTER TABLE {name} ALTER COLUMN {col} SET NOT NULL")));
-                    steps.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")));
-                }
-                EngineName::Mysql => steps.push(Statement::plain(format!(
-                    "ALTER TABLE {name} MODIFY {col} {} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
-                    declare(e, &c.desired)
-                ))),
-                EngineName::Sqlite => {}
-            }
-        }
-        for c in self.constraints {
-            match e {
-                EngineName::Postgres => prepare
-                    .push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {}", self.id(c.name())))),
-                // MariaDB/MySQL check every row as they add it (the table is copied: writes wait).
-                EngineName::Mysql => steps.push(Statement {
-                    sql: format!("ALTER TABLE {name} ADD {}", self.constraint_clause(c)),
-                    only_if: Some(Guard::ConstraintMissing(c.name().to_string())),
-                }),
-                // SQLite: in the table rebuild of contract's transaction.
-                EngineName::Sqlite => {}
-            }
-        }
-        if !self.drops_nothing() {
-            steps.extend(self.drop_objects(false).into_iter().map(Statement::plain));
-        }
-        for c in self.columns.iter().filter_map(|c| c.renamed_from()).chain(self.dropped.iter().map(String::as_str)) {
-            steps.push(Statement {
-                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(c)),
-                only_if: Some(Guard::ColumnPresent(c.to_string())),
-            });
-        }
-        // A retyped column: drop the old one and give the new one its name.
-        for c in self.added().into_iter().filter(|c| physical(c) != c.name) {
-            steps.push(Statement {
-                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&c.name)),
-                only_if: Some(Guard::BothPresent(c.name.clone(), physical(c))),
-            });
-            steps.push(Statement {
-                sql: format!("ALTER TABLE {name} RENAME COLUMN {} TO {}", self.id(&physical(c)), self.id(&c.name)),
-                only_if: Some(Guard::ColumnPresent(physical(c))),
-            });
-        }
-        // MariaDB/MySQL views name columns as text: version 2's view follows the retyped column's rename.
-        if e == EngineName::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
-            let columns: Vec<String> = self.columns.iter().map(|c| self.id(&c.name)).collect();
-            steps.push(Statement::plain(format!(
-                "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {name}",
-                self.view(Version::New),
-                columns.join(", ")
-            )));
-        }
-        Contract { prepare, steps, atomic: e != EngineName::Mysql }
-    }
-
-    /// Whether the change adds no column (an index or a constraint alone): no triggers or views to drop.
-    fn drops_nothing(&self) -> bool {
-        self.added().is_empty()
+        let operations = self.operations();
+        let versions = self.versions();
+        let prepare = operations.iter().flat_map(|op| op.validate.clone()).collect();
+        let mut steps: Vec<Statement> = operations.iter().flat_map(|op| op.enforce.clone()).collect();
+        steps.extend(versions.complete);
+        steps.extend(operations.into_iter().flat_map(|op| op.complete));
+        steps.extend(versions.finish);
+        Contract { prepare, steps, atomic: self.engine != EngineName::Mysql }
     }
 
     /// Columns that SQLite can make NOT NULL only by rebuilding the table.
@@ -649,26 +591,13 @@ impl<'a> InPlace<'a> {
         self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()
     }
 
-    /// Rollback before contract: everything expand created goes, the table
-    /// is as it was. Indexes are not in it: only those whose build started
-    /// are Ferry's to drop ([`IndexBuild::abort`]).
+    /// Rollback before contract: the shared objects, then each operation
+    /// aborted in reverse order; the table is as it was. Indexes are not in
+    /// it: only those whose build started are Ferry's to drop (their
+    /// operation's `abort`, run by the caller that knows their stage).
     pub fn rollback(&self) -> Vec<Statement> {
-        let name = self.name();
-        let mut out: Vec<Statement> = self.drop_objects(true).into_iter().map(Statement::plain).collect();
-        if self.engine == EngineName::Postgres {
-            for c in self.constraints {
-                out.push(Statement::plain(format!(
-                    "ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}",
-                    self.id(c.name())
-                )));
-            }
-        }
-        for c in self.added() {
-            out.push(Statement {
-                sql: format!("ALTER TABLE {name} DROP COLUMN {}", self.id(&physical(c))),
-                only_if: Some(Guard::ColumnPresent(physical(c))),
-            });
-        }
+        let mut out = self.versions().abort;
+        out.extend(self.operations().into_iter().rev().filter(|op| !op.kind.built_apart()).flat_map(|op| op.abort));
         out
     }
 }
@@ -681,6 +610,46 @@ pub fn physical(c: &ColumnFacts) -> String {
     } else {
         c.name.clone()
     }
+}
+
+/// An index or unique key of the table on a column the change replaces
+/// (renamed or retyped): expand builds it again on the new column beside the
+/// old one, without blocking writes where the engine can; contract drops the
+/// old one before its column and gives the new one the old name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CarriedIndex {
+    /// The index as the table has it.
+    pub old: String,
+    /// Its replacement while both versions run (`ferry_<old>`), on the new columns.
+    pub new: IndexChange,
+    /// Its columns once contract is done (a retyped column has its name back).
+    pub columns: Vec<String>,
+}
+
+/// The indexes and unique keys of `schema` that use a column that `columns`
+/// replaces. An index on an expression is not carried: contract refuses
+/// while it uses a column it drops.
+pub fn carried_indexes(schema: &crate::schema::TableSchema, columns: &[ColumnFacts]) -> Vec<CarriedIndex> {
+    let replaced = |old: &str| {
+        columns.iter().find(|c| c.expression.is_none() && is_added(c) && c.source_column.as_deref() == Some(old))
+    };
+    let unique = schema.unique_keys.iter().map(|i| (i, true));
+    let plain = schema.indexes.iter().map(|i| (i, false));
+    unique
+        .chain(plain)
+        .filter(|(i, _)| i.columns.iter().any(|c| replaced(c).is_some()))
+        .map(|(i, unique)| {
+            let now: Vec<String> = i.columns.iter().map(|c| replaced(c).map_or_else(|| c.clone(), physical)).collect();
+            let after: Vec<String> =
+                i.columns.iter().map(|c| replaced(c).map_or_else(|| c.clone(), |n| n.name.clone())).collect();
+            let mut name = format!("ferry_{}", i.name);
+            // Within every engine's 63-character limit.
+            while name.len() > 60 {
+                name.pop();
+            }
+            CarriedIndex { old: i.name.clone(), new: IndexChange { name, columns: now, unique }, columns: after }
+        })
+        .collect()
 }
 
 /// Columns that an in-place change adds: computed, renamed or retyped ones.
@@ -779,6 +748,23 @@ mod tests {
                 referenced_columns: vec!["id".into()],
             },
         ];
+        let schema = crate::schema::TableSchema {
+            name: crate::TableName::parse("people"),
+            columns: Vec::new(),
+            primary_key: vec!["id".into()],
+            unique_keys: Vec::new(),
+            indexes: vec![crate::schema::Index {
+                name: "people_name".into(),
+                columns: vec!["fullname".into()],
+                unique: false,
+            }],
+            foreign_keys: Vec::new(),
+            checks: Vec::new(),
+            expression_indexes: Vec::new(),
+            comment: None,
+            stats: Default::default(),
+        };
+        let carried = carried_indexes(&schema, &rename);
         let mut out = String::new();
         for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
             let namespace = match engine {
@@ -795,19 +781,34 @@ mod tests {
                 let indexes = if table == "users" { &email_index[..] } else { NO_INDEX };
                 let constraints = if table == "orders" { &checks[..] } else { NO_CONSTRAINT };
                 let downs = &[][..];
-                let change =
-                    InPlace { engine, table, key: &key, columns, dropped, namespace, indexes, constraints, downs };
+                let carried = if table == "people" { &carried[..] } else { &[][..] };
+                let change = InPlace {
+                    engine,
+                    table,
+                    key: &key,
+                    columns,
+                    dropped,
+                    namespace,
+                    indexes,
+                    constraints,
+                    downs,
+                    carried,
+                };
                 let lines = |statements: Vec<Statement>| {
                     statements.into_iter().map(|s| format!("  {}", s.sql)).collect::<Vec<_>>().join("\n")
                 };
                 let contract = change.contract();
                 out.push_str(&format!(
-                    "=== {} {table}\n-- expand\n{}\n{}\n-- backfill\n  {}\n-- verify\n  {}\n-- contract (atomic: {})\n{}\n{}\n-- rollback\n{}\n-- code changes\n{}\n\n",
+                    "=== {} {table}\n-- operations: {}\n-- expand\n{}\n{}\n-- backfill\n  {}\n-- verify\n  {}\n-- contract (atomic: {})\n{}\n{}\n-- rollback\n{}\n-- code changes\n{}\n\n",
                     engine.title(),
+                    change.operations().iter().map(Operation::label).collect::<Vec<_>>().join(", "),
                     lines(change.expand()),
                     lines(change.index_builds().into_iter().flat_map(|b| [b.build, b.abort]).collect()),
                     change.backfill_batch(Some(&[crate::Value::Int(100)]), &[crate::Value::Int(200)]),
-                    change.mismatches(),
+                    std::iter::once(change.mismatches())
+                        .chain(change.down_mismatches())
+                        .collect::<Vec<_>>()
+                        .join("\n  "),
                     contract.atomic,
                     lines(contract.prepare),
                     lines(contract.steps),

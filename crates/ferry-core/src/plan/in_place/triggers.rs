@@ -23,23 +23,41 @@ impl<'a> InPlace<'a> {
         written.extend(self.added().iter().map(|c| physical(c)));
         written.dedup();
         let old_row: Vec<String> = written.iter().map(|c| format!("NEW.{0} AS {0}", self.id(c))).collect();
-        let new_row: Vec<String> = self
-            .columns
+        format!(
+            "(SELECT ({sql}) FROM (SELECT {} FROM (SELECT {}) AS ferry_old) AS ferry_new)",
+            self.new_shape("ferry_old.").join(", "),
+            old_row.join(", ")
+        )
+    }
+
+    /// The row in its new shape, read from the table's physical columns
+    /// (each qualified by `prefix`): a new column not yet filled reads as
+    /// what the old columns compute.
+    pub(super) fn new_shape(&self, prefix: &str) -> Vec<String> {
+        self.columns
             .iter()
             .map(|c| {
                 if is_added(c) {
                     let p = self.id(&physical(c));
-                    format!("COALESCE(ferry_old.{p}, {}) AS {}", up_of(self.engine, c), self.id(&c.name))
+                    format!("COALESCE({prefix}{p}, {}) AS {}", up_of(self.engine, c), self.id(&c.name))
                 } else {
-                    format!("ferry_old.{0} AS {0}", self.id(&c.name))
+                    format!("{prefix}{0} AS {0}", self.id(&c.name))
                 }
             })
+            .collect()
+    }
+
+    /// Every old column the change computes back from the new ones with a
+    /// `down` the spec gives, and that SQL (over the row in its new shape).
+    pub(super) fn downs_given(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .added()
+            .into_iter()
+            .filter(|c| c.expression.is_none())
+            .filter_map(|c| Some((c.source_column.clone()?, c.down.clone()?)))
             .collect();
-        format!(
-            "(SELECT ({sql}) FROM (SELECT {} FROM (SELECT {}) AS ferry_old) AS ferry_new)",
-            new_row.join(", "),
-            old_row.join(", ")
-        )
+        out.extend(self.downs.iter().map(|d| (d.column.clone(), d.sql.clone())));
+        out
     }
 
     /// Every write back into an old column: a renamed or retyped column's
@@ -85,6 +103,26 @@ impl<'a> InPlace<'a> {
                 }
             })
             .collect();
+        if conds.is_empty() {
+            "1 = 0".into()
+        } else {
+            format!("({})", conds.join(" OR "))
+        }
+    }
+
+    /// A trigger's condition for "the write set one of `from` to a value
+    /// that the old columns do not compute": only then is it written back.
+    /// A fill from the old columns (the backfill's UPDATE, or on SQLite the
+    /// trigger's own) must not rewrite them as `down(up(old))`: where the
+    /// round trip loses something (a one-word name split and joined back),
+    /// version 1's value would change under it.
+    fn set_apart(
+        &self,
+        from: &[&ColumnFacts],
+        new: &dyn Fn(&ColumnFacts) -> String,
+        up: &dyn Fn(&ColumnFacts) -> String,
+    ) -> String {
+        let conds: Vec<String> = from.iter().map(|c| distinct(self.engine, &new(c), &up(c))).collect();
         if conds.is_empty() {
             "1 = 0".into()
         } else {
@@ -144,8 +182,11 @@ impl<'a> InPlace<'a> {
         let mut body = Vec::new();
         // Written back first, from the row as the application wrote it; then what the old columns compute.
         for b in self.backwards() {
+            let apart = self.set_apart(&b.from, &|c| format!("NEW.{}", self.id(&physical(c))), &|c| {
+                format!("(SELECT {} FROM {row})", up_of(e, c))
+            });
             body.push(format!(
-                "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    NEW.{} := {};\n  END IF;",
+                "  IF ((TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {})) AND {apart} THEN\n    NEW.{} := {};\n  END IF;",
                 self.written(&b.from, "INSERT"),
                 self.written(&b.from, "UPDATE"),
                 self.id(&b.old),
@@ -207,8 +248,11 @@ impl<'a> InPlace<'a> {
                 .backwards()
                 .iter()
                 .map(|b| {
+                    let apart = self.set_apart(&b.from, &|c| format!("NEW.{}", self.id(&physical(c))), &|c| {
+                        format!("(SELECT {} FROM {row})", up_of(e, c))
+                    });
                     format!(
-                        "IF {} THEN SET NEW.{} = {}; END IF;",
+                        "IF {} AND {apart} THEN SET NEW.{} = {}; END IF;",
                         self.written(&b.from, event),
                         self.id(&b.old),
                         b.value
@@ -263,8 +307,10 @@ impl<'a> InPlace<'a> {
             }
             for b in self.backwards() {
                 let old = self.id(&b.old);
+                // The table's columns, read in the UPDATE below: the row as the write left it.
+                let apart = self.set_apart(&b.from, &|c| self.id(&physical(c)), &|c| up_of(e, c));
                 sets.push(format!(
-                    "{old} = CASE WHEN {} THEN {} ELSE {old} END",
+                    "{old} = CASE WHEN {} AND {apart} THEN {} ELSE {old} END",
                     self.written(&b.from, event),
                     b.value
                 ));
