@@ -566,6 +566,23 @@ async fn checks_and_foreign_keys_are_validated_before_contract_adds_them() {
         db.exec("INSERT INTO owners VALUES (1, 'a'), (2, 'b')").await;
         db.exec("INSERT INTO items VALUES (1, 1, 5), (2, 2, 7), (3, 9, 1), (4, 1, 0)").await;
         let ws = Workspace::new(FERRY);
+        // Refused before anything is done: SQL the database refuses, a check over a column contract drops.
+        let drop_qty = "[[change]]\ntable = \"items\"\ndrop_column = \"qty\"\n";
+        for (check, also, words) in
+            [("qty >", "", "the database refuses the check"), ("qty <> 0", drop_qty, "which contract drops")]
+        {
+            ws.write_spec(&format!(
+                "{MIGRATION}[source]\nurl = \"{}\"\n\n\
+                 [[change]]\ntable = \"items\"\nadd_check = \"items_bad\"\ncheck = \"{check}\"\n\n{also}",
+                db.url
+            ));
+            for command in ["plan", "run"] {
+                let refused = ws.run(&[command]);
+                assert_eq!(refused.code, Some(2), "{kind}: {refused}");
+                assert!(refused.stderr.contains(words), "{kind}: {refused}");
+            }
+            assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}: nothing was changed");
+        }
         ws.write_spec(&format!(
             "{MIGRATION}[source]\nurl = \"{}\"\n\n\
              [[change]]\ntable = \"items\"\nadd_check = \"items_qty_positive\"\ncheck = \"qty > 0\"\n\n\
@@ -784,4 +801,27 @@ async fn a_spec_that_both_moves_and_changes_in_place_is_refused() {
     assert_ne!(ran.code, Some(0), "{ran}");
     assert!(ran.stderr.contains("changed in place while other tables move"), "{ran}");
     assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "nothing ran");
+}
+
+/// SQLite's contract rebuilds the table for NOT NULL: an AUTOINCREMENT key
+/// keeps its sequence (rows deleted at the end of the key range never give
+/// their keys out again), also when the table is empty.
+#[tokio::test]
+async fn sqlite_s_rebuild_keeps_the_autoincrement_sequence() {
+    for rows_kept in [3, 0] {
+        let db = TestDb::new(Kind::Sqlite).await;
+        db.exec("CREATE TABLE users (id INTEGER PRIMARY KEY AUTOINCREMENT, verification_date text)").await;
+        for _ in 0..6 {
+            db.exec("INSERT INTO users (verification_date) VALUES (NULL)").await;
+        }
+        db.exec(&format!("DELETE FROM users WHERE id > {rows_kept}")).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(
+            &seed_spec(&db, "").replace("\n[[change]]\ntable = \"users\"\ndrop_column = \"verification_date\"\n", "\n"),
+        );
+        ws.run(&["run"]).assert_code(0);
+        ws.run(&["contract", "--confirm"]).assert_code(0);
+        db.exec("INSERT INTO users (verification_date, email_verified) VALUES ('x', 1)").await;
+        assert_eq!(scalar(&db, "SELECT max(id) FROM users").await, "7", "{rows_kept} rows kept");
+    }
 }

@@ -172,7 +172,7 @@ impl Assessor {
                 }
             }
         };
-        Ok(TableFacts {
+        let facts = TableFacts {
             source: plan.source_name.to_string(),
             target: plan.target_name.to_string(),
             rows,
@@ -222,7 +222,12 @@ impl Assessor {
             merge_existing_rows: plan.spec.merge_existing_rows,
             schema,
             identity_sql,
-        })
+        };
+        if plan.in_place {
+            let change = ferry_core::plan::in_place::InPlace::of(ferry_engine::engine_name(self.source.kind()), &facts);
+            crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
+        }
+        Ok(facts)
     }
 
     /// MySQL/MariaDB zero dates in a copied date or datetime column, counted

@@ -256,11 +256,26 @@ impl Migration {
         let mut out = vec![
             format!("CREATE TABLE {scratch_id} {}", &definition[open..]),
             format!("INSERT INTO {scratch_id} ({columns}) SELECT {columns} FROM {table}"),
+        ];
+        if definition.to_ascii_uppercase().contains("AUTOINCREMENT") {
+            // The copy's sequence is its largest key; the table's may be higher (rows deleted since):
+            // keys are never given out twice.
+            let (table_name, scratch_name) = (quote(bare), quote(&scratch));
+            out.push(format!(
+                "INSERT INTO sqlite_sequence (name, seq) SELECT {scratch_name}, seq FROM sqlite_sequence \
+                 WHERE name = {table_name} AND NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = {scratch_name})"
+            ));
+            out.push(format!(
+                "UPDATE sqlite_sequence SET seq = max(seq, (SELECT seq FROM sqlite_sequence WHERE name = {table_name})) \
+                 WHERE name = {scratch_name}"
+            ));
+        }
+        out.extend([
             format!("DROP TABLE {table}"),
             "PRAGMA legacy_alter_table = ON".to_string(),
             format!("ALTER TABLE {scratch_id} RENAME TO {table}"),
             "PRAGMA legacy_alter_table = OFF".to_string(),
-        ];
+        ]);
         out.extend(rows.iter().filter(|r| r[0].as_deref() != Some("table")).filter_map(|r| r[2].clone()));
         Ok(out.into_iter().map(|sql| Statement { sql, only_if: None }).collect())
     }

@@ -39,6 +39,29 @@ pub async fn namespace(engine: &dyn Engine, table: &TableName) -> Result<Option<
     Ok(engine.scalar(sql).await?)
 }
 
+/// Refuses a check or foreign key the change cannot add (see
+/// [`InPlace::constraint_conflict`]) or a check whose SQL the database refuses.
+pub async fn refuse_bad_constraints(engine: &dyn Engine, table: &str, sql: &InPlace<'_>) -> Result<()> {
+    for c in sql.constraints {
+        if let Some(why) = sql.constraint_conflict(c) {
+            return Err(RunError::new(RunErrorKind::Spec, format!("{table}: {why}"))
+                .with_hint("change the [[change]] and run again; nothing was changed"));
+        }
+        if let ferry_core::spec::ConstraintChange::Check { name, sql: check } = c {
+            if let Err(e) = engine.query_text(&sql.check_probe(check)).await {
+                return Err(RunError::new(
+                    RunErrorKind::Spec,
+                    format!("{table}: the database refuses the check {name} (`{check}`): {e}"),
+                )
+                .with_hint(
+                    "write it in the table's own SQL dialect, over the columns the change leaves; nothing was changed",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether `spec` changes its tables in place (its source is its target, each table stays where it is).
 pub fn spec_in_place(spec: &ferry_core::Spec) -> bool {
     spec.source_url == spec.target_url
@@ -352,8 +375,11 @@ impl Migration {
         Ok(())
     }
 
-    /// A check or foreign key of a name the table already uses is not Ferry's to add (or to drop).
-    async fn refuse_taken_names(&self, change: &Change) -> Result<()> {
+    /// A check or foreign key of a name the table already uses is not Ferry's
+    /// to add (or to drop); one that would go with a column contract drops,
+    /// or whose SQL the database refuses, is refused before anything is done.
+    pub(crate) async fn refuse_taken_names(&self, change: &Change) -> Result<()> {
+        refuse_bad_constraints(&*self.source, &change.table, &change.sql()).await?;
         let schema = self.source.introspect(&change.name).await?;
         match change.constraints.iter().find(|c| has_constraint(&schema, c.name())) {
             Some(c) => Err(RunError::new(

@@ -308,6 +308,47 @@ impl<'a> InPlace<'a> {
         }
     }
 
+    /// Why the change cannot add `c`, if it cannot: it would rest on a
+    /// column that contract drops or replaces (a retyped column's old one, a
+    /// renamed column's old name), and go with it. A check or foreign key is
+    /// written over the table as the change leaves it.
+    pub fn constraint_conflict(&self, c: &ConstraintChange) -> Option<String> {
+        let mut going: Vec<String> = self.dropped.to_vec();
+        going.extend(self.columns.iter().filter_map(|c| c.renamed_from().map(str::to_string)));
+        let retyped: Vec<String> =
+            self.added().iter().filter(|c| physical(c) != c.name).map(|c| c.name.clone()).collect();
+        let used = match c {
+            ConstraintChange::Check { sql, .. } => {
+                let known = |n: &str| going.iter().chain(&retyped).any(|g| g.eq_ignore_ascii_case(n));
+                crate::sqlexpr::columns_read(sql, self.engine, &known)
+            }
+            ConstraintChange::ForeignKey { columns, .. } => columns.clone(),
+        };
+        if let Some(col) = used.iter().find(|u| going.iter().any(|g| g.eq_ignore_ascii_case(u))) {
+            return Some(format!(
+                "{} uses {col}, which contract drops: write it over the columns the change leaves",
+                c.name()
+            ));
+        }
+        used.iter().find(|u| retyped.iter().any(|r| r.eq_ignore_ascii_case(u))).map(|col| {
+            format!(
+                "{} uses {col}, whose type the same change alters: add it in a change of its own once this one \
+                 is contracted",
+                c.name()
+            )
+        })
+    }
+
+    /// A query the database refuses when a check's SQL is not valid over the
+    /// table as the change leaves it; it reads no row.
+    pub fn check_probe(&self, sql: &str) -> String {
+        format!(
+            "SELECT 1 FROM (SELECT {} FROM {}) AS ferry_new WHERE ({sql}) AND 1 = 0",
+            self.new_shape("").join(", "),
+            self.name()
+        )
+    }
+
     /// Rows that break a constraint the change adds (must be 0 before contract adds or validates it).
     pub fn violations(&self, c: &ConstraintChange) -> String {
         match c {
@@ -740,7 +781,7 @@ mod tests {
         let key = ["id".to_string()];
         let email_index = [IndexChange { name: "users_email_key".into(), columns: vec!["email".into()], unique: true }];
         let checks = [
-            ConstraintChange::Check { name: "orders_placed_recent".into(), sql: "placed > '2000-01-01'".into() },
+            ConstraintChange::Check { name: "orders_id_positive".into(), sql: "id > 0".into() },
             ConstraintChange::ForeignKey {
                 name: "orders_user_fk".into(),
                 columns: vec!["user_id".into()],
