@@ -157,7 +157,7 @@ async fn the_seed_s_change_runs_in_place_under_both_versions() {
     for kind in ALL {
         let db = users(kind, 200_000).await;
         let ws = Workspace::new(FERRY);
-        ws.write_spec(&seed_spec(&db, "[policy]\nbatch_size = 2000\nchunk_time = \"0s\"\nbatch_pause = \"10ms\"\n"));
+        ws.write_spec(&seed_spec(&db, ""));
         let expand = ws.run(&["run", "--until", "expand"]);
         expand.assert_code(0);
         assert!(expand.stderr.contains("version 2") || expand.stdout.contains("version 2"), "{kind}: {expand}");
