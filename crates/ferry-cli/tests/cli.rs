@@ -22,6 +22,9 @@ fn demo_runs_without_any_server() {
     assert_eq!(json["tables"][1]["rows_copied"], 500_000);
     let audit = std::fs::read_to_string(dir.join(".ferry/ferry/audit.log")).unwrap();
     assert!(audit.contains("phase-started: phase=2 \"backfill\""), "{audit}");
+    // SQLite has no server whose load could brake the copy: an idle machine shows no pause.
+    assert!(!audit.contains("throttle-paused") && !audit.contains("throttle-paced"), "{audit}");
+    assert!(!ran.stderr.contains("pausing"), "{ran}");
     assert!(
         audit.contains("integrity-check: phase=4, rows_expected=500000, rows_actual=500000, checksum=pass"),
         "{audit}"

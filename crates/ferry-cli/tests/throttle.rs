@@ -134,3 +134,72 @@ async fn a_stopped_mariadb_replica_pauses_the_backfill() {
     assert_eq!(dst.count("t").await, 2000);
     assert!(ws.audit_log().contains("throttle-paused: reason=replica 127.0.0.1:"), "{}", ws.audit_log());
 }
+
+/// The default throttle paces the copy by the load other sessions put on the
+/// source, against what it measured before the copy: sessions that start
+/// running statements in the source database mid-copy slow the batches down
+/// (audited as `throttle-paced`), never stop them, and the copy's own load
+/// does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn load_from_other_sessions_slows_the_copy_down() {
+    for kind in [Kind::Postgres, Kind::Mysql] {
+        let source = TestDb::new(kind).await;
+        source.exec("CREATE TABLE t (id integer PRIMARY KEY, v varchar(20))").await;
+        let values: Vec<String> = (1..=20_000).map(|i| format!("({i}, 'v{i}')")).collect();
+        source.exec(&format!("INSERT INTO t VALUES {}", values.join(", "))).await;
+        let target = TestDb::new(Kind::Sqlite).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&spec(
+            &source,
+            &target,
+            "[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"20ms\"\n\n[[table]]\nfrom = \"t\"\n",
+        ));
+        let run = ws.run_beside(&["run"]);
+        wait_for(&ws, "the copy to start", |s| s["tables"][0]["rows_copied"].as_u64().unwrap_or(0) > 0).await;
+        let sleep = if kind == Kind::Postgres { "SELECT pg_sleep(20)" } else { "SELECT SLEEP(20)" };
+        let mut load = Vec::new();
+        for _ in 0..8 {
+            let mut session = source.session().await;
+            load.push(tokio::spawn(async move {
+                let _ = session.exec(sleep).await;
+            }));
+        }
+        for _ in 0..200 {
+            if ws.audit_log().contains("throttle-paced") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Ended from outside: the copy goes on at full speed.
+        let stop = if kind == Kind::Postgres {
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' \
+             AND datname = current_database()"
+        } else {
+            "SELECT 1"
+        };
+        source.exec(stop).await;
+        if kind == Kind::Mysql {
+            let ids = source
+                .engine()
+                .await
+                .query_text(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%' AND DB = DATABASE()",
+                )
+                .await
+                .unwrap();
+            for id in ids.into_iter().flatten().flatten() {
+                source.exec(&format!("KILL {id}")).await;
+            }
+        }
+        for l in load {
+            let _ = l.await;
+        }
+        let run = run.await.unwrap();
+        run.assert_code(0);
+        let audit = ws.audit_log();
+        assert!(audit.contains("throttle-paced: active_sessions="), "{kind}: {audit}");
+        assert!(!audit.contains("throttle-paused"), "{kind}: slowed down, never paused: {audit}");
+        assert!(run.stderr.contains("slowing down"), "{kind}: {run}");
+        assert_eq!(target.engine().await.count(&ferry_core::TableName::parse("t"), None).await.unwrap(), 20_000);
+    }
+}

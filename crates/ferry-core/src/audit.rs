@@ -123,6 +123,12 @@ pub enum AuditEvent {
         cause: Option<PauseCause>,
     },
     ThrottleResumed {},
+    /// The load throttle went from full speed to a slowed pace (`delay_ms` > 0) or back (0).
+    ThrottlePaced {
+        active_sessions: u64,
+        baseline: u64,
+        delay_ms: u64,
+    },
     /// A source TRUNCATE was replayed: every row of the target table deleted.
     TruncateReplayed {
         table: String,
@@ -318,6 +324,7 @@ impl AuditEvent {
             AuditEvent::CaptureInstalled { .. } => "capture-installed",
             AuditEvent::ThrottlePaused { .. } => "throttle-paused",
             AuditEvent::ThrottleResumed {} => "throttle-resumed",
+            AuditEvent::ThrottlePaced { .. } => "throttle-paced",
             AuditEvent::TruncateReplayed { .. } => "truncate-replayed",
             AuditEvent::CaptureRemoved { .. } => "capture-removed",
             AuditEvent::RollbackExecuted { .. } => "rollback-executed",
@@ -429,6 +436,9 @@ impl AuditEvent {
             }
             AuditEvent::OperationStage { table, operation, stage } => {
                 format!("table={table}, operation={operation}, stage={stage}")
+            }
+            AuditEvent::ThrottlePaced { active_sessions, baseline, delay_ms } => {
+                format!("active_sessions={active_sessions}, baseline={baseline}, delay_ms={delay_ms}")
             }
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
@@ -566,6 +576,7 @@ mod tests {
                 different: 0,
             },
             AuditEvent::OperationStage { table: s(), operation: s(), stage: s() },
+            AuditEvent::ThrottlePaced { active_sessions: 0, baseline: 0, delay_ms: 0 },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
@@ -617,6 +628,7 @@ mod tests {
                 | AuditEvent::RollbackTested { .. }
                 | AuditEvent::ChangedKeysChecked { .. }
                 | AuditEvent::OperationStage { .. }
+                | AuditEvent::ThrottlePaced { .. }
                 | AuditEvent::BackfillResumed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }

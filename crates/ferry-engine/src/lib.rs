@@ -640,6 +640,12 @@ pub trait Engine: Send + Sync {
     /// there is no replica to see.
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>>;
 
+    /// The load signal of the throttle: statements other sessions are
+    /// running in this database right now, Ferry's own left out (the copy's
+    /// load must not brake the copy). None where the engine has no such
+    /// view (SQLite: one file, no server).
+    async fn active_sessions(&self) -> Result<Option<u64>>;
+
     /// Drops a table Ferry created (rollback of expand).
     async fn drop_table(&self, table: &TableName) -> Result<()>;
 

@@ -252,6 +252,9 @@ impl Engine for Watched {
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         self.watch(self.inner.replica_lag()).await
     }
+    async fn active_sessions(&self) -> Result<Option<u64>> {
+        self.watch(self.inner.active_sessions()).await
+    }
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.watch(self.inner.drop_table(table)).await
     }

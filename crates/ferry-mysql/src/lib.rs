@@ -1430,6 +1430,18 @@ impl Engine for MysqlEngine {
         Ok(changed)
     }
 
+    async fn active_sessions(&self) -> Result<Option<u64>> {
+        // Ferry's other connections to this server run between batches, not while the probe does:
+        // the copy is sequential (a binary log reader shows as `Binlog Dump`).
+        let count = self
+            .scalar(
+                "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
+                 AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID') AND ID <> CONNECTION_ID()",
+            )
+            .await?;
+        Ok(count.and_then(|c| c.parse().ok()))
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let listed = replicas::list(&mut self.conn().await?).await;
         let mut worst: Option<ReplicaLag> = None;

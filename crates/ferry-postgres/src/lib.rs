@@ -1609,6 +1609,18 @@ impl Engine for PostgresEngine {
         Ok(changed)
     }
 
+    async fn active_sessions(&self) -> Result<Option<u64>> {
+        // Ferry's connections call themselves `ferry` (capture, replay, verify beside the copy).
+        let count = self
+            .scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' \
+                 AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+                 AND application_name IS DISTINCT FROM 'ferry'",
+            )
+            .await?;
+        Ok(count.and_then(|c| c.parse().ok()))
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let client = self.client.lock().await;
         // replay_lag is NULL while a replica has nothing left to replay.

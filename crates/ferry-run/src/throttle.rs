@@ -1,11 +1,19 @@
-//! Keeping production comfortable: batches sized to a target time, and pauses
-//! while the source is slow, a replica lags, or an operator asks.
+//! Keeping production comfortable: batches sized to a target time, paced by
+//! the load other sessions put on the source, and paused while a replica
+//! lags, an operator asks, or (where the spec asks for it) a latency probe is slow.
 //!
-//! Before each batch the throttle runs a latency probe on the source (a keyed
-//! read by default, or the spec's `latency_probe`). While the probe is slower
-//! than its threshold, or replicas lag more than `max_lag`, or `ferry pause`
-//! is in force, backfill and replay wait; each pause and resume is recorded
-//! with its reason in the state store (for `ferry status`) and the audit log.
+//! The default control is the rate, not on/off (gh-ost and spirit throttle on
+//! a load signal against a baseline, not on the latency the copy itself
+//! causes): before each batch the throttle counts the statements other
+//! sessions are running in the source database ([`Engine::active_sessions`],
+//! Ferry's own left out). Above a high mark it doubles a delay between
+//! batches (the rate falls fast), below a low mark it takes a quarter of it
+//! off, at least 50 ms (the rate comes back slowly); in between it holds, so
+//! the two marks give hysteresis and the pace does not oscillate. A latency probe
+//! (`latency_probe`, `max_probe_latency`) is an explicit policy: while it is
+//! slower than its threshold, the work pauses. Pauses are recorded with their
+//! reason in the state store (for `ferry status`) and the audit log, and so
+//! is each change between full speed and a slowed pace.
 
 use crate::cancel::Cancel;
 use crate::error::Result;
@@ -26,11 +34,52 @@ const BASELINE_SAMPLES: usize = 5;
 /// How long a replica lag reading is reused: asking MySQL/MariaDB replicas
 /// takes a connection to each, and batches can be much shorter than this.
 const REPLICA_CHECK_EVERY: Duration = Duration::from_secs(1);
+/// The pace: the first delay between batches when the load is high, the
+/// least a calm reading takes off it (a quarter otherwise), and the most it grows to.
+const FIRST_DELAY: Duration = Duration::from_millis(100);
+const DELAY_STEP: Duration = Duration::from_millis(50);
+const MAX_DELAY: Duration = Duration::from_secs(5);
 
 enum Probe {
     Sql(String),
     KeyedRead(ReadSpec),
-    None,
+}
+
+/// What the throttle watches on the source, besides replicas and operators.
+enum Signal {
+    /// The spec asked for a latency probe: pause while it is slower than `threshold`.
+    Latency { probe: Probe, threshold: Duration },
+    /// Active sessions (the default): slow down above `high`, speed up below `low`.
+    Load(LoadMarks),
+    /// Nothing to watch (SQLite: no server; a table without a key to probe).
+    Nothing,
+}
+
+/// The load marks, from the number of active sessions measured before the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadMarks {
+    pub baseline: u64,
+    pub high: u64,
+    pub low: u64,
+}
+
+impl LoadMarks {
+    /// Above twice the baseline and at least 4 more, slow down; back to
+    /// full speed only at 1.5 times the baseline and at most 2 more.
+    pub fn from_baseline(baseline: u64) -> LoadMarks {
+        LoadMarks { baseline, high: baseline + baseline.max(4), low: baseline + (baseline / 2).max(2) }
+    }
+
+    /// The delay between batches after a reading of `active` sessions, from `delay`.
+    pub fn next_delay(&self, active: u64, delay: Duration) -> Duration {
+        if active > self.high {
+            (delay * 2).clamp(FIRST_DELAY, MAX_DELAY)
+        } else if active <= self.low {
+            delay.saturating_sub((delay / 4).max(DELAY_STEP))
+        } else {
+            delay
+        }
+    }
 }
 
 pub struct Throttle<'a> {
@@ -38,8 +87,9 @@ pub struct Throttle<'a> {
     state: &'a StateStore,
     policy: &'a Policy,
     progress: &'a dyn Progress,
-    probe: Probe,
-    threshold: Option<Duration>,
+    signal: Signal,
+    /// The delay between batches the load asks for now.
+    delay: Cell<Duration>,
     /// The reason of the throttle's own pause in force, if any.
     paused: RefCell<Option<String>>,
     last_probe: Cell<Option<Instant>>,
@@ -48,7 +98,7 @@ pub struct Throttle<'a> {
 }
 
 impl<'a> Throttle<'a> {
-    /// Measures the probe's baseline and derives the threshold.
+    /// Chooses what to watch and measures its baseline.
     pub async fn new(
         source: Arc<dyn Engine>,
         state: &'a StateStore,
@@ -57,7 +107,30 @@ impl<'a> Throttle<'a> {
         progress: &'a dyn Progress,
         cancel: Cancel,
     ) -> Result<Throttle<'a>> {
-        let probe = match (&policy.latency_probe, plans.iter().find(|p| !p.key_source.is_empty())) {
+        let mut throttle = Throttle {
+            source,
+            state,
+            policy,
+            progress,
+            signal: Signal::Nothing,
+            delay: Cell::new(Duration::ZERO),
+            paused: RefCell::new(None),
+            last_probe: Cell::new(None),
+            replica_lag: RefCell::new(None),
+            cancel,
+        };
+        throttle.signal = if policy.latency_probe.is_some() || policy.max_probe_latency.is_some() {
+            throttle.latency_signal(plans).await?
+        } else {
+            throttle.load_signal().await?
+        };
+        Ok(throttle)
+    }
+
+    /// The spec's probe (or a keyed read of the first table) and its threshold
+    /// (the spec's, or twice the median of a few readings and 10 ms more).
+    async fn latency_signal(&self, plans: &[TablePlan]) -> Result<Signal> {
+        let probe = match (&self.policy.latency_probe, plans.iter().find(|p| !p.key_source.is_empty())) {
             (Some(sql), _) => Probe::Sql(sql.clone()),
             (None, Some(plan)) => Probe::KeyedRead(ReadSpec {
                 table: plan.source_name.clone(),
@@ -66,44 +139,43 @@ impl<'a> Throttle<'a> {
                 key_positions: (0..plan.key_source.len()).collect(),
                 filter: None,
             }),
-            (None, None) => Probe::None,
+            (None, None) => return Ok(Signal::Nothing),
         };
-        let mut throttle = Throttle {
-            source,
-            state,
-            policy,
-            progress,
-            probe,
-            threshold: None,
-            paused: RefCell::new(None),
-            last_probe: Cell::new(None),
-            replica_lag: RefCell::new(None),
-            cancel,
-        };
-        throttle.threshold = match policy.max_probe_latency {
-            Some(t) => Some(t),
-            None if matches!(throttle.probe, Probe::None) => None,
+        let threshold = match self.policy.max_probe_latency {
+            Some(t) => t,
             None => {
                 let mut samples = Vec::with_capacity(BASELINE_SAMPLES);
                 for _ in 0..BASELINE_SAMPLES {
-                    samples.push(throttle.measure().await?);
+                    samples.push(self.measure(&probe).await?);
                 }
                 samples.sort();
                 let baseline = samples[samples.len() / 2];
-                Some((baseline * 2).max(baseline + Duration::from_millis(10)))
+                (baseline * 2).max(baseline + Duration::from_millis(10))
             }
         };
-        Ok(throttle)
+        Ok(Signal::Latency { probe, threshold })
     }
 
-    async fn measure(&self) -> Result<Duration> {
+    /// The median of a few readings of the source's active sessions.
+    async fn load_signal(&self) -> Result<Signal> {
+        let mut samples = Vec::with_capacity(BASELINE_SAMPLES);
+        for _ in 0..BASELINE_SAMPLES {
+            match self.source.active_sessions().await? {
+                Some(n) => samples.push(n),
+                None => return Ok(Signal::Nothing),
+            }
+        }
+        samples.sort_unstable();
+        Ok(Signal::Load(LoadMarks::from_baseline(samples[samples.len() / 2])))
+    }
+
+    async fn measure(&self, probe: &Probe) -> Result<Duration> {
         let started = Instant::now();
-        match &self.probe {
+        match probe {
             Probe::Sql(sql) => self.source.probe(sql).await?,
             Probe::KeyedRead(read) => {
                 self.source.read_batch(read, None, 1).await?;
             }
-            Probe::None => {}
         }
         Ok(started.elapsed())
     }
@@ -125,8 +197,9 @@ impl<'a> Throttle<'a> {
         if let Some((_, reason, _)) = self.state.pauses()?.into_iter().find(|(who, _, _)| who == "operator") {
             return Ok(Some((PauseCause::Operator, format!("paused by an operator: {reason}"))));
         }
-        if let Some(threshold) = self.threshold {
-            let took = self.measure().await?;
+        if let Signal::Latency { probe, threshold } = &self.signal {
+            let threshold = *threshold;
+            let took = self.measure(probe).await?;
             self.last_probe.set(Some(Instant::now()));
             if took > threshold {
                 return Ok(Some((
@@ -183,6 +256,7 @@ impl<'a> Throttle<'a> {
             }
             *self.paused.borrow_mut() = reason.clone();
             if reason.is_none() {
+                self.pace().await?;
                 return Ok(true);
             }
             self.cancel.check()?;
@@ -191,6 +265,40 @@ impl<'a> Throttle<'a> {
             }
             tokio::time::sleep(PAUSE_STEP).await;
         }
+    }
+}
+
+impl Throttle<'_> {
+    /// Reads the load and waits the delay it asks for before the next batch;
+    /// a change between full speed and a slowed pace is noted and audited.
+    async fn pace(&self) -> Result<()> {
+        let Signal::Load(marks) = &self.signal else { return Ok(()) };
+        let active = self.source.active_sessions().await?.unwrap_or(0);
+        let before = self.delay.get();
+        let delay = marks.next_delay(active, before);
+        self.delay.set(delay);
+        if before.is_zero() != delay.is_zero() {
+            self.state.audit(&AuditEvent::ThrottlePaced {
+                active_sessions: active,
+                baseline: marks.baseline,
+                delay_ms: delay.as_millis() as u64,
+            })?;
+            if delay.is_zero() {
+                self.progress.note(&format!("full speed again: {active} active session(s) on the source"));
+            } else {
+                self.progress.note(&format!(
+                    "slowing down: {active} active session(s) on the source against {} before the copy \
+                     (slower above {}, full speed again at {})",
+                    marks.baseline, marks.high, marks.low
+                ));
+            }
+        }
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            self.cancel.check()?;
+            tokio::time::sleep((until - Instant::now()).min(PAUSE_STEP)).await;
+        }
+        Ok(())
     }
 }
 
@@ -225,6 +333,23 @@ impl ChunkSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_slows_fast_and_recovers_slowly_with_hysteresis() {
+        let marks = LoadMarks::from_baseline(1);
+        assert_eq!((marks.high, marks.low), (5, 3));
+        let ms = Duration::from_millis;
+        assert_eq!(marks.next_delay(5, Duration::ZERO), Duration::ZERO, "at the high mark: full speed");
+        assert_eq!(marks.next_delay(6, Duration::ZERO), ms(100));
+        assert_eq!(marks.next_delay(6, ms(100)), ms(200), "doubled while the load stays high");
+        assert_eq!(marks.next_delay(4, ms(200)), ms(200), "between the marks: held");
+        assert_eq!(marks.next_delay(3, ms(200)), ms(150), "at the low mark: 50 ms less");
+        assert_eq!(marks.next_delay(3, ms(2000)), ms(1500), "or a quarter less");
+        assert_eq!(marks.next_delay(0, ms(30)), Duration::ZERO);
+        assert_eq!(marks.next_delay(50, ms(4000)), MAX_DELAY, "capped");
+        let busy = LoadMarks::from_baseline(20);
+        assert_eq!((busy.high, busy.low), (40, 30));
+    }
 
     #[test]
     fn chunk_size_follows_the_target_time() {

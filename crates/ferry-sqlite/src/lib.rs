@@ -956,6 +956,10 @@ impl Engine for SqliteEngine {
         Ok(None)
     }
 
+    async fn active_sessions(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
         self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
