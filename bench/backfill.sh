@@ -63,7 +63,7 @@ run_pipe() {
     echo "$(now) - $t0" | bc
 }
 
-run_ferry() { # source url, batch size
+run_ferry() { # source url, [policy] lines
     reset_pg_target
     local dir; dir=$(mktemp -d)
     cat > "$dir/ferry.toml" <<TOML
@@ -72,7 +72,7 @@ url = "$1"
 [target]
 url = "$PG/ferry_bench_dst"
 [policy]
-batch_size = $2
+$2
 [[table]]
 from = "items"
 TOML
@@ -104,40 +104,46 @@ LOAD
     echo "$t"
 }
 
-# Ferry at its default batch size (5000), and with batch_size = 20000.
-declare -a pipe ferry_pg ferry_pg20 ferry_my ferry_my20 pgl
+# Ferry at the default settings (the throttle paces by the source's load), with
+# the throttle off, and with the latency probe that was the default until the load pace.
+OFF='throttle = "off"'
+LATENCY='throttle = "latency"'
+declare -a pipe ferry_pg ferry_pg_off ferry_pg_lat ferry_my ferry_my_off ferry_my_lat pgl
 for i in $(seq "$RUNS"); do
     echo "== round $i/$RUNS"
-    pipe+=("$(run_pipe)");        echo "   psql \\copy pipe       ${pipe[-1]}s"
-    ferry_pg+=("$(run_ferry "$PG/ferry_bench_src" 5000)"); echo "   ferry PG->PG           ${ferry_pg[-1]}s"
-    ferry_pg20+=("$(run_ferry "$PG/ferry_bench_src" 20000)"); echo "   ferry PG->PG 20000     ${ferry_pg20[-1]}s"
-    pgl+=("$(run_pgloader)");     echo "   pgloader MySQL->PG     ${pgl[-1]}s"
-    ferry_my+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" 5000)"); echo "   ferry MySQL->PG        ${ferry_my[-1]}s"
-    ferry_my20+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" 20000)"); echo "   ferry MySQL->PG 20000  ${ferry_my20[-1]}s"
+    pipe+=("$(run_pipe)");        echo "   psql \\copy pipe          ${pipe[-1]}s"
+    ferry_pg+=("$(run_ferry "$PG/ferry_bench_src" "")"); echo "   ferry PG->PG              ${ferry_pg[-1]}s"
+    ferry_pg_off+=("$(run_ferry "$PG/ferry_bench_src" "$OFF")"); echo "   ferry PG->PG off          ${ferry_pg_off[-1]}s"
+    ferry_pg_lat+=("$(run_ferry "$PG/ferry_bench_src" "$LATENCY")"); echo "   ferry PG->PG latency      ${ferry_pg_lat[-1]}s"
+    pgl+=("$(run_pgloader)");     echo "   pgloader MySQL->PG        ${pgl[-1]}s"
+    ferry_my+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "")"); echo "   ferry MySQL->PG           ${ferry_my[-1]}s"
+    ferry_my_off+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "$OFF")"); echo "   ferry MySQL->PG off       ${ferry_my_off[-1]}s"
+    ferry_my_lat+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "$LATENCY")"); echo "   ferry MySQL->PG latency   ${ferry_my_lat[-1]}s"
 done
 
-m_pipe=$(printf '%s\n' "${pipe[@]}" | median)
-m_fpg=$(printf '%s\n' "${ferry_pg[@]}" | median)
-m_fpg20=$(printf '%s\n' "${ferry_pg20[@]}" | median)
-m_pgl=$(printf '%s\n' "${pgl[@]}" | median)
-m_fmy=$(printf '%s\n' "${ferry_my[@]}" | median)
-m_fmy20=$(printf '%s\n' "${ferry_my20[@]}" | median)
+med() { printf '%s\n' "$@" | median; }
+m_pipe=$(med "${pipe[@]}"); m_pgl=$(med "${pgl[@]}")
+m_fpg=$(med "${ferry_pg[@]}"); m_fpg_off=$(med "${ferry_pg_off[@]}"); m_fpg_lat=$(med "${ferry_pg_lat[@]}")
+m_fmy=$(med "${ferry_my[@]}"); m_fmy_off=$(med "${ferry_my_off[@]}"); m_fmy_lat=$(med "${ferry_my_lat[@]}")
 rate() { echo "$ROWS / $1" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
+row() { echo "| $1 | $2 | ${3}s | $(rate "$3") | ${4:+$(ratio "$4" "$3")x} |"; }
 
 {
     echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows, median of $RUNS runs; PostgreSQL $(psql_admin -Atc 'show server_version'), MariaDB $(my -N -e 'select version()')."
     echo
     echo "| comparison | tool | median wall time | rows/s | Ferry speed relative to peer |"
     echo "|---|---|---|---|---|"
-    echo "| PG -> PG | psql \\copy binary pipe | ${m_pipe}s | $(rate "$m_pipe") | |"
-    echo "| PG -> PG | ferry run --until backfill (batch_size 5000, the default) | ${m_fpg}s | $(rate "$m_fpg") | $(ratio "$m_pipe" "$m_fpg")x |"
-    echo "| PG -> PG | ferry run --until backfill (batch_size 20000) | ${m_fpg20}s | $(rate "$m_fpg20") | $(ratio "$m_pipe" "$m_fpg20")x |"
-    echo "| MariaDB -> PG | pgloader (workers 2, concurrency 1, batch rows 10000) | ${m_pgl}s | $(rate "$m_pgl") | |"
-    echo "| MariaDB -> PG | ferry run --until backfill (batch_size 5000, the default) | ${m_fmy}s | $(rate "$m_fmy") | $(ratio "$m_pgl" "$m_fmy")x |"
-    echo "| MariaDB -> PG | ferry run --until backfill (batch_size 20000) | ${m_fmy20}s | $(rate "$m_fmy20") | $(ratio "$m_pgl" "$m_fmy20")x |"
+    row "PG -> PG" "psql \\copy binary pipe" "$m_pipe"
+    row "PG -> PG" "ferry run --until backfill (default settings: load pace)" "$m_fpg" "$m_pipe"
+    row "PG -> PG" "ferry run --until backfill (throttle = \"off\")" "$m_fpg_off" "$m_pipe"
+    row "PG -> PG" "ferry run --until backfill (throttle = \"latency\", the old default)" "$m_fpg_lat" "$m_pipe"
+    row "MariaDB -> PG" "pgloader (workers 2, concurrency 1, batch rows 10000)" "$m_pgl"
+    row "MariaDB -> PG" "ferry run --until backfill (default settings: load pace)" "$m_fmy" "$m_pgl"
+    row "MariaDB -> PG" "ferry run --until backfill (throttle = \"off\")" "$m_fmy_off" "$m_pgl"
+    row "MariaDB -> PG" "ferry run --until backfill (throttle = \"latency\", the old default)" "$m_fmy_lat" "$m_pgl"
     echo
-    echo "Every run (seconds): pipe ${pipe[*]}; ferry PG ${ferry_pg[*]}; ferry PG 20000 ${ferry_pg20[*]}; pgloader ${pgl[*]}; ferry MariaDB ${ferry_my[*]}; ferry MariaDB 20000 ${ferry_my20[*]}."
+    echo "Every run (seconds): pipe ${pipe[*]}; ferry PG ${ferry_pg[*]}; off ${ferry_pg_off[*]}; latency ${ferry_pg_lat[*]}; pgloader ${pgl[*]}; ferry MariaDB ${ferry_my[*]}; off ${ferry_my_off[*]}; latency ${ferry_my_lat[*]}."
 } | tee "$OUT/backfill.md"
 
 if [ -z "${KEEP:-}" ]; then

@@ -331,6 +331,18 @@ pub enum OnConversionError {
     Quarantine,
 }
 
+/// What the throttle watches on the source (`[policy] throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleMode {
+    /// Pace the batches by the load other sessions put on the source (the default).
+    Load,
+    /// Pause while a latency probe is slower than its threshold (chosen too by
+    /// setting `latency_probe` or `max_probe_latency`).
+    Latency,
+    /// Neither: only replica lag and an operator's pause hold the work.
+    Off,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub batch_size: usize,
@@ -350,6 +362,8 @@ pub struct Policy {
     pub very_large_rows: u64,
     /// The time one batch should take; the batch size adapts to it. Zero keeps `batch_size` fixed.
     pub chunk_time: Duration,
+    /// What the throttle watches besides replicas and operators.
+    pub throttle: ThrottleMode,
     /// Source-dialect SQL timed before each batch; by default a keyed read of the first table.
     pub latency_probe: Option<String>,
     /// Pause while the probe takes longer than this. By default twice the
@@ -383,6 +397,7 @@ impl Default for Policy {
             big_bang_max_rows: 1_000_000,
             very_large_rows: 100_000_000,
             chunk_time: Duration::from_millis(500),
+            throttle: ThrottleMode::Load,
             latency_probe: None,
             max_probe_latency: None,
             verify_chunk_rows: 50_000,
@@ -525,6 +540,7 @@ mod raw {
         pub big_bang_max_rows: Option<Spanned<i64>>,
         pub very_large_rows: Option<Spanned<i64>>,
         pub chunk_time: Option<Spanned<String>>,
+        pub throttle: Option<Spanned<String>>,
         pub latency_probe: Option<Spanned<String>>,
         pub max_probe_latency: Option<Spanned<String>>,
         pub verify_chunk_rows: Option<Spanned<i64>>,
@@ -1162,6 +1178,20 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             *slot = *v.get_ref() as u64;
         }
     }
+    policy.throttle = match raw.throttle.as_ref().map(|t| (t, t.get_ref().as_str())) {
+        None if policy.latency_probe.is_some() || policy.max_probe_latency.is_some() => ThrottleMode::Latency,
+        None | Some((_, "load")) => ThrottleMode::Load,
+        Some((_, "latency")) => ThrottleMode::Latency,
+        Some((_, "off")) => ThrottleMode::Off,
+        Some((t, other)) => {
+            return Err(ctx.error(
+                t.span(),
+                format!("`policy.throttle`: unknown value `{other}`"),
+                "use \"load\" (the default: pace by the source's active sessions), \"latency\" (pause on a slow \
+                 latency probe) or \"off\"",
+            ))
+        }
+    };
     if let Some(o) = &raw.on_conversion_error {
         policy.on_conversion_error = match o.get_ref().as_str() {
             "stop" => OnConversionError::Stop,
@@ -1511,6 +1541,22 @@ not_null = true
 table = "users"
 drop_column = "verification_date"
 "#;
+
+    #[test]
+    fn the_throttle_paces_by_load_unless_told_otherwise() {
+        let with = |policy: &str| parse(&format!("{MINIMAL}[policy]\n{policy}\n")).map(|s| s.policy.throttle);
+        assert_eq!(parse(MINIMAL).unwrap().policy.throttle, ThrottleMode::Load);
+        assert_eq!(
+            with("max_probe_latency = \"50ms\"").unwrap(),
+            ThrottleMode::Latency,
+            "a threshold asks for the probe"
+        );
+        assert_eq!(with("latency_probe = \"SELECT 1\"").unwrap(), ThrottleMode::Latency);
+        assert_eq!(with("throttle = \"off\"").unwrap(), ThrottleMode::Off);
+        assert_eq!(with("throttle = \"load\"\nmax_probe_latency = \"1s\"").unwrap(), ThrottleMode::Load);
+        let e = with("throttle = \"fast\"").unwrap_err().to_string();
+        assert!(e.contains("policy.throttle") && e.contains("\"off\""), "{e}");
+    }
 
     #[test]
     fn changes_in_place_are_one_table_on_the_source() {

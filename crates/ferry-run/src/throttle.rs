@@ -21,7 +21,7 @@ use crate::mapping::TablePlan;
 use crate::progress::Progress;
 use crate::state::StateStore;
 use ferry_core::audit::PauseCause;
-use ferry_core::spec::{MAX_BATCH, MIN_BATCH};
+use ferry_core::spec::{ThrottleMode, MAX_BATCH, MIN_BATCH};
 use ferry_core::{AuditEvent, Policy};
 use ferry_engine::{Engine, ReadSpec, ReplicaLag, SelectItem};
 use std::cell::{Cell, RefCell};
@@ -119,10 +119,10 @@ impl<'a> Throttle<'a> {
             replica_lag: RefCell::new(None),
             cancel,
         };
-        throttle.signal = if policy.latency_probe.is_some() || policy.max_probe_latency.is_some() {
-            throttle.latency_signal(plans).await?
-        } else {
-            throttle.load_signal().await?
+        throttle.signal = match policy.throttle {
+            ThrottleMode::Latency => throttle.latency_signal(plans).await?,
+            ThrottleMode::Load => throttle.load_signal().await?,
+            ThrottleMode::Off => Signal::Nothing,
         };
         Ok(throttle)
     }
