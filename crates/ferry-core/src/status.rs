@@ -88,7 +88,7 @@ pub struct TableStatus {
 /// One operation of an in-place change and how far it has come.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OperationStatus {
-    /// add_column, rename_column, alter_type, drop_column, add_index, add_check, add_foreign_key.
+    /// add_column, rename_column, alter_type, drop_column, add_index, carry_index, add_check, add_foreign_key.
     pub kind: String,
     /// The column, index or constraint it concerns.
     pub subject: String,

@@ -24,6 +24,17 @@ pub enum OperationKind {
 }
 
 impl OperationKind {
+    pub const ALL: [OperationKind; 8] = [
+        OperationKind::AddColumn,
+        OperationKind::RenameColumn,
+        OperationKind::AlterType,
+        OperationKind::DropColumn,
+        OperationKind::AddIndex,
+        OperationKind::CarryIndex,
+        OperationKind::AddCheck,
+        OperationKind::AddForeignKey,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             OperationKind::AddColumn => "add_column",
@@ -305,6 +316,26 @@ impl<'a> InPlace<'a> {
             complete: self.drop_objects(false).into_iter().map(Statement::plain).collect(),
             finish,
             abort: self.drop_objects(true).into_iter().map(Statement::plain).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/in-place.md's table of operations and docs/status-json.md name every kind, and the stages.
+    #[test]
+    fn the_docs_name_every_operation_and_stage() {
+        let read =
+            |doc: &str| std::fs::read_to_string(format!("{}/../../docs/{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let (in_place, status) = (read("in-place.md"), read("status-json.md"));
+        for kind in OperationKind::ALL {
+            assert!(in_place.contains(&format!("`{}`", kind.name())), "docs/in-place.md lacks {}", kind.name());
+            assert!(status.contains(kind.name()), "docs/status-json.md lacks {}", kind.name());
+        }
+        for stage in crate::lifecycle::OperationStage::ALL {
+            assert!(status.contains(stage.name()) && in_place.contains(&format!("`{}`", stage.name())), "{stage:?}");
         }
     }
 }
