@@ -164,12 +164,9 @@ async fn load_from_other_sessions_slows_the_copy_down() {
                 let _ = session.exec(sleep).await;
             }));
         }
-        for _ in 0..200 {
-            if ws.audit_log().contains("throttle-paced") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let status = wait_for(&ws, "the throttle to slow the copy down", |s| !s["pace"].is_null()).await;
+        assert!(status["pace"]["delay_ms"].as_u64().unwrap() >= 100, "{status:#}");
+        assert!(status["pace"]["active_sessions"].as_u64().unwrap() > status["pace"]["baseline"].as_u64().unwrap());
         // Ended from outside: the copy goes on at full speed.
         let stop = if kind == Kind::Postgres {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' \

@@ -146,6 +146,9 @@ pub struct StatusReport {
     pub verification: Option<String>,
     /// Pauses in force: by an operator (`ferry pause`) or by the throttle.
     pub pauses: Vec<Pause>,
+    /// While a runner's load throttle slows the copy down: its pace (absent at full speed).
+    #[serde(default)]
+    pub pace: Option<Pace>,
     /// Which side serves the application's reads and writes.
     #[serde(default)]
     pub routing: Routing,
@@ -306,6 +309,18 @@ pub struct SwitchStatus {
     pub switched_at: Option<String>,
     /// How long no side took the application's writes, in milliseconds.
     pub write_unavailability_ms: Option<u64>,
+}
+
+/// The load throttle's pace: the delay it puts between batches and the reading that set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pace {
+    pub delay_ms: u64,
+    /// Statements other sessions were running in the source database.
+    pub active_sessions: u64,
+    /// The same, measured before the work started.
+    pub baseline: u64,
+    /// When the copy was first slowed down.
+    pub since: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

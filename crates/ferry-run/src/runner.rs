@@ -148,6 +148,7 @@ impl Migration {
             // `ferry verify` beside a runner makes a throttle too, and must not
             // clear the runner's pause.)
             migration.state.set_pause("throttle", None)?;
+            migration.state.set_pace(None)?;
             let command = if invocation.command.is_empty() { "run" } else { invocation.command.as_str() };
             migration._heartbeat = Some(crate::Heartbeat::start(migration.state.path(), command)?);
         }
@@ -1106,6 +1107,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         quarantined_rows: 0,
         verification: None,
         pauses: Vec::new(),
+        pace: None,
         routing: Default::default(),
         switch: None,
         soak: None,
@@ -1152,6 +1154,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
             .filter(|(by, _, _)| by != "throttle" || running)
             .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
             .collect(),
+        pace: state.pace()?.filter(|_| running),
         runner,
         generated_at,
         cutover: match &spec.cutover {

@@ -689,6 +689,22 @@ impl StateStore {
         }
     }
 
+    /// Records the load throttle's pace (None: full speed).
+    pub fn set_pace(&self, pace: Option<&ferry_core::status::Pace>) -> Result<()> {
+        match pace {
+            Some(p) => {
+                let json = serde_json::to_string(p).map_err(|e| RunError::state(e.to_string()))?;
+                self.set_meta("throttle_pace", &json)
+            }
+            None => self.clear_meta(&["throttle_pace"]),
+        }
+    }
+
+    /// The load throttle's pace, as last recorded.
+    pub fn pace(&self) -> Result<Option<ferry_core::status::Pace>> {
+        Ok(self.meta("throttle_pace")?.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
     /// Every active pause: (who, reason, since).
     pub fn pauses(&self) -> Result<Vec<(String, String, String)>> {
         let mut out = Vec::new();
@@ -700,8 +716,6 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Forgets a table's progress (after a rollback), keeping the audit log:
-    /// its verifications, quarantined rows and history described a copy that is gone.
     /// Records the operations of `target`'s in-place change that the store
     /// does not know yet, as pending.
     pub fn register_operations(&self, target: &str, operations: &[Operation]) -> Result<()> {
@@ -754,6 +768,9 @@ impl StateStore {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Forgets a table's progress (after a rollback), keeping the audit log:
+    /// its verifications, quarantined rows, operations and history described
+    /// a copy or a change that is gone.
     pub fn reset_table(&self, target: &str) -> Result<()> {
         for table in
             ["tables", "changed_keys", "verifications", "verify_checkpoints", "quarantine", "samples", "operations"]

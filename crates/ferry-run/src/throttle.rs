@@ -277,6 +277,19 @@ impl Throttle<'_> {
         let before = self.delay.get();
         let delay = marks.next_delay(active, before);
         self.delay.set(delay);
+        if delay != before {
+            let since = match self.state.pace()? {
+                Some(p) if !before.is_zero() => p.since,
+                _ => crate::state::timestamp(crate::state::now()),
+            };
+            let pace = ferry_core::status::Pace {
+                delay_ms: delay.as_millis() as u64,
+                active_sessions: active,
+                baseline: marks.baseline,
+                since,
+            };
+            self.state.set_pace((!delay.is_zero()).then_some(&pace))?;
+        }
         if before.is_zero() != delay.is_zero() {
             self.state.audit(&AuditEvent::ThrottlePaced {
                 active_sessions: active,

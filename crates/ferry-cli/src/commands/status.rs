@@ -124,6 +124,15 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     for p in &report.pauses {
         outln!("PAUSED by {} since {}: {}", p.by, p.since, p.reason);
     }
+    if let Some(p) = &report.pace {
+        outln!(
+            "SLOWED by the throttle since {}: {} ms between batches ({} active session(s) on the source, {} before the copy)",
+            p.since,
+            p.delay_ms,
+            p.active_sessions,
+            p.baseline
+        );
+    }
     if report.quarantined_rows > 0 {
         outln!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
     }
