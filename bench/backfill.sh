@@ -2,7 +2,7 @@
 # Backfill speed, measured against real peers in the same run:
 #   (1) PostgreSQL -> PostgreSQL: Ferry vs. psql \copy (binary) piped into psql \copy
 #   (2) MariaDB -> PostgreSQL:     Ferry vs. pgloader
-# 1,000,000 rows of 6 mixed columns. Each tool runs RUNS times, alternating,
+# 1,000,000 rows of 7 mixed columns (text with 4-byte UTF-8, jsonb / json). Each tool runs RUNS times, alternating,
 # into a fresh empty table; the median wall time is reported.
 #
 #   bench/backfill.sh [ROWS] [RUNS]      results: bench/out/backfill.md
@@ -31,20 +31,21 @@ echo "== preparing $ROWS rows"
 for db in ferry_bench_src ferry_bench_dst; do
     psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
-TABLE_DDL="(id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), created_at timestamptz NOT NULL, active boolean NOT NULL, score double precision)"
+TABLE_DDL="(id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), created_at timestamptz NOT NULL, active boolean NOT NULL, score double precision, attrs jsonb)"
 psql_db ferry_bench_src -c "CREATE TABLE items $TABLE_DDL" -c "
     INSERT INTO items
-    SELECT g, 'item ' || g || ' ' || md5(g::text), round((random() * 100000)::numeric, 2),
+    SELECT g, 'item 🚀 ' || g || ' ' || md5(g::text), round((random() * 100000)::numeric, 2),
            timestamptz '2024-01-01' + g * interval '17 seconds', g % 3 = 0,
-           CASE WHEN g % 10 = 0 THEN NULL ELSE random() * 1000 END
+           CASE WHEN g % 10 = 0 THEN NULL ELSE random() * 1000 END,
+           jsonb_build_object('n', g, 'tag', 'Zürich 🚀', 'list', jsonb_build_array(g, g * 2, md5(g::text)))
     FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE items"
 
 my -e "DROP DATABASE IF EXISTS ferry_bench; CREATE DATABASE ferry_bench CHARACTER SET utf8mb4"
 my ferry_bench -e "CREATE TABLE items (id bigint PRIMARY KEY, name longtext NOT NULL, amount decimal(12,2),
-    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double)"
-psql_db ferry_bench_src -c "\copy (SELECT id, name, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), active::int, score FROM items ORDER BY id) TO '$PWD/$OUT/items.tsv'"
+    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double, attrs json)"
+psql_db ferry_bench_src -c "\copy (SELECT id, name, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), active::int, score, attrs::text FROM items ORDER BY id) TO '$PWD/$OUT/items.tsv'"
 my --local-infile=1 ferry_bench -e "LOAD DATA LOCAL INFILE '$PWD/$OUT/items.tsv' INTO TABLE items
-    FIELDS TERMINATED BY '\t' LINES TERMINATED BY '\n' (id, name, @amount, created_at, active, @score)
+    FIELDS TERMINATED BY '\t' LINES TERMINATED BY '\n' (id, name, @amount, created_at, active, @score, attrs)
     SET amount = NULLIF(@amount, '\\\\N'), score = NULLIF(@score, '\\\\N'); ANALYZE TABLE items" >/dev/null
 rm -f "$OUT/items.tsv"
 
@@ -67,6 +68,10 @@ run_ferry() { # source url, [policy] lines
     reset_pg_target
     local dir; dir=$(mktemp -d)
     cat > "$dir/ferry.toml" <<TOML
+[migration]
+downtime = "0s"
+rollback = "lossless"
+owner = "bench@example.com"
 [source]
 url = "$1"
 [target]

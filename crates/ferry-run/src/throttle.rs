@@ -83,6 +83,7 @@ impl LoadMarks {
 }
 
 pub struct Throttle<'a> {
+    /// The source, on a connection of the throttle's own where it can be.
     source: Arc<dyn Engine>,
     state: &'a StateStore,
     policy: &'a Policy,
