@@ -466,7 +466,8 @@ impl Migration {
             return self.source.clone();
         }
         match crate::connect::open(&self.spec.source_url, &self.spec.base_dir(), crate::connect::Role::Source).await {
-            Ok(engine) => engine,
+            // Watched like the copy's: a frozen server is a lost connection here too, not a hang.
+            Ok(engine) => Arc::new(ferry_engine::Watched::new(engine, self.spec.policy.liveness_check)),
             Err(e) => {
                 progress.note(&format!(
                     "the throttle reads the source's load on the copy's connection (a second one failed: {})",
