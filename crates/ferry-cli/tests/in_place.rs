@@ -825,3 +825,24 @@ async fn sqlite_s_rebuild_keeps_the_autoincrement_sequence() {
         assert_eq!(scalar(&db, "SELECT max(id) FROM users").await, "7", "{rows_kept} rows kept");
     }
 }
+
+/// An index created on a renamed column after expand was not copied: contract
+/// refuses naming it, and leaves it, rather than taking it for a carried one.
+#[tokio::test]
+async fn an_index_made_after_expand_on_an_old_column_stops_contract() {
+    let db = TestDb::new(Kind::Postgres).await;
+    db.exec("CREATE TABLE people (id integer PRIMARY KEY, fullname varchar(100))").await;
+    db.exec("INSERT INTO people VALUES (1, 'a'), (2, 'b')").await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&format!(
+        "{MIGRATION}[source]\nurl = \"{}\"\n\n[[change]]\ntable = \"people\"\nrename_column = \"fullname\"\nto = \"full_name\"\n",
+        db.url
+    ));
+    ws.run(&["run"]).assert_code(0);
+    db.exec("CREATE INDEX people_late ON people (fullname)").await;
+    let refused = ws.run(&["contract", "--confirm"]);
+    assert_ne!(refused.code, Some(0), "{refused}");
+    assert!(refused.stderr.contains("people_late"), "{refused}");
+    let schema = db.engine().await.introspect(&ferry_core::TableName::parse("people")).await.unwrap();
+    assert!(schema.indexes.iter().any(|i| i.name == "people_late"), "{schema:?}");
+}

@@ -311,7 +311,9 @@ impl Migration {
             if operations.is_empty() {
                 continue;
             }
-            if !change.carried.is_empty() && self.state.meta(&change.carried_key())?.is_none() {
+            // Recorded even when empty: an index created on an old column after expand was not
+            // copied, and must not be taken for carried (dropped at contract) by a later command.
+            if self.state.meta(&change.carried_key())?.is_none() {
                 let json = serde_json::to_string(&change.carried).map_err(|e| RunError::state(e.to_string()))?;
                 self.state.set_meta(&change.carried_key(), &json)?;
             }
