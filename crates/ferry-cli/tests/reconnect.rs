@@ -107,6 +107,48 @@ async fn target_mariadb_restarts_mid_backfill_and_mid_sync() {
     ws.run(&["verify"]).assert_code(0);
 }
 
+/// A target PostgreSQL that crashes mid-backfill (an immediate stop, as
+/// `pg_ctl stop -m immediate` does) loses the commits whose WAL was still in
+/// memory: the backfill's commits do not wait for the disk, and each carries
+/// its batch's checkpoint, so rows and checkpoints are lost together. The
+/// resumed run takes the target's checkpoint over the state store's, copies
+/// the lost rows again, and the tables end equal, row for row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_postgres_crash_loses_commits_and_the_copy_redoes_them() {
+    // WAL stays in memory for seconds (no write before 10 s or 64 MB), so
+    // the crash loses every commit since the copy's first one was flushed.
+    let mut server = LogicalPostgres::start_with_settings(&[
+        "wal_buffers=16MB",
+        "wal_writer_delay=10s",
+        "wal_writer_flush_after=64MB",
+    ]);
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::on(Kind::Postgres, &server.server()).await;
+    let (ws, run) = slow_run(&src, &dst).await;
+    let recorded = ws.status_json()["tables"][0]["rows_copied"].as_u64().unwrap();
+    server.restart(Duration::from_millis(500));
+    assert_survived(run, &src, &dst).await;
+
+    let audit = ws.audit_log();
+    let followed = audit.lines().find_map(|l| l.split("checkpoint-followed: ").nth(1)).unwrap_or_else(|| {
+        panic!("the resume took the target's checkpoint (recorded {recorded} rows before the crash):\n{audit}")
+    });
+    let field = |name: &str| -> u64 {
+        let at = followed.split(&format!("{name}=")).nth(1).unwrap();
+        at.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+    };
+    assert!(
+        field("target_rows") < field("recorded_rows") && field("recorded_rows") >= recorded,
+        "the crash lost rows the state store had recorded, and the copy went back to the target's: {followed}"
+    );
+    let state = ws.status_json();
+    assert_eq!(state["tables"][0]["rows_copied"].as_u64(), Some(ROWS as u64), "{state:#}");
+    assert!(
+        !dst.engine().await.table_exists(&ferry_core::TableName::parse("ferry_checkpoint")).await.unwrap(),
+        "the checkpoints go once the copy is done"
+    );
+}
+
 /// Whether replay caught up (nothing pending, `rows` on the target) within 30 s.
 async fn caught_up(ws: &Workspace, dst: &TestDb, rows: u64) -> bool {
     for _ in 0..300 {

@@ -274,6 +274,13 @@ pub enum AuditEvent {
         rows_copied: u64,
         redoing_batch: bool,
     },
+    /// The state store took the target's checkpoint of a table: the target
+    /// committed a batch the store had not recorded, or lost commits (a crash).
+    CheckpointFollowed {
+        table: String,
+        recorded_rows: u64,
+        target_rows: u64,
+    },
     BackfillCompleted {
         table: String,
         rows: u64,
@@ -352,6 +359,7 @@ impl AuditEvent {
             AuditEvent::ChangedKeysChecked { .. } => "changed-keys-checked",
             AuditEvent::OperationStage { .. } => "operation-stage",
             AuditEvent::BackfillResumed { .. } => "backfill-resumed",
+            AuditEvent::CheckpointFollowed { .. } => "checkpoint-followed",
             AuditEvent::BackfillCompleted { .. } => "backfill-completed",
             AuditEvent::RowQuarantined { .. } => "row-quarantined",
             AuditEvent::IntegrityCheck { .. } => "integrity-check",
@@ -442,6 +450,9 @@ impl AuditEvent {
             }
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
+            }
+            AuditEvent::CheckpointFollowed { table, recorded_rows, target_rows } => {
+                format!("table={table}, recorded_rows={recorded_rows}, target_rows={target_rows}")
             }
             AuditEvent::BackfillCompleted { table, rows, batches, batches_redone } => {
                 format!("table={table}, rows={rows}, batches={batches}, batches_redone={batches_redone}")
@@ -578,6 +589,7 @@ mod tests {
             AuditEvent::OperationStage { table: s(), operation: s(), stage: s() },
             AuditEvent::ThrottlePaced { active_sessions: 0, baseline: 0, delay_ms: 0 },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
+            AuditEvent::CheckpointFollowed { table: s(), recorded_rows: 0, target_rows: 0 },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
             AuditEvent::CheckRun { name: s(), expected: 0, actual: None, passed: true },
@@ -630,6 +642,7 @@ mod tests {
                 | AuditEvent::OperationStage { .. }
                 | AuditEvent::ThrottlePaced { .. }
                 | AuditEvent::BackfillResumed { .. }
+                | AuditEvent::CheckpointFollowed { .. }
                 | AuditEvent::BackfillCompleted { .. }
                 | AuditEvent::RowQuarantined { .. }
                 | AuditEvent::CheckRun { .. }

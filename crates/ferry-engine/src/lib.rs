@@ -5,6 +5,7 @@
 //! only knows how to talk to its database: introspect, create, read a key
 //! range in key order, upsert, count, and hold an advisory lock.
 
+pub mod checkpoint;
 mod error;
 mod scope;
 pub mod sql;
@@ -12,6 +13,7 @@ pub mod tls;
 mod url;
 mod watched;
 
+pub use crate::checkpoint::{Checkpoint, CHECKPOINT_TABLE};
 pub use crate::error::{EngineError, ErrorKind, Result};
 pub use crate::scope::{CaptureScope, ScopeCell};
 pub use crate::url::{DatabaseUrl, EngineKind};
@@ -109,6 +111,16 @@ pub fn wrap_sum(decimal: &str) -> u64 {
     } else {
         value
     }
+}
+
+/// Whether a commit must be on disk before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// A crash of the server may lose it (with everything committed after
+    /// it); what it committed is still all or nothing.
+    Deferred,
+    /// On disk, with every commit before it, when the commit returns.
+    Immediate,
 }
 
 /// One captured change: its place in the log and the key of the row it touched.
@@ -523,6 +535,20 @@ pub trait Engine: Send + Sync {
     /// Inserts the rows, replacing any row with the same key. Idempotent:
     /// writing the same rows twice leaves the same table.
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()>;
+
+    /// [`Engine::upsert`], and in the same transaction `checkpoint` into
+    /// [`CHECKPOINT_TABLE`] (which must exist): the rows and their checkpoint
+    /// are committed, or lost, together. With [`Durability::Deferred`] the
+    /// commit may return before it is on disk where the engine can say so
+    /// for one transaction (PostgreSQL); [`Durability::Immediate`] makes it,
+    /// and every commit before it, durable.
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        durability: Durability,
+    ) -> Result<()>;
 
     /// Deletes the rows with the given keys; missing keys are ignored.
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()>;

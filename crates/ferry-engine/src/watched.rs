@@ -13,8 +13,8 @@
 //! commands that reconnect (`run`, `sync`, `verify`) survive.
 
 use crate::{
-    CaptureLag, CaptureScope, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum,
-    ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
+    CaptureLag, CaptureScope, Change, Checkpoint, Durability, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
+    LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use async_trait::async_trait;
 use ferry_core::{
@@ -176,6 +176,15 @@ impl Engine for Watched {
     }
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
         self.watch(self.inner.upsert(write, rows)).await
+    }
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        durability: Durability,
+    ) -> Result<()> {
+        self.watch(self.inner.upsert_checkpointed(write, rows, checkpoint, durability)).await
     }
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
         self.watch(self.inner.delete_keys(write, keys)).await

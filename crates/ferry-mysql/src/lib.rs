@@ -26,9 +26,9 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::tls::{TlsDialect, TlsMode, TlsSettings};
 use ferry_engine::{
-    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
-    EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
-    SelectItem, WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability,
+    Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows,
+    SchemaSupport, SelectItem, WriteSpec,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -511,6 +511,51 @@ fn read_value(v: mysql_async::Value, column: &mysql_async::Column) -> Value {
             _ => Value::Text(format!("{}{}:{mi:02}:{s:02}", if negative { "-" } else { "" }, days * 24 + h as u32)),
         },
     }
+}
+
+impl MysqlEngine {
+    /// Upserts `rows` in statements under the server's limits, with the
+    /// batch's checkpoint in the same transaction.
+    async fn write_rows(&self, write: &WriteSpec, rows: Rows, checkpoint: Option<&Checkpoint>) -> Result<()> {
+        if rows.is_empty() && checkpoint.is_none() {
+            return Ok(());
+        }
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let updates: Vec<String> =
+            names.iter().filter(|n| !write.key.contains(n)).map(|n| format!("{0} = VALUES({0})", Q.ident(n))).collect();
+        let on_duplicate =
+            if updates.is_empty() { format!("{0} = {0}", Q.ident(&write.key[0])) } else { updates.join(", ") };
+        let max_rows = (MAX_PARAMS / names.len().max(1)).max(1);
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            while end < rows.len() && end - start < max_rows && (end == start || bytes < MAX_STATEMENT_BYTES) {
+                bytes += rows[end].iter().map(byte_size).sum::<usize>();
+                end += 1;
+            }
+            let sql = format!("{} ON DUPLICATE KEY UPDATE {on_duplicate}", Q.insert(&write.table, &names, end - start));
+            let params: Vec<mysql_async::Value> = rows[start..end].iter().flatten().map(bind).collect();
+            tx.exec_drop(sql, Params::Positional(params))
+                .await
+                .map_err(|e| map_err(e).context(format_args!("writing {}", write.table)))?;
+            start = end;
+        }
+        if let Some(checkpoint) = checkpoint {
+            let params: Vec<mysql_async::Value> = checkpoint.row().iter().map(bind).collect();
+            tx.exec_drop(checkpoint_upsert(), Params::Positional(params)).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+}
+
+/// The upsert of a checkpoint row.
+fn checkpoint_upsert() -> String {
+    let updates: Vec<String> =
+        Checkpoint::updated_columns().iter().map(|c| format!("{0} = VALUES({0})", Q.ident(c))).collect();
+    format!("{} ON DUPLICATE KEY UPDATE {}", Checkpoint::insert_sql(Q), updates.join(", "))
 }
 
 fn bind(v: &Value) -> mysql_async::Value {
@@ -1107,33 +1152,19 @@ impl Engine for MysqlEngine {
     }
 
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
-        let updates: Vec<String> =
-            names.iter().filter(|n| !write.key.contains(n)).map(|n| format!("{0} = VALUES({0})", Q.ident(n))).collect();
-        let on_duplicate =
-            if updates.is_empty() { format!("{0} = {0}", Q.ident(&write.key[0])) } else { updates.join(", ") };
-        let max_rows = (MAX_PARAMS / names.len().max(1)).max(1);
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
-        let mut start = 0;
-        while start < rows.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < rows.len() && end - start < max_rows && (end == start || bytes < MAX_STATEMENT_BYTES) {
-                bytes += rows[end].iter().map(byte_size).sum::<usize>();
-                end += 1;
-            }
-            let sql = format!("{} ON DUPLICATE KEY UPDATE {on_duplicate}", Q.insert(&write.table, &names, end - start));
-            let params: Vec<mysql_async::Value> = rows[start..end].iter().flatten().map(bind).collect();
-            tx.exec_drop(sql, Params::Positional(params))
-                .await
-                .map_err(|e| map_err(e).context(format_args!("writing {}", write.table)))?;
-            start = end;
-        }
-        tx.commit().await.map_err(map_err)
+        self.write_rows(write, rows, None).await
+    }
+
+    /// `durability` is the server's: `innodb_flush_log_at_trx_commit` and
+    /// `sync_binlog` are global settings, not a session's (docs/engines.md).
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        _durability: Durability,
+    ) -> Result<()> {
+        self.write_rows(write, rows, Some(checkpoint)).await
     }
 
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {

@@ -26,9 +26,9 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::tls::{TlsDialect, TlsFailure, TlsMode, TlsSettings};
 use ferry_engine::{
-    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError,
-    EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport,
-    SelectItem, WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability,
+    Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows,
+    SchemaSupport, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -244,6 +244,52 @@ impl PostgresEngine {
             out.push(values);
         }
         Ok(out)
+    }
+
+    /// Upserts `rows` (COPY, or COPY into a stage and merge when a key is
+    /// already there), with the batch's checkpoint in the same transaction.
+    async fn write_rows(&self, write: &WriteSpec, rows: Rows, commit: Option<(&Checkpoint, Durability)>) -> Result<()> {
+        if rows.is_empty() && commit.is_none() {
+            return Ok(());
+        }
+        let mut client = self.client.lock().await;
+        let types = self.copy_types(&client, write).await?;
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let context = |e: EngineError| e.context(format_args!("writing {}", write.table));
+
+        // Fast path: COPY straight in. A key that is already there makes the
+        // whole COPY fail and roll back, and the merge path below takes over.
+        // No rows: the transaction writes the checkpoint alone (no COPY).
+        let payload = if rows.is_empty() { Bytes::new() } else { encode_copy(&types, &rows).map_err(context)? };
+        let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", Q.table(&write.table), Q.idents(&names));
+        match copy_rows(&mut client, &direct, None, &payload, commit).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.as_db_error().is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(context(map_err(e))),
+        }
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| !write.key.contains(n))
+            .map(|n| format!("{0} = EXCLUDED.{0}", Q.ident(n)))
+            .collect();
+        let on_conflict =
+            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
+        let stage = Q.ident("ferry_stage");
+        let prepare = format!(
+            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {t} WITH NO DATA",
+            cols = Q.idents(&names),
+            t = Q.table(&write.table)
+        );
+        let merge = format!(
+            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) {on_conflict}",
+            t = Q.table(&write.table),
+            cols = Q.idents(&names),
+            key = Q.idents(&write.key)
+        );
+        let staged = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", Q.idents(&names));
+        copy_rows(&mut client, &staged, Some((&prepare, &merge)), &payload, commit)
+            .await
+            .map_err(|e| context(map_err(e)))
     }
 
     async fn copy_types(&self, client: &Client, write: &WriteSpec) -> Result<Vec<Type>> {
@@ -1172,41 +1218,17 @@ impl Engine for PostgresEngine {
     }
 
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
-        let mut client = self.client.lock().await;
-        let types = self.copy_types(&client, write).await?;
-        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
-        let context = |e: EngineError| e.context(format_args!("writing {}", write.table));
+        self.write_rows(write, rows, None).await
+    }
 
-        // Fast path: COPY straight in. A key that is already there makes the
-        // whole COPY fail and roll back, and the merge path below takes over.
-        let payload = encode_copy(&types, &rows).map_err(context)?;
-        let direct = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", Q.table(&write.table), Q.idents(&names));
-        match copy_rows(&mut client, &direct, None, &payload).await {
-            Ok(()) => return Ok(()),
-            Err(e) if e.as_db_error().is_some_and(|db| *db.code() == SqlState::UNIQUE_VIOLATION) => {}
-            Err(e) => return Err(context(map_err(e))),
-        }
-        let updates: Vec<String> = names
-            .iter()
-            .filter(|n| !write.key.contains(n))
-            .map(|n| format!("{0} = EXCLUDED.{0}", Q.ident(n)))
-            .collect();
-        let on_conflict =
-            if updates.is_empty() { "DO NOTHING".to_string() } else { format!("DO UPDATE SET {}", updates.join(", ")) };
-        let stage = Q.ident("ferry_stage");
-        let prepare = format!(
-            "CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {t} WITH NO DATA",
-            cols = Q.idents(&names),
-            t = Q.table(&write.table)
-        );
-        let merge = format!(
-            "INSERT INTO {t} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) {on_conflict}",
-            t = Q.table(&write.table),
-            cols = Q.idents(&names),
-            key = Q.idents(&write.key)
-        );
-        let staged = format!("COPY {stage} ({}) FROM STDIN (FORMAT binary)", Q.idents(&names));
-        copy_rows(&mut client, &staged, Some((&prepare, &merge)), &payload).await.map_err(|e| context(map_err(e)))
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        durability: Durability,
+    ) -> Result<()> {
+        self.write_rows(write, rows, Some((checkpoint, durability))).await
     }
 
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
@@ -1721,11 +1743,45 @@ async fn copy_rows(
     copy_sql: &str,
     around: Option<(&str, &str)>,
     payload: &Bytes,
+    commit: Option<(&Checkpoint, Durability)>,
 ) -> std::result::Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
+    if let Some((_, Durability::Deferred)) = commit {
+        // The checkpoint commits with the rows: a crash loses both, and the
+        // resume redoes them, so this commit need not wait for the WAL flush.
+        tx.batch_execute("SET LOCAL synchronous_commit = off").await?;
+    }
     if let Some((before, _)) = around {
         tx.batch_execute(before).await?;
     }
+    if !payload.is_empty() {
+        copy_payload(&tx, copy_sql, payload).await?;
+    }
+    if let Some((_, after)) = around {
+        tx.batch_execute(after).await?;
+    }
+    if let Some((checkpoint, _)) = commit {
+        let row = checkpoint.row();
+        let params: Vec<Encode> = row.iter().map(Encode).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        tx.execute(checkpoint_upsert().as_str(), &refs).await?;
+    }
+    tx.commit().await
+}
+
+/// The upsert of a checkpoint row.
+fn checkpoint_upsert() -> String {
+    let updates: Vec<String> =
+        Checkpoint::updated_columns().iter().map(|c| format!("{0} = EXCLUDED.{0}", Q.ident(c))).collect();
+    let key: Vec<String> = Checkpoint::key_columns().iter().map(|c| c.to_string()).collect();
+    format!("{} ON CONFLICT ({}) DO UPDATE SET {}", Checkpoint::insert_sql(Q), Q.idents(&key), updates.join(", "))
+}
+
+async fn copy_payload(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy_sql: &str,
+    payload: &Bytes,
+) -> std::result::Result<(), tokio_postgres::Error> {
     let sink = tx.copy_in::<_, Bytes>(copy_sql).await?;
     pin_mut!(sink);
     let mut start = 0;
@@ -1735,10 +1791,7 @@ async fn copy_rows(
         start = end;
     }
     sink.as_mut().finish().await?;
-    if let Some((_, after)) = around {
-        tx.batch_execute(after).await?;
-    }
-    tx.commit().await
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,21 +1,27 @@
 //! Phase 2: copy existing rows in key order, one checkpointed batch at a time.
 //!
 //! A reader task fetches the next batch while the current one is written.
-//! Before a batch is written its intent is recorded; after, its last key.
-//! A run killed between the two redoes exactly that batch, and the upsert
-//! makes the redo harmless.
+//! Each batch's checkpoint (its last key, the rows and batches so far) is
+//! written into the target in the batch's own transaction
+//! ([`ferry_engine::checkpoint`]), so the target's commit is the checkpoint
+//! and need not wait for the disk: a crash of the target loses rows and
+//! checkpoint together. The state store follows the target: before a batch
+//! its intent is recorded, after it its checkpoint, and a resume first takes
+//! the target's. A run killed between the two redoes at most that batch, and
+//! the upsert makes the redo harmless.
 
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
-use crate::state::StateStore;
+use crate::state::{StateStore, TableProgress};
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::convert::convert;
 use ferry_core::lifecycle::TableStage;
 use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
-use ferry_engine::{Engine, ErrorKind, Rows, WriteSpec};
+use ferry_engine::sql::Dialect;
+use ferry_engine::{Checkpoint, Durability, Engine, ErrorKind, Rows, WriteSpec};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -65,6 +71,7 @@ impl Backfill<'_> {
             crate::keycheck::refuse_colliding_keys(&*self.source, &*self.target, plan).await?;
             self.state.set_table_stage(&target, TableStage::Copying)?;
         }
+        let progress = self.follow_target(plan, progress).await?;
         let total = match progress.rows_total {
             Some(t) => Some(t),
             None => {
@@ -125,6 +132,7 @@ impl Backfill<'_> {
         let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
         let mut redo = progress.pending_batch;
         let mut copied = 0u64;
+        let mut checkpoint: Option<Checkpoint> = None;
         let result: Result<()> = async {
             while let Some(batch) = rx.recv().await {
                 let rows = batch.map_err(|e| RunError::from(e).context(plan.origin()))?;
@@ -139,7 +147,15 @@ impl Backfill<'_> {
                 }
                 self.state.begin_batch(&target)?;
                 let started = std::time::Instant::now();
-                self.write_batch(plan, write, converted).await?;
+                let next = Checkpoint {
+                    table: target.clone(),
+                    chunk: 0,
+                    last_key: key_json(&last_key)?,
+                    rows: (progress.rows_copied + copied + count) as i64,
+                    batches: checkpoint.as_ref().map_or(progress.batches as i64, |c| c.batches) + 1,
+                };
+                self.write_batch(plan, write, converted, Some(&next)).await?;
+                checkpoint = Some(next);
                 chunk.record(count as usize, started.elapsed());
                 self.state.complete_batch(&target, &last_key, &key_display, count, redo)?;
                 redo = false;
@@ -155,9 +171,92 @@ impl Backfill<'_> {
         .await;
         reader.abort();
         result?;
+        self.seal(write, checkpoint, &target, &progress).await?;
         self.state.complete_backfill(&target)?;
         self.progress.task_finished(&task);
         Ok(copied)
+    }
+
+    /// Takes the target's checkpoint of `plan`'s table into the state store
+    /// when the two differ: the target committed a batch the state store did
+    /// not record (a kill between the two), or lost batches the state store
+    /// recorded (a crash of the target server, whose last commits need not
+    /// be on disk). Either way the copy resumes after what the target holds.
+    async fn follow_target(&self, plan: &TablePlan, local: TableProgress) -> Result<TableProgress> {
+        let target = plan.target_display();
+        let create = Checkpoint::create_sql(Dialect::of(self.target.kind()));
+        self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await?;
+        let found = self.target.read_keys(&Checkpoint::read_spec(), &[Checkpoint::key(&target, 0)]).await?;
+        let committed = match found.first() {
+            Some(row) => Some(Checkpoint::from_row(row).ok_or_else(|| {
+                RunError::state(format!("the target's checkpoint of {target} cannot be read: {row:?}"))
+            })?),
+            None => None,
+        };
+        let (rows, batches) = committed.as_ref().map_or((0, 0), |c| (c.rows as u64, c.batches as u64));
+        let last_key: Option<Vec<Value>> = match &committed {
+            Some(c) => Some(serde_json::from_str(&c.last_key).map_err(|e| {
+                RunError::state(format!("the target's checkpoint key of {target} ({}): {e}", c.last_key))
+            })?),
+            None => None,
+        };
+        if rows == local.rows_copied && batches == local.batches && last_key == local.last_key {
+            return Ok(local);
+        }
+        let display = last_key.as_ref().map(|k| describe_key(&plan.key_source, k));
+        let note = if batches < local.batches {
+            format!(
+                "{target}: the target holds {rows} copied rows, the state store recorded {}; \
+                 the target lost its last commits (a crash?), copying them again",
+                local.rows_copied
+            )
+        } else {
+            format!("{target}: the target committed {rows} rows, the state store had recorded {}", local.rows_copied)
+        };
+        self.progress.note(&note);
+        tracing::warn!("{note}");
+        self.state.audit(&AuditEvent::CheckpointFollowed {
+            table: target.clone(),
+            recorded_rows: local.rows_copied,
+            target_rows: rows,
+        })?;
+        let pending = local.pending_batch && batches <= local.batches;
+        let committed_key = last_key.as_deref().zip(display.as_deref());
+        self.state.follow_target(&target, committed_key, rows, batches, pending)?;
+        Ok(TableProgress {
+            rows_copied: rows,
+            batches,
+            last_key,
+            last_key_display: display,
+            pending_batch: pending,
+            ..local
+        })
+    }
+
+    /// Makes the table's copy durable on the target: a commit that waits for
+    /// the disk, and so for every commit before it. Only then is the table
+    /// recorded as copied.
+    async fn seal(
+        &self,
+        write: &WriteSpec,
+        last: Option<Checkpoint>,
+        target: &str,
+        resumed: &TableProgress,
+    ) -> Result<()> {
+        let last = match (last, &resumed.last_key) {
+            (Some(last), _) => last,
+            (None, Some(key)) => Checkpoint {
+                table: target.to_string(),
+                chunk: 0,
+                last_key: key_json(key)?,
+                rows: resumed.rows_copied as i64,
+                batches: resumed.batches as i64,
+            },
+            // Nothing written: nothing to make durable.
+            (None, None) => return Ok(()),
+        };
+        self.target.upsert_checkpointed(write, Rows::from(Vec::new()), &last, Durability::Immediate).await?;
+        Ok(())
     }
 
     /// Converts rows to the target's types. Rows that do not convert are
@@ -201,12 +300,24 @@ impl Backfill<'_> {
     }
 
     /// Upserts a batch; when the target rejects it for its data, finds and names the row.
-    pub async fn write_batch(&self, plan: &TablePlan, write: &WriteSpec, rows: Vec<Row>) -> Result<()> {
-        if rows.is_empty() {
+    /// With a checkpoint, it is committed with the rows (even when every row
+    /// was quarantined), without waiting for the disk.
+    pub async fn write_batch(
+        &self,
+        plan: &TablePlan,
+        write: &WriteSpec,
+        rows: Vec<Row>,
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<()> {
+        if rows.is_empty() && checkpoint.is_none() {
             return Ok(());
         }
         let rows = Rows::from(rows);
-        let Err(err) = self.target.upsert(write, rows.clone()).await else {
+        let written = match checkpoint {
+            Some(c) => self.target.upsert_checkpointed(write, rows.clone(), c, Durability::Deferred).await,
+            None => self.target.upsert(write, rows.clone()).await,
+        };
+        let Err(err) = written else {
             return Ok(());
         };
         if !matches!(err.kind(), ErrorKind::Conversion | ErrorKind::Constraint) {
@@ -252,6 +363,11 @@ fn conversion_error(table: &str, first: &ConversionFailure, count: usize) -> Run
         "fix the value in the source, override the column's type in [table.columns], or set \
          policy.on_conversion_error = \"quarantine\" to copy the other rows and list this one; then run `ferry run` again",
     )
+}
+
+/// A key as the checkpoints keep it (JSON of its values).
+fn key_json(key: &[Value]) -> Result<String> {
+    serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))
 }
 
 /// The key values as they will be bound on resume, for tests and tools.

@@ -870,6 +870,8 @@ impl Migration {
                 batches_redone: done.batches_redone,
             });
         }
+        // Every table's copy is durable on the target and recorded as copied.
+        self.target.drop_scratch_table(&ferry_engine::Checkpoint::table_name()).await?;
         // Unique keys and indexes once the data is in (a bulk load into a bare
         // table is several times faster), then foreign keys, so that load
         // order never matters.

@@ -625,6 +625,40 @@ impl StateStore {
         Ok(())
     }
 
+    /// Makes the table's checkpoint the target's: the rows, batches and last
+    /// key its last commit recorded (none: nothing is committed there). The
+    /// pending batch stays pending only when the target has not committed it.
+    pub fn follow_target(
+        &self,
+        target: &str,
+        committed: Option<(&[Value], &str)>,
+        rows: u64,
+        batches: u64,
+        pending: bool,
+    ) -> Result<()> {
+        let key = match committed {
+            Some((key, _)) => {
+                Some(serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))?)
+            }
+            None => None,
+        };
+        self.conn.execute(
+            "UPDATE tables SET rows_copied = ?2, batches = ?3, last_key = ?4, last_key_display = ?5,
+                 pending_batch = ?6, checkpoint_at = ?7
+             WHERE target = ?1",
+            params![
+                target,
+                rows as i64,
+                batches as i64,
+                key,
+                committed.map(|(_, display)| display),
+                pending,
+                timestamp(now())
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Records replayed changes and the lag measured after them.
     pub fn record_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
         let now = timestamp(now());

@@ -284,6 +284,8 @@ impl Migration {
             }
             self.state.reset_table(&name)?;
         }
+        // The backfill's checkpoints, when it was stopped before its end.
+        self.target.drop_scratch_table(&ferry_engine::Checkpoint::table_name()).await?;
         Ok(notes)
     }
 }

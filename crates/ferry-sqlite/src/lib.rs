@@ -19,8 +19,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    fence_name, unsupported_capture, CaptureLag, Change, Engine, EngineError, EngineKind, ErrorKind, KeyRange,
-    LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
+    fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability, Engine, EngineError, EngineKind,
+    ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -154,6 +154,57 @@ fn map_err(e: rusqlite::Error) -> EngineError {
 
 /// A [`Value`] bound as a SQLite parameter, stored in the form Ferry reads back.
 struct Bind<'a>(&'a Value);
+
+impl SqliteEngine {
+    /// Upserts `rows` with one prepared statement, with the batch's
+    /// checkpoint in the same transaction.
+    async fn write_rows(&self, write: &WriteSpec, rows: Rows, checkpoint: Option<Checkpoint>) -> Result<()> {
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let mut sql = SQLITE.insert(&write.table, &names, 1);
+        let updates: Vec<String> = names
+            .iter()
+            .filter(|n| !write.key.contains(n))
+            .map(|n| format!("{0} = excluded.{0}", SQLITE.ident(n)))
+            .collect();
+        if updates.is_empty() {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", SQLITE.idents(&write.key)));
+        } else {
+            sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", SQLITE.idents(&write.key), updates.join(", ")));
+        }
+        let table = write.table.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
+            {
+                let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
+                for row in rows.iter() {
+                    stmt.execute(params_from_iter(row.iter().map(Bind)))
+                        .map_err(|e| map_err(e).context(format_args!("writing {table}")))?;
+                }
+            }
+            restore_fences(&tx, &fences)?;
+            if let Some(checkpoint) = &checkpoint {
+                let mut stmt = tx.prepare_cached(&checkpoint_upsert()).map_err(map_err)?;
+                stmt.execute(params_from_iter(checkpoint.row().iter().map(Bind))).map_err(map_err)?;
+            }
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+}
+
+/// The upsert of a checkpoint row.
+fn checkpoint_upsert() -> String {
+    let updates: Vec<String> =
+        Checkpoint::updated_columns().iter().map(|c| format!("{0} = excluded.{0}", SQLITE.ident(c))).collect();
+    let key: Vec<String> = Checkpoint::key_columns().iter().map(|c| c.to_string()).collect();
+    format!(
+        "{} ON CONFLICT ({}) DO UPDATE SET {}",
+        Checkpoint::insert_sql(SQLITE),
+        SQLITE.idents(&key),
+        updates.join(", ")
+    )
+}
 
 impl rusqlite::ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -817,33 +868,20 @@ impl Engine for SqliteEngine {
     }
 
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
-        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
-        let mut sql = SQLITE.insert(&write.table, &names, 1);
-        let updates: Vec<String> = names
-            .iter()
-            .filter(|n| !write.key.contains(n))
-            .map(|n| format!("{0} = excluded.{0}", SQLITE.ident(n)))
-            .collect();
-        if updates.is_empty() {
-            sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", SQLITE.idents(&write.key)));
-        } else {
-            sql.push_str(&format!(" ON CONFLICT ({}) DO UPDATE SET {}", SQLITE.idents(&write.key), updates.join(", ")));
-        }
-        let table = write.table.clone();
-        self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
-            let fences = lift_fences(&tx, &table)?;
-            {
-                let mut stmt = tx.prepare_cached(&sql).map_err(map_err)?;
-                for row in rows.iter() {
-                    stmt.execute(params_from_iter(row.iter().map(Bind)))
-                        .map_err(|e| map_err(e).context(format_args!("writing {table}")))?;
-                }
-            }
-            restore_fences(&tx, &fences)?;
-            tx.commit().map_err(map_err)
-        })
-        .await
+        self.write_rows(write, rows, None).await
+    }
+
+    /// `durability` is the connection's `synchronous = NORMAL`: lowering it
+    /// for a batch would risk the file itself on a power loss, not only the
+    /// last commits.
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        _durability: Durability,
+    ) -> Result<()> {
+        self.write_rows(write, rows, Some(checkpoint.clone())).await
     }
 
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {

@@ -47,6 +47,11 @@ impl LogicalPostgres {
         LogicalPostgres::start_with(&[], |_| {})
     }
 
+    /// A server with these settings (`name=value`) on top of the usual ones.
+    pub fn start_with_settings(settings: &[&str]) -> LogicalPostgres {
+        LogicalPostgres::start_with(settings, |_| {})
+    }
+
     /// A server that takes TLS connections only (Unix sockets aside), with
     /// `server.pem` from `certs`: a certificate for `localhost`.
     pub fn start_tls_only(certs: &crate::certs::TestCerts) -> LogicalPostgres {
