@@ -2,8 +2,10 @@
 # Backfill speed, measured against real peers in the same run:
 #   (1) PostgreSQL -> PostgreSQL: Ferry vs. psql \copy (binary) piped into psql \copy
 #   (2) MariaDB -> PostgreSQL:     Ferry vs. pgloader
-# 1,000,000 rows of 7 mixed columns (text with 4-byte UTF-8, jsonb / json). Each tool runs RUNS times, alternating,
-# into a fresh empty table; the median wall time is reported.
+# 1,000,000 rows of mixed columns (text with 4-byte UTF-8, numeric, timestamps, jsonb / json; on MariaDB also enum,
+# int unsigned, datetime(6) and varbinary). Each tool runs RUNS times, alternating, into a fresh empty table; the
+# median wall time is reported, with every run's figures. Ferry runs at its default settings, with the throttle off,
+# with the old latency throttle, and with workers = 1, 2, 4 (the default is one per core, at most 4).
 #
 #   bench/backfill.sh [ROWS] [RUNS]      results: bench/out/backfill.md
 #   KEEP=1 bench/backfill.sh             keep the databases for profiling
@@ -21,7 +23,7 @@ mkdir -p "$OUT"
 
 command -v pgloader >/dev/null || { echo "installing pgloader"; apt-get install -y -qq pgloader >/dev/null; }
 cargo build --release -q -p ferry-cli
-FERRY=$PWD/target/release/ferry
+FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
@@ -42,11 +44,14 @@ psql_db ferry_bench_src -c "CREATE TABLE items $TABLE_DDL" -c "
 
 my -e "DROP DATABASE IF EXISTS ferry_bench; CREATE DATABASE ferry_bench CHARACTER SET utf8mb4"
 my ferry_bench -e "CREATE TABLE items (id bigint PRIMARY KEY, name longtext NOT NULL, amount decimal(12,2),
-    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double, attrs json)"
+    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double, attrs json,
+    status enum('new', 'paid', 'shipped') NOT NULL, qty int unsigned NOT NULL, digest varbinary(16) NOT NULL)"
 psql_db ferry_bench_src -c "\copy (SELECT id, name, amount, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), active::int, score, attrs::text FROM items ORDER BY id) TO '$PWD/$OUT/items.tsv'"
 my --local-infile=1 ferry_bench -e "LOAD DATA LOCAL INFILE '$PWD/$OUT/items.tsv' INTO TABLE items
     FIELDS TERMINATED BY '\t' LINES TERMINATED BY '\n' (id, name, @amount, created_at, active, @score, attrs)
-    SET amount = NULLIF(@amount, '\\\\N'), score = NULLIF(@score, '\\\\N'); ANALYZE TABLE items" >/dev/null
+    SET amount = NULLIF(@amount, '\\\\N'), score = NULLIF(@score, '\\\\N'),
+        status = ELT(1 + id % 3, 'new', 'paid', 'shipped'), qty = 4000000000 - id, digest = UNHEX(MD5(id));
+    ANALYZE TABLE items" >/dev/null
 rm -f "$OUT/items.tsv"
 
 now() { date +%s.%N; }
@@ -109,46 +114,51 @@ LOAD
     echo "$t"
 }
 
-# Ferry at the default settings (the throttle paces by the source's load), with
-# the throttle off, and with the latency probe that was the default until the load pace.
-OFF='throttle = "off"'
-LATENCY='throttle = "latency"'
-declare -a pipe ferry_pg ferry_pg_off ferry_pg_lat ferry_my ferry_my_off ferry_my_lat pgl
+# Ferry at the default settings (the throttle paces by the source's load, one
+# worker per core up to 4), with the throttle off, with the latency probe that
+# was the default until the load pace, and with 1, 2 and 4 workers.
+declare -A LABEL=(
+    [default]="default settings"
+    [off]='throttle = "off"'
+    [latency]='throttle = "latency", the old default'
+    [w1]="workers = 1" [w2]="workers = 2" [w4]="workers = 4"
+)
+declare -A POLICY=([default]="" [off]='throttle = "off"' [latency]='throttle = "latency"'
+    [w1]="workers = 1" [w2]="workers = 2" [w4]="workers = 4")
+VARIANTS=(default off latency w1 w2 w4)
+declare -A took
+add() { took[$1]="${took[$1]:-} $2"; }
 for i in $(seq "$RUNS"); do
     echo "== round $i/$RUNS"
-    pipe+=("$(run_pipe)");        echo "   psql \\copy pipe          ${pipe[-1]}s"
-    ferry_pg+=("$(run_ferry "$PG/ferry_bench_src" "")"); echo "   ferry PG->PG              ${ferry_pg[-1]}s"
-    ferry_pg_off+=("$(run_ferry "$PG/ferry_bench_src" "$OFF")"); echo "   ferry PG->PG off          ${ferry_pg_off[-1]}s"
-    ferry_pg_lat+=("$(run_ferry "$PG/ferry_bench_src" "$LATENCY")"); echo "   ferry PG->PG latency      ${ferry_pg_lat[-1]}s"
-    pgl+=("$(run_pgloader)");     echo "   pgloader MySQL->PG        ${pgl[-1]}s"
-    ferry_my+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "")"); echo "   ferry MySQL->PG           ${ferry_my[-1]}s"
-    ferry_my_off+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "$OFF")"); echo "   ferry MySQL->PG off       ${ferry_my_off[-1]}s"
-    ferry_my_lat+=("$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "$LATENCY")"); echo "   ferry MySQL->PG latency   ${ferry_my_lat[-1]}s"
+    t=$(run_pipe); add pipe "$t"; echo "   psql \\copy pipe             ${t}s"
+    for v in "${VARIANTS[@]}"; do
+        t=$(run_ferry "$PG/ferry_bench_src" "${POLICY[$v]}"); add "pg_$v" "$t"; echo "   ferry PG->PG $v       ${t}s"
+    done
+    t=$(run_pgloader); add pgl "$t"; echo "   pgloader MariaDB->PG          ${t}s"
+    for v in "${VARIANTS[@]}"; do
+        t=$(run_ferry "mysql://root@$MY_HOST/ferry_bench" "${POLICY[$v]}"); add "my_$v" "$t"; echo "   ferry MariaDB->PG $v  ${t}s"
+    done
 done
 
-med() { printf '%s\n' "$@" | median; }
-m_pipe=$(med "${pipe[@]}"); m_pgl=$(med "${pgl[@]}")
-m_fpg=$(med "${ferry_pg[@]}"); m_fpg_off=$(med "${ferry_pg_off[@]}"); m_fpg_lat=$(med "${ferry_pg_lat[@]}")
-m_fmy=$(med "${ferry_my[@]}"); m_fmy_off=$(med "${ferry_my_off[@]}"); m_fmy_lat=$(med "${ferry_my_lat[@]}")
+med() { printf '%s\n' $1 | median; }
 rate() { echo "$ROWS / $1" | bc; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
-row() { echo "| $1 | $2 | ${3}s | $(rate "$3") | ${4:+$(ratio "$4" "$3")x} |"; }
+row() { echo "| $1 | $2 | ${3}s | $(rate "$3") | ${4:+$(ratio "$4" "$3")x} | $5 |"; }
+m_pipe=$(med "${took[pipe]}"); m_pgl=$(med "${took[pgl]}")
 
 {
     echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows, median of $RUNS runs; PostgreSQL $(psql_admin -Atc 'show server_version'), MariaDB $(my -N -e 'select version()')."
     echo
-    echo "| comparison | tool | median wall time | rows/s | Ferry speed relative to peer |"
-    echo "|---|---|---|---|---|"
-    row "PG -> PG" "psql \\copy binary pipe" "$m_pipe"
-    row "PG -> PG" "ferry run --until backfill (default settings: load pace)" "$m_fpg" "$m_pipe"
-    row "PG -> PG" "ferry run --until backfill (throttle = \"off\")" "$m_fpg_off" "$m_pipe"
-    row "PG -> PG" "ferry run --until backfill (throttle = \"latency\", the old default)" "$m_fpg_lat" "$m_pipe"
-    row "MariaDB -> PG" "pgloader (workers 2, concurrency 1, batch rows 10000)" "$m_pgl"
-    row "MariaDB -> PG" "ferry run --until backfill (default settings: load pace)" "$m_fmy" "$m_pgl"
-    row "MariaDB -> PG" "ferry run --until backfill (throttle = \"off\")" "$m_fmy_off" "$m_pgl"
-    row "MariaDB -> PG" "ferry run --until backfill (throttle = \"latency\", the old default)" "$m_fmy_lat" "$m_pgl"
-    echo
-    echo "Every run (seconds): pipe ${pipe[*]}; ferry PG ${ferry_pg[*]}; off ${ferry_pg_off[*]}; latency ${ferry_pg_lat[*]}; pgloader ${pgl[*]}; ferry MariaDB ${ferry_my[*]}; off ${ferry_my_off[*]}; latency ${ferry_my_lat[*]}."
+    echo "| comparison | tool | median wall time | rows/s | Ferry speed relative to peer | every run (s) |"
+    echo "|---|---|---|---|---|---|"
+    row "PG -> PG" "psql \\copy binary pipe" "$m_pipe" "" "${took[pipe]}"
+    for v in "${VARIANTS[@]}"; do
+        row "PG -> PG" "ferry run --until backfill (${LABEL[$v]})" "$(med "${took[pg_$v]}")" "$m_pipe" "${took[pg_$v]}"
+    done
+    row "MariaDB -> PG" "pgloader (workers 2, concurrency 1, batch rows 10000)" "$m_pgl" "" "${took[pgl]}"
+    for v in "${VARIANTS[@]}"; do
+        row "MariaDB -> PG" "ferry run --until backfill (${LABEL[$v]})" "$(med "${took[my_$v]}")" "$m_pgl" "${took[my_$v]}"
+    done
 } | tee "$OUT/backfill.md"
 
 if [ -z "${KEEP:-}" ]; then

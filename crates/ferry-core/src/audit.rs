@@ -278,6 +278,8 @@ pub enum AuditEvent {
     /// committed a batch the store had not recorded, or lost commits (a crash).
     CheckpointFollowed {
         table: String,
+        /// The part of the table's key range (0 when it is copied whole).
+        chunk: i64,
         recorded_rows: u64,
         target_rows: u64,
     },
@@ -451,8 +453,8 @@ impl AuditEvent {
             AuditEvent::BackfillResumed { table, rows_copied, redoing_batch } => {
                 format!("table={table}, rows_copied={rows_copied}, redoing_batch={redoing_batch}")
             }
-            AuditEvent::CheckpointFollowed { table, recorded_rows, target_rows } => {
-                format!("table={table}, recorded_rows={recorded_rows}, target_rows={target_rows}")
+            AuditEvent::CheckpointFollowed { table, chunk, recorded_rows, target_rows } => {
+                format!("table={table}, chunk={chunk}, recorded_rows={recorded_rows}, target_rows={target_rows}")
             }
             AuditEvent::BackfillCompleted { table, rows, batches, batches_redone } => {
                 format!("table={table}, rows={rows}, batches={batches}, batches_redone={batches_redone}")
@@ -589,7 +591,7 @@ mod tests {
             AuditEvent::OperationStage { table: s(), operation: s(), stage: s() },
             AuditEvent::ThrottlePaced { active_sessions: 0, baseline: 0, delay_ms: 0 },
             AuditEvent::BackfillResumed { table: s(), rows_copied: 0, redoing_batch: false },
-            AuditEvent::CheckpointFollowed { table: s(), recorded_rows: 0, target_rows: 0 },
+            AuditEvent::CheckpointFollowed { table: s(), chunk: 0, recorded_rows: 0, target_rows: 0 },
             AuditEvent::BackfillCompleted { table: s(), rows: 0, batches: 0, batches_redone: 0 },
             AuditEvent::RowQuarantined { table: s(), key: s(), column: s(), reason: s() },
             AuditEvent::CheckRun { name: s(), expected: 0, actual: None, passed: true },

@@ -378,6 +378,27 @@ pub struct Policy {
     /// How long a statement runs before Ferry asks the server, on a
     /// connection of its own, whether it still answers (zero: never asks).
     pub liveness_check: Duration,
+    /// Concurrent copiers of a table's key range, each with its own
+    /// connections. `None`: chosen by the run (see [`Policy::workers_for`]).
+    pub workers: Option<usize>,
+}
+
+/// The most workers `[policy] workers` may ask for.
+pub const MAX_WORKERS: usize = 64;
+/// The most workers the run chooses by itself.
+pub const AUTO_WORKERS_CAP: usize = 4;
+
+impl Policy {
+    /// The workers to copy with: as set, or one per core of this machine up
+    /// to [`AUTO_WORKERS_CAP`]; always one into SQLite, whose writers wait
+    /// for each other.
+    pub fn workers_for(&self, sqlite_target: bool) -> usize {
+        if sqlite_target {
+            return 1;
+        }
+        self.workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(AUTO_WORKERS_CAP))
+    }
 }
 
 /// Batch sizes the adaptation keeps between.
@@ -404,6 +425,7 @@ impl Default for Policy {
             max_retained_bytes: 10_000_000_000,
             reconnect_for: Duration::from_secs(300),
             liveness_check: Duration::from_secs(30),
+            workers: None,
         }
     }
 }
@@ -547,6 +569,7 @@ mod raw {
         pub max_retained: Option<Spanned<String>>,
         pub reconnect_for: Option<Spanned<String>>,
         pub liveness_check: Option<Spanned<String>>,
+        pub workers: Option<Spanned<i64>>,
     }
 
     #[derive(Deserialize)]
@@ -1063,6 +1086,16 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             ));
         }
         policy.batch_size = *b.get_ref() as usize;
+    }
+    if let Some(w) = &raw.workers {
+        if !(1..=MAX_WORKERS as i64).contains(w.get_ref()) {
+            return Err(ctx.error(
+                w.span(),
+                format!("`policy.workers` must be between 1 and {MAX_WORKERS}"),
+                "leave it out to use one per core, up to 4",
+            ));
+        }
+        policy.workers = Some(*w.get_ref() as usize);
     }
     if let Some(s) = &raw.sample_size {
         if !(0..=10_000_000).contains(s.get_ref()) {

@@ -56,6 +56,12 @@ pub struct TableStatus {
     pub rows_total_exact: bool,
     pub batches: u64,
     pub batches_redone: u64,
+    /// The parts of the key range the copy is cut into (`[policy] workers`
+    /// copy them side by side), and how many are copied; 0 before the copy.
+    #[serde(default)]
+    pub chunks: u64,
+    #[serde(default)]
+    pub chunks_done: u64,
     pub backfill_complete: bool,
     /// How far the table has come: registered, creating, created,
     /// capture_installing, capturing, copying, copied, constrained.

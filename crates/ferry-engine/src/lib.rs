@@ -553,6 +553,10 @@ pub trait Engine: Send + Sync {
     /// Deletes the rows with the given keys; missing keys are ignored.
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()>;
 
+    /// Another engine on a connection of its own to the same database (a
+    /// backfill worker's, the throttle's), with the same capture scope.
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>>;
+
     /// Deletes every row of `table` (replay of a source `TRUNCATE`).
     async fn delete_all(&self, table: &TableName) -> Result<()>;
 

@@ -189,6 +189,10 @@ impl Engine for Watched {
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
         self.watch(self.inner.delete_keys(write, keys)).await
     }
+    /// Watched like this one.
+    async fn connect_again(&self) -> Result<Arc<dyn Engine>> {
+        Ok(Arc::new(Watched::new(self.watch(self.inner.connect_again()).await?, self.every)))
+    }
     async fn delete_all(&self, table: &TableName) -> Result<()> {
         self.watch(self.inner.delete_all(table)).await
     }

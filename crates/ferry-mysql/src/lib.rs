@@ -536,7 +536,10 @@ impl MysqlEngine {
                 bytes += rows[end].iter().map(byte_size).sum::<usize>();
                 end += 1;
             }
-            let sql = format!("{} ON DUPLICATE KEY UPDATE {on_duplicate}", Q.insert(&write.table, &names, end - start));
+            let sql = format!(
+                "{FERRY_TAG}{} ON DUPLICATE KEY UPDATE {on_duplicate}",
+                Q.insert(&write.table, &names, end - start)
+            );
             let params: Vec<mysql_async::Value> = rows[start..end].iter().flatten().map(bind).collect();
             tx.exec_drop(sql, Params::Positional(params))
                 .await
@@ -587,9 +590,14 @@ fn date_time(ts: &chrono::NaiveDateTime) -> mysql_async::Value {
     )
 }
 
+/// Marks the copy's reads and writes, so that the throttle can tell them
+/// from the application's in the process list (several workers read and
+/// write at once; their own load is not a reason to slow down).
+const FERRY_TAG: &str = "/* ferry */ ";
+
 async fn query_rows(conn: &mut Conn, sql: &str, params: Vec<mysql_async::Value>) -> Result<Vec<Row>> {
     let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-    let rows: Vec<mysql_async::Row> = conn.exec(sql, params).await.map_err(map_err)?;
+    let rows: Vec<mysql_async::Row> = conn.exec(format!("{FERRY_TAG}{sql}"), params).await.map_err(map_err)?;
     Ok(rows
         .into_iter()
         .map(|row| {
@@ -1294,6 +1302,12 @@ impl Engine for MysqlEngine {
         ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database), 64)
     }
 
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = MysqlEngine::connect_opts(self.opts.clone(), self.tls.clone(), self.display.clone()).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(std::sync::Arc::new(engine))
+    }
+
     async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
         ferry_engine::ensure_scratch_name(name)?;
         self.drop_scratch_database(name).await?;
@@ -1462,12 +1476,12 @@ impl Engine for MysqlEngine {
     }
 
     async fn active_sessions(&self) -> Result<Option<u64>> {
-        // Ferry's other connections to this server run between batches, not while the probe does:
-        // the copy is sequential (a binary log reader shows as `Binlog Dump`).
+        // The copy's statements carry FERRY_TAG; a binary log reader shows as `Binlog Dump`.
         let count = self
             .scalar(
                 "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() \
-                 AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID') AND ID <> CONNECTION_ID()",
+                 AND COMMAND NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Binlog Dump GTID') AND ID <> CONNECTION_ID() \
+                 AND coalesce(INFO, '') NOT LIKE '/* ferry */%'",
             )
             .await?;
         Ok(count.and_then(|c| c.parse().ok()))

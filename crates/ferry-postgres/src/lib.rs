@@ -1382,6 +1382,12 @@ impl Engine for PostgresEngine {
         ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database()), 63)
     }
 
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = PostgresEngine::from_config(self.config.clone(), self.tls.clone(), self.display.clone()).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(std::sync::Arc::new(engine))
+    }
+
     async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
         ferry_engine::ensure_scratch_name(name)?;
         self.drop_scratch_database(name).await?;

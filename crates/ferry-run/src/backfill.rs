@@ -13,7 +13,7 @@
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
-use crate::state::{StateStore, TableProgress};
+use crate::state::{ChunkProgress, StateStore, TableProgress, WrittenBatch};
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::convert::convert;
 use ferry_core::lifecycle::TableStage;
@@ -21,9 +21,14 @@ use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
 use ferry_engine::sql::Dialect;
-use ferry_engine::{Checkpoint, Durability, Engine, ErrorKind, Rows, WriteSpec};
+use ferry_engine::{Checkpoint, Durability, Engine, ErrorKind, KeyRange, Rows, WriteSpec};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
+
+/// The checkpoint row a table's durable last commit writes (chunks count from 0).
+const SEALED: i64 = -1;
 
 /// Above this estimate the engine's statistics are used instead of COUNT(*).
 const EXACT_COUNT_LIMIT: u64 = 10_000_000;
@@ -59,58 +64,169 @@ pub fn convert_row(
     Ok(())
 }
 
+/// One worker's connections: it reads from `source` and writes to `target`.
+#[derive(Clone)]
+pub struct Lane {
+    pub source: Arc<dyn Engine>,
+    pub target: Arc<dyn Engine>,
+}
+
+/// A table whose copy is under way, shared by the workers copying its chunks.
+struct TableCopy<'p> {
+    plan: &'p TablePlan,
+    write: &'p WriteSpec,
+    target: String,
+    types: Vec<DataType>,
+    task: String,
+    batch: Arc<ChunkSize>,
+    /// Chunks not copied yet; the last worker to finish one seals the table.
+    remaining: Cell<usize>,
+    copied: Cell<u64>,
+}
+
 impl Backfill<'_> {
-    pub async fn table(&self, plan: &TablePlan, write: &WriteSpec) -> Result<u64> {
+    /// Copies the rows of every table not copied yet: each table's key range
+    /// in chunks, the chunks of all tables taken in order by one worker per
+    /// lane (each lane its own connections). Returns the rows copied now, per table.
+    pub async fn tables(&self, tables: &[(&TablePlan, &WriteSpec)], lanes: &[Lane]) -> Result<Vec<u64>> {
+        let mut copies = Vec::new();
+        let mut queue = VecDeque::new();
+        for (i, &(plan, write)) in tables.iter().enumerate() {
+            let Some((copy, chunks)) = self.prepare(plan, write, lanes.len()).await? else {
+                copies.push(None);
+                continue;
+            };
+            if chunks.is_empty() {
+                self.finish_table(&lanes[0], &copy).await?;
+            }
+            queue.extend(chunks.into_iter().map(|c| (i, c)));
+            copies.push(Some(copy));
+        }
+        let queue = RefCell::new(queue);
+        let workers = lanes.iter().map(|lane| self.worker(lane, &queue, &copies));
+        futures_util::future::try_join_all(workers).await?;
+        Ok(copies.iter().map(|c| c.as_ref().map_or(0, |c| c.copied.get())).collect())
+    }
+
+    /// One worker: takes the next chunk until none is left; the one that
+    /// copies a table's last chunk finishes the table.
+    async fn worker(
+        &self,
+        lane: &Lane,
+        queue: &RefCell<VecDeque<(usize, ChunkProgress)>>,
+        copies: &[Option<TableCopy<'_>>],
+    ) -> Result<()> {
+        loop {
+            let next = queue.borrow_mut().pop_front();
+            let Some((i, chunk)) = next else { return Ok(()) };
+            let copy = copies[i].as_ref().expect("a queued chunk's table is being copied");
+            self.copy_chunk(lane, copy, chunk).await?;
+            copy.remaining.set(copy.remaining.get() - 1);
+            if copy.remaining.get() == 0 {
+                self.finish_table(lane, copy).await?;
+            }
+        }
+    }
+
+    /// Readies a table's copy: its keys checked, its rows counted, its key
+    /// range cut into chunks (once: a resumed copy keeps them), each chunk's
+    /// checkpoint taken from the target. `None` when it is copied already;
+    /// else the chunks left to copy.
+    async fn prepare<'p>(
+        &self,
+        plan: &'p TablePlan,
+        write: &'p WriteSpec,
+        workers: usize,
+    ) -> Result<Option<(TableCopy<'p>, Vec<ChunkProgress>)>> {
         let target = plan.target_display();
         let progress =
             self.state.table(&target)?.ok_or_else(|| RunError::state(format!("table {target} is not registered")))?;
         if progress.stage.copied() {
-            return Ok(0);
+            return Ok(None);
         }
         if progress.stage < TableStage::Copying {
             crate::keycheck::refuse_colliding_keys(&*self.source, &*self.target, plan).await?;
             self.state.set_table_stage(&target, TableStage::Copying)?;
         }
-        let progress = self.follow_target(plan, progress).await?;
-        let total = match progress.rows_total {
-            Some(t) => Some(t),
-            None => {
-                let estimate = plan.source.stats.row_estimate;
-                let (total, exact) = match estimate {
-                    Some(e) if e > EXACT_COUNT_LIMIT && plan.read.filter.is_none() => (e, false),
-                    _ => (self.source.count(&plan.source_name, plan.read.filter.as_deref()).await?, true),
-                };
-                self.state.set_rows_total(&target, Some(total), exact)?;
-                Some(total)
-            }
-        };
-        if progress.rows_copied > 0 || progress.pending_batch {
-            let line = self.state.audit(&AuditEvent::BackfillResumed {
-                table: target.clone(),
-                rows_copied: progress.rows_copied,
-                redoing_batch: progress.pending_batch,
-            })?;
-            self.progress.note(&format!(
-                "resuming {target} after {} rows{}",
-                progress.rows_copied,
-                progress.last_key_display.as_deref().map(|k| format!(" (last key {k})")).unwrap_or_default()
-            ));
-            tracing::info!("{line}");
+        let total = self.rows_total(plan, &progress).await?;
+        if self.state.chunks(&target)?.is_empty() {
+            // A copy an earlier version began goes on in the one chunk it had.
+            let workers = if progress.rows_copied > 0 || progress.pending_batch { 1 } else { workers };
+            let ranges = crate::chunks::plan(&*self.source, plan, total, workers, self.policy.batch_size).await?;
+            self.state.plan_chunks(&target, &ranges)?;
         }
+        let create = Checkpoint::create_sql(Dialect::of(self.target.kind()));
+        self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await?;
+        let mut left = Vec::new();
+        for chunk in self.state.chunks(&target)? {
+            if !chunk.done {
+                left.push(self.follow_target(plan, chunk).await?);
+            }
+        }
+        let progress = self.state.table(&target)?.unwrap_or(progress);
+        self.note_resumed(&progress)?;
         let task = format!("backfill {target}");
-        self.progress.task_started(&task, total, progress.rows_copied);
+        self.progress.task_started(&task, Some(total), progress.rows_copied);
+        let copy = TableCopy {
+            plan,
+            write,
+            types: write.columns.iter().map(|(_, t)| t.clone()).collect(),
+            target,
+            task,
+            batch: Arc::new(ChunkSize::new(self.policy)),
+            remaining: Cell::new(left.len()),
+            copied: Cell::new(0),
+        };
+        Ok(Some((copy, left)))
+    }
 
+    /// The rows to copy: counted once (estimated above EXACT_COUNT_LIMIT).
+    async fn rows_total(&self, plan: &TablePlan, progress: &TableProgress) -> Result<u64> {
+        if let Some(total) = progress.rows_total {
+            return Ok(total);
+        }
+        let (total, exact) = match plan.source.stats.row_estimate {
+            Some(e) if e > EXACT_COUNT_LIMIT && plan.read.filter.is_none() => (e, false),
+            _ => (self.source.count(&plan.source_name, plan.read.filter.as_deref()).await?, true),
+        };
+        self.state.set_rows_total(&progress.target, Some(total), exact)?;
+        Ok(total)
+    }
+
+    fn note_resumed(&self, progress: &TableProgress) -> Result<()> {
+        if progress.rows_copied == 0 && !progress.pending_batch {
+            return Ok(());
+        }
+        let line = self.state.audit(&AuditEvent::BackfillResumed {
+            table: progress.target.clone(),
+            rows_copied: progress.rows_copied,
+            redoing_batch: progress.pending_batch,
+        })?;
+        self.progress.note(&format!(
+            "resuming {} after {} rows{}",
+            progress.target,
+            progress.rows_copied,
+            progress.last_key_display.as_deref().map(|k| format!(" (last key {k})")).unwrap_or_default()
+        ));
+        tracing::info!("{line}");
+        Ok(())
+    }
+
+    /// Copies one chunk's rows after its checkpoint, batch by batch, on one
+    /// lane: a reader task fetches the next batch while this one is written.
+    async fn copy_chunk(&self, lane: &Lane, copy: &TableCopy<'_>, chunk: ChunkProgress) -> Result<()> {
+        let (plan, target) = (copy.plan, &copy.target);
         let (tx, mut rx) = mpsc::channel::<ferry_engine::Result<Vec<Row>>>(2);
-        let chunk = Arc::new(ChunkSize::new(self.policy));
         let reader = {
-            let source = self.source.clone();
-            let read = plan.read.clone();
-            let chunk = chunk.clone();
-            let mut after = progress.last_key.clone();
+            let (source, read, batch) = (lane.source.clone(), plan.read.clone(), copy.batch.clone());
+            let mut range = KeyRange { after: chunk.last_key.clone().or(chunk.range.after.clone()), ..chunk.range };
             tokio::spawn(async move {
                 loop {
-                    let batch = chunk.get();
-                    let rows = source.read_batch(&read, after.as_deref(), batch).await;
+                    let size = batch.get();
+                    let rows = match &range.through {
+                        None => source.read_batch(&read, range.after.as_deref(), size).await,
+                        Some(_) => source.read_range(&read, &range, 0, size).await,
+                    };
                     let rows = match rows {
                         Ok(rows) => rows,
                         Err(e) => {
@@ -118,9 +234,9 @@ impl Backfill<'_> {
                             return;
                         }
                     };
-                    let last = rows.len() < batch;
+                    let last = rows.len() < size;
                     if let Some(row) = rows.last() {
-                        after = Some(read.key_of(row));
+                        range.after = Some(read.key_of(row));
                     }
                     if tx.send(Ok(rows)).await.is_err() || last {
                         return;
@@ -128,39 +244,37 @@ impl Backfill<'_> {
                 }
             })
         };
-
-        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
-        let mut redo = progress.pending_batch;
-        let mut copied = 0u64;
-        let mut checkpoint: Option<Checkpoint> = None;
+        let mut redo = chunk.pending_batch;
+        let mut done = (chunk.rows_copied, chunk.batches);
         let result: Result<()> = async {
-            while let Some(batch) = rx.recv().await {
-                let rows = batch.map_err(|e| RunError::from(e).context(plan.origin()))?;
+            while let Some(rows) = rx.recv().await {
+                let rows = rows.map_err(|e| RunError::from(e).context(plan.origin()))?;
                 let Some(last) = rows.last() else { break };
                 crate::keycheck::refuse_unusable_keys(plan, &rows)?;
                 let last_key = plan.read.key_of(last);
-                let key_display = describe_key(&plan.key_source, &last_key);
+                let display = describe_key(&plan.key_source, &last_key);
                 let count = rows.len() as u64;
-                let converted = self.convert_batch(plan, &types, rows)?;
+                let converted = self.convert_batch(plan, &copy.types, rows)?;
                 if let Some(throttle) = self.throttle {
                     throttle.wait().await?;
                 }
-                self.state.begin_batch(&target)?;
+                self.state.begin_batch(target, chunk.chunk)?;
                 let started = std::time::Instant::now();
-                let next = Checkpoint {
+                done = (done.0 + count, done.1 + 1);
+                let checkpoint = Checkpoint {
                     table: target.clone(),
-                    chunk: 0,
+                    chunk: chunk.chunk,
                     last_key: key_json(&last_key)?,
-                    rows: (progress.rows_copied + copied + count) as i64,
-                    batches: checkpoint.as_ref().map_or(progress.batches as i64, |c| c.batches) + 1,
+                    rows: done.0 as i64,
+                    batches: done.1 as i64,
                 };
-                self.write_batch(plan, write, converted, Some(&next)).await?;
-                checkpoint = Some(next);
-                chunk.record(count as usize, started.elapsed());
-                self.state.complete_batch(&target, &last_key, &key_display, count, redo)?;
+                self.write_batch(&*lane.target, plan, copy.write, converted, Some(&checkpoint)).await?;
+                copy.batch.record(count as usize, started.elapsed());
+                let written = WrittenBatch { last_key: &last_key, display: &display, rows: count, redone: redo };
+                self.state.complete_batch(target, chunk.chunk, &written)?;
                 redo = false;
-                copied += count;
-                self.progress.advanced(&task, count);
+                copy.copied.set(copy.copied.get() + count);
+                self.progress.advanced(&copy.task, count);
                 self.cancel.check()?;
                 if !self.policy.batch_pause.is_zero() {
                     tokio::time::sleep(self.policy.batch_pause).await;
@@ -171,22 +285,36 @@ impl Backfill<'_> {
         .await;
         reader.abort();
         result?;
-        self.seal(write, checkpoint, &target, &progress).await?;
-        self.state.complete_backfill(&target)?;
-        self.progress.task_finished(&task);
-        Ok(copied)
+        self.state.finish_chunk(target, chunk.chunk)
     }
 
-    /// Takes the target's checkpoint of `plan`'s table into the state store
-    /// when the two differ: the target committed a batch the state store did
-    /// not record (a kill between the two), or lost batches the state store
+    /// Every chunk of the table is copied: one commit that waits for the
+    /// disk (and so for every commit before it) makes the copy durable on
+    /// the target, and only then is the table recorded as copied.
+    async fn finish_table(&self, lane: &Lane, copy: &TableCopy<'_>) -> Result<()> {
+        let done = self.state.table(&copy.target)?.unwrap_or_default();
+        let sealed = Checkpoint {
+            table: copy.target.clone(),
+            chunk: SEALED,
+            last_key: "[]".into(),
+            rows: done.rows_copied as i64,
+            batches: done.batches as i64,
+        };
+        lane.target.upsert_checkpointed(copy.write, Rows::from(Vec::new()), &sealed, Durability::Immediate).await?;
+        self.state.complete_backfill(&copy.target)?;
+        self.progress.task_finished(&copy.task);
+        Ok(())
+    }
+
+    /// Takes the target's checkpoint of a chunk into the state store when
+    /// the two differ: the target committed a batch the state store did not
+    /// record (a kill between the two), or lost batches the state store
     /// recorded (a crash of the target server, whose last commits need not
     /// be on disk). Either way the copy resumes after what the target holds.
-    async fn follow_target(&self, plan: &TablePlan, local: TableProgress) -> Result<TableProgress> {
+    async fn follow_target(&self, plan: &TablePlan, local: ChunkProgress) -> Result<ChunkProgress> {
         let target = plan.target_display();
-        let create = Checkpoint::create_sql(Dialect::of(self.target.kind()));
-        self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await?;
-        let found = self.target.read_keys(&Checkpoint::read_spec(), &[Checkpoint::key(&target, 0)]).await?;
+        let key = Checkpoint::key(&target, local.chunk);
+        let found = self.target.read_keys(&Checkpoint::read_spec(), &[key]).await?;
         let committed = match found.first() {
             Some(row) => Some(Checkpoint::from_row(row).ok_or_else(|| {
                 RunError::state(format!("the target's checkpoint of {target} cannot be read: {row:?}"))
@@ -203,60 +331,35 @@ impl Backfill<'_> {
         if rows == local.rows_copied && batches == local.batches && last_key == local.last_key {
             return Ok(local);
         }
-        let display = last_key.as_ref().map(|k| describe_key(&plan.key_source, k));
         let note = if batches < local.batches {
             format!(
-                "{target}: the target holds {rows} copied rows, the state store recorded {}; \
+                "{target}: the target holds {rows} copied rows of chunk {}, the state store recorded {}; \
                  the target lost its last commits (a crash?), copying them again",
-                local.rows_copied
+                local.chunk, local.rows_copied
             )
         } else {
-            format!("{target}: the target committed {rows} rows, the state store had recorded {}", local.rows_copied)
+            format!(
+                "{target}: the target committed {rows} rows of chunk {}, the state store had recorded {}",
+                local.chunk, local.rows_copied
+            )
         };
         self.progress.note(&note);
         tracing::warn!("{note}");
         self.state.audit(&AuditEvent::CheckpointFollowed {
             table: target.clone(),
+            chunk: local.chunk,
             recorded_rows: local.rows_copied,
             target_rows: rows,
         })?;
-        let pending = local.pending_batch && batches <= local.batches;
-        let committed_key = last_key.as_deref().zip(display.as_deref());
-        self.state.follow_target(&target, committed_key, rows, batches, pending)?;
-        Ok(TableProgress {
+        let followed = ChunkProgress {
             rows_copied: rows,
             batches,
             last_key,
-            last_key_display: display,
-            pending_batch: pending,
+            pending_batch: local.pending_batch && batches <= local.batches,
             ..local
-        })
-    }
-
-    /// Makes the table's copy durable on the target: a commit that waits for
-    /// the disk, and so for every commit before it. Only then is the table
-    /// recorded as copied.
-    async fn seal(
-        &self,
-        write: &WriteSpec,
-        last: Option<Checkpoint>,
-        target: &str,
-        resumed: &TableProgress,
-    ) -> Result<()> {
-        let last = match (last, &resumed.last_key) {
-            (Some(last), _) => last,
-            (None, Some(key)) => Checkpoint {
-                table: target.to_string(),
-                chunk: 0,
-                last_key: key_json(key)?,
-                rows: resumed.rows_copied as i64,
-                batches: resumed.batches as i64,
-            },
-            // Nothing written: nothing to make durable.
-            (None, None) => return Ok(()),
         };
-        self.target.upsert_checkpointed(write, Rows::from(Vec::new()), &last, Durability::Immediate).await?;
-        Ok(())
+        self.state.follow_target(&target, followed.chunk, &followed)?;
+        Ok(followed)
     }
 
     /// Converts rows to the target's types. Rows that do not convert are
@@ -304,6 +407,7 @@ impl Backfill<'_> {
     /// was quarantined), without waiting for the disk.
     pub async fn write_batch(
         &self,
+        target: &dyn Engine,
         plan: &TablePlan,
         write: &WriteSpec,
         rows: Vec<Row>,
@@ -314,8 +418,8 @@ impl Backfill<'_> {
         }
         let rows = Rows::from(rows);
         let written = match checkpoint {
-            Some(c) => self.target.upsert_checkpointed(write, rows.clone(), c, Durability::Deferred).await,
-            None => self.target.upsert(write, rows.clone()).await,
+            Some(c) => target.upsert_checkpointed(write, rows.clone(), c, Durability::Deferred).await,
+            None => target.upsert(write, rows.clone()).await,
         };
         let Err(err) = written else {
             return Ok(());
@@ -324,7 +428,7 @@ impl Backfill<'_> {
             return Err(RunError::from(err));
         }
         for row in rows.iter() {
-            if let Err(e) = self.target.upsert(write, Rows::from(vec![row.clone()])).await {
+            if let Err(e) = target.upsert(write, Rows::from(vec![row.clone()])).await {
                 let key = describe_key(&plan.key_target, &plan.read.key_of(row));
                 return Err(RunError::new(
                     RunErrorKind::Engine(e.kind()),

@@ -9,6 +9,7 @@ pub mod assess;
 pub mod backfill;
 pub mod cancel;
 mod changed;
+mod chunks;
 pub mod compare;
 pub mod connect;
 pub mod contract;

@@ -453,6 +453,35 @@ impl Migration {
         .await
     }
 
+    /// The backfill's workers' connections: the migration's own, and for
+    /// each further worker (`[policy] workers`) one to each side, watched
+    /// like the migration's. Fewer when a connection cannot be had (said).
+    async fn lanes(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
+        let sqlite_target = self.target.kind() == ferry_engine::EngineKind::Sqlite;
+        let workers = self.spec.policy.workers_for(sqlite_target);
+        let mut lanes = vec![crate::backfill::Lane { source: self.source.clone(), target: self.target.clone() }];
+        while lanes.len() < workers {
+            // Connections to the databases this migration has open (a rehearsal's are scratch copies).
+            let opened = async {
+                let source = self.source.connect_again().await.map_err(|e| RunError::from(e).context(Role::Source))?;
+                let target = self.target.connect_again().await.map_err(|e| RunError::from(e).context(Role::Target))?;
+                Ok::<_, RunError>(crate::backfill::Lane { source, target })
+            };
+            match opened.await {
+                Ok(lane) => lanes.push(lane),
+                Err(e) => {
+                    progress.note(&format!(
+                        "copying with {} worker(s) of the {workers} asked: another connection failed: {}",
+                        lanes.len(),
+                        e.message
+                    ));
+                    break;
+                }
+            }
+        }
+        lanes
+    }
+
     /// A connection of the throttle's own to the source, to read its load,
     /// time its probe or ask for replica lag: on the copy's connection each reading would wait for the
     /// read running ahead of the writes, and the copy would lose that overlap
@@ -465,13 +494,14 @@ impl Migration {
         {
             return self.source.clone();
         }
-        match crate::connect::open(&self.spec.source_url, &self.spec.base_dir(), crate::connect::Role::Source).await {
-            // Watched like the copy's: a frozen server is a lost connection here too, not a hang.
-            Ok(engine) => Arc::new(ferry_engine::Watched::new(engine, self.spec.policy.liveness_check)),
+        // Watched like the copy's (connect_again keeps the watch): a frozen
+        // server is a lost connection here too, not a hang.
+        match self.source.connect_again().await {
+            Ok(engine) => engine,
             Err(e) => {
                 progress.note(&format!(
                     "the throttle reads the source's load on the copy's connection (a second one failed: {})",
-                    e.message
+                    e.message()
                 ));
                 self.source.clone()
             }
@@ -859,9 +889,11 @@ impl Migration {
         outcomes: &mut Vec<TableOutcome>,
     ) -> Result<()> {
         let backfill = self.backfiller(progress, Some(throttle));
-        for (plan, schema) in self.plans.iter().zip(targets) {
-            let write: WriteSpec = plan.write_spec(schema);
-            let copied = backfill.table(plan, &write).await?;
+        let writes: Vec<WriteSpec> = self.plans.iter().zip(targets).map(|(p, t)| p.write_spec(t)).collect();
+        let tables: Vec<(&TablePlan, &WriteSpec)> = self.plans.iter().zip(&writes).collect();
+        let lanes = self.lanes(progress).await;
+        let copied = backfill.tables(&tables, &lanes).await?;
+        for (plan, copied) in self.plans.iter().zip(copied) {
             let done = self.state.table(&plan.target_display())?.unwrap_or_default();
             outcomes.push(TableOutcome {
                 target: done.target,

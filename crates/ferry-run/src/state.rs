@@ -13,6 +13,7 @@ use ferry_core::lifecycle::{OperationStage, Stage, State, TableStage};
 use ferry_core::plan::in_place::Operation;
 use ferry_core::status::{OperationStatus, PhaseState, PhaseStatus, TableStatus, TableVerification};
 use ferry_core::{AuditEvent, Phase, Value};
+use ferry_engine::KeyRange;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -73,6 +74,31 @@ pub struct TableProgress {
     pub pending_batch: bool,
     pub checkpoint_at: Option<String>,
     pub stage: TableStage,
+}
+
+/// Where one part of a table's key range stands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkProgress {
+    pub chunk: i64,
+    pub range: KeyRange,
+    pub rows_copied: u64,
+    pub batches: u64,
+    pub last_key: Option<Vec<Value>>,
+    /// A batch was started and not recorded as done: it may have been written.
+    pub pending_batch: bool,
+    pub done: bool,
+}
+
+/// A batch the target committed, as the state store records it.
+pub struct WrittenBatch<'a> {
+    pub last_key: &'a [Value],
+    pub display: &'a str,
+    pub rows: u64,
+    pub redone: bool,
+}
+
+fn json_key(key: &[Value]) -> Result<String> {
+    serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))
 }
 
 pub fn now() -> DateTime<Utc> {
@@ -160,6 +186,11 @@ impl StateStore {
              CREATE TABLE IF NOT EXISTS operations (
                  target TEXT NOT NULL, position INTEGER NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
                  stage TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (target, position));
+             CREATE TABLE IF NOT EXISTS chunks (
+                 target TEXT NOT NULL, chunk INTEGER NOT NULL, after TEXT, through TEXT,
+                 rows_copied INTEGER NOT NULL DEFAULT 0, batches INTEGER NOT NULL DEFAULT 0,
+                 last_key TEXT, pending_batch INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0,
+                 PRIMARY KEY (target, chunk));
              CREATE TABLE IF NOT EXISTS shadow_mismatches (
                  id INTEGER PRIMARY KEY, at TEXT NOT NULL, origin TEXT NOT NULL, subject TEXT NOT NULL,
                  key TEXT NOT NULL, columns TEXT NOT NULL, detail TEXT);",
@@ -232,11 +263,11 @@ impl StateStore {
         }
         let tables: i64 = conn.query_row(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' \
-             AND name IN ('samples', 'shadow_reports', 'shadow_mismatches', 'operations')",
+             AND name IN ('samples', 'shadow_reports', 'shadow_mismatches', 'operations', 'chunks')",
             [],
             |r| r.get(0),
         )?;
-        if tables != 4 {
+        if tables != 5 {
             return Ok(false);
         }
         // Progress kept as flags only is read into a stage by the schema transaction.
@@ -600,62 +631,127 @@ impl StateStore {
         Ok(())
     }
 
-    /// Records the intent to write the next batch, before it is written.
-    pub fn begin_batch(&self, target: &str) -> Result<()> {
-        self.conn.execute("UPDATE tables SET pending_batch = 1 WHERE target = ?1", [target])?;
+    /// The parts a table's key range is copied in, as planned when its copy
+    /// began (none yet: not planned).
+    pub fn chunks(&self, target: &str) -> Result<Vec<ChunkProgress>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT chunk, after, through, rows_copied, batches, last_key, pending_batch, done
+             FROM chunks WHERE target = ?1 ORDER BY chunk",
+        )?;
+        let json = |text: Option<String>| text.and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok());
+        let rows = stmt
+            .query_map([target], |r| {
+                Ok(ChunkProgress {
+                    chunk: r.get(0)?,
+                    range: KeyRange { after: json(r.get(1)?), through: json(r.get(2)?) },
+                    rows_copied: r.get::<_, i64>(3)? as u64,
+                    batches: r.get::<_, i64>(4)? as u64,
+                    last_key: json(r.get(5)?),
+                    pending_batch: r.get(6)?,
+                    done: r.get(7)?,
+                })
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records the parts of a table's key range, before any is copied; a
+    /// resumed copy keeps them. The first starts where the table's copy
+    /// stands (a store of an earlier version copied in one part).
+    pub fn plan_chunks(&self, target: &str, ranges: &[KeyRange]) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        let table = self.table(target)?.unwrap_or_default();
+        for (i, range) in ranges.iter().enumerate() {
+            let (rows, batches, last) = if i == 0 {
+                (table.rows_copied, table.batches, table.last_key.as_deref().map(json_key).transpose()?)
+            } else {
+                (0, 0, None)
+            };
+            tx.execute(
+                "INSERT INTO chunks (target, chunk, after, through, rows_copied, batches, last_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    target,
+                    i as i64,
+                    range.after.as_deref().map(json_key).transpose()?,
+                    range.through.as_deref().map(json_key).transpose()?,
+                    rows as i64,
+                    batches as i64,
+                    last
+                ],
+            )?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    /// Records a written batch: the checkpoint the next run resumes after.
-    pub fn complete_batch(
-        &self,
-        target: &str,
-        last_key: &[Value],
-        display: &str,
-        rows: u64,
-        redone: bool,
-    ) -> Result<()> {
-        let key = serde_json::to_string(last_key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))?;
-        self.conn.execute(
-            "UPDATE tables SET pending_batch = 0, rows_copied = rows_copied + ?2, batches = batches + 1,
-                 batches_redone = batches_redone + ?3, last_key = ?4, last_key_display = ?5, checkpoint_at = ?6
+    /// Records the intent to write a chunk's next batch, before it is written.
+    pub fn begin_batch(&self, target: &str, chunk: i64) -> Result<()> {
+        self.conn.execute("UPDATE tables SET pending_batch = 1 WHERE target = ?1", [target])?;
+        self.conn
+            .execute("UPDATE chunks SET pending_batch = 1 WHERE target = ?1 AND chunk = ?2", params![target, chunk])?;
+        Ok(())
+    }
+
+    /// Records a written batch: the checkpoint its chunk resumes after, and
+    /// the table's totals.
+    pub fn complete_batch(&self, target: &str, chunk: i64, written: &WrittenBatch<'_>) -> Result<()> {
+        let key = json_key(written.last_key)?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE chunks SET pending_batch = 0, rows_copied = rows_copied + ?3, batches = batches + 1, last_key = ?4
+             WHERE target = ?1 AND chunk = ?2",
+            params![target, chunk, written.rows as i64, key],
+        )?;
+        tx.execute(
+            "UPDATE tables SET rows_copied = rows_copied + ?2, batches = batches + 1,
+                 batches_redone = batches_redone + ?3, last_key = ?4, last_key_display = ?5, checkpoint_at = ?6,
+                 pending_batch = EXISTS (SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1)
              WHERE target = ?1",
-            params![target, rows as i64, redone as i64, key, display, timestamp(now())],
+            params![target, written.rows as i64, written.redone as i64, key, written.display, timestamp(now())],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every row of a chunk is copied.
+    pub fn finish_chunk(&self, target: &str, chunk: i64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE chunks SET done = 1, pending_batch = 0 WHERE target = ?1 AND chunk = ?2",
+            params![target, chunk],
         )?;
         Ok(())
     }
 
-    /// Makes the table's checkpoint the target's: the rows, batches and last
+    /// Makes a chunk's checkpoint the target's: the rows, batches and last
     /// key its last commit recorded (none: nothing is committed there). The
-    /// pending batch stays pending only when the target has not committed it.
-    pub fn follow_target(
-        &self,
-        target: &str,
-        committed: Option<(&[Value], &str)>,
-        rows: u64,
-        batches: u64,
-        pending: bool,
-    ) -> Result<()> {
-        let key = match committed {
-            Some((key, _)) => {
-                Some(serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))?)
-            }
-            None => None,
-        };
-        self.conn.execute(
-            "UPDATE tables SET rows_copied = ?2, batches = ?3, last_key = ?4, last_key_display = ?5,
-                 pending_batch = ?6, checkpoint_at = ?7
-             WHERE target = ?1",
+    /// table's totals are the sums of its chunks'. The pending batch stays
+    /// pending only when the target has not committed it.
+    pub fn follow_target(&self, target: &str, chunk: i64, committed: &ChunkProgress) -> Result<()> {
+        let key = committed.last_key.as_deref().map(json_key).transpose()?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE chunks SET rows_copied = ?3, batches = ?4, last_key = ?5, pending_batch = ?6
+             WHERE target = ?1 AND chunk = ?2",
             params![
                 target,
-                rows as i64,
-                batches as i64,
+                chunk,
+                committed.rows_copied as i64,
+                committed.batches as i64,
                 key,
-                committed.map(|(_, display)| display),
-                pending,
-                timestamp(now())
+                committed.pending_batch
             ],
         )?;
+        tx.execute(
+            "UPDATE tables SET
+                 rows_copied = (SELECT coalesce(sum(rows_copied), 0) FROM chunks WHERE target = ?1),
+                 batches = (SELECT coalesce(sum(batches), 0) FROM chunks WHERE target = ?1),
+                 pending_batch = EXISTS (SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1),
+                 checkpoint_at = ?2
+             WHERE target = ?1",
+            params![target, timestamp(now())],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -806,9 +902,16 @@ impl StateStore {
     /// its verifications, quarantined rows, operations and history described
     /// a copy or a change that is gone.
     pub fn reset_table(&self, target: &str) -> Result<()> {
-        for table in
-            ["tables", "changed_keys", "verifications", "verify_checkpoints", "quarantine", "samples", "operations"]
-        {
+        for table in [
+            "tables",
+            "changed_keys",
+            "verifications",
+            "verify_checkpoints",
+            "quarantine",
+            "samples",
+            "operations",
+            "chunks",
+        ] {
             self.conn.execute(&format!("DELETE FROM {table} WHERE target = ?1"), [target])?;
         }
         Ok(())
@@ -1007,6 +1110,7 @@ impl StateStore {
             .into_iter()
             .map(|t| {
                 let operations = self.operations(&t.target)?;
+                let chunks = self.chunks(&t.target)?;
                 // A change in place captures nothing: its triggers keep the table right.
                 let capture = if operations.is_empty() { self.capture_status(&t.target)? } else { None };
                 Ok(TableStatus {
@@ -1022,6 +1126,8 @@ impl StateStore {
                     rows_total_exact: t.rows_total_exact,
                     batches: t.batches,
                     batches_redone: t.batches_redone,
+                    chunks: chunks.len() as u64,
+                    chunks_done: chunks.iter().filter(|c| c.done).count() as u64,
                     backfill_complete: t.stage.copied(),
                     stage: t.stage.name().to_string(),
                     last_checkpoint_at: t.checkpoint_at,
@@ -1117,9 +1223,13 @@ mod tests {
         {
             let s = StateStore::open(&path).unwrap();
             s.register_table("users", "users", "fp", 0).unwrap();
-            s.begin_batch("users").unwrap();
-            s.complete_batch("users", &[Value::Int(42)], "id=42", 100, false).unwrap();
-            s.begin_batch("users").unwrap();
+            let half = KeyRange { after: None, through: Some(vec![Value::Int(500)]) };
+            let rest = KeyRange { after: Some(vec![Value::Int(500)]), through: None };
+            s.plan_chunks("users", &[half, rest]).unwrap();
+            s.begin_batch("users", 0).unwrap();
+            let written = WrittenBatch { last_key: &[Value::Int(42)], display: "id=42", rows: 100, redone: false };
+            s.complete_batch("users", 0, &written).unwrap();
+            s.begin_batch("users", 1).unwrap();
             s.audit(&AuditEvent::PhaseStarted { phase: Phase::Backfill, operator: String::new() }).unwrap();
             s.audit(&AuditEvent::PhaseCompleted { phase: Phase::Backfill, duration_ms: 5 }).unwrap();
         }
@@ -1128,6 +1238,23 @@ mod tests {
         assert_eq!(t.rows_copied, 100);
         assert_eq!(t.last_key, Some(vec![Value::Int(42)]));
         assert!(t.pending_batch);
+        let chunks = s.chunks("users").unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert_eq!((chunks[0].rows_copied, chunks[0].pending_batch), (100, false));
+        assert_eq!(chunks[1].range.after, Some(vec![Value::Int(500)]));
+        assert!(chunks[1].pending_batch);
+
+        // The target's checkpoint of chunk 1 is taken; the table's totals are the chunks' sums.
+        let committed = ChunkProgress {
+            rows_copied: 30,
+            batches: 1,
+            last_key: Some(vec![Value::Int(530)]),
+            pending_batch: false,
+            ..chunks[1].clone()
+        };
+        s.follow_target("users", 1, &committed).unwrap();
+        let t = s.table("users").unwrap().unwrap();
+        assert_eq!((t.rows_copied, t.batches, t.pending_batch), (130, 2, false));
         assert_eq!(s.verify_audit_chain().unwrap(), 2);
         let log = std::fs::read_to_string(dir.path().join(".ferry/audit.log")).unwrap();
         assert!(log.lines().next().unwrap().ends_with("phase-started: phase=2 \"backfill\""), "{log}");

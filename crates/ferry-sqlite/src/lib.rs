@@ -1037,6 +1037,12 @@ impl Engine for SqliteEngine {
         self.path.with_file_name(format!("ferry_{purpose}_{stem}.db")).to_string_lossy().into_owned()
     }
 
+    async fn connect_again(&self) -> Result<Arc<dyn Engine>> {
+        let engine = SqliteEngine::open(&self.path, OpenMode::Existing).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(Arc::new(engine))
+    }
+
     async fn create_scratch_database(&self, name: &str) -> Result<Arc<dyn Engine>> {
         self.drop_scratch_database(name).await?;
         Ok(Arc::new(SqliteEngine::open(Path::new(name), OpenMode::Create).await?))
