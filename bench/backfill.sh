@@ -142,7 +142,7 @@ done
 
 med() { printf '%s\n' $1 | median; }
 rate() { echo "$ROWS / $1" | bc; }
-ratio() { echo "scale=2; $1 / $2" | bc; }
+ratio() { printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
 row() { echo "| $1 | $2 | ${3}s | $(rate "$3") | ${4:+$(ratio "$4" "$3")x} | $5 |"; }
 m_pipe=$(med "${took[pipe]}"); m_pgl=$(med "${took[pgl]}")
 

@@ -177,6 +177,41 @@ async fn until_stops_after_a_phase_and_run_continues() {
     assert_error_code(&ws.run(&["run", "--until", "cutover"]), "not implemented yet");
 }
 
+/// After `ferry plan`, the `ferry run` that copies and verifies every row
+/// says what the plan estimated and what it took, and records both; a run
+/// that copies nothing has nothing to compare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_compares_itself_with_the_plans_estimate() {
+    let src = TestDb::new(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL);
+         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 3000)
+         INSERT INTO t SELECT n, 'row ' || n FROM g;",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"t\"\n"));
+    let planned = ws.run(&["plan", "--output", "out"]);
+    assert!(planned.code == Some(0) || planned.code == Some(1), "{planned}");
+    let ran = ws.run(&["run"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("`ferry plan` estimated "), "{ran}");
+    assert!(ran.stdout.contains("x the estimate)"), "{ran}");
+    let audit = ws.audit_log();
+    let checked: Vec<&str> = audit.lines().filter(|l| l.contains("estimate-checked: estimated_ms=")).collect();
+    assert_eq!(checked.len(), 1, "{audit}");
+    let planned_ms = audit
+        .lines()
+        .find_map(|l| l.split("estimated_duration=").nth(1))
+        .expect("the plan's estimate in the audit log");
+    assert!(!planned_ms.is_empty());
+
+    let again = ws.run(&["run"]);
+    again.assert_code(0);
+    assert!(!again.stdout.contains("`ferry plan` estimated"), "nothing copied, nothing compared: {again}");
+}
+
 #[track_caller]
 fn assert_error_code(ran: &ferry_testkit::Ran, needle: &str) {
     ran.assert_code(2);

@@ -103,6 +103,12 @@ pub enum AuditEvent {
         components: u64,
         estimated_duration_ms: u64,
     },
+    /// A run that did everything `ferry plan` estimated (every row copied
+    /// and verified): the estimate, and the time the run took.
+    EstimateChecked {
+        estimated_ms: u64,
+        actual_ms: u64,
+    },
     StrategySelected {
         strategy: String,
         rationale: String,
@@ -328,6 +334,7 @@ impl AuditEvent {
         match self {
             AuditEvent::RunStarted { .. } => "run-started",
             AuditEvent::MigrationAssessed { .. } => "migration-assessed",
+            AuditEvent::EstimateChecked { .. } => "estimate-checked",
             AuditEvent::StrategySelected { .. } => "strategy-selected",
             AuditEvent::PhaseStarted { .. } => "phase-started",
             AuditEvent::CaptureInstalled { .. } => "capture-installed",
@@ -374,6 +381,9 @@ impl AuditEvent {
     pub fn details(&self) -> String {
         match self {
             AuditEvent::RunStarted { command, spec } => format!("command={command}, spec={spec}"),
+            AuditEvent::EstimateChecked { estimated_ms, actual_ms } => {
+                format!("estimated_ms={estimated_ms}, actual_ms={actual_ms}")
+            }
             AuditEvent::MigrationAssessed { scope, components, estimated_duration_ms } => format!(
                 "scope={scope}, components={components}, estimated_duration={}",
                 format_duration(Duration::from_millis(*estimated_duration_ms))
@@ -552,6 +562,7 @@ mod tests {
         let events = vec![
             AuditEvent::RunStarted { command: s(), spec: s() },
             AuditEvent::MigrationAssessed { scope: s(), components: 0, estimated_duration_ms: 0 },
+            AuditEvent::EstimateChecked { estimated_ms: 0, actual_ms: 0 },
             AuditEvent::StrategySelected { strategy: s(), rationale: s() },
             AuditEvent::PhaseStarted { phase: Phase::Expand, operator: s() },
             AuditEvent::CaptureInstalled { table: s() },
@@ -611,6 +622,7 @@ mod tests {
             match e {
                 AuditEvent::RunStarted { .. }
                 | AuditEvent::MigrationAssessed { .. }
+                | AuditEvent::EstimateChecked { .. }
                 | AuditEvent::StrategySelected { .. }
                 | AuditEvent::PhaseStarted { .. }
                 | AuditEvent::CaptureInstalled { .. }

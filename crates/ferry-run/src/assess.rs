@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// Rows copied into the probe table at most, and for how long.
 pub const PROBE_ROWS: usize = 20_000;
+/// State store meta key: the last plan's estimate of a run, in milliseconds.
+pub const PLAN_ESTIMATE: &str = "plan_estimate_ms";
 pub const PROBE_TIME: Duration = Duration::from_secs(2);
 /// Keyed reads timed for the latency baseline.
 pub const LATENCY_SAMPLES: usize = 300;
@@ -432,6 +434,7 @@ pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
     let generated_at = timestamp(now());
     let plan = plan::build(&spec, &assessment, &recorded, &generated_at);
     let estimated = (assessment.estimated_backfill_seconds() + assessment.estimated_verify_seconds()) * 1000.0;
+    state.set_meta(PLAN_ESTIMATE, &(estimated as u64).to_string())?;
     state.audit(&AuditEvent::MigrationAssessed {
         scope: assessment.tables.iter().map(|t| t.source.clone()).collect::<Vec<_>>().join("+"),
         components: assessment.tables.len() as u64,

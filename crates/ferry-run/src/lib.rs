@@ -44,8 +44,8 @@ pub use error::{ErrorCode, Result, RunError, RunErrorKind, ERROR_CODES};
 pub use heartbeat::{Heartbeat, BEAT_EVERY, STALE_AFTER};
 pub use progress::{Progress, Silent};
 pub use runner::{
-    operator_from_env, set_operator_pause, state_path, status, Migration, Repair, RunOutcome, TableOutcome,
-    Verification, VerifyOptions,
+    operator_from_env, set_operator_pause, state_path, status, EstimateCheck, Migration, Repair, RunOutcome,
+    TableOutcome, Verification, VerifyOptions,
 };
 pub use state::{AuditEntry, StateStore};
 pub use verify::TableReport;

@@ -58,6 +58,22 @@ pub struct RunOutcome {
     pub stopped_after: Option<Phase>,
     /// A change in place: the backfill filled new columns, it copied nothing.
     pub in_place: bool,
+    /// The plan's estimate and this run's time, when the run did all the estimate covers.
+    pub estimate: Option<EstimateCheck>,
+}
+
+/// `ferry plan`'s estimate of a run (copy and verification), and what the run took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EstimateCheck {
+    pub estimated_ms: u64,
+    pub actual_ms: u64,
+}
+
+impl EstimateCheck {
+    /// How many times the estimate the run took.
+    pub fn ratio(&self) -> f64 {
+        self.actual_ms as f64 / (self.estimated_ms.max(1)) as f64
+    }
 }
 
 impl RunOutcome {
@@ -296,9 +312,36 @@ impl Migration {
     /// expand -> backfill -> verify, resuming wherever an earlier run stopped.
     /// With `until`, stops once that phase is complete.
     pub async fn run(&self, until: Option<Phase>, progress: &dyn Progress) -> Result<RunOutcome> {
-        if self.in_place() {
-            return self.run_in_place(until, progress).await;
+        let mut outcome = if self.in_place() {
+            self.run_in_place(until, progress).await?
+        } else {
+            self.run_move(until, progress).await?
+        };
+        outcome.estimate = self.check_estimate(&outcome)?;
+        Ok(outcome)
+    }
+
+    /// The plan's estimate against this run, when this run did all the
+    /// estimate covers (every row copied, and verified, in this run): audited
+    /// (`estimate-checked`) and returned for the summary.
+    fn check_estimate(&self, outcome: &RunOutcome) -> Result<Option<EstimateCheck>> {
+        let Some(estimated_ms) = self.state.meta(crate::assess::PLAN_ESTIMATE)?.and_then(|v| v.parse().ok()) else {
+            return Ok(None);
+        };
+        let whole = outcome.stopped_after.is_none()
+            && !outcome.verification.is_empty()
+            && !outcome.tables.is_empty()
+            && outcome.tables.iter().all(|t| t.rows_copied_now == t.rows_total);
+        if !whole {
+            return Ok(None);
         }
+        let check = EstimateCheck { estimated_ms, actual_ms: (outcome.elapsed_seconds * 1000.0) as u64 };
+        self.state
+            .audit(&AuditEvent::EstimateChecked { estimated_ms: check.estimated_ms, actual_ms: check.actual_ms })?;
+        Ok(Some(check))
+    }
+
+    async fn run_move(&self, until: Option<Phase>, progress: &dyn Progress) -> Result<RunOutcome> {
         let started = Instant::now();
         let state = permit(&self.state, Command::Run)?;
         self.state

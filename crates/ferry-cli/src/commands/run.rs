@@ -205,4 +205,12 @@ pub fn print_summary(outcome: &RunOutcome) {
             "FAILED"
         }
     );
+    if let Some(estimate) = &outcome.estimate {
+        outln!(
+            "`ferry plan` estimated {} for the copy and verification; this run took {} ({:.1}x the estimate)",
+            format_duration(Duration::from_millis(estimate.estimated_ms)),
+            format_duration(Duration::from_millis(estimate.actual_ms)),
+            estimate.ratio()
+        );
+    }
 }

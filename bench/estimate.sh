@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# How well `ferry plan` estimates `ferry run`: on four scenarios (PostgreSQL ->
+# PostgreSQL, MariaDB -> PostgreSQL, PostgreSQL -> MariaDB, SQLite ->
+# PostgreSQL) of ROWS rows each (a table with text holding 4-byte UTF-8,
+# numeric, a timestamp, json and a secondary index), `ferry plan`, then
+# `ferry run` at the default settings; the run's `estimate-checked` audit line
+# holds the plan's estimate and the run's time. Goal: estimate / actual
+# within 0.8 - 1.25 for each.
+#
+#   bench/estimate.sh [ROWS]      results: bench/out/estimate.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROWS=${1:-300000}
+PG=${FERRY_TEST_PG:-postgres://postgres@127.0.0.1:5432}
+MY_HOST=127.0.0.1
+OUT=bench/out
+mkdir -p "$OUT"
+cargo build --release -q -p ferry-cli
+FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
+psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
+my() { mariadb -h "$MY_HOST" -uroot "$@"; }
+
+echo "== preparing $ROWS rows on each engine"
+for db in ferry_est_src ferry_est_dst; do
+    psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+done
+psql_db ferry_est_src -c "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2),
+        created_at timestamptz NOT NULL, attrs jsonb, owner integer NOT NULL)" -c "
+    INSERT INTO items SELECT g, 'item 🚀 ' || g || ' ' || md5(g::text), round((random() * 100000)::numeric, 2),
+           timestamptz '2024-01-01' + g * interval '17 seconds',
+           jsonb_build_object('n', g, 'tag', 'Zürich 🚀'), g % 5000
+    FROM generate_series(1, $ROWS) g" -c "CREATE INDEX items_owner ON items (owner)" -c "VACUUM ANALYZE items"
+my -e "DROP DATABASE IF EXISTS ferry_est_src; CREATE DATABASE ferry_est_src CHARACTER SET utf8mb4;
+       DROP DATABASE IF EXISTS ferry_est_dst; CREATE DATABASE ferry_est_dst CHARACTER SET utf8mb4"
+my ferry_est_src -e "CREATE TABLE items (id bigint PRIMARY KEY, name varchar(200) NOT NULL, amount decimal(12,2),
+        created_at datetime(6) NOT NULL, attrs json, owner int NOT NULL, KEY items_owner (owner));
+    INSERT INTO items SELECT seq, CONCAT('item 🚀 ', seq, ' ', MD5(seq)), ROUND(RAND() * 100000, 2),
+        TIMESTAMPADD(SECOND, seq * 17, '2024-01-01'), JSON_OBJECT('n', seq, 'tag', 'Zürich 🚀'), seq % 5000
+    FROM seq_1_to_$ROWS; ANALYZE TABLE items" >/dev/null
+sqlite3 "$WORK/source.db" "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, amount NUMERIC(12,2),
+        created_at TEXT NOT NULL, attrs TEXT, owner INTEGER NOT NULL);
+    WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < $ROWS)
+    INSERT INTO items SELECT n, 'item 🚀 ' || n, round(abs(random() % 10000000) / 100.0, 2),
+        datetime('2024-01-01', '+' || (n * 17) || ' seconds'), json_object('n', n, 'tag', 'Zürich 🚀'), n % 5000 FROM g;
+    CREATE INDEX items_owner ON items (owner); ANALYZE;"
+
+reset_targets() {
+    psql_db ferry_est_dst -c "DROP TABLE IF EXISTS items" -c "DROP TABLE IF EXISTS ferry_checkpoint"
+    my ferry_est_dst -e "DROP TABLE IF EXISTS items; DROP TABLE IF EXISTS ferry_checkpoint"
+}
+
+# Plans and runs one scenario; prints "estimate_s actual_s".
+scenario() { # name, source url, target url
+    reset_targets
+    local dir="$WORK/$1"
+    mkdir -p "$dir"
+    cat > "$dir/ferry.toml" <<TOML
+[migration]
+downtime = "0s"
+rollback = "lossless"
+owner = "bench@example.com"
+[source]
+url = "$2"
+[target]
+url = "$3"
+[[table]]
+from = "items"
+TOML
+    "$FERRY" --spec "$dir/ferry.toml" plan >/dev/null 2>"$dir/plan.err" || true
+    "$FERRY" --spec "$dir/ferry.toml" run >/dev/null 2>"$dir/run.err" || { cat "$dir/run.err" >&2; exit 1; }
+    local line
+    line=$(grep -h "estimate-checked" "$dir"/.ferry/*/audit.log | tail -1)
+    [ -n "$line" ] || { echo "$1: no estimate-checked line in the audit log" >&2; exit 1; }
+    local est act
+    est=$(echo "$line" | sed -E 's/.*estimated_ms=([0-9]+).*/\1/')
+    act=$(echo "$line" | sed -E 's/.*actual_ms=([0-9]+).*/\1/')
+    echo "$(echo "scale=2; $est / 1000" | bc) $(echo "scale=2; $act / 1000" | bc)"
+}
+
+declare -a names results
+names=("PG -> PG" "MariaDB -> PG" "PG -> MariaDB" "SQLite -> PG")
+results+=("$(scenario pg_pg "$PG/ferry_est_src" "$PG/ferry_est_dst")"); echo "   PG -> PG          ${results[-1]}"
+results+=("$(scenario my_pg "mysql://root@$MY_HOST/ferry_est_src" "$PG/ferry_est_dst")"); echo "   MariaDB -> PG     ${results[-1]}"
+results+=("$(scenario pg_my "$PG/ferry_est_src" "mysql://root@$MY_HOST/ferry_est_dst")"); echo "   PG -> MariaDB     ${results[-1]}"
+results+=("$(scenario sq_pg "sqlite://$WORK/source.db" "$PG/ferry_est_dst")"); echo "   SQLite -> PG      ${results[-1]}"
+
+{
+    echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows per scenario, one run each, default settings."
+    echo
+    echo "| scenario | plan estimate | actual \`ferry run\` | estimate / actual | within 0.8-1.25 |"
+    echo "|---|---|---|---|---|"
+    for i in "${!names[@]}"; do
+        read -r est act <<<"${results[$i]}"
+        ratio=$(echo "scale=2; $est / $act" | bc)
+        ok=$(echo "$ratio >= 0.8 && $ratio <= 1.25" | bc)
+        echo "| ${names[$i]} | ${est}s | ${act}s | $ratio | $([ "$ok" = 1 ] && echo yes || echo no) |"
+    done
+} | tee "$OUT/estimate.md"
+
+psql_admin -c "DROP DATABASE IF EXISTS ferry_est_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_est_dst WITH (FORCE)"
+my -e "DROP DATABASE IF EXISTS ferry_est_src; DROP DATABASE IF EXISTS ferry_est_dst"
