@@ -23,7 +23,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
-my() { mariadb -h "$MY_HOST" -uroot "$@"; }
+my() { mariadb --default-character-set=utf8mb4 -h "$MY_HOST" -uroot "$@"; }
 
 echo "== preparing $ROWS rows on each engine"
 for db in ferry_est_src ferry_est_dst; do
@@ -96,7 +96,7 @@ results+=("$(scenario sq_pg "sqlite://$WORK/source.db" "$PG/ferry_est_dst")"); e
     echo "|---|---|---|---|---|"
     for i in "${!names[@]}"; do
         read -r est act <<<"${results[$i]}"
-        ratio=$(echo "scale=2; $est / $act" | bc)
+        ratio=$(printf "%.2f" "$(echo "scale=4; $est / $act" | bc)")
         ok=$(echo "$ratio >= 0.8 && $ratio <= 1.25" | bc)
         echo "| ${names[$i]} | ${est}s | ${act}s | $ratio | $([ "$ok" = 1 ] && echo yes || echo no) |"
     done
