@@ -17,7 +17,7 @@ fn mask(text: &str) -> String {
         (r#""version": "[^"]*""#, r#""version": "[VERSION]""#),
         (r"(PostgreSQL|MySQL/MariaDB|SQLite) \d[^|(`\n]*(\([^)`]*\))?", "$1 [VERSION]"),
         (
-            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes)": [0-9.e+-]+"#,
+            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|target_read_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes)": [0-9.e+-]+"#,
             r#""$1": "[MEASURED]""#,
         ),
         // A server's TLS is its configuration's (Debian's PostgreSQL offers it), not Ferry's.

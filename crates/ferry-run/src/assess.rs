@@ -394,12 +394,40 @@ impl Assessor {
             }
         }
         let per_second = |d: Duration| if d.is_zero() { rows as f64 * 1000.0 } else { rows as f64 / d.as_secs_f64() };
+        let target_read = self.read_back(&write, batch).await?;
         Ok(Throughput {
             sample_rows: rows as u64,
             seconds: (read_time + write_time).as_secs_f64(),
             read_rows_per_second: per_second(read_time),
             write_rows_per_second: per_second(write_time),
+            target_read_rows_per_second: target_read,
         })
+    }
+
+    /// Reads the probe's rows back from the target, in key order and in
+    /// batches as verification does: the target's read rate (none without rows).
+    async fn read_back(&self, write: &WriteSpec, batch: usize) -> Result<Option<f64>> {
+        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
+        let read = ReadSpec {
+            table: write.table.clone(),
+            select: names.iter().map(|n| SelectItem::Column(n.clone())).collect(),
+            key: write.key.clone(),
+            key_positions: write.key.iter().filter_map(|k| names.iter().position(|n| n == k)).collect(),
+            filter: None,
+        };
+        let started = Instant::now();
+        let (mut rows, mut after): (usize, Option<Vec<Value>>) = (0, None);
+        loop {
+            let batch_rows = self.target.read_batch(&read, after.as_deref(), batch).await?;
+            let Some(last) = batch_rows.last() else { break };
+            after = Some(read.key_of(last));
+            rows += batch_rows.len();
+            if batch_rows.len() < batch {
+                break;
+            }
+        }
+        let took = started.elapsed().as_secs_f64();
+        Ok((rows > 0).then(|| rows as f64 / took.max(1e-6)))
     }
 }
 

@@ -211,6 +211,10 @@ pub struct Throughput {
     pub read_rows_per_second: f64,
     /// Rows written per second into the target.
     pub write_rows_per_second: f64,
+    /// Rows read per second back from the target's probe table: a
+    /// verification across engines reads the target's rows too.
+    #[serde(default)]
+    pub target_read_rows_per_second: Option<f64>,
 }
 
 impl Throughput {
@@ -362,11 +366,27 @@ impl Assessment {
             .sum()
     }
 
-    /// Seconds a full verification should take: both sides are read at once.
+    /// Seconds a full verification should take. Within one engine each side
+    /// checksums its rows itself, both at once: the source's read rate sets
+    /// the pace. Across engines Ferry reads and hashes the rows of both
+    /// sides, and its CPU does both: the source's time and the target's add up.
     pub fn estimated_verify_seconds(&self) -> f64 {
+        let cross = self.cross_engine();
         self.tables
             .iter()
-            .map(|t| t.rows as f64 / t.throughput.as_ref().map_or(20_000.0, |p| p.read_rows_per_second.max(1.0)))
+            .map(|t| {
+                let rows = t.rows as f64;
+                match &t.throughput {
+                    None => rows / 20_000.0,
+                    Some(p) => {
+                        let source = rows / p.read_rows_per_second.max(1.0);
+                        match p.target_read_rows_per_second {
+                            Some(target) if cross => source + rows / target.max(1.0),
+                            _ => source,
+                        }
+                    }
+                }
+            })
             .sum()
     }
 

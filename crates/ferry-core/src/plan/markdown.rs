@@ -112,11 +112,14 @@ fn current_state(out: &mut String, t: &TableFacts) {
         Some(p) => {
             let _ = writeln!(
                 out,
-                "| measured copy speed | {} rows in {:.2} s: read {} rows/s, write {} rows/s |",
+                "| measured copy speed | {} rows in {:.2} s: read {} rows/s, write {} rows/s{} |",
                 thousands(p.sample_rows),
                 p.seconds,
                 thousands(p.read_rows_per_second as u64),
-                thousands(p.write_rows_per_second as u64)
+                thousands(p.write_rows_per_second as u64),
+                p.target_read_rows_per_second
+                    .map(|r| format!(", read back from the target {} rows/s", thousands(r as u64)))
+                    .unwrap_or_default()
             );
         }
         None => {
