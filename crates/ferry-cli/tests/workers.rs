@@ -79,3 +79,24 @@ async fn copied_by_workers(source: Kind, target: Kind) {
 }
 
 engine_matrix!(copied_by_workers);
+
+/// Another migration into the same target database keeps its checkpoints in
+/// the same table: a migration that finishes its copy removes only its own
+/// rows, and leaves the table to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_migrations_checkpoints_are_left_alone() {
+    let src = TestDb::new(Kind::Postgres).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    fill(&src).await;
+    dst.exec(&ferry_engine::Checkpoint::create_sql(ferry_engine::sql::POSTGRES)).await;
+    dst.exec(
+        "INSERT INTO ferry_checkpoint (table_name, chunk, last_key, rows_copied, batches) \
+         VALUES ('public.other', 0, '[42]', 42, 1)",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[policy]\nworkers = 2\nbatch_size = 100\n\n[[table]]\nfrom = \"orders\"\n"));
+    ws.run(&["run"]).assert_code(0);
+    let left = dst.engine().await.query_text("SELECT table_name, rows_copied FROM ferry_checkpoint").await.unwrap();
+    assert_eq!(left, vec![vec![Some("public.other".to_string()), Some("42".to_string())]]);
+}

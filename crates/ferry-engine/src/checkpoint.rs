@@ -5,8 +5,8 @@
 //! resume still redoes at most one batch. The state store follows the target.
 
 use crate::sql::Dialect;
-use crate::{ReadSpec, SelectItem};
-use ferry_core::{Row, TableName, Value};
+use crate::{ReadSpec, SelectItem, WriteSpec};
+use ferry_core::{DataType, Row, TableName, Value};
 
 /// The target's table of checkpoints, one row per copied table (and chunk).
 pub const CHECKPOINT_TABLE: &str = "ferry_checkpoint";
@@ -29,6 +29,9 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The chunk of the row a table's last, durable commit writes (chunks count from 0).
+    pub const SEALED: i64 = -1;
+
     pub fn table_name() -> TableName {
         TableName::parse(CHECKPOINT_TABLE)
     }
@@ -85,6 +88,17 @@ impl Checkpoint {
             key: Checkpoint::key_columns().iter().map(|c| c.to_string()).collect(),
             key_positions: vec![0, 1],
             filter: None,
+        }
+    }
+
+    /// The checkpoint table as `Engine::delete_keys` writes it.
+    pub fn write_spec() -> WriteSpec {
+        let text = DataType::Text { max_chars: None };
+        let types = [text.clone(), DataType::Int64, text, DataType::Int64, DataType::Int64];
+        WriteSpec {
+            table: Checkpoint::table_name(),
+            columns: COLUMNS.iter().zip(types).map(|(c, t)| (c.to_string(), t)).collect(),
+            key: Checkpoint::key_columns().iter().map(|c| c.to_string()).collect(),
         }
     }
 

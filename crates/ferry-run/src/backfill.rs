@@ -27,9 +27,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// The checkpoint row a table's durable last commit writes (chunks count from 0).
-const SEALED: i64 = -1;
-
 /// Above this estimate the engine's statistics are used instead of COUNT(*).
 const EXACT_COUNT_LIMIT: u64 = 10_000_000;
 
@@ -295,7 +292,7 @@ impl Backfill<'_> {
         let done = self.state.table(&copy.target)?.unwrap_or_default();
         let sealed = Checkpoint {
             table: copy.target.clone(),
-            chunk: SEALED,
+            chunk: Checkpoint::SEALED,
             last_key: "[]".into(),
             rows: done.rows_copied as i64,
             batches: done.batches as i64,

@@ -525,6 +525,29 @@ impl Migration {
         lanes
     }
 
+    /// Removes this migration's checkpoints from the target, and the
+    /// checkpoint table with them unless another migration into the same
+    /// database still keeps its own there.
+    pub(crate) async fn forget_checkpoints(&self) -> Result<()> {
+        let name = ferry_engine::Checkpoint::table_name();
+        if !self.target.table_exists(&name).await? {
+            return Ok(());
+        }
+        let mut keys = Vec::new();
+        for plan in &self.plans {
+            let target = plan.target_display();
+            keys.push(ferry_engine::Checkpoint::key(&target, ferry_engine::Checkpoint::SEALED));
+            for chunk in self.state.chunks(&target)? {
+                keys.push(ferry_engine::Checkpoint::key(&target, chunk.chunk));
+            }
+        }
+        self.target.delete_keys(&ferry_engine::Checkpoint::write_spec(), &keys).await?;
+        if self.target.count(&name, None).await? == 0 {
+            self.target.drop_scratch_table(&name).await?;
+        }
+        Ok(())
+    }
+
     /// A connection of the throttle's own to the source, to read its load,
     /// time its probe or ask for replica lag: on the copy's connection each reading would wait for the
     /// read running ahead of the writes, and the copy would lose that overlap
@@ -946,7 +969,7 @@ impl Migration {
             });
         }
         // Every table's copy is durable on the target and recorded as copied.
-        self.target.drop_scratch_table(&ferry_engine::Checkpoint::table_name()).await?;
+        self.forget_checkpoints().await?;
         // Unique keys and indexes once the data is in (a bulk load into a bare
         // table is several times faster), then foreign keys, so that load
         // order never matters.

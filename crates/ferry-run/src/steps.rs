@@ -253,6 +253,9 @@ impl Migration {
 
     async fn undo(&self, progress: &dyn Progress, keep_target: bool) -> Result<Vec<String>> {
         let mut notes = Vec::new();
+        // The backfill's checkpoints, when it was stopped before its end
+        // (before the tables' progress, which names their chunks, is reset).
+        self.forget_checkpoints().await?;
         for plan in &self.plans {
             let name = plan.target_display();
             let stage = self.state.table_stage(&name)?;
@@ -284,8 +287,6 @@ impl Migration {
             }
             self.state.reset_table(&name)?;
         }
-        // The backfill's checkpoints, when it was stopped before its end.
-        self.target.drop_scratch_table(&ferry_engine::Checkpoint::table_name()).await?;
         Ok(notes)
     }
 }
