@@ -687,9 +687,10 @@ impl StateStore {
 
     /// Records the intent to write a chunk's next batch, before it is written.
     pub fn begin_batch(&self, target: &str, chunk: i64) -> Result<()> {
-        self.conn.execute("UPDATE tables SET pending_batch = 1 WHERE target = ?1", [target])?;
-        self.conn
-            .execute("UPDATE chunks SET pending_batch = 1 WHERE target = ?1 AND chunk = ?2", params![target, chunk])?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("UPDATE tables SET pending_batch = 1 WHERE target = ?1", [target])?;
+        tx.execute("UPDATE chunks SET pending_batch = 1 WHERE target = ?1 AND chunk = ?2", params![target, chunk])?;
+        tx.commit()?;
         Ok(())
     }
 
