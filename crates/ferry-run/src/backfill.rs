@@ -13,7 +13,7 @@
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
-use crate::state::{ChunkProgress, StateStore, TableProgress, WrittenBatch};
+use crate::state::{json_key, ChunkProgress, StateStore, TableProgress, WrittenBatch};
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::convert::convert;
 use ferry_core::lifecycle::TableStage;
@@ -261,7 +261,7 @@ impl Backfill<'_> {
                 let checkpoint = Checkpoint {
                     table: target.clone(),
                     chunk: chunk.chunk,
-                    last_key: key_json(&last_key)?,
+                    last_key: json_key(&last_key)?,
                     rows: done.0 as i64,
                     batches: done.1 as i64,
                 };
@@ -464,11 +464,6 @@ fn conversion_error(table: &str, first: &ConversionFailure, count: usize) -> Run
         "fix the value in the source, override the column's type in [table.columns], or set \
          policy.on_conversion_error = \"quarantine\" to copy the other rows and list this one; then run `ferry run` again",
     )
-}
-
-/// A key as the checkpoints keep it (JSON of its values).
-fn key_json(key: &[Value]) -> Result<String> {
-    serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))
 }
 
 /// The key values as they will be bound on resume, for tests and tools.

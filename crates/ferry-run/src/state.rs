@@ -97,7 +97,8 @@ pub struct WrittenBatch<'a> {
     pub redone: bool,
 }
 
-fn json_key(key: &[Value]) -> Result<String> {
+/// A key as the checkpoints keep it: JSON of its values.
+pub(crate) fn json_key(key: &[Value]) -> Result<String> {
     serde_json::to_string(key).map_err(|e| RunError::state(format!("checkpoint key: {e}")))
 }
 
