@@ -153,7 +153,17 @@ impl Backfill<'_> {
             self.state.plan_chunks(&target, &ranges)?;
         }
         let create = Checkpoint::create_sql(Dialect::of(self.target.kind()));
-        self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await?;
+        self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await.map_err(|e| {
+            RunError::from(e)
+                .context(format!(
+                    "creating {} (the backfill's checkpoints) in the target",
+                    ferry_engine::CHECKPOINT_TABLE
+                ))
+                .with_hint(
+                    "Ferry's user needs CREATE in the target's default schema (PostgreSQL) or database \
+                     (MySQL/MariaDB); grant it and run `ferry run` again",
+                )
+        })?;
         let mut left = Vec::new();
         for chunk in self.state.chunks(&target)? {
             if !chunk.done {
