@@ -30,6 +30,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const PAUSE_STEP: Duration = Duration::from_millis(500);
+/// How often the load is read: the workers waiting before their batches
+/// share a reading, so the pace steps at this rate however many they are
+/// (each stepping it would double the delay once per worker).
+const LOAD_EVERY: Duration = Duration::from_millis(100);
 const BASELINE_SAMPLES: usize = 5;
 /// How long a replica lag reading is reused: asking MySQL/MariaDB replicas
 /// takes a connection to each, and batches can be much shorter than this.
@@ -91,6 +95,8 @@ pub struct Throttle<'a> {
     signal: Signal,
     /// The delay between batches the load asks for now.
     delay: Cell<Duration>,
+    /// When the load was last read (see LOAD_EVERY).
+    load_read_at: Cell<Option<Instant>>,
     /// The reason of the throttle's own pause in force, if any.
     paused: RefCell<Option<String>>,
     last_probe: Cell<Option<Instant>>,
@@ -115,6 +121,7 @@ impl<'a> Throttle<'a> {
             progress,
             signal: Signal::Nothing,
             delay: Cell::new(Duration::ZERO),
+            load_read_at: Cell::new(None),
             paused: RefCell::new(None),
             last_probe: Cell::new(None),
             replica_lag: RefCell::new(None),
@@ -274,6 +281,20 @@ impl Throttle<'_> {
     /// a change between full speed and a slowed pace is noted and audited.
     async fn pace(&self) -> Result<()> {
         let Signal::Load(marks) = &self.signal else { return Ok(()) };
+        if self.load_read_at.get().is_none_or(|at| at.elapsed() >= LOAD_EVERY) {
+            self.load_read_at.set(Some(Instant::now()));
+            self.step_pace(marks).await?;
+        }
+        let until = Instant::now() + self.delay.get();
+        while Instant::now() < until {
+            self.cancel.check()?;
+            tokio::time::sleep((until - Instant::now()).min(PAUSE_STEP)).await;
+        }
+        Ok(())
+    }
+
+    /// Reads the load and sets the delay it asks for.
+    async fn step_pace(&self, marks: &LoadMarks) -> Result<()> {
         let active = self.source.active_sessions().await?.unwrap_or(0);
         let before = self.delay.get();
         let delay = marks.next_delay(active, before);
@@ -306,11 +327,6 @@ impl Throttle<'_> {
                     marks.baseline, marks.high, marks.low
                 ));
             }
-        }
-        let until = Instant::now() + delay;
-        while Instant::now() < until {
-            self.cancel.check()?;
-            tokio::time::sleep((until - Instant::now()).min(PAUSE_STEP)).await;
         }
         Ok(())
     }
