@@ -249,6 +249,7 @@ fn assert_documented(metrics: &str, status: &Value) {
     let mut keys: Vec<&String> = status.as_object().unwrap().keys().collect();
     keys.extend(status["tables"][0].as_object().unwrap().keys());
     keys.extend(status["runner"].as_object().unwrap().keys());
+    keys.extend(status["workers"][0].as_object().expect("the runner is among the workers").keys());
     for key in keys {
         assert!(status_md.contains(&format!("\"{key}\"")), "docs/status-json.md does not show \"{key}\"");
     }

@@ -30,6 +30,18 @@ pub fn default_state_url(spec_path: &Path) -> String {
     format!("sqlite:.ferry/{stem}/state.db")
 }
 
+/// The schema that keeps a spec's state in a shared PostgreSQL state store:
+/// `ferry_<spec file stem>`, in lower case with anything but letters, digits
+/// and `_` made `_`, so that every machine running the same spec file meets
+/// in one schema and two specs never share one.
+pub fn state_schema(spec_path: &Path) -> String {
+    let stem = spec_path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "ferry".into());
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    // PostgreSQL keeps 63 bytes of a name.
+    format!("ferry_{name}").chars().take(63).collect()
+}
+
 /// A validated migration spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spec {
@@ -882,11 +894,18 @@ impl Spec {
         let state_url = match &file.state {
             Some(state) => {
                 let url = ctx.interpolate(&state.url, "state.url")?;
-                if !url.starts_with("sqlite:") {
+                let shared = ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s));
+                if !url.starts_with("sqlite:") && !shared {
                     return Err(ctx.error(
                         state.url.span(),
-                        "`state.url`: only a SQLite state store (sqlite:PATH) is supported in this version",
-                        format!("use `{}` or another sqlite: path", default_state_url(path)),
+                        format!(
+                            "`state.url`: a state store is a SQLite file or a PostgreSQL database, not `{}`",
+                            redact_for_message(&url)
+                        ),
+                        format!(
+                            "use `{}` (the default), another sqlite: path, or postgres://USER@HOST/DATABASE to share the state between machines",
+                            default_state_url(path)
+                        ),
                     ));
                 }
                 url

@@ -170,6 +170,10 @@ pub struct StatusReport {
     /// The process driving the migration, from its heartbeat; absent before any ran.
     #[serde(default)]
     pub runner: Option<RunnerStatus>,
+    /// Every process that copied chunks (the runner's and `ferry run
+    /// --worker`s, on any machine), with the chunks it holds and its last heartbeat.
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
     /// The read ramp, when the spec has a `[cutover]` section.
     #[serde(default)]
     pub cutover: Option<CutoverStatus>,
@@ -258,6 +262,27 @@ pub struct RunnerStatus {
     pub last_seen: String,
     /// When it finished, if it ended cleanly; a killed runner has none.
     pub exited_at: Option<String>,
+}
+
+/// A process that worked on the migration's copy — the runner, or a
+/// `ferry run --worker` on this or another machine — as its heartbeat in
+/// the state store tells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// `host/pid`: the name its chunk leases carry.
+    pub id: String,
+    /// Its heartbeat is fresh and, on this host, its process is alive.
+    pub running: bool,
+    pub command: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: String,
+    /// Its last heartbeat.
+    pub last_seen: String,
+    /// When it finished, if it ended cleanly.
+    pub exited_at: Option<String>,
+    /// The chunks it holds now, as `table#chunk`.
+    pub chunks: Vec<String>,
 }
 
 /// One point of a table's history (`GET /api/v1/history`), kept in the state

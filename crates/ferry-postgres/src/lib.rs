@@ -63,24 +63,12 @@ pub struct PostgresEngine {
 impl PostgresEngine {
     /// Connects; `display` is the URL with the password hidden.
     pub async fn connect(url: &str, display: String) -> Result<PostgresEngine> {
-        let invalid = |e: &dyn std::fmt::Display| {
-            EngineError::new(ErrorKind::Other, format!("invalid PostgreSQL URL {display}: {e}"))
-                .with_hint("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
-        };
-        // The driver knows `sslmode` only up to `require`: Ferry reads the TLS parameters itself.
-        let mut url = url::Url::parse(url).map_err(|e| invalid(&e))?;
-        let tls = TlsSettings::take_from(&mut url, TlsDialect::Libpq)
-            .map_err(|e| e.context(format_args!("PostgreSQL URL {display}")))?;
-        let config: Config = url.as_str().parse().map_err(|e: tokio_postgres::Error| invalid(&e))?;
-        PostgresEngine::from_config(config, Tls::new(tls)?, display).await
+        let (config, tls) = parse_url(url, &display)?;
+        PostgresEngine::from_config(config, tls, display).await
     }
 
     async fn from_config(mut config: Config, tls: Tls, display: String) -> Result<PostgresEngine> {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("ferry");
-        config.ssl_mode(tls.ssl_mode());
+        settle_config(&mut config, &tls);
         let client = connect(&config, &tls, &display).await?;
         Ok(PostgresEngine {
             config,
@@ -327,6 +315,37 @@ impl Tls {
             TlsMode::Require | TlsMode::VerifyCa | TlsMode::VerifyFull => SslMode::Require,
         }
     }
+}
+
+/// The driver's settings and Ferry's TLS settings of a URL.
+fn parse_url(url: &str, display: &str) -> Result<(Config, Tls)> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        EngineError::new(ErrorKind::Other, format!("invalid PostgreSQL URL {display}: {e}"))
+            .with_hint("postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+    };
+    // The driver knows `sslmode` only up to `require`: Ferry reads the TLS parameters itself.
+    let mut url = url::Url::parse(url).map_err(|e| invalid(&e))?;
+    let tls = TlsSettings::take_from(&mut url, TlsDialect::Libpq)
+        .map_err(|e| e.context(format_args!("PostgreSQL URL {display}")))?;
+    let config: Config = url.as_str().parse().map_err(|e: tokio_postgres::Error| invalid(&e))?;
+    Ok((config, Tls::new(tls)?))
+}
+
+fn settle_config(config: &mut Config, tls: &Tls) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.application_name("ferry");
+    config.ssl_mode(tls.ssl_mode());
+}
+
+/// A plain client for Ferry's own bookkeeping (a state store several
+/// machines share): the URL's TLS settings and the engine's connect errors,
+/// without the engine. Its connection runs on the current Tokio runtime.
+pub async fn connect_client(url: &str, display: &str) -> Result<Client> {
+    let (mut config, tls) = parse_url(url, display)?;
+    settle_config(&mut config, &tls);
+    connect(&config, &tls, display).await
 }
 
 async fn connect(config: &Config, tls: &Tls, display: &str) -> Result<Client> {

@@ -9,7 +9,7 @@ use crate::connect::{open, Role};
 use crate::error::{Result, RunError};
 use crate::mapping::{plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
-use crate::runner::state_path;
+use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::plan::{
     self, Assessment, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
@@ -447,7 +447,7 @@ pub struct Planned {
 
 /// Measures, plans and records the assessment in the audit log.
 pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
-    let state = StateStore::open(&state_path(&spec)?)?;
+    let state = StateStore::open_at(&state_location(&spec)?)?;
     let assessor = Assessor::connect(spec.clone()).await?;
     let assessment = assessor.assess(progress).await?;
     let rehearsal = crate::rehearse::last_rehearsal(&state)?.map(|r| plan::RehearsalStatus {

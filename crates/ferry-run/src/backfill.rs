@@ -22,8 +22,7 @@ use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
 use ferry_engine::sql::Dialect;
 use ferry_engine::{Checkpoint, Durability, Engine, ErrorKind, KeyRange, Rows, WriteSpec};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cell::Cell;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -38,7 +37,16 @@ pub struct Backfill<'a> {
     pub progress: &'a dyn Progress,
     pub throttle: Option<&'a Throttle<'a>>,
     pub cancel: &'a crate::cancel::Cancel,
+    /// This process, as its chunk leases name it.
+    pub owner: &'a str,
 }
+
+/// The workers a table is cut for when its state store is shared (PostgreSQL):
+/// `ferry run --worker` processes may join the runner's own.
+const SHARED_WORKERS: usize = 8;
+
+/// How often a copy that waits for chunks other processes hold looks again.
+const WAIT_FOR_OTHERS: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A row that could not be converted: which, where and why.
 #[derive(Debug, Clone)]
@@ -76,52 +84,88 @@ struct TableCopy<'p> {
     types: Vec<DataType>,
     task: String,
     batch: Arc<ChunkSize>,
-    /// Chunks not copied yet; the last worker to finish one seals the table.
-    remaining: Cell<usize>,
     copied: Cell<u64>,
+    /// Its progress task has started (a worker starts it at its first chunk).
+    announced: Cell<bool>,
+}
+
+impl TableCopy<'_> {
+    fn announce(&self, progress: &dyn Progress, recorded: &TableProgress) {
+        if !self.announced.replace(true) {
+            progress.task_started(&self.task, recorded.rows_total, recorded.rows_copied);
+        }
+    }
 }
 
 impl Backfill<'_> {
     /// Copies the rows of every table not copied yet: each table's key range
-    /// in chunks, the chunks of all tables taken in order by one worker per
-    /// lane (each lane its own connections). Returns the rows copied now, per table.
+    /// in chunks, the chunks of all tables claimed in order by one worker per
+    /// lane (each lane its own connections) and by any `ferry run --worker`
+    /// sharing the state store. Returns the rows this process copied, per table.
     pub async fn tables(&self, tables: &[(&TablePlan, &WriteSpec)], lanes: &[Lane]) -> Result<Vec<u64>> {
         let mut copies = Vec::new();
-        let mut queue = VecDeque::new();
-        for (i, &(plan, write)) in tables.iter().enumerate() {
-            let Some((copy, chunks)) = self.prepare(plan, write, lanes.len()).await? else {
-                copies.push(None);
-                continue;
-            };
-            if chunks.is_empty() {
-                self.finish_table(&lanes[0], &copy).await?;
-            }
-            queue.extend(chunks.into_iter().map(|c| (i, c)));
-            copies.push(Some(copy));
+        for &(plan, write) in tables {
+            copies.push(self.prepare(plan, write, lanes.len()).await?);
         }
-        let queue = RefCell::new(queue);
-        let workers = lanes.iter().map(|lane| self.worker(lane, &queue, &copies));
-        futures_util::future::try_join_all(workers).await?;
+        self.copy_until_done(lanes, &copies).await?;
+        for copy in copies.iter().flatten() {
+            self.finish_table(&lanes[0], copy).await?;
+        }
         Ok(copies.iter().map(|c| c.as_ref().map_or(0, |c| c.copied.get())).collect())
     }
 
-    /// One worker: takes the next chunk until none is left; the one that
-    /// copies a table's last chunk finishes the table.
-    async fn worker(
-        &self,
-        lane: &Lane,
-        queue: &RefCell<VecDeque<(usize, ChunkProgress)>>,
-        copies: &[Option<TableCopy<'_>>],
-    ) -> Result<()> {
+    /// `ferry run --worker`: copies chunks of the tables being copied until
+    /// none is left; the runner plans the chunks and seals the tables.
+    /// Returns the rows this process copied.
+    pub async fn work(&self, tables: &[(&TablePlan, &WriteSpec)], lanes: &[Lane]) -> Result<u64> {
+        let copies: Vec<_> = tables.iter().map(|&(plan, write)| Some(self.table_copy(plan, write))).collect();
+        self.copy_until_done(lanes, &copies).await?;
+        for copy in copies.iter().flatten().filter(|c| c.announced.get()) {
+            self.progress.task_finished(&copy.task);
+        }
+        Ok(copies.iter().flatten().map(|c| c.copied.get()).sum())
+    }
+
+    /// Every lane claims and copies chunks until none is free; then, while
+    /// chunks others hold are left, waits and claims again (a lease that runs
+    /// out is taken over).
+    async fn copy_until_done(&self, lanes: &[Lane], copies: &[Option<TableCopy<'_>>]) -> Result<()> {
+        // Chunks this process still holds were left by an attempt that failed
+        // (a lost connection, before reconnecting): its heartbeat would keep
+        // their leases alive for ever, so they are given back first.
+        self.state.release_leases(self.owner)?;
+        let mut waiting_said = false;
         loop {
-            let next = queue.borrow_mut().pop_front();
-            let Some((i, chunk)) = next else { return Ok(()) };
-            let copy = copies[i].as_ref().expect("a queued chunk's table is being copied");
-            self.copy_chunk(lane, copy, chunk).await?;
-            copy.remaining.set(copy.remaining.get() - 1);
-            if copy.remaining.get() == 0 {
-                self.finish_table(lane, copy).await?;
+            let workers = lanes.iter().map(|lane| self.worker(lane, copies));
+            futures_util::future::try_join_all(workers).await?;
+            let left = self.state.chunks_left()?;
+            if left == 0 {
+                return Ok(());
             }
+            if !waiting_said {
+                self.progress.note(&format!("waiting for {left} chunk(s) that other workers hold"));
+                waiting_said = true;
+            }
+            self.cancel.check()?;
+            tokio::time::sleep(WAIT_FOR_OTHERS).await;
+        }
+    }
+
+    /// One worker: claims the next free chunk and copies it, until none is free.
+    async fn worker(&self, lane: &Lane, copies: &[Option<TableCopy<'_>>]) -> Result<()> {
+        loop {
+            self.cancel.check()?;
+            let Some((target, chunk)) = self.state.claim_chunk(self.owner)? else { return Ok(()) };
+            let Some(copy) = copies.iter().flatten().find(|c| c.target == target) else {
+                self.state.release_leases(self.owner)?;
+                return Err(RunError::state(format!(
+                    "the state store holds chunks of {target}, which this spec does not copy"
+                ))
+                .with_hint("every worker must run the same spec file as the runner"));
+            };
+            copy.announce(self.progress, &self.state.table(&target)?.unwrap_or_default());
+            let chunk = self.follow_target(&*lane.target, copy.plan, chunk).await?;
+            self.copy_chunk(lane, copy, chunk).await?;
         }
     }
 
@@ -134,7 +178,7 @@ impl Backfill<'_> {
         plan: &'p TablePlan,
         write: &'p WriteSpec,
         workers: usize,
-    ) -> Result<Option<(TableCopy<'p>, Vec<ChunkProgress>)>> {
+    ) -> Result<Option<TableCopy<'p>>> {
         let target = plan.target_display();
         let progress =
             self.state.table(&target)?.ok_or_else(|| RunError::state(format!("table {target} is not registered")))?;
@@ -148,7 +192,16 @@ impl Backfill<'_> {
         let total = self.rows_total(plan, &progress).await?;
         if self.state.chunks(&target)?.is_empty() {
             // A copy an earlier version began goes on in the one chunk it had.
-            let workers = if progress.rows_copied > 0 || progress.pending_batch { 1 } else { workers };
+            // On a shared state store, workers of other processes may join:
+            // the table is cut for SHARED_WORKERS at least.
+            let shared = matches!(self.state.location(), crate::state::StateLocation::Postgres { .. });
+            let workers = if progress.rows_copied > 0 || progress.pending_batch {
+                1
+            } else if shared {
+                workers.max(SHARED_WORKERS)
+            } else {
+                workers
+            };
             let ranges = crate::chunks::plan(&*self.source, plan, total, workers, self.policy.batch_size).await?;
             self.state.plan_chunks(&target, &ranges)?;
         }
@@ -164,27 +217,27 @@ impl Backfill<'_> {
                      (MySQL/MariaDB); grant it and run `ferry run` again",
                 )
         })?;
-        let mut left = Vec::new();
-        for chunk in self.state.chunks(&target)? {
-            if !chunk.done {
-                left.push(self.follow_target(plan, chunk).await?);
-            }
-        }
         let progress = self.state.table(&target)?.unwrap_or(progress);
         self.note_resumed(&progress)?;
+        let copy = self.table_copy(plan, write);
+        copy.announce(self.progress, &progress);
+        Ok(Some(copy))
+    }
+
+    /// A table's copy as this process takes part in it.
+    fn table_copy<'p>(&self, plan: &'p TablePlan, write: &'p WriteSpec) -> TableCopy<'p> {
+        let target = plan.target_display();
         let task = format!("backfill {target}");
-        self.progress.task_started(&task, Some(total), progress.rows_copied);
-        let copy = TableCopy {
+        TableCopy {
             plan,
             write,
             types: write.columns.iter().map(|(_, t)| t.clone()).collect(),
             target,
             task,
             batch: Arc::new(ChunkSize::new(self.policy)),
-            remaining: Cell::new(left.len()),
             copied: Cell::new(0),
-        };
-        Ok(Some((copy, left)))
+            announced: Cell::new(false),
+        }
     }
 
     /// The rows to copy: counted once (estimated above EXACT_COUNT_LIMIT).
@@ -222,11 +275,22 @@ impl Backfill<'_> {
     /// Copies one chunk's rows after its checkpoint, batch by batch, on one
     /// lane: a reader task fetches the next batch while this one is written.
     async fn copy_chunk(&self, lane: &Lane, copy: &TableCopy<'_>, chunk: ChunkProgress) -> Result<()> {
+        if self.copy_batches(lane, copy, &chunk).await? {
+            self.state.finish_chunk(&copy.target, chunk.chunk)?;
+        }
+        Ok(())
+    }
+
+    /// The batches of [`Self::copy_chunk`]; `false` when the chunk's lease was lost.
+    async fn copy_batches(&self, lane: &Lane, copy: &TableCopy<'_>, chunk: &ChunkProgress) -> Result<bool> {
         let (plan, target) = (copy.plan, &copy.target);
         let (tx, mut rx) = mpsc::channel::<ferry_engine::Result<Vec<Row>>>(2);
         let reader = {
             let (source, read, batch) = (lane.source.clone(), plan.read.clone(), copy.batch.clone());
-            let mut range = KeyRange { after: chunk.last_key.clone().or(chunk.range.after.clone()), ..chunk.range };
+            let mut range = KeyRange {
+                after: chunk.last_key.clone().or(chunk.range.after.clone()),
+                through: chunk.range.through.clone(),
+            };
             tokio::spawn(async move {
                 loop {
                     let size = batch.get();
@@ -253,7 +317,7 @@ impl Backfill<'_> {
         };
         let mut redo = chunk.pending_batch;
         let mut done = (chunk.rows_copied, chunk.batches);
-        let result: Result<()> = async {
+        let result: Result<bool> = async {
             while let Some(rows) = rx.recv().await {
                 let rows = rows.map_err(|e| RunError::from(e).context(plan.origin()))?;
                 let Some(last) = rows.last() else { break };
@@ -265,7 +329,16 @@ impl Backfill<'_> {
                 if let Some(throttle) = self.throttle {
                     throttle.wait().await?;
                 }
-                self.state.begin_batch(target, chunk.chunk)?;
+                if !self.state.begin_batch(target, chunk.chunk, self.owner)? {
+                    let note = format!(
+                        "{target}: chunk {} was taken over by another worker (this one's lease ran out); \
+                         leaving it to that one",
+                        chunk.chunk
+                    );
+                    self.progress.note(&note);
+                    tracing::warn!("{note}");
+                    return Ok(false);
+                }
                 let started = std::time::Instant::now();
                 done = (done.0 + count, done.1 + 1);
                 let checkpoint = Checkpoint {
@@ -287,12 +360,11 @@ impl Backfill<'_> {
                     tokio::time::sleep(self.policy.batch_pause).await;
                 }
             }
-            Ok(())
+            Ok(true)
         }
         .await;
         reader.abort();
-        result?;
-        self.state.finish_chunk(target, chunk.chunk)
+        result
     }
 
     /// Every chunk of the table is copied: one commit that waits for the
@@ -318,10 +390,10 @@ impl Backfill<'_> {
     /// record (a kill between the two), or lost batches the state store
     /// recorded (a crash of the target server, whose last commits need not
     /// be on disk). Either way the copy resumes after what the target holds.
-    async fn follow_target(&self, plan: &TablePlan, local: ChunkProgress) -> Result<ChunkProgress> {
+    async fn follow_target(&self, on: &dyn Engine, plan: &TablePlan, local: ChunkProgress) -> Result<ChunkProgress> {
         let target = plan.target_display();
         let key = Checkpoint::key(&target, local.chunk);
-        let found = self.target.read_keys(&Checkpoint::read_spec(), &[key]).await?;
+        let found = on.read_keys(&Checkpoint::read_spec(), &[key]).await?;
         let committed = match found.first() {
             Some(row) => Some(Checkpoint::from_row(row).ok_or_else(|| {
                 RunError::state(format!("the target's checkpoint of {target} cannot be read: {row:?}"))

@@ -148,7 +148,7 @@ impl Migration {
         let dump = match given {
             Some(path) => path.to_path_buf(),
             None => {
-                let dir = self.state.path().with_file_name("backup");
+                let dir = self.state.location().local_dir().join("backup");
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| RunError::state(format!("cannot create {}: {e}", dir.display())))?;
                 progress.note(&format!("backing up {} source table(s) into {}", tables.len(), dir.display()));

@@ -173,7 +173,7 @@ pub async fn publish_routing(spec: &Spec, flags: &Flags, source: &dyn Engine, ta
 /// only the state store (which `/api/v1/flags` derives from) and writes the
 /// flag file; `ferry_routing` is written by the caller, which connects.
 pub fn abort(spec: &Spec, by: &str) -> Result<Flags> {
-    let state = StateStore::open(&crate::state_path(spec)?)?;
+    let state = StateStore::open_at(&crate::state_location(spec)?)?;
     let current = permit(&state, Command::Cutover)?;
     if matches!(current, State::At { stage } if stage.reads_ramped()) {
         advance(&state, Event::CutoverAborted)?;
@@ -184,7 +184,7 @@ pub fn abort(spec: &Spec, by: &str) -> Result<Flags> {
 
 /// `ferry cutover --next`: lets a manual ramp go on to its next stage once the hold elapsed.
 pub fn request_next(spec: &Spec) -> Result<()> {
-    let state = StateStore::open(&crate::state_path(spec)?)?;
+    let state = StateStore::open_at(&crate::state_location(spec)?)?;
     match state.lifecycle()? {
         State::At { stage: Stage::CuttingOver } => state.set_meta("cutover_next", &timestamp(now())),
         other => Err(RunError::new(

@@ -9,12 +9,12 @@
 //! and a restarted server still has the whole history.
 
 use crate::error::Result;
-use crate::state::{now, timestamp, StateStore};
+use crate::state::args;
+use crate::state::{now, timestamp, StateLocation, StateStore};
 use chrono::{DateTime, Utc};
 use ferry_core::status::{HistorySample, RunnerStatus};
-use rusqlite::{params, OptionalExtension};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -32,14 +32,22 @@ const RATE_WINDOW: Duration = Duration::from_secs(60);
 pub struct Heartbeat {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
-    path: PathBuf,
+    store: String,
 }
 
 impl Heartbeat {
-    /// Starts beating for `command` (e.g. `run`) on the state store at `path`.
-    pub fn start(path: &Path, command: &str) -> Result<Heartbeat> {
-        let store = StateStore::open(path)?;
-        let started = timestamp(now());
+    /// Starts beating for `command` (e.g. `run`) on the state store at
+    /// `location`, as the process that drives the migration.
+    pub fn start(location: &StateLocation, command: &str) -> Result<Heartbeat> {
+        Heartbeat::start_as(location, command, Role::Runner)
+    }
+
+    /// Starts beating as `role`: a runner says it drives the migration and
+    /// samples the tables; every process lists itself among the workers
+    /// and keeps its chunk leases.
+    pub fn start_as(location: &StateLocation, command: &str, role: Role) -> Result<Heartbeat> {
+        let store = StateStore::open_at(location)?;
+        let started = timestamp(store.clock());
         let runner = RunnerStatus {
             running: true,
             command: command.to_string(),
@@ -49,19 +57,27 @@ impl Heartbeat {
             last_seen: started,
             exited_at: None,
         };
-        store.beat(&runner)?;
-        store.record_samples()?;
+        store.beat(&runner, role)?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
             .name("ferry-heartbeat".into())
-            .spawn(move || beat_until_stopped(store, runner, &signal))
+            .spawn(move || beat_until_stopped(store, runner, role, &signal))
             .map_err(|e| crate::RunError::state(format!("cannot start the heartbeat thread: {e}")))?;
-        Ok(Heartbeat { stop, thread: Some(thread), path: path.to_path_buf() })
+        Ok(Heartbeat { stop, thread: Some(thread), store: location.describe() })
     }
 }
 
-fn beat_until_stopped(store: StateStore, mut runner: RunnerStatus, stop: &(Mutex<bool>, Condvar)) {
+/// What a beating process is to the migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Drives the migration (`ferry run` and the commands like it).
+    Runner,
+    /// Copies chunks only (`ferry run --worker`).
+    Worker,
+}
+
+fn beat_until_stopped(store: StateStore, mut runner: RunnerStatus, role: Role, stop: &(Mutex<bool>, Condvar)) {
     let (lock, wake) = stop;
     let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
     while !*stopped {
@@ -70,16 +86,17 @@ fn beat_until_stopped(store: StateStore, mut runner: RunnerStatus, stop: &(Mutex
         if *stopped {
             break;
         }
-        runner.last_seen = timestamp(now());
+        runner.last_seen = timestamp(store.clock());
         // A busy store (a long write of the runner) only delays a beat; the next one goes on.
-        if let Err(e) = store.beat(&runner).and_then(|()| store.record_samples()) {
+        if let Err(e) = store.beat(&runner, role) {
             tracing::debug!("heartbeat: {e}");
         }
     }
-    runner.last_seen = timestamp(now());
+    runner.last_seen = timestamp(store.clock());
     runner.exited_at = Some(runner.last_seen.clone());
     runner.running = false;
-    if let Err(e) = store.beat(&runner).and_then(|()| store.record_samples()) {
+    // The chunks this process held and did not finish are free for the others at once.
+    if let Err(e) = store.beat(&runner, role).and_then(|()| store.release_leases(&owner_id())) {
         tracing::debug!("heartbeat at exit: {e}");
     }
 }
@@ -91,10 +108,24 @@ impl Drop for Heartbeat {
         wake.notify_all();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
-                tracing::warn!("the heartbeat thread of {} panicked", self.path.display());
+                tracing::warn!("the heartbeat thread of {} panicked", self.store);
             }
         }
     }
+}
+
+/// This process, as chunk leases and the workers' list name it: `host/pid`.
+pub fn owner_id() -> String {
+    format!("{}/{}", host_name(), std::process::id())
+}
+
+/// Whether the process a lease names may still be alive: gone only when it
+/// ran on this host and is not there any more (another host's is waited out
+/// by the lease's expiry).
+pub(crate) fn owner_alive(owner: &str) -> bool {
+    let Some((host, pid)) = owner.rsplit_once('/') else { return true };
+    let Ok(pid) = pid.parse::<u32>() else { return true };
+    pid == std::process::id() || pid_alive(host, pid)
 }
 
 fn host_name() -> String {
@@ -106,11 +137,16 @@ fn host_name() -> String {
 
 /// Whether the runner's process is alive, where this host can tell.
 fn process_alive(runner: &RunnerStatus) -> bool {
-    if runner.host != host_name() || !Path::new("/proc/self").exists() {
+    pid_alive(&runner.host, runner.pid)
+}
+
+/// Whether process `pid` of `host` is alive, where this host can tell.
+fn pid_alive(host: &str, pid: u32) -> bool {
+    if host != host_name() || !Path::new("/proc/self").exists() {
         return true;
     }
     // A killed process not yet reaped by its parent is a zombie: gone all the same.
-    match std::fs::read_to_string(format!("/proc/{}/stat", runner.pid)) {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
@@ -121,17 +157,75 @@ fn parse_time(at: &str) -> Option<DateTime<Utc>> {
 }
 
 impl StateStore {
-    fn beat(&self, runner: &RunnerStatus) -> Result<()> {
-        let json = serde_json::to_string(runner).map_err(|e| crate::RunError::state(format!("heartbeat: {e}")))?;
-        self.set_meta("runner", &json)
+    fn beat(&self, runner: &RunnerStatus, role: Role) -> Result<()> {
+        if role == Role::Runner {
+            let json = serde_json::to_string(runner).map_err(|e| crate::RunError::state(format!("heartbeat: {e}")))?;
+            self.set_meta("runner", &json)?;
+            self.record_samples()?;
+        }
+        self.db().execute(
+            "INSERT INTO workers (id, host, pid, command, started_at, last_seen, exited_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET command = excluded.command, started_at = excluded.started_at,
+                 last_seen = excluded.last_seen, exited_at = excluded.exited_at",
+            args![
+                owner_id(),
+                runner.host.as_str(),
+                runner.pid,
+                runner.command.as_str(),
+                runner.started_at.as_str(),
+                runner.last_seen.as_str(),
+                runner.exited_at.as_deref()
+            ],
+        )?;
+        if runner.exited_at.is_none() {
+            self.renew_leases(&owner_id())?;
+        }
+        Ok(())
+    }
+
+    /// Every process that worked on this migration, with the chunk it holds
+    /// and its last heartbeat (for `ferry status`).
+    pub fn workers(&self) -> Result<Vec<ferry_core::status::WorkerStatus>> {
+        let rows = self.db().query(
+            "SELECT w.id, w.host, w.pid, w.command, w.started_at, w.last_seen, w.exited_at, c.target, c.chunk
+             FROM workers w LEFT JOIN chunks c ON c.owner = w.id AND c.done = 0
+             ORDER BY w.started_at, w.id, c.target, c.chunk",
+            args![],
+        )?;
+        let mut out: Vec<ferry_core::status::WorkerStatus> = Vec::new();
+        for r in rows {
+            let id: String = r.get(0)?;
+            let holding = r.get::<Option<String>>(7)?.zip(r.get::<Option<i64>>(8)?);
+            if let Some(worker) = out.last_mut().filter(|w| w.id == id) {
+                worker.chunks.extend(holding.map(|(t, c)| format!("{t}#{c}")));
+                continue;
+            }
+            let (host, pid, exited_at): (String, u32, Option<String>) = (r.get(1)?, r.get(2)?, r.get(6)?);
+            let last_seen: String = r.get(5)?;
+            let fresh = parse_time(&last_seen)
+                .is_some_and(|seen| (self.clock() - seen).to_std().unwrap_or_default() < STALE_AFTER);
+            out.push(ferry_core::status::WorkerStatus {
+                running: exited_at.is_none() && fresh && pid_alive(&host, pid),
+                id,
+                host,
+                pid,
+                command: r.get(3)?,
+                started_at: r.get(4)?,
+                last_seen,
+                exited_at,
+                chunks: holding.map(|(t, c)| format!("{t}#{c}")).into_iter().collect(),
+            });
+        }
+        Ok(out)
     }
 
     /// The last process that drove this migration, and whether it still does.
     pub fn runner_status(&self) -> Result<Option<RunnerStatus>> {
         let Some(json) = self.meta("runner")? else { return Ok(None) };
         let Ok(mut runner) = serde_json::from_str::<RunnerStatus>(&json) else { return Ok(None) };
-        let fresh =
-            parse_time(&runner.last_seen).is_some_and(|seen| (now() - seen).to_std().unwrap_or_default() < STALE_AFTER);
+        let fresh = parse_time(&runner.last_seen)
+            .is_some_and(|seen| (self.clock() - seen).to_std().unwrap_or_default() < STALE_AFTER);
         runner.running = runner.exited_at.is_none() && fresh && process_alive(&runner);
         Ok(Some(runner))
     }
@@ -142,7 +236,7 @@ impl StateStore {
         let at = now();
         let stamp = timestamp(at);
         let resample_before = timestamp(at - chrono::Duration::from_std(RESAMPLE_UNCHANGED).unwrap_or_default());
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO samples (at, target, rows_copied, replayed_changes, pending_changes, oldest_pending_seconds)
              SELECT ?1, t.target, t.rows_copied, t.replayed_changes, t.pending_changes, t.oldest_pending_seconds
              FROM tables t
@@ -151,32 +245,35 @@ impl StateStore {
                  WHERE s.target = t.target
                    AND s.at = (SELECT max(at) FROM samples WHERE target = t.target)
                    AND s.rows_copied = t.rows_copied AND s.replayed_changes = t.replayed_changes
-                   AND s.pending_changes IS t.pending_changes
-                   AND s.oldest_pending_seconds IS t.oldest_pending_seconds
+                   AND s.pending_changes IS NOT DISTINCT FROM t.pending_changes
+                   AND s.oldest_pending_seconds IS NOT DISTINCT FROM t.oldest_pending_seconds
                    AND s.at > ?2)",
-            params![stamp, resample_before],
+            args![stamp, resample_before],
         )?;
         Ok(())
     }
 
     /// Every sample in time order, at most `limit` per table (evenly thinned, newest kept).
     pub fn history(&self, limit: usize) -> Result<Vec<HistorySample>> {
-        let mut stmt = self.conn().prepare(
-            "SELECT at, target, rows_copied, replayed_changes, pending_changes, oldest_pending_seconds
-             FROM samples ORDER BY target, at",
-        )?;
-        let all: Vec<HistorySample> = stmt
-            .query_map([], |r| {
+        let all: Vec<HistorySample> = self
+            .db()
+            .query(
+                "SELECT at, target, rows_copied, replayed_changes, pending_changes, oldest_pending_seconds
+                 FROM samples ORDER BY target, at",
+                args![],
+            )?
+            .iter()
+            .map(|r| {
                 Ok(HistorySample {
                     at: r.get(0)?,
                     table: r.get(1)?,
-                    rows_copied: r.get::<_, i64>(2)? as u64,
-                    replayed_changes: r.get::<_, i64>(3)? as u64,
-                    pending_changes: r.get::<_, Option<i64>>(4)?.map(|n| n as u64),
+                    rows_copied: r.get::<i64>(2)? as u64,
+                    replayed_changes: r.get::<i64>(3)? as u64,
+                    pending_changes: r.get::<Option<i64>>(4)?.map(|n| n as u64),
                     oldest_pending_seconds: r.get(5)?,
                 })
-            })?
-            .collect::<std::result::Result<_, _>>()?;
+            })
+            .collect::<Result<_>>()?;
         let mut by_table: Vec<Vec<HistorySample>> = Vec::new();
         for sample in all {
             match by_table.last_mut() {
@@ -193,13 +290,14 @@ impl StateStore {
     /// it began to move in that minute: (rows/s, measured at).
     pub fn copy_rates(&self) -> Result<HashMap<String, (f64, String)>> {
         let mut newest: HashMap<String, (String, u64)> = HashMap::new();
-        let mut stmt = self.conn().prepare(
+        let latest = self.db().query(
             "SELECT s.target, s.at, s.rows_copied FROM samples s
              JOIN (SELECT target, max(at) AS at FROM samples GROUP BY target) m
                ON m.target = s.target AND m.at = s.at",
+            args![],
         )?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))? {
-            let (target, at, rows) = row?;
+        for row in latest {
+            let (target, at, rows): (String, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
             newest.insert(target, (at, rows as u64));
         }
         let mut rates = HashMap::new();
@@ -207,19 +305,18 @@ impl StateStore {
             let Some(end) = parse_time(&at) else { continue };
             let from = timestamp(end - chrono::Duration::from_std(RATE_WINDOW).unwrap_or_default());
             let first: Option<(String, i64)> = self
-                .conn()
-                .query_row(
+                .db()
+                .query_opt(
                     "SELECT at, rows_copied FROM samples WHERE target = ?1 AND at >= ?2 ORDER BY at LIMIT 1",
-                    params![target, from],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
+                    args![target, from],
+                )?
+                .map(|r| Ok::<_, crate::RunError>((r.get(0)?, r.get(1)?)))
+                .transpose()?;
             let Some((_, first_rows)) = first else { continue };
             // A table that waited its turn is measured from when it began to move.
-            let first_at: String = self.conn().query_row(
+            let first_at: String = self.db().query_value(
                 "SELECT max(at) FROM samples WHERE target = ?1 AND at >= ?2 AND rows_copied = ?3",
-                params![target, from, first_rows],
-                |r| r.get(0),
+                args![target, from, first_rows],
             )?;
             let Some(start) = parse_time(&first_at) else { continue };
             let seconds = (end - start).num_milliseconds() as f64 / 1000.0;
@@ -253,7 +350,7 @@ mod tests {
         let path = dir.path().join("state.db");
         let store = StateStore::open(&path).unwrap();
         assert!(store.runner_status().unwrap().is_none());
-        let beat = Heartbeat::start(&path, "run").unwrap();
+        let beat = Heartbeat::start(&StateLocation::File(path.clone()), "run").unwrap();
         let runner = store.runner_status().unwrap().unwrap();
         assert!(runner.running, "{runner:?}");
         assert_eq!((runner.command.as_str(), runner.pid), ("run", std::process::id()));
@@ -268,11 +365,11 @@ mod tests {
             last_seen: timestamp(now() - chrono::Duration::seconds(60)),
             ..runner.clone()
         };
-        store.beat(&stale).unwrap();
+        store.beat(&stale, Role::Runner).unwrap();
         assert!(!store.runner_status().unwrap().unwrap().running);
         // A fresh heartbeat of a process that is gone on this host: not running either.
         let gone = RunnerStatus { last_seen: timestamp(now()), pid: u32::MAX - 1, ..stale };
-        store.beat(&gone).unwrap();
+        store.beat(&gone, Role::Runner).unwrap();
         assert!(!store.runner_status().unwrap().unwrap().running);
     }
 
@@ -285,7 +382,7 @@ mod tests {
         store.record_samples().unwrap();
         assert_eq!(store.history(100).unwrap().len(), 1, "an unchanged table is not sampled again at once");
         for i in 1..=10u64 {
-            store.conn().execute("UPDATE tables SET rows_copied = ?1", [i as i64 * 100]).unwrap();
+            store.db().execute("UPDATE tables SET rows_copied = ?1", args![i * 100]).unwrap();
             store.record_samples().unwrap();
         }
         let all = store.history(100).unwrap();
@@ -301,10 +398,10 @@ mod tests {
         let store = StateStore::open(&dir.path().join("state.db")).unwrap();
         let insert = |at: &str, rows: i64| {
             store
-                .conn()
+                .db()
                 .execute(
                     "INSERT INTO samples (at, target, rows_copied, replayed_changes) VALUES (?1, 't', ?2, 0)",
-                    params![at, rows],
+                    args![at, rows],
                 )
                 .unwrap();
         };

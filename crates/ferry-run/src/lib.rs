@@ -38,14 +38,16 @@ pub mod switch;
 pub mod sync;
 pub mod throttle;
 pub mod verify;
+mod worker;
 
 pub use cancel::{Cancel, Invocation};
 pub use error::{ErrorCode, Result, RunError, RunErrorKind, ERROR_CODES};
-pub use heartbeat::{Heartbeat, BEAT_EVERY, STALE_AFTER};
+pub use heartbeat::{Heartbeat, Role, BEAT_EVERY, STALE_AFTER};
 pub use progress::{Progress, Silent};
 pub use runner::{
-    operator_from_env, set_operator_pause, state_path, status, EstimateCheck, Migration, Repair, RunOutcome,
+    operator_from_env, set_operator_pause, state_location, status, EstimateCheck, Migration, Repair, RunOutcome,
     TableOutcome, Verification, VerifyOptions,
 };
-pub use state::{AuditEntry, StateStore};
+pub use state::{AuditEntry, StateLocation, StateStore};
 pub use verify::TableReport;
+pub use worker::{open_worker, WorkOutcome};

@@ -8,7 +8,7 @@ use crate::integrity::{custom_checks, run_check, schema_check, table_checks, Che
 use crate::machine::{advance, permit};
 use crate::mapping::{plan_tables, Mode, TablePlan};
 use crate::progress::Progress;
-use crate::state::{now, timestamp, Direction, StateStore};
+use crate::state::{now, timestamp, Direction, StateLocation, StateStore};
 use crate::sync::Replayer;
 use crate::throttle::Throttle;
 use crate::verify::{TableReport, Verifier};
@@ -18,7 +18,7 @@ use ferry_core::status::{PhaseState, StatusReport, TableVerification};
 use ferry_core::{AuditEvent, ColumnSource, DataType, Phase, Spec, TableSchema};
 use ferry_engine::{DatabaseUrl, Engine, LockGuard, WriteSpec};
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,9 @@ pub struct Migration {
     pub source: Arc<dyn Engine>,
     pub target: Arc<dyn Engine>,
     pub plans: Vec<TablePlan>,
-    _state_lock: Option<std::fs::File>,
+    /// This process, as its chunk leases and the workers' list name it.
+    pub(crate) owner: String,
+    _state_lock: Option<crate::state::StateLock>,
     _target_lock: Option<LockGuard>,
     /// While this process drives the migration, it says so every few seconds.
     _heartbeat: Option<crate::Heartbeat>,
@@ -126,21 +128,38 @@ pub struct Repair {
     pub still_different: u64,
 }
 
-/// Where the state store of a spec lives.
-pub fn state_path(spec: &Spec) -> Result<PathBuf> {
-    let sqlite = |url: &str| match DatabaseUrl::parse(url, &spec.base_dir()).map_err(RunError::from)? {
-        DatabaseUrl::Sqlite(path) => Ok(path),
-        _ => Err(RunError::state("only a SQLite state store is supported in this version")),
-    };
-    let path = sqlite(&spec.state_url)?;
-    // A migration started before each spec had a store of its own goes on in the shared one.
-    if spec.state_url == ferry_core::spec::default_state_url(&spec.path) && !path.exists() {
-        let legacy = sqlite(ferry_core::spec::LEGACY_STATE_URL)?;
-        if legacy.exists() {
-            return Ok(legacy);
+/// Where the state store of a spec lives: `[state] url` (a SQLite file by
+/// default, or a schema of a PostgreSQL database several machines share).
+pub fn state_location(spec: &Spec) -> Result<StateLocation> {
+    let local_dir = |spec: &Spec| -> Result<PathBuf> {
+        let default = DatabaseUrl::parse(&ferry_core::spec::default_state_url(&spec.path), &spec.base_dir())?;
+        match default {
+            DatabaseUrl::Sqlite(path) => Ok(path.parent().map(Path::to_path_buf).unwrap_or_default()),
+            _ => Err(RunError::state("the default state store is a SQLite file")),
         }
+    };
+    match DatabaseUrl::parse(&spec.state_url, &spec.base_dir()).map_err(RunError::from)? {
+        DatabaseUrl::Sqlite(path) => {
+            // A migration started before each spec had a store of its own goes on in the shared one.
+            if spec.state_url == ferry_core::spec::default_state_url(&spec.path) && !path.exists() {
+                if let DatabaseUrl::Sqlite(legacy) =
+                    DatabaseUrl::parse(ferry_core::spec::LEGACY_STATE_URL, &spec.base_dir()).map_err(RunError::from)?
+                {
+                    if legacy.exists() {
+                        return Ok(StateLocation::File(legacy));
+                    }
+                }
+            }
+            Ok(StateLocation::File(path))
+        }
+        DatabaseUrl::Postgres(_) => Ok(StateLocation::Postgres {
+            url: spec.state_url.clone(),
+            schema: ferry_core::spec::state_schema(&spec.path),
+            local: local_dir(spec)?,
+        }),
+        _ => Err(RunError::state("the state store is a SQLite file or a PostgreSQL database")
+            .with_hint("set [state] url to sqlite:PATH or postgres://USER@HOST/DATABASE")),
     }
-    Ok(path)
 }
 
 impl Migration {
@@ -166,7 +185,7 @@ impl Migration {
             migration.state.set_pause("throttle", None)?;
             migration.state.set_pace(None)?;
             let command = if invocation.command.is_empty() { "run" } else { invocation.command.as_str() };
-            migration._heartbeat = Some(crate::Heartbeat::start(migration.state.path(), command)?);
+            migration._heartbeat = Some(crate::Heartbeat::start(migration.state.location(), command)?);
         }
         Ok(migration)
     }
@@ -175,7 +194,7 @@ impl Migration {
         if exclusive {
             check_answered(&spec)?;
         }
-        let state = StateStore::open(&state_path(&spec)?)?;
+        let state = StateStore::open_at(&state_location(&spec)?)?;
         // Past contract the source tables may be gone: say so before looking for them.
         if state.lifecycle()? == State::at(Stage::Completed) {
             return Err(RunError::new(
@@ -192,10 +211,7 @@ impl Migration {
             Some(state.lock()?.ok_or_else(|| {
                 RunError::new(
                     RunErrorKind::Locked,
-                    format!(
-                        "another ferry process is running this migration (state {} is locked)",
-                        state.path().display()
-                    ),
+                    format!("another ferry process is running this migration (state {} is locked)", state.describe()),
                 )
                 .with_hint("wait for it to finish, or stop it; two runners must never drive one migration")
             })?)
@@ -213,7 +229,7 @@ impl Migration {
     pub(crate) async fn assemble(
         spec: Spec,
         state: StateStore,
-        state_lock: Option<std::fs::File>,
+        state_lock: Option<crate::state::StateLock>,
         source: Arc<dyn Engine>,
         target: Arc<dyn Engine>,
         exclusive: bool,
@@ -303,6 +319,7 @@ impl Migration {
             source,
             target,
             plans,
+            owner: crate::heartbeat::owner_id(),
             _heartbeat: None,
             _state_lock: state_lock,
             _target_lock: target_lock,
@@ -468,6 +485,11 @@ impl Migration {
         }
     }
 
+    /// Keeps `heartbeat` going for as long as this migration is open.
+    pub(crate) fn set_heartbeat(&mut self, heartbeat: crate::Heartbeat) {
+        self._heartbeat = Some(heartbeat);
+    }
+
     pub(crate) fn backfiller<'s>(
         &'s self,
         progress: &'s dyn Progress,
@@ -481,6 +503,7 @@ impl Migration {
             policy: &self.spec.policy,
             progress,
             throttle,
+            owner: &self.owner,
         }
     }
 
@@ -499,7 +522,7 @@ impl Migration {
     /// The backfill's workers' connections: the migration's own, and for
     /// each further worker (`[policy] workers`) one to each side, watched
     /// like the migration's. Fewer when a connection cannot be had (said).
-    async fn lanes(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
+    pub(crate) async fn lanes(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
         let sqlite_target = self.target.kind() == ferry_engine::EngineKind::Sqlite;
         let workers = self.spec.policy.workers_for(sqlite_target);
         let mut lanes = vec![crate::backfill::Lane { source: self.source.clone(), target: self.target.clone() }];
@@ -1193,7 +1216,7 @@ fn check_identity(state: &StateStore, source: &dyn Engine, target: &dyn Engine) 
                     RunErrorKind::State,
                     format!(
                     "the state store {} belongs to a migration whose {key} is {recorded}, but the spec now says {url}",
-                    state.path().display()
+                    state.describe()
                 ),
                 )
                 .with_hint("set a different [state] url for a new migration, or restore the spec's URL"))
@@ -1205,7 +1228,7 @@ fn check_identity(state: &StateStore, source: &dyn Engine, target: &dyn Engine) 
 
 /// `ferry pause` / `ferry resume`: the runner waits before its next batch while paused.
 pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
-    let state = StateStore::open(&state_path(spec)?)?;
+    let state = StateStore::open_at(&state_location(spec)?)?;
     state.set_pause("operator", reason)?;
     state.audit(&match reason {
         Some(r) => AuditEvent::ThrottlePaused {
@@ -1219,10 +1242,11 @@ pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
 
 /// `ferry status`: read from the state store only; no database is contacted.
 pub fn status(spec: &Spec) -> Result<StatusReport> {
-    let path = state_path(spec)?;
+    let location = state_location(spec)?;
     let empty = || StatusReport {
         generated_at: timestamp(now()),
         runner: None,
+        workers: Vec::new(),
         cutover: None,
         spec: spec.path.display().to_string(),
         source: ferry_core::spec::redact_for_message(&spec.source_url),
@@ -1245,10 +1269,9 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         soak: None,
         capture_log: None,
     };
-    if !path.exists() {
+    let Some(state) = StateStore::open_existing(&location)? else {
         return Ok(empty());
-    }
-    let state = StateStore::open(&path)?;
+    };
     let generated_at = timestamp(now());
     let runner = state.runner_status()?;
     let running = runner.as_ref().is_some_and(|r| r.running);
@@ -1272,6 +1295,7 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         Some("fail".to_string())
     };
     Ok(StatusReport {
+        workers: state.workers()?,
         state: state.lifecycle()?.name().to_string(),
         legal_commands: crate::in_place::for_shape(spec, crate::machine::legal_commands(&state)?),
         source: state.meta("source")?.unwrap_or_else(|| empty().source),

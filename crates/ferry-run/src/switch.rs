@@ -276,6 +276,7 @@ impl Migration {
             progress,
             throttle: None,
             cancel: &self.cancel,
+            owner: &self.owner,
         };
         let replayer = self.reverse_replayer(&backfill);
         let order = crate::sync::replay_order(&self.plans);

@@ -67,12 +67,7 @@ async fn blocking<T: Send + 'static>(
 
 /// The state store, when the migration has one yet.
 fn store(app: &App) -> Result<Option<StateStore>, ferry_run::RunError> {
-    let path = ferry_run::state_path(&app.spec)?;
-    if path.exists() {
-        StateStore::open(&path).map(Some)
-    } else {
-        Ok(None)
-    }
+    StateStore::open_existing(&ferry_run::state_location(&app.spec)?)
 }
 
 async fn status(State(app): State<Arc<App>>) -> Response {

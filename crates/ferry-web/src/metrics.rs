@@ -49,9 +49,8 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 /// Every figure, read now.
 pub fn render(spec: &Spec) -> Result<String, RunError> {
     let report = ferry_run::status(spec)?;
-    let path = ferry_run::state_path(spec)?;
-    let events = if path.exists() {
-        StateStore::open(&path)?.audit_events(&[
+    let events = if let Some(store) = StateStore::open_existing(&ferry_run::state_location(spec)?)? {
+        store.audit_events(&[
             "throttle-paused",
             "phase-failed",
             "check-run",

@@ -16,6 +16,11 @@ pub struct Args {
     /// After verification, keep replaying changes until Ctrl-C or SIGTERM.
     #[arg(long, conflicts_with = "until")]
     follow: bool,
+    /// Only copy chunks, beside the `ferry run` that drives the migration
+    /// (on this machine or another one sharing its `[state] url`); exits
+    /// when every chunk is copied. See docs/scale-out.md.
+    #[arg(long, conflicts_with_all = ["until", "follow"])]
+    worker: bool,
     #[command(flatten)]
     http: super::serve::HttpArgs,
 }
@@ -30,6 +35,9 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 
 pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
     let spec = super::load_spec(spec_path)?;
+    if args.worker {
+        return work(spec, cancel).await;
+    }
     let until = args.until.filter(|p| *p != Phase::Verify);
     let _serving = super::serve::start(spec_path, &args.http).await?;
     let reporter = Reporter::new();
@@ -60,6 +68,21 @@ pub async fn run(spec_path: &Path, args: Args, cancel: ferry_run::Invocation) ->
             other => other,
         };
     }
+    Ok(EXIT_OK)
+}
+
+/// `ferry run --worker`: copies chunks until none is left, reconnecting
+/// after a dropped connection as `ferry run` does.
+async fn work(spec: ferry_core::Spec, cancel: ferry_run::Invocation) -> anyhow::Result<u8> {
+    let reporter = Reporter::new();
+    let connected = AtomicBool::new(false);
+    let outcome = ferry_run::reconnect::surviving(&spec, &reporter, &connected, || async {
+        let migration = ferry_run::open_worker(spec.clone(), cancel.clone()).await?;
+        connected.store(true, Ordering::Relaxed);
+        migration.work(&reporter).await
+    })
+    .await?;
+    outln!("worker done: copied {} rows; `ferry status` shows the migration", HumanCount(outcome.rows_copied));
     Ok(EXIT_OK)
 }
 

@@ -16,6 +16,20 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     outln!("state   {} (legal now: {})", report.state, if legal.is_empty() { "none".into() } else { legal.join(", ") });
     outln!("writes  go to the {}", report.routing.writes);
     outln!("runner  {}", runner(&report));
+    // Listed once a `ferry run --worker` took part (a single runner is the line above).
+    if report.workers.iter().any(|w| w.command == "run --worker") {
+        for w in &report.workers {
+            let holds = if w.chunks.is_empty() { String::new() } else { format!(", holds {}", w.chunks.join(", ")) };
+            let state = if w.running {
+                "working"
+            } else if w.exited_at.is_some() {
+                "exited"
+            } else {
+                "gone (no heartbeat)"
+            };
+            outln!("worker  {} ({}): {state}, last heartbeat {}{holds}", w.id, w.command, w.last_seen);
+        }
+    }
     outln!("as of   {}", report.generated_at);
     if let Some(s) = &report.switch {
         outln!(
@@ -187,17 +201,19 @@ pub enum AuditAction {
 
 pub fn audit(spec_path: &Path, action: AuditAction) -> anyhow::Result<u8> {
     let spec = super::load_spec_without_secrets(spec_path)?;
-    let path = ferry_run::state_path(&spec)?;
-    if !path.exists() {
-        return Err(ferry_run::RunError::state(format!("there is no state store at {} yet", path.display()))
+    let location = ferry_run::state_location(&spec)?;
+    let Some(store) = ferry_run::StateStore::open_existing(&location)? else {
+        return Err(ferry_run::RunError::state(format!("there is no state store at {} yet", location.describe()))
             .with_hint("`ferry run` (or `ferry plan`) starts the audit log")
             .into());
-    }
-    let store = ferry_run::StateStore::open(&path)?;
+    };
     match action {
         AuditAction::Verify => match store.verify_audit_chain() {
             Ok(entries) => {
-                outln!("audit log intact: {entries} entries, each hash covering the one before ({})", path.display());
+                outln!(
+                    "audit log intact: {entries} entries, each hash covering the one before ({})",
+                    location.describe()
+                );
                 Ok(EXIT_OK)
             }
             Err(e) => {

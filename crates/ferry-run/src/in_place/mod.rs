@@ -495,7 +495,7 @@ impl Migration {
             let Some(last) = rows.last() else { break };
             let upto = keys.key_of(last);
             throttle.wait().await?;
-            self.state.begin_batch(target, 0)?;
+            self.state.begin_batch(target, 0, &self.owner)?;
             let started = Instant::now();
             let sql = [change.sql().backfill_batch(after.as_deref(), &upto)];
             retry_ddl(|| async { self.source.execute(&sql, true, LOCK_TIMEOUT).await.map(|_| ()) }, progress).await?;

@@ -15,7 +15,7 @@ mod writer;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::progress::Progress;
-use crate::runner::{state_path, Migration};
+use crate::runner::{state_location, Migration};
 use crate::state::{now, timestamp, StateStore};
 use crate::Invocation;
 use ferry_core::lifecycle::State;
@@ -145,8 +145,10 @@ fn remove_state(state: &Path) {
 }
 
 /// Keeps a second rehearsal of the same migration off the scratch databases.
-fn lock_rehearsal(state_file: &Path) -> Result<std::fs::File> {
-    let path = state_file.with_file_name("rehearsal.lock");
+fn lock_rehearsal(local_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(local_dir)
+        .map_err(|e| RunError::state(format!("cannot create {}: {e}", local_dir.display())))?;
+    let path = local_dir.join("rehearsal.lock");
     let file =
         std::fs::File::create(&path).map_err(|e| RunError::state(format!("cannot create {}: {e}", path.display())))?;
     match file.try_lock() {
@@ -171,15 +173,15 @@ pub async fn rehearse(spec: Spec, rows: usize, invocation: Invocation, progress:
         .with_hint("rehearse an in-place change on a copy of the database: point [source] at it and run `ferry run`, `ferry contract --confirm`"));
     }
     let rehearsed = rehearsal_spec(&spec)?;
-    let state_file = state_path(&spec)?;
-    let real_state = StateStore::open(&state_file)?;
-    let _lock = lock_rehearsal(&state_file)?;
+    let location = state_location(&spec)?;
+    let real_state = StateStore::open_at(&location)?;
+    let local_dir = location.local_dir();
+    let _lock = lock_rehearsal(&local_dir)?;
     let base = spec.base_dir();
     let real_source = open(&spec.source_url, &base, Role::Source).await?;
     let real_target = open(&spec.target_url, &base, Role::Target).await?;
     let started = Instant::now();
-    let scratch =
-        Scratch::create(&*real_source, &*real_target, state_file.with_file_name("rehearsal").join("state.db")).await?;
+    let scratch = Scratch::create(&*real_source, &*real_target, local_dir.join("rehearsal").join("state.db")).await?;
     let environment = scratch.describe();
     progress.note(&format!("rehearsal: running the lifecycle on the {environment}"));
     let outcome = rehearse_in(&spec, &rehearsed, &*real_source, &scratch, rows, &invocation, progress).await;

@@ -3,9 +3,9 @@
 //! confirmed mismatch with its key and differing columns.
 
 use crate::error::Result;
+use crate::state::args;
 use crate::state::{now, timestamp, StateStore};
 pub use ferry_core::status::ShadowMismatch;
-use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
 /// Who compared: Ferry's own shadow reads, or the application's dual reads.
@@ -95,10 +95,10 @@ impl StateStore {
         if tally.is_empty() {
             return Ok(());
         }
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO shadow_reports (at, origin, compared, mismatched, rechecked, requests, errors)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+            args![
                 timestamp(now()),
                 origin.name(),
                 tally.compared as i64,
@@ -113,15 +113,17 @@ impl StateStore {
 
     /// The counts reported at or after `since` (every report when `None`).
     pub fn shadow_totals(&self, since: Option<&str>) -> Result<ShadowTotals> {
-        let mut stmt = self.conn().prepare(
-            "SELECT origin, sum(compared), sum(mismatched), sum(rechecked), sum(requests), sum(errors)
-             FROM shadow_reports WHERE at >= ?1 GROUP BY origin",
-        )?;
         let mut totals = ShadowTotals::default();
-        let rows = stmt.query_map([since.unwrap_or("")], |r| {
-            let count = |i: usize| r.get::<_, Option<i64>>(i).map(|n| n.map(|n| n.max(0) as u64));
-            Ok((
-                r.get::<_, String>(0)?,
+        let rows = self.db().query(
+            "SELECT origin, CAST(sum(compared) AS BIGINT), CAST(sum(mismatched) AS BIGINT),
+                    CAST(sum(rechecked) AS BIGINT), CAST(sum(requests) AS BIGINT), CAST(sum(errors) AS BIGINT)
+             FROM shadow_reports WHERE at >= ?1 GROUP BY origin",
+            args![since.unwrap_or("")],
+        )?;
+        for r in &rows {
+            let count = |i: usize| r.get::<Option<i64>>(i).map(|n| n.map(|n| n.max(0) as u64));
+            let (origin, tally) = (
+                r.get::<String>(0)?,
                 ShadowTally {
                     compared: count(1)?.unwrap_or(0),
                     mismatched: count(2)?.unwrap_or(0),
@@ -129,10 +131,7 @@ impl StateStore {
                     requests: count(4)?,
                     errors: count(5)?,
                 },
-            ))
-        })?;
-        for row in rows {
-            let (origin, tally) = row?;
+            );
             let slot =
                 if origin == ShadowOrigin::Application.name() { &mut totals.application } else { &mut totals.ferry };
             slot.add(&tally);
@@ -141,31 +140,33 @@ impl StateStore {
     }
 
     pub fn record_shadow_mismatch(&self, m: &ShadowMismatch) -> Result<()> {
-        self.conn().execute(
+        self.db().execute(
             "INSERT INTO shadow_mismatches (at, origin, subject, key, columns, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![m.at, m.origin, m.subject, m.key, m.columns.join(", "), m.detail],
+            args![m.at, m.origin, m.subject, m.key, m.columns.join(", "), m.detail],
         )?;
         Ok(())
     }
 
     /// The newest `limit` mismatches recorded at or after `since`, newest first.
     pub fn shadow_mismatches(&self, since: Option<&str>, limit: usize) -> Result<Vec<ShadowMismatch>> {
-        let mut stmt = self.conn().prepare(
+        let rows = self.db().query(
             "SELECT at, origin, subject, key, columns, detail FROM shadow_mismatches
              WHERE at >= ?1 ORDER BY id DESC LIMIT ?2",
+            args![since.unwrap_or(""), limit],
         )?;
-        let rows = stmt.query_map(params![since.unwrap_or(""), limit as i64], |r| {
-            let columns: String = r.get(4)?;
-            Ok(ShadowMismatch {
-                at: r.get(0)?,
-                origin: r.get(1)?,
-                subject: r.get(2)?,
-                key: r.get(3)?,
-                columns: columns.split(", ").filter(|c| !c.is_empty()).map(str::to_string).collect(),
-                detail: r.get(5)?,
+        rows.iter()
+            .map(|r| {
+                let columns: String = r.get(4)?;
+                Ok(ShadowMismatch {
+                    at: r.get(0)?,
+                    origin: r.get(1)?,
+                    subject: r.get(2)?,
+                    key: r.get(3)?,
+                    columns: columns.split(", ").filter(|c| !c.is_empty()).map(str::to_string).collect(),
+                    detail: r.get(5)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
+            .collect()
     }
 }
 
