@@ -23,6 +23,7 @@ mkdir -p "$OUT"
 cargo build --release -q -p ferry-cli
 FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
 
+export PGOPTIONS="-c client_min_messages=warning"
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
 now() { date +%s.%N; }
@@ -127,7 +128,12 @@ med() { printf '%s\n' $1 | median; }
 rate() { echo "$ROWS / $1" | bc; }
 ratio() { printf '%.2f' "$(echo "scale=4; $1 / $2" | bc)"; }
 m_pipe=$(med "${took[pipe]}")
-row() { local m; m=$(med "${took[$2]}"); echo "| $1 | ${m}s | $(rate "$m") | $(ratio "$m_pipe" "$m")x | ${took[$2]} |"; }
+secs() { printf '%.2f' "$1"; }
+row() {
+    local m; m=$(med "${took[$2]}")
+    local all=""; for t in ${took[$2]}; do all="$all $(secs "$t")"; done
+    echo "| $1 | $(secs "$m") s | $(rate "$m") | $(ratio "$m_pipe" "$m")x |$all |"
+}
 {
     echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows, PostgreSQL -> PostgreSQL, state store in PostgreSQL, median of $RUNS run(s); each Ferry process with workers = 1; every scenario's target compared with the source (count and hash sum): equal."
     echo

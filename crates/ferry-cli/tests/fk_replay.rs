@@ -34,7 +34,14 @@ async fn parent_and_child_in_one_transaction(source: Kind, target: Kind) {
     ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"books\"\n\n[[table]]\nfrom = \"authors\"\n"));
     ws.run(&["run"]).assert_code(0);
 
-    let mut follow = ws.spawn_quiet(&["sync", "--follow"]);
+    // Its output goes to a file, to be shown if it stops.
+    let errors = ws.path().join("follow.err");
+    let mut follow = ws
+        .command(&["sync", "--follow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
+        .spawn()
+        .unwrap();
     let mut app = src.session().await;
     if source == Kind::Sqlite {
         app.exec("PRAGMA foreign_keys = ON").await.unwrap();
@@ -61,7 +68,12 @@ async fn parent_and_child_in_one_transaction(source: Kind, target: Kind) {
     let expected = (src.count("authors").await, src.count("books").await);
     let mut found = (0, 0);
     for _ in 0..150 {
-        assert!(follow.try_wait().unwrap().is_none(), "{pair}: `ferry sync --follow` stopped:\n{}", ws.audit_log());
+        assert!(
+            follow.try_wait().unwrap().is_none(),
+            "{pair}: `ferry sync --follow` stopped:\n{}\n{}",
+            std::fs::read_to_string(&errors).unwrap_or_default(),
+            ws.audit_log()
+        );
         found = (dst.count("authors").await, dst.count("books").await);
         if found == expected {
             break;

@@ -148,12 +148,13 @@ async fn load_from_other_sessions_slows_the_copy_down() {
         source.exec("CREATE TABLE t (id integer PRIMARY KEY, v varchar(20))").await;
         let values: Vec<String> = (1..=20_000).map(|i| format!("({i}, 'v{i}')")).collect();
         source.exec(&format!("INSERT INTO t VALUES {}", values.join(", "))).await;
-        let target = TestDb::new(Kind::Sqlite).await;
+        let target = TestDb::new(Kind::Postgres).await;
         let ws = Workspace::new(FERRY);
         ws.write_spec(&spec(
             &source,
             &target,
-            "[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"20ms\"\n\n[[table]]\nfrom = \"t\"\n",
+            "[policy]\nbatch_size = 100\nchunk_time = \"0s\"\nbatch_pause = \"80ms\"\nworkers = 4\n\n\
+             [[table]]\nfrom = \"t\"\n",
         ));
         let run = ws.run_beside(&["run"]);
         wait_for(&ws, "the copy to start", |s| s["tables"][0]["rows_copied"].as_u64().unwrap_or(0) > 0).await;
@@ -167,6 +168,8 @@ async fn load_from_other_sessions_slows_the_copy_down() {
         }
         let status = wait_for(&ws, "the throttle to slow the copy down", |s| !s["pace"].is_null()).await;
         assert!(status["pace"]["delay_ms"].as_u64().unwrap() >= 100, "{status:#}");
+        // Slowed, the four workers write two at a time at most.
+        assert!(status["pace"]["workers"].as_u64().unwrap() <= 2, "{status:#}");
         assert!(status["pace"]["active_sessions"].as_u64().unwrap() > status["pace"]["baseline"].as_u64().unwrap());
         // Ended from outside: the copy goes on at full speed.
         let stop = if kind == Kind::Postgres {

@@ -346,6 +346,9 @@ pub struct SwitchStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pace {
     pub delay_ms: u64,
+    /// How many of the copy's workers may write at once at this pace.
+    #[serde(default)]
+    pub workers: u64,
     /// Statements other sessions were running in the source database.
     pub active_sessions: u64,
     /// The same, measured before the work started.

@@ -130,6 +130,9 @@ impl Backfill<'_> {
     /// chunks others hold are left, waits and claims again (a lease that runs
     /// out is taken over).
     async fn copy_until_done(&self, lanes: &[Lane], copies: &[Option<TableCopy<'_>>]) -> Result<()> {
+        if let Some(throttle) = self.throttle {
+            throttle.share_among(lanes.len());
+        }
         // Chunks this process still holds were left by an attempt that failed
         // (a lost connection, before reconnecting): its heartbeat would keep
         // their leases alive for ever, so they are given back first.
@@ -326,9 +329,11 @@ impl Backfill<'_> {
                 let display = describe_key(&plan.key_source, &last_key);
                 let count = rows.len() as u64;
                 let converted = self.convert_batch(plan, &copy.types, rows)?;
-                if let Some(throttle) = self.throttle {
-                    throttle.wait().await?;
-                }
+                // Held while the batch is written: the pace limits how many write at once.
+                let _turn = match self.throttle {
+                    Some(throttle) => Some(throttle.turn().await?),
+                    None => None,
+                };
                 if !self.state.begin_batch(target, chunk.chunk, self.owner)? {
                     let note = format!(
                         "{target}: chunk {} was taken over by another worker (this one's lease ran out); \

@@ -11,7 +11,11 @@
 //! off, at least 50 ms (the rate comes back slowly); in between it holds, so
 //! the two marks give hysteresis and the pace does not oscillate. A latency probe
 //! (`latency_probe`, `max_probe_latency`) is an explicit policy: while it is
-//! slower than its threshold, the work pauses. Pauses are recorded with their
+//! slower than its threshold, the work pauses. The copy's concurrency
+//! follows the pace: at full speed every worker writes at once; each doubling
+//! of the delay halves how many may (down to one), and they come back as the
+//! delay falls, so a loaded source sees fewer writers as well as slower ones.
+//! Pauses are recorded with their
 //! reason in the state store (for `ferry status`) and the audit log, and so
 //! is each change between full speed and a slowed pace.
 
@@ -102,6 +106,31 @@ pub struct Throttle<'a> {
     last_probe: Cell<Option<Instant>>,
     replica_lag: RefCell<Option<(Instant, Option<ReplicaLag>)>>,
     cancel: Cancel,
+    /// The workers sharing this throttle, and how many are writing a batch now.
+    workers: Cell<usize>,
+    writing: Cell<usize>,
+}
+
+/// How many of `workers` may write at once at the pace `delay`: all at full
+/// speed, half as many for each doubling of the delay from its first step,
+/// at least one.
+pub fn concurrency(workers: usize, delay: Duration) -> usize {
+    if delay.is_zero() {
+        return workers.max(1);
+    }
+    let doublings = (delay.as_millis() / FIRST_DELAY.as_millis()).max(1).ilog2() + 1;
+    workers.checked_shr(doublings).unwrap_or(0).max(1)
+}
+
+/// A worker's turn to write a batch (see [`Throttle::turn`]); ends when dropped.
+pub struct Turn<'t> {
+    writing: &'t Cell<usize>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.writing.set(self.writing.get().saturating_sub(1));
+    }
 }
 
 impl<'a> Throttle<'a> {
@@ -126,6 +155,8 @@ impl<'a> Throttle<'a> {
             last_probe: Cell::new(None),
             replica_lag: RefCell::new(None),
             cancel,
+            workers: Cell::new(1),
+            writing: Cell::new(0),
         };
         throttle.signal = match policy.throttle {
             ThrottleMode::Latency => throttle.latency_signal(plans).await?,
@@ -236,6 +267,26 @@ impl<'a> Throttle<'a> {
         Ok(None)
     }
 
+    /// `workers` copy side by side under this throttle (see [`concurrency`]).
+    pub fn share_among(&self, workers: usize) {
+        self.workers.set(workers.max(1));
+    }
+
+    /// Waits, before a worker's batch, for as long as there is a reason to
+    /// and until fewer workers write than the pace allows; the batch is
+    /// written while the returned turn lives.
+    pub async fn turn(&self) -> Result<Turn<'_>> {
+        loop {
+            self.wait().await?;
+            if self.writing.get() < concurrency(self.workers.get(), self.delay.get()) {
+                self.writing.set(self.writing.get() + 1);
+                return Ok(Turn { writing: &self.writing });
+            }
+            self.cancel.check()?;
+            tokio::time::sleep(LOAD_EVERY).await;
+        }
+    }
+
     /// Waits, before a batch, for as long as there is a reason to.
     pub async fn wait(&self) -> Result<()> {
         self.wait_while(&|| true).await.map(|_| ())
@@ -306,6 +357,7 @@ impl Throttle<'_> {
             };
             let pace = ferry_core::status::Pace {
                 delay_ms: delay.as_millis() as u64,
+                workers: concurrency(self.workers.get(), delay) as u64,
                 active_sessions: active,
                 baseline: marks.baseline,
                 since,
@@ -377,6 +429,18 @@ mod tests {
         assert_eq!(marks.next_delay(3, ms(2000)), ms(1500), "or a quarter less");
         assert_eq!(marks.next_delay(0, ms(30)), Duration::ZERO);
         assert_eq!(marks.next_delay(50, ms(4000)), MAX_DELAY, "capped");
+    }
+
+    #[test]
+    fn the_workers_writing_at_once_halve_with_each_doubling_of_the_delay() {
+        let ms = Duration::from_millis;
+        assert_eq!(concurrency(4, Duration::ZERO), 4, "full speed: all");
+        assert_eq!(concurrency(4, ms(100)), 2);
+        assert_eq!(concurrency(4, ms(150)), 2);
+        assert_eq!(concurrency(4, ms(200)), 1);
+        assert_eq!(concurrency(8, ms(400)), 1);
+        assert_eq!(concurrency(64, MAX_DELAY), 1, "at least one");
+        assert_eq!(concurrency(1, ms(100)), 1);
         let busy = LoadMarks::from_baseline(20);
         assert_eq!((busy.high, busy.low), (40, 30));
     }
