@@ -170,8 +170,9 @@ pub struct StatusReport {
     /// The process driving the migration, from its heartbeat; absent before any ran.
     #[serde(default)]
     pub runner: Option<RunnerStatus>,
-    /// Every process that copied chunks (the runner's and `ferry run
-    /// --worker`s, on any machine), with the chunks it holds and its last heartbeat.
+    /// Every process that has worked on the migration — the commands that
+    /// drove it (`run`, `sync`, ...) and each `ferry run --worker`, on any
+    /// machine — with the chunks it holds and its last heartbeat.
     #[serde(default)]
     pub workers: Vec<WorkerStatus>,
     /// The read ramp, when the spec has a `[cutover]` section.
@@ -264,7 +265,7 @@ pub struct RunnerStatus {
     pub exited_at: Option<String>,
 }
 
-/// A process that worked on the migration's copy — the runner, or a
+/// A process that worked on the migration — a command that drove it, or a
 /// `ferry run --worker` on this or another machine — as its heartbeat in
 /// the state store tells.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
