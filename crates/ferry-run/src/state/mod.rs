@@ -506,7 +506,8 @@ impl StateStore {
         position: usize,
     ) -> Result<TableProgress> {
         self.db.execute(
-            "INSERT INTO tables (target, source, fingerprint, position) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (target) DO NOTHING",
+            "INSERT INTO tables (target, source, fingerprint, position) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (target) DO NOTHING",
             args![target, source, fingerprint, position as i64],
         )?;
         self.table(target)?.ok_or_else(|| RunError::state(format!("table {target} vanished from the state store")))
@@ -637,19 +638,20 @@ impl StateStore {
     pub fn complete_batch(&self, target: &str, chunk: i64, written: &WrittenBatch<'_>) -> Result<()> {
         let key = json_key(written.last_key)?;
         self.db.transaction(|| {
-        self.db.execute(
+            self.db.execute(
             "UPDATE chunks SET pending_batch = 0, rows_copied = rows_copied + ?3, batches = batches + 1, last_key = ?4
              WHERE target = ?1 AND chunk = ?2",
             args![target, chunk, written.rows as i64, key],
         )?;
-        self.db.execute(
-            "UPDATE tables SET rows_copied = rows_copied + ?2, batches = batches + 1,
+            self.db.execute(
+                "UPDATE tables SET rows_copied = rows_copied + ?2, batches = batches + 1,
                  batches_redone = batches_redone + ?3, last_key = ?4, last_key_display = ?5, checkpoint_at = ?6,
-                 pending_batch = CASE WHEN EXISTS (SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1) THEN 1 ELSE 0 END
+                 pending_batch = CASE WHEN EXISTS (
+                     SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1) THEN 1 ELSE 0 END
              WHERE target = ?1",
-            args![target, written.rows as i64, written.redone as i64, key, written.display, timestamp(now())],
-        )?;
-        Ok(())
+                args![target, written.rows as i64, written.redone as i64, key, written.display, timestamp(now())],
+            )?;
+            Ok(())
         })
     }
 
@@ -669,28 +671,30 @@ impl StateStore {
     pub fn follow_target(&self, target: &str, chunk: i64, committed: &ChunkProgress) -> Result<()> {
         let key = committed.last_key.as_deref().map(json_key).transpose()?;
         self.db.transaction(|| {
-        self.db.execute(
-            "UPDATE chunks SET rows_copied = ?3, batches = ?4, last_key = ?5, pending_batch = ?6
+            self.db.execute(
+                "UPDATE chunks SET rows_copied = ?3, batches = ?4, last_key = ?5, pending_batch = ?6
              WHERE target = ?1 AND chunk = ?2",
-            args![
-                target,
-                chunk,
-                committed.rows_copied as i64,
-                committed.batches as i64,
-                key,
-                committed.pending_batch
-            ],
-        )?;
-        self.db.execute(
-            "UPDATE tables SET
-                 rows_copied = (SELECT CAST(coalesce(sum(rows_copied), 0) AS BIGINT) FROM chunks WHERE target = ?1),
+                args![
+                    target,
+                    chunk,
+                    committed.rows_copied as i64,
+                    committed.batches as i64,
+                    key,
+                    committed.pending_batch
+                ],
+            )?;
+            self.db.execute(
+                "UPDATE tables SET
+                 rows_copied = (
+                     SELECT CAST(coalesce(sum(rows_copied), 0) AS BIGINT) FROM chunks WHERE target = ?1),
                  batches = (SELECT CAST(coalesce(sum(batches), 0) AS BIGINT) FROM chunks WHERE target = ?1),
-                 pending_batch = CASE WHEN EXISTS (SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1) THEN 1 ELSE 0 END,
+                 pending_batch = CASE WHEN EXISTS (
+                     SELECT 1 FROM chunks WHERE target = ?1 AND pending_batch = 1) THEN 1 ELSE 0 END,
                  checkpoint_at = ?2
              WHERE target = ?1",
-            args![target, timestamp(now())],
-        )?;
-        Ok(())
+                args![target, timestamp(now())],
+            )?;
+            Ok(())
         })
     }
 
@@ -896,7 +900,8 @@ impl StateStore {
         let texts: Vec<String> = self
             .db
             .query(
-                "SELECT key FROM changed_keys WHERE target = ?1 AND direction = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq",
+                "SELECT key FROM changed_keys
+                 WHERE target = ?1 AND direction = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq",
                 args![target, direction.name(), after, through],
             )?
             .iter()
