@@ -700,26 +700,38 @@ impl StateStore {
 
     /// Records replayed changes and the lag measured after them.
     pub fn record_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
-        let now = timestamp(now());
-        self.db.execute(
-            "UPDATE tables SET replayed_changes = replayed_changes + ?2,
-                 last_replay_at = CASE WHEN ?2 > 0 THEN ?3 ELSE last_replay_at END,
-                 pending_changes = ?4, oldest_pending_seconds = ?5, lag_measured_at = ?3
-             WHERE target = ?1",
-            args![target, replayed as i64, now, lag.pending as i64, lag.oldest_seconds],
-        )?;
-        Ok(())
+        self.record_lag(target, Direction::Forward, replayed, lag)
     }
 
     /// Records changes replayed from the target back into the source (after the switch).
     pub fn record_reverse_replay(&self, target: &str, replayed: u64, lag: ferry_engine::CaptureLag) -> Result<()> {
-        let now = timestamp(now());
+        self.record_lag(target, Direction::Reverse, replayed, lag)
+    }
+
+    /// A replay's count and lag, in the columns of its direction.
+    fn record_lag(
+        &self,
+        target: &str,
+        direction: Direction,
+        replayed: u64,
+        lag: ferry_engine::CaptureLag,
+    ) -> Result<()> {
+        let [count, last_at, pending, oldest, measured_at] = match direction {
+            Direction::Forward => {
+                ["replayed_changes", "last_replay_at", "pending_changes", "oldest_pending_seconds", "lag_measured_at"]
+            }
+            Direction::Reverse => {
+                ["reverse_replayed", "reverse_last_at", "reverse_pending", "reverse_oldest_seconds", "reverse_lag_at"]
+            }
+        };
         self.db.execute(
-            "UPDATE tables SET reverse_replayed = reverse_replayed + ?2,
-                 reverse_last_at = CASE WHEN ?2 > 0 THEN ?3 ELSE reverse_last_at END,
-                 reverse_pending = ?4, reverse_oldest_seconds = ?5, reverse_lag_at = ?3
-             WHERE target = ?1",
-            args![target, replayed as i64, now, lag.pending as i64, lag.oldest_seconds],
+            &format!(
+                "UPDATE tables SET {count} = {count} + ?2,
+                     {last_at} = CASE WHEN ?2 > 0 THEN ?3 ELSE {last_at} END,
+                     {pending} = ?4, {oldest} = ?5, {measured_at} = ?3
+                 WHERE target = ?1"
+            ),
+            args![target, replayed, timestamp(now()), lag.pending, lag.oldest_seconds],
         )?;
         Ok(())
     }
