@@ -1074,23 +1074,53 @@ impl Migration {
         Ok(())
     }
 
+    /// Verifies every table; several tables at once, each on a lane of its
+    /// own (the backfill's workers' connections), when there are several.
     async fn verify_tables(&self, targets: &[TableSchema], progress: &dyn Progress) -> Result<Vec<TableReport>> {
-        let verifier = self.verifier(progress, self.spec.policy.sample_size);
-        let mut reports = Vec::new();
-        for (plan, schema) in self.plans.iter().zip(targets) {
-            let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();
-            let mark = self.state.changed_mark()?;
-            let report = verifier.table(plan, &types, Some(&self.state)).await?;
-            // Rows replayed before this verification began are covered by it.
-            if report.passed() && self.writes_to()? == crate::switch::Side::Source {
-                self.state.clear_changed_keys(&plan.target_display(), Direction::Forward, mark)?;
+        let lanes = if self.plans.len() > 1 {
+            self.lanes(progress).await
+        } else {
+            vec![crate::backfill::Lane { source: self.source.clone(), target: self.target.clone() }]
+        };
+        let next = std::cell::Cell::new(0);
+        let reports = std::cell::RefCell::new(vec![None; self.plans.len()]);
+        let workers = lanes.iter().take(self.plans.len()).map(|lane| async {
+            let verifier = Verifier {
+                source: lane.source.clone(),
+                target: lane.target.clone(),
+                ..self.verifier(progress, self.spec.policy.sample_size)
+            };
+            loop {
+                let i = next.get();
+                let (Some(plan), Some(schema)) = (self.plans.get(i), targets.get(i)) else {
+                    return Ok::<(), RunError>(());
+                };
+                next.set(i + 1);
+                let report = self.verify_table(&verifier, plan, schema).await?;
+                reports.borrow_mut()[i] = Some(report);
             }
-            if !self.capturing()? {
-                self.record_report(plan, &report)?;
-            }
-            reports.push(report);
+        });
+        futures_util::future::try_join_all(workers).await?;
+        Ok(reports.into_inner().into_iter().flatten().collect())
+    }
+
+    async fn verify_table(
+        &self,
+        verifier: &Verifier<'_>,
+        plan: &TablePlan,
+        schema: &TableSchema,
+    ) -> Result<TableReport> {
+        let types: Vec<DataType> = plan.write_spec(schema).columns.into_iter().map(|(_, t)| t).collect();
+        let mark = self.state.changed_mark()?;
+        let report = verifier.table(plan, &types, Some(&self.state)).await?;
+        // Rows replayed before this verification began are covered by it.
+        if report.passed() && self.writes_to()? == crate::switch::Side::Source {
+            self.state.clear_changed_keys(&plan.target_display(), Direction::Forward, mark)?;
         }
-        Ok(reports)
+        if !self.capturing()? {
+            self.record_report(plan, &report)?;
+        }
+        Ok(report)
     }
 
     pub(crate) fn record_report(&self, plan: &TablePlan, report: &TableReport) -> Result<()> {
