@@ -102,7 +102,7 @@ fn serve(url: &str, display: &str, inbox: &mpsc::Receiver<(Work, Reply)>, ready:
     let client = match runtime.block_on(ferry_postgres::connect_client(url, display)) {
         Ok(client) => client,
         Err(e) => {
-            let _ = ready.send(Err(RunError::from(e).context(format_args!("the state store at {display}"))));
+            let _ = ready.send(Err(RunError::from(e).context("the state store")));
             return;
         }
     };
