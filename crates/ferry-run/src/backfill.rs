@@ -45,6 +45,9 @@ pub struct Backfill<'a> {
 /// `ferry run --worker` processes may join the runner's own.
 const SHARED_WORKERS: usize = 8;
 
+/// How often a copy that waits for other processes' chunks says so again.
+const SAY_WAITING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How often a copy that waits for chunks other processes hold looks again.
 const WAIT_FOR_OTHERS: std::time::Duration = std::time::Duration::from_millis(500);
 
@@ -137,7 +140,7 @@ impl Backfill<'_> {
         // (a lost connection, before reconnecting): its heartbeat would keep
         // their leases alive for ever, so they are given back first.
         self.state.release_leases(self.owner)?;
-        let mut waiting_said = false;
+        let mut said_at: Option<std::time::Instant> = None;
         loop {
             let workers = lanes.iter().map(|lane| self.worker(lane, copies));
             futures_util::future::try_join_all(workers).await?;
@@ -145,13 +148,29 @@ impl Backfill<'_> {
             if left == 0 {
                 return Ok(());
             }
-            if !waiting_said {
-                self.progress.note(&format!("waiting for {left} chunk(s) that other workers hold"));
-                waiting_said = true;
+            // Said at once, then every SAY_WAITING_EVERY while it lasts, with who holds them.
+            if said_at.is_none_or(|at| at.elapsed() >= SAY_WAITING_EVERY) {
+                self.say_waiting(left)?;
+                said_at = Some(std::time::Instant::now());
             }
             self.cancel.check()?;
             tokio::time::sleep(WAIT_FOR_OTHERS).await;
         }
+    }
+
+    fn say_waiting(&self, left: u64) -> Result<()> {
+        let holders: Vec<String> = self
+            .state
+            .workers()?
+            .into_iter()
+            .filter(|w| !w.chunks.is_empty())
+            .map(|w| format!("{} ({}, last heartbeat {})", w.id, w.chunks.join(", "), w.last_seen))
+            .collect();
+        self.progress.note(&format!(
+            "waiting for {left} chunk(s) that other workers hold: {}",
+            if holders.is_empty() { "none held now, claiming again".to_string() } else { holders.join("; ") }
+        ));
+        Ok(())
     }
 
     /// One worker: claims the next free chunk and copies it, until none is free.
