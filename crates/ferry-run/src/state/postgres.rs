@@ -109,10 +109,23 @@ fn serve(url: &str, display: &str, inbox: &mpsc::Receiver<(Work, Reply)>, ready:
     let _ = ready.send(Ok(()));
     let mut statements: HashMap<String, Statement> = HashMap::new();
     while let Ok((work, reply)) = inbox.recv() {
-        let answer = runtime.block_on(perform(&client, &mut statements, work));
+        let answer = runtime.block_on(tokio::time::timeout(ANSWER_WITHIN, perform(&client, &mut statements, work)));
+        let Ok(answer) = answer else {
+            // A server that stopped answering: the session is given up (its
+            // statement may still run there), so every later call fails
+            // and the command stops instead of hanging.
+            let _ = reply.send(Err(RunError::state(format!(
+                "the state store at {display} did not answer within {ANSWER_WITHIN:?}"
+            ))
+            .with_hint("check that the state database is up and reachable, then run the command again")));
+            return;
+        };
         let _ = reply.send(answer.map_err(|e| failure(&e, display)));
     }
 }
+
+/// How long a statement of the state store may take before the session is given up.
+const ANSWER_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
 
 async fn perform(
     client: &Client,
