@@ -109,7 +109,9 @@ fn serve(url: &str, display: &str, inbox: &mpsc::Receiver<(Work, Reply)>, ready:
     let _ = ready.send(Ok(()));
     let mut statements: HashMap<String, Statement> = HashMap::new();
     while let Ok((work, reply)) = inbox.recv() {
-        let answer = runtime.block_on(tokio::time::timeout(ANSWER_WITHIN, perform(&client, &mut statements, work)));
+        // The timer is made inside the runtime, which drives it.
+        let answer = runtime
+            .block_on(async { tokio::time::timeout(ANSWER_WITHIN, perform(&client, &mut statements, work)).await });
         let Ok(answer) = answer else {
             // A server that stopped answering: the session is given up (its
             // statement may still run there), so every later call fails
