@@ -49,6 +49,21 @@ async fn setup() -> (TestDb, TestDb, TestDb, Workspace) {
     (src, dst, state, ws)
 }
 
+/// Starts `ferry ARGS` in the background, its output kept in a file of the workspace.
+fn spawn_logged(ws: &Workspace, args: &[&str], log: &str) -> std::process::Child {
+    ws.command(args)
+        .stdout(std::fs::File::create(ws.path().join(log)).unwrap())
+        .stderr(std::fs::File::create(ws.path().join(format!("{log}.err"))).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// What a process started by `spawn_logged` printed, for assertion messages.
+fn logged(ws: &Workspace, log: &str) -> String {
+    let read = |name: &str| std::fs::read_to_string(ws.path().join(name)).unwrap_or_default();
+    format!("--- {log} stdout ---\n{}\n--- stderr ---\n{}", read(log), read(&format!("{log}.err")))
+}
+
 fn worker_holding_a_chunk(ws: &Workspace, command: &str) -> bool {
     let status = ws.status_json();
     status["workers"].as_array().is_some_and(|workers| {
@@ -80,11 +95,15 @@ async fn assert_copied_once(src: &TestDb, dst: &TestDb, ws: &Workspace) {
 async fn a_killed_worker_s_chunks_are_taken_over() {
     let (src, dst, _state, ws) = setup().await;
     let runner = ws.run_beside(&["run"]);
-    let mut worker = ws.spawn_quiet(&["run", "--worker"]);
+    let mut worker = spawn_logged(&ws, &["run", "--worker"], "worker.out");
     wait_until("the worker to hold a chunk", Duration::from_secs(60), || worker_holding_a_chunk(&ws, "run --worker"));
     std::thread::sleep(Duration::from_millis(300));
     worker.kill().unwrap(); // SIGKILL: no chance to give its chunks back
-    assert!(worker.wait().unwrap().code().is_none(), "the worker ended before it was killed");
+    assert!(
+        worker.wait().unwrap().code().is_none(),
+        "the worker ended before it was killed\n{}",
+        logged(&ws, "worker.out")
+    );
 
     let ran = runner.await.unwrap();
     ran.assert_code(0);
@@ -100,7 +119,7 @@ async fn a_killed_worker_s_chunks_are_taken_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_runner_s_lock_passes_to_the_next_run_while_a_worker_copies() {
     let (src, dst, _state, ws) = setup().await;
-    let mut first = ws.spawn_quiet(&["run"]);
+    let mut first = spawn_logged(&ws, &["run"], "first.out");
     let worker = ws.run_beside(&["run", "--worker"]);
     wait_until("the runner to hold a chunk", Duration::from_secs(60), || worker_holding_a_chunk(&ws, "run"));
     // One runner at a time: the lock is the state store's, seen from any machine.
@@ -109,7 +128,11 @@ async fn a_killed_runner_s_lock_passes_to_the_next_run_while_a_worker_copies() {
     assert!(refused.stderr.contains("another ferry process is running this migration"), "{refused}");
 
     first.kill().unwrap();
-    assert!(first.wait().unwrap().code().is_none(), "the runner ended before it was killed");
+    assert!(
+        first.wait().unwrap().code().is_none(),
+        "the runner ended before it was killed\n{}",
+        logged(&ws, "first.out")
+    );
     // The server released the dead runner's lock with its session: the next run takes over.
     let second = ws.run(&["run"]);
     second.assert_code(0);
