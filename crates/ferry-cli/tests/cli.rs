@@ -197,10 +197,27 @@ async fn the_run_compares_itself_with_the_plans_estimate() {
     let ran = ws.run(&["run"]);
     ran.assert_code(0);
     assert!(ran.stdout.contains("`ferry plan` estimated "), "{ran}");
-    assert!(ran.stdout.contains("x the estimate)"), "{ran}");
+    assert!(
+        ran.stdout.contains("x the estimate, inside its range)")
+            || ran.stdout.contains("x the estimate, outside its range)"),
+        "{ran}"
+    );
+    // Each phase the run went through, estimated and taken.
+    for phase in ["expand", "backfill", "verify"] {
+        assert!(
+            ran.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(phase) && l.contains("estimated") && l.contains("took")),
+            "{phase}: {ran}"
+        );
+    }
     let audit = ws.audit_log();
     let checked: Vec<&str> = audit.lines().filter(|l| l.contains("estimate-checked: estimated_ms=")).collect();
     assert_eq!(checked.len(), 1, "{audit}");
+    assert!(
+        checked[0].contains("low_ms=") && checked[0].contains("high_ms=") && checked[0].contains("by_phase=\"expand "),
+        "{audit}"
+    );
     let planned_ms = audit
         .lines()
         .find_map(|l| l.split("estimated_duration=").nth(1))

@@ -17,14 +17,22 @@ fn mask(text: &str) -> String {
         (r#""version": "[^"]*""#, r#""version": "[VERSION]""#),
         (r"(PostgreSQL|MySQL/MariaDB|SQLite) \d[^|(`\n]*(\([^)`]*\))?", "$1 [VERSION]"),
         (
-            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|target_read_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes)": [0-9.e+-]+"#,
+            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|target_read_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes|low_seconds|high_seconds|copy_rows_per_second|overlapped_rows_per_second|checksum_rows_per_second|key_read_rows_per_second|index_seconds|check_seconds|ddl_seconds|write_rate|lanes|samples|baseline|high|above_high)": [0-9.e+-]+"#,
             r#""$1": "[MEASURED]""#,
         ),
+        // What other tests' sessions and a fixture's own recent inserts show as the source's load and writes.
+        (r#"no slowdown expected: [^|;"]*[^|;" ]|\d+ of \d+ readings of the source's load[^|;"]*[^|;" ]"#, "[LOAD]"),
+        (
+            r#"no writes on the source while measured|[^|;"]*rows changed/s[^|;"]*[^|;" ]|[^|;"]*sync may not catch up"#,
+            "[WRITES]",
+        ),
+        (r"\b\d+ workers? side by side", "[WORKERS] side by side"),
         // A server's TLS is its configuration's (Debian's PostgreSQL offers it), not Ferry's.
         (r#""transport": \{\s*"kind": "(tls|unencrypted)"[^}]*\}"#, r#""transport": "[SERVER TRANSPORT]""#),
         (r"encrypted \([^)]*\)|NOT encrypted", "[SERVER TRANSPORT]"),
         (r"\d+(\.\d+)? (B|KiB|MiB|GiB|TiB)\b", "[SIZE]"),
         (r"\d+\.\d+ ms", "[MS] ms"),
+        (r"\b\d+ ms\b", "[MS] ms"),
         (r"[\d,]+ rows/s", "[RATE] rows/s"),
         (r"\d+\.\d+ s\b", "[SECONDS] s"),
         (r"\b\d+m\d{2}s\b", "[DURATION]"),

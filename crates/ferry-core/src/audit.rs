@@ -104,10 +104,17 @@ pub enum AuditEvent {
         estimated_duration_ms: u64,
     },
     /// A run that did everything `ferry plan` estimated (every row copied
-    /// and verified): the estimate, and the time the run took.
+    /// and verified): the estimate with its range, the time the run took,
+    /// and each phase's estimate and time (`expand 90/120 ms, …`).
     EstimateChecked {
         estimated_ms: u64,
+        #[serde(default)]
+        low_ms: u64,
+        #[serde(default)]
+        high_ms: u64,
         actual_ms: u64,
+        #[serde(default)]
+        by_phase: String,
     },
     StrategySelected {
         strategy: String,
@@ -381,8 +388,10 @@ impl AuditEvent {
     pub fn details(&self) -> String {
         match self {
             AuditEvent::RunStarted { command, spec } => format!("command={command}, spec={spec}"),
-            AuditEvent::EstimateChecked { estimated_ms, actual_ms } => {
-                format!("estimated_ms={estimated_ms}, actual_ms={actual_ms}")
+            AuditEvent::EstimateChecked { estimated_ms, low_ms, high_ms, actual_ms, by_phase } => {
+                format!(
+                    "estimated_ms={estimated_ms}, low_ms={low_ms}, high_ms={high_ms}, actual_ms={actual_ms}, by_phase=\"{by_phase}\""
+                )
             }
             AuditEvent::MigrationAssessed { scope, components, estimated_duration_ms } => format!(
                 "scope={scope}, components={components}, estimated_duration={}",
@@ -562,7 +571,7 @@ mod tests {
         let events = vec![
             AuditEvent::RunStarted { command: s(), spec: s() },
             AuditEvent::MigrationAssessed { scope: s(), components: 0, estimated_duration_ms: 0 },
-            AuditEvent::EstimateChecked { estimated_ms: 0, actual_ms: 0 },
+            AuditEvent::EstimateChecked { estimated_ms: 0, low_ms: 0, high_ms: 0, actual_ms: 0, by_phase: s() },
             AuditEvent::StrategySelected { strategy: s(), rationale: s() },
             AuditEvent::PhaseStarted { phase: Phase::Expand, operator: s() },
             AuditEvent::CaptureInstalled { table: s() },

@@ -676,6 +676,13 @@ pub trait Engine: Send + Sync {
     /// view (SQLite: one file, no server).
     async fn active_sessions(&self) -> Result<Option<u64>>;
 
+    /// Rows inserted, updated and deleted in `table` since the server's
+    /// counters began: read twice, the source's write rate. None where the
+    /// engine keeps no such count per table (SQLite; MariaDB without `userstat`).
+    async fn rows_changed(&self, _table: &TableName) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Drops a table Ferry created (rollback of expand).
     async fn drop_table(&self, table: &TableName) -> Result<()>;
 

@@ -268,6 +268,9 @@ impl Engine for Watched {
     async fn active_sessions(&self) -> Result<Option<u64>> {
         self.watch(self.inner.active_sessions()).await
     }
+    async fn rows_changed(&self, table: &TableName) -> Result<Option<u64>> {
+        self.watch(self.inner.rows_changed(table)).await
+    }
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         self.watch(self.inner.drop_table(table)).await
     }

@@ -1487,6 +1487,26 @@ impl Engine for MysqlEngine {
         Ok(count.and_then(|c| c.parse().ok()))
     }
 
+    async fn rows_changed(&self, table: &TableName) -> Result<Option<u64>> {
+        // MariaDB counts per table only with `userstat` on; MySQL has no such variable.
+        let Ok(Some(on)) = self.scalar("SELECT @@userstat").await else { return Ok(None) };
+        if on != "1" {
+            return Ok(None);
+        }
+        let schema = match &table.schema {
+            Some(s) => sqlexpr::string_literal(EngineName::Mysql, s),
+            None => "DATABASE()".into(),
+        };
+        let count = self
+            .scalar(&format!(
+                "SELECT coalesce(sum(ROWS_CHANGED), 0) FROM information_schema.TABLE_STATISTICS \
+                 WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {}",
+                sqlexpr::string_literal(EngineName::Mysql, &table.name)
+            ))
+            .await?;
+        Ok(count.and_then(|c| c.parse().ok()))
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let listed = replicas::list(&mut self.conn().await?).await;
         let mut worst: Option<ReplicaLag> = None;

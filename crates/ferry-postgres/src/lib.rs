@@ -1668,6 +1668,17 @@ impl Engine for PostgresEngine {
         Ok(count.and_then(|c| c.parse().ok()))
     }
 
+    async fn rows_changed(&self, table: &TableName) -> Result<Option<u64>> {
+        // Other backends' counts arrive within a second (PostgreSQL 15 flushes them at most that often).
+        let name = sqlexpr::string_literal(EngineName::Postgres, &POSTGRES.table(table));
+        let count = self
+            .scalar(&format!(
+                "SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_all_tables WHERE relid = to_regclass({name})"
+            ))
+            .await?;
+        Ok(count.and_then(|c| c.parse().ok()))
+    }
+
     async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
         let client = self.client.lock().await;
         // replay_lag is NULL while a replica has nothing left to replay.

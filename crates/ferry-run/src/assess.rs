@@ -1,31 +1,29 @@
 //! Phase 0: measure what the plan needs, read-only on the source.
 //!
-//! The one write is the throughput probe: a sample of rows copied into a
-//! `ferry_probe_*` table on the target, timed, and dropped. Probe tables left
-//! by a killed `ferry plan` are dropped when the next one starts.
+//! The one write is the copy probe ([`crate::probe`]): a sample of rows
+//! copied into a `ferry_probe_*` table on the target, indexed, checked,
+//! timed, and dropped. Probe tables left by a killed `ferry plan` are
+//! dropped when the next one starts.
 
-use crate::backfill::convert_row;
 use crate::connect::{open, Role};
 use crate::error::{Result, RunError};
 use crate::mapping::{plan_tables, Mode, TablePlan};
+use crate::probe::{LoadReadings, Probe};
 use crate::progress::Progress;
 use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::plan::{
     self, Assessment, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
-    SchemaProblemClass, Shape, TableFacts, Throughput, ZeroDates,
+    SchemaProblemClass, Shape, TableFacts, ZeroDates,
 };
 use ferry_core::schema::object_name;
-use ferry_core::{AuditEvent, ColumnDef, DataType, Spec, TableDef, TableName, Value};
-use ferry_engine::{Engine, EngineKind, ReadSpec, Rows, SelectItem, WriteSpec, SCRATCH_PREFIX};
+use ferry_core::{AuditEvent, ColumnDef, Spec, TableDef, TableName};
+use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem, SCRATCH_PREFIX};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Rows copied into the probe table at most, and for how long.
-pub const PROBE_ROWS: usize = 20_000;
-/// State store meta key: the last plan's estimate of a run, in milliseconds.
-pub const PLAN_ESTIMATE: &str = "plan_estimate_ms";
-pub const PROBE_TIME: Duration = Duration::from_secs(2);
+/// State store meta key: the last plan's estimate of a run (JSON).
+pub const PLAN_ESTIMATE: &str = "plan_estimate";
 /// Keyed reads timed for the latency baseline.
 pub const LATENCY_SAMPLES: usize = 300;
 /// Above this estimate the engine's statistics are used instead of COUNT(*).
@@ -73,10 +71,12 @@ impl Assessor {
 
     pub async fn assess(&self, progress: &dyn Progress) -> Result<Assessment> {
         self.clean_up().await?;
+        let load = LoadReadings::default();
+        load.baseline(&*self.source).await;
         let mut tables = Vec::new();
         for plan in &self.plans {
             progress.note(&format!("assessing {}", plan.source_name));
-            tables.push(self.table(plan, progress).await?);
+            tables.push(self.table(plan, &load, progress).await?);
         }
         let shape = if !self.plans.is_empty() && self.plans.iter().all(|p| p.in_place) {
             Shape::InPlace
@@ -90,6 +90,7 @@ impl Assessor {
             target: self.endpoint(&*self.target).await?,
             tables,
             rollback_lossless: self.spec.migration.rollback == Some(ferry_core::spec::RollbackRequirement::Lossless),
+            source_load: load.summary(),
         })
     }
 
@@ -103,7 +104,8 @@ impl Assessor {
         })
     }
 
-    async fn table(&self, plan: &TablePlan, progress: &dyn Progress) -> Result<TableFacts> {
+    async fn table(&self, plan: &TablePlan, load: &LoadReadings, progress: &dyn Progress) -> Result<TableFacts> {
+        let changed_before = self.rows_changed(plan).await;
         let s = &plan.source;
         let filter = plan.read.filter.as_deref();
         let (rows, rows_exact) = match s.stats.row_estimate {
@@ -166,13 +168,20 @@ impl Assessor {
         let throughput = if plan.key_source.is_empty() {
             None
         } else {
-            match self.throughput(plan).await {
+            let probe = Probe { source: &self.source, target: &self.target, policy: &self.spec.policy, load };
+            match probe.measure(plan, &probe_table(&plan.target_name), rows).await {
                 Ok(t) => Some(t),
                 Err(e) => {
                     progress.note(&format!("{}: copy speed not measured: {}", plan.source_name, e.message));
                     None
                 }
             }
+        };
+        let write_rate = match (changed_before, self.rows_changed(plan).await) {
+            (Some((before, at)), Some((after, _))) => {
+                Some(after.saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-3))
+            }
+            _ => None,
         };
         let facts = TableFacts {
             source: plan.source_name.to_string(),
@@ -211,6 +220,7 @@ impl Assessor {
             target_exists,
             latency,
             throughput,
+            write_rate,
             ddl_expand,
             ddl_after_load,
             not_invertible: plan.inversion_blocker(),
@@ -230,6 +240,16 @@ impl Assessor {
             crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
         }
         Ok(facts)
+    }
+
+    /// The source's count of rows changed in the table, and when it was
+    /// read; none where the engine keeps none. A change in place writes
+    /// the table itself while measuring: its count says nothing.
+    async fn rows_changed(&self, plan: &TablePlan) -> Option<(u64, Instant)> {
+        if plan.in_place {
+            return None;
+        }
+        self.source.rows_changed(&plan.source_name).await.ok().flatten().map(|n| (n, Instant::now()))
     }
 
     /// MySQL/MariaDB zero dates in a copied date or datetime column, counted
@@ -341,94 +361,6 @@ impl Assessor {
         let pick = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
         Ok(Latency { samples: times.len() as u32, p50_ms: pick(0.50), p99_ms: pick(0.99) })
     }
-
-    /// Copies a sample into a probe table on the target, timing reads and writes apart.
-    async fn throughput(&self, plan: &TablePlan) -> Result<Throughput> {
-        let probe = probe_table(&plan.target_name);
-        // Constraints are the change analysis's business: the probe only times the copy.
-        let columns = plan
-            .columns
-            .iter()
-            .map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), !plan.key_target.contains(&c.name)))
-            .collect();
-        let def = TableDef::new(probe.clone(), columns, plan.def.primary_key.clone());
-        self.target.create_table(&def).await?;
-        let result = self.probe_copy(plan, &probe).await;
-        // Always drop the probe, whatever the copy did.
-        let dropped = self.target.drop_scratch_table(&probe).await;
-        let measured = result?;
-        dropped?;
-        Ok(measured)
-    }
-
-    async fn probe_copy(&self, plan: &TablePlan, probe: &TableName) -> Result<Throughput> {
-        let write = WriteSpec {
-            table: probe.clone(),
-            columns: plan.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect(),
-            key: plan.key_target.clone(),
-        };
-        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
-        let batch = self.spec.policy.batch_size.min(PROBE_ROWS);
-        let started = Instant::now();
-        let (mut read_time, mut write_time, mut rows) = (Duration::ZERO, Duration::ZERO, 0usize);
-        let mut after: Option<Vec<Value>> = None;
-        while rows < PROBE_ROWS && started.elapsed() < PROBE_TIME {
-            let t = Instant::now();
-            let batch_rows = self.source.read_batch(&plan.read, after.as_deref(), batch).await?;
-            read_time += t.elapsed();
-            let Some(last) = batch_rows.last() else { break };
-            after = Some(plan.read.key_of(last));
-            let full = batch_rows.len() == batch;
-            // Rows that do not convert are the change analysis's business, not the probe's.
-            let converted: Vec<_> =
-                batch_rows.into_iter().filter_map(|mut r| convert_row(&mut r, &types).ok().map(|_| r)).collect();
-            rows += converted.len();
-            let t = Instant::now();
-            self.target.upsert(&write, Rows::from(converted)).await?;
-            write_time += t.elapsed();
-            if !self.spec.policy.batch_pause.is_zero() {
-                tokio::time::sleep(self.spec.policy.batch_pause).await;
-            }
-            if !full {
-                break;
-            }
-        }
-        let per_second = |d: Duration| if d.is_zero() { rows as f64 * 1000.0 } else { rows as f64 / d.as_secs_f64() };
-        let target_read = self.read_back(&write, batch).await?;
-        Ok(Throughput {
-            sample_rows: rows as u64,
-            seconds: (read_time + write_time).as_secs_f64(),
-            read_rows_per_second: per_second(read_time),
-            write_rows_per_second: per_second(write_time),
-            target_read_rows_per_second: target_read,
-        })
-    }
-
-    /// Reads the probe's rows back from the target, in key order and in
-    /// batches as verification does: the target's read rate (none without rows).
-    async fn read_back(&self, write: &WriteSpec, batch: usize) -> Result<Option<f64>> {
-        let names: Vec<String> = write.columns.iter().map(|(n, _)| n.clone()).collect();
-        let read = ReadSpec {
-            table: write.table.clone(),
-            select: names.iter().map(|n| SelectItem::Column(n.clone())).collect(),
-            key: write.key.clone(),
-            key_positions: write.key.iter().filter_map(|k| names.iter().position(|n| n == k)).collect(),
-            filter: None,
-        };
-        let started = Instant::now();
-        let (mut rows, mut after): (usize, Option<Vec<Value>>) = (0, None);
-        loop {
-            let batch_rows = self.target.read_batch(&read, after.as_deref(), batch).await?;
-            let Some(last) = batch_rows.last() else { break };
-            after = Some(read.key_of(last));
-            rows += batch_rows.len();
-            if batch_rows.len() < batch {
-                break;
-            }
-        }
-        let took = started.elapsed().as_secs_f64();
-        Ok((rows > 0).then(|| rows as f64 / took.max(1e-6)))
-    }
 }
 
 fn quote(kind: EngineKind, name: &str) -> String {
@@ -461,8 +393,12 @@ pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
     let recorded = plan::Recorded { phases: state.phases()?, tables: state.table_statuses()?, rehearsal };
     let generated_at = timestamp(now());
     let plan = plan::build(&spec, &assessment, &recorded, &generated_at);
-    let estimated = (assessment.estimated_backfill_seconds() + assessment.estimated_verify_seconds()) * 1000.0;
-    state.set_meta(PLAN_ESTIMATE, &(estimated as u64).to_string())?;
+    let estimate = &plan.migration_plan.estimates.run;
+    let estimated = estimate.seconds * 1000.0;
+    state.set_meta(
+        PLAN_ESTIMATE,
+        &serde_json::to_string(estimate).map_err(|e| RunError::state(format!("the plan's estimate: {e}")))?,
+    )?;
     state.audit(&AuditEvent::MigrationAssessed {
         scope: assessment.tables.iter().map(|t| t.source.clone()).collect::<Vec<_>>().join("+"),
         components: assessment.tables.len() as u64,

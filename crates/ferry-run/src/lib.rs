@@ -24,6 +24,7 @@ pub mod integrity;
 mod keycheck;
 pub mod machine;
 pub mod mapping;
+pub mod probe;
 pub mod progress;
 pub mod reconnect;
 pub mod rehearse;

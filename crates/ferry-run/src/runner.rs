@@ -64,17 +64,35 @@ pub struct RunOutcome {
     pub estimate: Option<EstimateCheck>,
 }
 
-/// `ferry plan`'s estimate of a run (copy and verification), and what the run took.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `ferry plan`'s estimate of a run, and what the run took.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EstimateCheck {
     pub estimated_ms: u64,
+    pub low_ms: u64,
+    pub high_ms: u64,
     pub actual_ms: u64,
+    /// Each phase the run went through: estimated and actual milliseconds.
+    pub phases: Vec<(Phase, u64, u64)>,
 }
 
 impl EstimateCheck {
     /// How many times the estimate the run took.
     pub fn ratio(&self) -> f64 {
         self.actual_ms as f64 / (self.estimated_ms.max(1)) as f64
+    }
+
+    /// Whether the run took a time inside the estimate's range.
+    pub fn within_range(&self) -> bool {
+        (self.low_ms..=self.high_ms).contains(&self.actual_ms)
+    }
+
+    /// `expand 90/120 ms, backfill …`: each phase's estimate and time.
+    pub fn by_phase(&self) -> String {
+        self.phases
+            .iter()
+            .map(|(phase, estimated, actual)| format!("{} {estimated}/{actual} ms", phase.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -342,7 +360,11 @@ impl Migration {
     /// estimate covers (every row copied, and verified, in this run): audited
     /// (`estimate-checked`) and returned for the summary.
     fn check_estimate(&self, outcome: &RunOutcome) -> Result<Option<EstimateCheck>> {
-        let Some(estimated_ms) = self.state.meta(crate::assess::PLAN_ESTIMATE)?.and_then(|v| v.parse().ok()) else {
+        let Some(estimate) = self
+            .state
+            .meta(crate::assess::PLAN_ESTIMATE)?
+            .and_then(|v| serde_json::from_str::<ferry_core::plan::Estimate>(&v).ok())
+        else {
             return Ok(None);
         };
         let whole = outcome.stopped_after.is_none()
@@ -352,9 +374,30 @@ impl Migration {
         if !whole {
             return Ok(None);
         }
-        let check = EstimateCheck { estimated_ms, actual_ms: (outcome.elapsed_seconds * 1000.0) as u64 };
-        self.state
-            .audit(&AuditEvent::EstimateChecked { estimated_ms: check.estimated_ms, actual_ms: check.actual_ms })?;
+        let ms = |seconds: f64| (seconds * 1000.0).round() as u64;
+        let recorded = self.state.phases()?;
+        let phases = [Phase::Expand, Phase::Backfill, Phase::Sync, Phase::Verify]
+            .into_iter()
+            .filter_map(|phase| {
+                let r = recorded.iter().find(|r| r.number == phase.number())?;
+                let took = elapsed_ms(r.started_at.as_deref()?, r.completed_at.as_deref()?)?;
+                Some((phase, ms(estimate.phase_seconds(phase)), took))
+            })
+            .collect();
+        let check = EstimateCheck {
+            estimated_ms: ms(estimate.seconds),
+            low_ms: ms(estimate.low_seconds),
+            high_ms: ms(estimate.high_seconds),
+            actual_ms: ms(outcome.elapsed_seconds),
+            phases,
+        };
+        self.state.audit(&AuditEvent::EstimateChecked {
+            estimated_ms: check.estimated_ms,
+            low_ms: check.low_ms,
+            high_ms: check.high_ms,
+            actual_ms: check.actual_ms,
+            by_phase: check.by_phase(),
+        })?;
         Ok(Some(check))
     }
 
@@ -1410,4 +1453,10 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         verification,
         spec: spec.path.display().to_string(),
     })
+}
+
+/// Milliseconds between two of the state store's timestamps.
+fn elapsed_ms(started: &str, completed: &str) -> Option<u64> {
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
+    Some((at(completed)? - at(started)?).num_milliseconds().max(0) as u64)
 }

@@ -229,11 +229,18 @@ pub fn print_summary(outcome: &RunOutcome) {
         }
     );
     if let Some(estimate) = &outcome.estimate {
+        let ms = |ms: u64| format_duration(Duration::from_millis(ms));
         outln!(
-            "`ferry plan` estimated {} for the copy and verification; this run took {} ({:.1}x the estimate)",
-            format_duration(Duration::from_millis(estimate.estimated_ms)),
-            format_duration(Duration::from_millis(estimate.actual_ms)),
-            estimate.ratio()
+            "`ferry plan` estimated {} ({} to {}); this run took {} ({:.2}x the estimate, {} its range)",
+            ms(estimate.estimated_ms),
+            ms(estimate.low_ms),
+            ms(estimate.high_ms),
+            ms(estimate.actual_ms),
+            estimate.ratio(),
+            if estimate.within_range() { "inside" } else { "outside" }
         );
+        for (phase, estimated, actual) in &estimate.phases {
+            outln!("  {:<9} estimated {:>8}, took {:>8}", phase.name(), ms(*estimated), ms(*actual));
+        }
     }
 }

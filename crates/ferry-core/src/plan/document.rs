@@ -1,12 +1,13 @@
 //! The plan: built from the assessment, the spec and what the state store
 //! recorded; rendered as `plan.md` and `plan.json` (same content).
 
+use super::estimate::Estimate;
 use super::facts::{Assessment, EndpointFacts, EngineName, Shape, TableFacts};
 use super::in_place::{InPlace, Version};
 use super::lint::{lint, Finding, Severity};
 use super::sql;
 use super::strategy::{self, Decision, Risk, RollbackComplexity, Strategy};
-use crate::audit::format_duration;
+use crate::audit::{format_duration, Phase};
 use crate::spec::{OpenQuestion, RollbackRequirement, Spec};
 use crate::status::{PhaseState, PhaseStatus, TableStatus};
 use serde::Serialize;
@@ -65,6 +66,8 @@ pub struct Estimates {
     pub backfill_seconds: f64,
     pub verify_seconds: f64,
     pub backfill_rows_per_second: Option<f64>,
+    /// The whole run, part by part, with its range and what each part assumed.
+    pub run: Estimate,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,9 +280,10 @@ fn backward_incompatible(a: &Assessment, findings: &[Finding]) -> bool {
 
 pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Plan {
     let findings = lint(a);
-    let backfill = a.estimated_backfill_seconds();
-    let verify = a.estimated_verify_seconds();
-    let estimated = Duration::from_secs_f64(backfill + verify);
+    let run_estimate = super::estimate::estimate(a, &spec.policy);
+    let backfill = run_estimate.phase_seconds(Phase::Backfill);
+    let verify = run_estimate.phase_seconds(Phase::Verify);
+    let estimated = Duration::from_secs_f64(run_estimate.seconds);
     let inputs = strategy::Inputs {
         shape: a.shape,
         largest_table_rows: a.largest_table_rows(),
@@ -357,6 +361,7 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
             backfill_seconds: backfill,
             verify_seconds: verify,
             backfill_rows_per_second: rate,
+            run: run_estimate.clone(),
         },
         tables: a.tables.clone(),
         checklist: checklist(spec, a, recorded, generated_at),
@@ -368,7 +373,7 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         },
         risk_register: risk_register(a, &findings, &decision),
         downstream_consumers: consumers(a),
-        timeline: timeline(spec, a, decision.strategy, backfill + verify),
+        timeline: timeline(spec, a, decision.strategy, run_estimate.seconds),
         success_criteria: success_criteria(spec, a),
         open_questions: spec.open_questions(),
     };
@@ -376,7 +381,7 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         format_version: FORMAT_VERSION,
         generated_at: generated_at.to_string(),
         rollback_plan: rollback_plan(spec, a, decision.strategy),
-        strategy_adr: adr(spec, a, &decision, &findings, estimated, risk),
+        strategy_adr: adr(spec, a, &decision, &findings, &run_estimate, risk),
         runbook: runbook(spec, a, decision.strategy, backfill, verify),
         lint: findings,
         migration_plan,
@@ -944,9 +949,10 @@ fn adr(
     a: &Assessment,
     d: &Decision,
     findings: &[Finding],
-    estimated: Duration,
+    run_estimate: &Estimate,
     risk: Risk,
 ) -> StrategyAdr {
+    let estimated = Duration::from_secs_f64(run_estimate.seconds);
     let mut context = vec![
         format!(
             "{} table(s), {} rows in all ({}), largest {} rows; {} {} to {} {}",
@@ -960,9 +966,12 @@ fn adr(
             a.target.version
         ),
         format!(
-            "measured: backfill about {}, verification about {}",
-            dur(a.estimated_backfill_seconds()),
-            dur(a.estimated_verify_seconds())
+            "measured: the run about {} ({} to {}): backfill about {}, verification about {}",
+            dur(run_estimate.seconds),
+            dur(run_estimate.low_seconds),
+            dur(run_estimate.high_seconds),
+            dur(run_estimate.phase_seconds(Phase::Backfill)),
+            dur(run_estimate.phase_seconds(Phase::Verify))
         ),
         match spec.migration.downtime {
             Some(w) if w.is_zero() => "accepted downtime: none".to_string(),

@@ -215,12 +215,67 @@ pub struct Throughput {
     /// verification across engines reads the target's rows too.
     #[serde(default)]
     pub target_read_rows_per_second: Option<f64>,
+    /// Workers that copied the sample side by side, each from the start of
+    /// one of the table's chunks on connections of its own, as the run will.
+    #[serde(default = "one_lane")]
+    pub lanes: u32,
+    /// Rows per second the lanes copied together, by the clock.
+    #[serde(default)]
+    pub copy_rows_per_second: Option<f64>,
+    /// The same if each lane's reads and writes overlapped fully, as the
+    /// run lets them where the machine has the cores: the estimate's low end.
+    #[serde(default)]
+    pub overlapped_rows_per_second: Option<f64>,
+    /// Rows per second the target checksummed the probe's rows in place, as
+    /// verification does within one engine (none where Ferry hashes them).
+    #[serde(default)]
+    pub checksum_rows_per_second: Option<f64>,
+    /// Rows per second the target read the probe's keys alone, in chunks as
+    /// verification reads them.
+    #[serde(default)]
+    pub key_read_rows_per_second: Option<f64>,
+    /// Unique keys and indexes built on the probe's rows once they were in,
+    /// as the run builds them after the data, and the seconds that took.
+    #[serde(default)]
+    pub indexes_built: u32,
+    #[serde(default)]
+    pub index_seconds: Option<f64>,
+    /// The run's built-in checks (no NULL where NOT NULL, key unique) run on
+    /// the probe's rows, and the seconds they took.
+    #[serde(default)]
+    pub checks_run: u32,
+    #[serde(default)]
+    pub check_seconds: Option<f64>,
+    /// Seconds creating the probe table took: one DDL statement on the target.
+    #[serde(default)]
+    pub ddl_seconds: Option<f64>,
+}
+
+fn one_lane() -> u32 {
+    1
+}
+
+/// Statements other sessions were running on the source, read several
+/// times while the plan measured: what the load throttle would have seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReading {
+    pub samples: u32,
+    /// The throttle's baseline (its first readings) and its high mark.
+    pub baseline: u64,
+    pub high: u64,
+    /// Readings above the high mark: the throttle would have slowed the copy.
+    pub above_high: u32,
 }
 
 impl Throughput {
-    /// Backfill speed: reading and writing overlap, so the slower one sets the pace.
+    /// One lane's speed: reading and writing overlap, so the slower one sets the pace.
     pub fn backfill_rows_per_second(&self) -> f64 {
         self.read_rows_per_second.min(self.write_rows_per_second).max(1.0)
+    }
+
+    /// All lanes together, where the probe measured them side by side.
+    pub fn copy_rate(&self) -> f64 {
+        self.copy_rows_per_second.unwrap_or_else(|| self.backfill_rows_per_second()).max(1.0)
     }
 }
 
@@ -267,6 +322,11 @@ pub struct TableFacts {
     pub target_exists: bool,
     pub latency: Option<Latency>,
     pub throughput: Option<Throughput>,
+    /// Rows the source's other sessions changed per second while the plan
+    /// measured (inserts, updates and deletes), where the engine counts
+    /// them per table: PostgreSQL always, MariaDB with `userstat`.
+    #[serde(default)]
+    pub write_rate: Option<f64>,
     /// The statements expand runs on the target for this table (none when it exists).
     pub ddl_expand: Vec<String>,
     /// The statements run once the data is in: unique keys, indexes, foreign keys.
@@ -343,6 +403,10 @@ pub struct Assessment {
     /// The spec asks that a rollback lose nothing (`rollback = "lossless"`).
     #[serde(default)]
     pub rollback_lossless: bool,
+    /// The source's load as the throttle would read it (none where the
+    /// engine has no sessions to count, as SQLite).
+    #[serde(default)]
+    pub source_load: Option<LoadReading>,
 }
 
 impl Assessment {
@@ -356,38 +420,6 @@ impl Assessment {
 
     pub fn total_size_bytes(&self) -> Option<u64> {
         self.tables.iter().map(|t| t.size_bytes).sum()
-    }
-
-    /// Seconds the backfill should take at the measured throughput.
-    pub fn estimated_backfill_seconds(&self) -> f64 {
-        self.tables
-            .iter()
-            .map(|t| t.rows as f64 / t.throughput.as_ref().map_or(10_000.0, Throughput::backfill_rows_per_second))
-            .sum()
-    }
-
-    /// Seconds a full verification should take. Within one engine each side
-    /// checksums its rows itself, both at once: the source's read rate sets
-    /// the pace. Across engines Ferry reads and hashes the rows of both
-    /// sides, and its CPU does both: the source's time and the target's add up.
-    pub fn estimated_verify_seconds(&self) -> f64 {
-        let cross = self.cross_engine();
-        self.tables
-            .iter()
-            .map(|t| {
-                let rows = t.rows as f64;
-                match &t.throughput {
-                    None => rows / 20_000.0,
-                    Some(p) => {
-                        let source = rows / p.read_rows_per_second.max(1.0);
-                        match p.target_read_rows_per_second {
-                            Some(target) if cross => source + rows / target.max(1.0),
-                            _ => source,
-                        }
-                    }
-                }
-            })
-            .sum()
     }
 
     pub fn cross_engine(&self) -> bool {

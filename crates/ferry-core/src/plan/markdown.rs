@@ -62,6 +62,32 @@ fn step_block(out: &mut String, n: usize, s: &Step) {
     }
 }
 
+/// The run's estimate part by part, with what each part rests on.
+fn estimate(out: &mut String, e: &super::Estimate) {
+    let _ = writeln!(out, "## Estimate\n");
+    let _ = writeln!(
+        out,
+        "`ferry run` (expand to verification) should take about **{}**, between {} and {}. \
+         The run prints its time beside this and records both in the audit log.\n",
+        dur(e.seconds),
+        dur(e.low_seconds),
+        dur(e.high_seconds)
+    );
+    let _ = writeln!(out, "| part | estimate | range | what it rests on |\n|---|---|---|---|");
+    for p in &e.parts {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} to {} | {} |",
+            p.part.as_str(),
+            dur(p.seconds),
+            dur(p.low_seconds),
+            dur(p.high_seconds),
+            cell(&p.basis)
+        );
+    }
+    let _ = writeln!(out);
+}
+
 fn current_state(out: &mut String, t: &TableFacts) {
     let _ = writeln!(out, "### {}\n", t.source);
     let _ = writeln!(out, "| fact | value |\n|---|---|");
@@ -234,8 +260,16 @@ pub fn render(plan: &Plan) -> String {
         thousands(e.total_rows),
         e.total_size_bytes.map(bytes).unwrap_or_else(|| "size unknown".into())
     );
+    let _ = writeln!(
+        out,
+        "| estimated run | {} ({} to {}; see Estimate) |",
+        dur(e.run.seconds),
+        dur(e.run.low_seconds),
+        dur(e.run.high_seconds)
+    );
     let _ = writeln!(out, "| estimated backfill | {} |", dur(e.backfill_seconds));
     let _ = writeln!(out, "| estimated verification | {} |\n", dur(e.verify_seconds));
+    estimate(&mut out, &e.run);
 
     let _ = writeln!(out, "## Current state\n");
     let _ =

@@ -2,6 +2,7 @@
 //! runbook and a change analysis. Pure: the measuring happens in `ferry-run`.
 
 pub mod document;
+pub mod estimate;
 pub mod facts;
 pub mod in_place;
 pub mod lint;
@@ -10,9 +11,10 @@ pub mod sql;
 pub mod strategy;
 
 pub use document::{build, Plan, Recorded, RehearsalStatus};
+pub use estimate::{estimate, Estimate, Part, PartEstimate};
 pub use facts::{
-    Assessment, ColumnFacts, EndpointFacts, EngineName, KeyCollisions, Latency, SchemaItem, SchemaItemKind,
-    SchemaProblem, SchemaProblemClass, Shape, TableFacts, Throughput, Transport, ZeroDates,
+    Assessment, ColumnFacts, EndpointFacts, EngineName, KeyCollisions, Latency, LoadReading, SchemaItem,
+    SchemaItemKind, SchemaProblem, SchemaProblemClass, Shape, TableFacts, Throughput, Transport, ZeroDates,
 };
 pub use lint::{lint, Finding, Severity, RULES};
 pub use strategy::{Risk, RollbackComplexity, Strategy};
