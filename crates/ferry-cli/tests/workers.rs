@@ -1,6 +1,7 @@
 //! Several workers copy a table's key range in chunks, and several tables at
 //! once, on every engine pair: a text-and-integer key (cut at text
-//! boundaries), 4-byte UTF-8, NULLs; every row arrives once, exactly.
+//! boundaries), 4-byte UTF-8, NULLs; every row arrives once, exactly. Replay
+//! spreads large batches over the same workers' connections.
 
 use ferry_core::{DataType, Value};
 use ferry_testkit::{engine_matrix, fixtures::literal, spec, Kind, TestDb, Workspace};
@@ -79,6 +80,42 @@ async fn copied_by_workers(source: Kind, target: Kind) {
 }
 
 engine_matrix!(copied_by_workers);
+
+/// Changes made after the copy (updates, deletes and inserts on both
+/// tables, thousands of keys) are replayed in batches spread over the
+/// workers' connections: the target ends equal to the source.
+async fn replayed_by_workers(source: Kind, target: Kind) {
+    let src = TestDb::new(source).await;
+    let dst = TestDb::new(target).await;
+    fill(&src).await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(
+        &src,
+        &dst,
+        "[policy]\nworkers = 3\n\n[[table]]\nfrom = \"orders\"\n\n[[table]]\nfrom = \"notes\"\n",
+    ));
+    ws.run(&["run", "--until", "backfill"]).assert_code(0);
+
+    src.exec("UPDATE orders SET qty = qty + 100, note = 'changed ✓' WHERE seq % 2 = 0").await;
+    src.exec("DELETE FROM notes WHERE id % 5 = 0").await;
+    let added: Vec<String> = (NOTES + 1..=NOTES + 1_200).map(|i| format!("({i}, 'added {i} 🚀')")).collect();
+    src.exec(&format!("INSERT INTO notes (id, body) VALUES {}", added.join(", "))).await;
+
+    let ran = ws.run(&["run"]);
+    ran.assert_code(0);
+    assert_eq!(ws.status_json()["verification"], "pass", "{ran}");
+    let text = DataType::Text { max_chars: None };
+    let types = [text.clone(), DataType::Int64, text.clone(), DataType::Int64];
+    let columns = ["region", "seq", "note", "qty"];
+    let a = src.rows("orders", &["region", "seq"], &columns, &types).await;
+    assert!(a == dst.rows("orders", &["region", "seq"], &columns, &types).await, "orders differ");
+    let types = [DataType::Int64, text];
+    let a = src.rows("notes", &["id"], &["id", "body"], &types).await;
+    assert_eq!(a.len(), NOTES - NOTES / 5 + 1_200);
+    assert!(a == dst.rows("notes", &["id"], &["id", "body"], &types).await, "notes differ");
+}
+
+engine_matrix!(replayed_by_workers);
 
 /// Another migration into the same target database keeps its checkpoints in
 /// the same table: a migration that finishes its copy removes only its own

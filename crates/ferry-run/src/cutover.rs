@@ -339,7 +339,8 @@ impl Migration {
         let mut reported = Instant::now();
         loop {
             let slice = Instant::now() + GATE_EVERY;
-            self.replay_while(&ramp.writes, progress, &ramp.throttle, || Instant::now() < slice).await?;
+            // One slice at a time: connections opened for each would outnumber the changes.
+            self.replay_while(&ramp.writes, progress, &ramp.throttle, false, || Instant::now() < slice).await?;
             let state = self.state.lifecycle()?;
             if state != State::at(Stage::CuttingOver) {
                 // Someone else moved reads back: the tables follow the state store.

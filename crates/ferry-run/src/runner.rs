@@ -438,7 +438,8 @@ impl Migration {
                     finished.set(true);
                     r
                 },
-                self.replay_while(&writes, progress, &throttle, || !finished.get())
+                // The backfill's workers hold the other connections meanwhile.
+                self.replay_while(&writes, progress, &throttle, false, || !finished.get())
             );
             let result = result.and(replayed);
             self.end(Phase::Backfill, &result)?;
@@ -525,7 +526,14 @@ impl Migration {
             batch: self.spec.policy.batch_size,
             reverse: false,
             go_on: None,
+            helpers: Vec::new(),
         }
+    }
+
+    /// Connections a replay spreads large batches over besides the
+    /// migration's own: one pair per further worker (`[policy] workers`).
+    async fn replay_helpers(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
+        self.lanes(progress).await.into_iter().skip(1).collect()
     }
 
     /// Keeps `heartbeat` going for as long as this migration is open.
@@ -646,10 +654,12 @@ impl Migration {
         writes: &[WriteSpec],
         progress: &'s dyn Progress,
         throttle: &'s Throttle<'s>,
+        spread: bool,
         go_on: impl Fn() -> bool,
     ) -> Result<()> {
         let backfill = self.backfiller(progress, Some(throttle));
-        let replayer = Replayer { go_on: Some(&go_on), ..self.replayer(&backfill) };
+        let helpers = if spread { self.replay_helpers(progress).await } else { Vec::new() };
+        let replayer = Replayer { go_on: Some(&go_on), helpers, ..self.replayer(&backfill) };
         let mut collected: Option<Instant> = None;
         let order = crate::sync::replay_order(&self.plans);
         let mut holds = crate::sync::Holds::default();
@@ -706,7 +716,7 @@ impl Migration {
     pub async fn drain(&self, writes: &[WriteSpec], progress: &dyn Progress, to_empty: bool) -> Result<()> {
         let throttle = self.throttle(progress).await?;
         let backfill = self.backfiller(progress, Some(&throttle));
-        let replayer = self.replayer(&backfill);
+        let replayer = Replayer { helpers: self.replay_helpers(progress).await, ..self.replayer(&backfill) };
         let task = "sync".to_string();
         let mut started = false;
         let order = crate::sync::replay_order(&self.plans);
@@ -764,7 +774,7 @@ impl Migration {
             let writes: Vec<WriteSpec> = self.plans.iter().zip(&targets).map(|(p, t)| p.write_spec(t)).collect();
             progress.note("following changes; Ctrl-C or SIGTERM stops at the next batch boundary");
             let throttle = self.throttle(progress).await?;
-            self.replay_while(&writes, progress, &throttle, || !self.cancel.requested()).await
+            self.replay_while(&writes, progress, &throttle, true, || !self.cancel.requested()).await
         };
         match result {
             Ok(()) if self.cancel.requested() => Err(crate::cancel::interrupted()),

@@ -310,6 +310,7 @@ impl Migration {
             batch: self.spec.policy.batch_size,
             reverse: true,
             go_on: None,
+            helpers: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@
 //! before the backfill wrote that key range could be overwritten by the
 //! backfill's older read. Changes logged meanwhile wait in the queue.
 
-use crate::backfill::{convert_row, Backfill};
+use crate::backfill::{convert_row, Backfill, Lane};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use crate::state::{Direction, StateStore};
@@ -30,7 +30,14 @@ pub struct Replayer<'a> {
     pub reverse: bool,
     /// While paused, the step waits only as long as this holds (then replays nothing this time).
     pub go_on: Option<&'a dyn Fn() -> bool>,
+    /// Further connections a large batch's keys are spread over (by a hash
+    /// of the key, so that no two connections write one row); empty: the
+    /// batch is applied on `source` and `target` alone.
+    pub helpers: Vec<Lane>,
 }
+
+/// Keys per connection below which a batch is not worth spreading.
+const KEYS_PER_HELPER: usize = 500;
 
 impl Replayer<'_> {
     /// Lag and progress, recorded under the migration's own (forward) table name.
@@ -157,7 +164,7 @@ impl Replayer<'_> {
         }
         let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
         let keys: Vec<Vec<Value>> = changes.into_iter().map(|c| c.key).collect();
-        let (upserted, deleted) = copy_keys(&*self.source, &*self.target, self.backfill, plan, write, &keys).await?;
+        let (upserted, deleted) = self.apply(plan, write, &keys).await?;
         // Before the ack: a step killed in between is replayed, and recorded, again.
         let (table, direction) = if self.reverse {
             (plan.source_name.to_string(), Direction::Reverse)
@@ -169,6 +176,25 @@ impl Replayer<'_> {
         let lag = self.source.capture_lag(&plan.source_name).await?;
         self.record(plan, count as u64, lag)?;
         Ok(Step { changes: count, upserted, deleted, lag })
+    }
+
+    /// Makes the target's rows of `keys` the source's, on as many
+    /// connections as the batch is worth. Order between keys does not
+    /// matter (each key's current row is read), and each key goes to one
+    /// connection, so the parts cannot wait for each other's row locks.
+    async fn apply(&self, plan: &TablePlan, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<(usize, usize)> {
+        let parts = (keys.len() / KEYS_PER_HELPER).clamp(1, self.helpers.len() + 1);
+        if parts == 1 {
+            return copy_keys(&*self.source, &*self.target, self.backfill, plan, write, keys).await;
+        }
+        let split = split_keys(keys, parts, canonical_key(plan, write));
+        let main = Lane { source: self.source.clone(), target: self.target.clone() };
+        let lanes = std::iter::once(&main).chain(&self.helpers);
+        let applied = lanes
+            .zip(&split)
+            .map(|(lane, keys)| copy_keys(&*lane.source, &*lane.target, self.backfill, plan, write, keys));
+        let done = futures_util::future::try_join_all(applied).await?;
+        Ok(done.into_iter().fold((0, 0), |(u, d), (u2, d2)| (u + u2, d + d2)))
     }
 
     async fn replay_truncation(&self, plan: &TablePlan, write: &WriteSpec, seq: i64) -> Result<Step> {
@@ -195,6 +221,30 @@ pub fn written_keys(plan: &TablePlan, write: &WriteSpec, keys: &[Vec<Value>]) ->
         .collect()
 }
 
+/// `keys` in `parts` parts by a hash of each key's encoding: every form of
+/// one key lands in the same part.
+fn split_keys(keys: &[Vec<Value>], parts: usize, encode: impl Fn(&[Value]) -> Vec<u8>) -> Vec<Vec<Vec<Value>>> {
+    let mut split: Vec<Vec<Vec<Value>>> = vec![Vec::new(); parts];
+    for key in keys {
+        let part = xxhash_rust::xxh3::xxh3_64(&encode(key)) % parts as u64;
+        split[part as usize].push(key.clone());
+    }
+    split
+}
+
+/// A key's encoding in the written side's types (its own where it does not
+/// convert): two forms of one key encode alike.
+fn canonical_key(plan: &TablePlan, write: &WriteSpec) -> impl Fn(&[Value]) -> Vec<u8> {
+    let key_types: Vec<DataType> = plan.read.key_positions.iter().map(|&i| write.columns[i].1.clone()).collect();
+    move |key: &[Value]| {
+        let mut k = key.to_vec();
+        match convert_row(&mut k, &key_types) {
+            Ok(()) => Value::encode_row(&k),
+            Err(_) => Value::encode_row(key),
+        }
+    }
+}
+
 /// Makes the target's rows of `keys` what the source's are now: upserts the
 /// rows that exist, deletes the keys that no longer do (or no longer pass the
 /// filter). Idempotent. Returns (rows upserted, keys deleted).
@@ -214,8 +264,9 @@ pub async fn copy_keys(
     };
     let mut seen = HashSet::new();
     let mut unique: Vec<Vec<Value>> = Vec::new();
+    let any_form = canonical_key(plan, write);
     for key in keys {
-        if seen.insert(canonical(key).unwrap_or_else(|| Value::encode_row(key))) {
+        if seen.insert(any_form(key)) {
             unique.push(key.clone());
         }
     }
@@ -242,4 +293,24 @@ pub async fn copy_keys(
         target.delete_keys(&delete, &gone).await?;
     }
     Ok((upserted, gone.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_split_so_that_each_key_is_written_on_one_connection() {
+        let keys: Vec<Vec<Value>> = (0..3000).map(|i| vec![Value::Int(i % 1000)]).collect();
+        let split = split_keys(&keys, 3, Value::encode_row);
+        assert_eq!(split.iter().map(Vec::len).sum::<usize>(), keys.len());
+        for part in &split {
+            // Roughly even: no part empty, none with most of the keys.
+            assert!(part.len() > 600 && part.len() < 1400, "{}", part.len());
+        }
+        for i in 0..1000 {
+            let holding = split.iter().filter(|p| p.contains(&vec![Value::Int(i)])).count();
+            assert_eq!(holding, 1, "key {i} in {holding} parts");
+        }
+    }
 }

@@ -389,7 +389,8 @@ fn verify(a: &Assessment) -> PartEstimate {
 
 /// Catching up with the changes made while the rows copied, were built
 /// into indexes and verified: at the source's measured write rate, replayed
-/// on one connection at a lane's copy rate, which the writes keep adding to.
+/// (spread over the workers' connections) at the copy's rate, which the
+/// writes keep adding to.
 fn sync(a: &Assessment, meanwhile: f64) -> PartEstimate {
     let mut total = Figure::exact(0.0);
     let mut bases = Vec::new();
@@ -397,7 +398,7 @@ fn sync(a: &Assessment, meanwhile: f64) -> PartEstimate {
     for t in &a.tables {
         match (t.write_rate, &t.throughput) {
             (Some(w), Some(p)) if w > 0.0 => {
-                let replay = p.backfill_rows_per_second();
+                let replay = p.copy_rate();
                 let changes = w * meanwhile;
                 if replay > w {
                     total.add(Figure { seconds: changes / (replay - w), low: 0.5, high: 2.0 });
@@ -405,7 +406,7 @@ fn sync(a: &Assessment, meanwhile: f64) -> PartEstimate {
                 } else {
                     total.add(Figure { seconds: changes / replay, low: 1.0, high: 10.0 });
                     bases.push(format!(
-                        "{}: the source changes {:.0} rows/s, as fast as one connection replays them ({:.0}/s): sync may not catch up",
+                        "{}: the source changes {:.0} rows/s, as fast as the workers replay them ({:.0}/s): sync may not catch up",
                         t.source, w, replay
                     ));
                 }
