@@ -373,7 +373,12 @@ fn verify(a: &Assessment) -> PartEstimate {
                         rows / checksums.max(1.0) + rows / p.key_read_rows_per_second.unwrap_or(checksums).max(1.0),
                         "each chunk's keys read, then checksummed in place on both sides at once, at the rates the target did both on the probe's rows",
                     ),
-                    _ => (source, "every row read and hashed by Ferry, at the source's measured read rate"),
+                    // No checksum in the database (SQLite): Ferry reads and hashes both sides' rows.
+                    (Some(target), _) => (
+                        source + rows / target.max(1.0),
+                        "every row read and hashed by Ferry on both sides, at the rates the probe read them",
+                    ),
+                    (None, _) => (source, "every row read and hashed by Ferry, at the source's measured read rate"),
                 };
                 let (low, high) = spread(sample_share(t, p));
                 (Figure { seconds, low, high }, basis)
