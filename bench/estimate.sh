@@ -2,7 +2,8 @@
 # How well `ferry plan` estimates `ferry run`: on four scenarios (PostgreSQL ->
 # PostgreSQL, MariaDB -> PostgreSQL, PostgreSQL -> MariaDB, SQLite ->
 # PostgreSQL) of ROWS rows each (a table with text holding 4-byte UTF-8,
-# numeric, a timestamp, json and a secondary index), `ferry plan`, then
+# numeric, a timestamp, json and a secondary index), on two plan fixtures'
+# shapes (a foreign key chain; an in-place change), `ferry plan`, then
 # `ferry run` at the default settings; and the demo's SQLite files and spec,
 # planned and run as a user would after `ferry demo --dir`. The run's
 # `estimate-checked` audit line holds the plan's estimate with its range, the
@@ -92,6 +93,65 @@ TOML
     plan_and_run "$1" "$dir"
 }
 
+# The plan fixtures' shapes at ROWS rows: sessions referencing users (a
+# foreign key validated after the data, a unique token, an index) PG -> PG,
+# and an in-place change (a computed NOT NULL column) on PostgreSQL.
+fixtures() {
+    psql_admin -c "DROP DATABASE IF EXISTS ferry_est_fk WITH (FORCE)" -c "CREATE DATABASE ferry_est_fk" \
+        -c "DROP DATABASE IF EXISTS ferry_est_ip WITH (FORCE)" -c "CREATE DATABASE ferry_est_ip"
+    psql_db ferry_est_fk -c "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);
+        CREATE TABLE sessions (id bigint PRIMARY KEY, user_id bigint NOT NULL REFERENCES users (id),
+            token varchar(64) NOT NULL UNIQUE, created_at timestamptz NOT NULL, revoked boolean NOT NULL DEFAULT false);
+        CREATE INDEX sessions_user_id ON sessions (user_id)" -c "
+        INSERT INTO users SELECT g, 'u' || g || '@example.com' FROM generate_series(1, $ROWS / 10) g" -c "
+        INSERT INTO sessions SELECT g, (g % ($ROWS / 10)) + 1, md5(g::text), timestamptz '2026-01-01' + g * interval '1 minute',
+            g % 10 = 0 FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE"
+    psql_db ferry_est_ip -c "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL, verification_date timestamptz)" -c "
+        INSERT INTO users SELECT g, 'u' || g || '@example.com',
+            CASE WHEN g % 4 = 0 THEN NULL ELSE timestamptz '2025-01-01' + g * interval '1 hour' END
+        FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE users"
+}
+
+fixture_fk() {
+    psql_db ferry_est_dst -c "DROP TABLE IF EXISTS sessions, users, ferry_checkpoint"
+    mkdir -p "$WORK/fk"
+    cat > "$WORK/fk/ferry.toml" <<TOML
+[migration]
+downtime = "0s"
+rollback = "lossless"
+owner = "bench@example.com"
+[source]
+url = "$PG/ferry_est_fk"
+[target]
+url = "$PG/ferry_est_dst"
+[[table]]
+from = "users"
+[[table]]
+from = "sessions"
+TOML
+    plan_and_run fk "$WORK/fk"
+}
+
+fixture_in_place() {
+    mkdir -p "$WORK/ip"
+    cat > "$WORK/ip/ferry.toml" <<TOML
+[migration]
+downtime = "0s"
+rollback = "lossless"
+owner = "bench@example.com"
+[source]
+url = "$PG/ferry_est_ip"
+[target]
+url = "$PG/ferry_est_ip"
+[[table]]
+from = "users"
+exclude = ["verification_date"]
+[table.columns]
+email_verified = { expr = "verification_date IS NOT NULL", type = "boolean", nullable = false }
+TOML
+    plan_and_run ip "$WORK/ip"
+}
+
 # The demo's source and spec (SQLite -> SQLite, 200,000 users and 500,000
 # sessions), planned and run as a user would after `ferry demo --dir`.
 demo() {
@@ -102,15 +162,19 @@ demo() {
 }
 
 declare -a names results
-names=("PG -> PG" "MariaDB -> PG" "PG -> MariaDB" "SQLite -> PG" "demo (SQLite -> SQLite)")
+names=("PG -> PG" "MariaDB -> PG" "PG -> MariaDB" "SQLite -> PG" "PG -> PG, users + sessions (FK, unique, index)"
+       "in place on PG (a computed NOT NULL column)" "demo (SQLite -> SQLite)")
+fixtures
 results+=("$(scenario pg_pg "$PG/ferry_est_src" "$PG/ferry_est_dst")"); echo "   PG -> PG          ${results[-1]}"
 results+=("$(scenario my_pg "mysql://root@$MY_HOST/ferry_est_src" "$PG/ferry_est_dst")"); echo "   MariaDB -> PG     ${results[-1]}"
 results+=("$(scenario pg_my "$PG/ferry_est_src" "mysql://root@$MY_HOST/ferry_est_dst")"); echo "   PG -> MariaDB     ${results[-1]}"
 results+=("$(scenario sq_pg "sqlite://$WORK/source.db" "$PG/ferry_est_dst")"); echo "   SQLite -> PG      ${results[-1]}"
+results+=("$(fixture_fk)"); echo "   FK fixture        ${results[-1]}"
+results+=("$(fixture_in_place)"); echo "   in-place fixture  ${results[-1]}"
 results+=("$(demo)"); echo "   demo              ${results[-1]}"
 
 {
-    echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows per scenario (the demo: its own 700,000), one run each, default settings."
+    echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; $ROWS rows per scenario (the FK fixture: as many sessions and a tenth as many users; the demo: its own 700,000), one run each, default settings."
     echo
     echo "| scenario | plan estimate (range) | actual \`ferry run\` | estimate / actual | within 0.8-1.25 | in range | by phase, estimated/actual ms |"
     echo "|---|---|---|---|---|---|---|"
@@ -123,5 +187,6 @@ results+=("$(demo)"); echo "   demo              ${results[-1]}"
     done
 } | tee "$OUT/estimate.md"
 
-psql_admin -c "DROP DATABASE IF EXISTS ferry_est_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_est_dst WITH (FORCE)"
+psql_admin -c "DROP DATABASE IF EXISTS ferry_est_src WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_est_dst WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS ferry_est_fk WITH (FORCE)" -c "DROP DATABASE IF EXISTS ferry_est_ip WITH (FORCE)"
 my -e "DROP DATABASE IF EXISTS ferry_est_src; DROP DATABASE IF EXISTS ferry_est_dst"
