@@ -17,7 +17,7 @@ fn mask(text: &str) -> String {
         (r#""version": "[^"]*""#, r#""version": "[VERSION]""#),
         (r"(PostgreSQL|MySQL/MariaDB|SQLite) \d[^|(`\n]*(\([^)`]*\))?", "$1 [VERSION]"),
         (
-            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|target_read_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes|low_seconds|high_seconds|copy_rows_per_second|overlapped_rows_per_second|checksum_rows_per_second|key_read_rows_per_second|index_seconds|check_seconds|ddl_seconds|write_rate|lanes|samples|baseline|high|above_high)": [0-9.e+-]+"#,
+            r#""(p50_ms|p99_ms|seconds|read_rows_per_second|write_rows_per_second|target_read_rows_per_second|backfill_seconds|verify_seconds|backfill_rows_per_second|size_bytes|total_size_bytes|free_disk_bytes|low_seconds|high_seconds|copy_rows_per_second|overlapped_rows_per_second|checksum_rows_per_second|key_read_rows_per_second|index_seconds|check_seconds|ddl_seconds|in_place_rows_per_second|write_rate|lanes|samples|baseline|high|above_high)": [0-9.e+-]+"#,
             r#""$1": "[MEASURED]""#,
         ),
         // What other tests' sessions and a fixture's own recent inserts show as the source's load and writes.

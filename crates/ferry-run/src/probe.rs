@@ -130,6 +130,8 @@ impl Probe<'_> {
         let overlapped: f64 = lanes.iter().map(|l| per_second(l.rows, l.read.max(l.write))).sum();
         let (read, written) =
             lanes.iter().fold((Duration::ZERO, Duration::ZERO), |(r, w), l| (r + l.read, w + l.write));
+        let in_place_rows_per_second =
+            if plan.in_place { self.fill_in_place(&probe_read(&write), batch).await } else { None };
         let (indexes_built, index_seconds) = self.indexes(plan, probe).await;
         let (checks_run, check_seconds) = self.checks(plan, probe).await;
         let read_back = probe_read(&write);
@@ -149,7 +151,44 @@ impl Probe<'_> {
             checks_run,
             check_seconds,
             ddl_seconds: None,
+            in_place_rows_per_second,
         })
+    }
+
+    /// A change in place fills its new columns with an UPDATE per batch of
+    /// keys: the same on the probe's rows, filling a column added to it, on
+    /// one connection as the run does. Rows per second (none when the
+    /// target refuses it).
+    async fn fill_in_place(&self, read: &ReadSpec, batch: usize) -> Option<f64> {
+        let q = ferry_engine::sql::Dialect::of(self.target.kind());
+        let table = q.table(&read.table);
+        let filled = q.ident(&format!("{}fill", ferry_engine::SCRATCH_PREFIX));
+        let timeout = Duration::from_secs(5);
+        self.target.execute(&[format!("ALTER TABLE {table} ADD COLUMN {filled} integer")], true, timeout).await.ok()?;
+        let keys = keys_only(read);
+        let key = format!("({})", q.idents(&read.key));
+        let engine = ferry_engine::engine_name(self.target.kind());
+        let tuple = |values: &[Value]| {
+            let literals: Vec<String> = values.iter().map(|v| ferry_core::sqlexpr::value_literal(engine, v)).collect();
+            format!("({})", literals.join(", "))
+        };
+        let (mut rows, mut took, mut after): (usize, Duration, Option<Vec<Value>>) = (0, Duration::ZERO, None);
+        loop {
+            let found = self.target.read_batch(&keys, after.as_deref(), batch).await.ok()?;
+            let Some(last) = found.last() else { break };
+            let upto = keys.key_of(last);
+            let lower = after.as_deref().map(|a| format!("{key} > {} AND ", tuple(a))).unwrap_or_default();
+            let sql = format!("UPDATE {table} SET {filled} = 1 WHERE {lower}{key} <= {}", tuple(&upto));
+            let started = Instant::now();
+            self.target.execute(&[sql], true, timeout).await.ok()?;
+            took += started.elapsed();
+            rows += found.len();
+            if found.len() < batch {
+                break;
+            }
+            after = Some(upto);
+        }
+        (rows > 0).then(|| rows as f64 / took.as_secs_f64().max(1e-6))
     }
 
     /// The run's workers for this table, each copying from the start of its

@@ -249,6 +249,10 @@ pub struct Throughput {
     /// Seconds creating the probe table took: one DDL statement on the target.
     #[serde(default)]
     pub ddl_seconds: Option<f64>,
+    /// A change in place: rows per second an UPDATE per batch filled a
+    /// column added to the probe's rows, on one connection, as the run fills.
+    #[serde(default)]
+    pub in_place_rows_per_second: Option<f64>,
 }
 
 fn one_lane() -> u32 {
