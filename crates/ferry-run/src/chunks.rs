@@ -60,7 +60,7 @@ pub async fn plan(
 }
 
 /// A read of the key columns only, in key order, under the table's filter.
-fn keys_only(read: &ReadSpec) -> ReadSpec {
+pub(crate) fn keys_only(read: &ReadSpec) -> ReadSpec {
     ReadSpec {
         table: read.table.clone(),
         select: read.key.iter().map(|k| SelectItem::Column(k.clone())).collect(),

@@ -7,6 +7,7 @@
 //! estimate (`ferry_core::plan::estimate`) is built from these figures.
 
 use crate::backfill::{convert_row, Lane};
+use crate::chunks::keys_only;
 use crate::error::Result;
 use crate::integrity::table_checks;
 use crate::mapping::TablePlan;
@@ -73,6 +74,15 @@ impl LoadReadings {
             above_high: readings.iter().filter(|&&n| n > marks.high).count() as u32,
         })
     }
+}
+
+/// What every lane of the probe copies, and until when.
+struct LaneJob<'p> {
+    plan: &'p TablePlan,
+    write: &'p WriteSpec,
+    types: Vec<DataType>,
+    batch: usize,
+    deadline: Instant,
 }
 
 /// One worker's share of the probe.
@@ -202,13 +212,19 @@ impl Probe<'_> {
             connections
                 .push(Lane { source: self.source.connect_again().await?, target: self.target.connect_again().await? });
         }
-        let types: Vec<DataType> = write.columns.iter().map(|(_, t)| t.clone()).collect();
-        let deadline = Instant::now() + PROBE_TIME;
+        let job = LaneJob {
+            plan,
+            write,
+            types: write.columns.iter().map(|(_, t)| t.clone()).collect(),
+            batch,
+            deadline: Instant::now() + PROBE_TIME,
+        };
+        // The first lane also reads the source's load as it goes.
         let copies = connections
             .iter()
             .zip(ranges)
             .enumerate()
-            .map(|(i, (lane, range))| self.copy_lane(i == 0, lane, plan, write, &types, range, batch, deadline));
+            .map(|(i, (lane, range))| self.copy_lane(&job, lane, range, i == 0));
         futures_util::future::try_join_all(copies).await
     }
 
@@ -219,13 +235,7 @@ impl Probe<'_> {
             return Ok(vec![KeyRange::default()]);
         }
         let step = (rows / lanes as u64).clamp(1, LANE_ROWS) as usize;
-        let keys = ReadSpec {
-            table: plan.read.table.clone(),
-            select: plan.read.key.iter().map(|k| SelectItem::Column(k.clone())).collect(),
-            key: plan.read.key.clone(),
-            key_positions: (0..plan.read.key.len()).collect(),
-            filter: plan.read.filter.clone(),
-        };
+        let keys = keys_only(&plan.read);
         let mut ranges = Vec::new();
         let mut after: Option<Vec<Value>> = None;
         for _ in 1..lanes {
@@ -239,18 +249,9 @@ impl Probe<'_> {
         Ok(ranges)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_lane(
-        &self,
-        reads_load: bool,
-        lane: &Lane,
-        plan: &TablePlan,
-        write: &WriteSpec,
-        types: &[DataType],
-        range: KeyRange,
-        batch: usize,
-        deadline: Instant,
-    ) -> Result<LaneTimes> {
+    async fn copy_lane(&self, job: &LaneJob<'_>, lane: &Lane, range: KeyRange, reads_load: bool) -> Result<LaneTimes> {
+        let LaneJob { plan, write, types, batch, deadline } = job;
+        let (batch, deadline) = (*batch, *deadline);
         let mut times = LaneTimes::default();
         let mut after = range.after.clone();
         while Instant::now() < deadline {
@@ -350,16 +351,5 @@ fn probe_read(write: &WriteSpec) -> ReadSpec {
         key: write.key.clone(),
         key_positions: write.key.iter().filter_map(|k| names.iter().position(|n| n == k)).collect(),
         filter: None,
-    }
-}
-
-/// The same read, of the key columns only (verification reads each chunk's keys).
-fn keys_only(read: &ReadSpec) -> ReadSpec {
-    ReadSpec {
-        table: read.table.clone(),
-        select: read.key.iter().map(|k| SelectItem::Column(k.clone())).collect(),
-        key: read.key.clone(),
-        key_positions: (0..read.key.len()).collect(),
-        filter: read.filter.clone(),
     }
 }
