@@ -40,7 +40,8 @@ async fn fill(db: &TestDb) {
     }
 }
 
-async fn copied_by_workers(source: Kind, target: Kind) {
+/// A filled source, an empty target, and a spec moving both tables under `policy`.
+async fn both_tables(source: Kind, target: Kind, policy: &str) -> (TestDb, TestDb, Workspace) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
     fill(&src).await;
@@ -48,9 +49,13 @@ async fn copied_by_workers(source: Kind, target: Kind) {
     ws.write_spec(&spec(
         &src,
         &dst,
-        "[policy]\nworkers = 3\nbatch_size = 100\nchunk_time = \"0\"\n\n\
-         [[table]]\nfrom = \"orders\"\n\n[[table]]\nfrom = \"notes\"\n",
+        &format!("[policy]\n{policy}\n[[table]]\nfrom = \"orders\"\n\n[[table]]\nfrom = \"notes\"\n"),
     ));
+    (src, dst, ws)
+}
+
+async fn copied_by_workers(source: Kind, target: Kind) {
+    let (src, dst, ws) = both_tables(source, target, "workers = 3\nbatch_size = 100\nchunk_time = \"0\"\n").await;
     let ran = ws.run(&["run"]);
     ran.assert_code(0);
 
@@ -85,15 +90,7 @@ engine_matrix!(copied_by_workers);
 /// tables, thousands of keys) are replayed in batches spread over the
 /// workers' connections: the target ends equal to the source.
 async fn replayed_by_workers(source: Kind, target: Kind) {
-    let src = TestDb::new(source).await;
-    let dst = TestDb::new(target).await;
-    fill(&src).await;
-    let ws = Workspace::new(FERRY);
-    ws.write_spec(&spec(
-        &src,
-        &dst,
-        "[policy]\nworkers = 3\n\n[[table]]\nfrom = \"orders\"\n\n[[table]]\nfrom = \"notes\"\n",
-    ));
+    let (src, dst, ws) = both_tables(source, target, "workers = 3\n").await;
     ws.run(&["run", "--until", "backfill"]).assert_code(0);
 
     src.exec("UPDATE orders SET qty = qty + 100, note = 'changed ✓' WHERE seq % 2 = 0").await;
