@@ -225,7 +225,10 @@ impl Probe<'_> {
             .zip(ranges)
             .enumerate()
             .map(|(i, (lane, range))| self.copy_lane(&job, lane, range, i == 0));
-        futures_util::future::try_join_all(copies).await
+        // Every lane ends before an error is returned: the probe table is
+        // dropped next, on the first lane's connection, which must not be
+        // left mid-statement.
+        futures_util::future::join_all(copies).await.into_iter().collect()
     }
 
     /// `lanes` consecutive parts of the key range from its start, each

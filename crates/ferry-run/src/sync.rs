@@ -193,8 +193,15 @@ impl Replayer<'_> {
         let applied = lanes
             .zip(&split)
             .map(|(lane, keys)| copy_keys(&*lane.source, &*lane.target, self.backfill, plan, write, keys));
-        let done = futures_util::future::try_join_all(applied).await?;
-        Ok(done.into_iter().fold((0, 0), |(u, d), (u2, d2)| (u + u2, d + d2)))
+        // Every part runs to its end before an error is returned: a part
+        // cut off mid-statement would leave its connection mid-answer, and
+        // a held batch (a parent not there yet) is retried whole.
+        let mut done = (0, 0);
+        for part in futures_util::future::join_all(applied).await {
+            let (upserted, deleted) = part?;
+            done = (done.0 + upserted, done.1 + deleted);
+        }
+        Ok(done)
     }
 
     async fn replay_truncation(&self, plan: &TablePlan, write: &WriteSpec, seq: i64) -> Result<Step> {
