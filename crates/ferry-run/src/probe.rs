@@ -356,3 +356,22 @@ fn probe_read(write: &WriteSpec) -> ReadSpec {
         filter: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_readings_are_summarised_with_the_throttle_s_own_marks() {
+        let load = LoadReadings::default();
+        assert_eq!(load.summary(), None, "no baseline yet");
+        load.readings.borrow_mut().extend([0, 0, 1, 0, 0, 9, 0, 5, 4]);
+        let marks = crate::throttle::LoadMarks::from_baseline(0);
+        let summary = load.summary().unwrap();
+        assert_eq!((summary.baseline, summary.high), (marks.baseline, marks.high));
+        assert_eq!(summary.samples, 9);
+        assert_eq!(summary.above_high, 2, "9 and 5 are above the high mark of 4; 4 is not");
+        load.unavailable.set(true);
+        assert_eq!(load.summary(), None, "an engine without sessions to count says nothing");
+    }
+}
