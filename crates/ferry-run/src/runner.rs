@@ -570,7 +570,7 @@ impl Migration {
         .await
     }
 
-    /// The backfill's workers' connections: the migration's own, and for
+    /// The workers' connections (backfill, verification, replay): the migration's own, and for
     /// each further worker (`[policy] workers`) one to each side, watched
     /// like the migration's. Fewer when a connection cannot be had (said).
     pub(crate) async fn lanes(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
@@ -588,7 +588,7 @@ impl Migration {
                 Ok(lane) => lanes.push(lane),
                 Err(e) => {
                     progress.note(&format!(
-                        "copying with {} worker(s) of the {workers} asked: another connection failed: {}",
+                        "going on with {} worker(s) of the {workers} asked: another connection failed: {}",
                         lanes.len(),
                         e.message
                     ));
