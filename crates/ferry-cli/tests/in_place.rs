@@ -229,6 +229,34 @@ async fn the_seed_s_change_runs_in_place_under_both_versions() {
     }
 }
 
+/// `ferry plan` times the fill as the run fills — on a copy of the table's
+/// rows in the old shape, given the change's new column, mark table and
+/// sync triggers — and leaves nothing behind: the table untouched, no
+/// probe, no trigger, no mark table, no trigger function.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn plan_times_the_fill_under_the_change_s_triggers_and_leaves_nothing() {
+    for kind in ALL {
+        let db = users(kind, 5_000).await;
+        let ws = Workspace::new(FERRY);
+        ws.write_spec(&seed_spec(&db, ""));
+        let shape = || async {
+            let schema = db.engine().await.introspect(&ferry_core::TableName::parse("users")).await.unwrap();
+            schema.columns.into_iter().map(|c| c.name).collect::<Vec<_>>()
+        };
+        let before = shape().await;
+        let plan = ws.plan_json();
+        let parts =
+            plan["migration_plan"]["estimates"]["run"]["parts"].as_array().unwrap_or_else(|| panic!("{kind}: {plan}"));
+        let copy = parts.iter().find(|p| p["part"] == "copy").unwrap_or_else(|| panic!("{kind}: {plan}"));
+        let basis = copy["basis"].as_str().unwrap();
+        assert!(basis.contains("rows filled in place at"), "{kind}: the fill was measured: {basis}");
+        assert!(basis.contains("sync triggers firing"), "{kind}: {basis}");
+        assert_eq!(shape().await, before, "{kind}: the table is as it was");
+        assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}: nothing named ferry_ is left");
+        assert_eq!(scalar(&db, "SELECT count(*) FROM users").await, "5000", "{kind}");
+    }
+}
+
 /// Rollback before contract drops the new column, the triggers, the mark
 /// table and the views: the table is exactly as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

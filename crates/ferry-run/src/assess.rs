@@ -165,25 +165,7 @@ impl Assessor {
             _ => Vec::new(),
         };
         let latency = if plan.key_source.is_empty() { None } else { Some(self.latency(plan).await?) };
-        let throughput = if plan.key_source.is_empty() {
-            None
-        } else {
-            let probe = Probe { source: &self.source, target: &self.target, policy: &self.spec.policy, load };
-            match probe.measure(plan, &probe_table(&plan.target_name), rows).await {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    progress.note(&format!("{}: copy speed not measured: {}", plan.source_name, e.message));
-                    None
-                }
-            }
-        };
-        let write_rate = match (changed_before, self.rows_changed(plan).await) {
-            (Some((before, at)), Some((after, _))) => {
-                Some(after.saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-3))
-            }
-            _ => None,
-        };
-        let facts = TableFacts {
+        let mut facts = TableFacts {
             source: plan.source_name.to_string(),
             target: plan.target_name.to_string(),
             rows,
@@ -219,8 +201,8 @@ impl Assessor {
             dropped_columns,
             target_exists,
             latency,
-            throughput,
-            write_rate,
+            throughput: None,
+            write_rate: None,
             ddl_expand,
             ddl_after_load,
             not_invertible: plan.inversion_blocker(),
@@ -239,6 +221,20 @@ impl Assessor {
             let change = ferry_core::plan::in_place::InPlace::of(ferry_engine::engine_name(self.source.kind()), &facts);
             crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
         }
+        if !plan.key_source.is_empty() {
+            let probe = Probe { source: &self.source, target: &self.target, policy: &self.spec.policy, load };
+            let change = plan.in_place.then_some(&facts);
+            match probe.measure(plan, &probe_table(&plan.target_name), rows, change).await {
+                Ok(t) => facts.throughput = Some(t),
+                Err(e) => progress.note(&format!("{}: copy speed not measured: {}", plan.source_name, e.message)),
+            }
+        }
+        facts.write_rate = match (changed_before, self.rows_changed(plan).await) {
+            (Some((before, at)), Some((after, _))) => {
+                Some(after.saturating_sub(before) as f64 / at.elapsed().as_secs_f64().max(1e-3))
+            }
+            _ => None,
+        };
         Ok(facts)
     }
 

@@ -11,7 +11,8 @@ use crate::chunks::keys_only;
 use crate::error::Result;
 use crate::integrity::table_checks;
 use crate::mapping::TablePlan;
-use ferry_core::plan::{LoadReading, Throughput};
+use ferry_core::plan::in_place::InPlace;
+use ferry_core::plan::{LoadReading, TableFacts, Throughput};
 use ferry_core::{ColumnDef, DataType, Policy, TableDef, TableName, Value};
 use ferry_engine::{Engine, EngineKind, KeyRange, ReadSpec, Rows, SelectItem, WriteSpec};
 use std::cell::RefCell;
@@ -78,7 +79,7 @@ impl LoadReadings {
 
 /// What every lane of the probe copies, and until when.
 struct LaneJob<'p> {
-    plan: &'p TablePlan,
+    read: &'p ReadSpec,
     write: &'p WriteSpec,
     types: Vec<DataType>,
     batch: usize,
@@ -102,19 +103,24 @@ pub struct Probe<'a> {
 
 impl Probe<'_> {
     /// Copies, indexes, checks and reads back a sample of `plan`'s table
-    /// (`rows` rows in all) in `probe`, always dropping it.
-    pub async fn measure(&self, plan: &TablePlan, probe: &TableName, rows: u64) -> Result<Throughput> {
-        // Constraints are the change analysis's business: the probe only times the copy.
-        let columns = plan
-            .columns
-            .iter()
-            .map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), !plan.key_target.contains(&c.name)))
-            .collect();
-        let def = TableDef::new(probe.clone(), columns, plan.def.primary_key.clone());
+    /// (`rows` rows in all) in `probe`, always dropping it. A change in
+    /// place (`change`: its facts) copies rows of the old shape instead and
+    /// fills them as the run will.
+    pub async fn measure(
+        &self,
+        plan: &TablePlan,
+        probe: &TableName,
+        rows: u64,
+        change: Option<&TableFacts>,
+    ) -> Result<Throughput> {
+        let sample = match change {
+            Some(_) => Sample::old_shape(plan, probe),
+            None => Sample::copied(plan, probe),
+        };
         let started = Instant::now();
-        self.target.create_table(&def).await?;
+        self.target.create_table(&sample.def).await?;
         let ddl_seconds = started.elapsed().as_secs_f64();
-        let result = self.measure_in(plan, probe, rows).await;
+        let result = self.measure_in(plan, &sample, rows, change).await;
         // Always drop the probe, whatever the copy did.
         let dropped = self.target.drop_scratch_table(probe).await;
         let mut measured = result?;
@@ -123,15 +129,22 @@ impl Probe<'_> {
         Ok(measured)
     }
 
-    async fn measure_in(&self, plan: &TablePlan, probe: &TableName, rows: u64) -> Result<Throughput> {
+    async fn measure_in(
+        &self,
+        plan: &TablePlan,
+        sample: &Sample,
+        rows: u64,
+        change: Option<&TableFacts>,
+    ) -> Result<Throughput> {
         let write = WriteSpec {
-            table: probe.clone(),
-            columns: plan.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect(),
-            key: plan.key_target.clone(),
+            table: sample.def.name.clone(),
+            columns: sample.def.columns.iter().map(|c| (c.name.clone(), c.data_type.clone())).collect(),
+            key: sample.def.primary_key.clone(),
         };
+        let probe = &sample.def.name;
         let batch = self.policy.batch_size;
         let started = Instant::now();
-        let lanes = self.copy(plan, &write, rows, batch).await?;
+        let lanes = self.copy(&sample.read, &write, rows, batch).await?;
         let wall = started.elapsed();
         let sample: usize = lanes.iter().map(|l| l.rows).sum();
         let per_second = |rows: usize, d: Duration| rows as f64 / d.as_secs_f64().max(1e-6);
@@ -140,11 +153,13 @@ impl Probe<'_> {
         let overlapped: f64 = lanes.iter().map(|l| per_second(l.rows, l.read.max(l.write))).sum();
         let (read, written) =
             lanes.iter().fold((Duration::ZERO, Duration::ZERO), |(r, w), l| (r + l.read, w + l.write));
-        let in_place_rows_per_second =
-            if plan.in_place { self.fill_in_place(&probe_read(&write), batch).await } else { None };
+        let read_back = probe_read(&write);
+        let in_place_rows_per_second = match change {
+            Some(facts) => self.fill_in_place(facts, &keys_only(&read_back), batch).await,
+            None => None,
+        };
         let (indexes_built, index_seconds) = self.indexes(plan, probe).await;
         let (checks_run, check_seconds) = self.checks(plan, probe).await;
-        let read_back = probe_read(&write);
         Ok(Throughput {
             sample_rows: sample as u64,
             seconds: wall.as_secs_f64(),
@@ -166,31 +181,33 @@ impl Probe<'_> {
     }
 
     /// A change in place fills its new columns with an UPDATE per batch of
-    /// keys: the same on the probe's rows, filling a column added to it, on
-    /// one connection as the run does. Rows per second (none when the
-    /// target refuses it).
-    async fn fill_in_place(&self, read: &ReadSpec, batch: usize) -> Option<f64> {
-        let q = ferry_engine::sql::Dialect::of(self.target.kind());
-        let table = q.table(&read.table);
-        let filled = q.ident(&format!("{}fill", ferry_engine::SCRATCH_PREFIX));
+    /// keys while its sync triggers fire on every filled row: the same on
+    /// the probe's rows, given the change's new columns, mark table and
+    /// triggers, on one connection as the run does. Rows per second (none
+    /// when the target refuses it).
+    async fn fill_in_place(&self, facts: &TableFacts, keys: &ReadSpec, batch: usize) -> Option<f64> {
+        let mut on_probe = facts.clone();
+        on_probe.source = keys.table.to_string();
+        let change = InPlace::of(ferry_engine::engine_name(self.target.kind()), &on_probe);
+        let (start, teardown) = change.fill_stand_in();
         let timeout = Duration::from_secs(5);
-        self.target.execute(&[format!("ALTER TABLE {table} ADD COLUMN {filled} integer")], true, timeout).await.ok()?;
-        let keys = keys_only(read);
-        let key = format!("({})", q.idents(&read.key));
-        let engine = ferry_engine::engine_name(self.target.kind());
-        let tuple = |values: &[Value]| {
-            let literals: Vec<String> = values.iter().map(|v| ferry_core::sqlexpr::value_literal(engine, v)).collect();
-            format!("({})", literals.join(", "))
+        let filled = match self.target.execute(&start, true, timeout).await {
+            Ok(_) => self.fill(&change, keys, batch, timeout).await,
+            Err(_) => None,
         };
+        // The triggers go with the probe table; the mark table and a trigger function would not.
+        let _ = self.target.execute(&teardown, false, timeout).await;
+        filled
+    }
+
+    async fn fill(&self, change: &InPlace<'_>, keys: &ReadSpec, batch: usize, timeout: Duration) -> Option<f64> {
         let (mut rows, mut took, mut after): (usize, Duration, Option<Vec<Value>>) = (0, Duration::ZERO, None);
         loop {
-            let found = self.target.read_batch(&keys, after.as_deref(), batch).await.ok()?;
+            let found = self.target.read_batch(keys, after.as_deref(), batch).await.ok()?;
             let Some(last) = found.last() else { break };
             let upto = keys.key_of(last);
-            let lower = after.as_deref().map(|a| format!("{key} > {} AND ", tuple(a))).unwrap_or_default();
-            let sql = format!("UPDATE {table} SET {filled} = 1 WHERE {lower}{key} <= {}", tuple(&upto));
             let started = Instant::now();
-            self.target.execute(&[sql], true, timeout).await.ok()?;
+            self.target.execute(&[change.backfill_batch(after.as_deref(), &upto)], true, timeout).await.ok()?;
             took += started.elapsed();
             rows += found.len();
             if found.len() < batch {
@@ -203,17 +220,17 @@ impl Probe<'_> {
 
     /// The run's workers for this table, each copying from the start of its
     /// own part of the key range until PROBE_TIME is up.
-    async fn copy(&self, plan: &TablePlan, write: &WriteSpec, rows: u64, batch: usize) -> Result<Vec<LaneTimes>> {
+    async fn copy(&self, read: &ReadSpec, write: &WriteSpec, rows: u64, batch: usize) -> Result<Vec<LaneTimes>> {
         let workers = self.policy.workers_for(self.target.kind() == EngineKind::Sqlite);
         let lanes = crate::chunks::count(rows, workers, batch).min(workers).max(1);
-        let ranges = self.parts(plan, rows, lanes).await?;
+        let ranges = self.parts(read, rows, lanes).await?;
         let mut connections = vec![Lane { source: self.source.clone(), target: self.target.clone() }];
         for _ in 1..ranges.len() {
             connections
                 .push(Lane { source: self.source.connect_again().await?, target: self.target.connect_again().await? });
         }
         let job = LaneJob {
-            plan,
+            read,
             write,
             types: write.columns.iter().map(|(_, t)| t.clone()).collect(),
             batch,
@@ -233,12 +250,12 @@ impl Probe<'_> {
 
     /// `lanes` consecutive parts of the key range from its start, each
     /// holding at most LANE_ROWS rows (the last one open-ended).
-    async fn parts(&self, plan: &TablePlan, rows: u64, lanes: usize) -> Result<Vec<KeyRange>> {
+    async fn parts(&self, read: &ReadSpec, rows: u64, lanes: usize) -> Result<Vec<KeyRange>> {
         if lanes == 1 {
             return Ok(vec![KeyRange::default()]);
         }
         let step = (rows / lanes as u64).clamp(1, LANE_ROWS) as usize;
-        let keys = keys_only(&plan.read);
+        let keys = keys_only(read);
         let mut ranges = Vec::new();
         let mut after: Option<Vec<Value>> = None;
         for _ in 1..lanes {
@@ -253,7 +270,7 @@ impl Probe<'_> {
     }
 
     async fn copy_lane(&self, job: &LaneJob<'_>, lane: &Lane, range: KeyRange, reads_load: bool) -> Result<LaneTimes> {
-        let LaneJob { plan, write, types, batch, deadline } = job;
+        let LaneJob { read, write, types, batch, deadline } = job;
         let (batch, deadline) = (*batch, *deadline);
         let mut times = LaneTimes::default();
         let mut after = range.after.clone();
@@ -263,10 +280,10 @@ impl Probe<'_> {
             }
             let part = KeyRange { after: after.clone(), through: range.through.clone() };
             let t = Instant::now();
-            let rows = lane.source.read_range(&plan.read, &part, 0, batch).await?;
+            let rows = lane.source.read_range(read, &part, 0, batch).await?;
             times.read += t.elapsed();
             let Some(last) = rows.last() else { break };
-            after = Some(plan.read.key_of(last));
+            after = Some(read.key_of(last));
             let full = rows.len() == batch;
             // Rows that do not convert are the change analysis's business, not the probe's.
             let converted: Vec<_> =
@@ -342,6 +359,44 @@ impl Probe<'_> {
         }
         let took = started.elapsed().as_secs_f64();
         Ok((rows > 0).then(|| rows as f64 / took.max(1e-6)))
+    }
+}
+
+/// What the probe copies: a read of the source, and the probe table its rows go to.
+struct Sample {
+    read: ReadSpec,
+    def: TableDef,
+}
+
+impl Sample {
+    /// The table as the run copies it: the plan's read, into the target's columns.
+    fn copied(plan: &TablePlan, probe: &TableName) -> Sample {
+        // Constraints are the change analysis's business: the probe only times the copy.
+        let columns = plan
+            .columns
+            .iter()
+            .map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), !plan.key_target.contains(&c.name)))
+            .collect();
+        Sample { read: plan.read.clone(), def: TableDef::new(probe.clone(), columns, plan.def.primary_key.clone()) }
+    }
+
+    /// The table as it is before a change in place: every column read as it is.
+    fn old_shape(plan: &TablePlan, probe: &TableName) -> Sample {
+        let names: Vec<String> = plan.source.columns.iter().map(|c| c.name.clone()).collect();
+        let columns = plan
+            .source
+            .columns
+            .iter()
+            .map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), !plan.key_source.contains(&c.name)))
+            .collect();
+        let read = ReadSpec {
+            table: plan.source_name.clone(),
+            select: names.iter().cloned().map(SelectItem::Column).collect(),
+            key: plan.key_source.clone(),
+            key_positions: plan.key_source.iter().filter_map(|k| names.iter().position(|n| n == k)).collect(),
+            filter: plan.read.filter.clone(),
+        };
+        Sample { read, def: TableDef::new(probe.clone(), columns, plan.key_source.clone()) }
     }
 }
 

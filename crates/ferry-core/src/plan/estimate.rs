@@ -318,15 +318,15 @@ fn fill_in_place(
         Some(rate) => {
             bases.push(format!(
                 "{}: {} rows filled in place at {} rows/s (an UPDATE per batch of the probe's rows, on one \
-                 connection, as the run fills; the table's sync triggers fire on every filled row and are not on the probe: \
-                 up to 3 times as long)",
+                 connection, with the change's sync triggers firing on every filled row, as the run fills)",
                 t.source,
                 thousands(t.rows),
                 thousands(rate.round() as u64)
             ));
             let seconds = (rows / rate.max(1.0) + paused) * throttle.expected;
-            // bench/estimate.sh: 2.5 times as long on PostgreSQL at 300,000 rows.
-            Figure { seconds, low, high: 3.0 * high * throttle.worst / throttle.expected }
+            // The run's batches also write their checkpoints and grow or
+            // shrink to `chunk_time`: half as long again at most.
+            Figure { seconds, low, high: 1.5 * high * throttle.worst / throttle.expected }
         }
         None => {
             bases.push(format!(

@@ -424,6 +424,26 @@ impl<'a> InPlace<'a> {
     /// table, views): before expand creates them again, and at rollback.
     /// `views_too`: the version 2 views as well (contract keeps them).
     fn drop_objects(&self, views_too: bool) -> Vec<String> {
+        let mut out = self.drop_sync_objects();
+        let versions: &[Version] = if views_too { &[Version::Old, Version::New] } else { &[Version::Old] };
+        for v in versions {
+            out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
+            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
+                // The version schema is shared by every table changed in place: it goes with its last view.
+                let name = format!("{schema}_{}", v.suffix());
+                out.push(format!(
+                    "DO $ferry$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = {literal}) THEN DROP SCHEMA IF EXISTS {}; END IF; END $ferry$",
+                    self.id(&name),
+                    literal = crate::sqlexpr::string_literal(self.engine, &name)
+                ));
+            }
+        }
+        out
+    }
+
+    /// Drops the sync triggers (and PostgreSQL's trigger function) and the mark table.
+    fn drop_sync_objects(&self) -> Vec<String> {
         let name = self.name();
         let mut out = Vec::new();
         match self.engine {
@@ -440,20 +460,6 @@ impl<'a> InPlace<'a> {
             }
         }
         out.push(format!("DROP TABLE IF EXISTS {}", self.beside(&self.written_table())));
-        let versions: &[Version] = if views_too { &[Version::Old, Version::New] } else { &[Version::Old] };
-        for v in versions {
-            out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
-            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
-                // The version schema is shared by every table changed in place: it goes with its last view.
-                let name = format!("{schema}_{}", v.suffix());
-                out.push(format!(
-                    "DO $ferry$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = {literal}) THEN DROP SCHEMA IF EXISTS {}; END IF; END $ferry$",
-                    self.id(&name),
-                    literal = crate::sqlexpr::string_literal(self.engine, &name)
-                ));
-            }
-        }
         out
     }
 

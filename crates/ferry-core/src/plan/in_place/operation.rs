@@ -290,17 +290,7 @@ impl<'a> InPlace<'a> {
         }
         let name = self.name();
         let mut start: Vec<Statement> = self.drop_objects(true).into_iter().map(Statement::plain).collect();
-        if self.marks() {
-            let written = self.beside(&self.written_table());
-            let keys = self.keys();
-            let never = if self.engine == EngineName::Postgres { "false" } else { "1 = 0" };
-            start.push(Statement::plain(format!("CREATE TABLE {written} AS SELECT {keys} FROM {name} WHERE {never}")));
-            start.push(Statement::plain(format!(
-                "CREATE UNIQUE INDEX {} ON {written} ({keys})",
-                self.id(&format!("{}_key", self.written_table()))
-            )));
-        }
-        start.extend(self.triggers().into_iter().map(Statement::plain));
+        start.extend(self.sync_objects().into_iter().map(Statement::plain));
         start.extend(self.views().into_iter().map(Statement::plain));
         let mut finish = Vec::new();
         if self.engine == EngineName::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
@@ -317,6 +307,47 @@ impl<'a> InPlace<'a> {
             finish,
             abort: self.drop_objects(true).into_iter().map(Statement::plain).collect(),
         }
+    }
+
+    /// The mark table (where version 2 can write what version 1 cannot
+    /// express) and the sync triggers: what every write to the table pays for.
+    fn sync_objects(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.marks() {
+            let written = self.beside(&self.written_table());
+            let keys = self.keys();
+            let never = if self.engine == EngineName::Postgres { "false" } else { "1 = 0" };
+            out.push(format!("CREATE TABLE {written} AS SELECT {keys} FROM {} WHERE {never}", self.name()));
+            out.push(format!(
+                "CREATE UNIQUE INDEX {} ON {written} ({keys})",
+                self.id(&format!("{}_key", self.written_table()))
+            ));
+        }
+        out.extend(self.triggers());
+        out
+    }
+
+    /// The fill's cost on a stand-in table of the old shape (the plan's
+    /// probe): what to run before filling it with [`InPlace::backfill_batch`]
+    /// — the new columns, the mark table and the sync triggers that fire on
+    /// every filled row, without views or constraints — and what drops the
+    /// objects that would outlive the table (the mark table, PostgreSQL's
+    /// trigger function).
+    pub fn fill_stand_in(&self) -> (Vec<String>, Vec<String>) {
+        let name = self.name();
+        let mut start: Vec<String> = self
+            .added()
+            .into_iter()
+            .map(|c| {
+                format!(
+                    "ALTER TABLE {name} ADD COLUMN {} {}",
+                    self.id(&physical(c)),
+                    super::declare(self.engine, &c.desired)
+                )
+            })
+            .collect();
+        start.extend(self.sync_objects());
+        (start, self.drop_sync_objects())
     }
 }
 
