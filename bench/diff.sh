@@ -4,7 +4,9 @@
 #   scenarios: (a) identical tables, (b) 10 rows updated and 1 deleted on the target
 #   and a MariaDB <-> PostgreSQL table whose text holds 4-byte UTF-8 (emoji) and whose
 #   JSON was written by each engine: any difference reported there is a false one.
-# ROWS rows of 6 mixed columns. Timing by farm-bench (A = ferry, B = reladiff, paired runs,
+# ROWS rows of 7 mixed columns, the text holding 4-byte UTF-8 (emoji) and a JSON column
+# (jsonb / MariaDB json). reladiff refuses jsonb against json, so it is given the
+# other 6 columns; ferry compares all 7. Timing by farm-bench (A = ferry, B = reladiff, paired runs,
 # medians); correctness from each tool's JSON output.
 #
 #   bench/diff.sh [ROWS] [RUNS]          results: bench/out/diff.md
@@ -30,7 +32,7 @@ mkdir -p "$OUT"
 RELADIFF=$PWD/$VENV/bin/reladiff
 export COLUMNS=100000   # reladiff wraps its JSON lines at the terminal width
 cargo build --release -q -p ferry-cli
-FERRY=$PWD/target/release/ferry
+FERRY=${CARGO_TARGET_DIR:-$PWD/target}/release/ferry
 
 psql_admin() { psql -X -q -v ON_ERROR_STOP=1 "$PG/postgres" "$@"; }
 psql_db() { local db=$1; shift; psql -X -q -v ON_ERROR_STOP=1 "$PG/$db" "$@"; }
@@ -40,12 +42,13 @@ echo "== preparing $ROWS rows in PostgreSQL (two databases) and MariaDB"
 for db in ferry_diff_a ferry_diff_b; do
     psql_admin -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
 done
-TABLE_DDL="(id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), created_at timestamp NOT NULL, active boolean NOT NULL, score double precision)"
+TABLE_DDL="(id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), created_at timestamp NOT NULL, active boolean NOT NULL, score double precision, attrs jsonb)"
 psql_db ferry_diff_a -c "CREATE TABLE items $TABLE_DDL" -c "
     INSERT INTO items
-    SELECT g, 'item ' || g || ' ' || md5(g::text), round((random() * 100000)::numeric, 2),
+    SELECT g, 'item 🚀 ' || g || ' ' || md5(g::text), round((random() * 100000)::numeric, 2),
            timestamp '2024-01-01' + g * interval '17 seconds', g % 3 = 0,
-           CASE WHEN g % 10 = 0 THEN NULL ELSE round((random() * 1000)::numeric, 6)::float8 END
+           CASE WHEN g % 10 = 0 THEN NULL ELSE round((random() * 1000)::numeric, 6)::float8 END,
+           jsonb_build_object('n', g, 'tag', 'Zürich 🚀')
     FROM generate_series(1, $ROWS) g" -c "VACUUM ANALYZE items"
 psql_db ferry_diff_b -c "CREATE TABLE items $TABLE_DDL"
 psql_db ferry_diff_a -c "\copy items TO '$PWD/$OUT/items.bin' (FORMAT binary)"
@@ -54,10 +57,10 @@ rm -f "$OUT/items.bin"
 
 my -e "DROP DATABASE IF EXISTS ferry_diff; CREATE DATABASE ferry_diff CHARACTER SET utf8mb4"
 my ferry_diff -e "CREATE TABLE items (id bigint PRIMARY KEY, name longtext NOT NULL, amount decimal(12,2),
-    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double)"
-psql_db ferry_diff_a -c "\copy (SELECT id, name, amount, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), active::int, score FROM items ORDER BY id) TO '$PWD/$OUT/items.tsv'"
+    created_at datetime(6) NOT NULL, active tinyint(1) NOT NULL, score double, attrs json)"
+psql_db ferry_diff_a -c "\copy (SELECT id, name, amount, to_char(created_at, 'YYYY-MM-DD HH24:MI:SS.US'), active::int, score, attrs FROM items ORDER BY id) TO '$PWD/$OUT/items.tsv'"
 my --local-infile=1 ferry_diff -e "LOAD DATA LOCAL INFILE '$PWD/$OUT/items.tsv' INTO TABLE items
-    FIELDS TERMINATED BY '\t' LINES TERMINATED BY '\n' (id, name, @amount, created_at, active, @score)
+    FIELDS TERMINATED BY '\t' LINES TERMINATED BY '\n' (id, name, @amount, created_at, active, @score, attrs)
     SET amount = NULLIF(@amount, '\\\\N'), score = NULLIF(@score, '\\\\N'); ANALYZE TABLE items" >/dev/null
 rm -f "$OUT/items.tsv"
 
