@@ -86,7 +86,7 @@ RESULTS=$OUT/diff.md
     echo
 } > "$RESULTS"
 
-ferry_cmd() { echo "$FERRY diff $1#items $2#items --json"; }
+ferry_cmd() { echo "$FERRY diff $1#items $2#items --json${3:+ --columns $3}"; }
 reladiff_cmd() {
     local columns="-c name -c amount -c created_at -c active -c score"
     case $1 in mysql*) columns="-c amount -c created_at -c active -c score" ;; esac
@@ -110,14 +110,14 @@ while True:
 for key, s in signs.items():
     print({frozenset("-+"): "mismatched", frozenset("-"): "missing", frozenset("+"): "extra"}[frozenset(s)], key)' | sort; }
 
-time_pair() { # label, source url (ferry), source url (reladiff), target
+time_pair() { # label, source url (ferry), source url (reladiff), target[, ferry's --columns]
     local label=$1
     echo "== $label"
     {
         echo "## $label"
         echo
         echo '```'
-        farm-bench -n "$RUNS" --warmup 0 --timeout 3000 --vs "$(reladiff_cmd "$3" "${4/postgres:/postgresql:}")" -- $(ferry_cmd "$2" "$4") 2>&1
+        farm-bench -n "$RUNS" --warmup 0 --timeout 3000 --vs "$(reladiff_cmd "$3" "${4/postgres:/postgresql:}")" -- $(ferry_cmd "$2" "$4" "${5:-}") 2>&1
         echo '```'
         echo
     } >> "$RESULTS"
@@ -140,6 +140,9 @@ check_found() { # label, expected file, ferry source, reladiff source, target
 time_pair "(a) identical, PostgreSQL -> PostgreSQL" "$PG/ferry_diff_a" "$PG_RD/ferry_diff_a" "$PG/ferry_diff_b"
 check_found "(a) PostgreSQL -> PostgreSQL" "$OUT/expected-none" "$PG/ferry_diff_a" "$PG_RD/ferry_diff_a" "$PG/ferry_diff_b"
 time_pair "(a) identical, MariaDB -> PostgreSQL" "$MY/ferry_diff" "$MY/ferry_diff" "$PG/ferry_diff_b"
+# The same columns for both: the four reladiff reads correctly.
+time_pair "(a') identical, MariaDB -> PostgreSQL, ferry given reladiff's 4 columns" "$MY/ferry_diff" "$MY/ferry_diff" \
+    "$PG/ferry_diff_b" amount,created_at,active,score
 check_found "(a) MariaDB -> PostgreSQL" "$OUT/expected-none" "$MY/ferry_diff" "$MY/ferry_diff" "$PG/ferry_diff_b"
 
 # 10 updated rows and 1 deleted row, spread over the table.
