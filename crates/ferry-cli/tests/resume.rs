@@ -42,7 +42,7 @@ async fn killed_and_resumed(source: Kind, target: Kind) {
         &src,
         &dst,
         &format!(
-            "[policy]\nbatch_size = {BATCH}\nbatch_pause = \"15ms\"\nchunk_time = \"0\"\nworkers = 4\n\n\
+            "[policy]\nbatch_size = {BATCH}\nbatch_pause = \"40ms\"\nchunk_time = \"0\"\nworkers = 4\n\n\
              [[table]]\nfrom = \"items\"\n"
         ),
     ));
