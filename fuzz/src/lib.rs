@@ -7,8 +7,8 @@
 //! Every function must not panic, whatever its input.
 
 use bytes::BytesMut;
-use ferry_core::plan::EngineName;
 use ferry_core::usersql::{validate, Fragment};
+use ferry_core::EngineKind;
 use ferry_engine::tls::{TlsDialect, TlsSettings};
 use ferry_postgres::{Decoded, Encode};
 use tokio_postgres::types::{FromSql, ToSql, Type};
@@ -62,7 +62,7 @@ fn password_of(text: &str) -> Option<(&str, &str)> {
 /// refused with a reason, never a stack overflow; what passes cannot end the
 /// statement it is spliced into.
 pub fn user_sql(text: &str) {
-    for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
+    for engine in [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Sqlite] {
         for kind in [Fragment::Filter, Fragment::Expression, Fragment::Query] {
             if validate(text, kind, engine).is_ok() {
                 // What passes can never end the statement it is spliced into:

@@ -313,6 +313,45 @@ fn documents_name_only_commands_that_exist() {
     assert!(unknown.is_empty(), "commands that do not exist:\n{}", unknown.join("\n"));
 }
 
+/// docs/engines.md's table of capabilities is what each engine says of itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_state_each_engine_s_capabilities() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let docs = std::fs::read_to_string(root.join("docs/engines.md")).unwrap();
+    let row = |name: &str| -> Vec<String> {
+        let line = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/engines.md has no row for `{name}`"));
+        line.split('|').skip(2).take(3).map(|cell| cell.trim().to_string()).collect()
+    };
+    for (column, kind) in [Kind::Sqlite, Kind::Postgres, Kind::Mysql].into_iter().enumerate() {
+        let db = TestDb::new(kind).await;
+        // Destructured whole: a new capability does not compile here until the docs say it.
+        let ferry_engine::Capabilities {
+            server,
+            transactional_ddl,
+            concurrent_writers,
+            checksums_in_database,
+            adds_foreign_keys_later,
+            pads_trailing_spaces,
+        } = db.engine().await.capabilities();
+        let said = |yes: bool| if yes { "yes" } else { "no" };
+        for (name, value) in [
+            ("server", server),
+            ("transactional_ddl", transactional_ddl),
+            ("concurrent_writers", concurrent_writers),
+            ("checksums_in_database", checksums_in_database),
+            ("adds_foreign_keys_later", adds_foreign_keys_later),
+        ] {
+            assert_eq!(row(name)[column], said(value), "{kind}: `{name}` in docs/engines.md");
+        }
+        // A MariaDB/MySQL server's default collation decides it: the docs name the condition.
+        let pads = &row("pads_trailing_spaces")[column];
+        assert!(pads == said(pads_trailing_spaces) || pads.starts_with("with "), "{kind}: {pads}");
+    }
+}
+
 /// `ferry status | head -1`: a reader that goes away ends the command
 /// quietly (exit 0, nothing on stderr), not with a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod convert;
 pub mod decimal;
+pub mod engine_kind;
 pub mod lifecycle;
 pub mod plan;
 pub mod schema;
@@ -19,6 +20,7 @@ pub mod usersql;
 pub mod value;
 
 pub use audit::{AuditEvent, Phase};
+pub use engine_kind::EngineKind;
 pub use schema::{
     Check, Collation, Column, ColumnDef, ColumnDependent, DefaultValue, DependentKind, Dependents, ExpressionIndex,
     FkAction, ForeignKey, Generated, Identity, Index, Literal, TableDef, TableName, TableSchema, TableStats,

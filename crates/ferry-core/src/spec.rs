@@ -7,6 +7,7 @@
 //! and the key, and says how to fix it.
 
 use crate::types::DataType;
+use crate::EngineKind;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -402,10 +403,10 @@ pub const AUTO_WORKERS_CAP: usize = 4;
 
 impl Policy {
     /// The workers to copy with: as set, or one per core of this machine up
-    /// to [`AUTO_WORKERS_CAP`]; always one into SQLite, whose writers wait
-    /// for each other.
-    pub fn workers_for(&self, sqlite_target: bool) -> usize {
-        if sqlite_target {
+    /// to [`AUTO_WORKERS_CAP`]; always one into a target whose writers wait
+    /// for each other (SQLite).
+    pub fn workers_for(&self, target_takes_concurrent_writers: bool) -> usize {
+        if !target_takes_concurrent_writers {
             return 1;
         }
         self.workers
@@ -710,7 +711,7 @@ impl Ctx<'_> {
         key: &str,
         sql: &str,
         kind: crate::usersql::Fragment,
-        engine: Option<crate::plan::EngineName>,
+        engine: Option<crate::EngineKind>,
     ) -> Result<(), SpecError> {
         let Some(engine) = engine else { return Ok(()) };
         crate::usersql::validate(sql, kind, engine).map_err(|why| {
@@ -760,13 +761,6 @@ pub fn interpolate(input: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
     }
     out.push_str(rest);
     Ok(out)
-}
-
-const KNOWN_SCHEMES: &str = "sqlite:PATH, postgres://, postgresql://, mysql:// or mariadb://";
-
-/// True if the URL uses a scheme Ferry knows (engines do the full parsing).
-pub fn has_known_scheme(url: &str) -> bool {
-    ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"].iter().any(|s| url.starts_with(s))
 }
 
 /// `10GB`, `512MiB`, `1TB`, `4096` (bytes): decimal and binary units.
@@ -874,9 +868,11 @@ impl Spec {
         let target_url = ctx.interpolate(&target.url, "target.url")?;
         for (url, raw, key) in [(&source_url, &file.source.url, "source.url"), (&target_url, &target.url, "target.url")]
         {
-            if !has_known_scheme(url) {
-                let near = ["postgres", "postgresql", "mysql", "mariadb"]
-                    .into_iter()
+            // Engines do the full parsing; the scheme is checked here, against the one list.
+            if EngineKind::of_url(url).is_none() {
+                let near = crate::engine_kind::URL_SCHEMES
+                    .iter()
+                    .filter_map(|(s, _)| s.strip_suffix("://"))
                     .find(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with(':')));
                 let (message, help) = match near {
                     Some(scheme) => (
@@ -885,7 +881,7 @@ impl Spec {
                     ),
                     None => (
                         format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
-                        format!("use {KNOWN_SCHEMES}"),
+                        format!("use {}", EngineKind::schemes_in_words()),
                     ),
                 };
                 return Err(ctx.error(raw.span(), message, help));
@@ -894,7 +890,7 @@ impl Spec {
         let state_url = match &file.state {
             Some(state) => {
                 let url = ctx.interpolate(&state.url, "state.url")?;
-                let shared = ["postgres://", "postgresql://"].iter().any(|s| url.starts_with(s));
+                let shared = EngineKind::of_url(&url) == Some(EngineKind::Postgres);
                 if !url.starts_with("sqlite:") && !shared {
                     return Err(ctx.error(
                         state.url.span(),
@@ -913,8 +909,8 @@ impl Spec {
             None => default_state_url(path),
         };
 
-        let source_engine = crate::usersql::engine_of_url(&source_url);
-        let target_engine = crate::usersql::engine_of_url(&target_url);
+        let source_engine = EngineKind::of_url(&source_url);
+        let target_engine = EngineKind::of_url(&target_url);
         let policy = parse_policy(&ctx, &file.policy)?;
         if let (Some(probe), Some(raw)) = (&policy.latency_probe, &file.policy.latency_probe) {
             let kind = crate::usersql::Fragment::Query;
@@ -1384,7 +1380,7 @@ pub fn parse_percent(s: &str) -> Option<f64> {
 fn parse_table(
     ctx: &Ctx,
     entry: &toml::Spanned<raw::Table>,
-    source: Option<crate::plan::EngineName>,
+    source: Option<crate::EngineKind>,
 ) -> Result<TableSpec, SpecError> {
     let raw = entry.get_ref();
     let (line, _) = ctx.position(entry.span().start);

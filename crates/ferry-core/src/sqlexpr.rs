@@ -10,9 +10,9 @@
 //! so that the plan can say what was not carried over instead of creating a
 //! constraint that means something else.
 
-use crate::plan::EngineName;
 use crate::schema::{DefaultValue, Literal};
 use crate::types::DataType;
+use crate::EngineKind;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Token {
@@ -33,7 +33,7 @@ enum Token {
 }
 
 /// Splits SQL of `engine` into tokens; an error names what could not be read.
-fn tokenize(sql: &str, engine: EngineName) -> Result<Vec<Token>, String> {
+fn tokenize(sql: &str, engine: EngineKind) -> Result<Vec<Token>, String> {
     let chars: Vec<char> = sql.chars().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -44,8 +44,8 @@ fn tokenize(sql: &str, engine: EngineName) -> Result<Vec<Token>, String> {
             continue;
         }
         let backslash_escapes =
-            engine == EngineName::Mysql || (matches!(c, 'E' | 'e') && chars.get(i + 1) == Some(&'\''));
-        if matches!(c, 'E' | 'e') && chars.get(i + 1) == Some(&'\'') && engine == EngineName::Postgres {
+            engine == EngineKind::Mysql || (matches!(c, 'E' | 'e') && chars.get(i + 1) == Some(&'\''));
+        if matches!(c, 'E' | 'e') && chars.get(i + 1) == Some(&'\'') && engine == EngineKind::Postgres {
             i += 1;
         }
         match chars[i] {
@@ -54,7 +54,7 @@ fn tokenize(sql: &str, engine: EngineName) -> Result<Vec<Token>, String> {
                 out.push(Token::Str(text));
                 i = next;
             }
-            '"' if engine == EngineName::Mysql => {
+            '"' if engine == EngineKind::Mysql => {
                 let (text, next) = read_quoted(&chars, i, '"', true)?;
                 out.push(Token::Str(text));
                 i = next;
@@ -64,7 +64,7 @@ fn tokenize(sql: &str, engine: EngineName) -> Result<Vec<Token>, String> {
                 out.push(Token::Ident { name, quoted: true });
                 i = next;
             }
-            '[' if engine == EngineName::Sqlite => {
+            '[' if engine == EngineKind::Sqlite => {
                 let end = chars[i..].iter().position(|&c| c == ']').ok_or("an unclosed [identifier]")?;
                 out.push(Token::Ident { name: chars[i + 1..i + end].iter().collect(), quoted: true });
                 i += end + 1;
@@ -271,50 +271,50 @@ struct Function {
     mysql: &'static str,
     sqlite: &'static str,
     /// Other spellings read from an engine's catalog.
-    aliases: &'static [(EngineName, &'static str)],
+    aliases: &'static [(EngineKind, &'static str)],
 }
 
 impl Function {
-    fn name(&self, engine: EngineName) -> &'static str {
+    fn name(&self, engine: EngineKind) -> &'static str {
         match engine {
-            EngineName::Postgres => self.postgres,
-            EngineName::Mysql => self.mysql,
-            EngineName::Sqlite => self.sqlite,
+            EngineKind::Postgres => self.postgres,
+            EngineKind::Mysql => self.mysql,
+            EngineKind::Sqlite => self.sqlite,
         }
     }
 }
 
 const FUNCTIONS: &[Function] = &[
-    Function { postgres: "lower", mysql: "lower", sqlite: "lower", aliases: &[(EngineName::Mysql, "lcase")] },
-    Function { postgres: "upper", mysql: "upper", sqlite: "upper", aliases: &[(EngineName::Mysql, "ucase")] },
+    Function { postgres: "lower", mysql: "lower", sqlite: "lower", aliases: &[(EngineKind::Mysql, "lcase")] },
+    Function { postgres: "upper", mysql: "upper", sqlite: "upper", aliases: &[(EngineKind::Mysql, "ucase")] },
     Function { postgres: "abs", mysql: "abs", sqlite: "abs", aliases: &[] },
-    Function { postgres: "coalesce", mysql: "coalesce", sqlite: "coalesce", aliases: &[(EngineName::Mysql, "ifnull")] },
+    Function { postgres: "coalesce", mysql: "coalesce", sqlite: "coalesce", aliases: &[(EngineKind::Mysql, "ifnull")] },
     Function { postgres: "nullif", mysql: "nullif", sqlite: "nullif", aliases: &[] },
     Function { postgres: "trim", mysql: "trim", sqlite: "trim", aliases: &[] },
     Function { postgres: "ltrim", mysql: "ltrim", sqlite: "ltrim", aliases: &[] },
     Function { postgres: "rtrim", mysql: "rtrim", sqlite: "rtrim", aliases: &[] },
     Function { postgres: "replace", mysql: "replace", sqlite: "replace", aliases: &[] },
-    Function { postgres: "substr", mysql: "substr", sqlite: "substr", aliases: &[(EngineName::Mysql, "substring")] },
+    Function { postgres: "substr", mysql: "substr", sqlite: "substr", aliases: &[(EngineKind::Mysql, "substring")] },
     // Characters, not bytes: MySQL's length() counts bytes.
     Function {
         postgres: "char_length",
         mysql: "char_length",
         sqlite: "length",
         aliases: &[
-            (EngineName::Postgres, "length"),
-            (EngineName::Postgres, "character_length"),
-            (EngineName::Mysql, "character_length"),
+            (EngineKind::Postgres, "length"),
+            (EngineKind::Postgres, "character_length"),
+            (EngineKind::Mysql, "character_length"),
         ],
     },
     Function {
         postgres: "octet_length",
         mysql: "octet_length",
         sqlite: "octet_length",
-        aliases: &[(EngineName::Mysql, "length")],
+        aliases: &[(EngineKind::Mysql, "length")],
     },
 ];
 
-fn function(name: &str, engine: EngineName) -> Option<&'static Function> {
+fn function(name: &str, engine: EngineKind) -> Option<&'static Function> {
     let lowered = name.to_ascii_lowercase();
     FUNCTIONS
         .iter()
@@ -384,9 +384,9 @@ fn array_operand(tokens: &[Token], start: usize) -> Option<(Vec<Token>, usize)> 
 }
 
 /// A string literal for `engine`.
-pub fn string_literal(engine: EngineName, text: &str) -> String {
+pub fn string_literal(engine: EngineKind, text: &str) -> String {
     let mut escaped = text.replace('\'', "''");
-    if engine == EngineName::Mysql {
+    if engine == EngineKind::Mysql {
         escaped = escaped.replace('\\', "\\\\");
     }
     format!("'{escaped}'")
@@ -394,7 +394,7 @@ pub fn string_literal(engine: EngineName, text: &str) -> String {
 
 /// A value as a SQL literal of `engine`'s dialect: key bounds and sampled
 /// keys written into statements Ferry runs.
-pub fn value_literal(engine: EngineName, value: &crate::Value) -> String {
+pub fn value_literal(engine: EngineKind, value: &crate::Value) -> String {
     use crate::Value;
     match value {
         Value::Null => "NULL".into(),
@@ -406,7 +406,7 @@ pub fn value_literal(engine: EngineName, value: &crate::Value) -> String {
         Value::Bytes(b) => {
             let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
             match engine {
-                EngineName::Postgres => format!("'\\x{hex}'::bytea"),
+                EngineKind::Postgres => format!("'\\x{hex}'::bytea"),
                 _ => format!("X'{hex}'"),
             }
         }
@@ -415,10 +415,10 @@ pub fn value_literal(engine: EngineName, value: &crate::Value) -> String {
 }
 
 /// A constant as `engine` writes it for a column of type `t`.
-pub fn literal_sql(engine: EngineName, literal: &Literal, t: &DataType) -> String {
+pub fn literal_sql(engine: EngineKind, literal: &Literal, t: &DataType) -> String {
     let truth = |b: bool| match (engine, b) {
-        (EngineName::Postgres, true) => "true".to_string(),
-        (EngineName::Postgres, false) => "false".to_string(),
+        (EngineKind::Postgres, true) => "true".to_string(),
+        (EngineKind::Postgres, false) => "false".to_string(),
         (_, true) => "1".to_string(),
         (_, false) => "0".to_string(),
     };
@@ -447,7 +447,7 @@ pub fn literal_sql(engine: EngineName, literal: &Literal, t: &DataType) -> Strin
     }
 }
 
-fn quote_ident(engine: EngineName, name: &str) -> String {
+fn quote_ident(engine: EngineKind, name: &str) -> String {
     crate::plan::sql::ident(engine, name)
 }
 
@@ -456,12 +456,12 @@ fn quote_ident(engine: EngineName, name: &str) -> String {
 /// why it cannot be translated.
 pub fn translate(
     sql: &str,
-    from: EngineName,
-    to: EngineName,
+    from: EngineKind,
+    to: EngineKind,
     column: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, String> {
     let mut tokens = tokenize(sql, from)?;
-    if from == EngineName::Postgres && to != EngineName::Postgres {
+    if from == EngineKind::Postgres && to != EngineKind::Postgres {
         let mut kept = Vec::with_capacity(tokens.len());
         for t in tokens {
             match t {
@@ -481,7 +481,7 @@ pub fn translate(
             && !matches!(token, Token::Ident { name, quoted: false } if is_word_operator(name));
         let piece = match token {
             Token::Ident { name, quoted } => {
-                let lookup = if *quoted || from != EngineName::Postgres { name.clone() } else { name.to_lowercase() };
+                let lookup = if *quoted || from != EngineKind::Postgres { name.clone() } else { name.to_lowercase() };
                 if let Some(target) = column(&lookup).or_else(|| if *quoted { None } else { column(name) }) {
                     quote_ident(to, &target)
                 } else if *quoted {
@@ -516,7 +516,7 @@ pub fn translate(
                 ("~~", _) => "LIKE".into(),
                 ("!~~", _) => "NOT LIKE".into(),
                 ("=" | "<>" | "!=" | "<" | "<=" | ">" | ">=" | "+" | "-" | "*" | "/" | "%" | ".", _) => op.clone(),
-                ("||", _) if from != EngineName::Mysql && to != EngineName::Mysql => op.clone(),
+                ("||", _) if from != EngineKind::Mysql && to != EngineKind::Mysql => op.clone(),
                 _ => return Err(format!("the operator `{op}` means something else on {}", to.title())),
             },
             Token::Open => "(".into(),
@@ -573,12 +573,12 @@ fn is_word_operator(word: &str) -> bool {
 }
 
 /// The columns an expression reads (unquoted names of `engine`, as the catalog spells them).
-pub fn columns_read(sql: &str, engine: EngineName, is_column: &dyn Fn(&str) -> bool) -> Vec<String> {
+pub fn columns_read(sql: &str, engine: EngineKind, is_column: &dyn Fn(&str) -> bool) -> Vec<String> {
     let Ok(tokens) = tokenize(sql, engine) else { return Vec::new() };
     let mut out: Vec<String> = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if let Token::Ident { name, quoted } = t {
-            let name = if *quoted || engine != EngineName::Postgres { name.clone() } else { name.to_lowercase() };
+            let name = if *quoted || engine != EngineKind::Postgres { name.clone() } else { name.to_lowercase() };
             if tokens.get(i + 1) != Some(&Token::Open) && is_column(&name) && !out.contains(&name) {
                 out.push(name);
             }
@@ -589,7 +589,7 @@ pub fn columns_read(sql: &str, engine: EngineName, is_column: &dyn Fn(&str) -> b
 
 /// The column of an index element `lower(col)` (PostgreSQL writes
 /// `lower((col)::text)`), unquoted as `engine` spells it.
-pub fn lowered_column(element: &str, engine: EngineName) -> Option<String> {
+pub fn lowered_column(element: &str, engine: EngineKind) -> Option<String> {
     let tokens: Vec<Token> =
         tokenize(element, engine).ok()?.into_iter().filter(|t| !matches!(t, Token::Cast(_))).collect();
     let inner: Vec<&Token> = tokens.iter().filter(|t| !matches!(t, Token::Open | Token::Close)).collect();
@@ -597,7 +597,7 @@ pub fn lowered_column(element: &str, engine: EngineName) -> Option<String> {
         [Token::Ident { name: f, quoted: false }, Token::Ident { name, quoted }]
             if f.eq_ignore_ascii_case("lower") && matches!(tokens.get(1), Some(Token::Open)) =>
         {
-            Some(if *quoted || engine != EngineName::Postgres { name.clone() } else { name.to_lowercase() })
+            Some(if *quoted || engine != EngineKind::Postgres { name.clone() } else { name.to_lowercase() })
         }
         _ => None,
     }
@@ -605,7 +605,7 @@ pub fn lowered_column(element: &str, engine: EngineName) -> Option<String> {
 
 /// Reads a column default as an engine's catalog shows it. `None` for a
 /// NULL default (the same as none).
-pub fn parse_default(sql: &str, engine: EngineName) -> Option<DefaultValue> {
+pub fn parse_default(sql: &str, engine: EngineKind) -> Option<DefaultValue> {
     let expr = DefaultValue::Expr(sql.trim().to_string());
     let Ok(mut tokens) = tokenize(sql, engine) else { return Some(expr) };
     while tokens.first() == Some(&Token::Open) && tokens.last() == Some(&Token::Close) && wraps_all(&tokens) {
@@ -679,7 +679,7 @@ fn wraps_all(tokens: &[Token]) -> bool {
 
 /// The sequence a PostgreSQL `nextval('name'::regclass)` default draws from.
 pub fn nextval_sequence(sql: &str) -> Option<String> {
-    let tokens = tokenize(sql, EngineName::Postgres).ok()?;
+    let tokens = tokenize(sql, EngineKind::Postgres).ok()?;
     match tokens.as_slice() {
         [Token::Ident { name, quoted: false }, Token::Open, Token::Str(seq), rest @ ..]
             if name.eq_ignore_ascii_case("nextval") && matches!(rest.last(), Some(Token::Close)) =>
@@ -691,7 +691,7 @@ pub fn nextval_sequence(sql: &str) -> Option<String> {
 }
 
 /// Tokens back into `engine`'s SQL, as written (nothing translated).
-fn render(tokens: &[Token], engine: EngineName) -> String {
+fn render(tokens: &[Token], engine: EngineKind) -> String {
     let pieces: Vec<String> = tokens
         .iter()
         .map(|t| match t {
@@ -750,7 +750,7 @@ pub struct ParsedColumn {
 }
 
 /// Reads a `CREATE TABLE` statement of `engine`; `None` when it is not one.
-pub fn parse_create_table(sql: &str, engine: EngineName) -> Option<ParsedTable> {
+pub fn parse_create_table(sql: &str, engine: EngineKind) -> Option<ParsedTable> {
     let tokens = tokenize(sql, engine).ok()?;
     let open = tokens.iter().position(|t| *t == Token::Open)?;
     let close = closing(&tokens, open)?;
@@ -771,7 +771,7 @@ pub fn parse_create_table(sql: &str, engine: EngineName) -> Option<ParsedTable> 
     Some(table)
 }
 
-fn parse_table_item(item: &[Token], engine: EngineName, table: &mut ParsedTable) {
+fn parse_table_item(item: &[Token], engine: EngineKind, table: &mut ParsedTable) {
     let Some(Token::Ident { name, quoted }) = item.first() else { return };
     let constraint_words = ["constraint", "primary", "unique", "check", "foreign"];
     let is_table_constraint = !quoted && constraint_words.contains(&name.to_ascii_lowercase().as_str());
@@ -814,7 +814,7 @@ fn parse_table_item(item: &[Token], engine: EngineName, table: &mut ParsedTable)
 }
 
 /// What a `CREATE INDEX` statement indexes, and its `WHERE`.
-pub fn parse_create_index(sql: &str, engine: EngineName) -> Option<(String, Option<String>)> {
+pub fn parse_create_index(sql: &str, engine: EngineKind) -> Option<(String, Option<String>)> {
     let tokens = tokenize(sql, engine).ok()?;
     let open = tokens.iter().position(|t| *t == Token::Open)?;
     let close = closing(&tokens, open)?;
@@ -826,13 +826,13 @@ pub fn parse_create_index(sql: &str, engine: EngineName) -> Option<(String, Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use EngineName::*;
+    use EngineKind::*;
 
     fn plain(name: &str) -> Option<String> {
         ["status", "token", "email", "score", "n", "revoked", "price"].contains(&name).then(|| name.to_string())
     }
 
-    fn tr(sql: &str, from: EngineName, to: EngineName) -> Result<String, String> {
+    fn tr(sql: &str, from: EngineKind, to: EngineKind) -> Result<String, String> {
         translate(sql, from, to, &plain)
     }
 

@@ -5,7 +5,7 @@
 //! expression, or one `SELECT`. No comment (it would hide the generated
 //! tail), no `;` (a second statement), no word that writes.
 
-use crate::plan::EngineName;
+use crate::EngineKind;
 use sqlparser::ast::{SetExpr, Statement};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::keywords::Keyword;
@@ -54,17 +54,17 @@ const WRITING: &[Keyword] = &[
     Keyword::LOCK,
 ];
 
-fn dialect(engine: EngineName) -> Box<dyn Dialect> {
+fn dialect(engine: EngineKind) -> Box<dyn Dialect> {
     match engine {
-        EngineName::Postgres => Box::new(PostgreSqlDialect {}),
-        EngineName::Mysql => Box::new(MySqlDialect {}),
-        EngineName::Sqlite => Box::new(SQLiteDialect {}),
+        EngineKind::Postgres => Box::new(PostgreSqlDialect {}),
+        EngineKind::Mysql => Box::new(MySqlDialect {}),
+        EngineKind::Sqlite => Box::new(SQLiteDialect {}),
     }
 }
 
 /// Checks that `sql` is exactly one `kind` in `engine`'s dialect; the error
 /// says what was found instead (the caller adds where).
-pub fn validate(sql: &str, kind: Fragment, engine: EngineName) -> Result<(), String> {
+pub fn validate(sql: &str, kind: Fragment, engine: EngineKind) -> Result<(), String> {
     let dialect = dialect(engine);
     let refuse = |why: String| Err(format!("must be {}: {why}", kind.what()));
     let tokens = match Tokenizer::new(dialect.as_ref(), sql).tokenize() {
@@ -133,35 +133,22 @@ fn is_quoted(token: &Token) -> bool {
     }
 }
 
-fn hides_a_break(text: &str, engine: EngineName) -> bool {
+fn hides_a_break(text: &str, engine: EngineKind) -> bool {
     text.contains(';')
         || text.contains("--")
         || text.contains("/*")
-        || (engine == EngineName::Mysql && text.contains('#'))
+        || (engine == EngineKind::Mysql && text.contains('#'))
 }
 
 fn first_words(sql: &str) -> String {
     sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// The engine a database URL names, by its scheme.
-pub fn engine_of_url(url: &str) -> Option<EngineName> {
-    if url.starts_with("sqlite:") {
-        Some(EngineName::Sqlite)
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Some(EngineName::Postgres)
-    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-        Some(EngineName::Mysql)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const ENGINES: [EngineName; 3] = [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite];
+    const ENGINES: [EngineKind; 3] = [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Sqlite];
 
     #[test]
     fn accepts_what_people_write() {
@@ -176,10 +163,10 @@ mod tests {
                 "SELECT COUNT(*) FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE c.id IS NULL";
             validate(check, Fragment::Query, engine).unwrap_or_else(|e| panic!("{engine:?}: {e}"));
         }
-        validate("split_part(email, '@', 2)", Fragment::Expression, EngineName::Postgres).unwrap();
-        validate("amount::numeric(10,2) > 0", Fragment::Filter, EngineName::Postgres).unwrap();
-        validate("`order` > 0", Fragment::Filter, EngineName::Mysql).unwrap();
-        validate("\"update\" > 0", Fragment::Filter, EngineName::Postgres).unwrap();
+        validate("split_part(email, '@', 2)", Fragment::Expression, EngineKind::Postgres).unwrap();
+        validate("amount::numeric(10,2) > 0", Fragment::Filter, EngineKind::Postgres).unwrap();
+        validate("`order` > 0", Fragment::Filter, EngineKind::Mysql).unwrap();
+        validate("\"update\" > 0", Fragment::Filter, EngineKind::Postgres).unwrap();
     }
 
     #[test]
@@ -208,10 +195,10 @@ mod tests {
                 }
             }
         }
-        let e = validate("1=1 # hidden", Fragment::Filter, EngineName::Mysql).unwrap_err();
+        let e = validate("1=1 # hidden", Fragment::Filter, EngineKind::Mysql).unwrap_err();
         assert!(e.contains("comment"), "{e}");
         // Found by fuzzing (fuzz/fuzz_targets/user_sql.rs): a token MySQL's server reads otherwise.
-        let e = validate("1-@;", Fragment::Filter, EngineName::Mysql).unwrap_err();
+        let e = validate("1-@;", Fragment::Filter, EngineKind::Mysql).unwrap_err();
         assert!(e.contains("`;`"), "{e}");
     }
 }

@@ -5,6 +5,7 @@
 //! only knows how to talk to its database: introspect, create, read a key
 //! range in key order, upsert, count, and hold an advisory lock.
 
+mod capabilities;
 pub mod checkpoint;
 mod error;
 mod scope;
@@ -13,20 +14,12 @@ pub mod tls;
 mod url;
 mod watched;
 
+pub use crate::capabilities::{Capabilities, ZeroDateConditions};
 pub use crate::checkpoint::{Checkpoint, CHECKPOINT_TABLE};
 pub use crate::error::{EngineError, ErrorKind, Result};
 pub use crate::scope::{CaptureScope, ScopeCell};
 pub use crate::url::{DatabaseUrl, EngineKind};
 pub use crate::watched::Watched;
-
-/// The planner's name of an engine kind.
-pub fn engine_name(kind: EngineKind) -> ferry_core::plan::EngineName {
-    match kind {
-        EngineKind::Sqlite => ferry_core::plan::EngineName::Sqlite,
-        EngineKind::Postgres => ferry_core::plan::EngineName::Postgres,
-        EngineKind::Mysql => ferry_core::plan::EngineName::Mysql,
-    }
-}
 
 use async_trait::async_trait;
 use ferry_core::{
@@ -385,6 +378,9 @@ impl LockGuard {
 pub trait Engine: Send + Sync {
     fn kind(&self) -> EngineKind;
 
+    /// What this engine can do; callers ask this, never [`Engine::kind`].
+    fn capabilities(&self) -> Capabilities;
+
     /// The URL with any password hidden, for messages and logs.
     fn display_url(&self) -> String;
 
@@ -442,11 +438,21 @@ pub trait Engine: Send + Sync {
     /// Free space where the database keeps its data, where the engine can tell.
     async fn free_disk_bytes(&self) -> Result<Option<u64>>;
 
-    /// Whether text keys in the tables this engine creates compare equal
-    /// despite trailing spaces (a `PAD SPACE` collation): `'a'` = `'a '`.
-    fn pads_trailing_spaces(&self) -> bool {
+    /// Whether text in `collation` compares equal despite trailing spaces.
+    fn collation_pads(&self, _collation: &str) -> bool {
         false
     }
+
+    /// Conditions for rows whose `column` (of the engine's type
+    /// `native_type`) holds a date no other engine can store (MySQL's zero
+    /// dates); none where the engine stores none.
+    fn zero_date_conditions(&self, _column: &str, _native_type: &str) -> Option<ZeroDateConditions> {
+        None
+    }
+
+    /// The schema (PostgreSQL) or database (MySQL/MariaDB) unqualified
+    /// table names resolve in; none where there is only one (SQLite).
+    async fn namespace(&self) -> Result<Option<String>>;
 
     /// How this engine's connection travels: a local file, clear text or TLS.
     async fn transport(&self) -> Result<ferry_core::plan::Transport>;
@@ -462,13 +468,8 @@ pub trait Engine: Send + Sync {
     /// engine has no uuid type, for instance).
     fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType;
 
-    /// Whether foreign keys can be added to an existing table. Where they
-    /// cannot (SQLite), `create_table` declares them and they are not
-    /// enforced while Ferry loads.
-    fn adds_foreign_keys_later(&self) -> bool;
-
     /// Creates the table with its columns and primary key (and its foreign
-    /// keys when `adds_foreign_keys_later` is false). Unique keys and indexes
+    /// keys where the engine cannot add them later). Unique keys and indexes
     /// come after the data, with [`Engine::create_index`]: loading into a
     /// table with only its primary key is several times faster.
     async fn create_table(&self, def: &TableDef) -> Result<()>;

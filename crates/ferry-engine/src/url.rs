@@ -4,22 +4,7 @@ use crate::error::{EngineError, ErrorKind, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EngineKind {
-    Sqlite,
-    Postgres,
-    Mysql,
-}
-
-impl fmt::Display for EngineKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EngineKind::Sqlite => "sqlite",
-            EngineKind::Postgres => "postgres",
-            EngineKind::Mysql => "mysql",
-        })
-    }
-}
+pub use ferry_core::EngineKind;
 
 /// A parsed database URL.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,14 +35,13 @@ impl DatabaseUrl {
         // A password written as is (`/`, `@`, `#` and all) reaches the driver whole.
         let encoded = ferry_core::spec::encode_userinfo(input);
         let input = encoded.as_str();
-        let (normalized, kind) = if let Some(rest) = input.strip_prefix("mariadb://") {
-            (format!("mysql://{rest}"), EngineKind::Mysql)
-        } else if input.starts_with("mysql://") {
-            (input.to_string(), EngineKind::Mysql)
-        } else if input.starts_with("postgres://") || input.starts_with("postgresql://") {
-            (input.to_string(), EngineKind::Postgres)
-        } else {
-            return Err(bad("unknown scheme (use sqlite:, postgres://, postgresql://, mysql:// or mariadb://)"));
+        let Some(kind) = EngineKind::of_url(input) else {
+            return Err(bad(&format!("unknown scheme (use {})", EngineKind::schemes_in_words())));
+        };
+        // The driver knows MariaDB by MySQL's scheme.
+        let normalized = match input.strip_prefix("mariadb://") {
+            Some(rest) => format!("mysql://{rest}"),
+            None => input.to_string(),
         };
         let url = url::Url::parse(&normalized).map_err(|e| bad(&e.to_string()))?;
         if url.host_str().is_none_or(str::is_empty) {

@@ -78,6 +78,9 @@ impl Engine for Watched {
     fn kind(&self) -> EngineKind {
         self.inner.kind()
     }
+    fn capabilities(&self) -> crate::Capabilities {
+        self.inner.capabilities()
+    }
     fn display_url(&self) -> String {
         self.inner.display_url()
     }
@@ -114,8 +117,14 @@ impl Engine for Watched {
     async fn free_disk_bytes(&self) -> Result<Option<u64>> {
         self.watch(self.inner.free_disk_bytes()).await
     }
-    fn pads_trailing_spaces(&self) -> bool {
-        self.inner.pads_trailing_spaces()
+    fn collation_pads(&self, collation: &str) -> bool {
+        self.inner.collation_pads(collation)
+    }
+    fn zero_date_conditions(&self, column: &str, native_type: &str) -> Option<crate::ZeroDateConditions> {
+        self.inner.zero_date_conditions(column, native_type)
+    }
+    async fn namespace(&self) -> Result<Option<String>> {
+        self.watch(self.inner.namespace()).await
     }
     async fn transport(&self) -> Result<ferry_core::plan::Transport> {
         self.watch(self.inner.transport()).await
@@ -128,9 +137,6 @@ impl Engine for Watched {
     }
     fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType {
         self.inner.storage_type(t, in_key_or_index)
-    }
-    fn adds_foreign_keys_later(&self) -> bool {
-        self.inner.adds_foreign_keys_later()
     }
     async fn create_table(&self, def: &TableDef) -> Result<()> {
         self.watch(self.inner.create_table(def)).await

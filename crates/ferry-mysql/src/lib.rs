@@ -16,7 +16,6 @@ pub use binlog_events::keys_in_binlog_bytes;
 
 use async_trait::async_trait;
 use chrono::{Datelike, NaiveDate, NaiveTime, Timelike};
-use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::{
     schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDef, ColumnDependent, DataType, DefaultValue,
@@ -26,9 +25,9 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, MYSQL};
 use ferry_engine::tls::{TlsDialect, TlsMode, TlsSettings};
 use ferry_engine::{
-    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability,
-    Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows,
-    SchemaSupport, SelectItem, WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, Capabilities, CaptureLag, Change, Checkpoint,
+    Durability, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag,
+    Result, Rows, SchemaSupport, SelectItem, WriteSpec, ZeroDateConditions,
 };
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
@@ -202,7 +201,7 @@ impl MysqlEngine {
         let comment = def
             .comment
             .as_ref()
-            .map(|c| format!(" COMMENT={}", sqlexpr::string_literal(EngineName::Mysql, c)))
+            .map(|c| format!(" COMMENT={}", sqlexpr::string_literal(EngineKind::Mysql, c)))
             .unwrap_or_default();
         format!(
             "CREATE TABLE {} (\n  {}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={}{comment}",
@@ -262,7 +261,7 @@ impl MysqlEngine {
         column.default = match f.default.filter(|d| d != "NULL") {
             None => None,
             Some(d) if self.mariadb_version.is_some() || extra.contains("default_generated") => {
-                sqlexpr::parse_default(&d, EngineName::Mysql)
+                sqlexpr::parse_default(&d, EngineKind::Mysql)
             }
             Some(d) if column.data_type.is_integer() || matches!(column.data_type, DataType::Decimal { .. }) => {
                 Some(DefaultValue::Literal(Literal::Number(d)))
@@ -296,7 +295,7 @@ impl MysqlEngine {
             ));
         }
         if let Some(comment) = &c.comment {
-            sql.push_str(&format!(" COMMENT {}", sqlexpr::string_literal(EngineName::Mysql, comment)));
+            sql.push_str(&format!(" COMMENT {}", sqlexpr::string_literal(EngineKind::Mysql, comment)));
         }
         sql
     }
@@ -307,8 +306,8 @@ impl MysqlEngine {
         let declared = self.declare(t, in_key_or_index);
         let long = declared.starts_with("long") || declared == "json";
         match d {
-            DefaultValue::Literal(l) if long => format!("({})", sqlexpr::literal_sql(EngineName::Mysql, l, t)),
-            DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineName::Mysql, l, t),
+            DefaultValue::Literal(l) if long => format!("({})", sqlexpr::literal_sql(EngineKind::Mysql, l, t)),
+            DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineKind::Mysql, l, t),
             DefaultValue::CurrentTimestamp => match t {
                 DataType::Timestamp | DataType::TimestampTz => "CURRENT_TIMESTAMP(6)".into(),
                 DataType::Date => "(curdate())".into(),
@@ -621,6 +620,18 @@ impl Engine for MysqlEngine {
         EngineKind::Mysql
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: true,
+            transactional_ddl: false,
+            concurrent_writers: true,
+            checksums_in_database: true,
+            // utf8mb4_bin is PAD SPACE; MariaDB 10.10 and MySQL 8 get NO PAD collations (see `collation`).
+            pads_trailing_spaces: self.collation() == "utf8mb4_bin",
+            adds_foreign_keys_later: true,
+        }
+    }
+
     fn display_url(&self) -> String {
         self.display.clone()
     }
@@ -903,9 +914,26 @@ impl Engine for MysqlEngine {
         Ok(v.unwrap_or_default())
     }
 
-    fn pads_trailing_spaces(&self) -> bool {
-        // utf8mb4_bin is PAD SPACE; MariaDB 10.10 and MySQL 8 get NO PAD collations (see `collation`).
-        self.collation() == "utf8mb4_bin"
+    /// All but MariaDB's `_nopad_` collations and MySQL 8's `_0900_` ones, and `binary`.
+    fn collation_pads(&self, collation: &str) -> bool {
+        !collation.contains("_nopad_") && !collation.contains("_0900_") && collation != "binary"
+    }
+
+    /// Dates with a zero month or day (`0000-00-00`), which no other engine stores.
+    fn zero_date_conditions(&self, column: &str, native_type: &str) -> Option<ZeroDateConditions> {
+        let native = native_type.to_ascii_lowercase();
+        if !["date", "datetime", "timestamp"].iter().any(|t| native.starts_with(t)) {
+            return None;
+        }
+        let col = MYSQL.ident(column);
+        Some(ZeroDateConditions {
+            any_zero: format!("MONTH({col}) = 0 OR DAYOFMONTH({col}) = 0"),
+            all_zero: format!("YEAR({col}) = 0 AND MONTH({col}) = 0 AND DAYOFMONTH({col}) = 0"),
+        })
+    }
+
+    async fn namespace(&self) -> Result<Option<String>> {
+        self.scalar("SELECT DATABASE()").await
     }
 
     async fn transport(&self) -> Result<ferry_core::plan::Transport> {
@@ -980,10 +1008,6 @@ impl Engine for MysqlEngine {
             DataType::Uuid if !self.has_uuid_type() => DataType::Text { max_chars: Some(36) },
             other => other.clone(),
         }
-    }
-
-    fn adds_foreign_keys_later(&self) -> bool {
-        true
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
@@ -1252,7 +1276,7 @@ impl Engine for MysqlEngine {
                 "CREATE TRIGGER {trigger} BEFORE {event} ON {} FOR EACH ROW BEGIN \
                  IF @ferry_bypass_fence IS NULL THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = {}; END IF; END",
                 Q.table(table),
-                sqlexpr::string_literal(EngineName::Mysql, &message)
+                sqlexpr::string_literal(EngineKind::Mysql, &message)
             ));
         }
         let mut conn = self.conn().await?;
@@ -1494,14 +1518,14 @@ impl Engine for MysqlEngine {
             return Ok(None);
         }
         let schema = match &table.schema {
-            Some(s) => sqlexpr::string_literal(EngineName::Mysql, s),
+            Some(s) => sqlexpr::string_literal(EngineKind::Mysql, s),
             None => "DATABASE()".into(),
         };
         let count = self
             .scalar(&format!(
                 "SELECT coalesce(sum(ROWS_CHANGED), 0) FROM information_schema.TABLE_STATISTICS \
                  WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = {}",
-                sqlexpr::string_literal(EngineName::Mysql, &table.name)
+                sqlexpr::string_literal(EngineKind::Mysql, &table.name)
             ))
             .await?;
         Ok(count.and_then(|c| c.parse().ok()))

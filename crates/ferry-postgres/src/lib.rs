@@ -16,7 +16,6 @@ pub use logical::parse as parse_pgoutput;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::{
     schema::object_name, CaptureMethod, Check, Collation, Column, ColumnDependent, DataType, DefaultValue,
@@ -26,9 +25,9 @@ use ferry_core::{
 use ferry_engine::sql::{Dialect, POSTGRES};
 use ferry_engine::tls::{TlsDialect, TlsFailure, TlsMode, TlsSettings};
 use ferry_engine::{
-    capture_name, change_log_table, fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability,
-    Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag, Result, Rows,
-    SchemaSupport, SelectItem, WriteSpec,
+    capture_name, change_log_table, fence_name, unsupported_capture, Capabilities, CaptureLag, Change, Checkpoint,
+    Durability, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag,
+    Result, Rows, SchemaSupport, SelectItem, WriteSpec,
 };
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
@@ -523,7 +522,7 @@ fn create_table_sql(def: &TableDef) -> Vec<String> {
                 after.push(format!(
                     "ALTER TABLE {t} ALTER COLUMN {} SET DEFAULT nextval({})",
                     Q.ident(&c.name),
-                    sqlexpr::string_literal(EngineName::Postgres, &seq)
+                    sqlexpr::string_literal(EngineKind::Postgres, &seq)
                 ));
             } else if let Some(d) = &c.default {
                 sql.push_str(&format!(" DEFAULT {}", default_sql(d, &c.data_type)));
@@ -545,14 +544,14 @@ fn create_table_sql(def: &TableDef) -> Vec<String> {
         parts.push(format!("CONSTRAINT {} CHECK ({})", Q.ident(&check.name), check.expr));
     }
     if let Some(comment) = &def.comment {
-        after.push(format!("COMMENT ON TABLE {t} IS {}", sqlexpr::string_literal(EngineName::Postgres, comment)));
+        after.push(format!("COMMENT ON TABLE {t} IS {}", sqlexpr::string_literal(EngineKind::Postgres, comment)));
     }
     for c in &def.columns {
         if let Some(comment) = &c.comment {
             after.push(format!(
                 "COMMENT ON COLUMN {t}.{} IS {}",
                 Q.ident(&c.name),
-                sqlexpr::string_literal(EngineName::Postgres, comment)
+                sqlexpr::string_literal(EngineKind::Postgres, comment)
             ));
         }
     }
@@ -564,7 +563,7 @@ fn create_table_sql(def: &TableDef) -> Vec<String> {
 /// A column default in PostgreSQL's SQL.
 fn default_sql(d: &DefaultValue, t: &DataType) -> String {
     match d {
-        DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineName::Postgres, l, t),
+        DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineKind::Postgres, l, t),
         DefaultValue::CurrentTimestamp => match t {
             DataType::Timestamp => "LOCALTIMESTAMP".into(),
             DataType::Date => "CURRENT_DATE".into(),
@@ -668,7 +667,7 @@ async fn introspect_columns(client: &Client, oid: u32) -> Result<Vec<Column>> {
             if generated == "s" {
                 column.generated = default.map(|expr| Generated { expr, stored: true });
             } else if column.identity.is_none() {
-                column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineName::Postgres));
+                column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineKind::Postgres));
             }
             let (collation, nondeterministic, citext): (Option<String>, bool, bool) = (r.get(7), r.get(8), r.get(9));
             column.collation = match (collation, citext) {
@@ -749,6 +748,21 @@ pub fn declare(t: &DataType) -> String {
 impl Engine for PostgresEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: true,
+            transactional_ddl: true,
+            concurrent_writers: true,
+            checksums_in_database: true,
+            adds_foreign_keys_later: true,
+            pads_trailing_spaces: false,
+        }
+    }
+
+    async fn namespace(&self) -> Result<Option<String>> {
+        self.scalar("SELECT current_schema()").await
     }
 
     fn display_url(&self) -> String {
@@ -1055,10 +1069,6 @@ impl Engine for PostgresEngine {
         t.clone()
     }
 
-    fn adds_foreign_keys_later(&self) -> bool {
-        true
-    }
-
     async fn create_table(&self, def: &TableDef) -> Result<()> {
         let client = self.client.lock().await;
         client
@@ -1157,8 +1167,8 @@ impl Engine for PostgresEngine {
     fn identity_sql(&self, table: &TableName, column: &str, next: &str) -> Vec<String> {
         vec![format!(
             "SELECT setval(pg_get_serial_sequence({}, {}), {next}, false)",
-            sqlexpr::string_literal(EngineName::Postgres, &Q.table(table)),
-            sqlexpr::string_literal(EngineName::Postgres, column)
+            sqlexpr::string_literal(EngineKind::Postgres, &Q.table(table)),
+            sqlexpr::string_literal(EngineKind::Postgres, column)
         )]
     }
 
@@ -1350,7 +1360,7 @@ impl Engine for PostgresEngine {
              CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
                  FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
             ms = lock_timeout.as_millis(),
-            message = sqlexpr::string_literal(EngineName::Postgres, message),
+            message = sqlexpr::string_literal(EngineKind::Postgres, message),
             trigger = Q.ident(&name),
             t = Q.table(table),
         );
@@ -1670,7 +1680,7 @@ impl Engine for PostgresEngine {
 
     async fn rows_changed(&self, table: &TableName) -> Result<Option<u64>> {
         // Other backends' counts arrive within a second (PostgreSQL 15 flushes them at most that often).
-        let name = sqlexpr::string_literal(EngineName::Postgres, &POSTGRES.table(table));
+        let name = sqlexpr::string_literal(EngineKind::Postgres, &POSTGRES.table(table));
         let count = self
             .scalar(&format!(
                 "SELECT n_tup_ins + n_tup_upd + n_tup_del FROM pg_stat_all_tables WHERE relid = to_regclass({name})"

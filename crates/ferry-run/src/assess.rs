@@ -13,12 +13,13 @@ use crate::progress::Progress;
 use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::plan::{
-    self, Assessment, EndpointFacts, EngineName, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
-    SchemaProblemClass, Shape, TableFacts, ZeroDates,
+    self, Assessment, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass, Shape,
+    TableFacts, ZeroDates,
 };
 use ferry_core::schema::object_name;
 use ferry_core::{AuditEvent, ColumnDef, Spec, TableDef, TableName};
-use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem, SCRATCH_PREFIX};
+use ferry_engine::sql::Dialect;
+use ferry_engine::{Engine, ReadSpec, SelectItem, ZeroDateConditions, SCRATCH_PREFIX};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -34,14 +35,6 @@ pub struct Assessor {
     pub source: Arc<dyn Engine>,
     pub target: Arc<dyn Engine>,
     pub plans: Vec<TablePlan>,
-}
-
-fn engine_name(kind: EngineKind) -> EngineName {
-    match kind {
-        EngineKind::Sqlite => EngineName::Sqlite,
-        EngineKind::Postgres => EngineName::Postgres,
-        EngineKind::Mysql => EngineName::Mysql,
-    }
 }
 
 /// The probe table for a target table: predictable, so a leftover is found and dropped.
@@ -96,7 +89,7 @@ impl Assessor {
 
     async fn endpoint(&self, engine: &dyn Engine) -> Result<EndpointFacts> {
         Ok(EndpointFacts {
-            engine: engine_name(engine.kind()),
+            engine: engine.kind(),
             url: engine.display_url(),
             version: engine.version().await?,
             free_disk_bytes: engine.free_disk_bytes().await?,
@@ -117,7 +110,7 @@ impl Assessor {
             // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
             c.null_rows = match (&c.source_column, c.nullable, c.source_nullable) {
                 (Some(col), false, true) => {
-                    let condition = format!("{} IS NULL", quote(self.source.kind(), col));
+                    let condition = format!("{} IS NULL", Dialect::of(self.source.kind()).ident(col));
                     let condition = match filter {
                         Some(f) => format!("({f}) AND {condition}"),
                         None => condition,
@@ -127,9 +120,10 @@ impl Assessor {
                 _ => None,
             };
             c.zero_dates = match (&c.source_column, &c.source_native) {
-                (Some(col), Some(native)) if self.source.kind() == EngineKind::Mysql => {
-                    self.zero_dates(plan, col, native).await?
-                }
+                (Some(col), Some(native)) => match self.source.zero_date_conditions(col, native) {
+                    Some(conditions) => self.zero_dates(plan, conditions).await?,
+                    None => None,
+                },
                 _ => None,
             };
         }
@@ -144,7 +138,7 @@ impl Assessor {
             (Vec::new(), Vec::new())
         } else {
             let mut def = plan.def.clone();
-            if self.target.adds_foreign_keys_later() {
+            if self.target.capabilities().adds_foreign_keys_later {
                 let fks = std::mem::take(&mut def.foreign_keys);
                 let (create, _) = self.target.table_ddl(&def);
                 def.foreign_keys = fks;
@@ -218,7 +212,7 @@ impl Assessor {
             identity_sql,
         };
         if plan.in_place {
-            let change = ferry_core::plan::in_place::InPlace::of(ferry_engine::engine_name(self.source.kind()), &facts);
+            let change = ferry_core::plan::in_place::InPlace::of(self.source.kind(), &facts);
             crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
         }
         if !plan.key_source.is_empty() {
@@ -250,12 +244,7 @@ impl Assessor {
 
     /// MySQL/MariaDB zero dates in a copied date or datetime column, counted
     /// in the live data: they cannot be converted and would stop the run.
-    async fn zero_dates(&self, plan: &TablePlan, column: &str, native: &str) -> Result<Option<ZeroDates>> {
-        let native = native.to_ascii_lowercase();
-        if !["date", "datetime", "timestamp"].iter().any(|t| native.starts_with(t)) {
-            return Ok(None);
-        }
-        let col = quote(EngineKind::Mysql, column);
+    async fn zero_dates(&self, plan: &TablePlan, conditions: ZeroDateConditions) -> Result<Option<ZeroDates>> {
         let count = |condition: String| {
             let condition = match &plan.read.filter {
                 Some(f) => format!("({f}) AND ({condition})"),
@@ -263,11 +252,11 @@ impl Assessor {
             };
             async move { self.source.count(&plan.source_name, Some(&condition)).await }
         };
-        let rows = count(format!("MONTH({col}) = 0 OR DAYOFMONTH({col}) = 0")).await?;
+        let rows = count(conditions.any_zero).await?;
         if rows == 0 {
             return Ok(None);
         }
-        let whole = count(format!("YEAR({col}) = 0 AND MONTH({col}) = 0 AND DAYOFMONTH({col}) = 0")).await?;
+        let whole = count(conditions.all_zero).await?;
         Ok(Some(ZeroDates { rows, whole }))
     }
 
@@ -356,13 +345,6 @@ impl Assessor {
         times.sort_by(|a, b| a.total_cmp(b));
         let pick = |q: f64| times.get(((times.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0.0);
         Ok(Latency { samples: times.len() as u32, p50_ms: pick(0.50), p99_ms: pick(0.99) })
-    }
-}
-
-fn quote(kind: EngineKind, name: &str) -> String {
-    match kind {
-        EngineKind::Mysql => ferry_engine::sql::MYSQL.ident(name),
-        _ => ferry_engine::sql::POSTGRES.ident(name),
     }
 }
 

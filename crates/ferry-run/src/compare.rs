@@ -5,7 +5,7 @@ use crate::diff::{order_is_shared, same_text_form, DiffOutcome, Side, TableDiff}
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::progress::Progress;
 use ferry_core::{DataType, TableName, TableSchema};
-use ferry_engine::{Engine, EngineKind, ErrorKind, ReadSpec, SelectItem};
+use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem};
 use serde::Serialize;
 use std::path::Path;
 
@@ -108,7 +108,7 @@ pub async fn diff_engines(
     let (source, target) = (&source, &target);
     if let Some(filter) = &request.filter {
         for engine in [left, right] {
-            let name = ferry_engine::engine_name(engine.kind());
+            let name = engine.kind();
             ferry_core::usersql::validate(filter, ferry_core::usersql::Fragment::Filter, name).map_err(|why| {
                 RunError::new(RunErrorKind::Usage, format!("--where {why}"))
                     .with_hint("write the condition as one piece of SQL with no comment and no `;`")
@@ -180,7 +180,7 @@ pub async fn diff_engines(
     let ordered_keys =
         key_positions.iter().all(|&i| order_is_shared(&pairs[i].0.data_type) && order_is_shared(&pairs[i].1.data_type));
     let in_database = left.kind() == right.kind()
-        && left.kind() != EngineKind::Sqlite
+        && left.capabilities().checksums_in_database
         && pairs.iter().all(|(l, r)| same_text_form(&l.data_type, &r.data_type));
     let task = format!("diff {}", target.table);
     progress.task_started(&task, left_schema.stats.row_estimate, 0);

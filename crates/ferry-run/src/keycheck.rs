@@ -72,31 +72,19 @@ pub async fn target_key_comparison(
     }
     let source_collation = |k: &str| plan.source.column(k).and_then(|c| c.collation.as_ref());
     let source_ci = |k: &str| source_collation(k).is_some_and(|c| c.case_insensitive);
-    let source_pads =
-        |k: &str| source.pads_trailing_spaces() || source_collation(k).is_some_and(|c| pads(source, &c.name));
-    let mut comparison = KeyComparison {
-        ignores_case: false,
-        ignores_trailing_spaces: target.pads_trailing_spaces() && !source.pads_trailing_spaces(),
-    };
+    let pads = |engine: &dyn Engine| engine.capabilities().pads_trailing_spaces;
+    let source_pads = |k: &str| pads(source) || source_collation(k).is_some_and(|c| source.collation_pads(&c.name));
+    let mut comparison = KeyComparison { ignores_case: false, ignores_trailing_spaces: pads(target) && !pads(source) };
     if target.table_exists(&plan.target_name).await? {
         let existing = target.introspect(&plan.target_name).await?;
         comparison.ignores_trailing_spaces = false;
         for (source_key, target_key) in text_keys {
             let Some(collation) = existing.column(target_key).and_then(|c| c.collation.as_ref()) else { continue };
             comparison.ignores_case |= collation.case_insensitive && !source_ci(source_key);
-            comparison.ignores_trailing_spaces |= pads(target, &collation.name) && !source_pads(source_key);
+            comparison.ignores_trailing_spaces |= target.collation_pads(&collation.name) && !source_pads(source_key);
         }
     }
     Ok(comparison)
-}
-
-/// Whether a MySQL/MariaDB collation ignores trailing spaces: all but
-/// MariaDB's `_nopad_` ones and MySQL 8's `_0900_` ones, and `binary`.
-fn pads(engine: &dyn Engine, collation: &str) -> bool {
-    engine.kind() == ferry_engine::EngineKind::Mysql
-        && !collation.contains("_nopad_")
-        && !collation.contains("_0900_")
-        && collation != "binary"
 }
 
 /// Key values more than one row shares, compared as the target will

@@ -6,7 +6,7 @@ use crate::schema_map::{foreign_key_actions, PlannedColumn, Translator};
 use ferry_core::plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use ferry_core::schema::object_name;
 use ferry_core::{ColumnDef, ColumnSource, DataType, ForeignKey, Spec, TableDef, TableName, TableSchema, TableSpec};
-use ferry_engine::{engine_name, Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
+use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
 use std::collections::BTreeMap;
 
 /// One target column and where its value comes from.
@@ -498,8 +498,8 @@ async fn plan_table(
         })
         .collect();
     let mut translator = Translator::new(
-        engine_name(source_engine.kind()),
-        engine_name(target.kind()),
+        source_engine.kind(),
+        target.kind(),
         target.schema_support(),
         &schema,
         &target_name.name,
@@ -830,7 +830,7 @@ fn describe_fk(fk: &ForeignKey) -> String {
 
 /// What to run once the parent exists on the target.
 fn add_later(target: &dyn Engine, table: &TableName, fk: &ForeignKey) -> String {
-    if !target.adds_foreign_keys_later() {
+    if !target.capabilities().adds_foreign_keys_later {
         return format!(
             "create {} on the target (or add it to the migration) before `ferry run`: {} cannot add a foreign key to an existing table",
             fk.ref_table,

@@ -14,7 +14,7 @@ use crate::mapping::TablePlan;
 use ferry_core::plan::in_place::InPlace;
 use ferry_core::plan::{LoadReading, TableFacts, Throughput};
 use ferry_core::{ColumnDef, DataType, Policy, TableDef, TableName, Value};
-use ferry_engine::{Engine, EngineKind, KeyRange, ReadSpec, Rows, SelectItem, WriteSpec};
+use ferry_engine::{Engine, KeyRange, ReadSpec, Rows, SelectItem, WriteSpec};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -188,7 +188,7 @@ impl Probe<'_> {
     async fn fill_in_place(&self, facts: &TableFacts, keys: &ReadSpec, batch: usize) -> Option<f64> {
         let mut on_probe = facts.clone();
         on_probe.source = keys.table.to_string();
-        let change = InPlace::of(ferry_engine::engine_name(self.target.kind()), &on_probe);
+        let change = InPlace::of(self.target.kind(), &on_probe);
         let (start, teardown) = change.fill_stand_in();
         let timeout = Duration::from_secs(5);
         let filled = match self.target.execute(&start, true, timeout).await {
@@ -221,7 +221,7 @@ impl Probe<'_> {
     /// The run's workers for this table, each copying from the start of its
     /// own part of the key range until PROBE_TIME is up.
     async fn copy(&self, read: &ReadSpec, write: &WriteSpec, rows: u64, batch: usize) -> Result<Vec<LaneTimes>> {
-        let workers = self.policy.workers_for(self.target.kind() == EngineKind::Sqlite);
+        let workers = self.policy.workers_for(self.target.capabilities().concurrent_writers);
         let lanes = crate::chunks::count(rows, workers, batch).min(workers).max(1);
         let ranges = self.parts(read, rows, lanes).await?;
         let mut connections = vec![Lane { source: self.source.clone(), target: self.target.clone() }];

@@ -574,8 +574,7 @@ impl Migration {
     /// each further worker (`[policy] workers`) one to each side, watched
     /// like the migration's. Fewer when a connection cannot be had (said).
     pub(crate) async fn lanes(&self, progress: &dyn Progress) -> Vec<crate::backfill::Lane> {
-        let sqlite_target = self.target.kind() == ferry_engine::EngineKind::Sqlite;
-        let workers = self.spec.policy.workers_for(sqlite_target);
+        let workers = self.spec.policy.workers_for(self.target.capabilities().concurrent_writers);
         let mut lanes = vec![crate::backfill::Lane { source: self.source.clone(), target: self.target.clone() }];
         while lanes.len() < workers {
             // Connections to the databases this migration has open (a rehearsal's are scratch copies).
@@ -629,9 +628,7 @@ impl Migration {
     /// measures the read). The copy's connection when there is no server
     /// to ask, or a second connection cannot be had.
     async fn throttle_connection(&self, progress: &dyn Progress) -> Arc<dyn Engine> {
-        if self.spec.policy.throttle == ferry_core::spec::ThrottleMode::Off
-            || self.source.kind() == ferry_engine::EngineKind::Sqlite
-        {
+        if self.spec.policy.throttle == ferry_core::spec::ThrottleMode::Off || !self.source.capabilities().server {
             return self.source.clone();
         }
         // Watched like the copy's (connect_again keeps the watch): a frozen
@@ -1070,7 +1067,7 @@ impl Migration {
             if recorded.stage == TableStage::Constrained {
                 continue;
             }
-            if recorded.created_by_ferry && self.target.adds_foreign_keys_later() {
+            if recorded.created_by_ferry && self.target.capabilities().adds_foreign_keys_later {
                 for fk in &plan.def.foreign_keys {
                     self.target.add_foreign_key(&plan.target_name, fk).await.map_err(|e| {
                         RunError::from(e).with_hint("every child row needs its parent in the target: check that no filter leaves parents behind")

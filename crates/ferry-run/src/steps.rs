@@ -134,7 +134,7 @@ impl Migration {
             }
         } else {
             let mut def = plan.def.clone();
-            if self.target.adds_foreign_keys_later() {
+            if self.target.capabilities().adds_foreign_keys_later {
                 def.foreign_keys.clear();
             }
             // Intent first: a crash between the two leaves a table the next run recognises as its own.

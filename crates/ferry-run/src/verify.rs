@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::state::StateStore;
 use ferry_core::value::describe_key;
 use ferry_core::{DataType, Row, Value};
-use ferry_engine::{Engine, EngineKind, SelectItem};
+use ferry_engine::{Engine, SelectItem};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,7 +140,7 @@ impl Verifier<'_> {
             .iter()
             .all(|&i| order_is_shared(&types[i]) && source_types[i].as_ref().is_some_and(order_is_shared));
         let in_database = self.source.kind() == self.target.kind()
-            && self.source.kind() != EngineKind::Sqlite
+            && self.source.capabilities().checksums_in_database
             && source_types.iter().zip(types).all(|(s, t)| s.as_ref().is_some_and(|s| same_text_form(s, t)));
         let diff = TableDiff {
             source: Side { engine: &*self.source, read: plan.read.clone() },

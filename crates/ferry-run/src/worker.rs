@@ -40,7 +40,7 @@ pub async fn open_worker(spec: Spec, invocation: crate::Invocation) -> Result<Mi
     }
     let location = state_location(&spec)?;
     let mut migration = Migration::open_with(spec, false, invocation).await?;
-    if migration.target.kind() == ferry_engine::EngineKind::Sqlite {
+    if !migration.target.capabilities().concurrent_writers {
         return Err(RunError::new(
             RunErrorKind::Refused,
             "`ferry run --worker` into SQLite: a SQLite file has one writer, the runner",

@@ -9,7 +9,6 @@ mod types;
 pub use types::{declare, from_declared};
 
 use async_trait::async_trait;
-use ferry_core::plan::EngineName;
 use ferry_core::sqlexpr;
 use ferry_core::temporal;
 use ferry_core::{
@@ -19,8 +18,8 @@ use ferry_core::{
 };
 use ferry_engine::sql::SQLITE;
 use ferry_engine::{
-    fence_name, unsupported_capture, CaptureLag, Change, Checkpoint, Durability, Engine, EngineError, EngineKind,
-    ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
+    fence_name, unsupported_capture, Capabilities, CaptureLag, Change, Checkpoint, Durability, Engine, EngineError,
+    EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -286,7 +285,7 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
     let create_sql: String = conn
         .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| r.get(0))
         .map_err(map_err)?;
-    let parsed = sqlexpr::parse_create_table(&create_sql, EngineName::Sqlite).unwrap_or_default();
+    let parsed = sqlexpr::parse_create_table(&create_sql, EngineKind::Sqlite).unwrap_or_default();
     let mut columns = Vec::new();
     let mut pk: Vec<(i64, String)> = Vec::new();
     {
@@ -313,7 +312,7 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
                 notnull == 0 && pk_pos == 0,
                 if declared.is_empty() { "(none)".to_string() } else { declared },
             );
-            column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineName::Sqlite));
+            column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineKind::Sqlite));
             if let Some(p) = parsed.columns.iter().find(|p| p.name.eq_ignore_ascii_case(&column.name)) {
                 column.collation = p.collation.as_ref().filter(|c| !c.eq_ignore_ascii_case("binary")).map(|c| {
                     Collation { name: c.to_ascii_uppercase(), case_insensitive: c.eq_ignore_ascii_case("nocase") }
@@ -377,7 +376,7 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
             let plain = members.iter().all(Option::is_some) && !partial;
             let Some(members) = members.into_iter().collect::<Option<Vec<String>>>().filter(|_| plain) else {
                 if let Some((elements, predicate)) =
-                    index_sql.as_deref().and_then(|sql| sqlexpr::parse_create_index(sql, EngineName::Sqlite))
+                    index_sql.as_deref().and_then(|sql| sqlexpr::parse_create_index(sql, EngineKind::Sqlite))
                 {
                     expression_indexes.push(ExpressionIndex {
                         name: index_name,
@@ -510,7 +509,7 @@ fn create_table_sql(def: &TableDef) -> String {
 /// A column default in SQLite's SQL.
 fn default_sql(d: &DefaultValue, t: &DataType) -> String {
     match d {
-        DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineName::Sqlite, l, t),
+        DefaultValue::Literal(l) => sqlexpr::literal_sql(EngineKind::Sqlite, l, t),
         DefaultValue::CurrentTimestamp => match t {
             DataType::Date => "CURRENT_DATE".into(),
             DataType::Time => "CURRENT_TIME".into(),
@@ -564,7 +563,7 @@ fn has_autoincrement(conn: &Connection, table: &str) -> Result<bool> {
         .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| r.get(0))
         .map_err(map_err)?;
     Ok(sql
-        .and_then(|sql| sqlexpr::parse_create_table(&sql, EngineName::Sqlite))
+        .and_then(|sql| sqlexpr::parse_create_table(&sql, EngineKind::Sqlite))
         .is_some_and(|t| t.columns.iter().any(|c| c.autoincrement)))
 }
 
@@ -595,6 +594,21 @@ fn not_found(conn: &Connection, table: &TableName) -> EngineError {
 impl Engine for SqliteEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Sqlite
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: false,
+            transactional_ddl: true,
+            concurrent_writers: false,
+            checksums_in_database: false,
+            adds_foreign_keys_later: false,
+            pads_trailing_spaces: false,
+        }
+    }
+
+    async fn namespace(&self) -> Result<Option<String>> {
+        Ok(None)
     }
 
     fn display_url(&self) -> String {
@@ -722,10 +736,6 @@ impl Engine for SqliteEngine {
         t.clone()
     }
 
-    fn adds_foreign_keys_later(&self) -> bool {
-        false
-    }
-
     async fn create_table(&self, def: &TableDef) -> Result<()> {
         let sql = create_table_sql(def);
         let name = def.name.clone();
@@ -818,7 +828,7 @@ impl Engine for SqliteEngine {
     fn identity_sql(&self, table: &TableName, _column: &str, next: &str) -> Vec<String> {
         vec![format!(
             "UPDATE sqlite_sequence SET seq = max(seq, {next} - 1) WHERE name = {}",
-            sqlexpr::string_literal(EngineName::Sqlite, &table.name)
+            sqlexpr::string_literal(EngineKind::Sqlite, &table.name)
         )]
     }
 
@@ -1027,7 +1037,7 @@ impl Engine for SqliteEngine {
         let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
         let file = dir.join(format!("ferry-backup-{stem}.db"));
         let _ = std::fs::remove_file(&file);
-        let sql = format!("VACUUM INTO {}", sqlexpr::string_literal(EngineName::Sqlite, &file.to_string_lossy()));
+        let sql = format!("VACUUM INTO {}", sqlexpr::string_literal(EngineKind::Sqlite, &file.to_string_lossy()));
         self.with_conn(move |c| c.execute_batch(&sql).map_err(|e| map_err(e).context("backing up the source"))).await?;
         Ok(file)
     }
@@ -1072,7 +1082,7 @@ impl Engine for SqliteEngine {
             sql.push_str(&format!(
                 "DROP TRIGGER IF EXISTS {trigger}; CREATE TRIGGER {trigger} BEFORE {event} ON {} BEGIN SELECT RAISE(ABORT, {}); END;",
                 SQLITE.ident(&table.name),
-                sqlexpr::string_literal(EngineName::Sqlite, message)
+                sqlexpr::string_literal(EngineKind::Sqlite, message)
             ));
         }
         sql.push_str("COMMIT;");

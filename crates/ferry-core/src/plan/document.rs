@@ -2,7 +2,7 @@
 //! recorded; rendered as `plan.md` and `plan.json` (same content).
 
 use super::estimate::Estimate;
-use super::facts::{Assessment, EndpointFacts, EngineName, Shape, TableFacts};
+use super::facts::{Assessment, EndpointFacts, Shape, TableFacts};
 use super::in_place::{InPlace, Version};
 use super::lint::{lint, Finding, Severity};
 use super::sql;
@@ -10,6 +10,7 @@ use super::strategy::{self, Decision, Risk, RollbackComplexity, Strategy};
 use crate::audit::{format_duration, Phase};
 use crate::spec::{OpenQuestion, RollbackRequirement, Spec};
 use crate::status::{PhaseState, PhaseStatus, TableStatus};
+use crate::EngineKind;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -85,7 +86,7 @@ pub struct ChecklistItem {
 pub struct Query {
     pub purpose: String,
     pub table: String,
-    pub engine: EngineName,
+    pub engine: EngineKind,
     pub sql: String,
 }
 
@@ -181,7 +182,7 @@ pub struct Step {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SqlBlock {
-    pub engine: EngineName,
+    pub engine: EngineKind,
     pub sql: String,
 }
 
@@ -220,7 +221,7 @@ fn cmd(text: impl Into<String>, command: impl Into<String>) -> Step {
     Step { text: text.into(), command: Some(command.into()), sql: Vec::new() }
 }
 
-fn with_sql(mut s: Step, engine: EngineName, statements: impl IntoIterator<Item = String>) -> Step {
+fn with_sql(mut s: Step, engine: EngineKind, statements: impl IntoIterator<Item = String>) -> Step {
     let sql: Vec<String> = statements
         .into_iter()
         .map(|st| if st.trim_end().ends_with(';') || st.trim_start().starts_with("--") { st } else { format!("{st};") })
@@ -617,7 +618,7 @@ fn consumers(a: &Assessment) -> Vec<Consumer> {
 
 fn verification_queries(a: &Assessment) -> Vec<Query> {
     let mut out = Vec::new();
-    let q = |purpose: &str, table: &str, engine: EngineName, sql: String| Query {
+    let q = |purpose: &str, table: &str, engine: EngineKind, sql: String| Query {
         purpose: purpose.into(),
         table: table.into(),
         engine,

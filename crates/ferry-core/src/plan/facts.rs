@@ -2,29 +2,12 @@
 
 use crate::schema::{Dependents, ForeignKey};
 use crate::types::DataType;
+use crate::EngineKind;
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EngineName {
-    Sqlite,
-    Postgres,
-    Mysql,
-}
-
-impl EngineName {
-    pub fn title(self) -> &'static str {
-        match self {
-            EngineName::Sqlite => "SQLite",
-            EngineName::Postgres => "PostgreSQL",
-            EngineName::Mysql => "MySQL/MariaDB",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EndpointFacts {
-    pub engine: EngineName,
+    pub engine: EngineKind,
     /// The URL with any password hidden.
     pub url: String,
     pub version: String,

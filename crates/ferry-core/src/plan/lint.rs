@@ -2,9 +2,10 @@
 //! stable codes. Each rule is a small function over the assessment; each has
 //! a page in `docs/lints/`.
 
-use super::facts::{Assessment, ColumnFacts, EngineName, SchemaItemKind, SchemaProblemClass, Shape, TableFacts};
+use super::facts::{Assessment, ColumnFacts, SchemaItemKind, SchemaProblemClass, Shape, TableFacts};
 use crate::audit::format_duration;
 use crate::types::{widens_to, DataType};
+use crate::EngineKind;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -451,7 +452,7 @@ fn rebuilt_columns(t: &TableFacts) -> impl Iterator<Item = (&ColumnFacts, &str)>
 }
 
 fn index_build_locks_writes(rule: &Rule, a: &Assessment) -> Vec<Finding> {
-    if a.shape != Shape::InPlace || a.target.engine != EngineName::Sqlite {
+    if a.shape != Shape::InPlace || a.target.engine != EngineKind::Sqlite {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -482,7 +483,7 @@ fn index_build_locks_writes(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 }
 
 fn foreign_key_validation_locks(rule: &Rule, a: &Assessment) -> Vec<Finding> {
-    if a.shape != Shape::InPlace || a.target.engine != EngineName::Mysql {
+    if a.shape != Shape::InPlace || a.target.engine != EngineKind::Mysql {
         return Vec::new();
     }
     let mut out = Vec::new();
@@ -609,7 +610,7 @@ fn target_has_rows(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 pub const SQLITE_LARGE_ROWS: u64 = 100_000;
 
 fn sqlite_table_rebuild(rule: &Rule, a: &Assessment) -> Vec<Finding> {
-    if a.shape != Shape::InPlace || a.target.engine != EngineName::Sqlite {
+    if a.shape != Shape::InPlace || a.target.engine != EngineKind::Sqlite {
         return Vec::new();
     }
     a.tables
@@ -667,7 +668,7 @@ fn cross_engine_conversion(rule: &Rule, a: &Assessment) -> Vec<Finding> {
             .as_deref()
             .map(str::to_ascii_lowercase)
             .filter(|n| n.starts_with("enum(") || n.starts_with("set("));
-        if let Some(native) = enumerated.filter(|_| a.target.engine != EngineName::Mysql) {
+        if let Some(native) = enumerated.filter(|_| a.target.engine != EngineKind::Mysql) {
             out.push(rule.finding(
                 Severity::Info,
                 t,
@@ -680,10 +681,10 @@ fn cross_engine_conversion(rule: &Rule, a: &Assessment) -> Vec<Finding> {
                 ),
             ));
         }
-        let tinyint_bool = a.source.engine == EngineName::Mysql
+        let tinyint_bool = a.source.engine == EngineKind::Mysql
             && c.desired == DataType::Bool
             && c.source_native.as_deref().is_some_and(|n| n.to_ascii_lowercase().starts_with("tinyint(1)"));
-        if tinyint_bool && a.target.engine != EngineName::Mysql {
+        if tinyint_bool && a.target.engine != EngineKind::Mysql {
             out.push(rule.finding(
                 Severity::Warning,
                 t,
@@ -698,7 +699,7 @@ fn cross_engine_conversion(rule: &Rule, a: &Assessment) -> Vec<Finding> {
     out
 }
 
-fn conversion_note(desired: &DataType, planned: &DataType, engine: EngineName) -> (Severity, String) {
+fn conversion_note(desired: &DataType, planned: &DataType, engine: EngineKind) -> (Severity, String) {
     match (desired, planned) {
         (DataType::TimestampTz, DataType::Timestamp) => {
             (Severity::Warning, "the time zone is not kept; instants are stored in UTC".to_string())

@@ -13,8 +13,8 @@ pub mod strategy;
 pub use document::{build, Plan, Recorded, RehearsalStatus};
 pub use estimate::{estimate, Estimate, Part, PartEstimate};
 pub use facts::{
-    Assessment, ColumnFacts, EndpointFacts, EngineName, KeyCollisions, Latency, LoadReading, SchemaItem,
-    SchemaItemKind, SchemaProblem, SchemaProblemClass, Shape, TableFacts, Throughput, Transport, ZeroDates,
+    Assessment, ColumnFacts, EndpointFacts, KeyCollisions, Latency, LoadReading, SchemaItem, SchemaItemKind,
+    SchemaProblem, SchemaProblemClass, Shape, TableFacts, Throughput, Transport, ZeroDates,
 };
 pub use lint::{lint, Finding, Severity, RULES};
 pub use strategy::{Risk, RollbackComplexity, Strategy};

@@ -1,25 +1,26 @@
 //! SQL and shell commands a plan shows, in each engine's dialect.
 
-use super::facts::{EngineName, TableFacts};
+use super::facts::TableFacts;
 use crate::types::DataType;
+use crate::EngineKind;
 
-fn quote(engine: EngineName, name: &str) -> String {
+fn quote(engine: EngineKind, name: &str) -> String {
     match engine {
-        EngineName::Mysql => format!("`{}`", name.replace('`', "``")),
+        EngineKind::Mysql => format!("`{}`", name.replace('`', "``")),
         _ => format!("\"{}\"", name.replace('"', "\"\"")),
     }
 }
 
 /// `schema.table` quoted part by part.
-pub fn table(engine: EngineName, name: &str) -> String {
+pub fn table(engine: EngineKind, name: &str) -> String {
     name.split('.').map(|p| quote(engine, p)).collect::<Vec<_>>().join(".")
 }
 
-pub fn ident(engine: EngineName, name: &str) -> String {
+pub fn ident(engine: EngineKind, name: &str) -> String {
     quote(engine, name)
 }
 
-fn idents(engine: EngineName, names: &[String]) -> String {
+fn idents(engine: EngineKind, names: &[String]) -> String {
     names.iter().map(|n| quote(engine, n)).collect::<Vec<_>>().join(", ")
 }
 
@@ -50,9 +51,9 @@ fn sqlite_path(url: &str) -> String {
 }
 
 /// Backup, and a restore test that proves the backup, for the tables of one database.
-pub fn backup_commands(engine: EngineName, url: &str, tables: &[&str]) -> Vec<String> {
+pub fn backup_commands(engine: EngineKind, url: &str, tables: &[&str]) -> Vec<String> {
     match engine {
-        EngineName::Postgres => {
+        EngineKind::Postgres => {
             let p = url_parts(url).unwrap_or(UrlParts {
                 user: "USER".into(),
                 host: "HOST".into(),
@@ -70,7 +71,7 @@ pub fn backup_commands(engine: EngineName, url: &str, tables: &[&str]) -> Vec<St
                 ),
             ]
         }
-        EngineName::Mysql => {
+        EngineKind::Mysql => {
             let p = url_parts(url).unwrap_or(UrlParts {
                 user: "USER".into(),
                 host: "HOST".into(),
@@ -87,7 +88,7 @@ pub fn backup_commands(engine: EngineName, url: &str, tables: &[&str]) -> Vec<St
                 ),
             ]
         }
-        EngineName::Sqlite => {
+        EngineKind::Sqlite => {
             let path = sqlite_path(url);
             vec![
                 format!("sqlite3 '{path}' \".backup '{path}.ferry-backup'\""),
@@ -100,7 +101,7 @@ pub fn backup_commands(engine: EngineName, url: &str, tables: &[&str]) -> Vec<St
     }
 }
 
-pub fn count(engine: EngineName, name: &str, filter: Option<&str>) -> String {
+pub fn count(engine: EngineKind, name: &str, filter: Option<&str>) -> String {
     match filter {
         Some(f) => format!("SELECT count(*) FROM {} WHERE ({f});", table(engine, name)),
         None => format!("SELECT count(*) FROM {};", table(engine, name)),
@@ -108,17 +109,17 @@ pub fn count(engine: EngineName, name: &str, filter: Option<&str>) -> String {
 }
 
 /// An engine-native checksum of a whole table, comparable between two copies on the same engine.
-pub fn checksum(engine: EngineName, name: &str, key: &[String], columns: &[String]) -> String {
+pub fn checksum(engine: EngineKind, name: &str, key: &[String], columns: &[String]) -> String {
     let t = table(engine, name);
     match engine {
-        EngineName::Postgres => {
+        EngineKind::Postgres => {
             format!("SELECT md5(string_agg(t::text, '|' ORDER BY {})) FROM {t} AS t;", idents(engine, key))
         }
-        EngineName::Mysql => format!(
+        EngineKind::Mysql => format!(
             "SELECT count(*), BIT_XOR(CRC32(CONCAT_WS('|', {}))) FROM {t};",
             columns.iter().map(|c| format!("IFNULL({}, '\\\\N')", ident(engine, c))).collect::<Vec<_>>().join(", ")
         ),
-        EngineName::Sqlite => format!(
+        EngineKind::Sqlite => format!(
             "-- SQLite has no built-in hash; `ferry verify` checksums every row.\nSELECT count(*), total(length(quote({}))) FROM {t};",
             columns.iter().map(|c| ident(engine, c)).collect::<Vec<_>>().join(") || quote(")
         ),
@@ -126,7 +127,7 @@ pub fn checksum(engine: EngineName, name: &str, key: &[String], columns: &[Strin
 }
 
 /// Rows of `child` whose foreign key points at no row of `parent`.
-pub fn orphans(engine: EngineName, child: &str, columns: &[String], parent: &str, ref_columns: &[String]) -> String {
+pub fn orphans(engine: EngineKind, child: &str, columns: &[String], parent: &str, ref_columns: &[String]) -> String {
     let join: Vec<String> = columns
         .iter()
         .zip(ref_columns)
@@ -143,20 +144,20 @@ pub fn orphans(engine: EngineName, child: &str, columns: &[String], parent: &str
     )
 }
 
-pub fn nulls(engine: EngineName, name: &str, columns: &[String]) -> String {
+pub fn nulls(engine: EngineKind, name: &str, columns: &[String]) -> String {
     let cond: Vec<String> = columns.iter().map(|c| format!("{} IS NULL", ident(engine, c))).collect();
     format!("SELECT count(*) FROM {} WHERE {};", table(engine, name), cond.join(" OR "))
 }
 
 /// A type declaration for an in-place ALTER TABLE, in the engine's terms.
-pub fn declare(engine: EngineName, t: &DataType) -> String {
+pub fn declare(engine: EngineKind, t: &DataType) -> String {
     match engine {
-        EngineName::Postgres => match t {
+        EngineKind::Postgres => match t {
             DataType::Json => "jsonb".into(),
             DataType::Float64 => "double precision".into(),
             other => other.to_string(),
         },
-        EngineName::Mysql => match t {
+        EngineKind::Mysql => match t {
             DataType::Bool => "tinyint(1)".into(),
             DataType::Int32 => "int".into(),
             DataType::Float32 => "float".into(),
@@ -169,7 +170,7 @@ pub fn declare(engine: EngineName, t: &DataType) -> String {
             }
             other => other.to_string(),
         },
-        EngineName::Sqlite => match t {
+        EngineKind::Sqlite => match t {
             DataType::Bool => "BOOLEAN".into(),
             DataType::Text { max_chars: None } => "TEXT".into(),
             DataType::Bytes => "BLOB".into(),
@@ -180,7 +181,7 @@ pub fn declare(engine: EngineName, t: &DataType) -> String {
 }
 
 /// The keyset read the backfill runs on the source, for one batch.
-pub fn keyset_read(engine: EngineName, t: &TableFacts, batch: usize) -> String {
+pub fn keyset_read(engine: EngineKind, t: &TableFacts, batch: usize) -> String {
     let select: Vec<String> = t
         .columns
         .iter()
@@ -192,8 +193,8 @@ pub fn keyset_read(engine: EngineName, t: &TableFacts, batch: usize) -> String {
         .collect();
     let key = idents(engine, &t.key);
     let after = match (engine, t.key.len()) {
-        (EngineName::Postgres, 1) => format!("{key} > $1"),
-        (EngineName::Postgres, n) => {
+        (EngineKind::Postgres, 1) => format!("{key} > $1"),
+        (EngineKind::Postgres, n) => {
             format!("({key}) > ({})", (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", "))
         }
         (_, 1) => format!("{key} > ?"),
@@ -223,9 +224,9 @@ mod tests {
 
     #[test]
     fn dialects_quote_their_way() {
-        assert_eq!(count(EngineName::Mysql, "a.b", None), "SELECT count(*) FROM `a`.`b`;");
+        assert_eq!(count(EngineKind::Mysql, "a.b", None), "SELECT count(*) FROM `a`.`b`;");
         assert_eq!(
-            nulls(EngineName::Postgres, "t", &["x".into(), "y".into()]),
+            nulls(EngineKind::Postgres, "t", &["x".into(), "y".into()]),
             r#"SELECT count(*) FROM "t" WHERE "x" IS NULL OR "y" IS NULL;"#
         );
     }

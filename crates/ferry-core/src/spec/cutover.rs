@@ -1,8 +1,8 @@
 //! `[cutover]`: the read ramp, its shadow reads and its rollback triggers.
 
 use super::{parse_duration, Ctx, SpecError};
-use crate::plan::EngineName;
 use crate::usersql::Fragment;
+use crate::EngineKind;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -182,8 +182,8 @@ pub(super) fn parse(
     ctx: &Ctx,
     raw: &RawCutover,
     spec_path: &Path,
-    source: Option<EngineName>,
-    target: Option<EngineName>,
+    source: Option<EngineKind>,
+    target: Option<EngineKind>,
 ) -> Result<CutoverPolicy, SpecError> {
     let mut policy = CutoverPolicy::default();
     if let Some(stages) = &raw.stages {
@@ -321,8 +321,8 @@ pub fn fill_placeholders(sql: &str, mut value: impl FnMut(&str) -> String) -> St
 fn shadow_query(
     ctx: &Ctx,
     raw: &RawShadow,
-    source: Option<EngineName>,
-    target: Option<EngineName>,
+    source: Option<EngineKind>,
+    target: Option<EngineKind>,
 ) -> Result<ShadowQuery, SpecError> {
     let name = raw.name.get_ref().trim().to_string();
     if name.is_empty() {

@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::runner::Migration;
 use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State};
 use ferry_core::plan::in_place::{Statement, Version};
-use ferry_core::plan::EngineName;
+use ferry_core::EngineKind;
 use ferry_core::{AuditEvent, Phase};
 
 impl Migration {
@@ -138,7 +138,7 @@ impl Migration {
         if contract.atomic {
             let mut steps = contract.steps.clone();
             if !sql.sqlite_not_null().is_empty()
-                || (change.engine == EngineName::Sqlite && !change.constraints.is_empty())
+                || (change.engine == EngineKind::Sqlite && !change.constraints.is_empty())
             {
                 // After Ferry's objects are dropped, before the old columns are.
                 let at = steps.iter().position(|s| s.sql.contains(" DROP COLUMN ")).unwrap_or(steps.len());

@@ -21,10 +21,10 @@ use crate::state::WrittenBatch;
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State, TableStage};
 use ferry_core::plan::in_place::{CarriedIndex, Guard, InPlace, Operation, Statement, Version};
-use ferry_core::plan::{ColumnFacts, EngineName};
+use ferry_core::plan::ColumnFacts;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, Phase, TableName};
-use ferry_engine::{engine_name, Engine, EngineKind, ReadSpec, SelectItem};
+use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem};
 use std::time::Instant;
 
 /// Where the version views of `table` go: its schema (PostgreSQL) or database (MariaDB/MySQL).
@@ -32,12 +32,7 @@ pub async fn namespace(engine: &dyn Engine, table: &TableName) -> Result<Option<
     if let Some(schema) = &table.schema {
         return Ok(Some(schema.clone()));
     }
-    let sql = match engine.kind() {
-        EngineKind::Postgres => "SELECT current_schema()",
-        EngineKind::Mysql => "SELECT DATABASE()",
-        EngineKind::Sqlite => return Ok(None),
-    };
-    Ok(engine.scalar(sql).await?)
+    Ok(engine.namespace().await?)
 }
 
 /// Refuses a check or foreign key the change cannot add (see
@@ -82,7 +77,7 @@ pub fn for_shape(spec: &ferry_core::Spec, commands: Vec<&'static str>) -> Vec<St
 
 /// One table's change, owning what [`InPlace`] borrows.
 pub(crate) struct Change {
-    engine: EngineName,
+    engine: EngineKind,
     table: String,
     name: TableName,
     target: String,
@@ -169,7 +164,7 @@ impl Migration {
     }
 
     pub(crate) async fn changes(&self) -> Result<Vec<Change>> {
-        let engine = engine_name(self.source.kind());
+        let engine = self.source.kind();
         let mut out = Vec::new();
         for plan in &self.plans {
             let facts = plan.column_facts();
@@ -327,7 +322,7 @@ impl Migration {
             self.set_operation_stages(change, &operations, |op| !op.kind.built_apart(), OperationStage::Starting)?;
             let expand = sql.expand();
             if !expand.is_empty() {
-                let atomic = change.engine != EngineName::Mysql;
+                let atomic = self.source.capabilities().transactional_ddl;
                 self.execute_change(&change.name, &expand, atomic, progress).await?;
             }
             self.set_operation_stages(change, &operations, |op| !op.kind.built_apart(), OperationStage::Started)?;
@@ -529,7 +524,7 @@ impl Migration {
                 let sql = change.sql();
                 let operations = sql.operations();
                 self.set_operation_stages(&change, &operations, |op| !op.kind.built_apart(), OperationStage::Aborting)?;
-                let atomic = change.engine != EngineName::Mysql;
+                let atomic = self.source.capabilities().transactional_ddl;
                 self.execute_change(&change.name, &sql.rollback(), atomic, progress).await?;
                 for (position, op) in operations.iter().enumerate().filter(|(_, op)| op.kind.built_apart()) {
                     // Only an index whose build was recorded is Ferry's: one the table had is left alone.

@@ -181,7 +181,7 @@ async fn create_and_fill(scratch: &dyn Engine, tables: &mut [SeededTable], progr
     for &i in &parents_first {
         let table = &mut tables[i];
         let mut def = table.mirror.def.clone();
-        if scratch.adds_foreign_keys_later() {
+        if scratch.capabilities().adds_foreign_keys_later {
             def.foreign_keys.clear();
         }
         scratch.create_table(&def).await?;
@@ -217,7 +217,7 @@ async fn create_and_fill(scratch: &dyn Engine, tables: &mut [SeededTable], progr
     }
     for &i in &parents_first {
         let def = &tables[i].mirror.def;
-        if scratch.adds_foreign_keys_later() {
+        if scratch.capabilities().adds_foreign_keys_later {
             for fk in &def.foreign_keys {
                 scratch.add_foreign_key(&def.name, fk).await?;
             }

@@ -460,7 +460,7 @@ fn shadow_table_in<'p>(plans: &[&'p TablePlan], q: &ShadowQuery) -> &'p TablePla
 
 /// A key value as a SQL literal of `engine`'s dialect.
 fn literal(engine: &dyn Engine, value: &Value) -> String {
-    ferry_core::sqlexpr::value_literal(ferry_engine::engine_name(engine.kind()), value)
+    ferry_core::sqlexpr::value_literal(engine.kind(), value)
 }
 
 /// Where two canonical results differ: `rows` when their number does, else the column positions.

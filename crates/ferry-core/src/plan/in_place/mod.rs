@@ -22,10 +22,11 @@
 //! `ferry_written_<table>`, and the version views `<schema>_ferry_v1` /
 //! `_ferry_v2` (PostgreSQL schemas) or `<table>_ferry_v1` / `_ferry_v2`.
 
-use super::facts::{ColumnFacts, EngineName, TableFacts};
+use super::facts::{ColumnFacts, TableFacts};
 use super::sql::{declare, ident, table as qualified};
 use crate::spec::{ConstraintChange, DownChange, IndexChange};
 use crate::value::Value;
+use crate::EngineKind;
 
 mod operation;
 mod triggers;
@@ -107,7 +108,7 @@ pub struct CodeChange {
 /// An in-place change of one table.
 #[derive(Debug, Clone)]
 pub struct InPlace<'a> {
-    pub engine: EngineName,
+    pub engine: EngineKind,
     /// The table as the spec names it (`users`, `app.users`).
     pub table: &'a str,
     pub key: &'a [String],
@@ -140,7 +141,7 @@ pub struct IndexBuild {
 }
 
 impl<'a> InPlace<'a> {
-    pub fn of(engine: EngineName, t: &'a TableFacts) -> InPlace<'a> {
+    pub fn of(engine: EngineKind, t: &'a TableFacts) -> InPlace<'a> {
         InPlace {
             engine,
             table: &t.source,
@@ -211,7 +212,7 @@ impl<'a> InPlace<'a> {
     /// Where a version's view is: a PostgreSQL schema, or a view name beside the table.
     pub fn view(&self, version: Version) -> String {
         match (self.engine, self.namespace) {
-            (EngineName::Postgres, Some(schema)) => {
+            (EngineKind::Postgres, Some(schema)) => {
                 format!("{}.{}", self.id(&format!("{schema}_{}", version.suffix())), self.id(self.bare()))
             }
             _ => self.beside(&format!("{}_{}", self.bare(), version.suffix())),
@@ -221,7 +222,7 @@ impl<'a> InPlace<'a> {
     /// What an application version sets to see its shape, in words.
     pub fn connection_setting(&self, version: Version) -> String {
         match (self.engine, self.namespace) {
-            (EngineName::Postgres, Some(schema)) => {
+            (EngineKind::Postgres, Some(schema)) => {
                 format!(
                     "SET search_path TO {}, {}",
                     self.id(&format!("{schema}_{}", version.suffix())),
@@ -376,14 +377,14 @@ impl<'a> InPlace<'a> {
                 let columns: Vec<String> = i.columns.iter().map(|c| self.id(c)).collect();
                 let columns = columns.join(", ");
                 let (build, abort) = match self.engine {
-                    EngineName::Postgres => (
+                    EngineKind::Postgres => (
                         Statement::plain(format!(
                             "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {name} ({columns})",
                             self.id(&i.name)
                         )),
                         Statement::plain(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.beside(&i.name))),
                     ),
-                    EngineName::Mysql => (
+                    EngineKind::Mysql => (
                         Statement {
                             sql: format!(
                                 "ALTER TABLE {name} ADD {unique}INDEX {} ({columns}), ALGORITHM=INPLACE, LOCK=NONE",
@@ -396,7 +397,7 @@ impl<'a> InPlace<'a> {
                             only_if: Some(Guard::IndexPresent(i.name.clone())),
                         },
                     ),
-                    EngineName::Sqlite => (
+                    EngineKind::Sqlite => (
                         Statement::plain(format!(
                             "CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({columns})",
                             self.beside(&i.name),
@@ -428,7 +429,7 @@ impl<'a> InPlace<'a> {
         let versions: &[Version] = if views_too { &[Version::Old, Version::New] } else { &[Version::Old] };
         for v in versions {
             out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
-            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
+            if let (EngineKind::Postgres, Some(schema)) = (self.engine, self.namespace) {
                 // The version schema is shared by every table changed in place: it goes with its last view.
                 let name = format!("{schema}_{}", v.suffix());
                 out.push(format!(
@@ -447,7 +448,7 @@ impl<'a> InPlace<'a> {
         let name = self.name();
         let mut out = Vec::new();
         match self.engine {
-            EngineName::Postgres => {
+            EngineKind::Postgres => {
                 out.push(format!("DROP TRIGGER IF EXISTS {} ON {name}", self.id(&self.sync_trigger())));
                 out.push(format!("DROP FUNCTION IF EXISTS {}()", self.beside(&self.sync_trigger())));
             }
@@ -481,7 +482,7 @@ impl<'a> InPlace<'a> {
             .collect();
         let mut out = Vec::new();
         for (version, columns) in [(Version::Old, old), (Version::New, new)] {
-            if let (EngineName::Postgres, Some(schema)) = (self.engine, self.namespace) {
+            if let (EngineKind::Postgres, Some(schema)) = (self.engine, self.namespace) {
                 out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", self.id(&format!("{schema}_{}", version.suffix()))));
             }
             out.push(format!("CREATE VIEW {} AS SELECT {} FROM {name}", self.view(version), columns.join(", ")));
@@ -526,7 +527,7 @@ impl<'a> InPlace<'a> {
         conds.push(format!("({})", empty.join(" OR ")));
         // MariaDB/MySQL refuse a statement that reads the table its triggers
         // write (error 1442): there, a row version 2 set to NULL itself is filled.
-        if self.marks() && self.engine != EngineName::Mysql {
+        if self.marks() && self.engine != EngineKind::Mysql {
             conds.push(self.unmarked(&name));
         }
         format!("UPDATE {name} SET {} WHERE {}", sets.join(", "), conds.join(" AND "))
@@ -627,12 +628,12 @@ impl<'a> InPlace<'a> {
         steps.extend(versions.complete);
         steps.extend(operations.into_iter().flat_map(|op| op.complete));
         steps.extend(versions.finish);
-        Contract { prepare, steps, atomic: self.engine != EngineName::Mysql }
+        Contract { prepare, steps, atomic: self.engine != EngineKind::Mysql }
     }
 
     /// Columns that SQLite can make NOT NULL only by rebuilding the table.
     pub fn sqlite_not_null(&self) -> Vec<String> {
-        if self.engine != EngineName::Sqlite {
+        if self.engine != EngineKind::Sqlite {
             return Vec::new();
         }
         self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()
@@ -717,7 +718,7 @@ fn tuple(parts: &[String]) -> String {
 }
 
 /// The value a new column takes from the old row (`up`).
-fn up_of(engine: EngineName, c: &ColumnFacts) -> String {
+fn up_of(engine: EngineKind, c: &ColumnFacts) -> String {
     if let Some(up) = &c.up {
         return format!("({up})");
     }
@@ -729,11 +730,11 @@ fn up_of(engine: EngineName, c: &ColumnFacts) -> String {
 }
 
 /// `a` and `b` differ, NULL-safe.
-fn distinct(engine: EngineName, a: &str, b: &str) -> String {
+fn distinct(engine: EngineKind, a: &str, b: &str) -> String {
     match engine {
-        EngineName::Postgres => format!("{a} IS DISTINCT FROM {b}"),
-        EngineName::Mysql => format!("NOT ({a} <=> {b})"),
-        EngineName::Sqlite => format!("{a} IS NOT {b}"),
+        EngineKind::Postgres => format!("{a} IS DISTINCT FROM {b}"),
+        EngineKind::Mysql => format!("NOT ({a} <=> {b})"),
+        EngineKind::Sqlite => format!("{a} IS NOT {b}"),
     }
 }
 
@@ -813,11 +814,11 @@ mod tests {
         };
         let carried = carried_indexes(&schema, &rename);
         let mut out = String::new();
-        for engine in [EngineName::Postgres, EngineName::Mysql, EngineName::Sqlite] {
+        for engine in [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Sqlite] {
             let namespace = match engine {
-                EngineName::Postgres => Some("public"),
-                EngineName::Mysql => Some("app"),
-                EngineName::Sqlite => None,
+                EngineKind::Postgres => Some("public"),
+                EngineKind::Mysql => Some("app"),
+                EngineKind::Sqlite => None,
             };
             let tables = [
                 ("users", &seed[..], &dropped[..]),

@@ -4,7 +4,7 @@
 //! rollback are these, in order, around the sync triggers and version views
 //! the table's operations share ([`Versions`]).
 
-use super::{physical, CarriedIndex, ColumnFacts, EngineName, Guard, InPlace, Statement};
+use super::{physical, CarriedIndex, ColumnFacts, EngineKind, Guard, InPlace, Statement};
 use crate::spec::ConstraintChange;
 
 /// What an operation does, as the spec's `[[change]]` names it. A split is
@@ -144,7 +144,7 @@ impl<'a> InPlace<'a> {
     fn swap_index(&self, c: &CarriedIndex, op: &mut Operation) {
         let name = self.name();
         match self.engine {
-            EngineName::Postgres => {
+            EngineKind::Postgres => {
                 // A unique key may be a constraint (which owns its index) or an index.
                 op.enforce.push(Statement::plain(format!(
                     "ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}",
@@ -157,7 +157,7 @@ impl<'a> InPlace<'a> {
                     self.id(&c.old)
                 )));
             }
-            EngineName::Mysql => {
+            EngineKind::Mysql => {
                 op.enforce.push(Statement {
                     sql: format!("ALTER TABLE {name} DROP INDEX {}", self.id(&c.old)),
                     only_if: Some(Guard::IndexPresent(c.old.clone())),
@@ -167,7 +167,7 @@ impl<'a> InPlace<'a> {
                     only_if: Some(Guard::IndexPresent(c.new.name.clone())),
                 });
             }
-            EngineName::Sqlite => {
+            EngineKind::Sqlite => {
                 // No RENAME INDEX: built again under the old name, in contract's transaction.
                 let unique = if c.new.unique { "UNIQUE " } else { "" };
                 let columns: Vec<String> = c.columns.iter().map(|col| self.id(col)).collect();
@@ -233,7 +233,7 @@ impl<'a> InPlace<'a> {
         let name = self.name();
         let col = self.id(&physical(c));
         match self.engine {
-            EngineName::Postgres => {
+            EngineKind::Postgres => {
                 let check = self.id(&format!("ferry_{}_{}_not_null", self.bare(), c.name));
                 // Dropped first, so that a contract stopped after this step can run again.
                 op.validate.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {check}")));
@@ -244,11 +244,11 @@ impl<'a> InPlace<'a> {
                 op.enforce.push(Statement::plain(format!("ALTER TABLE {name} ALTER COLUMN {col} SET NOT NULL")));
                 op.enforce.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")));
             }
-            EngineName::Mysql => op.enforce.push(Statement::plain(format!(
+            EngineKind::Mysql => op.enforce.push(Statement::plain(format!(
                 "ALTER TABLE {name} MODIFY {col} {} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
                 super::declare(self.engine, &c.desired)
             ))),
-            EngineName::Sqlite => {}
+            EngineKind::Sqlite => {}
         }
     }
 
@@ -264,7 +264,7 @@ impl<'a> InPlace<'a> {
         let mut op = Operation::new(kind, c.name());
         let drop = Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}", self.id(c.name())));
         match self.engine {
-            EngineName::Postgres => {
+            EngineKind::Postgres => {
                 // Ferry's own (a name the table had is refused before expand): added again after a stop.
                 op.start.push(drop.clone());
                 op.start
@@ -274,11 +274,11 @@ impl<'a> InPlace<'a> {
                 op.abort.push(drop);
             }
             // MariaDB/MySQL check every row as they add it (the table is copied: writes wait).
-            EngineName::Mysql => op.enforce.push(Statement {
+            EngineKind::Mysql => op.enforce.push(Statement {
                 sql: format!("ALTER TABLE {name} ADD {}", self.constraint_clause(c)),
                 only_if: Some(Guard::ConstraintMissing(c.name().to_string())),
             }),
-            EngineName::Sqlite => {}
+            EngineKind::Sqlite => {}
         }
         op
     }
@@ -293,7 +293,7 @@ impl<'a> InPlace<'a> {
         start.extend(self.sync_objects().into_iter().map(Statement::plain));
         start.extend(self.views().into_iter().map(Statement::plain));
         let mut finish = Vec::new();
-        if self.engine == EngineName::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
+        if self.engine == EngineKind::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
             let columns: Vec<String> = self.columns.iter().map(|c| self.id(&c.name)).collect();
             finish.push(Statement::plain(format!(
                 "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {name}",
@@ -316,7 +316,7 @@ impl<'a> InPlace<'a> {
         if self.marks() {
             let written = self.beside(&self.written_table());
             let keys = self.keys();
-            let never = if self.engine == EngineName::Postgres { "false" } else { "1 = 0" };
+            let never = if self.engine == EngineKind::Postgres { "false" } else { "1 = 0" };
             out.push(format!("CREATE TABLE {written} AS SELECT {keys} FROM {} WHERE {never}", self.name()));
             out.push(format!(
                 "CREATE UNIQUE INDEX {} ON {written} ({keys})",

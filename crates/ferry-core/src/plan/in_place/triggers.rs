@@ -3,7 +3,8 @@
 //! the application writes (see the parent module).
 
 use super::{distinct, is_added, physical, up_of, InPlace};
-use crate::plan::facts::{ColumnFacts, EngineName};
+use crate::plan::facts::ColumnFacts;
+use crate::EngineKind;
 
 /// A write back into an old column: the value (over the row in its new
 /// shape) and the new columns whose write sets it.
@@ -157,9 +158,9 @@ impl<'a> InPlace<'a> {
             .map(|r| distinct(self.engine, &format!("NEW.{}", self.id(r)), &format!("OLD.{}", self.id(r))))
             .collect();
         let kept = match self.engine {
-            EngineName::Mysql => format!("NEW.{column} <=> OLD.{column}"),
-            EngineName::Sqlite => format!("NEW.{column} IS OLD.{column}"),
-            EngineName::Postgres => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
+            EngineKind::Mysql => format!("NEW.{column} <=> OLD.{column}"),
+            EngineKind::Sqlite => format!("NEW.{column} IS OLD.{column}"),
+            EngineKind::Postgres => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
         };
         if changed.is_empty() {
             return "1 = 0".into();
@@ -170,9 +171,9 @@ impl<'a> InPlace<'a> {
     /// The sync triggers, in the engine's form.
     pub(super) fn triggers(&self) -> Vec<String> {
         match self.engine {
-            EngineName::Postgres => self.postgres_trigger(),
-            EngineName::Mysql => self.mysql_triggers(),
-            EngineName::Sqlite => self.sqlite_triggers(),
+            EngineKind::Postgres => self.postgres_trigger(),
+            EngineKind::Mysql => self.mysql_triggers(),
+            EngineKind::Sqlite => self.sqlite_triggers(),
         }
     }
 
