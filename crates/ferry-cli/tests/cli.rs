@@ -352,6 +352,34 @@ async fn docs_state_each_engine_s_capabilities() {
     }
 }
 
+/// Every crate's Cargo.toml says, in a comment above it, why it depends on
+/// each library outside the workspace: a dependency nobody can justify goes.
+#[test]
+fn every_dependency_says_why() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut unexplained = Vec::new();
+    for entry in std::fs::read_dir(&crates).unwrap().flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else { continue };
+        let mut section = "";
+        let mut previous = "";
+        for line in text.lines() {
+            if line.starts_with('[') {
+                section = line;
+            } else if section == "[dependencies]"
+                && !line.trim().is_empty()
+                && !line.starts_with('#')
+                && !line.starts_with("ferry-")
+                && !previous.starts_with('#')
+            {
+                unexplained.push(format!("{}: {line}", manifest.display()));
+            }
+            previous = line;
+        }
+    }
+    assert!(unexplained.is_empty(), "dependencies without a comment saying why:\n{}", unexplained.join("\n"));
+}
+
 /// `ferry status | head -1`: a reader that goes away ends the command
 /// quietly (exit 0, nothing on stderr), not with a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
