@@ -53,6 +53,32 @@ async fn rehearsal_passes(source: Kind, target: Kind) {
 
 engine_matrix!(rehearsal_passes);
 
+/// MariaDB's `bigint unsigned` keys (numeric(20,0) elsewhere): the parents
+/// the first orders need are found and the rehearsal ends. The references
+/// were keyed as converted and the parents as read, so they never met and
+/// the seed read the same parents for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_keys_lead_to_their_parents() {
+    let src = TestDb::new(Kind::Mysql).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    src.exec(
+        "CREATE TABLE customers (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, name varchar(50) NOT NULL);
+         CREATE TABLE orders (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, customer_id bigint unsigned NOT NULL,
+             CONSTRAINT orders_customer FOREIGN KEY (customer_id) REFERENCES customers (id) ON DELETE CASCADE);
+         INSERT INTO customers (name) SELECT concat('c', seq) FROM seq_1_to_20;
+         INSERT INTO orders (customer_id) SELECT 21 - seq FROM seq_1_to_20;",
+    )
+    .await;
+    let ws = Workspace::new(FERRY);
+    ws.write_spec(&spec(&src, &dst, "[[table]]\nfrom = \"customers\"\n\n[[table]]\nfrom = \"orders\"\n"));
+    let ran = ws.run(&["rehearse", "--rows", "4"]);
+    ran.assert_code(0);
+    // The first four orders belong to customers 20..17, beyond the first four.
+    assert!(ran.stdout.contains("customers: 8 rows") && ran.stdout.contains("orders: 4 rows"), "{ran}");
+    assert_eq!(src.scratch_databases().await, Vec::<String>::new());
+    assert_eq!(dst.scratch_databases().await, Vec::<String>::new());
+}
+
 /// A computed column cannot be written back: with `rollback = "lossless"`
 /// the rehearsal fails at the switch and says why; the plan's checklist
 /// says it failed, and the switch refuses while the spec requires a rehearsal.

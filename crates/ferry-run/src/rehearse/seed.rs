@@ -85,7 +85,7 @@ pub async fn seed(
         let first = source.read_batch(&plan.read, None, rows).await.map_err(|e| {
             RunError::from(e).context(format_args!("reading the first rows of {} for the rehearsal", plan.source_name))
         })?;
-        picked.push(first.into_iter().map(|r| (key_text(&plan.read.key_of(&r)), r)).collect());
+        picked.push(first.into_iter().map(|r| (plan.typed_key_text(&plan.read, &r), r)).collect());
     }
     add_parents(&plans, source, &mut picked).await?;
     let mut out = Vec::new();
@@ -122,6 +122,19 @@ fn referenced_key(child: &TablePlan, fk: &ferry_core::ForeignKey, parent: &Table
 }
 
 impl TablePlan {
+    /// A row's key (read by `read`) as text, typed as [`referenced_key`]
+    /// types a reference to it: a MariaDB `bigint unsigned` key read as
+    /// itself and a reference converted to `numeric(20,0)` are one key.
+    fn typed_key_text(&self, read: &ferry_engine::ReadSpec, row: &Row) -> String {
+        let key: Vec<Value> = read
+            .key_of(row)
+            .into_iter()
+            .zip(self.key_types())
+            .map(|(value, to)| convert(value.clone(), &to).unwrap_or(value))
+            .collect();
+        key_text(&key)
+    }
+
     /// The types of the key columns, in key order.
     fn key_types(&self) -> Vec<DataType> {
         self.key_target
@@ -154,19 +167,19 @@ async fn add_parents(plans: &[TablePlan], source: &dyn Engine, picked: &mut [BTr
         if missing.iter().all(BTreeMap::is_empty) {
             return Ok(());
         }
-        let mut found = 0;
+        let mut added = 0;
         for (index, keys) in missing.into_iter().enumerate().filter(|(_, k)| !k.is_empty()) {
             let keys: Vec<Vec<Value>> = keys.into_values().collect();
             for chunk in keys.chunks(SEED_BATCH) {
-                let rows = source.read_keys(&plans[index].read, chunk).await?;
-                found += rows.len();
-                for row in rows {
-                    picked[index].insert(key_text(&plans[index].read.key_of(&row)), row);
+                let plan = &plans[index];
+                for row in source.read_keys(&plan.read, chunk).await? {
+                    added += usize::from(picked[index].insert(plan.typed_key_text(&plan.read, &row), row).is_none());
                 }
             }
         }
-        if found == 0 {
-            // References to rows the source does not have: its own foreign keys are not enforced.
+        if added == 0 {
+            // References to rows the source does not have (its own foreign
+            // keys are not enforced), or none the rows found could settle.
             return Ok(());
         }
     }
@@ -238,9 +251,8 @@ pub async fn read_all(scratch: &dyn Engine, mirror: &TablePlan) -> Result<BTreeM
         let rows = scratch.read_batch(&read, after.as_deref(), 10_000).await?;
         let last = rows.len() < 10_000;
         for row in rows {
-            let key = read.key_of(&row);
-            out.insert(key_text(&key), row);
-            after = Some(key);
+            after = Some(read.key_of(&row));
+            out.insert(mirror.typed_key_text(&read, &row), row);
         }
         if last {
             return Ok(out);
