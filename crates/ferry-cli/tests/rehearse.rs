@@ -79,6 +79,22 @@ async fn unsigned_keys_lead_to_their_parents() {
     assert_eq!(dst.scratch_databases().await, Vec::<String>::new());
 }
 
+/// A spec with a read ramp (`[cutover]`) rehearses the way back from a
+/// switch without running the ramp (its holds and flags are the real
+/// cutover's), and leaves the flag file alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_with_a_read_ramp_rehearses_the_switch() {
+    let src = app_source(Kind::Sqlite).await;
+    let dst = TestDb::new(Kind::Postgres).await;
+    let ws = Workspace::new(FERRY);
+    let ramp = "\n[cutover]\nstages = [50, 100]\nhold = \"1h\"\nflagd_file = \"flags.json\"\n";
+    ws.write_spec(&format!("{}{ramp}", spec(&src, &dst, fixtures::APP_TABLES)));
+    let ran = ws.run(&["rehearse", "--rows", "6"]);
+    ran.assert_code(0);
+    assert!(ran.stdout.contains("rehearsal passed"), "{ran}");
+    assert!(!ws.path().join("flags.json").exists(), "the rehearsal published no flag");
+}
+
 /// A computed column cannot be written back: with `rollback = "lossless"`
 /// the rehearsal fails at the switch and says why; the plan's checklist
 /// says it failed, and the switch refuses while the spec requires a rehearsal.

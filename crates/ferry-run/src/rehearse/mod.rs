@@ -84,7 +84,8 @@ pub fn check_rehearsed(state: &StateStore, spec: &Spec) -> Result<()> {
 
 /// The spec the rehearsal runs: every table in the scratch databases'
 /// default schema, no hook (it would flip production), no custom checks
-/// (they name the real tables).
+/// (they name the real tables), no read ramp (its holds and flags are the
+/// real cutover's; the rehearsal proves the way back from a switch).
 fn rehearsal_spec(spec: &Spec) -> Result<Spec> {
     let mut rehearsed = spec.clone();
     let unqualified = |name: &str| TableName::parse(name).name;
@@ -109,6 +110,7 @@ fn rehearsal_spec(spec: &Spec) -> Result<Spec> {
     }
     rehearsed.switch.hook = None;
     rehearsed.checks.clear();
+    rehearsed.cutover = None;
     rehearsed.migration.require_rehearsal = false;
     Ok(rehearsed)
 }
