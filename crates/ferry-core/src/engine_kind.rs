@@ -38,6 +38,16 @@ impl EngineKind {
         format!("{} or {last}", rest.join(", "))
     }
 
+    /// `name` quoted as an identifier of this engine (a quote inside it
+    /// doubled): the one quoting rule the plan, the translator and the
+    /// engines' SQL use.
+    pub fn ident(self, name: &str) -> String {
+        match self {
+            EngineKind::Mysql => format!("`{}`", name.replace('`', "``")),
+            EngineKind::Sqlite | EngineKind::Postgres => format!("\"{}\"", name.replace('"', "\"\"")),
+        }
+    }
+
     /// The engine as a person names it, for prose.
     pub fn title(self) -> &'static str {
         match self {
@@ -61,6 +71,13 @@ impl fmt::Display for EngineKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_quotes_doubled() {
+        assert_eq!(EngineKind::Mysql.ident("a`b"), "`a``b`");
+        assert_eq!(EngineKind::Postgres.ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(EngineKind::Sqlite.ident("order"), "\"order\"");
+    }
 
     #[test]
     fn urls_name_their_engine() {

@@ -447,10 +447,6 @@ pub fn literal_sql(engine: EngineKind, literal: &Literal, t: &DataType) -> Strin
     }
 }
 
-fn quote_ident(engine: EngineKind, name: &str) -> String {
-    crate::plan::sql::ident(engine, name)
-}
-
 /// Translates an expression of `from`'s SQL into `to`'s. `column` gives
 /// the target name of a source column (None: not a column). The error says
 /// why it cannot be translated.
@@ -483,7 +479,7 @@ pub fn translate(
             Token::Ident { name, quoted } => {
                 let lookup = if *quoted || from != EngineKind::Postgres { name.clone() } else { name.to_lowercase() };
                 if let Some(target) = column(&lookup).or_else(|| if *quoted { None } else { column(name) }) {
-                    quote_ident(to, &target)
+                    to.ident(&target)
                 } else if *quoted {
                     return Err(format!("`{name}` is not a column of the table"));
                 } else if next_is_call {
@@ -695,7 +691,7 @@ fn render(tokens: &[Token], engine: EngineKind) -> String {
     let pieces: Vec<String> = tokens
         .iter()
         .map(|t| match t {
-            Token::Ident { name, quoted: true } => quote_ident(engine, name),
+            Token::Ident { name, quoted: true } => engine.ident(name),
             Token::Ident { name, quoted: false } | Token::Num(name) | Token::Op(name) => name.clone(),
             Token::Str(text) => string_literal(engine, text),
             Token::Open => "(".into(),

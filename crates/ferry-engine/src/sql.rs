@@ -15,17 +15,34 @@ enum KeyBound {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Dialect {
-    /// `"` for SQLite and PostgreSQL, `` ` `` for MySQL.
-    pub quote: char,
+    /// Whose identifiers: quoted by [`crate::EngineKind::ident`].
+    pub kind: crate::EngineKind,
     /// `$1, $2` (PostgreSQL) instead of `?`.
     pub numbered_params: bool,
     /// Whether `(a, b) > (?, ?)` is used efficiently by the planner.
     pub row_value_ranges: bool,
+    /// A row-value `IN` takes only a subquery: `(a, b) IN (VALUES (?, ?), …)` (SQLite).
+    pub row_value_in_needs_values: bool,
 }
 
-pub const SQLITE: Dialect = Dialect { quote: '"', numbered_params: false, row_value_ranges: true };
-pub const POSTGRES: Dialect = Dialect { quote: '"', numbered_params: true, row_value_ranges: true };
-pub const MYSQL: Dialect = Dialect { quote: '`', numbered_params: false, row_value_ranges: false };
+pub const SQLITE: Dialect = Dialect {
+    kind: crate::EngineKind::Sqlite,
+    numbered_params: false,
+    row_value_ranges: true,
+    row_value_in_needs_values: true,
+};
+pub const POSTGRES: Dialect = Dialect {
+    kind: crate::EngineKind::Postgres,
+    numbered_params: true,
+    row_value_ranges: true,
+    row_value_in_needs_values: false,
+};
+pub const MYSQL: Dialect = Dialect {
+    kind: crate::EngineKind::Mysql,
+    numbered_params: false,
+    row_value_ranges: false,
+    row_value_in_needs_values: false,
+};
 
 /// SQL with its placeholders, and for each placeholder the index of the
 /// value to bind (so one key component can be bound twice).
@@ -58,9 +75,7 @@ impl Dialect {
     }
 
     pub fn ident(&self, name: &str) -> String {
-        let q = self.quote;
-        let escaped = name.replace(q, &format!("{q}{q}"));
-        format!("{q}{escaped}{q}")
+        self.kind.ident(name)
     }
 
     pub fn table(&self, t: &TableName) -> String {
@@ -188,7 +203,7 @@ impl Dialect {
         }
         let lhs = if width == 1 { self.ident(&read.key[0]) } else { format!("({})", self.idents(&read.key)) };
         // SQLite accepts a row-value IN only against a subquery, hence VALUES.
-        let rhs = if width > 1 && self.quote == '"' && !self.numbered_params {
+        let rhs = if width > 1 && self.row_value_in_needs_values {
             format!("(VALUES {})", tuples.join(", "))
         } else {
             format!("({})", tuples.join(", "))

@@ -4,24 +4,17 @@ use super::facts::TableFacts;
 use crate::types::DataType;
 use crate::EngineKind;
 
-fn quote(engine: EngineKind, name: &str) -> String {
-    match engine {
-        EngineKind::Mysql => format!("`{}`", name.replace('`', "``")),
-        _ => format!("\"{}\"", name.replace('"', "\"\"")),
-    }
-}
-
 /// `schema.table` quoted part by part.
 pub fn table(engine: EngineKind, name: &str) -> String {
-    name.split('.').map(|p| quote(engine, p)).collect::<Vec<_>>().join(".")
+    name.split('.').map(|p| engine.ident(p)).collect::<Vec<_>>().join(".")
 }
 
 pub fn ident(engine: EngineKind, name: &str) -> String {
-    quote(engine, name)
+    engine.ident(name)
 }
 
 fn idents(engine: EngineKind, names: &[String]) -> String {
-    names.iter().map(|n| quote(engine, n)).collect::<Vec<_>>().join(", ")
+    names.iter().map(|n| engine.ident(n)).collect::<Vec<_>>().join(", ")
 }
 
 /// The parts of a (redacted) URL a shell command needs.
