@@ -6,6 +6,7 @@
 //! and `FERRY_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`).
 
 pub mod certs;
+pub mod conformance;
 pub mod fixtures;
 mod logical;
 mod mariadb;
