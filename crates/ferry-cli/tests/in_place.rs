@@ -231,8 +231,8 @@ async fn the_seed_s_change_runs_in_place_under_both_versions() {
 
 /// `ferry plan` times the fill as the run fills — on a copy of the table's
 /// rows in the old shape, given the change's new column, mark table and
-/// sync triggers — and leaves nothing behind: the table untouched, no
-/// probe, no trigger, no mark table, no trigger function.
+/// sync triggers — and leaves nothing behind, nor what a killed plan left:
+/// the table untouched, no probe, no trigger, no mark table, no trigger function.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn plan_times_the_fill_under_the_change_s_triggers_and_leaves_nothing() {
     for kind in ALL {
@@ -244,6 +244,15 @@ async fn plan_times_the_fill_under_the_change_s_triggers_and_leaves_nothing() {
             schema.columns.into_iter().map(|c| c.name).collect::<Vec<_>>()
         };
         let before = shape().await;
+        // What a plan killed during the fill leaves: the probe, its mark table, PostgreSQL's trigger function.
+        db.exec("CREATE TABLE ferry_probe_users_t (id integer PRIMARY KEY)").await;
+        db.exec("CREATE TABLE ferry_written_ferry_probe_users_t (id integer)").await;
+        if kind == Kind::Postgres {
+            db.exec(
+                "CREATE FUNCTION ferry_sync_ferry_probe_users_t() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$",
+            )
+            .await;
+        }
         let plan = ws.plan_json();
         let parts =
             plan["migration_plan"]["estimates"]["run"]["parts"].as_array().unwrap_or_else(|| panic!("{kind}: {plan}"));

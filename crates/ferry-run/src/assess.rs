@@ -12,6 +12,7 @@ use crate::probe::{LoadReadings, Probe};
 use crate::progress::Progress;
 use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
+use ferry_core::plan::in_place::InPlace;
 use ferry_core::plan::{
     self, Assessment, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass, Shape,
     TableFacts, ZeroDates,
@@ -54,10 +55,17 @@ impl Assessor {
         Ok(Assessor { spec, source, target, plans })
     }
 
-    /// Drops probe tables a killed `ferry plan` may have left.
+    /// Drops probe tables a killed `ferry plan` may have left, and what a
+    /// change in place's fill gave them (its mark table and trigger function).
     pub async fn clean_up(&self) -> Result<()> {
         for plan in &self.plans {
-            self.target.drop_scratch_table(&probe_table(&plan.target_name)).await?;
+            let probe = probe_table(&plan.target_name);
+            if plan.in_place && self.target.table_exists(&probe).await? {
+                let leftovers = InPlace::stand_in_leftovers(self.target.kind(), &probe.to_string());
+                // Each is `IF EXISTS`; one the engine refuses is left for the next plan to try.
+                let _ = self.target.execute(&leftovers, false, std::time::Duration::from_secs(5)).await;
+            }
+            self.target.drop_scratch_table(&probe).await?;
         }
         Ok(())
     }

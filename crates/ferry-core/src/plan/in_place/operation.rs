@@ -349,6 +349,25 @@ impl<'a> InPlace<'a> {
         start.extend(self.sync_objects());
         (start, self.drop_sync_objects())
     }
+
+    /// What a `ferry plan` killed while filling a stand-in table named
+    /// `table` leaves besides it: the triggers, the mark table and
+    /// PostgreSQL's trigger function ([`InPlace::fill_stand_in`]'s teardown).
+    pub fn stand_in_leftovers(engine: EngineKind, table: &str) -> Vec<String> {
+        let nothing = InPlace {
+            engine,
+            table,
+            key: &[],
+            columns: &[],
+            dropped: &[],
+            namespace: None,
+            indexes: &[],
+            constraints: &[],
+            downs: &[],
+            carried: &[],
+        };
+        nothing.drop_sync_objects()
+    }
 }
 
 #[cfg(test)]
