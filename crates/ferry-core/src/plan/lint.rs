@@ -883,6 +883,10 @@ pub fn estimate(rows: u64, rate: Option<f64>) -> String {
 }
 
 #[cfg(test)]
+#[path = "lint_cases.rs"]
+mod cases;
+
+#[cfg(test)]
 mod tests {
     use super::RULES;
 
