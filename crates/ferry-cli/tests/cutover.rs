@@ -204,12 +204,15 @@ async fn a_killed_ramp_resumes_at_its_stage_and_lag_sends_reads_back() {
     let mut ramp = ws.spawn_quiet(&["cutover"]);
     wait_until("stage 5 %", Duration::from_secs(60), || read_percent(&ws) == 5);
     ws.run(&["cutover", "--next"]).assert_code(0);
-    wait_until("stage 25 %", Duration::from_secs(60), || read_percent(&ws) == 25);
+    // The state store moves first and the flag file follows it: kill once both say 25 %.
+    let file_percent = |ws: &Workspace| flagd_file(ws)["flags"][READ_FLAG]["targeting"]["fractional"][0][1].as_u64();
+    wait_until("stage 25 % published", Duration::from_secs(60), || {
+        read_percent(&ws) == 25 && file_percent(&ws) == Some(25)
+    });
     ramp.kill().unwrap();
     ramp.wait().unwrap();
     let status = ws.status_json();
     assert_eq!((status["state"].as_str(), read_percent(&ws)), (Some("cutting_over"), 25), "{status}");
-    assert_eq!(flagd_file(&ws)["flags"][READ_FLAG]["targeting"]["fractional"][0][1], 25);
 
     // Resumed: at 25 %, not from the start.
     let before = ws.audit_log().lines().count();
