@@ -335,6 +335,11 @@ async fn docs_state_each_engine_s_capabilities() {
             checksums_in_database,
             adds_foreign_keys_later,
             pads_trailing_spaces,
+            builds_indexes_online,
+            validates_foreign_keys_online,
+            alters_by_rebuilding,
+            enum_columns,
+            tinyint_booleans,
         } = db.engine().await.capabilities();
         let said = |yes: bool| if yes { "yes" } else { "no" };
         for (name, value) in [
@@ -343,6 +348,11 @@ async fn docs_state_each_engine_s_capabilities() {
             ("concurrent_writers", concurrent_writers),
             ("checksums_in_database", checksums_in_database),
             ("adds_foreign_keys_later", adds_foreign_keys_later),
+            ("builds_indexes_online", builds_indexes_online),
+            ("validates_foreign_keys_online", validates_foreign_keys_online),
+            ("alters_by_rebuilding", alters_by_rebuilding),
+            ("enum_columns", enum_columns),
+            ("tinyint_booleans", tinyint_booleans),
         ] {
             assert_eq!(row(name)[column], said(value), "{kind}: `{name}` in docs/engines.md");
         }

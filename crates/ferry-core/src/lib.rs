@@ -5,6 +5,7 @@
 //! status contract. Engines and the runner build on these.
 
 pub mod audit;
+pub mod capabilities;
 pub mod convert;
 pub mod decimal;
 pub mod engine_kind;
@@ -20,6 +21,7 @@ pub mod usersql;
 pub mod value;
 
 pub use audit::{AuditEvent, Phase};
+pub use capabilities::Capabilities;
 pub use engine_kind::EngineKind;
 pub use schema::{
     Check, Collation, Column, ColumnDef, ColumnDependent, DefaultValue, DependentKind, Dependents, ExpressionIndex,

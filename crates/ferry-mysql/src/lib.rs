@@ -629,6 +629,11 @@ impl Engine for MysqlEngine {
             // utf8mb4_bin is PAD SPACE; MariaDB 10.10 and MySQL 8 get NO PAD collations (see `collation`).
             pads_trailing_spaces: self.collation() == "utf8mb4_bin",
             adds_foreign_keys_later: true,
+            builds_indexes_online: true,
+            validates_foreign_keys_online: false,
+            alters_by_rebuilding: false,
+            enum_columns: true,
+            tinyint_booleans: true,
         }
     }
 

@@ -758,6 +758,11 @@ impl Engine for PostgresEngine {
             checksums_in_database: true,
             adds_foreign_keys_later: true,
             pads_trailing_spaces: false,
+            builds_indexes_online: true,
+            validates_foreign_keys_online: true,
+            alters_by_rebuilding: false,
+            enum_columns: false,
+            tinyint_booleans: false,
         }
     }
 

@@ -98,6 +98,7 @@ impl Assessor {
     async fn endpoint(&self, engine: &dyn Engine) -> Result<EndpointFacts> {
         Ok(EndpointFacts {
             engine: engine.kind(),
+            capabilities: engine.capabilities(),
             url: engine.display_url(),
             version: engine.version().await?,
             free_disk_bytes: engine.free_disk_bytes().await?,

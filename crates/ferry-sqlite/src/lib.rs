@@ -604,6 +604,11 @@ impl Engine for SqliteEngine {
             checksums_in_database: false,
             adds_foreign_keys_later: false,
             pads_trailing_spaces: false,
+            builds_indexes_online: false,
+            validates_foreign_keys_online: false,
+            alters_by_rebuilding: true,
+            enum_columns: false,
+            tinyint_booleans: false,
         }
     }
 

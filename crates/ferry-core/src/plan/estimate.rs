@@ -522,8 +522,7 @@ mod tests {
     /// A PostgreSQL -> PostgreSQL assessment of one table of `rows` rows,
     /// copied by the probe at `rate` rows/s (`sample` rows, two workers).
     fn assessment(rows: u64, sample: u64, rate: f64) -> Assessment {
-        let endpoint =
-            json!({ "engine": "postgres", "url": "postgres://db", "version": "16", "free_disk_bytes": null });
+        let endpoint = crate::plan::fixture::endpoint("postgres");
         let throughput = json!({
             "sample_rows": sample, "seconds": 2.0, "read_rows_per_second": rate, "write_rows_per_second": rate,
             "target_read_rows_per_second": rate * 2.0, "lanes": 2, "copy_rows_per_second": rate,

@@ -13,6 +13,8 @@ pub struct EndpointFacts {
     pub version: String,
     /// Free space where the data lives, where the engine can tell.
     pub free_disk_bytes: Option<u64>,
+    /// What the engine can do, as it said: the rules ask this, never the engine's name.
+    pub capabilities: crate::Capabilities,
     /// How Ferry's connection reaches the data: encrypted or not.
     #[serde(default)]
     pub transport: Transport,

@@ -4,6 +4,8 @@
 pub mod document;
 pub mod estimate;
 pub mod facts;
+#[cfg(test)]
+pub(crate) mod fixture;
 pub mod in_place;
 pub mod lint;
 pub mod markdown;
