@@ -27,10 +27,25 @@ fn capabilities(engine: &str) -> Value {
     Value::Object(out)
 }
 
+/// Where each fixture engine is, as a spec would say it.
+pub fn url(engine: &str) -> &'static str {
+    match engine {
+        "sqlite" => "sqlite:shop.db",
+        "postgres" => "postgres://app@pg.internal:5432/shop",
+        "mysql" => "mysql://app@mariadb.internal:3306/shop",
+        other => panic!("no fixture engine {other}"),
+    }
+}
+
 pub fn endpoint(engine: &str) -> Value {
+    let (version, transport) = match engine {
+        "sqlite" => ("3.46.1", json!({ "kind": "local_file" })),
+        "postgres" => ("16.4", json!({ "kind": "tls", "protocol": "TLSv1.3", "mode": "sslmode=verify-full" })),
+        _ => ("10.11.9-MariaDB", json!({ "kind": "unencrypted" })),
+    };
     json!({
-        "engine": engine, "capabilities": capabilities(engine), "url": format!("{engine}://db"),
-        "version": "16", "free_disk_bytes": null
+        "engine": engine, "capabilities": capabilities(engine), "url": url(engine),
+        "version": version, "free_disk_bytes": null, "transport": transport
     })
 }
 

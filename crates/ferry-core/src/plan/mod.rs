@@ -1,6 +1,9 @@
 //! `ferry plan`: from measured facts to a plan, a rollback plan, an ADR, a
 //! runbook and a change analysis. Pure: the measuring happens in `ferry-run`.
 
+#[cfg(test)]
+#[path = "plan_cases.rs"]
+mod cases;
 pub mod document;
 pub mod estimate;
 pub mod facts;

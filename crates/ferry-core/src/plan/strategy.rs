@@ -109,7 +109,8 @@ pub fn decide(i: &Inputs) -> Decision {
     let window_covers =
         i.downtime.is_some_and(|w| !w.is_zero() && w.as_secs_f64() >= i.estimated.as_secs_f64() * WINDOW_MARGIN);
     let small = i.total_rows < i.big_bang_max_rows;
-    let very_large = i.largest_table_rows >= i.very_large_rows;
+    // In place nothing is copied: a very large table is filled in batches by expand/contract.
+    let very_large = i.largest_table_rows >= i.very_large_rows && i.shape == Shape::TableMove;
     let window_text = match i.downtime {
         None => "the accepted downtime is not known yet".to_string(),
         Some(w) if w.is_zero() => "no downtime is accepted".to_string(),
@@ -178,6 +179,9 @@ pub fn decide(i: &Inputs) -> Decision {
                 }
                 Strategy::CopyCaptureCutover => {
                     "a big bang inside the accepted window is simpler and as safe".to_string()
+                }
+                Strategy::SnapshotAndReplay if i.shape == Shape::InPlace => {
+                    "nothing moves: the table changes where it is, in batches".to_string()
                 }
                 Strategy::SnapshotAndReplay => {
                     format!("no table reaches {} rows; plain batched copy with capture is enough", i.very_large_rows)
@@ -304,6 +308,54 @@ mod tests {
         let d = decide(&incompatible);
         assert_eq!(d.strategy, Strategy::ExpandContract, "an incompatible change forces expand/contract");
         assert!(d.rejected.iter().any(|(s, why)| *s == Strategy::BigBang && why.contains("backward compatible")));
+    }
+
+    /// The decision table at each of its boundaries, with the row that
+    /// decided and why each alternative lost, as the ADR prints them.
+    #[test]
+    fn the_decision_table_at_its_boundaries() {
+        let secs = Duration::from_secs;
+        let cases: Vec<(&str, Inputs)> = vec![
+            ("small, a window of 1.5 x the estimate", Inputs { downtime: Some(secs(15)), ..inputs() }),
+            ("small, a window just short of it", Inputs { downtime: Some(Duration::from_millis(14_999)), ..inputs() }),
+            ("small, no downtime accepted", Inputs { downtime: Some(Duration::ZERO), ..inputs() }),
+            ("small, downtime not said", Inputs { downtime: None, ..inputs() }),
+            ("one row under big-bang size", Inputs { total_rows: 999_999, largest_table_rows: 999_999, ..inputs() }),
+            ("big-bang size itself", Inputs { total_rows: 1_000_000, largest_table_rows: 1_000_000, ..inputs() }),
+            (
+                "one row under very large, no window",
+                Inputs { total_rows: 99_999_999, largest_table_rows: 99_999_999, downtime: None, ..inputs() },
+            ),
+            ("very large", Inputs { total_rows: 100_000_000, largest_table_rows: 100_000_000, ..inputs() }),
+            ("in place, compatible, small, in a window", Inputs { shape: Shape::InPlace, ..inputs() }),
+            (
+                "in place, compatible, no window",
+                Inputs { shape: Shape::InPlace, downtime: Some(Duration::ZERO), ..inputs() },
+            ),
+            (
+                "in place, incompatible, small, in a window",
+                Inputs { shape: Shape::InPlace, backward_incompatible: true, ..inputs() },
+            ),
+            (
+                "in place, very large",
+                Inputs {
+                    shape: Shape::InPlace,
+                    total_rows: 100_000_000,
+                    largest_table_rows: 100_000_000,
+                    downtime: None,
+                    ..inputs()
+                },
+            ),
+        ];
+        let mut shown = String::new();
+        for (name, i) in cases {
+            let d = decide(&i);
+            shown.push_str(&format!("{name}: {:?}\n  because {}\n", d.strategy, d.rule));
+            for (s, why) in &d.rejected {
+                shown.push_str(&format!("  not {s:?}: {why}\n"));
+            }
+        }
+        insta::assert_snapshot!(shown);
     }
 
     #[test]
