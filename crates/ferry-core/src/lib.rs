@@ -10,12 +10,12 @@ pub mod convert;
 pub mod decimal;
 pub mod engine_kind;
 pub mod lifecycle;
-pub mod plan;
 pub mod schema;
 pub mod spec;
 pub mod sqlexpr;
 pub mod status;
 pub mod temporal;
+pub mod transport;
 pub mod types;
 pub mod usersql;
 pub mod value;
@@ -28,5 +28,6 @@ pub use schema::{
     FkAction, ForeignKey, Generated, Identity, Index, Literal, TableDef, TableName, TableSchema, TableStats,
 };
 pub use spec::{CaptureMethod, ColumnSource, Policy, Spec, SpecError, TableSpec};
+pub use transport::Transport;
 pub use types::DataType;
 pub use value::{Row, Value};

@@ -455,7 +455,7 @@ pub trait Engine: Send + Sync {
     async fn namespace(&self) -> Result<Option<String>>;
 
     /// How this engine's connection travels: a local file, clear text or TLS.
-    async fn transport(&self) -> Result<ferry_core::plan::Transport>;
+    async fn transport(&self) -> Result<ferry_core::Transport>;
 
     /// Drops a table Ferry made for its own use; refuses any name without the `ferry_` prefix.
     async fn drop_scratch_table(&self, table: &TableName) -> Result<()>;

@@ -126,7 +126,7 @@ impl Engine for Watched {
     async fn namespace(&self) -> Result<Option<String>> {
         self.watch(self.inner.namespace()).await
     }
-    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+    async fn transport(&self) -> Result<ferry_core::Transport> {
         self.watch(self.inner.transport()).await
     }
     async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {

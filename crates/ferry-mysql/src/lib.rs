@@ -941,16 +941,16 @@ impl Engine for MysqlEngine {
         self.scalar("SELECT DATABASE()").await
     }
 
-    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+    async fn transport(&self) -> Result<ferry_core::Transport> {
         let mut conn = self.conn().await?;
         let row: Option<(String, String)> =
             conn.query_first("SHOW SESSION STATUS LIKE 'Ssl_version'").await.map_err(map_err)?;
         Ok(match row.map(|(_, v)| v).filter(|v| !v.is_empty()) {
-            Some(protocol) => ferry_core::plan::Transport::Tls {
+            Some(protocol) => ferry_core::Transport::Tls {
                 protocol,
                 mode: format!("ssl-mode={}", self.tls.mode.url_value(TlsDialect::Mysql)),
             },
-            None => ferry_core::plan::Transport::Unencrypted,
+            None => ferry_core::Transport::Unencrypted,
         })
     }
 

@@ -1036,18 +1036,18 @@ impl Engine for PostgresEngine {
         Ok(row.get::<_, String>(0))
     }
 
-    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
+    async fn transport(&self) -> Result<ferry_core::Transport> {
         let client = self.client.lock().await;
         let row = client
             .query_opt("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl", &[])
             .await
             .map_err(map_err)?;
         Ok(match row {
-            Some(row) => ferry_core::plan::Transport::Tls {
+            Some(row) => ferry_core::Transport::Tls {
                 protocol: row.get::<_, Option<String>>(0).unwrap_or_else(|| "TLS".into()),
                 mode: format!("sslmode={}", self.tls.settings.mode.url_value(TlsDialect::Libpq)),
             },
-            None => ferry_core::plan::Transport::Unencrypted,
+            None => ferry_core::Transport::Unencrypted,
         })
     }
 

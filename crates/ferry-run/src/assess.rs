@@ -12,15 +12,15 @@ use crate::probe::{LoadReadings, Probe};
 use crate::progress::Progress;
 use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
-use ferry_core::plan::in_place::InPlace;
-use ferry_core::plan::{
-    self, Assessment, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass, Shape,
-    TableFacts, ZeroDates,
-};
 use ferry_core::schema::object_name;
 use ferry_core::{AuditEvent, ColumnDef, Spec, TableDef, TableName};
 use ferry_engine::sql::Dialect;
 use ferry_engine::{Engine, ReadSpec, SelectItem, ZeroDateConditions, SCRATCH_PREFIX};
+use ferry_plan::in_place::InPlace;
+use ferry_plan::{
+    self as plan, Assessment, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass,
+    Shape, TableFacts, ZeroDates,
+};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -191,7 +191,7 @@ impl Assessor {
             added_constraints: plan.spec.added_constraints.clone(),
             downs: plan.spec.downs.clone(),
             carried_indexes: if plan.in_place {
-                ferry_core::plan::in_place::carried_indexes(&plan.source, &columns)
+                ferry_plan::in_place::carried_indexes(&plan.source, &columns)
             } else {
                 Vec::new()
             },
@@ -221,7 +221,7 @@ impl Assessor {
             identity_sql,
         };
         if plan.in_place {
-            let change = ferry_core::plan::in_place::InPlace::of(self.source.kind(), &facts);
+            let change = ferry_plan::in_place::InPlace::of(self.source.kind(), &facts);
             crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
         }
         if !plan.key_source.is_empty() {

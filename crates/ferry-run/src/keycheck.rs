@@ -3,10 +3,10 @@
 
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
-use ferry_core::plan::KeyCollisions;
 use ferry_core::{DataType, Row, Value};
 use ferry_engine::sql::Dialect;
 use ferry_engine::Engine;
+use ferry_plan::KeyCollisions;
 
 /// How many collisions are listed by name.
 const LISTED: usize = 5;

@@ -3,10 +3,10 @@
 
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::schema_map::{foreign_key_actions, PlannedColumn, Translator};
-use ferry_core::plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use ferry_core::schema::object_name;
 use ferry_core::{ColumnDef, ColumnSource, DataType, ForeignKey, Spec, TableDef, TableName, TableSchema, TableSpec};
 use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
+use ferry_plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use std::collections::BTreeMap;
 
 /// One target column and where its value comes from.
@@ -105,7 +105,7 @@ impl TablePlan {
     }
 
     /// The columns as the plan's facts describe them (nothing measured).
-    pub fn column_facts(&self) -> Vec<ferry_core::plan::ColumnFacts> {
+    pub fn column_facts(&self) -> Vec<ferry_plan::ColumnFacts> {
         self.columns
             .iter()
             .map(|c| {
@@ -117,7 +117,7 @@ impl TablePlan {
                     Some((t, n, null)) => (Some(t.clone()), Some(n.clone()), *null),
                     None => (None, None, true),
                 };
-                ferry_core::plan::ColumnFacts {
+                ferry_plan::ColumnFacts {
                     name: c.name.clone(),
                     assumed_zone: source_column
                         .as_ref()

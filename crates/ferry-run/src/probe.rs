@@ -4,17 +4,17 @@
 //! connections of its own, each batch its own commit — then builds the
 //! table's unique keys and indexes on those rows, runs the built-in checks
 //! on them, reads them back, and drops the table. Each step is timed: the
-//! estimate (`ferry_core::plan::estimate`) is built from these figures.
+//! estimate (`ferry_plan::estimate`) is built from these figures.
 
 use crate::backfill::{convert_row, Lane};
 use crate::chunks::keys_only;
 use crate::error::Result;
 use crate::integrity::table_checks;
 use crate::mapping::TablePlan;
-use ferry_core::plan::in_place::InPlace;
-use ferry_core::plan::{LoadReading, TableFacts, Throughput};
 use ferry_core::{ColumnDef, DataType, Policy, TableDef, TableName, Value};
 use ferry_engine::{Engine, KeyRange, ReadSpec, Rows, SelectItem, WriteSpec};
+use ferry_plan::in_place::InPlace;
+use ferry_plan::{LoadReading, TableFacts, Throughput};
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

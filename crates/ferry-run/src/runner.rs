@@ -363,7 +363,7 @@ impl Migration {
         let Some(estimate) = self
             .state
             .meta(crate::assess::PLAN_ESTIMATE)?
-            .and_then(|v| serde_json::from_str::<ferry_core::plan::Estimate>(&v).ok())
+            .and_then(|v| serde_json::from_str::<ferry_plan::Estimate>(&v).ok())
         else {
             return Ok(None);
         };
@@ -702,8 +702,8 @@ impl Migration {
             progress.note(&format!(
                 "the source keeps {} of log for Ferry's capture, above [policy] max_retained ({}): \
                  keep `ferry sync` running, or the source's disk fills",
-                ferry_core::plan::document::bytes(bytes),
-                ferry_core::plan::document::bytes(limit)
+                ferry_plan::document::bytes(bytes),
+                ferry_plan::document::bytes(limit)
             ));
         }
         self.state.set_meta("capture_retained_bytes", &bytes.to_string())?;

@@ -4,7 +4,6 @@
 //! down as a problem that the plan reports with the spec line that settles
 //! it. Nothing is dropped without an item saying so.
 
-use ferry_core::plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use ferry_core::schema::{object_name, renamed_object};
 use ferry_core::sqlexpr;
 use ferry_core::EngineKind;
@@ -13,6 +12,7 @@ use ferry_core::{
     TableSchema,
 };
 use ferry_engine::SchemaSupport;
+use ferry_plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Translates one table's schema from `from` to `to`, collecting what it did.
@@ -555,7 +555,7 @@ impl<'a> Translator<'a> {
             let elements: Vec<String> = key
                 .iter()
                 .map(|c| {
-                    let quoted = ferry_core::plan::sql::ident(self.to, c);
+                    let quoted = ferry_plan::sql::ident(self.to, c);
                     if case_insensitive.contains(c) {
                         format!("lower({quoted})")
                     } else {

@@ -12,8 +12,8 @@ use crate::mapping::{incompatibilities, TablePlan};
 use crate::progress::Progress;
 use crate::runner::{retry_ddl, Migration, LOCK_TIMEOUT};
 use ferry_core::lifecycle::{Command, Event, State, TableStage};
-use ferry_core::plan::SchemaItemKind;
 use ferry_core::{AuditEvent, Phase};
+use ferry_plan::SchemaItemKind;
 
 impl Migration {
     /// Expand: every target table, then capture on every source table.

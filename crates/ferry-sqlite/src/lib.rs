@@ -712,8 +712,8 @@ impl Engine for SqliteEngine {
         Ok(rusqlite::version().to_string())
     }
 
-    async fn transport(&self) -> Result<ferry_core::plan::Transport> {
-        Ok(ferry_core::plan::Transport::LocalFile)
+    async fn transport(&self) -> Result<ferry_core::Transport> {
+        Ok(ferry_core::Transport::LocalFile)
     }
 
     async fn free_disk_bytes(&self) -> Result<Option<u64>> {

@@ -1,7 +1,7 @@
 use crate::output::Reporter;
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
 use anyhow::Context;
-use ferry_core::plan::Severity;
+use ferry_plan::Severity;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -57,12 +57,12 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
         let over = log.retained_bytes > log.max_retained_bytes;
         outln!(
             "capture the source keeps {} of log for Ferry (measured {}){}",
-            ferry_core::plan::document::bytes(log.retained_bytes),
+            ferry_plan::document::bytes(log.retained_bytes),
             log.measured_at,
             if over {
                 format!(
                     " - WARNING: above [policy] max_retained ({}): run `ferry sync` to read it, or the source's disk fills",
-                    ferry_core::plan::document::bytes(log.max_retained_bytes)
+                    ferry_plan::document::bytes(log.max_retained_bytes)
                 )
             } else {
                 String::new()

@@ -10,9 +10,9 @@ use crate::machine::{advance, permit};
 use crate::progress::Progress;
 use crate::runner::Migration;
 use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State};
-use ferry_core::plan::in_place::{Statement, Version};
 use ferry_core::EngineKind;
 use ferry_core::{AuditEvent, Phase};
+use ferry_plan::in_place::{Statement, Version};
 
 impl Migration {
     /// `ferry contract --confirm` for an in-place change: refused unless a
@@ -94,9 +94,8 @@ impl Migration {
         let sql = change.sql();
         let mut dropped: Vec<String> = change.dropped.clone();
         dropped.extend(change.columns.iter().filter_map(|c| c.renamed_from().map(str::to_string)));
-        dropped.extend(
-            sql.added().iter().filter(|c| ferry_core::plan::in_place::physical(c) != c.name).map(|c| c.name.clone()),
-        );
+        dropped
+            .extend(sql.added().iter().filter(|c| ferry_plan::in_place::physical(c) != c.name).map(|c| c.name.clone()));
         if dropped.is_empty() {
             return Ok(());
         }
@@ -219,8 +218,8 @@ impl Migration {
             // The column as expand added it: SQLite keeps the ADD COLUMN text in the table's definition.
             let added = format!(
                 "{} {}",
-                ferry_core::plan::sql::ident(change.engine, &ferry_core::plan::in_place::physical(c)),
-                ferry_core::plan::sql::declare(change.engine, &c.desired)
+                ferry_plan::sql::ident(change.engine, &ferry_plan::in_place::physical(c)),
+                ferry_plan::sql::declare(change.engine, &c.desired)
             );
             let Some(at) = definition.find(&added) else {
                 return Err(RunError::state(format!(
@@ -248,11 +247,11 @@ impl Migration {
             .columns
             .iter()
             .filter(|c| c.generated.is_none())
-            .map(|c| ferry_core::plan::sql::ident(change.engine, &c.name))
+            .map(|c| ferry_plan::sql::ident(change.engine, &c.name))
             .collect();
         let columns = columns.join(", ");
-        let table = ferry_core::plan::sql::ident(change.engine, bare);
-        let scratch_id = ferry_core::plan::sql::ident(change.engine, &scratch);
+        let table = ferry_plan::sql::ident(change.engine, bare);
+        let scratch_id = ferry_plan::sql::ident(change.engine, &scratch);
         let mut out = vec![
             format!("CREATE TABLE {scratch_id} {}", &definition[open..]),
             format!("INSERT INTO {scratch_id} ({columns}) SELECT {columns} FROM {table}"),

@@ -3,7 +3,7 @@
 //! lifecycle as a move (planned → expanding → backfilling → syncing →
 //! verified → contracting → completed, rollback anywhere before contract).
 //!
-//! Every statement comes from [`ferry_core::plan::in_place`]: the plan
+//! Every statement comes from [`ferry_plan::in_place`]: the plan
 //! shows exactly what runs. Each table's steps are recorded in its stage
 //! before they act (`creating` while expand runs, `copying` with a
 //! checkpoint per batch), so a run killed anywhere resumes: expand's
@@ -20,11 +20,11 @@ use crate::runner::{retry_ddl, Migration, RunOutcome, TableOutcome, LOCK_TIMEOUT
 use crate::state::WrittenBatch;
 use crate::throttle::{ChunkSize, Throttle};
 use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State, TableStage};
-use ferry_core::plan::in_place::{CarriedIndex, Guard, InPlace, Operation, Statement, Version};
-use ferry_core::plan::ColumnFacts;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, Phase, TableName};
 use ferry_engine::{Engine, EngineKind, ReadSpec, SelectItem};
+use ferry_plan::in_place::{CarriedIndex, Guard, InPlace, Operation, Statement, Version};
+use ferry_plan::ColumnFacts;
 use std::time::Instant;
 
 /// Where the version views of `table` go: its schema (PostgreSQL) or database (MariaDB/MySQL).
@@ -168,7 +168,7 @@ impl Migration {
         let mut out = Vec::new();
         for plan in &self.plans {
             let facts = plan.column_facts();
-            let replaced_key = ferry_core::plan::in_place::added_columns(&facts).into_iter().find(|c| {
+            let replaced_key = ferry_plan::in_place::added_columns(&facts).into_iter().find(|c| {
                 c.expression.is_none() && c.source_column.as_ref().is_some_and(|s| plan.key_source.contains(s))
             });
             if let Some(c) = replaced_key {
@@ -200,7 +200,7 @@ impl Migration {
                 carried: match self.state.meta(&format!("carried_indexes:{}", plan.target_display()))? {
                     Some(json) => serde_json::from_str(&json)
                         .map_err(|e| RunError::state(format!("the state store holds damaged carried indexes: {e}")))?,
-                    None => ferry_core::plan::in_place::carried_indexes(&plan.source, &facts),
+                    None => ferry_plan::in_place::carried_indexes(&plan.source, &facts),
                 },
             });
         }
