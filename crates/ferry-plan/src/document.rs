@@ -1035,268 +1035,326 @@ fn adr(
     }
 }
 
-fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verify: f64) -> Runbook {
-    let spec_arg = format!("--spec {}", spec.path.display());
-    let batch = spec.policy.batch_size;
-    let mut phases = Vec::new();
-    let p = |number: u8, name: &str, goal: &str, automated: bool| PhasePlan {
-        number,
-        name: name.into(),
-        goal: goal.into(),
-        entry_criteria: Vec::new(),
-        steps: Vec::new(),
-        exit_criteria: Vec::new(),
-        rollback: String::new(),
-        estimated_time: String::new(),
-        automated,
-        manual: None,
-    };
+/// What every phase of the runbook is written from.
+struct RunbookContext<'a> {
+    spec: &'a Spec,
+    a: &'a Assessment,
+    strategy: Strategy,
+    /// Seconds of backfill and of verification, as estimated.
+    backfill: f64,
+    verify: f64,
+    /// `--spec PATH`, for the commands shown.
+    spec_arg: String,
+}
 
-    if a.shape == Shape::InPlace {
-        let e = a.source.engine;
-        let mut expand = p(
-            1,
-            "expand",
-            "add the new columns beside the old ones, keep both in step on every write, and give each application \
-             version its view",
-            true,
-        );
-        expand.entry_criteria = vec!["pre-migration checklist complete".into(), "no open questions".into()];
-        for t in &a.tables {
-            let change = InPlace::of(e, t);
-            let operations: Vec<String> = change.operations().iter().map(|op| op.label()).collect();
-            expand.steps.push(step(format!(
-                "operations on {}: {} — each started here, completed by contract, aborted by rollback; `ferry status` shows each one's stage",
-                t.source,
-                operations.join(", ")
-            )));
-            expand.steps.push(with_sql(
-                cmd(
-                    format!(
-                        "add the new columns to {} (nullable, so no table rewrite), the two-way sync triggers and the \
-                         version views; each statement waits for its lock at most the lock timeout, and is retried",
-                        t.source
-                    ),
-                    format!("ferry run {spec_arg} --until expand"),
+fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verify: f64) -> Runbook {
+    let c = RunbookContext { spec, a, strategy, backfill, verify, spec_arg: format!("--spec {}", spec.path.display()) };
+    let mut phases = if a.shape == Shape::InPlace {
+        vec![in_place_expand(&c), in_place_backfill(&c), in_place_sync(), in_place_verify(&c)]
+    } else {
+        let mut phases = vec![move_expand(&c), move_backfill(&c)];
+        if strategy != Strategy::BigBang {
+            phases.push(move_sync(&c));
+        }
+        phases.push(move_verify(&c));
+        phases
+    };
+    if strategy != Strategy::BigBang {
+        phases.push(cutover_phase(&c));
+    }
+    phases.extend([switch_phase(&c), soak_phase(&c), contract_phase(&c)]);
+    Runbook { phases }
+}
+
+impl PhasePlan {
+    fn new(number: u8, name: &str, goal: &str, automated: bool) -> PhasePlan {
+        PhasePlan {
+            number,
+            name: name.into(),
+            goal: goal.into(),
+            entry_criteria: Vec::new(),
+            steps: Vec::new(),
+            exit_criteria: Vec::new(),
+            rollback: String::new(),
+            estimated_time: String::new(),
+            automated,
+            manual: None,
+        }
+    }
+}
+
+/// In place, phase 1: the new columns, the sync triggers and each version's views.
+fn in_place_expand(c: &RunbookContext) -> PhasePlan {
+    let (a, spec_arg) = (c.a, &c.spec_arg);
+    let e = a.source.engine;
+    let mut expand = PhasePlan::new(
+        1,
+        "expand",
+        "add the new columns beside the old ones, keep both in step on every write, and give each application \
+         version its view",
+        true,
+    );
+    expand.entry_criteria = vec!["pre-migration checklist complete".into(), "no open questions".into()];
+    for t in &a.tables {
+        let change = InPlace::of(e, t);
+        let operations: Vec<String> = change.operations().iter().map(|op| op.label()).collect();
+        expand.steps.push(step(format!(
+            "operations on {}: {} — each started here, completed by contract, aborted by rollback; `ferry status` shows each one's stage",
+            t.source,
+            operations.join(", ")
+        )));
+        expand.steps.push(with_sql(
+            cmd(
+                format!(
+                    "add the new columns to {} (nullable, so no table rewrite), the two-way sync triggers and the \
+                     version views; each statement waits for its lock at most the lock timeout, and is retried",
+                    t.source
                 ),
-                e,
-                change.expand().into_iter().chain(change.index_builds().into_iter().map(|b| b.build)).map(|s| s.sql),
-            ));
-            for version in [Version::Old, Version::New] {
-                expand.steps.push(step(format!(
-                    "application version {} ({}): `{}`",
-                    if version == Version::Old { 1 } else { 2 },
-                    if version == Version::Old { "the table as it was" } else { "the table as the change leaves it" },
-                    change.connection_setting(version)
+                format!("ferry run {spec_arg} --until expand"),
+            ),
+            e,
+            change.expand().into_iter().chain(change.index_builds().into_iter().map(|b| b.build)).map(|s| s.sql),
+        ));
+        for version in [Version::Old, Version::New] {
+            expand.steps.push(step(format!(
+                "application version {} ({}): `{}`",
+                if version == Version::Old { 1 } else { 2 },
+                if version == Version::Old { "the table as it was" } else { "the table as the change leaves it" },
+                change.connection_setting(version)
+            )));
+        }
+    }
+    expand.exit_criteria =
+        vec!["the new columns exist; an insert and an update through either version fill them".into()];
+    expand.rollback = "`ferry rollback`: drop the added columns, triggers and views".into();
+    expand.estimated_time = "seconds (metadata only)".into();
+    expand
+}
+
+/// In place, phase 2: the new columns filled for existing rows.
+fn in_place_backfill(c: &RunbookContext) -> PhasePlan {
+    let (a, spec_arg, batch) = (c.a, &c.spec_arg, c.spec.policy.batch_size);
+    let mut bf = PhasePlan::new(2, "backfill", "fill the new columns for existing rows, in batches", true);
+    bf.entry_criteria = vec!["expand complete: triggers keep new writes in step".into()];
+    for t in &a.tables {
+        bf.steps.push(with_sql(
+            cmd(
+                format!(
+                    "update {} in key order, {batch} rows per batch, each batch its own transaction, \
+                     checkpointed and throttled",
+                    t.source
+                ),
+                format!("ferry run {spec_arg} --until backfill"),
+            ),
+            a.source.engine,
+            [InPlace::of(a.source.engine, t).backfill_shown()],
+        ));
+    }
+    bf.exit_criteria = vec!["every batch done".into()];
+    bf.rollback = "`ferry rollback`: drop the added columns".into();
+    bf.estimated_time = dur(c.backfill);
+    bf
+}
+
+/// In place, phase 3: the triggers keep both shapes in step; nothing runs.
+fn in_place_sync() -> PhasePlan {
+    let mut sync =
+        PhasePlan::new(3, "sync", "the triggers keep old and new in step while the application writes", false);
+    sync.entry_criteria = vec!["backfill complete".into()];
+    sync.steps = vec![step("nothing to run: the triggers installed in expand do the work")];
+    sync.exit_criteria = vec!["the mismatch query of verify returns 0".into()];
+    sync.rollback = "drop the triggers and the added columns".into();
+    sync.estimated_time = "continuous until contract".into();
+    sync
+}
+
+/// In place, phase 4: new = up(old) on every row.
+fn in_place_verify(c: &RunbookContext) -> PhasePlan {
+    let (a, spec_arg) = (c.a, &c.spec_arg);
+    let mut v = PhasePlan::new(4, "verify", "prove new = up(old) (and old = down(new) where given) on every row", true);
+    v.entry_criteria = vec!["backfill complete".into()];
+    for t in &a.tables {
+        v.steps.push(with_sql(
+            cmd(
+                format!(
+                    "count rows of {} where the new columns disagree (rows version 2 wrote itself stand as written)",
+                    t.source
+                ),
+                format!("ferry verify {spec_arg}"),
+            ),
+            a.source.engine,
+            std::iter::once(InPlace::of(a.source.engine, t).mismatches())
+                .chain(InPlace::of(a.source.engine, t).down_mismatches()),
+        ));
+    }
+    v.exit_criteria = vec!["0 rows disagree".into()];
+    v.rollback = "nothing to undo".into();
+    v.estimated_time = dur(c.verify);
+    v
+}
+
+/// A move, phase 1: the target tables and change capture on the source.
+fn move_expand(c: &RunbookContext) -> PhasePlan {
+    let (spec, a, spec_arg) = (c.spec, c.a, &c.spec_arg);
+    let mut expand = PhasePlan::new(
+        1,
+        "expand",
+        "create the target tables (additive only) and install change capture on the source",
+        true,
+    );
+    expand.entry_criteria = vec![
+        "pre-migration checklist complete (backup restored and tested)".into(),
+        "no open questions in the spec".into(),
+        "no error-level finding in the change analysis".into(),
+    ];
+    let mut create = cmd(
+        "create the target tables (an existing compatible table is reused)",
+        format!("ferry run {spec_arg} --until expand"),
+    );
+    for t in &a.tables {
+        create = with_sql(create, a.target.engine, t.ddl_expand.clone());
+    }
+    expand.steps.push(create);
+    expand.steps.push(step(match spec.capture {
+        ferry_core::CaptureMethod::Triggers => {
+            "install change capture on the source (a change log and triggers), before the backfill starts (`ferry run` does it)"
+        }
+        ferry_core::CaptureMethod::Logical => {
+            "install change capture on the source (a change log, a publication and a logical replication slot), \
+             before the backfill starts (`ferry run` does it)"
+        }
+        ferry_core::CaptureMethod::Binlog => {
+            "install change capture on the source (a change log and the binary log position to read from), \
+             before the backfill starts (`ferry run` does it)"
+        }
+    }));
+    expand.exit_criteria = vec!["the target tables exist with their primary keys".into(), "capture is live".into()];
+    expand.rollback = "drop what expand created (`ferry rollback`)".into();
+    expand.estimated_time = "under a minute".into();
+    expand
+}
+
+/// A move, phase 2: the copy in checkpointed batches, then indexes and identities.
+fn move_backfill(c: &RunbookContext) -> PhasePlan {
+    let (a, spec_arg, batch) = (c.a, &c.spec_arg, c.spec.policy.batch_size);
+    let mut bf = PhasePlan::new(2, "backfill", "copy existing rows in key order, in checkpointed batches", true);
+    bf.entry_criteria = vec!["expand complete".into()];
+    if c.strategy == Strategy::BigBang {
+        bf.entry_criteria.push("writes to the source stopped (maintenance window started)".into());
+    }
+    let mut copy = cmd(
+        format!("copy every table in batches of {batch} rows, one upsert transaction and one checkpoint per batch; resumable at any point"),
+        format!("ferry run {spec_arg} --until backfill"),
+    );
+    for t in &a.tables {
+        copy = with_sql(copy, a.source.engine, [sql::keyset_read(a.source.engine, t, batch)]);
+    }
+    for t in &a.tables {
+        copy = with_sql(copy, a.target.engine, t.ddl_after_load.clone());
+    }
+    bf.steps.push(copy);
+    if a.tables.iter().any(|t| !t.identity_sql.is_empty()) {
+        let mut identity = step(
+            "move each identity (sequence, AUTO_INCREMENT) beyond the largest copied key and beyond what the \
+             source has handed out, so that an INSERT without a key works on the target (`ferry run` does it \
+             after the backfill; `ferry sync` and `ferry verify` again)",
+        );
+        for t in &a.tables {
+            identity = with_sql(identity, a.target.engine, t.identity_sql.clone());
+        }
+        bf.steps.push(identity);
+    }
+    bf.exit_criteria = vec!["every table's backfill complete (`ferry status`)".into(), "row counts match".into()];
+    bf.rollback = "stop (Ctrl-C); drop or truncate the new copy".into();
+    bf.estimated_time = format!("{} at the measured rate", dur(c.backfill));
+    bf
+}
+
+/// A move, phase 3: replay until the target is current (not in a big bang).
+fn move_sync(c: &RunbookContext) -> PhasePlan {
+    let (spec, spec_arg) = (c.spec, &c.spec_arg);
+    let mut sync = PhasePlan::new(3, "sync", "replay captured changes until the target is current", true);
+    sync.entry_criteria = vec!["backfill complete".into()];
+    sync.steps = vec![cmd("replay changes; keep running until the switch", format!("ferry sync {spec_arg} --follow"))];
+    sync.exit_criteria = vec![format!("replay lag under {}", format_duration(spec.policy.max_lag))];
+    sync.rollback = "stop replay".into();
+    sync.estimated_time = "continuous until the switch".into();
+    sync
+}
+
+/// A move, phase 4: counts, checksums, a sample, and the queries shown.
+fn move_verify(c: &RunbookContext) -> PhasePlan {
+    let (spec, spec_arg) = (c.spec, &c.spec_arg);
+    let mut v = PhasePlan::new(4, "verify", "prove the target equals the source", true);
+    v.entry_criteria = vec![if c.strategy == Strategy::BigBang {
+        "backfill complete".into()
+    } else {
+        "lag under the threshold".into()
+    }];
+    v.steps.push(cmd(
+        format!("counts, a checksum of every row and a column-by-column sample of {} rows", spec.policy.sample_size),
+        format!("ferry verify {spec_arg}"),
+    ));
+    v.steps.push(step("run the verification queries below for orphans and NULLs"));
+    v.exit_criteria = vec!["zero differences (exit code 0)".into(), "orphan and NULL queries return 0".into()];
+    v.rollback = "nothing to undo".into();
+    v.estimated_time = dur(c.verify);
+    v
+}
+
+/// Phase 5: reads move to the new shape stage by stage (not in a big bang).
+fn cutover_phase(c: &RunbookContext) -> PhasePlan {
+    let (spec, a, spec_arg) = (c.spec, c.a, &c.spec_arg);
+    let mut cut =
+        PhasePlan::new(5, "cutover", "move reads to the new shape step by step, comparing old and new reads", false);
+    cut.entry_criteria = vec!["verification passed".into()];
+    match &spec.cutover {
+        Some(policy) => ramp_steps(&mut cut, policy, spec_arg),
+        None => {
+            for pct in RAMP {
+                cut.steps.push(step(format!(
+                    "reads at {pct} %: route this share of reads to the new shape, compare a sample of results, \
+                     then hold"
                 )));
             }
+            cut.manual = Some(if a.shape == Shape::InPlace {
+                "In place, reads move with the application version: roll version 2 out to this share of the \
+                 fleet, and compare a sample of results at each step."
+                    .into()
+            } else {
+                "The spec has no [cutover] section, so Ferry does not ramp reads for this migration: add one \
+                 (stages, hold, triggers) and run `ferry cutover`, or route reads with the application's own \
+                 feature flag and compare a sample of results at each step."
+                    .into()
+            });
+            let baseline = a.tables.iter().filter_map(|t| t.latency.as_ref()).map(|l| l.p99_ms).reduce(f64::max);
+            cut.exit_criteria = vec![
+                "shadow reads: 0 mismatches".into(),
+                format!("error rate under {}", percent(spec.policy.max_error_rate)),
+                match baseline {
+                    Some(b) => {
+                        format!("p99 within +{} of the {b:.2} ms baseline", percent(spec.policy.max_latency_increase))
+                    }
+                    None => format!("p99 within +{} of the baseline", percent(spec.policy.max_latency_increase)),
+                },
+            ];
         }
-        expand.exit_criteria =
-            vec!["the new columns exist; an insert and an update through either version fill them".into()];
-        expand.rollback = "`ferry rollback`: drop the added columns, triggers and views".into();
-        expand.estimated_time = "seconds (metadata only)".into();
-        phases.push(expand);
-
-        let mut bf = p(2, "backfill", "fill the new columns for existing rows, in batches", true);
-        bf.entry_criteria = vec!["expand complete: triggers keep new writes in step".into()];
-        for t in &a.tables {
-            bf.steps.push(with_sql(
-                cmd(
-                    format!(
-                        "update {} in key order, {batch} rows per batch, each batch its own transaction, \
-                         checkpointed and throttled",
-                        t.source
-                    ),
-                    format!("ferry run {spec_arg} --until backfill"),
-                ),
-                e,
-                [InPlace::of(e, t).backfill_shown()],
-            ));
-        }
-        bf.exit_criteria = vec!["every batch done".into()];
-        bf.rollback = "`ferry rollback`: drop the added columns".into();
-        bf.estimated_time = dur(backfill);
-        phases.push(bf);
-
-        let mut sync = p(3, "sync", "the triggers keep old and new in step while the application writes", false);
-        sync.entry_criteria = vec!["backfill complete".into()];
-        sync.steps = vec![step("nothing to run: the triggers installed in expand do the work")];
-        sync.exit_criteria = vec!["the mismatch query of verify returns 0".into()];
-        sync.rollback = "drop the triggers and the added columns".into();
-        sync.estimated_time = "continuous until contract".into();
-        phases.push(sync);
-
-        let mut v = p(4, "verify", "prove new = up(old) (and old = down(new) where given) on every row", true);
-        v.entry_criteria = vec!["backfill complete".into()];
-        for t in &a.tables {
-            v.steps.push(with_sql(
-                cmd(
-                    format!(
-                        "count rows of {} where the new columns disagree (rows version 2 wrote itself stand as written)",
-                        t.source
-                    ),
-                    format!("ferry verify {spec_arg}"),
-                ),
-                e,
-                std::iter::once(InPlace::of(e, t).mismatches()).chain(InPlace::of(e, t).down_mismatches()),
-            ));
-        }
-        v.exit_criteria = vec!["0 rows disagree".into()];
-        v.rollback = "nothing to undo".into();
-        v.estimated_time = dur(verify);
-        phases.push(v);
-    } else {
-        let automated = true;
-        let mut expand = p(
-            1,
-            "expand",
-            "create the target tables (additive only) and install change capture on the source",
-            automated,
-        );
-        expand.entry_criteria = vec![
-            "pre-migration checklist complete (backup restored and tested)".into(),
-            "no open questions in the spec".into(),
-            "no error-level finding in the change analysis".into(),
-        ];
-        let mut create = cmd(
-            "create the target tables (an existing compatible table is reused)",
-            format!("ferry run {spec_arg} --until expand"),
-        );
-        for t in &a.tables {
-            create = with_sql(create, a.target.engine, t.ddl_expand.clone());
-        }
-        expand.steps.push(create);
-        expand.steps.push(step(match spec.capture {
-            ferry_core::CaptureMethod::Triggers => {
-                "install change capture on the source (a change log and triggers), before the backfill starts (`ferry run` does it)"
-            }
-            ferry_core::CaptureMethod::Logical => {
-                "install change capture on the source (a change log, a publication and a logical replication slot), \
-                 before the backfill starts (`ferry run` does it)"
-            }
-            ferry_core::CaptureMethod::Binlog => {
-                "install change capture on the source (a change log and the binary log position to read from), \
-                 before the backfill starts (`ferry run` does it)"
-            }
-        }));
-        expand.exit_criteria = vec!["the target tables exist with their primary keys".into(), "capture is live".into()];
-        expand.rollback = "drop what expand created (`ferry rollback`)".into();
-        expand.estimated_time = "under a minute".into();
-        phases.push(expand);
-
-        let mut bf = p(2, "backfill", "copy existing rows in key order, in checkpointed batches", automated);
-        bf.entry_criteria = vec!["expand complete".into()];
-        if strategy == Strategy::BigBang {
-            bf.entry_criteria.push("writes to the source stopped (maintenance window started)".into());
-        }
-        let mut copy = cmd(
-            format!("copy every table in batches of {batch} rows, one upsert transaction and one checkpoint per batch; resumable at any point"),
-            format!("ferry run {spec_arg} --until backfill"),
-        );
-        for t in &a.tables {
-            copy = with_sql(copy, a.source.engine, [sql::keyset_read(a.source.engine, t, batch)]);
-        }
-        for t in &a.tables {
-            copy = with_sql(copy, a.target.engine, t.ddl_after_load.clone());
-        }
-        bf.steps.push(copy);
-        if a.tables.iter().any(|t| !t.identity_sql.is_empty()) {
-            let mut identity = step(
-                "move each identity (sequence, AUTO_INCREMENT) beyond the largest copied key and beyond what the \
-                 source has handed out, so that an INSERT without a key works on the target (`ferry run` does it \
-                 after the backfill; `ferry sync` and `ferry verify` again)",
-            );
-            for t in &a.tables {
-                identity = with_sql(identity, a.target.engine, t.identity_sql.clone());
-            }
-            bf.steps.push(identity);
-        }
-        bf.exit_criteria = vec!["every table's backfill complete (`ferry status`)".into(), "row counts match".into()];
-        bf.rollback = "stop (Ctrl-C); drop or truncate the new copy".into();
-        bf.estimated_time = format!("{} at the measured rate", dur(backfill));
-        phases.push(bf);
-
-        if strategy != Strategy::BigBang {
-            let mut sync = p(3, "sync", "replay captured changes until the target is current", true);
-            sync.entry_criteria = vec!["backfill complete".into()];
-            sync.steps =
-                vec![cmd("replay changes; keep running until the switch", format!("ferry sync {spec_arg} --follow"))];
-            sync.exit_criteria = vec![format!("replay lag under {}", format_duration(spec.policy.max_lag))];
-            sync.rollback = "stop replay".into();
-            sync.estimated_time = "continuous until the switch".into();
-            phases.push(sync);
-        }
-
-        let mut v = p(4, "verify", "prove the target equals the source", automated);
-        v.entry_criteria = vec![if strategy == Strategy::BigBang {
-            "backfill complete".into()
-        } else {
-            "lag under the threshold".into()
-        }];
-        v.steps.push(cmd(
-            format!(
-                "counts, a checksum of every row and a column-by-column sample of {} rows",
-                spec.policy.sample_size
-            ),
-            format!("ferry verify {spec_arg}"),
-        ));
-        v.steps.push(step("run the verification queries below for orphans and NULLs"));
-        v.exit_criteria = vec!["zero differences (exit code 0)".into(), "orphan and NULL queries return 0".into()];
-        v.rollback = "nothing to undo".into();
-        v.estimated_time = dur(verify);
-        phases.push(v);
     }
+    cut.rollback = "flags back to 0 %".into();
+    cut.estimated_time = "one soak per step (at least an hour each in production)".into();
+    cut
+}
 
-    if strategy != Strategy::BigBang {
-        let mut cut = p(5, "cutover", "move reads to the new shape step by step, comparing old and new reads", false);
-        cut.entry_criteria = vec!["verification passed".into()];
-        match &spec.cutover {
-            Some(policy) => ramp_steps(&mut cut, policy, &spec_arg),
-            None => {
-                for pct in RAMP {
-                    cut.steps.push(step(format!(
-                        "reads at {pct} %: route this share of reads to the new shape, compare a sample of results, \
-                         then hold"
-                    )));
-                }
-                cut.manual = Some(if a.shape == Shape::InPlace {
-                    "In place, reads move with the application version: roll version 2 out to this share of the \
-                     fleet, and compare a sample of results at each step."
-                        .into()
-                } else {
-                    "The spec has no [cutover] section, so Ferry does not ramp reads for this migration: add one \
-                     (stages, hold, triggers) and run `ferry cutover`, or route reads with the application's own \
-                     feature flag and compare a sample of results at each step."
-                        .into()
-                });
-                let baseline = a.tables.iter().filter_map(|t| t.latency.as_ref()).map(|l| l.p99_ms).reduce(f64::max);
-                cut.exit_criteria = vec![
-                    "shadow reads: 0 mismatches".into(),
-                    format!("error rate under {}", percent(spec.policy.max_error_rate)),
-                    match baseline {
-                        Some(b) => {
-                            format!(
-                                "p99 within +{} of the {b:.2} ms baseline",
-                                percent(spec.policy.max_latency_increase)
-                            )
-                        }
-                        None => format!("p99 within +{} of the baseline", percent(spec.policy.max_latency_increase)),
-                    },
-                ];
-            }
-        }
-        cut.rollback = "flags back to 0 %".into();
-        cut.estimated_time = "one soak per step (at least an hour each in production)".into();
-        phases.push(cut);
-    }
-
-    let mut sw = p(6, "switch", "make the new shape primary for writes", false);
-    sw.entry_criteria = vec![if strategy == Strategy::BigBang {
+/// Phase 6: writes move to the new shape.
+fn switch_phase(c: &RunbookContext) -> PhasePlan {
+    let (spec, a, spec_arg) = (c.spec, c.a, &c.spec_arg);
+    let mut sw = PhasePlan::new(6, "switch", "make the new shape primary for writes", false);
+    sw.entry_criteria = vec![if c.strategy == Strategy::BigBang {
         "verification passed".into()
     } else {
         "reads at 100 % for one soak step".into()
     }];
-    if strategy == Strategy::BigBang {
+    if c.strategy == Strategy::BigBang {
         sw.steps = vec![step("point the application at the target and resume writes; announce the end of the window")];
         sw.rollback = "point the application back at the source".into();
     } else if a.shape == Shape::InPlace {
@@ -1340,10 +1398,14 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     sw.exit_criteria =
         vec![format!("reverse lag under {}", format_duration(spec.policy.max_lag)), "error rate normal".into()];
     sw.estimated_time = "minutes".into();
-    phases.push(sw);
+    sw
+}
 
-    let mut soak = p(7, "soak", "watch production on the new shape before anything is dropped", false);
-    soak.automated = a.shape != Shape::InPlace && strategy != Strategy::BigBang;
+/// Phase 7: production watched on the new shape before anything is dropped.
+fn soak_phase(c: &RunbookContext) -> PhasePlan {
+    let (spec, a, spec_arg) = (c.spec, c.a, &c.spec_arg);
+    let mut soak = PhasePlan::new(7, "soak", "watch production on the new shape before anything is dropped", false);
+    soak.automated = a.shape != Shape::InPlace && c.strategy != Strategy::BigBang;
     soak.entry_criteria = vec!["switch complete".into()];
     soak.steps = if soak.automated {
         vec![cmd(
@@ -1364,9 +1426,14 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     soak.exit_criteria = vec!["soak elapsed".into(), "no trigger fired".into()];
     soak.rollback = "as switch".into();
     soak.estimated_time = format_duration(spec.soak.duration);
-    phases.push(soak);
+    soak
+}
 
-    let mut contract = p(8, "contract", "archive, then drop the old objects: the point of no return", false);
+/// Phase 8: the point of no return.
+fn contract_phase(c: &RunbookContext) -> PhasePlan {
+    let (spec, a, spec_arg) = (c.spec, c.a, &c.spec_arg);
+    let mut contract =
+        PhasePlan::new(8, "contract", "archive, then drop the old objects: the point of no return", false);
     contract.entry_criteria = vec!["soak elapsed, every gate green, owner's sign-off recorded".into()];
     if a.shape == Shape::InPlace {
         contract.automated = true;
@@ -1422,9 +1489,7 @@ fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verif
     contract.exit_criteria = vec!["old objects gone; no `ferry_` object left; final status update sent".into()];
     contract.rollback = "restore from backup (writes since contract are lost)".into();
     contract.estimated_time = "minutes".into();
-    phases.push(contract);
-
-    Runbook { phases }
+    contract
 }
 
 /// The cutover phase as `[cutover]` configures it: each stage, its hold, and every trigger with its threshold.
