@@ -232,7 +232,23 @@ pub fn render(plan: &Plan) -> String {
         "Written by `ferry plan` on {} from measurements of the live databases. The checklists are ticked from Ferry's state store; run `ferry plan` again to refresh them.\n",
         plan.generated_at
     );
+    overview(&mut out, plan);
+    current_and_target_state(&mut out, plan);
+    change_analysis(&mut out, plan);
+    code_changes(&mut out, plan);
+    strategy_adr(&mut out, plan);
+    checklists_and_phases(&mut out, plan);
+    rollback(&mut out, plan);
+    verification_queries(&mut out, plan);
+    risks_and_consumers(&mut out, plan);
+    timeline_and_criteria(&mut out, plan);
+    open_questions(&mut out, plan);
+    out
+}
 
+/// The overview table and the estimate.
+fn overview(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "## Overview\n");
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| type | {} |", list(&mp.migration_types));
@@ -269,21 +285,29 @@ pub fn render(plan: &Plan) -> String {
     );
     let _ = writeln!(out, "| estimated backfill | {} |", dur(e.backfill_seconds));
     let _ = writeln!(out, "| estimated verification | {} |\n", dur(e.verify_seconds));
-    estimate(&mut out, &e.run);
+    estimate(out, &e.run);
+}
 
+/// What each side holds now, and what the target will hold.
+fn current_and_target_state(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "## Current state\n");
     let _ =
         writeln!(out, "Source: {} {}, measured {}.\n", mp.source.engine.title(), mp.source.version, plan.generated_at);
     for t in &mp.tables {
-        current_state(&mut out, t);
+        current_state(out, t);
     }
 
     let _ = writeln!(out, "## Target state\n");
     let free = mp.target.free_disk_bytes.map(bytes).unwrap_or_else(|| "not reported by the engine".into());
     let _ = writeln!(out, "Target: {} {}; free disk: {free}.\n", mp.target.engine.title(), mp.target.version);
     for t in &mp.tables {
-        target_state(&mut out, t, mp.shape);
+        target_state(out, t, mp.shape);
     }
+}
+
+/// Every finding, then each rule's help once.
+fn change_analysis(out: &mut String, plan: &Plan) {
     let _ = writeln!(out, "### Change analysis\n");
     if plan.lint.is_empty() {
         let _ = writeln!(out, "No finding.\n");
@@ -310,7 +334,11 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+}
 
+/// In place: which application version reads and writes what.
+fn code_changes(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     if !mp.code_changes.is_empty() {
         let _ = writeln!(out, "### Code changes (two application versions)\n");
         let _ = writeln!(
@@ -330,7 +358,10 @@ pub fn render(plan: &Plan) -> String {
         }
         out.push('\n');
     }
+}
 
+/// The strategy, recorded as an ADR.
+fn strategy_adr(out: &mut String, plan: &Plan) {
     let adr = &plan.strategy_adr;
     let _ = writeln!(out, "## Strategy and ADR\n");
     let _ = writeln!(out, "### {}\n\nStatus: {}.\n", adr.title, adr.status);
@@ -348,17 +379,21 @@ pub fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "- {c}");
     }
     out.push('\n');
+}
 
+/// The living checklists, then each phase of the runbook.
+fn checklists_and_phases(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "## Pre-migration checklist\n");
     for item in mp.checklist.iter().filter(|i| i.section == "pre-migration") {
-        checklist_line(&mut out, item);
+        checklist_line(out, item);
     }
     out.push('\n');
 
     let _ = writeln!(out, "## Phases\n");
     let _ = writeln!(out, "Progress, from the state store:\n");
     for item in mp.checklist.iter().filter(|i| i.section == "phases") {
-        checklist_line(&mut out, item);
+        checklist_line(out, item);
     }
     out.push('\n');
     for phase in &plan.runbook.phases {
@@ -371,7 +406,7 @@ pub fn render(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "\n**Steps**\n");
         for (i, s) in phase.steps.iter().enumerate() {
-            step_block(&mut out, i + 1, s);
+            step_block(out, i + 1, s);
         }
         if let Some(manual) = &phase.manual {
             let _ = writeln!(out, "\n*By hand in this version:* {manual}");
@@ -382,7 +417,10 @@ pub fn render(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "\n**Rollback**: {}\n\n**Estimated time**: {}\n", phase.rollback, phase.estimated_time);
     }
+}
 
+/// How each phase is undone, and what triggers it.
+fn rollback(out: &mut String, plan: &Plan) {
     let rp = &plan.rollback_plan;
     let _ = writeln!(out, "## Rollback plan\n");
     let _ = writeln!(out, "Point of no return: {}.\n", rp.point_of_no_return);
@@ -404,13 +442,21 @@ pub fn render(plan: &Plan) -> String {
     for t in &rp.triggers {
         let _ = writeln!(out, "| {} | {} | {} |", t.signal, t.threshold, t.action);
     }
+}
 
+/// The queries that check by hand, in each engine's dialect.
+fn verification_queries(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "\n## Verification queries\n");
     let _ = writeln!(out, "`ferry verify` compares counts, a checksum of every row and a random sample across engines. These queries check by hand, in each engine's dialect:\n");
     for q in &mp.verification_queries {
         let _ = writeln!(out, "{} — {} ({}):\n\n```sql\n{}\n```\n", q.table, q.purpose, q.engine.title(), q.sql);
     }
+}
 
+/// The risk register and the consumers to check.
+fn risks_and_consumers(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "## Risk register\n");
     let _ = writeln!(out, "| failure | symptom | mitigation |\n|---|---|---|");
     for r in &mp.risk_register {
@@ -426,7 +472,11 @@ pub fn render(plan: &Plan) -> String {
         }
         let _ = writeln!(out, "- [ ] outside the database: applications, jobs, ETL, caches, search indexes, reports\n");
     }
+}
 
+/// When, who is told, and what success is.
+fn timeline_and_criteria(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "## Timeline and communication plan\n");
     let _ = writeln!(out, "| when | what |\n|---|---|");
     for t in &mp.timeline {
@@ -438,7 +488,11 @@ pub fn render(plan: &Plan) -> String {
     for c in &mp.success_criteria {
         let _ = writeln!(out, "- [ ] {c}");
     }
+}
 
+/// What the spec has yet to answer.
+fn open_questions(out: &mut String, plan: &Plan) {
+    let mp = &plan.migration_plan;
     let _ = writeln!(out, "\n## Open questions\n");
     if mp.open_questions.is_empty() {
         let _ = writeln!(out, "None: the spec answers every question the method asks.");
@@ -452,5 +506,4 @@ pub fn render(plan: &Plan) -> String {
         let _ =
             writeln!(out, "\n*Big bang: writes stop for the window; phases 3 (sync) and 5 (cutover) do not apply.*");
     }
-    out
 }
