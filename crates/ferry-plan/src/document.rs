@@ -419,10 +419,26 @@ fn rollback_tested(spec: &Spec, shape: Shape, rehearsal: Option<&RehearsalStatus
     }
 }
 
+/// The living checklist: what must be done before the migration, then each
+/// phase, ticked from what the state store recorded.
 fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
-    let item = |id: &str, section: &str, text: String, done: bool, evidence: Option<String>, commands: Vec<String>| {
-        ChecklistItem { id: id.into(), section: section.into(), text, done, evidence, commands }
-    };
+    let mut out = pre_migration(spec, a, recorded, generated_at);
+    out.extend(phase_progress(spec, a, recorded));
+    out
+}
+
+fn item(
+    id: &str,
+    section: &str,
+    text: String,
+    done: bool,
+    evidence: Option<String>,
+    commands: Vec<String>,
+) -> ChecklistItem {
+    ChecklistItem { id: id.into(), section: section.into(), text, done, evidence, commands }
+}
+
+fn pre_migration(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
     let mut out = Vec::new();
     out.push(item(
         "assessment",
@@ -439,33 +455,7 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         backup.extend(sql::backup_commands(a.target.engine, &a.target.url, &targets));
     }
     out.push(item("backup", "pre-migration", "Backup taken **and restore tested**".into(), false, None, backup));
-    let needed = a.total_size_bytes().map(|s| s.saturating_mul(2));
-    let (disk_done, disk_evidence) = match (a.target.free_disk_bytes, needed) {
-        (Some(free), Some(need)) if free >= need => (
-            true,
-            Some(format!(
-                "{} free on the target, about {} needed (measured {})",
-                bytes(free),
-                bytes(need),
-                minute(&a.measured_at)
-            )),
-        ),
-        (Some(free), Some(need)) => {
-            (false, Some(format!("only {} free on the target, about {} needed", bytes(free), bytes(need))))
-        }
-        (None, Some(need)) => {
-            (false, Some(format!("the target cannot report free space: check for about {} on its server", bytes(need))))
-        }
-        _ => (false, None),
-    };
-    out.push(item(
-        "disk",
-        "pre-migration",
-        "Disk space on the target for the copy and its indexes".into(),
-        disk_done,
-        disk_evidence,
-        vec![],
-    ));
+    out.push(disk_item(a));
     out.push(item(
         "rehearsal",
         "pre-migration",
@@ -518,8 +508,44 @@ fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         (!consumers.is_empty()).then(|| format!("found in the database: {}", consumers.iter().map(|c| format!("{} {}", c.kind, c.name)).collect::<Vec<_>>().join(", "))),
         vec![],
     ));
+    out
+}
 
-    // Commands for the phases `ferry run` carries out (table moves only in this version).
+/// Room on the target for the copy and its indexes: about twice the source's size.
+fn disk_item(a: &Assessment) -> ChecklistItem {
+    let needed = a.total_size_bytes().map(|s| s.saturating_mul(2));
+    let (disk_done, disk_evidence) = match (a.target.free_disk_bytes, needed) {
+        (Some(free), Some(need)) if free >= need => (
+            true,
+            Some(format!(
+                "{} free on the target, about {} needed (measured {})",
+                bytes(free),
+                bytes(need),
+                minute(&a.measured_at)
+            )),
+        ),
+        (Some(free), Some(need)) => {
+            (false, Some(format!("only {} free on the target, about {} needed", bytes(free), bytes(need))))
+        }
+        (None, Some(need)) => {
+            (false, Some(format!("the target cannot report free space: check for about {} on its server", bytes(need))))
+        }
+        _ => (false, None),
+    };
+    item(
+        "disk",
+        "pre-migration",
+        "Disk space on the target for the copy and its indexes".into(),
+        disk_done,
+        disk_evidence,
+        vec![],
+    )
+}
+
+/// Each phase, ticked from what the state store recorded; the commands of the
+/// phases `ferry run` carries out (table moves only in this version).
+fn phase_progress(spec: &Spec, a: &Assessment, recorded: &Recorded) -> Vec<ChecklistItem> {
+    let mut out = Vec::new();
     let run_cmd = |c: &str| if a.shape == Shape::TableMove { vec![c.to_string()] } else { vec![] };
     let expand = recorded.completed(1);
     let created = recorded.tables.iter().filter(|t| t.created_by_ferry).count();
