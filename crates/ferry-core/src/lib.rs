@@ -8,6 +8,7 @@ pub mod audit;
 pub mod capabilities;
 pub mod convert;
 pub mod decimal;
+pub mod dialect;
 pub mod engine_kind;
 pub mod lifecycle;
 pub mod schema;
@@ -22,6 +23,7 @@ pub mod value;
 
 pub use audit::{AuditEvent, Phase};
 pub use capabilities::Capabilities;
+pub use dialect::PlanDialect;
 pub use engine_kind::EngineKind;
 pub use schema::{
     Check, Collation, Column, ColumnDef, ColumnDependent, DefaultValue, DependentKind, Dependents, ExpressionIndex,

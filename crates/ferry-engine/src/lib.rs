@@ -381,6 +381,9 @@ pub trait Engine: Send + Sync {
     /// What this engine can do; callers ask this, never [`Engine::kind`].
     fn capabilities(&self) -> Capabilities;
 
+    /// The SQL and shell commands a plan shows for this engine.
+    fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect;
+
     /// The URL with any password hidden, for messages and logs.
     fn display_url(&self) -> String;
 

@@ -81,6 +81,9 @@ impl Engine for Watched {
     fn capabilities(&self) -> crate::Capabilities {
         self.inner.capabilities()
     }
+    fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
+        self.inner.plan_dialect()
+    }
     fn display_url(&self) -> String {
         self.inner.display_url()
     }

@@ -5,6 +5,8 @@
 //! characters survive. Tables Ferry creates use a binary, no-pad collation:
 //! keys that differ only in case or trailing spaces stay different rows.
 
+mod plan_dialect;
+pub use plan_dialect::PLAN_DIALECT;
 mod binlog;
 mod binlog_events;
 mod privileges;
@@ -618,6 +620,10 @@ fn byte_size(v: &Value) -> usize {
 impl Engine for MysqlEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
+    }
+
+    fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
+        &plan_dialect::PLAN_DIALECT
     }
 
     fn capabilities(&self) -> Capabilities {

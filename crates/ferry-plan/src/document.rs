@@ -10,7 +10,7 @@ use super::strategy::{self, Decision, Risk, RollbackComplexity, Strategy};
 use ferry_core::audit::{format_duration, Phase};
 use ferry_core::spec::{OpenQuestion, RollbackRequirement, Spec};
 use ferry_core::status::{PhaseState, PhaseStatus, TableStatus};
-use ferry_core::EngineKind;
+use ferry_core::{EngineKind, PlanDialect};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -279,7 +279,15 @@ fn backward_incompatible(a: &Assessment, findings: &[Finding]) -> bool {
             .any(|f| matches!(f.code.as_str(), "F001" | "F002" | "F004") && f.severity >= Severity::Warning)
 }
 
-pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Plan {
+/// Each side's dialect: the SQL and shell commands the plan shows are the
+/// engines' own (`Engine::plan_dialect`).
+#[derive(Clone, Copy)]
+pub struct Dialects {
+    pub source: &'static dyn PlanDialect,
+    pub target: &'static dyn PlanDialect,
+}
+
+pub fn build(spec: &Spec, a: &Assessment, dialects: Dialects, recorded: &Recorded, generated_at: &str) -> Plan {
     let findings = lint(a);
     let run_estimate = super::estimate::estimate(a, &spec.policy);
     let backfill = run_estimate.phase_seconds(Phase::Backfill);
@@ -365,8 +373,8 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
             run: run_estimate.clone(),
         },
         tables: a.tables.clone(),
-        checklist: checklist(spec, a, recorded, generated_at),
-        verification_queries: verification_queries(a),
+        checklist: checklist(spec, a, dialects, recorded, generated_at),
+        verification_queries: verification_queries(a, dialects),
         code_changes: if a.shape == Shape::InPlace {
             a.tables.iter().flat_map(|t| InPlace::of(a.source.engine, t).code_changes()).collect()
         } else {
@@ -383,7 +391,7 @@ pub fn build(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &st
         generated_at: generated_at.to_string(),
         rollback_plan: rollback_plan(spec, a, decision.strategy),
         strategy_adr: adr(spec, a, &decision, &findings, &run_estimate, risk),
-        runbook: runbook(spec, a, decision.strategy, backfill, verify),
+        runbook: runbook(spec, a, dialects, decision.strategy, backfill, verify),
         lint: findings,
         migration_plan,
     }
@@ -421,8 +429,8 @@ fn rollback_tested(spec: &Spec, shape: Shape, rehearsal: Option<&RehearsalStatus
 
 /// The living checklist: what must be done before the migration, then each
 /// phase, ticked from what the state store recorded.
-fn checklist(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
-    let mut out = pre_migration(spec, a, recorded, generated_at);
+fn checklist(spec: &Spec, a: &Assessment, d: Dialects, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
+    let mut out = pre_migration(spec, a, d, recorded, generated_at);
     out.extend(phase_progress(spec, a, recorded));
     out
 }
@@ -438,7 +446,13 @@ fn item(
     ChecklistItem { id: id.into(), section: section.into(), text, done, evidence, commands }
 }
 
-fn pre_migration(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at: &str) -> Vec<ChecklistItem> {
+fn pre_migration(
+    spec: &Spec,
+    a: &Assessment,
+    d: Dialects,
+    recorded: &Recorded,
+    generated_at: &str,
+) -> Vec<ChecklistItem> {
     let mut out = Vec::new();
     out.push(item(
         "assessment",
@@ -449,10 +463,10 @@ fn pre_migration(spec: &Spec, a: &Assessment, recorded: &Recorded, generated_at:
         vec!["ferry plan".into()],
     ));
     let sources: Vec<&str> = a.tables.iter().map(|t| t.source.as_str()).collect();
-    let mut backup = sql::backup_commands(a.source.engine, &a.source.url, &sources);
+    let mut backup = d.source.backup_commands(&a.source.url, &sources);
     if a.shape == Shape::TableMove && a.tables.iter().any(|t| t.target_exists) {
         let targets: Vec<&str> = a.tables.iter().filter(|t| t.target_exists).map(|t| t.target.as_str()).collect();
-        backup.extend(sql::backup_commands(a.target.engine, &a.target.url, &targets));
+        backup.extend(d.target.backup_commands(&a.target.url, &targets));
     }
     out.push(item("backup", "pre-migration", "Backup taken **and restore tested**".into(), false, None, backup));
     out.push(disk_item(a));
@@ -642,7 +656,7 @@ fn consumers(a: &Assessment) -> Vec<Consumer> {
     out
 }
 
-fn verification_queries(a: &Assessment) -> Vec<Query> {
+fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
     let mut out = Vec::new();
     let q = |purpose: &str, table: &str, engine: EngineKind, sql: String| Query {
         purpose: purpose.into(),
@@ -673,7 +687,7 @@ fn verification_queries(a: &Assessment) -> Vec<Query> {
             ));
             out.push(q("rows in the target", &t.target, a.target.engine, sql::count(a.target.engine, &t.target, None)));
             if !target_key.is_empty() {
-                out.push(q("checksum of the target (compare with the same query on a copy on this engine; `ferry verify` compares across engines)", &t.target, a.target.engine, sql::checksum(a.target.engine, &t.target, &target_key, &target_cols)));
+                out.push(q("checksum of the target (compare with the same query on a copy on this engine; `ferry verify` compares across engines)", &t.target, a.target.engine, d.target.table_checksum(&t.target, &target_key, &target_cols)));
             }
         }
         let table = if a.shape == Shape::InPlace { &t.source } else { &t.target };
@@ -1065,6 +1079,7 @@ fn adr(
 struct RunbookContext<'a> {
     spec: &'a Spec,
     a: &'a Assessment,
+    dialects: Dialects,
     strategy: Strategy,
     /// Seconds of backfill and of verification, as estimated.
     backfill: f64,
@@ -1073,8 +1088,16 @@ struct RunbookContext<'a> {
     spec_arg: String,
 }
 
-fn runbook(spec: &Spec, a: &Assessment, strategy: Strategy, backfill: f64, verify: f64) -> Runbook {
-    let c = RunbookContext { spec, a, strategy, backfill, verify, spec_arg: format!("--spec {}", spec.path.display()) };
+fn runbook(spec: &Spec, a: &Assessment, dialects: Dialects, strategy: Strategy, backfill: f64, verify: f64) -> Runbook {
+    let c = RunbookContext {
+        spec,
+        a,
+        dialects,
+        strategy,
+        backfill,
+        verify,
+        spec_arg: format!("--spec {}", spec.path.display()),
+    };
     let mut phases = if a.shape == Shape::InPlace {
         vec![in_place_expand(&c), in_place_backfill(&c), in_place_sync(), in_place_verify(&c)]
     } else {
@@ -1273,7 +1296,7 @@ fn move_backfill(c: &RunbookContext) -> PhasePlan {
         format!("ferry run {spec_arg} --until backfill"),
     );
     for t in &a.tables {
-        copy = with_sql(copy, a.source.engine, [sql::keyset_read(a.source.engine, t, batch)]);
+        copy = with_sql(copy, a.source.engine, [sql::keyset_read(c.dialects.source, t, batch)]);
     }
     for t in &a.tables {
         copy = with_sql(copy, a.target.engine, t.ddl_after_load.clone());

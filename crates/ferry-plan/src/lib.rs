@@ -16,7 +16,7 @@ pub mod markdown;
 pub mod sql;
 pub mod strategy;
 
-pub use document::{build, Plan, Recorded, RehearsalStatus};
+pub use document::{build, Dialects, Plan, Recorded, RehearsalStatus};
 pub use estimate::{estimate, Estimate, Part, PartEstimate};
 pub use facts::{
     Assessment, ColumnFacts, EndpointFacts, KeyCollisions, Latency, LoadReading, SchemaItem, SchemaItemKind,

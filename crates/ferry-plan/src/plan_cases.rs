@@ -3,8 +3,9 @@
 //! engines with findings to answer, and a change in place.
 
 use super::fixture::{assessment, between, column, in_place, table, url};
-use super::{build, markdown, Recorded};
+use super::{build, markdown, Dialects, Recorded};
 use ferry_core::spec::Spec;
+use ferry_core::PlanDialect;
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -37,8 +38,19 @@ fn measured(a: &mut Value, rows: u64) {
     t["ddl_after_load"] = json!(["CREATE INDEX \"users_email\" ON \"users\" (\"email\")"]);
 }
 
+/// The engines' own dialects, by the fixture's engine names.
+fn dialect(engine: &Value) -> &'static dyn PlanDialect {
+    match engine.as_str() {
+        Some("sqlite") => &ferry_sqlite::PLAN_DIALECT,
+        Some("postgres") => &ferry_postgres::PLAN_DIALECT,
+        Some("mysql") => &ferry_mysql::PLAN_DIALECT,
+        other => panic!("no fixture engine {other:?}"),
+    }
+}
+
 fn rendered(spec_text: &str, a: Value) -> (String, String) {
-    let plan = build(&spec(spec_text), &assessment(a), &Recorded::default(), GENERATED_AT);
+    let dialects = Dialects { source: dialect(&a["source"]["engine"]), target: dialect(&a["target"]["engine"]) };
+    let plan = build(&spec(spec_text), &assessment(a), dialects, &Recorded::default(), GENERATED_AT);
     (markdown::render(&plan), serde_json::to_string_pretty(&plan).unwrap())
 }
 

@@ -5,6 +5,8 @@
 //! through a session-local staging table with `INSERT ... ON CONFLICT` when
 //! some of its keys are already there (a batch redone after a crash).
 
+mod plan_dialect;
+pub use plan_dialect::PLAN_DIALECT;
 mod codec;
 mod logical;
 mod privileges;
@@ -748,6 +750,10 @@ pub fn declare(t: &DataType) -> String {
 impl Engine for PostgresEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
+    }
+
+    fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
+        &plan_dialect::PLAN_DIALECT
     }
 
     fn capabilities(&self) -> Capabilities {

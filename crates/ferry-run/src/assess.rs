@@ -379,7 +379,8 @@ pub async fn make_plan(spec: Spec, progress: &dyn Progress) -> Result<Planned> {
     });
     let recorded = plan::Recorded { phases: state.phases()?, tables: state.table_statuses()?, rehearsal };
     let generated_at = timestamp(now());
-    let plan = plan::build(&spec, &assessment, &recorded, &generated_at);
+    let dialects = plan::Dialects { source: assessor.source.plan_dialect(), target: assessor.target.plan_dialect() };
+    let plan = plan::build(&spec, &assessment, dialects, &recorded, &generated_at);
     let estimate = &plan.migration_plan.estimates.run;
     let estimated = estimate.seconds * 1000.0;
     state.set_meta(

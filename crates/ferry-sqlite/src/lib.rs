@@ -3,6 +3,8 @@
 //! rusqlite is synchronous; every call runs on tokio's blocking pool with
 //! the one connection behind a mutex.
 
+mod plan_dialect;
+pub use plan_dialect::PLAN_DIALECT;
 mod capture;
 mod types;
 
@@ -594,6 +596,10 @@ fn not_found(conn: &Connection, table: &TableName) -> EngineError {
 impl Engine for SqliteEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Sqlite
+    }
+
+    fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
+        &plan_dialect::PLAN_DIALECT
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -239,6 +239,27 @@ pub async fn capabilities_are_honest(kind: Kind) {
     );
 }
 
+/// The engine's plan dialect is its own, and the table checksum a plan
+/// shows runs on it as written and sees a change.
+pub async fn plan_dialect_runs_on_the_engine(kind: Kind) {
+    let db = TestDb::new(kind).await;
+    let (engine, _, _) = items(&db).await;
+    let dialect = engine.plan_dialect();
+    assert_eq!(dialect.kind(), engine.kind(), "{kind}: the plan dialect of another engine");
+    let columns = ["id".to_string(), "name".to_string(), "n".to_string()];
+    let checksum = dialect.table_checksum("items", &columns[..1], &columns);
+    let sum = || async {
+        let rows = engine.query_text(&checksum).await.unwrap_or_else(|e| panic!("{kind}: {checksum}: {e}"));
+        assert_eq!(rows.len(), 1, "{kind}: {checksum} gives one row");
+        rows
+    };
+    let empty = sum().await;
+    let insert = format!("INSERT INTO {} VALUES (1, 'a', 2)", dialect.table("items"));
+    engine.execute(&[insert], false, LOCK_TIMEOUT).await.unwrap();
+    assert_ne!(sum().await, empty, "{kind}: {checksum} does not see a new row");
+    assert!(!dialect.backup_commands(&db.url, &["items"]).is_empty(), "{kind}: no backup command");
+}
+
 /// The conformance suite for one engine: a module named `$name` with one
 /// test per behaviour, against a real database of kind `$kind`.
 #[macro_export]
@@ -274,6 +295,10 @@ macro_rules! engine_conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn capabilities_are_honest() {
                 c::capabilities_are_honest(KIND).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn plan_dialect_runs_on_the_engine() {
+                c::plan_dialect_runs_on_the_engine(KIND).await
             }
         }
     };

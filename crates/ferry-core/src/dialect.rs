@@ -1,0 +1,83 @@
+//! The SQL and shell commands an engine writes where no connection is open:
+//! what a plan shows (backup and restore, a table's checksum, a batch's
+//! read). Each engine crate implements [`PlanDialect`] and hands it out
+//! through `Engine::plan_dialect`; the planner receives it and never asks
+//! which engine it is.
+
+use crate::EngineKind;
+
+pub trait PlanDialect: Send + Sync {
+    /// Whose dialect, for the plan's labels.
+    fn kind(&self) -> EngineKind;
+
+    /// Backup, and a restore test that proves the backup, for `tables` of
+    /// the database at the (redacted) `url`.
+    fn backup_commands(&self, url: &str, tables: &[&str]) -> Vec<String>;
+
+    /// A checksum of a whole table in the engine's own SQL, comparable
+    /// between two copies on the same engine.
+    fn table_checksum(&self, table: &str, key: &[String], columns: &[String]) -> String;
+
+    /// The `n`-th (1-based) bind parameter of a statement.
+    fn parameter(&self, n: usize) -> String;
+
+    /// `name` quoted as an identifier.
+    fn ident(&self, name: &str) -> String {
+        self.kind().ident(name)
+    }
+
+    /// `schema.table` quoted part by part.
+    fn table(&self, name: &str) -> String {
+        name.split('.').map(|p| self.ident(p)).collect::<Vec<_>>().join(".")
+    }
+}
+
+/// The parts of a (redacted) server URL a shell command needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UrlParts {
+    pub user: String,
+    pub host: String,
+    pub port: Option<String>,
+    pub database: String,
+}
+
+impl UrlParts {
+    /// The parts of `url`, or placeholders the reader replaces (`USER`, `HOST`, `DB`).
+    pub fn of(url: &str) -> UrlParts {
+        UrlParts::parse(url).unwrap_or_else(|| UrlParts {
+            user: "USER".into(),
+            host: "HOST".into(),
+            port: None,
+            database: "DB".into(),
+        })
+    }
+
+    fn parse(url: &str) -> Option<UrlParts> {
+        let rest = url.split_once("://")?.1;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+        let user = userinfo.split(':').next().unwrap_or("").to_string();
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p.to_string())),
+            None => (hostport.to_string(), None),
+        };
+        let database = path.split('?').next().unwrap_or("").to_string();
+        Some(UrlParts { user, host, port, database })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UrlParts;
+
+    #[test]
+    fn url_parts_read_redacted_urls() {
+        let p = UrlParts::of("postgres://app:***@db.internal:6432/shop");
+        assert_eq!(
+            (p.user.as_str(), p.host.as_str(), p.port.as_deref(), p.database.as_str()),
+            ("app", "db.internal", Some("6432"), "shop")
+        );
+        assert_eq!(UrlParts::of("mysql://root@h/x?ssl=1").database, "x");
+        assert_eq!(UrlParts::of("no url").host, "HOST");
+    }
+}

@@ -1,0 +1,44 @@
+//! What a plan shows for MySQL/MariaDB: mysqldump, a CRC32 fold of the
+//! table's rows, `?` parameters.
+
+use ferry_core::dialect::UrlParts;
+use ferry_core::{EngineKind, PlanDialect};
+
+pub struct MysqlPlanDialect;
+
+/// MySQL's and MariaDB's dialect, for `Engine::plan_dialect`.
+pub static PLAN_DIALECT: MysqlPlanDialect = MysqlPlanDialect;
+
+impl PlanDialect for MysqlPlanDialect {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Mysql
+    }
+
+    fn backup_commands(&self, url: &str, tables: &[&str]) -> Vec<String> {
+        let p = UrlParts::of(url);
+        let conn = format!("-h {} -P {} -u {} -p", p.host, p.port.as_deref().unwrap_or("3306"), p.user);
+        vec![
+            format!(
+                "mysqldump {conn} --single-transaction --routines --triggers {} {} > ferry-backup.sql",
+                p.database,
+                tables.join(" ")
+            ),
+            format!(
+                "mysql {conn} -e 'CREATE DATABASE ferry_restore_test' && mysql {conn} ferry_restore_test < ferry-backup.sql"
+            ),
+            format!(
+                "mysql {conn} ferry_restore_test -e 'SELECT count(*) FROM {}'   # must match the source, then: DROP DATABASE ferry_restore_test",
+                tables.first().copied().unwrap_or("TABLE")
+            ),
+        ]
+    }
+
+    fn table_checksum(&self, table: &str, _key: &[String], columns: &[String]) -> String {
+        let values: Vec<String> = columns.iter().map(|c| format!("IFNULL({}, '\\\\N')", self.ident(c))).collect();
+        format!("SELECT count(*), BIT_XOR(CRC32(CONCAT_WS('|', {}))) FROM {};", values.join(", "), self.table(table))
+    }
+
+    fn parameter(&self, _n: usize) -> String {
+        "?".into()
+    }
+}
