@@ -2,7 +2,7 @@
 //! most one batch redone per kill and worker (the one each was writing).
 
 use ferry_core::{DataType, TableName};
-use ferry_testkit::{fixtures::literal, spec, Kind, TestDb, Workspace};
+use ferry_testkit::{fixtures::literal, spec, wait_until, Kind, TestDb, Workspace};
 use std::time::Duration;
 
 const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
@@ -30,6 +30,11 @@ async fn fill(db: &TestDb) {
     }
 }
 
+/// Rows of the table the state store says are copied.
+fn copied(ws: &Workspace) -> u64 {
+    ws.status_json()["tables"][0]["rows_copied"].as_u64().unwrap_or(0)
+}
+
 async fn killed_and_resumed(source: Kind, target: Kind) {
     let src = TestDb::new(source).await;
     let dst = TestDb::new(target).await;
@@ -50,8 +55,12 @@ async fn killed_and_resumed(source: Kind, target: Kind) {
     let mut kills = 0;
     let mut seen_progress = Vec::new();
     while kills < KILLS {
+        let before = seen_progress.last().copied().unwrap_or(0);
         let mut child = ws.spawn_quiet(&["run"]);
-        std::thread::sleep(Duration::from_millis(fastrand::u64(150..450)));
+        // A loaded machine starts the copy late: kill once this run has
+        // copied something, at a random instant after.
+        wait_until("this run's first batches", Duration::from_secs(60), || copied(&ws) > before);
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..100)));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         assert!(
@@ -59,8 +68,7 @@ async fn killed_and_resumed(source: Kind, target: Kind) {
             "the run ended before it could be killed (status {status}); the test needs a longer backfill"
         );
         kills += 1;
-        let state = ws.status_json();
-        seen_progress.push(state["tables"][0]["rows_copied"].as_u64().unwrap_or(0));
+        seen_progress.push(copied(&ws));
     }
     assert!(
         seen_progress.windows(2).any(|w| w[1] > w[0]) && *seen_progress.last().unwrap() < ROWS as u64,
