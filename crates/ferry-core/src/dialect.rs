@@ -1,10 +1,24 @@
 //! The SQL and shell commands an engine writes where no connection is open:
 //! what a plan shows (backup and restore, a table's checksum, a batch's
-//! read). Each engine crate implements [`PlanDialect`] and hands it out
-//! through `Engine::plan_dialect`; the planner receives it and never asks
-//! which engine it is.
+//! read) and how the schema translator writes a table for it (identities,
+//! collations, index expressions). Each engine crate implements
+//! [`PlanDialect`] and hands it out through `Engine::plan_dialect`; the
+//! planner and the translator receive it and never ask which engine it is.
 
-use crate::EngineKind;
+use crate::{DataType, EngineKind};
+
+/// A column the source numbers itself, as the target is asked to number it.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityColumn<'a> {
+    pub name: &'a str,
+    pub data_type: &'a DataType,
+    /// The table's key is this column alone.
+    pub sole_key: bool,
+    /// The source numbers it as SQLite's rowid (`INTEGER PRIMARY KEY` without AUTOINCREMENT).
+    pub rowid: bool,
+    /// The name a sequence for it takes, where the engine needs one.
+    pub sequence: &'a str,
+}
 
 pub trait PlanDialect: Send + Sync {
     /// Whose dialect, for the plan's labels.
@@ -20,6 +34,25 @@ pub trait PlanDialect: Send + Sync {
 
     /// The `n`-th (1-based) bind parameter of a statement.
     fn parameter(&self, n: usize) -> String;
+
+    /// How the target numbers `column` (the clause its DDL shows), or why it cannot.
+    fn identity(&self, column: &IdentityColumn) -> Result<String, String>;
+
+    /// Column names compare without regard to case (`Email` is `email`).
+    fn case_insensitive_names(&self) -> bool;
+
+    /// A collation of this engine to suggest for text the source compares
+    /// without regard to case.
+    fn case_insensitive_collation_advice(&self) -> &'static str;
+
+    /// A unique key on text the source compares without case can be
+    /// enforced here on `lower()` of its columns.
+    fn enforces_unique_on_lower(&self) -> bool;
+
+    /// An expression as an index element.
+    fn index_expression(&self, sql: &str) -> String {
+        format!("({sql})")
+    }
 
     /// `name` quoted as an identifier.
     fn ident(&self, name: &str) -> String {

@@ -1,7 +1,7 @@
 //! What a plan shows for MySQL/MariaDB: mysqldump, a CRC32 fold of the
 //! table's rows, `?` parameters.
 
-use ferry_core::dialect::UrlParts;
+use ferry_core::dialect::{IdentityColumn, UrlParts};
 use ferry_core::{EngineKind, PlanDialect};
 
 pub struct MysqlPlanDialect;
@@ -40,5 +40,26 @@ impl PlanDialect for MysqlPlanDialect {
 
     fn parameter(&self, _n: usize) -> String {
         "?".into()
+    }
+
+    fn identity(&self, column: &IdentityColumn) -> Result<String, String> {
+        if column.data_type.is_integer() {
+            Ok("AUTO_INCREMENT".into())
+        } else {
+            Err(format!("AUTO_INCREMENT needs an integer column, and `{}` is {}", column.name, column.data_type))
+        }
+    }
+
+    fn case_insensitive_names(&self) -> bool {
+        true
+    }
+
+    fn case_insensitive_collation_advice(&self) -> &'static str {
+        "utf8mb4_general_ci"
+    }
+
+    /// MariaDB has no indexes on expressions; a unique key stays on the column.
+    fn enforces_unique_on_lower(&self) -> bool {
+        false
     }
 }

@@ -498,9 +498,8 @@ async fn plan_table(
         })
         .collect();
     let mut translator = Translator::new(
-        source_engine.kind(),
-        target.kind(),
-        target.schema_support(),
+        source_engine,
+        target,
         &schema,
         &target_name.name,
         &table.translate,

@@ -1,6 +1,7 @@
 //! What a plan shows for SQLite: `.backup` and `integrity_check`, a sum
 //! over the quoted rows (SQLite has no hash function), `?` parameters.
 
+use ferry_core::dialect::IdentityColumn;
 use ferry_core::{EngineKind, PlanDialect};
 
 pub struct SqlitePlanDialect;
@@ -35,5 +36,29 @@ impl PlanDialect for SqlitePlanDialect {
 
     fn parameter(&self, _n: usize) -> String {
         "?".into()
+    }
+
+    fn identity(&self, column: &IdentityColumn) -> Result<String, String> {
+        match (column.sole_key && column.data_type.is_integer(), column.rowid) {
+            (false, _) => Err("SQLite numbers only a table's single INTEGER PRIMARY KEY".into()),
+            (true, true) => Ok("INTEGER PRIMARY KEY (rowid)".into()),
+            (true, false) => Ok("INTEGER PRIMARY KEY AUTOINCREMENT".into()),
+        }
+    }
+
+    fn case_insensitive_names(&self) -> bool {
+        true
+    }
+
+    fn case_insensitive_collation_advice(&self) -> &'static str {
+        "NOCASE"
+    }
+
+    fn enforces_unique_on_lower(&self) -> bool {
+        true
+    }
+
+    fn index_expression(&self, sql: &str) -> String {
+        sql.to_string()
     }
 }

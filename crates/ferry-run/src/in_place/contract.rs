@@ -10,7 +10,6 @@ use crate::machine::{advance, permit};
 use crate::progress::Progress;
 use crate::runner::Migration;
 use ferry_core::lifecycle::{Command, Event, OperationStage, Stage, State};
-use ferry_core::EngineKind;
 use ferry_core::{AuditEvent, Phase};
 use ferry_plan::in_place::{Statement, Version};
 
@@ -137,7 +136,7 @@ impl Migration {
         if contract.atomic {
             let mut steps = contract.steps.clone();
             if !sql.sqlite_not_null().is_empty()
-                || (change.engine == EngineKind::Sqlite && !change.constraints.is_empty())
+                || (self.source.capabilities().alters_by_rebuilding && !change.constraints.is_empty())
             {
                 // After Ferry's objects are dropped, before the old columns are.
                 let at = steps.iter().position(|s| s.sql.contains(" DROP COLUMN ")).unwrap_or(steps.len());
