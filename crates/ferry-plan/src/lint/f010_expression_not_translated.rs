@@ -20,35 +20,9 @@ fn check(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{
-        clean, problem, run, table,
-        Case::{Flags, Passes},
-    };
-    use serde_json::json;
-
     #[test]
     fn cases() {
-        let said = run(
-            super::RULE.code,
-            &[
-                Flags("a default it cannot translate", clean, |a| {
-                    table(a)["schema"] = json!([problem("default", "expression")])
-                }),
-                Flags("one it can keep only in part (information)", clean, |a| {
-                    let mut item = problem("default", "expression");
-                    item["problem"]["info"] = json!(true);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("a default translated", clean, |a| {
-                    let mut item = problem("default", "expression");
-                    item["problem"] = json!(null);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("another class of problem", clean, |a| {
-                    table(a)["schema"] = json!([problem("default", "index")])
-                }),
-            ],
-        );
+        let said = super::super::fixture::schema_problem_cases(super::RULE.code, "default", "a default", "expression");
         insta::assert_snapshot!(said);
     }
 }

@@ -20,35 +20,9 @@ fn check(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{
-        clean, problem, run, table,
-        Case::{Flags, Passes},
-    };
-    use serde_json::json;
-
     #[test]
     fn cases() {
-        let said = run(
-            super::RULE.code,
-            &[
-                Flags("an index it cannot translate", clean, |a| {
-                    table(a)["schema"] = json!([problem("index", "index")])
-                }),
-                Flags("one it can keep only in part (information)", clean, |a| {
-                    let mut item = problem("index", "index");
-                    item["problem"]["info"] = json!(true);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("an index translated", clean, |a| {
-                    let mut item = problem("index", "index");
-                    item["problem"] = json!(null);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("another class of problem", clean, |a| {
-                    table(a)["schema"] = json!([problem("index", "expression")])
-                }),
-            ],
-        );
+        let said = super::super::fixture::schema_problem_cases(super::RULE.code, "index", "an index", "index");
         insta::assert_snapshot!(said);
     }
 }

@@ -19,34 +19,13 @@ fn check(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{
-        clean, problem, run, table,
-        Case::{Flags, Passes},
-    };
-    use serde_json::json;
-
     #[test]
     fn cases() {
-        let said = run(
+        let said = super::super::fixture::schema_problem_cases(
             super::RULE.code,
-            &[
-                Flags("a generated column it cannot translate", clean, |a| {
-                    table(a)["schema"] = json!([problem("generated", "generated")])
-                }),
-                Flags("one it can keep only in part (information)", clean, |a| {
-                    let mut item = problem("generated", "generated");
-                    item["problem"]["info"] = json!(true);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("a generated column translated", clean, |a| {
-                    let mut item = problem("generated", "generated");
-                    item["problem"] = json!(null);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("another class of problem", clean, |a| {
-                    table(a)["schema"] = json!([problem("generated", "index")])
-                }),
-            ],
+            "generated",
+            "a generated column",
+            "generated",
         );
         insta::assert_snapshot!(said);
     }

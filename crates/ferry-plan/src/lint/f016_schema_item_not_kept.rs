@@ -19,35 +19,9 @@ fn check(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{
-        clean, problem, run, table,
-        Case::{Flags, Passes},
-    };
-    use serde_json::json;
-
     #[test]
     fn cases() {
-        let said = run(
-            super::RULE.code,
-            &[
-                Flags("an identity it cannot translate", clean, |a| {
-                    table(a)["schema"] = json!([problem("identity", "not_kept")])
-                }),
-                Flags("one it can keep only in part (information)", clean, |a| {
-                    let mut item = problem("identity", "not_kept");
-                    item["problem"]["info"] = json!(true);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("an identity translated", clean, |a| {
-                    let mut item = problem("identity", "not_kept");
-                    item["problem"] = json!(null);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("another class of problem", clean, |a| {
-                    table(a)["schema"] = json!([problem("identity", "index")])
-                }),
-            ],
-        );
+        let said = super::super::fixture::schema_problem_cases(super::RULE.code, "identity", "an identity", "not_kept");
         insta::assert_snapshot!(said);
     }
 }

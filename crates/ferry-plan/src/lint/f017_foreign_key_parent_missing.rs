@@ -19,34 +19,13 @@ fn check(rule: &Rule, a: &Assessment) -> Vec<Finding> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixture::{
-        clean, problem, run, table,
-        Case::{Flags, Passes},
-    };
-    use serde_json::json;
-
     #[test]
     fn cases() {
-        let said = run(
+        let said = super::super::fixture::schema_problem_cases(
             super::RULE.code,
-            &[
-                Flags("a foreign key it cannot translate", clean, |a| {
-                    table(a)["schema"] = json!([problem("foreign_key", "parent_missing")])
-                }),
-                Flags("one it can keep only in part (information)", clean, |a| {
-                    let mut item = problem("foreign_key", "parent_missing");
-                    item["problem"]["info"] = json!(true);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("a foreign key translated", clean, |a| {
-                    let mut item = problem("foreign_key", "parent_missing");
-                    item["problem"] = json!(null);
-                    table(a)["schema"] = json!([item]);
-                }),
-                Passes("another class of problem", clean, |a| {
-                    table(a)["schema"] = json!([problem("foreign_key", "index")])
-                }),
-            ],
+            "foreign_key",
+            "a foreign key",
+            "parent_missing",
         );
         insta::assert_snapshot!(said);
     }
