@@ -564,6 +564,12 @@ pub trait Engine: Send + Sync {
     /// Deletes every row of `table` (replay of a source `TRUNCATE`).
     async fn delete_all(&self, table: &TableName) -> Result<()>;
 
+    /// The capture methods this engine has: triggers everywhere, and the
+    /// server's own log where it can be read (logical decoding, the binlog).
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        &[CaptureMethod::Triggers]
+    }
+
     /// Whether this server can capture with `method`: an error of kind
     /// [`ErrorKind::Unsupported`] that says what to change, asked before
     /// anything is created and again by `install_capture`.

@@ -84,6 +84,9 @@ impl Engine for Watched {
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         self.inner.plan_dialect()
     }
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        self.inner.capture_methods()
+    }
     fn display_url(&self) -> String {
         self.inner.display_url()
     }

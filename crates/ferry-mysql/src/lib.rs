@@ -622,6 +622,10 @@ impl Engine for MysqlEngine {
         EngineKind::Mysql
     }
 
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        &[CaptureMethod::Triggers, CaptureMethod::Binlog]
+    }
+
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         &plan_dialect::PLAN_DIALECT
     }

@@ -752,6 +752,10 @@ impl Engine for PostgresEngine {
         EngineKind::Postgres
     }
 
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        &[CaptureMethod::Triggers, CaptureMethod::Logical]
+    }
+
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         &plan_dialect::PLAN_DIALECT
     }

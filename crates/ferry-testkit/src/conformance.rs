@@ -149,12 +149,58 @@ pub async fn checksums_are_honest(kind: Kind) {
 /// Trigger capture logs the key of every insert, update and delete until
 /// acknowledged, and leaves nothing behind once removed.
 pub async fn capture_logs_every_write(kind: Kind) {
+    capture_scenario(&TestDb::new(kind).await, CaptureMethod::Triggers).await;
+}
+
+/// A server set up for a log-based capture method: `wal_level = logical`,
+/// or a row-based binary log.
+enum LogServer {
+    Logical(crate::LogicalPostgres),
+    Binlog(crate::PrivateMariadb),
+}
+
+impl LogServer {
+    fn start(method: CaptureMethod) -> LogServer {
+        match method {
+            CaptureMethod::Logical => LogServer::Logical(crate::LogicalPostgres::start()),
+            CaptureMethod::Binlog => LogServer::Binlog(crate::PrivateMariadb::start(1)),
+            CaptureMethod::Triggers => unreachable!("triggers need no server of their own"),
+        }
+    }
+
+    fn server(&self) -> String {
+        match self {
+            LogServer::Logical(s) => s.server(),
+            LogServer::Binlog(s) => s.server(),
+        }
+    }
+}
+
+/// Each log-based method the engine lists (`Engine::capture_methods`) logs
+/// the keys of every write as triggers do, on a server set up for it; a
+/// method it does not list is refused before anything is created.
+pub async fn log_capture_logs_every_write(kind: Kind) {
     let db = TestDb::new(kind).await;
-    let (engine, read, write) = items(&db).await;
+    let engine = db.engine().await;
+    let listed = engine.capture_methods();
+    assert!(listed.contains(&CaptureMethod::Triggers), "{kind}: every engine captures with triggers");
+    for method in [CaptureMethod::Logical, CaptureMethod::Binlog] {
+        if !listed.contains(&method) {
+            assert!(engine.check_capture(method).await.is_err(), "{kind}: {method:?} is not listed, yet accepted");
+            continue;
+        }
+        let server = LogServer::start(method);
+        capture_scenario(&TestDb::on(kind, &server.server()).await, method).await;
+    }
+}
+
+async fn capture_scenario(db: &TestDb, method: CaptureMethod) {
+    let kind = db.kind;
+    let (engine, read, write) = items(db).await;
     engine.upsert(&write, vec![row(1, "a", None), row(2, "b", None)].into()).await.unwrap();
     let schema = engine.introspect(&read.table).await.unwrap();
-    engine.install_capture(&schema, &read.key, CaptureMethod::Triggers, LOCK_TIMEOUT).await.expect("install_capture");
-    engine.install_capture(&schema, &read.key, CaptureMethod::Triggers, LOCK_TIMEOUT).await.expect("idempotent");
+    engine.install_capture(&schema, &read.key, method, LOCK_TIMEOUT).await.expect("install_capture");
+    engine.install_capture(&schema, &read.key, method, LOCK_TIMEOUT).await.expect("idempotent");
     let t = kind.ident("items");
     let (id, name) = (kind.ident("id"), kind.ident("name"));
     let statements = [
@@ -168,15 +214,16 @@ pub async fn capture_logs_every_write(kind: Kind) {
     let mut keys: Vec<i64> = changes.iter().flat_map(|c| ids(std::slice::from_ref(&c.key))).collect();
     keys.sort();
     keys.dedup();
-    assert_eq!(keys, vec![1, 2, 3], "{kind}: the keys of the insert, the update and the delete");
+    assert_eq!(keys, vec![1, 2, 3], "{kind} {method:?}: the keys of the insert, the update and the delete");
     let seqs: Vec<i64> = changes.iter().map(|c| c.seq).collect();
     engine.ack_changes(&read.table, &seqs).await.expect("ack_changes");
+    engine.collect_changes().await.unwrap();
     assert!(
         engine.read_changes(&read.table, 1, 100).await.unwrap().is_empty(),
-        "{kind}: acknowledged changes are gone"
+        "{kind} {method:?}: acknowledged changes are gone"
     );
     engine.remove_capture(&read.table, LOCK_TIMEOUT).await.expect("remove_capture");
-    assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind}: nothing of capture is left");
+    assert_eq!(db.ferry_objects().await, Vec::<String>::new(), "{kind} {method:?}: nothing of capture is left");
 }
 
 /// An advisory lock has one holder at a time, and is free again when its guard goes.
@@ -324,6 +371,10 @@ macro_rules! engine_conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn capture_logs_every_write() {
                 c::capture_logs_every_write(KIND).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn log_capture_logs_every_write() {
+                c::log_capture_logs_every_write(KIND).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn locks_are_exclusive() {
