@@ -344,6 +344,49 @@ pub async fn plan_dialect_runs_on_the_engine(kind: Kind) {
     assert!(!dialect.backup_commands(&db.url, &["items"]).is_empty(), "{kind}: no backup command");
 }
 
+/// Every step of the lifecycle starts, completes and aborts with the
+/// engine on both sides (`ferry` is the binary): run then rollback, and a
+/// switch then rollback that writes the target's rows back, each leave no
+/// `ferry_` object; run, switch and contract end completed, with nothing of
+/// Ferry's left but the archive.
+pub async fn lifecycle_steps_complete_and_abort(kind: Kind, ferry: &str) {
+    let src = TestDb::new(kind).await;
+    let dst = TestDb::new(kind).await;
+    let t = kind.ident("items");
+    src.exec(&format!("CREATE TABLE {t} (id integer PRIMARY KEY, name varchar(40) NOT NULL)")).await;
+    src.exec(&format!("INSERT INTO {t} VALUES (1, 'a'), (2, 'b')")).await;
+    let ws = crate::Workspace::new(ferry);
+    ws.write_spec(&crate::spec(&src, &dst, "[soak]\nduration = \"1s\"\n\n[[table]]\nfrom = \"items\"\n"));
+    let nothing_left = |step: &'static str| {
+        let (src, dst) = (&src, &dst);
+        async move {
+            assert_eq!(src.ferry_objects().await, Vec::<String>::new(), "{kind}: after {step}, on the source");
+            assert_eq!(dst.ferry_objects().await, Vec::<String>::new(), "{kind}: after {step}, on the target");
+        }
+    };
+
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["rollback"]).assert_code(0);
+    nothing_left("run, rollback").await;
+    let items = TableName::parse("items");
+    assert!(!dst.engine().await.table_exists(&items).await.unwrap(), "{kind}: rollback keeps the copy");
+
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    dst.exec(&format!("INSERT INTO {t} VALUES (3, 'written on the target')")).await;
+    ws.run(&["rollback"]).assert_code(0);
+    nothing_left("switch, rollback").await;
+    assert_eq!(src.count("items").await, 3, "{kind}: a rollback after the switch writes the target's rows back");
+
+    ws.run(&["run"]).assert_code(0);
+    ws.run(&["switch"]).assert_code(0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    ws.run(&["contract", "--confirm"]).assert_code(0);
+    nothing_left("contract").await;
+    assert_eq!(ws.status_json()["state"], "completed", "{kind}: after contract");
+    assert_eq!(dst.count("items").await, 3, "{kind}: the target keeps every row");
+}
+
 /// The conformance suite for one engine: a module named `$name` with one
 /// test per behaviour, against a real database of kind `$kind`.
 #[macro_export]
@@ -375,6 +418,10 @@ macro_rules! engine_conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn log_capture_logs_every_write() {
                 c::log_capture_logs_every_write(KIND).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lifecycle_steps_complete_and_abort() {
+                c::lifecycle_steps_complete_and_abort(KIND, env!("CARGO_BIN_EXE_ferry")).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn locks_are_exclusive() {
