@@ -54,6 +54,19 @@ pub trait PlanDialect: Send + Sync {
         format!("({sql})")
     }
 
+    /// A column type as this engine declares it in `ALTER TABLE ... ADD COLUMN`.
+    fn declare(&self, t: &DataType) -> String;
+
+    /// `a` and `b` differ, NULL-safe (`NULL` and `NULL` do not differ).
+    fn is_distinct_from(&self, a: &str, b: &str) -> String;
+
+    /// Each application version of a change in place sees the table through
+    /// a schema of its own on the search path (PostgreSQL); elsewhere its
+    /// view stands beside the table under another name.
+    fn version_schemas(&self) -> bool {
+        false
+    }
+
     /// `name` quoted as an identifier.
     fn ident(&self, name: &str) -> String {
         self.kind().ident(name)
@@ -62,6 +75,12 @@ pub trait PlanDialect: Send + Sync {
     /// `schema.table` quoted part by part.
     fn table(&self, name: &str) -> String {
         name.split('.').map(|p| self.ident(p)).collect::<Vec<_>>().join(".")
+    }
+}
+
+impl std::fmt::Debug for dyn PlanDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PlanDialect({})", self.kind())
     }
 }
 

@@ -2,7 +2,7 @@
 //! table's rows, `?` parameters.
 
 use ferry_core::dialect::{IdentityColumn, UrlParts};
-use ferry_core::{EngineKind, PlanDialect};
+use ferry_core::{DataType, EngineKind, PlanDialect};
 
 pub struct MysqlPlanDialect;
 
@@ -61,5 +61,25 @@ impl PlanDialect for MysqlPlanDialect {
     /// MariaDB has no indexes on expressions; a unique key stays on the column.
     fn enforces_unique_on_lower(&self) -> bool {
         false
+    }
+
+    fn declare(&self, t: &DataType) -> String {
+        match t {
+            DataType::Bool => "tinyint(1)".into(),
+            DataType::Int32 => "int".into(),
+            DataType::Float32 => "float".into(),
+            DataType::Text { max_chars: None } => "longtext".into(),
+            DataType::Bytes => "longblob".into(),
+            DataType::Time => "time(6)".into(),
+            DataType::Timestamp | DataType::TimestampTz => "datetime(6)".into(),
+            DataType::Decimal { precision, scale } => {
+                format!("decimal({},{})", precision.unwrap_or(65), scale.unwrap_or(0))
+            }
+            other => other.to_string(),
+        }
+    }
+
+    fn is_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("NOT ({a} <=> {b})")
     }
 }

@@ -376,7 +376,7 @@ pub fn build(spec: &Spec, a: &Assessment, dialects: Dialects, recorded: &Recorde
         checklist: checklist(spec, a, dialects, recorded, generated_at),
         verification_queries: verification_queries(a, dialects),
         code_changes: if a.shape == Shape::InPlace {
-            a.tables.iter().flat_map(|t| InPlace::of(a.source.engine, t).code_changes()).collect()
+            a.tables.iter().flat_map(|t| InPlace::of(dialects.source, t).code_changes()).collect()
         } else {
             Vec::new()
         },
@@ -673,9 +673,9 @@ fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
                 "new columns agree with the old (must be 0)",
                 &t.source,
                 a.source.engine,
-                InPlace::of(a.source.engine, t).mismatches(),
+                InPlace::of(d.source, t).mismatches(),
             ));
-            if let Some(sql) = InPlace::of(a.source.engine, t).down_mismatches() {
+            if let Some(sql) = InPlace::of(d.source, t).down_mismatches() {
                 out.push(q("old columns agree with down(new) (must be 0)", &t.source, a.source.engine, sql));
             }
         } else {
@@ -1145,7 +1145,7 @@ fn in_place_expand(c: &RunbookContext) -> PhasePlan {
     );
     expand.entry_criteria = vec!["pre-migration checklist complete".into(), "no open questions".into()];
     for t in &a.tables {
-        let change = InPlace::of(e, t);
+        let change = InPlace::of(c.dialects.source, t);
         let operations: Vec<String> = change.operations().iter().map(|op| op.label()).collect();
         expand.steps.push(step(format!(
             "operations on {}: {} — each started here, completed by contract, aborted by rollback; `ferry status` shows each one's stage",
@@ -1196,7 +1196,7 @@ fn in_place_backfill(c: &RunbookContext) -> PhasePlan {
                 format!("ferry run {spec_arg} --until backfill"),
             ),
             a.source.engine,
-            [InPlace::of(a.source.engine, t).backfill_shown()],
+            [InPlace::of(c.dialects.source, t).backfill_shown()],
         ));
     }
     bf.exit_criteria = vec!["every batch done".into()];
@@ -1232,8 +1232,8 @@ fn in_place_verify(c: &RunbookContext) -> PhasePlan {
                 format!("ferry verify {spec_arg}"),
             ),
             a.source.engine,
-            std::iter::once(InPlace::of(a.source.engine, t).mismatches())
-                .chain(InPlace::of(a.source.engine, t).down_mismatches()),
+            std::iter::once(InPlace::of(c.dialects.source, t).mismatches())
+                .chain(InPlace::of(c.dialects.source, t).down_mismatches()),
         ));
     }
     v.exit_criteria = vec!["0 rows disagree".into()];
@@ -1487,7 +1487,7 @@ fn contract_phase(c: &RunbookContext) -> PhasePlan {
     if a.shape == Shape::InPlace {
         contract.automated = true;
         for t in &a.tables {
-            let change = InPlace::of(a.source.engine, t);
+            let change = InPlace::of(c.dialects.source, t);
             let plan = change.contract();
             let mut sql: Vec<String> = plan.prepare.into_iter().map(|s| s.sql).collect();
             if plan.atomic {

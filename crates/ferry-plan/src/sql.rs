@@ -2,7 +2,6 @@
 //! differs (backups, checksums, parameters) is each engine's [`PlanDialect`].
 
 use super::facts::TableFacts;
-use ferry_core::types::DataType;
 use ferry_core::{EngineKind, PlanDialect};
 
 /// `schema.table` quoted part by part.
@@ -42,37 +41,6 @@ pub fn orphans(engine: EngineKind, child: &str, columns: &[String], parent: &str
 pub fn nulls(engine: EngineKind, name: &str, columns: &[String]) -> String {
     let cond: Vec<String> = columns.iter().map(|c| format!("{} IS NULL", ident(engine, c))).collect();
     format!("SELECT count(*) FROM {} WHERE {};", table(engine, name), cond.join(" OR "))
-}
-
-/// A type declaration for an in-place ALTER TABLE, in the engine's terms.
-pub fn declare(engine: EngineKind, t: &DataType) -> String {
-    match engine {
-        EngineKind::Postgres => match t {
-            DataType::Json => "jsonb".into(),
-            DataType::Float64 => "double precision".into(),
-            other => other.to_string(),
-        },
-        EngineKind::Mysql => match t {
-            DataType::Bool => "tinyint(1)".into(),
-            DataType::Int32 => "int".into(),
-            DataType::Float32 => "float".into(),
-            DataType::Text { max_chars: None } => "longtext".into(),
-            DataType::Bytes => "longblob".into(),
-            DataType::Time => "time(6)".into(),
-            DataType::Timestamp | DataType::TimestampTz => "datetime(6)".into(),
-            DataType::Decimal { precision, scale } => {
-                format!("decimal({},{})", precision.unwrap_or(65), scale.unwrap_or(0))
-            }
-            other => other.to_string(),
-        },
-        EngineKind::Sqlite => match t {
-            DataType::Bool => "BOOLEAN".into(),
-            DataType::Text { max_chars: None } => "TEXT".into(),
-            DataType::Bytes => "BLOB".into(),
-            DataType::Float64 => "REAL".into(),
-            other => other.to_string().to_uppercase(),
-        },
-    }
 }
 
 /// The keyset read the backfill runs on the source, for one batch.

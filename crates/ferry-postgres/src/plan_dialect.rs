@@ -56,4 +56,20 @@ impl PlanDialect for PostgresPlanDialect {
     fn enforces_unique_on_lower(&self) -> bool {
         true
     }
+
+    fn declare(&self, t: &DataType) -> String {
+        match t {
+            DataType::Json => "jsonb".into(),
+            DataType::Float64 => "double precision".into(),
+            other => other.to_string(),
+        }
+    }
+
+    fn is_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("{a} IS DISTINCT FROM {b}")
+    }
+
+    fn version_schemas(&self) -> bool {
+        true
+    }
 }

@@ -61,7 +61,7 @@ impl Assessor {
         for plan in &self.plans {
             let probe = probe_table(&plan.target_name);
             if plan.in_place && self.target.table_exists(&probe).await? {
-                let leftovers = InPlace::stand_in_leftovers(self.target.kind(), &probe.to_string());
+                let leftovers = InPlace::stand_in_leftovers(self.target.plan_dialect(), &probe.to_string());
                 // Each is `IF EXISTS`; one the engine refuses is left for the next plan to try.
                 let _ = self.target.execute(&leftovers, false, std::time::Duration::from_secs(5)).await;
             }
@@ -221,7 +221,7 @@ impl Assessor {
             identity_sql,
         };
         if plan.in_place {
-            let change = ferry_plan::in_place::InPlace::of(self.source.kind(), &facts);
+            let change = ferry_plan::in_place::InPlace::of(self.source.plan_dialect(), &facts);
             crate::in_place::refuse_bad_constraints(&*self.source, &facts.source, &change).await?;
         }
         if !plan.key_source.is_empty() {

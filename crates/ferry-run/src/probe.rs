@@ -188,7 +188,7 @@ impl Probe<'_> {
     async fn fill_in_place(&self, facts: &TableFacts, keys: &ReadSpec, batch: usize) -> Option<f64> {
         let mut on_probe = facts.clone();
         on_probe.source = keys.table.to_string();
-        let change = InPlace::of(self.target.kind(), &on_probe);
+        let change = InPlace::of(self.target.plan_dialect(), &on_probe);
         let (start, teardown) = change.fill_stand_in();
         let timeout = Duration::from_secs(5);
         let filled = match self.target.execute(&start, true, timeout).await {

@@ -2,7 +2,7 @@
 //! over the quoted rows (SQLite has no hash function), `?` parameters.
 
 use ferry_core::dialect::IdentityColumn;
-use ferry_core::{EngineKind, PlanDialect};
+use ferry_core::{DataType, EngineKind, PlanDialect};
 
 pub struct SqlitePlanDialect;
 
@@ -60,5 +60,19 @@ impl PlanDialect for SqlitePlanDialect {
 
     fn index_expression(&self, sql: &str) -> String {
         sql.to_string()
+    }
+
+    fn declare(&self, t: &DataType) -> String {
+        match t {
+            DataType::Bool => "BOOLEAN".into(),
+            DataType::Text { max_chars: None } => "TEXT".into(),
+            DataType::Bytes => "BLOB".into(),
+            DataType::Float64 => "REAL".into(),
+            other => other.to_string().to_uppercase(),
+        }
+    }
+
+    fn is_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("{a} IS NOT {b}")
     }
 }

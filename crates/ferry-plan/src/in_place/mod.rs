@@ -23,10 +23,10 @@
 //! `_ferry_v2` (PostgreSQL schemas) or `<table>_ferry_v1` / `_ferry_v2`.
 
 use super::facts::{ColumnFacts, TableFacts};
-use super::sql::{declare, ident, table as qualified};
+use super::sql::{ident, table as qualified};
 use ferry_core::spec::{ConstraintChange, DownChange, IndexChange};
 use ferry_core::value::Value;
-use ferry_core::EngineKind;
+use ferry_core::{EngineKind, PlanDialect};
 
 mod operation;
 mod triggers;
@@ -108,7 +108,8 @@ pub struct CodeChange {
 /// An in-place change of one table.
 #[derive(Debug, Clone)]
 pub struct InPlace<'a> {
-    pub engine: EngineKind,
+    /// The SQL of the engine the table is on.
+    pub dialect: &'static dyn PlanDialect,
     /// The table as the spec names it (`users`, `app.users`).
     pub table: &'a str,
     pub key: &'a [String],
@@ -141,9 +142,9 @@ pub struct IndexBuild {
 }
 
 impl<'a> InPlace<'a> {
-    pub fn of(engine: EngineKind, t: &'a TableFacts) -> InPlace<'a> {
+    pub fn of(dialect: &'static dyn PlanDialect, t: &'a TableFacts) -> InPlace<'a> {
         InPlace {
-            engine,
+            dialect,
             table: &t.source,
             key: &t.key,
             columns: &t.columns,
@@ -156,8 +157,19 @@ impl<'a> InPlace<'a> {
         }
     }
 
+    /// The engine the table is on.
+    pub fn engine(&self) -> EngineKind {
+        self.dialect.kind()
+    }
+
+    /// The schema whose version schemas hold the views, where the engine
+    /// keeps each version in a schema of its own.
+    fn version_schema(&self) -> Option<&'a str> {
+        self.namespace.filter(|_| self.dialect.version_schemas())
+    }
+
     fn name(&self) -> String {
-        qualified(self.engine, self.table)
+        qualified(self.engine(), self.table)
     }
 
     /// The table's own name, without its schema.
@@ -168,13 +180,13 @@ impl<'a> InPlace<'a> {
     /// A Ferry object beside the table (same schema).
     fn beside(&self, name: &str) -> String {
         match self.table.rsplit_once('.') {
-            Some((schema, _)) => format!("{}.{}", ident(self.engine, schema), ident(self.engine, name)),
-            None => ident(self.engine, name),
+            Some((schema, _)) => format!("{}.{}", ident(self.engine(), schema), ident(self.engine(), name)),
+            None => ident(self.engine(), name),
         }
     }
 
     fn id(&self, name: &str) -> String {
-        ident(self.engine, name)
+        ident(self.engine(), name)
     }
 
     pub fn sync_trigger(&self) -> String {
@@ -211,25 +223,25 @@ impl<'a> InPlace<'a> {
 
     /// Where a version's view is: a PostgreSQL schema, or a view name beside the table.
     pub fn view(&self, version: Version) -> String {
-        match (self.engine, self.namespace) {
-            (EngineKind::Postgres, Some(schema)) => {
+        match self.version_schema() {
+            Some(schema) => {
                 format!("{}.{}", self.id(&format!("{schema}_{}", version.suffix())), self.id(self.bare()))
             }
-            _ => self.beside(&format!("{}_{}", self.bare(), version.suffix())),
+            None => self.beside(&format!("{}_{}", self.bare(), version.suffix())),
         }
     }
 
     /// What an application version sets to see its shape, in words.
     pub fn connection_setting(&self, version: Version) -> String {
-        match (self.engine, self.namespace) {
-            (EngineKind::Postgres, Some(schema)) => {
+        match self.version_schema() {
+            Some(schema) => {
                 format!(
                     "SET search_path TO {}, {}",
                     self.id(&format!("{schema}_{}", version.suffix())),
                     self.id(schema)
                 )
             }
-            _ => format!("read and write `{}_{}` instead of `{}`", self.bare(), version.suffix(), self.bare()),
+            None => format!("read and write `{}_{}` instead of `{}`", self.bare(), version.suffix(), self.bare()),
         }
     }
 
@@ -302,7 +314,7 @@ impl<'a> InPlace<'a> {
                     "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
                     self.id(name),
                     list(columns),
-                    qualified(self.engine, references),
+                    qualified(self.engine(), references),
                     list(referenced_columns)
                 )
             }
@@ -321,7 +333,7 @@ impl<'a> InPlace<'a> {
         let used = match c {
             ConstraintChange::Check { sql, .. } => {
                 let known = |n: &str| going.iter().chain(&retyped).any(|g| g.eq_ignore_ascii_case(n));
-                ferry_core::sqlexpr::columns_read(sql, self.engine, &known)
+                ferry_core::sqlexpr::columns_read(sql, self.engine(), &known)
             }
             ConstraintChange::ForeignKey { columns, .. } => columns.clone(),
         };
@@ -357,7 +369,7 @@ impl<'a> InPlace<'a> {
                 format!("SELECT count(*) FROM {} WHERE NOT ({sql})", self.name())
             }
             ConstraintChange::ForeignKey { columns, references, referenced_columns, .. } => {
-                super::sql::orphans(self.engine, self.table, columns, references, referenced_columns)
+                super::sql::orphans(self.engine(), self.table, columns, references, referenced_columns)
                     .trim_end_matches(';')
                     .to_string()
             }
@@ -376,7 +388,7 @@ impl<'a> InPlace<'a> {
                 let unique = if i.unique { "UNIQUE " } else { "" };
                 let columns: Vec<String> = i.columns.iter().map(|c| self.id(c)).collect();
                 let columns = columns.join(", ");
-                let (build, abort) = match self.engine {
+                let (build, abort) = match self.engine() {
                     EngineKind::Postgres => (
                         Statement::plain(format!(
                             "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {name} ({columns})",
@@ -429,14 +441,14 @@ impl<'a> InPlace<'a> {
         let versions: &[Version] = if views_too { &[Version::Old, Version::New] } else { &[Version::Old] };
         for v in versions {
             out.push(format!("DROP VIEW IF EXISTS {}", self.view(*v)));
-            if let (EngineKind::Postgres, Some(schema)) = (self.engine, self.namespace) {
+            if let Some(schema) = self.version_schema() {
                 // The version schema is shared by every table changed in place: it goes with its last view.
                 let name = format!("{schema}_{}", v.suffix());
                 out.push(format!(
                     "DO $ferry$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                      WHERE n.nspname = {literal}) THEN DROP SCHEMA IF EXISTS {}; END IF; END $ferry$",
                     self.id(&name),
-                    literal = ferry_core::sqlexpr::string_literal(self.engine, &name)
+                    literal = ferry_core::sqlexpr::string_literal(self.engine(), &name)
                 ));
             }
         }
@@ -447,7 +459,7 @@ impl<'a> InPlace<'a> {
     fn drop_sync_objects(&self) -> Vec<String> {
         let name = self.name();
         let mut out = Vec::new();
-        match self.engine {
+        match self.engine() {
             EngineKind::Postgres => {
                 out.push(format!("DROP TRIGGER IF EXISTS {} ON {name}", self.id(&self.sync_trigger())));
                 out.push(format!("DROP FUNCTION IF EXISTS {}()", self.beside(&self.sync_trigger())));
@@ -482,7 +494,7 @@ impl<'a> InPlace<'a> {
             .collect();
         let mut out = Vec::new();
         for (version, columns) in [(Version::Old, old), (Version::New, new)] {
-            if let (EngineKind::Postgres, Some(schema)) = (self.engine, self.namespace) {
+            if let Some(schema) = self.version_schema() {
                 out.push(format!("CREATE SCHEMA IF NOT EXISTS {}", self.id(&format!("{schema}_{}", version.suffix()))));
             }
             out.push(format!("CREATE VIEW {} AS SELECT {} FROM {name}", self.view(version), columns.join(", ")));
@@ -496,7 +508,7 @@ impl<'a> InPlace<'a> {
     /// them before that write committed.
     pub fn backfill_batch(&self, after: Option<&[Value]>, upto: &[Value]) -> String {
         let literals = |values: &[Value]| -> Vec<String> {
-            values.iter().map(|v| ferry_core::sqlexpr::value_literal(self.engine, v)).collect()
+            values.iter().map(|v| ferry_core::sqlexpr::value_literal(self.engine(), v)).collect()
         };
         self.backfill_between(after.map(literals), literals(upto))
     }
@@ -515,7 +527,7 @@ impl<'a> InPlace<'a> {
             .iter()
             .map(|c| {
                 let column = self.id(&physical(c));
-                format!("{column} = CASE WHEN {column} IS NULL THEN {} ELSE {column} END", up_of(self.engine, c))
+                format!("{column} = CASE WHEN {column} IS NULL THEN {} ELSE {column} END", up_of(self.engine(), c))
             })
             .collect();
         let empty: Vec<String> = added.iter().map(|c| format!("{} IS NULL", self.id(&physical(c)))).collect();
@@ -527,7 +539,7 @@ impl<'a> InPlace<'a> {
         conds.push(format!("({})", empty.join(" OR ")));
         // MariaDB/MySQL refuse a statement that reads the table its triggers
         // write (error 1442): there, a row version 2 set to NULL itself is filled.
-        if self.marks() && self.engine != EngineKind::Mysql {
+        if self.marks() && self.engine() != EngineKind::Mysql {
             conds.push(self.unmarked(&name));
         }
         format!("UPDATE {name} SET {} WHERE {}", sets.join(", "), conds.join(" AND "))
@@ -544,7 +556,7 @@ impl<'a> InPlace<'a> {
         let conds: Vec<String> = self
             .added()
             .iter()
-            .map(|c| distinct(self.engine, &self.id(&physical(c)), &up_of(self.engine, c)))
+            .map(|c| self.dialect.is_distinct_from(&self.id(&physical(c)), &up_of(self.engine(), c)))
             .collect();
         let disagree = if conds.is_empty() { "1 = 0".to_string() } else { conds.join(" OR ") };
         if self.marks() {
@@ -602,7 +614,7 @@ impl<'a> InPlace<'a> {
         let differ: Vec<String> = downs
             .iter()
             .enumerate()
-            .map(|(i, (_, sql))| distinct(self.engine, &format!("ferry_was_{i}"), &format!("({sql})")))
+            .map(|(i, (_, sql))| self.dialect.is_distinct_from(&format!("ferry_was_{i}"), &format!("({sql})")))
             .collect();
         Some(format!(
             "SELECT {select} FROM (SELECT {} FROM {}) AS ferry_new WHERE {}{tail}",
@@ -628,12 +640,12 @@ impl<'a> InPlace<'a> {
         steps.extend(versions.complete);
         steps.extend(operations.into_iter().flat_map(|op| op.complete));
         steps.extend(versions.finish);
-        Contract { prepare, steps, atomic: self.engine != EngineKind::Mysql }
+        Contract { prepare, steps, atomic: self.engine() != EngineKind::Mysql }
     }
 
     /// Columns that SQLite can make NOT NULL only by rebuilding the table.
     pub fn sqlite_not_null(&self) -> Vec<String> {
-        if self.engine != EngineKind::Sqlite {
+        if self.engine() != EngineKind::Sqlite {
             return Vec::new();
         }
         self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()
@@ -729,15 +741,6 @@ fn up_of(engine: EngineKind, c: &ColumnFacts) -> String {
     }
 }
 
-/// `a` and `b` differ, NULL-safe.
-fn distinct(engine: EngineKind, a: &str, b: &str) -> String {
-    match engine {
-        EngineKind::Postgres => format!("{a} IS DISTINCT FROM {b}"),
-        EngineKind::Mysql => format!("NOT ({a} <=> {b})"),
-        EngineKind::Sqlite => format!("{a} IS NOT {b}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -814,12 +817,13 @@ mod tests {
         };
         let carried = carried_indexes(&schema, &rename);
         let mut out = String::new();
-        for engine in [EngineKind::Postgres, EngineKind::Mysql, EngineKind::Sqlite] {
-            let namespace = match engine {
-                EngineKind::Postgres => Some("public"),
-                EngineKind::Mysql => Some("app"),
-                EngineKind::Sqlite => None,
-            };
+        let dialects: [(&'static dyn PlanDialect, Option<&str>); 3] = [
+            (&ferry_postgres::PLAN_DIALECT, Some("public")),
+            (&ferry_mysql::PLAN_DIALECT, Some("app")),
+            (&ferry_sqlite::PLAN_DIALECT, None),
+        ];
+        for (dialect, namespace) in dialects {
+            let engine = dialect.kind();
             let tables = [
                 ("users", &seed[..], &dropped[..]),
                 ("people", &rename[..], &[][..]),
@@ -831,7 +835,7 @@ mod tests {
                 let downs = &[][..];
                 let carried = if table == "people" { &carried[..] } else { &[][..] };
                 let change = InPlace {
-                    engine,
+                    dialect,
                     table,
                     key: &key,
                     columns,

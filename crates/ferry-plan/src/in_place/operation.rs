@@ -4,7 +4,7 @@
 //! rollback are these, in order, around the sync triggers and version views
 //! the table's operations share ([`Versions`]).
 
-use super::{physical, CarriedIndex, ColumnFacts, EngineKind, Guard, InPlace, Statement};
+use super::{physical, CarriedIndex, ColumnFacts, EngineKind, Guard, InPlace, PlanDialect, Statement};
 use ferry_core::spec::ConstraintChange;
 
 /// What an operation does, as the spec's `[[change]]` names it. A split is
@@ -143,7 +143,7 @@ impl<'a> InPlace<'a> {
     /// an indexed column), the new one takes its name once the columns have theirs.
     fn swap_index(&self, c: &CarriedIndex, op: &mut Operation) {
         let name = self.name();
-        match self.engine {
+        match self.engine() {
             EngineKind::Postgres => {
                 // A unique key may be a constraint (which owns its index) or an index.
                 op.enforce.push(Statement::plain(format!(
@@ -202,7 +202,7 @@ impl<'a> InPlace<'a> {
         let mut op = Operation::new(kind, &c.name);
         let col = physical(c);
         op.start.push(Statement {
-            sql: format!("ALTER TABLE {name} ADD COLUMN {} {}", self.id(&col), super::declare(self.engine, &c.desired)),
+            sql: format!("ALTER TABLE {name} ADD COLUMN {} {}", self.id(&col), self.dialect.declare(&c.desired)),
             only_if: Some(Guard::ColumnMissing(col.clone())),
         });
         if !c.nullable {
@@ -232,7 +232,7 @@ impl<'a> InPlace<'a> {
     fn not_null(&self, c: &ColumnFacts, op: &mut Operation) {
         let name = self.name();
         let col = self.id(&physical(c));
-        match self.engine {
+        match self.engine() {
             EngineKind::Postgres => {
                 let check = self.id(&format!("ferry_{}_{}_not_null", self.bare(), c.name));
                 // Dropped first, so that a contract stopped after this step can run again.
@@ -246,7 +246,7 @@ impl<'a> InPlace<'a> {
             }
             EngineKind::Mysql => op.enforce.push(Statement::plain(format!(
                 "ALTER TABLE {name} MODIFY {col} {} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
-                super::declare(self.engine, &c.desired)
+                self.dialect.declare(&c.desired)
             ))),
             EngineKind::Sqlite => {}
         }
@@ -263,7 +263,7 @@ impl<'a> InPlace<'a> {
         };
         let mut op = Operation::new(kind, c.name());
         let drop = Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}", self.id(c.name())));
-        match self.engine {
+        match self.engine() {
             EngineKind::Postgres => {
                 // Ferry's own (a name the table had is refused before expand): added again after a stop.
                 op.start.push(drop.clone());
@@ -293,7 +293,7 @@ impl<'a> InPlace<'a> {
         start.extend(self.sync_objects().into_iter().map(Statement::plain));
         start.extend(self.views().into_iter().map(Statement::plain));
         let mut finish = Vec::new();
-        if self.engine == EngineKind::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
+        if self.engine() == EngineKind::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
             let columns: Vec<String> = self.columns.iter().map(|c| self.id(&c.name)).collect();
             finish.push(Statement::plain(format!(
                 "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {name}",
@@ -316,7 +316,7 @@ impl<'a> InPlace<'a> {
         if self.marks() {
             let written = self.beside(&self.written_table());
             let keys = self.keys();
-            let never = if self.engine == EngineKind::Postgres { "false" } else { "1 = 0" };
+            let never = if self.engine() == EngineKind::Postgres { "false" } else { "1 = 0" };
             out.push(format!("CREATE TABLE {written} AS SELECT {keys} FROM {} WHERE {never}", self.name()));
             out.push(format!(
                 "CREATE UNIQUE INDEX {} ON {written} ({keys})",
@@ -339,11 +339,7 @@ impl<'a> InPlace<'a> {
             .added()
             .into_iter()
             .map(|c| {
-                format!(
-                    "ALTER TABLE {name} ADD COLUMN {} {}",
-                    self.id(&physical(c)),
-                    super::declare(self.engine, &c.desired)
-                )
+                format!("ALTER TABLE {name} ADD COLUMN {} {}", self.id(&physical(c)), self.dialect.declare(&c.desired))
             })
             .collect();
         start.extend(self.sync_objects());
@@ -353,9 +349,9 @@ impl<'a> InPlace<'a> {
     /// What a `ferry plan` killed while filling a stand-in table named
     /// `table` leaves besides it: the triggers, the mark table and
     /// PostgreSQL's trigger function ([`InPlace::fill_stand_in`]'s teardown).
-    pub fn stand_in_leftovers(engine: EngineKind, table: &str) -> Vec<String> {
+    pub fn stand_in_leftovers(dialect: &'static dyn PlanDialect, table: &str) -> Vec<String> {
         let nothing = InPlace {
-            engine,
+            dialect,
             table,
             key: &[],
             columns: &[],

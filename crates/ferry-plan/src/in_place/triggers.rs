@@ -2,7 +2,7 @@
 //! keeps the old and the new shape of the table right whichever version of
 //! the application writes (see the parent module).
 
-use super::{distinct, is_added, physical, up_of, InPlace};
+use super::{is_added, physical, up_of, InPlace};
 use crate::facts::ColumnFacts;
 use ferry_core::EngineKind;
 
@@ -40,7 +40,7 @@ impl<'a> InPlace<'a> {
             .map(|c| {
                 if is_added(c) {
                     let p = self.id(&physical(c));
-                    format!("COALESCE({prefix}{p}, {}) AS {}", up_of(self.engine, c), self.id(&c.name))
+                    format!("COALESCE({prefix}{p}, {}) AS {}", up_of(self.engine(), c), self.id(&c.name))
                 } else {
                     format!("{prefix}{0} AS {0}", self.id(&c.name))
                 }
@@ -100,7 +100,7 @@ impl<'a> InPlace<'a> {
                 if event == "INSERT" {
                     format!("NEW.{column} IS NOT NULL")
                 } else {
-                    distinct(self.engine, &format!("NEW.{column}"), &format!("OLD.{column}"))
+                    self.dialect.is_distinct_from(&format!("NEW.{column}"), &format!("OLD.{column}"))
                 }
             })
             .collect();
@@ -123,7 +123,7 @@ impl<'a> InPlace<'a> {
         new: &dyn Fn(&ColumnFacts) -> String,
         up: &dyn Fn(&ColumnFacts) -> String,
     ) -> String {
-        let conds: Vec<String> = from.iter().map(|c| distinct(self.engine, &new(c), &up(c))).collect();
+        let conds: Vec<String> = from.iter().map(|c| self.dialect.is_distinct_from(&new(c), &up(c))).collect();
         if conds.is_empty() {
             "1 = 0".into()
         } else {
@@ -135,7 +135,7 @@ impl<'a> InPlace<'a> {
     fn reads(&self, c: &ColumnFacts) -> Vec<String> {
         let old = self.old_columns();
         match (c.up.as_ref().or(c.expression.as_ref()), &c.source_column) {
-            (Some(expr), _) => ferry_core::sqlexpr::columns_read(expr, self.engine, &|n: &str| {
+            (Some(expr), _) => ferry_core::sqlexpr::columns_read(expr, self.engine(), &|n: &str| {
                 old.iter().any(|o| o.eq_ignore_ascii_case(n))
             }),
             (None, Some(src)) => vec![src.clone()],
@@ -155,9 +155,9 @@ impl<'a> InPlace<'a> {
         let changed: Vec<String> = self
             .reads(c)
             .iter()
-            .map(|r| distinct(self.engine, &format!("NEW.{}", self.id(r)), &format!("OLD.{}", self.id(r))))
+            .map(|r| self.dialect.is_distinct_from(&format!("NEW.{}", self.id(r)), &format!("OLD.{}", self.id(r))))
             .collect();
-        let kept = match self.engine {
+        let kept = match self.engine() {
             EngineKind::Mysql => format!("NEW.{column} <=> OLD.{column}"),
             EngineKind::Sqlite => format!("NEW.{column} IS OLD.{column}"),
             EngineKind::Postgres => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
@@ -170,7 +170,7 @@ impl<'a> InPlace<'a> {
 
     /// The sync triggers, in the engine's form.
     pub(super) fn triggers(&self) -> Vec<String> {
-        match self.engine {
+        match self.engine() {
             EngineKind::Postgres => self.postgres_trigger(),
             EngineKind::Mysql => self.mysql_triggers(),
             EngineKind::Sqlite => self.sqlite_triggers(),
@@ -178,7 +178,7 @@ impl<'a> InPlace<'a> {
     }
 
     fn postgres_trigger(&self) -> Vec<String> {
-        let e = self.engine;
+        let e = self.engine();
         let row = format!("(SELECT NEW.*) AS {}", self.id(self.bare()));
         let mut body = Vec::new();
         // Written back first, from the row as the application wrote it; then what the old columns compute.
@@ -240,7 +240,7 @@ impl<'a> InPlace<'a> {
     }
 
     fn mysql_triggers(&self) -> Vec<String> {
-        let e = self.engine;
+        let e = self.engine();
         let row = self.mysql_row();
         let mut out = Vec::new();
         for event in ["INSERT", "UPDATE"] {
@@ -292,7 +292,7 @@ impl<'a> InPlace<'a> {
     }
 
     fn sqlite_triggers(&self) -> Vec<String> {
-        let e = self.engine;
+        let e = self.engine();
         let name = self.name();
         let this_row: Vec<String> = self.key.iter().map(|k| format!("{0} = NEW.{0}", self.id(k))).collect();
         let this_row = this_row.join(" AND ");
@@ -341,7 +341,7 @@ impl<'a> InPlace<'a> {
             .added()
             .into_iter()
             .filter(|c| !self.has_down(c))
-            .map(|c| format!("({} IS NOT NULL AND {})", new(c), distinct(self.engine, &new(c), &up(c))))
+            .map(|c| format!("({} IS NOT NULL AND {})", new(c), self.dialect.is_distinct_from(&new(c), &up(c))))
             .collect();
         if conds.is_empty() {
             "1 = 0".into()

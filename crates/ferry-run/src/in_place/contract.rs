@@ -71,7 +71,7 @@ impl Migration {
 
     /// Refuses while rows break a constraint contract adds or validates, with their number.
     async fn refuse_violations(&self, change: &Change) -> Result<()> {
-        let sql = change.sql();
+        let sql = change.sql(self.source.plan_dialect());
         for c in &change.constraints {
             let rows = self.source.scalar(&sql.violations(c)).await?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
             if rows > 0 {
@@ -90,7 +90,7 @@ impl Migration {
 
     /// Refuses while an object that is not Ferry's uses a column contract drops, naming each.
     async fn refuse_column_users(&self, change: &Change) -> Result<()> {
-        let sql = change.sql();
+        let sql = change.sql(self.source.plan_dialect());
         let mut dropped: Vec<String> = change.dropped.clone();
         dropped.extend(change.columns.iter().filter_map(|c| c.renamed_from().map(str::to_string)));
         dropped
@@ -128,7 +128,7 @@ impl Migration {
     /// itself: the index of the last one done is recorded, and the next
     /// attempt resumes after it.
     async fn contract_change(&self, change: &Change, progress: &dyn Progress) -> Result<Vec<String>> {
-        let sql = change.sql();
+        let sql = change.sql(self.source.plan_dialect());
         let contract = sql.contract();
         let operations = sql.operations();
         self.set_operation_stages(change, &operations, |_| true, OperationStage::Completing)?;
@@ -193,7 +193,7 @@ impl Migration {
     /// touches no child row; views keep their text (the rename runs with
     /// `legacy_alter_table`, the table's name is the same afterwards).
     async fn sqlite_not_null(&self, change: &Change) -> Result<Vec<Statement>> {
-        let sql = change.sql();
+        let sql = change.sql(self.source.plan_dialect());
         let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
         let bare = &change.name.name;
         let rows = self
@@ -217,8 +217,8 @@ impl Migration {
             // The column as expand added it: SQLite keeps the ADD COLUMN text in the table's definition.
             let added = format!(
                 "{} {}",
-                ferry_plan::sql::ident(change.engine, &ferry_plan::in_place::physical(c)),
-                ferry_plan::sql::declare(change.engine, &c.desired)
+                sql.dialect.ident(&ferry_plan::in_place::physical(c)),
+                sql.dialect.declare(&c.desired)
             );
             let Some(at) = definition.find(&added) else {
                 return Err(RunError::state(format!(

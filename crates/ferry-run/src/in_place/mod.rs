@@ -92,9 +92,12 @@ pub(crate) struct Change {
 }
 
 impl Change {
-    pub(crate) fn sql(&self) -> InPlace<'_> {
+    /// The change's statements, in the SQL of `dialect` (the source's: the
+    /// database the change was recorded on).
+    pub(crate) fn sql(&self, dialect: &'static dyn ferry_core::PlanDialect) -> InPlace<'_> {
+        debug_assert_eq!(dialect.kind(), self.engine, "{}: a change recorded on another engine", self.table);
         InPlace {
-            engine: self.engine,
+            dialect,
             table: &self.table,
             key: &self.key,
             columns: &self.columns,
@@ -302,7 +305,7 @@ impl Migration {
 
     async fn expand_in_place(&self, changes: &[Change], progress: &dyn Progress) -> Result<()> {
         for change in changes {
-            let sql = change.sql();
+            let sql = change.sql(self.source.plan_dialect());
             let operations = sql.operations();
             if operations.is_empty() {
                 continue;
@@ -377,7 +380,7 @@ impl Migration {
     /// to add (or to drop); one that would go with a column contract drops,
     /// or whose SQL the database refuses, is refused before anything is done.
     pub(crate) async fn refuse_taken_names(&self, change: &Change) -> Result<()> {
-        refuse_bad_constraints(&*self.source, &change.table, &change.sql()).await?;
+        refuse_bad_constraints(&*self.source, &change.table, &change.sql(self.source.plan_dialect())).await?;
         let schema = self.source.introspect(&change.name).await?;
         match change.constraints.iter().find(|c| has_constraint(&schema, c.name())) {
             Some(c) => Err(RunError::new(
@@ -448,7 +451,7 @@ impl Migration {
         let target = &change.target;
         let recorded =
             self.state.table(target)?.ok_or_else(|| RunError::state(format!("table {target} is not registered")))?;
-        if recorded.stage.copied() || change.sql().added().is_empty() {
+        if recorded.stage.copied() || change.sql(self.source.plan_dialect()).added().is_empty() {
             self.state.finish_backfill(target)?;
             return Ok(());
         }
@@ -492,7 +495,7 @@ impl Migration {
             throttle.wait().await?;
             self.state.begin_batch(target, 0, &self.owner)?;
             let started = Instant::now();
-            let sql = [change.sql().backfill_batch(after.as_deref(), &upto)];
+            let sql = [change.sql(self.source.plan_dialect()).backfill_batch(after.as_deref(), &upto)];
             retry_ddl(|| async { self.source.execute(&sql, true, LOCK_TIMEOUT).await.map(|_| ()) }, progress).await?;
             chunk.record(rows.len(), started.elapsed());
             let display = describe_key(&change.key, &upto);
@@ -521,7 +524,7 @@ impl Migration {
         for change in self.changes().await? {
             let stage = self.state.table_stage(&change.target)?;
             if stage >= TableStage::Creating {
-                let sql = change.sql();
+                let sql = change.sql(self.source.plan_dialect());
                 let operations = sql.operations();
                 self.set_operation_stages(&change, &operations, |op| !op.kind.built_apart(), OperationStage::Aborting)?;
                 let atomic = self.source.capabilities().transactional_ddl;

@@ -88,7 +88,7 @@ impl Migration {
     /// spec gives a `down`.
     async fn verify_change(&self, change: &Change, progress: &dyn Progress) -> Result<TableReport> {
         let started = Instant::now();
-        let sql = change.sql();
+        let sql = change.sql(self.source.plan_dialect());
         progress.note(&format!("verifying {}: every row's new columns against its old ones", change.table));
         let rows = self.source.count(&change.name, None).await?;
         let mut differences = Vec::new();
@@ -169,7 +169,7 @@ impl Migration {
                     ferry_core::spec::ConstraintChange::Check { .. } => crate::integrity::CheckKind::Custom,
                     ferry_core::spec::ConstraintChange::ForeignKey { .. } => crate::integrity::CheckKind::Orphans,
                 };
-                let sql = change.sql().violations(c);
+                let sql = change.sql(self.source.plan_dialect()).violations(c);
                 results.push(run_check(&*self.source, name, kind, CheckOn::Target, sql, 0).await?);
             }
         }
