@@ -60,6 +60,14 @@ pub trait PlanDialect: Send + Sync {
     /// `a` and `b` differ, NULL-safe (`NULL` and `NULL` do not differ).
     fn is_distinct_from(&self, a: &str, b: &str) -> String;
 
+    /// `a` and `b` are equal, NULL-safe (`NULL` equals `NULL`).
+    fn is_not_distinct_from(&self, a: &str, b: &str) -> String;
+
+    /// A condition no row meets (`WHERE` of an empty copy of a table's shape).
+    fn never(&self) -> &'static str {
+        "1 = 0"
+    }
+
     /// Each application version of a change in place sees the table through
     /// a schema of its own on the search path (PostgreSQL); elsewhere its
     /// view stands beside the table under another name.

@@ -82,4 +82,8 @@ impl PlanDialect for MysqlPlanDialect {
     fn is_distinct_from(&self, a: &str, b: &str) -> String {
         format!("NOT ({a} <=> {b})")
     }
+
+    fn is_not_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("{a} <=> {b}")
+    }
 }

@@ -72,4 +72,12 @@ impl PlanDialect for PostgresPlanDialect {
     fn version_schemas(&self) -> bool {
         true
     }
+
+    fn is_not_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("{a} IS NOT DISTINCT FROM {b}")
+    }
+
+    fn never(&self) -> &'static str {
+        "false"
+    }
 }

@@ -75,4 +75,8 @@ impl PlanDialect for SqlitePlanDialect {
     fn is_distinct_from(&self, a: &str, b: &str) -> String {
         format!("{a} IS NOT {b}")
     }
+
+    fn is_not_distinct_from(&self, a: &str, b: &str) -> String {
+        format!("{a} IS {b}")
+    }
 }

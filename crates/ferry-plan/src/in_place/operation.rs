@@ -316,7 +316,7 @@ impl<'a> InPlace<'a> {
         if self.marks() {
             let written = self.beside(&self.written_table());
             let keys = self.keys();
-            let never = if self.engine() == EngineKind::Postgres { "false" } else { "1 = 0" };
+            let never = self.dialect.never();
             out.push(format!("CREATE TABLE {written} AS SELECT {keys} FROM {} WHERE {never}", self.name()));
             out.push(format!(
                 "CREATE UNIQUE INDEX {} ON {written} ({keys})",

@@ -157,11 +157,7 @@ impl<'a> InPlace<'a> {
             .iter()
             .map(|r| self.dialect.is_distinct_from(&format!("NEW.{}", self.id(r)), &format!("OLD.{}", self.id(r))))
             .collect();
-        let kept = match self.engine() {
-            EngineKind::Mysql => format!("NEW.{column} <=> OLD.{column}"),
-            EngineKind::Sqlite => format!("NEW.{column} IS OLD.{column}"),
-            EngineKind::Postgres => format!("NEW.{column} IS NOT DISTINCT FROM OLD.{column}"),
-        };
+        let kept = self.dialect.is_not_distinct_from(&format!("NEW.{column}"), &format!("OLD.{column}"));
         if changed.is_empty() {
             return "1 = 0".into();
         }
