@@ -1,9 +1,11 @@
 //! The SQL and shell commands an engine writes where no connection is open:
 //! what a plan shows (backup and restore, a table's checksum, a batch's
-//! read) and how the schema translator writes a table for it (identities,
-//! collations, index expressions). Each engine crate implements
-//! [`PlanDialect`] and hands it out through `Engine::plan_dialect`; the
-//! planner and the translator receive it and never ask which engine it is.
+//! read), how the schema translator writes a table for it (identities,
+//! collations, index expressions) and pieces of a change in place (type
+//! declarations, NULL-safe comparisons, where version views live). Each
+//! engine crate implements [`PlanDialect`] and hands it out through
+//! `Engine::plan_dialect`; the planner, the translator and the in-place
+//! operations receive it and never ask which engine it is.
 
 use crate::{DataType, EngineKind};
 
@@ -20,6 +22,7 @@ pub struct IdentityColumn<'a> {
     pub sequence: &'a str,
 }
 
+/// An engine's SQL, as pure functions: one static value per engine crate.
 pub trait PlanDialect: Send + Sync {
     /// Whose dialect, for the plan's labels.
     fn kind(&self) -> EngineKind;
