@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// An engine's capabilities, as one value: `Engine::capabilities` (ferry-engine); the plan carries both ends' in its facts.
+/// An engine's capabilities, as one value: `Engine::capabilities`
+/// (ferry-engine) says them; the plan carries both ends' in its facts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Capabilities {
     /// A server other sessions share: its load can be read, and a second
