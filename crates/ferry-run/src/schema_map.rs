@@ -18,8 +18,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Translates one table's schema from `from` to `to`, collecting what it did.
 pub struct Translator<'a> {
-    pub from: EngineKind,
-    pub to: EngineKind,
     /// The source's and the target's SQL, as each engine writes it.
     pub from_dialect: &'static dyn PlanDialect,
     pub to_dialect: &'static dyn PlanDialect,
@@ -75,8 +73,6 @@ impl<'a> Translator<'a> {
     ) -> Translator<'a> {
         let support = target_engine.schema_support();
         let mut translator = Translator {
-            from: source_engine.kind(),
-            to: target_engine.kind(),
             from_dialect: source_engine.plan_dialect(),
             to_dialect: target_engine.plan_dialect(),
             support,
@@ -109,7 +105,7 @@ impl<'a> Translator<'a> {
         }
         let mut lowered = Vec::new();
         for element in split_top_level(&index.elements) {
-            match sqlexpr::lowered_column(element.trim(), self.from) {
+            match sqlexpr::lowered_column(element.trim(), self.source_kind()) {
                 Some(column) if !self.key.contains(&column) && self.target_column(&column).is_some() => {
                     lowered.push(column)
                 }
@@ -134,15 +130,23 @@ impl<'a> Translator<'a> {
 
     /// An expression of the source in the target's SQL.
     pub fn expr(&self, sql: &str) -> Result<String, String> {
-        sqlexpr::translate(sql, self.from, self.to, &|c| self.target_column(c))
+        sqlexpr::translate(sql, self.source_kind(), self.target_kind(), &|c| self.target_column(c))
     }
 
     fn overridden(&self, key: &str) -> Option<&'a str> {
         self.overrides.get(key).map(String::as_str)
     }
 
+    fn source_kind(&self) -> EngineKind {
+        self.from_dialect.kind()
+    }
+
+    fn target_kind(&self) -> EngineKind {
+        self.to_dialect.kind()
+    }
+
     fn to_title(&self) -> &'static str {
-        self.to.title()
+        self.target_kind().title()
     }
 
     /// Whether a generated source column is recreated as generated on the
@@ -278,7 +282,7 @@ impl<'a> Translator<'a> {
     fn identity(&mut self, planned: &PlannedColumn, source: &Column) -> Option<Identity> {
         let identity = source.identity?;
         let key = format!("{}.identity", source.name);
-        let mut it = item(SchemaItemKind::Identity, planned.name, describe_identity(identity, self.from));
+        let mut it = item(SchemaItemKind::Identity, planned.name, describe_identity(identity, self.source_kind()));
         let sequence = object_name(self.target_table, &[planned.name.to_string()], "seq");
         let identity_clause = self.to_dialect.identity(&IdentityColumn {
             name: planned.name,
@@ -333,7 +337,9 @@ impl<'a> Translator<'a> {
         // default, which is case-sensitive too: nothing to say.
         let noteworthy = overridden.is_some()
             || self.lowered_unique.contains(&source.name)
-            || original.is_some_and(|c| c.case_insensitive || (self.from == self.to && !c.name.is_empty()));
+            || original.is_some_and(|c| {
+                c.case_insensitive || (self.source_kind() == self.target_kind() && !c.name.is_empty())
+            });
         if !noteworthy {
             return None;
         }
@@ -350,7 +356,9 @@ impl<'a> Translator<'a> {
                 it.note = Some("as the spec says".into());
                 Some(name.to_string())
             }
-            None if self.from == self.to => original.map(|c| c.name.clone()).filter(|n| !n.is_empty()),
+            None if self.source_kind() == self.target_kind() => {
+                original.map(|c| c.name.clone()).filter(|n| !n.is_empty())
+            }
             None if self.lowered_unique.contains(&source.name) => {
                 let ci = self.support.case_insensitive_collation.unwrap_or_default();
                 it.note = Some(format!(
@@ -490,7 +498,8 @@ impl<'a> Translator<'a> {
                     .iter()
                     .map(|e| {
                         let e = e.trim();
-                        sqlexpr::lowered_column(e, self.from).unwrap_or_else(|| e.trim_matches(['"', '`']).to_string())
+                        sqlexpr::lowered_column(e, self.source_kind())
+                            .unwrap_or_else(|| e.trim_matches(['"', '`']).to_string())
                     })
                     .filter_map(|c| self.target_column(&c))
                     .collect();
@@ -535,7 +544,7 @@ impl<'a> Translator<'a> {
             .filter_map(|c| self.target_column(&c.name))
             .filter(|t| columns.iter().any(|d| &d.name == t && d.collation.is_none()))
             .collect();
-        if !self.to_dialect.enforces_unique_on_lower() || self.from == self.to {
+        if !self.to_dialect.enforces_unique_on_lower() || self.source_kind() == self.target_kind() {
             return out;
         }
         unique_keys.retain(|key| {
@@ -571,7 +580,7 @@ impl<'a> Translator<'a> {
     }
 
     fn index(&self, index: &ExpressionIndex) -> Result<ExpressionIndex, String> {
-        let same = self.from == self.to;
+        let same = self.source_kind() == self.target_kind();
         if index.method.is_some() && !(same && self.support.index_methods) {
             return Err(format!(
                 "{} has no `{}` indexes",
