@@ -668,7 +668,7 @@ fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
         let target_cols: Vec<String> = t.columns.iter().map(|c| c.name.clone()).collect();
         let target_key = t.target_key();
         if a.shape == Shape::InPlace {
-            out.push(q("rows", &t.source, a.source.engine, sql::count(a.source.engine, &t.source, None)));
+            out.push(q("rows", &t.source, a.source.engine, sql::count(d.source, &t.source, None)));
             out.push(q(
                 "new columns agree with the old (must be 0)",
                 &t.source,
@@ -683,9 +683,9 @@ fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
                 "rows in the source",
                 &t.source,
                 a.source.engine,
-                sql::count(a.source.engine, &t.source, t.filter.as_deref()),
+                sql::count(d.source, &t.source, t.filter.as_deref()),
             ));
-            out.push(q("rows in the target", &t.target, a.target.engine, sql::count(a.target.engine, &t.target, None)));
+            out.push(q("rows in the target", &t.target, a.target.engine, sql::count(d.target, &t.target, None)));
             if !target_key.is_empty() {
                 out.push(q("checksum of the target (compare with the same query on a copy on this engine; `ferry verify` compares across engines)", &t.target, a.target.engine, d.target.table_checksum(&t.target, &target_key, &target_cols)));
             }
@@ -710,7 +710,7 @@ fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
                     "orphans (must be 0)",
                     table,
                     a.target.engine,
-                    sql::orphans(a.target.engine, table, &cols, &parent, &fk.ref_columns),
+                    sql::orphans(d.target, table, &cols, &parent, &fk.ref_columns),
                 ));
             }
         }
@@ -720,7 +720,7 @@ fn verification_queries(a: &Assessment, d: Dialects) -> Vec<Query> {
                 "NULL in NOT NULL or key columns (must be 0)",
                 table,
                 a.target.engine,
-                sql::nulls(a.target.engine, table, &not_null),
+                sql::nulls(d.target, table, &not_null),
             ));
         }
     }

@@ -2,45 +2,44 @@
 //! differs (backups, checksums, parameters) is each engine's [`PlanDialect`].
 
 use super::facts::TableFacts;
-use ferry_core::{EngineKind, PlanDialect};
+use ferry_core::PlanDialect;
 
-/// `schema.table` quoted part by part.
-pub fn table(engine: EngineKind, name: &str) -> String {
-    name.split('.').map(|p| engine.ident(p)).collect::<Vec<_>>().join(".")
-}
-
-pub fn ident(engine: EngineKind, name: &str) -> String {
-    engine.ident(name)
-}
-
-pub fn count(engine: EngineKind, name: &str, filter: Option<&str>) -> String {
+/// Rows of `name` (those `filter` keeps).
+pub fn count(dialect: &dyn PlanDialect, name: &str, filter: Option<&str>) -> String {
     match filter {
-        Some(f) => format!("SELECT count(*) FROM {} WHERE ({f});", table(engine, name)),
-        None => format!("SELECT count(*) FROM {};", table(engine, name)),
+        Some(f) => format!("SELECT count(*) FROM {} WHERE ({f});", dialect.table(name)),
+        None => format!("SELECT count(*) FROM {};", dialect.table(name)),
     }
 }
 
 /// Rows of `child` whose foreign key points at no row of `parent`.
-pub fn orphans(engine: EngineKind, child: &str, columns: &[String], parent: &str, ref_columns: &[String]) -> String {
+pub fn orphans(
+    dialect: &dyn PlanDialect,
+    child: &str,
+    columns: &[String],
+    parent: &str,
+    ref_columns: &[String],
+) -> String {
     let join: Vec<String> = columns
         .iter()
         .zip(ref_columns)
-        .map(|(c, r)| format!("p.{} = c.{}", ident(engine, r), ident(engine, c)))
+        .map(|(c, r)| format!("p.{} = c.{}", dialect.ident(r), dialect.ident(c)))
         .collect();
-    let present: Vec<String> = columns.iter().map(|c| format!("c.{} IS NOT NULL", ident(engine, c))).collect();
+    let present: Vec<String> = columns.iter().map(|c| format!("c.{} IS NOT NULL", dialect.ident(c))).collect();
     format!(
         "SELECT count(*) FROM {} c LEFT JOIN {} p ON {} WHERE {} AND p.{} IS NULL;",
-        table(engine, child),
-        table(engine, parent),
+        dialect.table(child),
+        dialect.table(parent),
         join.join(" AND "),
         present.join(" AND "),
-        ident(engine, &ref_columns[0])
+        dialect.ident(&ref_columns[0])
     )
 }
 
-pub fn nulls(engine: EngineKind, name: &str, columns: &[String]) -> String {
-    let cond: Vec<String> = columns.iter().map(|c| format!("{} IS NULL", ident(engine, c))).collect();
-    format!("SELECT count(*) FROM {} WHERE {};", table(engine, name), cond.join(" OR "))
+/// Rows of `name` with a NULL in one of `columns`.
+pub fn nulls(dialect: &dyn PlanDialect, name: &str, columns: &[String]) -> String {
+    let cond: Vec<String> = columns.iter().map(|c| format!("{} IS NULL", dialect.ident(c))).collect();
+    format!("SELECT count(*) FROM {} WHERE {};", dialect.table(name), cond.join(" OR "))
 }
 
 /// The keyset read the backfill runs on the source, for one batch.
@@ -73,9 +72,9 @@ mod tests {
 
     #[test]
     fn dialects_quote_their_way() {
-        assert_eq!(count(EngineKind::Mysql, "a.b", None), "SELECT count(*) FROM `a`.`b`;");
+        assert_eq!(count(&ferry_mysql::PLAN_DIALECT, "a.b", None), "SELECT count(*) FROM `a`.`b`;");
         assert_eq!(
-            nulls(EngineKind::Postgres, "t", &["x".into(), "y".into()]),
+            nulls(&ferry_postgres::PLAN_DIALECT, "t", &["x".into(), "y".into()]),
             r#"SELECT count(*) FROM "t" WHERE "x" IS NULL OR "y" IS NULL;"#
         );
     }

@@ -23,7 +23,6 @@
 //! `_ferry_v2` (PostgreSQL schemas) or `<table>_ferry_v1` / `_ferry_v2`.
 
 use super::facts::{ColumnFacts, TableFacts};
-use super::sql::{ident, table as qualified};
 use ferry_core::spec::{ConstraintChange, DownChange, IndexChange};
 use ferry_core::value::Value;
 use ferry_core::{EngineKind, PlanDialect};
@@ -169,7 +168,7 @@ impl<'a> InPlace<'a> {
     }
 
     fn name(&self) -> String {
-        qualified(self.engine(), self.table)
+        self.dialect.table(self.table)
     }
 
     /// The table's own name, without its schema.
@@ -180,13 +179,13 @@ impl<'a> InPlace<'a> {
     /// A Ferry object beside the table (same schema).
     fn beside(&self, name: &str) -> String {
         match self.table.rsplit_once('.') {
-            Some((schema, _)) => format!("{}.{}", ident(self.engine(), schema), ident(self.engine(), name)),
-            None => ident(self.engine(), name),
+            Some((schema, _)) => format!("{}.{}", self.dialect.ident(schema), self.dialect.ident(name)),
+            None => self.dialect.ident(name),
         }
     }
 
     fn id(&self, name: &str) -> String {
-        ident(self.engine(), name)
+        self.dialect.ident(name)
     }
 
     pub fn sync_trigger(&self) -> String {
@@ -314,7 +313,7 @@ impl<'a> InPlace<'a> {
                     "CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})",
                     self.id(name),
                     list(columns),
-                    qualified(self.engine(), references),
+                    self.dialect.table(references),
                     list(referenced_columns)
                 )
             }
@@ -369,7 +368,7 @@ impl<'a> InPlace<'a> {
                 format!("SELECT count(*) FROM {} WHERE NOT ({sql})", self.name())
             }
             ConstraintChange::ForeignKey { columns, references, referenced_columns, .. } => {
-                super::sql::orphans(self.engine(), self.table, columns, references, referenced_columns)
+                super::sql::orphans(self.dialect, self.table, columns, references, referenced_columns)
                     .trim_end_matches(';')
                     .to_string()
             }
@@ -527,7 +526,7 @@ impl<'a> InPlace<'a> {
             .iter()
             .map(|c| {
                 let column = self.id(&physical(c));
-                format!("{column} = CASE WHEN {column} IS NULL THEN {} ELSE {column} END", up_of(self.engine(), c))
+                format!("{column} = CASE WHEN {column} IS NULL THEN {} ELSE {column} END", up_of(self.dialect, c))
             })
             .collect();
         let empty: Vec<String> = added.iter().map(|c| format!("{} IS NULL", self.id(&physical(c)))).collect();
@@ -556,7 +555,7 @@ impl<'a> InPlace<'a> {
         let conds: Vec<String> = self
             .added()
             .iter()
-            .map(|c| self.dialect.is_distinct_from(&self.id(&physical(c)), &up_of(self.engine(), c)))
+            .map(|c| self.dialect.is_distinct_from(&self.id(&physical(c)), &up_of(self.dialect, c)))
             .collect();
         let disagree = if conds.is_empty() { "1 = 0".to_string() } else { conds.join(" OR ") };
         if self.marks() {
@@ -730,13 +729,13 @@ fn tuple(parts: &[String]) -> String {
 }
 
 /// The value a new column takes from the old row (`up`).
-fn up_of(engine: EngineKind, c: &ColumnFacts) -> String {
+fn up_of(dialect: &dyn PlanDialect, c: &ColumnFacts) -> String {
     if let Some(up) = &c.up {
         return format!("({up})");
     }
     match (&c.expression, &c.source_column) {
         (Some(expr), _) => format!("({expr})"),
-        (None, Some(src)) => ident(engine, src),
+        (None, Some(src)) => dialect.ident(src),
         (None, None) => "NULL".into(),
     }
 }

@@ -40,7 +40,7 @@ impl<'a> InPlace<'a> {
             .map(|c| {
                 if is_added(c) {
                     let p = self.id(&physical(c));
-                    format!("COALESCE({prefix}{p}, {}) AS {}", up_of(self.engine(), c), self.id(&c.name))
+                    format!("COALESCE({prefix}{p}, {}) AS {}", up_of(self.dialect, c), self.id(&c.name))
                 } else {
                     format!("{prefix}{0} AS {0}", self.id(&c.name))
                 }
@@ -174,13 +174,12 @@ impl<'a> InPlace<'a> {
     }
 
     fn postgres_trigger(&self) -> Vec<String> {
-        let e = self.engine();
         let row = format!("(SELECT NEW.*) AS {}", self.id(self.bare()));
         let mut body = Vec::new();
         // Written back first, from the row as the application wrote it; then what the old columns compute.
         for b in self.backwards() {
             let apart = self.set_apart(&b.from, &|c| format!("NEW.{}", self.id(&physical(c))), &|c| {
-                format!("(SELECT {} FROM {row})", up_of(e, c))
+                format!("(SELECT {} FROM {row})", up_of(self.dialect, c))
             });
             body.push(format!(
                 "  IF ((TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {})) AND {apart} THEN\n    NEW.{} := {};\n  END IF;",
@@ -196,7 +195,7 @@ impl<'a> InPlace<'a> {
                 "  IF (TG_OP = 'INSERT' AND {}) OR (TG_OP = 'UPDATE' AND {}) THEN\n    SELECT {} INTO NEW.{column} FROM {row};\n  END IF;",
                 self.recompute(c, "INSERT"),
                 self.recompute(c, "UPDATE"),
-                up_of(e, c),
+                up_of(self.dialect, c),
             ));
         }
         if self.marks() {
@@ -205,7 +204,7 @@ impl<'a> InPlace<'a> {
                 "  IF {} THEN\n    INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING;\n  END IF;",
                 self.disagree(&|c| format!("NEW.{}", self.id(&physical(c))), &|c| format!(
                     "(SELECT {} FROM {row})",
-                    up_of(e, c)
+                    up_of(self.dialect, c)
                 )),
                 self.beside(&self.written_table()),
                 self.keys(),
@@ -236,7 +235,6 @@ impl<'a> InPlace<'a> {
     }
 
     fn mysql_triggers(&self) -> Vec<String> {
-        let e = self.engine();
         let row = self.mysql_row();
         let mut out = Vec::new();
         for event in ["INSERT", "UPDATE"] {
@@ -246,7 +244,7 @@ impl<'a> InPlace<'a> {
                 .iter()
                 .map(|b| {
                     let apart = self.set_apart(&b.from, &|c| format!("NEW.{}", self.id(&physical(c))), &|c| {
-                        format!("(SELECT {} FROM {row})", up_of(e, c))
+                        format!("(SELECT {} FROM {row})", up_of(self.dialect, c))
                     });
                     format!(
                         "IF {} AND {apart} THEN SET NEW.{} = {}; END IF;",
@@ -261,7 +259,7 @@ impl<'a> InPlace<'a> {
                     "IF {} THEN SET NEW.{} = (SELECT {} FROM {row}); END IF;",
                     self.recompute(c, event),
                     self.id(&physical(c)),
-                    up_of(e, c)
+                    up_of(self.dialect, c)
                 )
             }));
             out.push(format!(
@@ -280,7 +278,7 @@ impl<'a> InPlace<'a> {
                     self.beside(&self.written_table()),
                     self.keys(),
                     keys.join(", "),
-                    self.disagree(&|c| format!("NEW.{}", self.id(&physical(c))), &|c| format!("(SELECT {} FROM {row})", up_of(e, c)))
+                    self.disagree(&|c| format!("NEW.{}", self.id(&physical(c))), &|c| format!("(SELECT {} FROM {row})", up_of(self.dialect, c)))
                 ));
             }
         }
@@ -288,7 +286,6 @@ impl<'a> InPlace<'a> {
     }
 
     fn sqlite_triggers(&self) -> Vec<String> {
-        let e = self.engine();
         let name = self.name();
         let this_row: Vec<String> = self.key.iter().map(|k| format!("{0} = NEW.{0}", self.id(k))).collect();
         let this_row = this_row.join(" AND ");
@@ -300,12 +297,15 @@ impl<'a> InPlace<'a> {
             for c in self.added() {
                 let column = self.id(&physical(c));
                 let untouched = self.recompute(c, event);
-                sets.push(format!("{column} = CASE WHEN {untouched} THEN {} ELSE {column} END", up_of(e, c)));
+                sets.push(format!(
+                    "{column} = CASE WHEN {untouched} THEN {} ELSE {column} END",
+                    up_of(self.dialect, c)
+                ));
             }
             for b in self.backwards() {
                 let old = self.id(&b.old);
                 // The table's columns, read in the UPDATE below: the row as the write left it.
-                let apart = self.set_apart(&b.from, &|c| self.id(&physical(c)), &|c| up_of(e, c));
+                let apart = self.set_apart(&b.from, &|c| self.id(&physical(c)), &|c| up_of(self.dialect, c));
                 sets.push(format!(
                     "{old} = CASE WHEN {} AND {apart} THEN {} ELSE {old} END",
                     self.written(&b.from, event),
@@ -317,7 +317,7 @@ impl<'a> InPlace<'a> {
                 body.push_str(&format!(
                     " INSERT OR IGNORE INTO {} ({keys}) SELECT {keys} FROM {name} WHERE {this_row} AND ({});",
                     self.beside(&self.written_table()),
-                    self.disagree(&|c| self.id(&physical(c)), &|c| up_of(e, c)),
+                    self.disagree(&|c| self.id(&physical(c)), &|c| up_of(self.dialect, c)),
                     keys = self.keys(),
                 ));
             }

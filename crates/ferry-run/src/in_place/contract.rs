@@ -246,11 +246,11 @@ impl Migration {
             .columns
             .iter()
             .filter(|c| c.generated.is_none())
-            .map(|c| ferry_plan::sql::ident(change.engine, &c.name))
+            .map(|c| sql.dialect.ident(&c.name))
             .collect();
         let columns = columns.join(", ");
-        let table = ferry_plan::sql::ident(change.engine, bare);
-        let scratch_id = ferry_plan::sql::ident(change.engine, &scratch);
+        let table = sql.dialect.ident(bare);
+        let scratch_id = sql.dialect.ident(&scratch);
         let mut out = vec![
             format!("CREATE TABLE {scratch_id} {}", &definition[open..]),
             format!("INSERT INTO {scratch_id} ({columns}) SELECT {columns} FROM {table}"),
