@@ -7,7 +7,8 @@
 //! `Engine::plan_dialect`; the planner, the translator and the in-place
 //! operations receive it and never ask which engine it is.
 
-use crate::{DataType, EngineKind};
+use crate::in_place::{ChangedTable, Event, IndexBuildSql, IndexSpec, Steps, SyncTriggers};
+use crate::{Capabilities, DataType, EngineKind};
 
 /// A column the source numbers itself, as the target is asked to number it.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +77,54 @@ pub trait PlanDialect: Send + Sync {
     /// view stands beside the table under another name.
     fn version_schemas(&self) -> bool {
         false
+    }
+
+    /// What the engine can do whatever a server's settings say (a server may
+    /// change some: `Engine::capabilities` is the connected engine's word).
+    fn capabilities(&self) -> Capabilities;
+
+    // A change in place (crate::in_place): what the planner decides, in this engine's SQL.
+
+    /// Expand's build of `index`, without blocking writers where the engine
+    /// can, and what drops a build stopped halfway.
+    fn online_index(&self, t: &ChangedTable, index: &IndexSpec) -> IndexBuildSql;
+
+    /// A carried index at contract: the old one `old` goes before its column
+    /// (`enforce`), `new` takes its name once the columns have theirs (`complete`).
+    fn swap_index(&self, t: &ChangedTable, old: &str, new: &IndexSpec) -> Steps;
+
+    /// `column`, written to `physical` while both versions run, made NOT NULL at contract.
+    fn not_null(&self, t: &ChangedTable, column: &str, physical: &str, declared: &DataType) -> Steps;
+
+    /// A check or foreign key `name` (`clause`: `CONSTRAINT name ...`): when
+    /// it is enforced on new writes and when on every row.
+    fn add_constraint(&self, t: &ChangedTable, name: &str, clause: &str) -> Steps;
+
+    /// The sync triggers, in the engine's trigger language.
+    fn sync_triggers(&self, s: &SyncTriggers) -> Vec<String>;
+
+    /// Drops what [`PlanDialect::sync_triggers`] creates: by default one
+    /// trigger per event for the sync and the mark triggers.
+    fn drop_sync_triggers(&self, t: &ChangedTable) -> Vec<String> {
+        let mut out = Vec::new();
+        for trigger in [t.sync_trigger(), t.mark_trigger()] {
+            for event in Event::BOTH {
+                let name = format!("{trigger}_{}", event.suffix());
+                out.push(format!("DROP TRIGGER IF EXISTS {}", t.beside(self, &name)));
+            }
+        }
+        out
+    }
+
+    /// A statement may read a table its triggers write (MariaDB/MySQL refuse it: error 1442).
+    fn reads_tables_its_triggers_write(&self) -> bool {
+        true
+    }
+
+    /// A view follows a column's rename; else (views that name columns as
+    /// text) version 2's view is written again after contract renames.
+    fn views_follow_renames(&self) -> bool {
+        true
     }
 
     /// `name` quoted as an identifier.

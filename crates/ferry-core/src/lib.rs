@@ -10,6 +10,7 @@ pub mod convert;
 pub mod decimal;
 pub mod dialect;
 pub mod engine_kind;
+pub mod in_place;
 pub mod lifecycle;
 pub mod schema;
 pub mod spec;

@@ -5,6 +5,7 @@
 //! characters survive. Tables Ferry creates use a binary, no-pad collation:
 //! keys that differ only in case or trailing spaces stay different rows.
 
+mod in_place;
 mod plan_dialect;
 pub use plan_dialect::PLAN_DIALECT;
 mod binlog;
@@ -632,18 +633,9 @@ impl Engine for MysqlEngine {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            server: true,
-            transactional_ddl: false,
-            concurrent_writers: true,
-            checksums_in_database: true,
             // utf8mb4_bin is PAD SPACE; MariaDB 10.10 and MySQL 8 get NO PAD collations (see `collation`).
             pads_trailing_spaces: self.collation() == "utf8mb4_bin",
-            adds_foreign_keys_later: true,
-            builds_indexes_online: true,
-            validates_foreign_keys_online: false,
-            alters_by_rebuilding: false,
-            enum_columns: true,
-            tinyint_booleans: true,
+            ..ferry_core::PlanDialect::capabilities(&plan_dialect::PLAN_DIALECT)
         }
     }
 

@@ -1,8 +1,10 @@
 //! What a plan shows for MySQL/MariaDB: mysqldump, a CRC32 fold of the
 //! table's rows, `?` parameters.
 
+use crate::in_place;
 use ferry_core::dialect::{IdentityColumn, UrlParts};
-use ferry_core::{DataType, EngineKind, PlanDialect};
+use ferry_core::in_place::{ChangedTable, IndexBuildSql, IndexSpec, Steps, SyncTriggers};
+use ferry_core::{Capabilities, DataType, EngineKind, PlanDialect};
 
 pub struct MysqlPlanDialect;
 
@@ -85,5 +87,50 @@ impl PlanDialect for MysqlPlanDialect {
 
     fn is_not_distinct_from(&self, a: &str, b: &str) -> String {
         format!("{a} <=> {b}")
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: true,
+            transactional_ddl: false,
+            concurrent_writers: true,
+            checksums_in_database: true,
+            // A server's utf8mb4_bin pads (Engine::capabilities asks the server's collation).
+            pads_trailing_spaces: false,
+            adds_foreign_keys_later: true,
+            builds_indexes_online: true,
+            validates_foreign_keys_online: false,
+            alters_by_rebuilding: false,
+            enum_columns: true,
+            tinyint_booleans: true,
+        }
+    }
+
+    fn online_index(&self, t: &ChangedTable, index: &IndexSpec) -> IndexBuildSql {
+        in_place::online_index(self, t, index)
+    }
+
+    fn swap_index(&self, t: &ChangedTable, old: &str, new: &IndexSpec) -> Steps {
+        in_place::swap_index(self, t, old, new)
+    }
+
+    fn not_null(&self, t: &ChangedTable, _column: &str, physical: &str, declared: &DataType) -> Steps {
+        in_place::not_null(self, t, physical, declared)
+    }
+
+    fn add_constraint(&self, t: &ChangedTable, name: &str, clause: &str) -> Steps {
+        in_place::add_constraint(self, t, name, clause)
+    }
+
+    fn sync_triggers(&self, s: &SyncTriggers) -> Vec<String> {
+        in_place::sync_triggers(self, s)
+    }
+
+    fn reads_tables_its_triggers_write(&self) -> bool {
+        false
+    }
+
+    fn views_follow_renames(&self) -> bool {
+        false
     }
 }

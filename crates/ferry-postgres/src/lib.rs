@@ -5,6 +5,7 @@
 //! through a session-local staging table with `INSERT ... ON CONFLICT` when
 //! some of its keys are already there (a batch redone after a crash).
 
+mod in_place;
 mod plan_dialect;
 pub use plan_dialect::PLAN_DIALECT;
 mod codec;
@@ -761,19 +762,7 @@ impl Engine for PostgresEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            server: true,
-            transactional_ddl: true,
-            concurrent_writers: true,
-            checksums_in_database: true,
-            adds_foreign_keys_later: true,
-            pads_trailing_spaces: false,
-            builds_indexes_online: true,
-            validates_foreign_keys_online: true,
-            alters_by_rebuilding: false,
-            enum_columns: false,
-            tinyint_booleans: false,
-        }
+        ferry_core::PlanDialect::capabilities(&plan_dialect::PLAN_DIALECT)
     }
 
     async fn namespace(&self) -> Result<Option<String>> {

@@ -1,8 +1,10 @@
 //! What a plan shows for PostgreSQL: pg_dump and pg_restore, an md5 of the
 //! table's rows, `$n` parameters.
 
+use crate::in_place;
 use ferry_core::dialect::{IdentityColumn, UrlParts};
-use ferry_core::{DataType, EngineKind, PlanDialect};
+use ferry_core::in_place::{ChangedTable, IndexBuildSql, IndexSpec, Steps, SyncTriggers};
+use ferry_core::{Capabilities, DataType, EngineKind, PlanDialect};
 
 pub struct PostgresPlanDialect;
 
@@ -79,5 +81,45 @@ impl PlanDialect for PostgresPlanDialect {
 
     fn never(&self) -> &'static str {
         "false"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: true,
+            transactional_ddl: true,
+            concurrent_writers: true,
+            checksums_in_database: true,
+            adds_foreign_keys_later: true,
+            pads_trailing_spaces: false,
+            builds_indexes_online: true,
+            validates_foreign_keys_online: true,
+            alters_by_rebuilding: false,
+            enum_columns: false,
+            tinyint_booleans: false,
+        }
+    }
+
+    fn online_index(&self, t: &ChangedTable, index: &IndexSpec) -> IndexBuildSql {
+        in_place::online_index(self, t, index)
+    }
+
+    fn swap_index(&self, t: &ChangedTable, old: &str, new: &IndexSpec) -> Steps {
+        in_place::swap_index(self, t, old, new)
+    }
+
+    fn not_null(&self, t: &ChangedTable, column: &str, physical: &str, _declared: &DataType) -> Steps {
+        in_place::not_null(self, t, column, physical)
+    }
+
+    fn add_constraint(&self, t: &ChangedTable, name: &str, clause: &str) -> Steps {
+        in_place::add_constraint(self, t, name, clause)
+    }
+
+    fn sync_triggers(&self, s: &SyncTriggers) -> Vec<String> {
+        in_place::sync_triggers(self, s)
+    }
+
+    fn drop_sync_triggers(&self, t: &ChangedTable) -> Vec<String> {
+        in_place::drop_sync_triggers(self, t)
     }
 }

@@ -3,6 +3,7 @@
 //! rusqlite is synchronous; every call runs on tokio's blocking pool with
 //! the one connection behind a mutex.
 
+mod in_place;
 mod plan_dialect;
 pub use plan_dialect::PLAN_DIALECT;
 mod capture;
@@ -603,19 +604,7 @@ impl Engine for SqliteEngine {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            server: false,
-            transactional_ddl: true,
-            concurrent_writers: false,
-            checksums_in_database: false,
-            adds_foreign_keys_later: false,
-            pads_trailing_spaces: false,
-            builds_indexes_online: false,
-            validates_foreign_keys_online: false,
-            alters_by_rebuilding: true,
-            enum_columns: false,
-            tinyint_booleans: false,
-        }
+        ferry_core::PlanDialect::capabilities(&plan_dialect::PLAN_DIALECT)
     }
 
     async fn namespace(&self) -> Result<Option<String>> {

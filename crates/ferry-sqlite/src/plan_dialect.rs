@@ -1,8 +1,10 @@
 //! What a plan shows for SQLite: `.backup` and `integrity_check`, a sum
 //! over the quoted rows (SQLite has no hash function), `?` parameters.
 
+use crate::in_place;
 use ferry_core::dialect::IdentityColumn;
-use ferry_core::{DataType, EngineKind, PlanDialect};
+use ferry_core::in_place::{ChangedTable, IndexBuildSql, IndexSpec, Steps, SyncTriggers};
+use ferry_core::{Capabilities, DataType, EngineKind, PlanDialect};
 
 pub struct SqlitePlanDialect;
 
@@ -78,5 +80,43 @@ impl PlanDialect for SqlitePlanDialect {
 
     fn is_not_distinct_from(&self, a: &str, b: &str) -> String {
         format!("{a} IS {b}")
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            server: false,
+            transactional_ddl: true,
+            concurrent_writers: false,
+            checksums_in_database: false,
+            adds_foreign_keys_later: false,
+            pads_trailing_spaces: false,
+            builds_indexes_online: false,
+            validates_foreign_keys_online: false,
+            alters_by_rebuilding: true,
+            enum_columns: false,
+            tinyint_booleans: false,
+        }
+    }
+
+    fn online_index(&self, t: &ChangedTable, index: &IndexSpec) -> IndexBuildSql {
+        in_place::online_index(self, t, index)
+    }
+
+    fn swap_index(&self, t: &ChangedTable, old: &str, new: &IndexSpec) -> Steps {
+        in_place::swap_index(self, t, old, new)
+    }
+
+    fn not_null(&self, _t: &ChangedTable, _column: &str, _physical: &str, _declared: &DataType) -> Steps {
+        // The table rebuild at contract makes it NOT NULL.
+        Steps::default()
+    }
+
+    fn add_constraint(&self, _t: &ChangedTable, _name: &str, _clause: &str) -> Steps {
+        // The table rebuild at contract adds it.
+        Steps::default()
+    }
+
+    fn sync_triggers(&self, s: &SyncTriggers) -> Vec<String> {
+        in_place::sync_triggers(self, s)
     }
 }

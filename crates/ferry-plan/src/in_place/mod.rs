@@ -23,6 +23,7 @@
 //! `_ferry_v2` (PostgreSQL schemas) or `<table>_ferry_v1` / `_ferry_v2`.
 
 use super::facts::{ColumnFacts, TableFacts};
+use ferry_core::in_place::{ChangedTable, IndexSpec, NewColumn, SyncTriggers, WriteBack};
 use ferry_core::spec::{ConstraintChange, DownChange, IndexChange};
 use ferry_core::value::Value;
 use ferry_core::{EngineKind, PlanDialect};
@@ -32,36 +33,7 @@ mod triggers;
 
 pub use operation::{Operation, OperationKind, Versions};
 
-/// One statement of a step, with the condition under which it runs: an
-/// engine without `IF [NOT] EXISTS` for columns gets the check from Ferry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Statement {
-    pub sql: String,
-    pub only_if: Option<Guard>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Guard {
-    /// Runs only while the table lacks this column (adding it).
-    ColumnMissing(String),
-    /// Runs only while the table has this column (dropping or renaming it).
-    ColumnPresent(String),
-    /// Runs only while the table has both columns: a retyped column's old
-    /// one is dropped while its replacement still waits beside it.
-    BothPresent(String, String),
-    /// Runs only while the table has no index of this name.
-    IndexMissing(String),
-    /// Runs only while the table has an index of this name.
-    IndexPresent(String),
-    /// Runs only while the table has no check or foreign key of this name.
-    ConstraintMissing(String),
-}
-
-impl Statement {
-    fn plain(sql: impl Into<String>) -> Statement {
-        Statement { sql: sql.into(), only_if: None }
-    }
-}
+pub use ferry_core::in_place::{Guard, Statement};
 
 /// Contract's statements: checks run before the point of no return, then the steps.
 #[derive(Debug, Clone, PartialEq)]
@@ -171,17 +143,19 @@ impl<'a> InPlace<'a> {
         self.dialect.table(self.table)
     }
 
+    /// The table as the dialect names the objects beside it.
+    fn changed(&self) -> ChangedTable<'a> {
+        ChangedTable { name: self.table }
+    }
+
     /// The table's own name, without its schema.
-    fn bare(&self) -> &str {
-        self.table.rsplit('.').next().unwrap_or(self.table)
+    fn bare(&self) -> &'a str {
+        self.changed().bare()
     }
 
     /// A Ferry object beside the table (same schema).
     fn beside(&self, name: &str) -> String {
-        match self.table.rsplit_once('.') {
-            Some((schema, _)) => format!("{}.{}", self.dialect.ident(schema), self.dialect.ident(name)),
-            None => self.dialect.ident(name),
-        }
+        self.changed().beside(self.dialect, name)
     }
 
     fn id(&self, name: &str) -> String {
@@ -189,16 +163,12 @@ impl<'a> InPlace<'a> {
     }
 
     pub fn sync_trigger(&self) -> String {
-        format!("ferry_sync_{}", self.bare())
-    }
-
-    fn mark_trigger(&self) -> String {
-        format!("ferry_mark_{}", self.bare())
+        self.changed().sync_trigger()
     }
 
     /// The table of keys whose new columns version 2 wrote itself.
     pub fn written_table(&self) -> String {
-        format!("ferry_written_{}", self.bare())
+        self.changed().written_table()
     }
 
     /// Columns the change adds: computed, renamed or retyped ones.
@@ -375,49 +345,16 @@ impl<'a> InPlace<'a> {
         }
     }
 
-    /// Expand's index builds, after the rest of expand and each by itself:
-    /// `CONCURRENTLY` on PostgreSQL, `ALGORITHM=INPLACE, LOCK=NONE` on
-    /// MariaDB/MySQL; SQLite has no online build (F005).
+    /// Expand's index builds, after the rest of expand and each by itself,
+    /// without blocking writers where the engine can (SQLite cannot: F005).
     pub fn index_builds(&self) -> Vec<IndexBuild> {
-        let name = self.name();
         self.indexes
             .iter()
             .chain(self.carried.iter().map(|c| &c.new))
             .map(|i| {
-                let unique = if i.unique { "UNIQUE " } else { "" };
-                let columns: Vec<String> = i.columns.iter().map(|c| self.id(c)).collect();
-                let columns = columns.join(", ");
-                let (build, abort) = match self.engine() {
-                    EngineKind::Postgres => (
-                        Statement::plain(format!(
-                            "CREATE {unique}INDEX CONCURRENTLY IF NOT EXISTS {} ON {name} ({columns})",
-                            self.id(&i.name)
-                        )),
-                        Statement::plain(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", self.beside(&i.name))),
-                    ),
-                    EngineKind::Mysql => (
-                        Statement {
-                            sql: format!(
-                                "ALTER TABLE {name} ADD {unique}INDEX {} ({columns}), ALGORITHM=INPLACE, LOCK=NONE",
-                                self.id(&i.name)
-                            ),
-                            only_if: Some(Guard::IndexMissing(i.name.clone())),
-                        },
-                        Statement {
-                            sql: format!("ALTER TABLE {name} DROP INDEX {}", self.id(&i.name)),
-                            only_if: Some(Guard::IndexPresent(i.name.clone())),
-                        },
-                    ),
-                    EngineKind::Sqlite => (
-                        Statement::plain(format!(
-                            "CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({columns})",
-                            self.beside(&i.name),
-                            self.id(self.bare())
-                        )),
-                        Statement::plain(format!("DROP INDEX IF EXISTS {}", self.beside(&i.name))),
-                    ),
-                };
-                IndexBuild { name: i.name.clone(), build, abort }
+                let spec = IndexSpec { name: &i.name, unique: i.unique, columns: &i.columns };
+                let sql = self.dialect.online_index(&self.changed(), &spec);
+                IndexBuild { name: i.name.clone(), build: sql.build, abort: sql.abort }
             })
             .collect()
     }
@@ -456,21 +393,7 @@ impl<'a> InPlace<'a> {
 
     /// Drops the sync triggers (and PostgreSQL's trigger function) and the mark table.
     fn drop_sync_objects(&self) -> Vec<String> {
-        let name = self.name();
-        let mut out = Vec::new();
-        match self.engine() {
-            EngineKind::Postgres => {
-                out.push(format!("DROP TRIGGER IF EXISTS {} ON {name}", self.id(&self.sync_trigger())));
-                out.push(format!("DROP FUNCTION IF EXISTS {}()", self.beside(&self.sync_trigger())));
-            }
-            _ => {
-                for trigger in [self.sync_trigger(), self.mark_trigger()] {
-                    for event in ["insert", "update"] {
-                        out.push(format!("DROP TRIGGER IF EXISTS {}", self.beside(&format!("{trigger}_{event}"))));
-                    }
-                }
-            }
-        }
+        let mut out = self.dialect.drop_sync_triggers(&self.changed());
         out.push(format!("DROP TABLE IF EXISTS {}", self.beside(&self.written_table())));
         out
     }
@@ -538,7 +461,7 @@ impl<'a> InPlace<'a> {
         conds.push(format!("({})", empty.join(" OR ")));
         // MariaDB/MySQL refuse a statement that reads the table its triggers
         // write (error 1442): there, a row version 2 set to NULL itself is filled.
-        if self.marks() && self.engine() != EngineKind::Mysql {
+        if self.marks() && self.dialect.reads_tables_its_triggers_write() {
             conds.push(self.unmarked(&name));
         }
         format!("UPDATE {name} SET {} WHERE {}", sets.join(", "), conds.join(" AND "))
@@ -639,12 +562,13 @@ impl<'a> InPlace<'a> {
         steps.extend(versions.complete);
         steps.extend(operations.into_iter().flat_map(|op| op.complete));
         steps.extend(versions.finish);
-        Contract { prepare, steps, atomic: self.engine() != EngineKind::Mysql }
+        Contract { prepare, steps, atomic: self.dialect.capabilities().transactional_ddl }
     }
 
-    /// Columns that SQLite can make NOT NULL only by rebuilding the table.
+    /// Columns that an engine which alters by rebuilding (SQLite) makes
+    /// NOT NULL only by rebuilding the table.
     pub fn sqlite_not_null(&self) -> Vec<String> {
-        if self.engine() != EngineKind::Sqlite {
+        if !self.dialect.capabilities().alters_by_rebuilding {
             return Vec::new();
         }
         self.added().iter().filter(|c| !c.nullable).map(|c| physical(c)).collect()

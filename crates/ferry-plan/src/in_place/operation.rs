@@ -4,7 +4,8 @@
 //! rollback are these, in order, around the sync triggers and version views
 //! the table's operations share ([`Versions`]).
 
-use super::{physical, CarriedIndex, ColumnFacts, EngineKind, Guard, InPlace, PlanDialect, Statement};
+use super::{physical, CarriedIndex, ColumnFacts, Guard, InPlace, PlanDialect, Statement};
+use ferry_core::in_place::{IndexSpec, Steps};
 use ferry_core::spec::ConstraintChange;
 
 /// What an operation does, as the spec's `[[change]]` names it. A split is
@@ -91,6 +92,15 @@ impl Operation {
         }
     }
 
+    /// Adds an engine's statements to each step.
+    fn add(&mut self, steps: Steps) {
+        self.start.extend(steps.start);
+        self.validate.extend(steps.validate);
+        self.enforce.extend(steps.enforce);
+        self.complete.extend(steps.complete);
+        self.abort.extend(steps.abort);
+    }
+
     /// `add_column email_verified`: how status and the audit name it.
     pub fn label(&self) -> String {
         format!("{} {}", self.kind.name(), self.subject)
@@ -142,45 +152,8 @@ impl<'a> InPlace<'a> {
     /// MariaDB/MySQL a dropped column would narrow it; SQLite refuses to drop
     /// an indexed column), the new one takes its name once the columns have theirs.
     fn swap_index(&self, c: &CarriedIndex, op: &mut Operation) {
-        let name = self.name();
-        match self.engine() {
-            EngineKind::Postgres => {
-                // A unique key may be a constraint (which owns its index) or an index.
-                op.enforce.push(Statement::plain(format!(
-                    "ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}",
-                    self.id(&c.old)
-                )));
-                op.enforce.push(Statement::plain(format!("DROP INDEX IF EXISTS {}", self.beside(&c.old))));
-                op.complete.push(Statement::plain(format!(
-                    "ALTER INDEX IF EXISTS {} RENAME TO {}",
-                    self.beside(&c.new.name),
-                    self.id(&c.old)
-                )));
-            }
-            EngineKind::Mysql => {
-                op.enforce.push(Statement {
-                    sql: format!("ALTER TABLE {name} DROP INDEX {}", self.id(&c.old)),
-                    only_if: Some(Guard::IndexPresent(c.old.clone())),
-                });
-                op.complete.push(Statement {
-                    sql: format!("ALTER TABLE {name} RENAME INDEX {} TO {}", self.id(&c.new.name), self.id(&c.old)),
-                    only_if: Some(Guard::IndexPresent(c.new.name.clone())),
-                });
-            }
-            EngineKind::Sqlite => {
-                // No RENAME INDEX: built again under the old name, in contract's transaction.
-                let unique = if c.new.unique { "UNIQUE " } else { "" };
-                let columns: Vec<String> = c.columns.iter().map(|col| self.id(col)).collect();
-                op.enforce.push(Statement::plain(format!("DROP INDEX IF EXISTS {}", self.beside(&c.old))));
-                op.complete.push(Statement::plain(format!("DROP INDEX IF EXISTS {}", self.beside(&c.new.name))));
-                op.complete.push(Statement::plain(format!(
-                    "CREATE {unique}INDEX IF NOT EXISTS {} ON {} ({})",
-                    self.beside(&c.old),
-                    self.id(self.bare()),
-                    columns.join(", ")
-                )));
-            }
-        }
+        let new = IndexSpec { name: &c.new.name, unique: c.new.unique, columns: &c.columns };
+        op.add(self.dialect.swap_index(&self.changed(), &c.old, &new));
     }
 
     fn drop_column(&self, column: &str) -> Statement {
@@ -230,56 +203,19 @@ impl<'a> InPlace<'a> {
     /// without blocking writers first, so that SET NOT NULL does not scan;
     /// SQLite's comes from the table rebuild (see `sqlite_not_null`).
     fn not_null(&self, c: &ColumnFacts, op: &mut Operation) {
-        let name = self.name();
-        let col = self.id(&physical(c));
-        match self.engine() {
-            EngineKind::Postgres => {
-                let check = self.id(&format!("ferry_{}_{}_not_null", self.bare(), c.name));
-                // Dropped first, so that a contract stopped after this step can run again.
-                op.validate.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {check}")));
-                op.validate.push(Statement::plain(format!(
-                    "ALTER TABLE {name} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"
-                )));
-                op.validate.push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {check}")));
-                op.enforce.push(Statement::plain(format!("ALTER TABLE {name} ALTER COLUMN {col} SET NOT NULL")));
-                op.enforce.push(Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT {check}")));
-            }
-            EngineKind::Mysql => op.enforce.push(Statement::plain(format!(
-                "ALTER TABLE {name} MODIFY {col} {} NOT NULL, ALGORITHM=INPLACE, LOCK=NONE",
-                self.dialect.declare(&c.desired)
-            ))),
-            EngineKind::Sqlite => {}
-        }
+        op.add(self.dialect.not_null(&self.changed(), &c.name, &physical(c), &c.desired));
     }
 
     /// A check or foreign key: enforced on new writes from expand and
     /// validated at contract on PostgreSQL (`NOT VALID`: no scan, no long
     /// lock); added at contract on MariaDB/MySQL; by the table rebuild on SQLite.
     fn constraint_operation(&self, c: &ConstraintChange) -> Operation {
-        let name = self.name();
         let kind = match c {
             ConstraintChange::Check { .. } => OperationKind::AddCheck,
             ConstraintChange::ForeignKey { .. } => OperationKind::AddForeignKey,
         };
         let mut op = Operation::new(kind, c.name());
-        let drop = Statement::plain(format!("ALTER TABLE {name} DROP CONSTRAINT IF EXISTS {}", self.id(c.name())));
-        match self.engine() {
-            EngineKind::Postgres => {
-                // Ferry's own (a name the table had is refused before expand): added again after a stop.
-                op.start.push(drop.clone());
-                op.start
-                    .push(Statement::plain(format!("ALTER TABLE {name} ADD {} NOT VALID", self.constraint_clause(c))));
-                op.validate
-                    .push(Statement::plain(format!("ALTER TABLE {name} VALIDATE CONSTRAINT {}", self.id(c.name()))));
-                op.abort.push(drop);
-            }
-            // MariaDB/MySQL check every row as they add it (the table is copied: writes wait).
-            EngineKind::Mysql => op.enforce.push(Statement {
-                sql: format!("ALTER TABLE {name} ADD {}", self.constraint_clause(c)),
-                only_if: Some(Guard::ConstraintMissing(c.name().to_string())),
-            }),
-            EngineKind::Sqlite => {}
-        }
+        op.add(self.dialect.add_constraint(&self.changed(), c.name(), &self.constraint_clause(c)));
         op
     }
 
@@ -293,7 +229,7 @@ impl<'a> InPlace<'a> {
         start.extend(self.sync_objects().into_iter().map(Statement::plain));
         start.extend(self.views().into_iter().map(Statement::plain));
         let mut finish = Vec::new();
-        if self.engine() == EngineKind::Mysql && self.added().iter().any(|c| physical(c) != c.name) {
+        if !self.dialect.views_follow_renames() && self.added().iter().any(|c| physical(c) != c.name) {
             let columns: Vec<String> = self.columns.iter().map(|c| self.id(&c.name)).collect();
             finish.push(Statement::plain(format!(
                 "CREATE OR REPLACE VIEW {} AS SELECT {} FROM {name}",

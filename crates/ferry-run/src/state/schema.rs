@@ -146,7 +146,7 @@ pub(super) fn open_file(path: &Path) -> Result<Db> {
 pub(super) fn open_postgres(url: &str, schema: &str) -> Result<Db> {
     let display = ferry_core::spec::redact_for_message(url);
     let db = Db::postgres(PgSession::connect(url, &display)?);
-    let quoted = ferry_core::EngineKind::Postgres.ident(schema);
+    let quoted = ferry_core::PlanDialect::ident(&ferry_postgres::PLAN_DIALECT, schema);
     let current: Option<String> = db
         .query_opt("SELECT 1 FROM pg_tables WHERE schemaname = ?1 AND tablename = 'workers'", args![schema])?
         .map(|_| String::new());
