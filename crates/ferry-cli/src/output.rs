@@ -2,7 +2,7 @@
 
 use ferry_core::audit::format_duration;
 use ferry_core::Phase;
-use ferry_run::diff::{DiffOutcome, Method};
+use ferry_run::compare::{DiffOutcome, Method};
 use ferry_run::integrity::CheckResult;
 use ferry_run::verify::{Difference, DifferenceKind, MAX_LISTED};
 use ferry_run::{Progress, TableReport};

@@ -10,7 +10,7 @@
 //! rows reverse sync wrote into the source the same way.
 
 use crate::backfill::Backfill;
-use crate::diff::{Difference, DifferenceKind};
+use crate::compare::{Difference, DifferenceKind};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::machine::advance;
 use crate::mapping::TablePlan;

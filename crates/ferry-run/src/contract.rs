@@ -10,7 +10,7 @@
 //! Every step is idempotent: a contract killed anywhere is finished by
 //! running it again; it can no longer be rolled back.
 
-use crate::compare::{diff_engines, DiffRequest};
+use crate::diff::{diff_engines, DiffRequest};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::machine::{advance, permit};
 use crate::progress::Progress;

@@ -1,7 +1,7 @@
 //! `integrity_report.md` and `integrity_report.json`: what verification
 //! compared, how, what it found, which checks ran, and what a repair changed.
 
-use crate::diff::{Difference, DifferenceCounts};
+use crate::compare::{Difference, DifferenceCounts};
 use crate::integrity::CheckResult;
 use crate::runner::{Repair, Verification};
 use crate::verify::TableReport;

@@ -1,5 +1,5 @@
 //! Phase 4: every row compared (by chunk checksums, bisected down to the
-//! rows that differ; see [`crate::diff`]), and a random sample compared
+//! rows that differ; see [`crate::compare`]), and a random sample compared
 //! column by column.
 //!
 //! Every source row is converted to the target's column types exactly as
@@ -8,8 +8,8 @@
 //! stopped.
 
 use crate::backfill::convert_row;
-use crate::diff::{column_differences, order_is_shared, same_text_form, DiffOutcome, Side, TableDiff};
-pub use crate::diff::{ColumnDifference, Difference, DifferenceCounts, DifferenceKind, Method};
+use crate::compare::{classify, order_is_shared, same_text_form, DiffOutcome, Side, TableDiff};
+pub use crate::compare::{ColumnDifference, Difference, DifferenceCounts, DifferenceKind, Method};
 use crate::error::Result;
 use crate::mapping::TablePlan;
 use crate::progress::Progress;
@@ -262,15 +262,6 @@ pub(crate) fn difference_of(
     source: Option<&Row>,
     target: Option<&Row>,
 ) -> Option<Difference> {
-    let display = describe_key(&plan.key_target, key);
-    match (source, target) {
-        (None, None) => None,
-        (Some(_), None) => Some(Difference { kind: DifferenceKind::Missing, key: display, columns: Vec::new() }),
-        (None, Some(_)) => Some(Difference { kind: DifferenceKind::Extra, key: display, columns: Vec::new() }),
-        (Some(s), Some(t)) => {
-            let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
-            let columns = column_differences(&names, s, t);
-            (!columns.is_empty()).then_some(Difference { kind: DifferenceKind::Mismatched, key: display, columns })
-        }
-    }
+    let names: Vec<String> = plan.columns.iter().map(|c| c.name.clone()).collect();
+    classify(&names, describe_key(&plan.key_target, key), source, target)
 }

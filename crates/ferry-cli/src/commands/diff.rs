@@ -1,6 +1,6 @@
 use crate::output::{print_outcome, Reporter};
 use crate::{EXIT_DIFFERENCES, EXIT_OK};
-use ferry_run::compare::{diff_tables, DiffRequest, TableRef};
+use ferry_run::diff::{diff_tables, DiffRequest, TableRef};
 
 #[derive(clap::Args)]
 pub struct Args {
