@@ -317,6 +317,28 @@ pub async fn plan_tables(spec: &Spec, source: &dyn Engine, target: &dyn Engine, 
     Ok(plans)
 }
 
+/// One table's entry of the spec, for errors that point at it.
+#[derive(Clone, Copy)]
+struct Entry<'a> {
+    spec: &'a Spec,
+    table: &'a TableSpec,
+}
+
+impl Entry<'_> {
+    fn error(&self, message: impl Into<String>, hint: impl Into<String>) -> RunError {
+        spec_error(self.spec, self.table, message, hint)
+    }
+
+    /// `name` is a column of the source table, or an error listing those it has.
+    fn require_column(&self, schema: &TableSchema, name: &str, message: String) -> Result<()> {
+        if schema.column(name).is_some() {
+            return Ok(());
+        }
+        let columns: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+        Err(self.error(message, format!("columns of {}: {}", self.table.from, columns.join(", "))))
+    }
+}
+
 async fn plan_table(
     spec: &Spec,
     table: &TableSpec,
@@ -325,19 +347,125 @@ async fn plan_table(
     mode: Mode,
     expanded: bool,
 ) -> Result<TablePlan> {
+    let entry = Entry { spec, table };
     let source_name = TableName::parse(&table.from);
     let target_name = TableName::parse(&table.to);
     let in_place = source_engine.display_url() == target.display_url() && source_name == target_name;
-    if in_place
-        && mode == Mode::Run
-        && table.columns.is_empty()
+    if in_place && mode == Mode::Run {
+        refuse_empty_change(entry, target)?;
+    }
+    let mut schema = introspect_source(entry, source_engine, &source_name).await?;
+    if in_place && expanded {
+        schema.columns.retain(|c| !added_by_expand(table, &c.name));
+    }
+    check_column_names(entry, &schema)?;
+    let emitted = emitted_columns(table, &schema);
+    let (key_source, key_target) = resolve_key(entry, &schema, mode, &emitted)?;
+
+    // Generated columns the target computes itself are created, never copied.
+    let renames: BTreeMap<String, String> = emitted
+        .iter()
+        .filter_map(|(t, s)| match s {
+            ColumnSource::Column { name, .. } => Some((name.clone(), t.clone())),
+            _ => None,
+        })
+        .collect();
+    let mut translator = Translator::new(
+        source_engine,
+        target,
+        &schema,
+        &target_name.name,
+        &table.translate,
+        renames,
+        key_source.clone(),
+    );
+    let generated =
+        if in_place { Vec::new() } else { recreated_generated(table, &schema, &emitted, &key_source, &mut translator) };
+    let copied: Vec<&(String, ColumnSource)> =
+        emitted.iter().filter(|(t, _)| !generated.iter().any(|(_, g)| &g.name == t)).collect();
+    let mut columns = Vec::new();
+    for (name, source) in copied {
+        let in_key = key_target.contains(name);
+        columns.push(target_column(entry, source_engine, &schema, name, source, in_key).await?);
+    }
+    // Index and key columns may need a bounded type on some engines (MySQL text keys).
+    let target_of = |source_col: &str| target_of(&emitted, source_col);
+    let map_cols = |cols: &[String]| -> Option<Vec<String>> { cols.iter().map(|c| target_of(c)).collect() };
+    let mut unique_keys: Vec<Vec<String>> =
+        schema.unique_keys.iter().filter_map(|u| map_cols(&u.columns)).filter(|cols| cols != &key_target).collect();
+    let indexes: Vec<Vec<String>> = schema.indexes.iter().filter_map(|i| map_cols(&i.columns)).collect();
+    let in_any_index = |c: &String| {
+        key_target.contains(c)
+            || unique_keys.iter().flatten().any(|u| u == c)
+            || indexes.iter().flatten().any(|u| u == c)
+    };
+    for col in &mut columns {
+        col.data_type = target.storage_type(&col.data_type, in_any_index(&col.name));
+    }
+    let read = read_spec(table, &source_name, &columns, &key_source, &key_target);
+
+    let mut column_defs: Vec<ColumnDef> = columns
+        .iter()
+        .map(|c| match &c.source {
+            ColumnSource::Column { name, .. } if !in_place => translator.column(
+                PlannedColumn {
+                    name: &c.name,
+                    data_type: &c.data_type,
+                    nullable: c.nullable,
+                    sole_key: key_target.len() == 1 && key_target[0] == c.name,
+                },
+                schema.column(name).expect("checked above"),
+            ),
+            _ => ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable),
+        })
+        .collect();
+    for (inserted, (position, mut def)) in generated.into_iter().enumerate() {
+        def.data_type = target.storage_type(&def.data_type, in_any_index(&def.name));
+        column_defs.insert((position + inserted).min(column_defs.len()), def);
+    }
+    let (expression_indexes, checks, comment) = if in_place {
+        (Vec::new(), Vec::new(), None)
+    } else {
+        (translator.indexes(&mut unique_keys, &column_defs), translator.checks(), translator.table_comment())
+    };
+    check_translate_keys(spec, table, &translator)?;
+    let schema_items = std::mem::take(&mut translator.items);
+    let def = TableDef {
+        name: target_name.clone(),
+        columns: column_defs,
+        primary_key: key_target.clone(),
+        unique_keys,
+        indexes,
+        foreign_keys: Vec::new(),
+        expression_indexes,
+        checks,
+        comment,
+    };
+    Ok(TablePlan {
+        spec: table.clone(),
+        source_name,
+        target_name,
+        source: schema,
+        columns,
+        key_source,
+        key_target,
+        def,
+        read,
+        skipped_foreign_keys: Vec::new(),
+        in_place,
+        schema_items,
+    })
+}
+
+/// An entry whose source and target are the same table must describe a change.
+fn refuse_empty_change(entry: Entry, target: &dyn Engine) -> Result<()> {
+    let table = entry.table;
+    if table.columns.is_empty()
         && table.exclude.is_empty()
         && table.added_indexes.is_empty()
         && table.added_constraints.is_empty()
     {
-        return Err(spec_error(
-            spec,
-            table,
+        return Err(entry.error(
             format!(
                 "source and target are the same table, {} in {}, and the entry changes nothing",
                 table.from,
@@ -347,53 +475,38 @@ async fn plan_table(
              to change the table in place, describe the change with [[change]] entries (docs/in-place.md)",
         ));
     }
-    let mut schema = source_engine.introspect(&source_name).await.map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            spec_error(
-                spec,
-                table,
-                format!("source table `{}`: {}", table.from, e.message()),
-                e.hint().unwrap_or("check `from`"),
-            )
-        } else {
-            RunError::from(e).context(format_args!("source table {}", table.from))
-        }
-    })?;
-    if in_place && expanded {
-        schema.columns.retain(|c| !added_by_expand(table, &c.name));
-    }
-    let column_list = || schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    Ok(())
+}
 
-    for name in &table.exclude {
-        if schema.column(name).is_none() {
-            return Err(spec_error(
-                spec,
-                table,
-                format!("`exclude` names `{name}`, which is not a column of {}", table.from),
-                format!("columns of {}: {}", table.from, column_list()),
-            ));
+async fn introspect_source(entry: Entry<'_>, source: &dyn Engine, name: &TableName) -> Result<TableSchema> {
+    let from = &entry.table.from;
+    source.introspect(name).await.map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            entry.error(format!("source table `{from}`: {}", e.message()), e.hint().unwrap_or("check `from`"))
+        } else {
+            RunError::from(e).context(format_args!("source table {from}"))
         }
+    })
+}
+
+/// Every column the entry names is the source's, and no rename lands on a column the source keeps.
+fn check_column_names(entry: Entry, schema: &TableSchema) -> Result<()> {
+    let table = entry.table;
+    for name in &table.exclude {
+        let message = format!("`exclude` names `{name}`, which is not a column of {}", table.from);
+        entry.require_column(schema, name, message)?;
     }
     for (target_col, source) in &table.columns {
         if let ColumnSource::Column { name, .. } = source {
-            if schema.column(name).is_none() {
-                return Err(spec_error(
-                    spec,
-                    table,
-                    format!("`columns.{target_col}` reads `{name}`, which is not a column of {}", table.from),
-                    format!("columns of {}: {}", table.from, column_list()),
-                ));
-            }
+            let message = format!("`columns.{target_col}` reads `{name}`, which is not a column of {}", table.from);
+            entry.require_column(schema, name, message)?;
         }
     }
-
     // A rename into the name of another source column would copy two columns into one.
     for (target_col, source) in &table.columns {
         if let ColumnSource::Column { name, .. } = source {
             if name != target_col && schema.column(target_col).is_some() && !table.exclude.contains(target_col) {
-                return Err(spec_error(
-                    spec,
-                    table,
+                return Err(entry.error(
                     format!(
                         "`columns.{target_col}` renames `{name}` to `{target_col}`, but {} has a column `{target_col}` \
                          of its own, which would be copied into the same target column",
@@ -407,9 +520,13 @@ async fn plan_table(
             }
         }
     }
+    Ok(())
+}
 
-    // Source columns in their order, each renamed or overridden where the spec
-    // says so; then computed columns in spec order.
+/// The target's columns and where each comes from: source columns in their
+/// order, each renamed or overridden where the spec says so; then computed
+/// columns in spec order.
+fn emitted_columns(table: &TableSpec, schema: &TableSchema) -> Vec<(String, ColumnSource)> {
     let overrides: BTreeMap<&str, &ColumnSource> = table.columns.iter().map(|(t, s)| (t.as_str(), s)).collect();
     let mut emitted: Vec<(String, ColumnSource)> = Vec::new();
     let mut used_overrides: Vec<&str> = Vec::new();
@@ -444,71 +561,68 @@ async fn plan_table(
             used_overrides.push(t.as_str());
         }
     }
+    emitted
+}
 
-    let key_source = if table.key.is_empty() {
-        match (schema.natural_key(), mode) {
-            (Some(key), _) => Ok(key),
-            // The plan reports the missing key as a finding (F007).
-            (None, Mode::Plan) => Ok(Vec::new()),
-            (None, Mode::Run | Mode::Contract | Mode::Expanded) => Err(spec_error(
-                spec,
-                table,
-                format!("table `{}` has no primary key and no unique key on NOT NULL columns", table.from),
-                "Ferry copies and verifies rows by key: add `key = [\"col\", ...]` naming columns whose values are unique, \
-                 or give the table a primary key",
-            )),
-        }?
-    } else {
-        for k in &table.key {
-            if schema.column(k).is_none() {
-                return Err(spec_error(
-                    spec,
-                    table,
-                    format!("key column `{k}` is not a column of {}", table.from),
-                    format!("columns of {}: {}", table.from, column_list()),
-                ));
-            }
-        }
-        table.key.clone()
-    };
-    let target_of = |source_col: &str| -> Option<String> {
-        emitted
-            .iter()
-            .find(|(_, s)| matches!(s, ColumnSource::Column { name, .. } if name == source_col))
-            .map(|(t, _)| t.clone())
-    };
-    let mut key_target = Vec::new();
-    for k in &key_source {
-        key_target.push(target_of(k).ok_or_else(|| {
-            spec_error(
-                spec,
-                table,
-                format!("key column `{k}` is not copied to the target"),
-                "the key identifies rows on both sides: do not exclude it or replace it with a computed column",
-            )
-        })?);
-    }
-
-    // Generated columns the target computes itself are created, never copied.
-    let renames: BTreeMap<String, String> = emitted
+/// The target column a source column is copied to.
+fn target_of(emitted: &[(String, ColumnSource)], source_col: &str) -> Option<String> {
+    emitted
         .iter()
-        .filter_map(|(t, s)| match s {
-            ColumnSource::Column { name, .. } => Some((name.clone(), t.clone())),
-            _ => None,
+        .find(|(_, s)| matches!(s, ColumnSource::Column { name, .. } if name == source_col))
+        .map(|(t, _)| t.clone())
+}
+
+/// The key as the source and as the target name it: the spec's, or the
+/// table's own (`ferry plan` reports a table without one as F007).
+fn resolve_key(
+    entry: Entry,
+    schema: &TableSchema,
+    mode: Mode,
+    emitted: &[(String, ColumnSource)],
+) -> Result<(Vec<String>, Vec<String>)> {
+    let table = entry.table;
+    let key_source =
+        if table.key.is_empty() {
+            match (schema.natural_key(), mode) {
+                (Some(key), _) => key,
+                (None, Mode::Plan) => Vec::new(),
+                (None, Mode::Run | Mode::Contract | Mode::Expanded) => return Err(entry.error(
+                    format!("table `{}` has no primary key and no unique key on NOT NULL columns", table.from),
+                    "Ferry copies and verifies rows by key: add `key = [\"col\", ...]` naming columns whose values \
+                     are unique, or give the table a primary key",
+                )),
+            }
+        } else {
+            for k in &table.key {
+                entry.require_column(schema, k, format!("key column `{k}` is not a column of {}", table.from))?;
+            }
+            table.key.clone()
+        };
+    let key_target = key_source
+        .iter()
+        .map(|k| {
+            target_of(emitted, k).ok_or_else(|| {
+                entry.error(
+                    format!("key column `{k}` is not copied to the target"),
+                    "the key identifies rows on both sides: do not exclude it or replace it with a computed column",
+                )
+            })
         })
-        .collect();
-    let mut translator = Translator::new(
-        source_engine,
-        target,
-        &schema,
-        &target_name.name,
-        &table.translate,
-        renames,
-        key_source.clone(),
-    );
-    // (position among the copied columns, definition)
+        .collect::<Result<Vec<String>>>()?;
+    Ok((key_source, key_target))
+}
+
+/// Generated source columns the target computes itself: each with its
+/// position among the copied columns and its definition.
+fn recreated_generated(
+    table: &TableSpec,
+    schema: &TableSchema,
+    emitted: &[(String, ColumnSource)],
+    key_source: &[String],
+    translator: &mut Translator,
+) -> Vec<(usize, ColumnDef)> {
     let mut generated: Vec<(usize, ColumnDef)> = Vec::new();
-    for (target_col, source) in emitted.iter().filter(|_| !in_place) {
+    for (target_col, source) in emitted {
         let recreated = match source {
             ColumnSource::Column { name, .. } if !table.columns.iter().any(|(t, _)| t == target_col) => schema
                 .column(name)
@@ -523,74 +637,66 @@ async fn plan_table(
             generated.push((copied_before, def));
         }
     }
+    generated
+}
 
-    let indexed: Vec<&String> = key_target.iter().collect();
-    let mut columns = Vec::new();
-    for (name, source) in emitted.iter().filter(|(t, _)| !generated.iter().any(|(_, g)| &g.name == t)) {
-        let (data_type, nullable) = match source {
-            ColumnSource::Column { name: src, data_type, .. } => {
-                let col = schema.column(src).expect("checked above");
-                (data_type.clone().unwrap_or_else(|| col.data_type.clone()), col.nullable)
-            }
-            ColumnSource::Expr { sql, data_type, .. } => {
-                let t = match data_type {
-                    Some(t) => t.clone(),
-                    None => source_engine
-                        .expression_type(&source_name, sql)
-                        .await
-                        .map_err(|e| {
-                            spec_error(
-                                spec,
-                                table,
-                                format!("computed column `{name}`: {}", e.message()),
-                                "check the expression's SQL",
-                            )
-                        })?
-                        .ok_or_else(|| {
-                            spec_error(
-                                spec,
-                                table,
-                                format!(
-                                    "computed column `{name}` needs a type: {} cannot tell an expression's type",
-                                    source_engine.kind()
-                                ),
-                                format!("write {name} = {{ expr = \"{sql}\", type = \"text\" }} with the right type"),
-                            )
-                        })?,
-                };
-                (t, true)
-            }
-        };
-        let in_key = indexed.contains(&name);
-        let source_type = match source {
-            ColumnSource::Column { name: src, .. } => {
-                schema.column(src).map(|c| (c.data_type.clone(), c.native_type.clone(), c.nullable))
-            }
-            ColumnSource::Expr { .. } => None,
-        };
-        columns.push(TargetColumn {
-            name: name.clone(),
-            source: source.clone(),
-            desired_type: data_type.clone(),
-            data_type,
-            source_type,
-            nullable: nullable && !in_key && !source.not_null(),
-        });
-    }
-    // Index and key columns may need a bounded type on some engines (MySQL text keys).
-    let map_cols = |cols: &[String]| -> Option<Vec<String>> { cols.iter().map(|c| target_of(c)).collect() };
-    let unique_keys: Vec<Vec<String>> =
-        schema.unique_keys.iter().filter_map(|u| map_cols(&u.columns)).filter(|cols| cols != &key_target).collect();
-    let indexes: Vec<Vec<String>> = schema.indexes.iter().filter_map(|i| map_cols(&i.columns)).collect();
-    let in_any_index = |c: &String| {
-        key_target.contains(c)
-            || unique_keys.iter().flatten().any(|u| u == c)
-            || indexes.iter().flatten().any(|u| u == c)
+/// A copied column: its type (the spec's, the source column's, or what the
+/// source says its expression gives) and whether it may be NULL.
+async fn target_column(
+    entry: Entry<'_>,
+    source_engine: &dyn Engine,
+    schema: &TableSchema,
+    name: &str,
+    source: &ColumnSource,
+    in_key: bool,
+) -> Result<TargetColumn> {
+    let (data_type, nullable, source_type) = match source {
+        ColumnSource::Column { name: src, data_type, .. } => {
+            let col = schema.column(src).expect("checked above");
+            let t = data_type.clone().unwrap_or_else(|| col.data_type.clone());
+            (t, col.nullable, Some((col.data_type.clone(), col.native_type.clone(), col.nullable)))
+        }
+        ColumnSource::Expr { sql, data_type, .. } => {
+            let t = match data_type {
+                Some(t) => t.clone(),
+                None => expression_type(entry, source_engine, name, sql).await?,
+            };
+            (t, true, None)
+        }
     };
-    for col in &mut columns {
-        col.data_type = target.storage_type(&col.data_type, in_any_index(&col.name));
-    }
+    Ok(TargetColumn {
+        name: name.to_string(),
+        source: source.clone(),
+        desired_type: data_type.clone(),
+        data_type,
+        source_type,
+        nullable: nullable && !in_key && !source.not_null(),
+    })
+}
 
+/// The type the source engine says a computed column's expression gives.
+async fn expression_type(entry: Entry<'_>, source: &dyn Engine, name: &str, sql: &str) -> Result<DataType> {
+    let table = TableName::parse(&entry.table.from);
+    source
+        .expression_type(&table, sql)
+        .await
+        .map_err(|e| entry.error(format!("computed column `{name}`: {}", e.message()), "check the expression's SQL"))?
+        .ok_or_else(|| {
+            entry.error(
+                format!("computed column `{name}` needs a type: {} cannot tell an expression's type", source.kind()),
+                format!("write {name} = {{ expr = \"{sql}\", type = \"text\" }} with the right type"),
+            )
+        })
+}
+
+/// What to read from the source: the copied columns (or their expressions) and the key.
+fn read_spec(
+    table: &TableSpec,
+    source_name: &TableName,
+    columns: &[TargetColumn],
+    key_source: &[String],
+    key_target: &[String],
+) -> ReadSpec {
     let select: Vec<SelectItem> = columns
         .iter()
         .map(|c| match &c.source {
@@ -600,66 +706,13 @@ async fn plan_table(
         .collect();
     let key_positions =
         key_target.iter().map(|k| columns.iter().position(|c| &c.name == k).expect("key is a column")).collect();
-    let read = ReadSpec {
+    ReadSpec {
         table: source_name.clone(),
         select,
-        key: key_source.clone(),
+        key: key_source.to_vec(),
         key_positions,
         filter: table.filter.clone(),
-    };
-
-    let mut column_defs: Vec<ColumnDef> = columns
-        .iter()
-        .map(|c| match &c.source {
-            ColumnSource::Column { name, .. } if !in_place => translator.column(
-                PlannedColumn {
-                    name: &c.name,
-                    data_type: &c.data_type,
-                    nullable: c.nullable,
-                    sole_key: key_target.len() == 1 && key_target[0] == c.name,
-                },
-                schema.column(name).expect("checked above"),
-            ),
-            _ => ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable),
-        })
-        .collect();
-    for (inserted, (position, mut def)) in generated.into_iter().enumerate() {
-        def.data_type = target.storage_type(&def.data_type, in_any_index(&def.name));
-        column_defs.insert((position + inserted).min(column_defs.len()), def);
     }
-    let mut unique_keys = unique_keys;
-    let (expression_indexes, checks, comment) = if in_place {
-        (Vec::new(), Vec::new(), None)
-    } else {
-        (translator.indexes(&mut unique_keys, &column_defs), translator.checks(), translator.table_comment())
-    };
-    check_translate_keys(spec, table, &translator)?;
-    let schema_items = std::mem::take(&mut translator.items);
-    let def = TableDef {
-        name: target_name.clone(),
-        columns: column_defs,
-        primary_key: key_target.clone(),
-        unique_keys,
-        indexes,
-        foreign_keys: Vec::new(),
-        expression_indexes,
-        checks,
-        comment,
-    };
-    Ok(TablePlan {
-        spec: table.clone(),
-        source_name,
-        target_name,
-        source: schema,
-        columns,
-        key_source,
-        key_target,
-        def,
-        read,
-        skipped_foreign_keys: Vec::new(),
-        in_place,
-        schema_items,
-    })
 }
 
 /// Every `[table.translate]` key names something of the table; a zone is UTC.
