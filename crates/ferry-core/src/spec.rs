@@ -704,6 +704,32 @@ impl Ctx<'_> {
         }
     }
 
+    /// The duration `key` gives, or an error showing how one is written.
+    fn duration(&self, v: &toml::Spanned<String>, key: &str, example: &str) -> Result<Duration, SpecError> {
+        parse_duration(v.get_ref()).ok_or_else(|| {
+            self.error(
+                v.span(),
+                format!("`{key}`: `{}` is not a duration", v.get_ref()),
+                format!("write e.g. {example}"),
+            )
+        })
+    }
+
+    /// The whole number `key` gives, if it lies in `range`.
+    fn count_in(
+        &self,
+        v: &toml::Spanned<i64>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        help: &str,
+    ) -> Result<usize, SpecError> {
+        if !range.contains(v.get_ref()) {
+            let message = format!("`{key}` must be between {} and {}", range.start(), range.end());
+            return Err(self.error(v.span(), message, help));
+        }
+        Ok(*v.get_ref() as usize)
+    }
+
     /// The operator's SQL at `span` must be one `kind` of fragment in `engine`'s dialect.
     fn user_sql(
         &self,
@@ -847,67 +873,15 @@ impl Spec {
 
     fn parse_with(path: &Path, text: &str, keep_unset: bool) -> Result<Spec, SpecError> {
         let ctx = Ctx { path, text, keep_unset };
-        let mut file: raw::File = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().to_string();
-            let help = if message.starts_with("unknown field") {
-                "remove the key or correct its spelling; docs/spec.md lists every key"
-            } else if message.starts_with("missing field") {
-                "add the key; docs/spec.md lists what each section needs"
-            } else if message.starts_with("invalid type") {
-                "give the value the type docs/spec.md shows for this key"
-            } else {
-                "fix the TOML syntax at this position"
-            };
-            ctx.error(span, message, help)
-        })?;
+        let mut file = parse_toml(&ctx)?;
 
         changes::lower(&ctx, &mut file)?;
         let target = file.target.as_ref().expect("lower() gives every spec a target");
         let source_url = ctx.interpolate(&file.source.url, "source.url")?;
         let target_url = ctx.interpolate(&target.url, "target.url")?;
-        for (url, raw, key) in [(&source_url, &file.source.url, "source.url"), (&target_url, &target.url, "target.url")]
-        {
-            // Engines do the full parsing; the scheme is checked here, against the one list.
-            if EngineKind::of_url(url).is_none() {
-                let near = crate::engine_kind::URL_SCHEMES
-                    .iter()
-                    .filter_map(|(s, _)| s.strip_suffix("://"))
-                    .find(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with(':')));
-                let (message, help) = match near {
-                    Some(scheme) => (
-                        format!("`{key}`: `{}` is missing the `//` after `{scheme}:`", redact_for_message(url)),
-                        format!("write {scheme}://user@host:port/database"),
-                    ),
-                    None => (
-                        format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
-                        format!("use {}", EngineKind::schemes_in_words()),
-                    ),
-                };
-                return Err(ctx.error(raw.span(), message, help));
-            }
-        }
-        let state_url = match &file.state {
-            Some(state) => {
-                let url = ctx.interpolate(&state.url, "state.url")?;
-                let shared = EngineKind::of_url(&url) == Some(EngineKind::Postgres);
-                if !url.starts_with("sqlite:") && !shared {
-                    return Err(ctx.error(
-                        state.url.span(),
-                        format!(
-                            "`state.url`: a state store is a SQLite file or a PostgreSQL database, not `{}`",
-                            redact_for_message(&url)
-                        ),
-                        format!(
-                            "use `{}` (the default), another sqlite: path, or postgres://USER@HOST/DATABASE to share the state between machines",
-                            default_state_url(path)
-                        ),
-                    ));
-                }
-                url
-            }
-            None => default_state_url(path),
-        };
+        check_url_scheme(&ctx, &source_url, &file.source.url, "source.url")?;
+        check_url_scheme(&ctx, &target_url, &target.url, "target.url")?;
+        let state_url = parse_state_url(&ctx, file.state.as_ref())?;
 
         let source_engine = EngineKind::of_url(&source_url);
         let target_engine = EngineKind::of_url(&target_url);
@@ -918,90 +892,9 @@ impl Spec {
         }
         let migration = parse_migration(&ctx, &file.migration)?;
 
-        if file.tables.is_empty() {
-            return Err(SpecError {
-                path: path.to_path_buf(),
-                line: None,
-                column: None,
-                message: "the spec has no [[table]] entries".into(),
-                help: Some("add one per table to move:\n\n    [[table]]\n    from = \"users\"\n".into()),
-            });
-        }
-        let mut tables = Vec::new();
-        let mut seen_targets: BTreeMap<String, usize> = BTreeMap::new();
-        for entry in &file.tables {
-            let table = parse_table(&ctx, entry, source_engine)?;
-            if let Some(first) = seen_targets.insert(table.to.clone(), table.line) {
-                return Err(ctx.error(
-                    entry.span(),
-                    format!(
-                        "target table `{}` is written by two [[table]] entries (the other is on line {first})",
-                        table.to
-                    ),
-                    "give each entry its own `to`",
-                ));
-            }
-            tables.push(table);
-        }
-
-        let mut checks: Vec<CheckSpec> = Vec::new();
-        for entry in &file.checks {
-            let raw = entry.get_ref();
-            let on = match raw.on.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
-                None | Some(("target", _)) => CheckOn::Target,
-                Some(("source", _)) => CheckOn::Source,
-                Some((other, span)) => {
-                    return Err(ctx.error(
-                        span,
-                        format!("`check.on` is `{other}`"),
-                        "use \"target\" (the default) or \"source\"",
-                    ))
-                }
-            };
-            let name = raw.name.get_ref().trim().to_string();
-            if name.is_empty() || checks.iter().any(|c| c.name == name) {
-                return Err(ctx.error(
-                    raw.name.span(),
-                    "every [[check]] needs a name of its own",
-                    "name it after what it asserts, e.g. name = \"no orders without a customer\"",
-                ));
-            }
-            if raw.sql.get_ref().trim().is_empty() {
-                return Err(ctx.error(raw.sql.span(), "`check.sql` is empty", "give a query that returns one number"));
-            }
-            let engine = match on {
-                CheckOn::Source => source_engine,
-                CheckOn::Target => target_engine,
-            };
-            ctx.user_sql(raw.sql.span(), "check.sql", raw.sql.get_ref(), crate::usersql::Fragment::Query, engine)?;
-            checks.push(CheckSpec {
-                name,
-                sql: raw.sql.get_ref().clone(),
-                expect: raw.expect,
-                on,
-                line: ctx.position(entry.span().start).0,
-            });
-        }
-
-        if let Some(c) = &target.capture {
-            return Err(ctx.error(
-                c.span(),
-                "`target.capture`: capture records the source's writes",
-                "move `capture` to the [source] section",
-            ));
-        }
-        let capture =
-            match file.source.capture.as_ref().map(|c| (c, c.get_ref().as_str())) {
-                None | Some((_, "triggers")) => CaptureMethod::Triggers,
-                Some((_, "logical")) => CaptureMethod::Logical,
-                Some((_, "binlog")) => CaptureMethod::Binlog,
-                Some((c, other)) => return Err(ctx.error(
-                    c.span(),
-                    format!("`source.capture`: unknown method `{other}`"),
-                    "use \"triggers\" (the default, every engine), \"logical\" (PostgreSQL with wal_level = logical) \
-                     or \"binlog\" (MySQL/MariaDB with a row-based binary log)",
-                )),
-            };
+        let tables = parse_tables(&ctx, &file.tables, source_engine)?;
+        let checks = parse_checks(&ctx, &file.checks, source_engine, target_engine)?;
+        let capture = parse_capture(&ctx, file.source.capture.as_ref(), target.capture.as_ref())?;
 
         let switch = parse_switch(&ctx, &file.switch)?;
         let cutover = file
@@ -1090,56 +983,233 @@ impl Spec {
     }
 }
 
+/// The spec's TOML, with a hint for each kind of mistake serde names.
+fn parse_toml(ctx: &Ctx) -> Result<raw::File, SpecError> {
+    toml::from_str(ctx.text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_string();
+        let help = if message.starts_with("unknown field") {
+            "remove the key or correct its spelling; docs/spec.md lists every key"
+        } else if message.starts_with("missing field") {
+            "add the key; docs/spec.md lists what each section needs"
+        } else if message.starts_with("invalid type") {
+            "give the value the type docs/spec.md shows for this key"
+        } else {
+            "fix the TOML syntax at this position"
+        };
+        ctx.error(span, message, help)
+    })
+}
+
+/// A database URL has a scheme an engine registered. Engines do the full
+/// parsing; the scheme is checked here, against the one list.
+fn check_url_scheme(ctx: &Ctx, url: &str, raw: &toml::Spanned<String>, key: &str) -> Result<(), SpecError> {
+    if EngineKind::of_url(url).is_some() {
+        return Ok(());
+    }
+    let near = crate::engine_kind::URL_SCHEMES
+        .iter()
+        .filter_map(|(s, _)| s.strip_suffix("://"))
+        .find(|s| url.strip_prefix(s).is_some_and(|rest| rest.starts_with(':')));
+    let (message, help) = match near {
+        Some(scheme) => (
+            format!("`{key}`: `{}` is missing the `//` after `{scheme}:`", redact_for_message(url)),
+            format!("write {scheme}://user@host:port/database"),
+        ),
+        None => (
+            format!("`{key}`: unknown database URL scheme in `{}`", redact_for_message(url)),
+            format!("use {}", EngineKind::schemes_in_words()),
+        ),
+    };
+    Err(ctx.error(raw.span(), message, help))
+}
+
+/// `[state] url`: a SQLite file (by default beside the spec) or a PostgreSQL database.
+fn parse_state_url(ctx: &Ctx, state: Option<&raw::State>) -> Result<String, SpecError> {
+    let Some(state) = state else {
+        return Ok(default_state_url(ctx.path));
+    };
+    let url = ctx.interpolate(&state.url, "state.url")?;
+    let shared = EngineKind::of_url(&url) == Some(EngineKind::Postgres);
+    if !url.starts_with("sqlite:") && !shared {
+        return Err(ctx.error(
+            state.url.span(),
+            format!(
+                "`state.url`: a state store is a SQLite file or a PostgreSQL database, not `{}`",
+                redact_for_message(&url)
+            ),
+            format!(
+                "use `{}` (the default), another sqlite: path, or postgres://USER@HOST/DATABASE to share the state between machines",
+                default_state_url(ctx.path)
+            ),
+        ));
+    }
+    Ok(url)
+}
+
+/// Every `[[table]]`, each writing a target table of its own.
+fn parse_tables(
+    ctx: &Ctx,
+    entries: &[toml::Spanned<raw::Table>],
+    source_engine: Option<EngineKind>,
+) -> Result<Vec<TableSpec>, SpecError> {
+    if entries.is_empty() {
+        return Err(SpecError {
+            path: ctx.path.to_path_buf(),
+            line: None,
+            column: None,
+            message: "the spec has no [[table]] entries".into(),
+            help: Some("add one per table to move:\n\n    [[table]]\n    from = \"users\"\n".into()),
+        });
+    }
+    let mut tables = Vec::new();
+    let mut seen_targets: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in entries {
+        let table = parse_table(ctx, entry, source_engine)?;
+        if let Some(first) = seen_targets.insert(table.to.clone(), table.line) {
+            return Err(ctx.error(
+                entry.span(),
+                format!(
+                    "target table `{}` is written by two [[table]] entries (the other is on line {first})",
+                    table.to
+                ),
+                "give each entry its own `to`",
+            ));
+        }
+        tables.push(table);
+    }
+    Ok(tables)
+}
+
+/// Every `[[check]]`: a named query, its SQL valid on the side it runs on.
+fn parse_checks(
+    ctx: &Ctx,
+    entries: &[toml::Spanned<raw::Check>],
+    source_engine: Option<EngineKind>,
+    target_engine: Option<EngineKind>,
+) -> Result<Vec<CheckSpec>, SpecError> {
+    let mut checks: Vec<CheckSpec> = Vec::new();
+    for entry in entries {
+        let raw = entry.get_ref();
+        let on = match raw.on.as_ref().map(|o| (o.get_ref().as_str(), o.span())) {
+            None | Some(("target", _)) => CheckOn::Target,
+            Some(("source", _)) => CheckOn::Source,
+            Some((other, span)) => {
+                return Err(ctx.error(
+                    span,
+                    format!("`check.on` is `{other}`"),
+                    "use \"target\" (the default) or \"source\"",
+                ))
+            }
+        };
+        let name = raw.name.get_ref().trim().to_string();
+        if name.is_empty() || checks.iter().any(|c| c.name == name) {
+            return Err(ctx.error(
+                raw.name.span(),
+                "every [[check]] needs a name of its own",
+                "name it after what it asserts, e.g. name = \"no orders without a customer\"",
+            ));
+        }
+        if raw.sql.get_ref().trim().is_empty() {
+            return Err(ctx.error(raw.sql.span(), "`check.sql` is empty", "give a query that returns one number"));
+        }
+        let engine = match on {
+            CheckOn::Source => source_engine,
+            CheckOn::Target => target_engine,
+        };
+        ctx.user_sql(raw.sql.span(), "check.sql", raw.sql.get_ref(), crate::usersql::Fragment::Query, engine)?;
+        checks.push(CheckSpec {
+            name,
+            sql: raw.sql.get_ref().clone(),
+            expect: raw.expect,
+            on,
+            line: ctx.position(entry.span().start).0,
+        });
+    }
+    Ok(checks)
+}
+
+/// `[source] capture`; capture is the source's, never the target's.
+fn parse_capture(
+    ctx: &Ctx,
+    source: Option<&toml::Spanned<String>>,
+    target: Option<&toml::Spanned<String>>,
+) -> Result<CaptureMethod, SpecError> {
+    if let Some(c) = target {
+        return Err(ctx.error(
+            c.span(),
+            "`target.capture`: capture records the source's writes",
+            "move `capture` to the [source] section",
+        ));
+    }
+    match source.map(|c| (c, c.get_ref().as_str())) {
+        None | Some((_, "triggers")) => Ok(CaptureMethod::Triggers),
+        Some((_, "logical")) => Ok(CaptureMethod::Logical),
+        Some((_, "binlog")) => Ok(CaptureMethod::Binlog),
+        Some((c, other)) => Err(ctx.error(
+            c.span(),
+            format!("`source.capture`: unknown method `{other}`"),
+            "use \"triggers\" (the default, every engine), \"logical\" (PostgreSQL with wal_level = logical) \
+             or \"binlog\" (MySQL/MariaDB with a row-based binary log)",
+        )),
+    }
+}
+
+/// `[policy] throttle`: the load throttle by default, the latency probe
+/// where the spec configures one (`probed`), or none.
+fn parse_throttle(
+    ctx: &Ctx,
+    throttle: Option<&toml::Spanned<String>>,
+    probed: bool,
+) -> Result<ThrottleMode, SpecError> {
+    Ok(match throttle.map(|t| (t, t.get_ref().as_str())) {
+        None if probed => ThrottleMode::Latency,
+        None | Some((_, "load")) => ThrottleMode::Load,
+        Some((_, "latency")) => ThrottleMode::Latency,
+        Some((_, "off")) => ThrottleMode::Off,
+        Some((t, other)) => {
+            return Err(ctx.error(
+                t.span(),
+                format!("`policy.throttle`: unknown value `{other}`"),
+                "use \"load\" (the default: pace by the source's active sessions), \"latency\" (pause on a slow \
+                 latency probe) or \"off\"",
+            ))
+        }
+    })
+}
+
+fn parse_on_conversion_error(ctx: &Ctx, o: &toml::Spanned<String>) -> Result<OnConversionError, SpecError> {
+    Ok(match o.get_ref().as_str() {
+        "stop" => OnConversionError::Stop,
+        "quarantine" => OnConversionError::Quarantine,
+        other => {
+            return Err(ctx.error(
+                o.span(),
+                format!("`policy.on_conversion_error`: unknown value `{other}`"),
+                "use \"stop\" (the default) or \"quarantine\"",
+            ))
+        }
+    })
+}
+
 fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
     let mut policy = Policy::default();
     if let Some(b) = &raw.batch_size {
-        if !(1..=1_000_000).contains(b.get_ref()) {
-            return Err(ctx.error(
-                b.span(),
-                "`policy.batch_size` must be between 1 and 1000000",
-                "1000 to 10000 is the usual range",
-            ));
-        }
-        policy.batch_size = *b.get_ref() as usize;
+        policy.batch_size = ctx.count_in(b, "policy.batch_size", 1..=1_000_000, "1000 to 10000 is the usual range")?;
     }
     if let Some(w) = &raw.workers {
-        if !(1..=MAX_WORKERS as i64).contains(w.get_ref()) {
-            return Err(ctx.error(
-                w.span(),
-                format!("`policy.workers` must be between 1 and {MAX_WORKERS}"),
-                "leave it out to use one per core, up to 4",
-            ));
-        }
-        policy.workers = Some(*w.get_ref() as usize);
+        let help = "leave it out to use one per core, up to 4";
+        policy.workers = Some(ctx.count_in(w, "policy.workers", 1..=MAX_WORKERS as i64, help)?);
     }
     if let Some(s) = &raw.sample_size {
-        if !(0..=10_000_000).contains(s.get_ref()) {
-            return Err(ctx.error(
-                s.span(),
-                "`policy.sample_size` must be between 0 and 10000000",
-                "the default is 1000",
-            ));
-        }
-        policy.sample_size = *s.get_ref() as usize;
+        policy.sample_size = ctx.count_in(s, "policy.sample_size", 0..=10_000_000, "the default is 1000")?;
     }
     if let Some(s) = &raw.verify_chunk_rows {
-        if !(1..=10_000_000).contains(s.get_ref()) {
-            return Err(ctx.error(
-                s.span(),
-                "`policy.verify_chunk_rows` must be between 1 and 10000000",
-                "the default is 50000",
-            ));
-        }
-        policy.verify_chunk_rows = *s.get_ref() as usize;
+        let help = "the default is 50000";
+        policy.verify_chunk_rows = ctx.count_in(s, "policy.verify_chunk_rows", 1..=10_000_000, help)?;
     }
     if let Some(p) = &raw.batch_pause {
-        policy.batch_pause = parse_duration(p.get_ref()).ok_or_else(|| {
-            ctx.error(
-                p.span(),
-                format!("`policy.batch_pause`: `{}` is not a duration", p.get_ref()),
-                "write e.g. \"0\", \"50ms\", \"2s\"",
-            )
-        })?;
+        policy.batch_pause = ctx.duration(p, "policy.batch_pause", "\"0\", \"50ms\", \"2s\"")?;
     }
     // An error rate is a share of the rows (at most all of them); a latency increase may exceed 100 %.
     for (value, key, slot, at_most_all) in [
@@ -1160,43 +1230,18 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             })?;
         }
     }
-    for (value, key, slot) in [(&raw.chunk_time, "chunk_time", &mut policy.chunk_time)] {
-        if let Some(v) = value {
-            *slot = parse_duration(v.get_ref()).ok_or_else(|| {
-                ctx.error(
-                    v.span(),
-                    format!("`policy.{key}`: `{}` is not a duration", v.get_ref()),
-                    "write e.g. \"500ms\", or \"0\" for a fixed batch size",
-                )
-            })?;
-        }
+    if let Some(v) = &raw.chunk_time {
+        policy.chunk_time = ctx.duration(v, "policy.chunk_time", "\"500ms\", or \"0\" for a fixed batch size")?;
     }
     if let Some(v) = &raw.max_probe_latency {
-        policy.max_probe_latency = Some(parse_duration(v.get_ref()).ok_or_else(|| {
-            ctx.error(
-                v.span(),
-                format!("`policy.max_probe_latency`: `{}` is not a duration", v.get_ref()),
-                "write e.g. \"50ms\"",
-            )
-        })?);
+        policy.max_probe_latency = Some(ctx.duration(v, "policy.max_probe_latency", "\"50ms\"")?);
     }
     if let Some(v) = &raw.reconnect_for {
-        policy.reconnect_for = parse_duration(v.get_ref()).ok_or_else(|| {
-            ctx.error(
-                v.span(),
-                format!("`policy.reconnect_for`: `{}` is not a duration", v.get_ref()),
-                "write e.g. \"5m\"; \"0\" stops at the first lost connection",
-            )
-        })?;
+        let example = "\"5m\"; \"0\" stops at the first lost connection";
+        policy.reconnect_for = ctx.duration(v, "policy.reconnect_for", example)?;
     }
     if let Some(v) = &raw.liveness_check {
-        policy.liveness_check = parse_duration(v.get_ref()).ok_or_else(|| {
-            ctx.error(
-                v.span(),
-                format!("`policy.liveness_check`: `{}` is not a duration", v.get_ref()),
-                "write e.g. \"30s\"; \"0\" never asks",
-            )
-        })?;
+        policy.liveness_check = ctx.duration(v, "policy.liveness_check", "\"30s\"; \"0\" never asks")?;
     }
     if let Some(v) = &raw.max_retained {
         policy.max_retained_bytes = parse_size(v.get_ref()).ok_or_else(|| {
@@ -1211,9 +1256,7 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
         policy.latency_probe = Some(ctx.interpolate(v, "policy.latency_probe")?);
     }
     if let Some(l) = &raw.max_lag {
-        policy.max_lag = parse_duration(l.get_ref()).ok_or_else(|| {
-            ctx.error(l.span(), format!("`policy.max_lag`: `{}` is not a duration", l.get_ref()), "write e.g. \"30s\"")
-        })?;
+        policy.max_lag = ctx.duration(l, "policy.max_lag", "\"30s\"")?;
     }
     for (value, key, slot) in [
         (&raw.big_bang_max_rows, "big_bang_max_rows", &mut policy.big_bang_max_rows),
@@ -1226,32 +1269,10 @@ fn parse_policy(ctx: &Ctx, raw: &raw::Policy) -> Result<Policy, SpecError> {
             *slot = *v.get_ref() as u64;
         }
     }
-    policy.throttle = match raw.throttle.as_ref().map(|t| (t, t.get_ref().as_str())) {
-        None if policy.latency_probe.is_some() || policy.max_probe_latency.is_some() => ThrottleMode::Latency,
-        None | Some((_, "load")) => ThrottleMode::Load,
-        Some((_, "latency")) => ThrottleMode::Latency,
-        Some((_, "off")) => ThrottleMode::Off,
-        Some((t, other)) => {
-            return Err(ctx.error(
-                t.span(),
-                format!("`policy.throttle`: unknown value `{other}`"),
-                "use \"load\" (the default: pace by the source's active sessions), \"latency\" (pause on a slow \
-                 latency probe) or \"off\"",
-            ))
-        }
-    };
+    let probed = policy.latency_probe.is_some() || policy.max_probe_latency.is_some();
+    policy.throttle = parse_throttle(ctx, raw.throttle.as_ref(), probed)?;
     if let Some(o) = &raw.on_conversion_error {
-        policy.on_conversion_error = match o.get_ref().as_str() {
-            "stop" => OnConversionError::Stop,
-            "quarantine" => OnConversionError::Quarantine,
-            other => {
-                return Err(ctx.error(
-                    o.span(),
-                    format!("`policy.on_conversion_error`: unknown value `{other}`"),
-                    "use \"stop\" (the default) or \"quarantine\"",
-                ))
-            }
-        };
+        policy.on_conversion_error = parse_on_conversion_error(ctx, o)?;
     }
     Ok(policy)
 }
@@ -1263,13 +1284,7 @@ fn parse_switch(ctx: &Ctx, raw: &raw::Switch) -> Result<SwitchPolicy, SpecError>
         (&raw.max_lag, "max_lag", &mut switch.max_lag),
     ] {
         if let Some(v) = value {
-            *slot = parse_duration(v.get_ref()).ok_or_else(|| {
-                ctx.error(
-                    v.span(),
-                    format!("`switch.{key}`: `{}` is not a duration", v.get_ref()),
-                    "write e.g. \"1s\", \"1h\"",
-                )
-            })?;
+            *slot = ctx.duration(v, &format!("switch.{key}"), "\"1s\", \"1h\"")?;
         }
     }
     if let Some(h) = &raw.hook {
@@ -1289,9 +1304,7 @@ fn parse_soak_and_contract(
 ) -> Result<(SoakPolicy, ContractPolicy), SpecError> {
     let mut policy = SoakPolicy::default();
     if let Some(d) = &soak.duration {
-        policy.duration = parse_duration(d.get_ref()).ok_or_else(|| {
-            ctx.error(d.span(), format!("`soak.duration`: `{}` is not a duration", d.get_ref()), "write e.g. \"24h\"")
-        })?;
+        policy.duration = ctx.duration(d, "soak.duration", "\"24h\"")?;
     }
     if let Some(d) = &soak.check_every {
         policy.check_every = parse_duration(d.get_ref()).filter(|d| !d.is_zero()).ok_or_else(|| {

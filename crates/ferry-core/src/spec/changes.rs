@@ -110,6 +110,35 @@ fn empty_table(from: Spanned<String>) -> Table {
 /// One operation of a `[[change]]` into its table.
 fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(), SpecError> {
     let c = entry.get_ref();
+    check_one_operation(ctx, entry)?;
+    if let Some(column) = &c.add_column {
+        add_column(ctx, entry, column, table)?;
+    } else if let Some(column) = &c.drop_column {
+        table.exclude.push(column.clone());
+    } else if let Some(column) = &c.alter_type {
+        alter_type(ctx, entry, column, table)?;
+    } else if let Some(name) = &c.add_index {
+        add_index(ctx, c, name, table)?;
+    } else if let Some(name) = &c.add_check {
+        add_check(ctx, c, name, table)?;
+    } else if let Some(name) = &c.add_foreign_key {
+        add_foreign_key(ctx, c, name, table)?;
+    } else if let Some(column) = &c.split_column {
+        split(ctx, c, column, table)?;
+    } else if let Some(columns) = &c.merge_columns {
+        merge(ctx, c, columns, table)?;
+    } else if let Some(old) = &c.rename_column {
+        let Some(new) = &c.to else {
+            return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));
+        };
+        table.columns.insert(new.clone(), Spanned::new(old.span(), ColumnValue::Name(old.get_ref().clone())));
+    }
+    check_keys_fit(ctx, c)
+}
+
+/// A `[[change]]` names exactly one operation, and `columns` only where it goes.
+fn check_one_operation(ctx: &Ctx, entry: &Spanned<RawChange>) -> Result<(), SpecError> {
+    let c = entry.get_ref();
     let operations = [
         c.add_column.is_some(),
         c.drop_column.is_some(),
@@ -136,92 +165,11 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
             "remove it",
         ));
     }
-    if let Some(column) = &c.add_column {
-        let (Some(data_type), Some(expr)) = (&c.data_type, &c.expr) else {
-            return Err(ctx.error(
-                column.span(),
-                format!("`change.add_column = \"{}\"` needs `type` and `expr`", column.get_ref()),
-                "e.g. type = \"boolean\", expr = \"verification_date IS NOT NULL\" (SQL of the database, over the row's columns)",
-            ));
-        };
-        let detailed = Detailed {
-            from: None,
-            expr: Some(expr.get_ref().clone()),
-            data_type: Some(data_type.get_ref().clone()),
-            // NOT NULL is applied at contract (the planner adds it through a validated check).
-            nullable: Some(!c.not_null.unwrap_or(false)),
-        };
-        table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
-    } else if let Some(column) = &c.drop_column {
-        table.exclude.push(column.clone());
-    } else if let Some(column) = &c.alter_type {
-        let Some(data_type) = &c.data_type else {
-            return Err(ctx.error(
-                column.span(),
-                format!("`change.alter_type = \"{}\"` needs `type`", column.get_ref()),
-                "e.g. type = \"bigint\"; with `up` (SQL computing the new value from the old row) and `down` \
-                 (the old value from the new row) when the database cannot convert by itself",
-            ));
-        };
-        let detailed = Detailed {
-            from: Some(column.get_ref().clone()),
-            expr: None,
-            data_type: Some(data_type.get_ref().clone()),
-            nullable: None,
-        };
-        table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
-        table.conversions.insert(column.get_ref().clone(), (c.up.clone(), down_text(ctx, c)?));
-    } else if let Some(name) = &c.add_index {
-        let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
-        if columns.is_empty() {
-            return Err(ctx.error(
-                name.span(),
-                format!("`change.add_index = \"{}\"` needs `columns`", name.get_ref()),
-                "e.g. columns = [\"email\"] (and unique = true for a unique index)",
-            ));
-        }
-        let unique = c.unique.unwrap_or(false);
-        table.added_indexes.push(super::IndexChange { name: name.get_ref().clone(), columns, unique });
-    } else if let Some(name) = &c.add_check {
-        let Some(check) = &c.check else {
-            return Err(ctx.error(
-                name.span(),
-                format!("`change.add_check = \"{}\"` needs `check`", name.get_ref()),
-                "e.g. check = \"qty > 0\" (a boolean expression of the database's SQL over the row)",
-            ));
-        };
-        let sql = check.get_ref().clone();
-        table.added_constraints.push(super::ConstraintChange::Check { name: name.get_ref().clone(), sql });
-    } else if let Some(name) = &c.add_foreign_key {
-        let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
-        let referenced = c.referenced_columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
-        let (Some(references), false, true) = (&c.references, columns.is_empty(), columns.len() == referenced.len())
-        else {
-            return Err(ctx.error(
-                name.span(),
-                format!(
-                    "`change.add_foreign_key = \"{}\"` needs `columns`, `references` and as many `referenced_columns`",
-                    name.get_ref()
-                ),
-                "e.g. columns = [\"user_id\"], references = \"users\", referenced_columns = [\"id\"]",
-            ));
-        };
-        table.added_constraints.push(super::ConstraintChange::ForeignKey {
-            name: name.get_ref().clone(),
-            columns,
-            references: references.get_ref().clone(),
-            referenced_columns: referenced,
-        });
-    } else if let Some(column) = &c.split_column {
-        split(ctx, c, column, table)?;
-    } else if let Some(columns) = &c.merge_columns {
-        merge(ctx, c, columns, table)?;
-    } else if let Some(old) = &c.rename_column {
-        let Some(new) = &c.to else {
-            return Err(ctx.error(old.span(), "`change.rename_column` needs `to`", "give the new name: to = \"...\""));
-        };
-        table.columns.insert(new.clone(), Spanned::new(old.span(), ColumnValue::Name(old.get_ref().clone())));
-    }
+    Ok(())
+}
+
+/// The keys an operation does not take are refused, not ignored.
+fn check_keys_fit(ctx: &Ctx, c: &RawChange) -> Result<(), SpecError> {
     let split_or_merge = c.split_column.is_some() || c.merge_columns.is_some();
     for (key, span, allowed) in [
         (
@@ -238,6 +186,106 @@ fn apply(ctx: &Ctx, entry: &Spanned<RawChange>, table: &mut Table) -> Result<(),
             return Err(ctx.error(span, format!("`change.{key}` does not go with this operation"), "remove it"));
         }
     }
+    Ok(())
+}
+
+fn add_column(
+    ctx: &Ctx,
+    entry: &Spanned<RawChange>,
+    column: &Spanned<String>,
+    table: &mut Table,
+) -> Result<(), SpecError> {
+    let c = entry.get_ref();
+    let (Some(data_type), Some(expr)) = (&c.data_type, &c.expr) else {
+        return Err(ctx.error(
+            column.span(),
+            format!("`change.add_column = \"{}\"` needs `type` and `expr`", column.get_ref()),
+            "e.g. type = \"boolean\", expr = \"verification_date IS NOT NULL\" (SQL of the database, over the row's columns)",
+        ));
+    };
+    let detailed = Detailed {
+        from: None,
+        expr: Some(expr.get_ref().clone()),
+        data_type: Some(data_type.get_ref().clone()),
+        // NOT NULL is applied at contract (the planner adds it through a validated check).
+        nullable: Some(!c.not_null.unwrap_or(false)),
+    };
+    table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
+    Ok(())
+}
+
+fn alter_type(
+    ctx: &Ctx,
+    entry: &Spanned<RawChange>,
+    column: &Spanned<String>,
+    table: &mut Table,
+) -> Result<(), SpecError> {
+    let c = entry.get_ref();
+    let Some(data_type) = &c.data_type else {
+        return Err(ctx.error(
+            column.span(),
+            format!("`change.alter_type = \"{}\"` needs `type`", column.get_ref()),
+            "e.g. type = \"bigint\"; with `up` (SQL computing the new value from the old row) and `down` \
+             (the old value from the new row) when the database cannot convert by itself",
+        ));
+    };
+    let detailed = Detailed {
+        from: Some(column.get_ref().clone()),
+        expr: None,
+        data_type: Some(data_type.get_ref().clone()),
+        nullable: None,
+    };
+    table.columns.insert(column.clone(), Spanned::new(entry.span(), ColumnValue::Detailed(detailed)));
+    table.conversions.insert(column.get_ref().clone(), (c.up.clone(), down_text(ctx, c)?));
+    Ok(())
+}
+
+fn add_index(ctx: &Ctx, c: &RawChange, name: &Spanned<String>, table: &mut Table) -> Result<(), SpecError> {
+    let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+    if columns.is_empty() {
+        return Err(ctx.error(
+            name.span(),
+            format!("`change.add_index = \"{}\"` needs `columns`", name.get_ref()),
+            "e.g. columns = [\"email\"] (and unique = true for a unique index)",
+        ));
+    }
+    let unique = c.unique.unwrap_or(false);
+    table.added_indexes.push(super::IndexChange { name: name.get_ref().clone(), columns, unique });
+    Ok(())
+}
+
+fn add_check(ctx: &Ctx, c: &RawChange, name: &Spanned<String>, table: &mut Table) -> Result<(), SpecError> {
+    let Some(check) = &c.check else {
+        return Err(ctx.error(
+            name.span(),
+            format!("`change.add_check = \"{}\"` needs `check`", name.get_ref()),
+            "e.g. check = \"qty > 0\" (a boolean expression of the database's SQL over the row)",
+        ));
+    };
+    let sql = check.get_ref().clone();
+    table.added_constraints.push(super::ConstraintChange::Check { name: name.get_ref().clone(), sql });
+    Ok(())
+}
+
+fn add_foreign_key(ctx: &Ctx, c: &RawChange, name: &Spanned<String>, table: &mut Table) -> Result<(), SpecError> {
+    let columns = c.columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+    let referenced = c.referenced_columns.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+    let (Some(references), false, true) = (&c.references, columns.is_empty(), columns.len() == referenced.len()) else {
+        return Err(ctx.error(
+            name.span(),
+            format!(
+                "`change.add_foreign_key = \"{}\"` needs `columns`, `references` and as many `referenced_columns`",
+                name.get_ref()
+            ),
+            "e.g. columns = [\"user_id\"], references = \"users\", referenced_columns = [\"id\"]",
+        ));
+    };
+    table.added_constraints.push(super::ConstraintChange::ForeignKey {
+        name: name.get_ref().clone(),
+        columns,
+        references: references.get_ref().clone(),
+        referenced_columns: referenced,
+    });
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! `[cutover]`: the read ramp, its shadow reads and its rollback triggers.
 
-use super::{parse_duration, Ctx, SpecError};
+use super::{Ctx, SpecError};
 use crate::usersql::Fragment;
 use crate::EngineKind;
 use serde::Deserialize;
@@ -241,9 +241,7 @@ pub(super) fn parse(
 }
 
 fn duration(ctx: &Ctx, v: &Spanned<String>, key: &str) -> Result<Duration, SpecError> {
-    parse_duration(v.get_ref()).ok_or_else(|| {
-        ctx.error(v.span(), format!("`{key}`: `{}` is not a duration", v.get_ref()), "write e.g. \"15m\" or \"30s\"")
-    })
+    ctx.duration(v, key, "\"15m\" or \"30s\"")
 }
 
 fn prometheus(ctx: &Ctx, raw: &RawCutover) -> Result<Option<PrometheusQuery>, SpecError> {
