@@ -49,6 +49,16 @@ impl EngineError {
         EngineError { kind, message: message.into(), hint: None, source: None }
     }
 
+    /// `table` is not in the database shown as `database`; `tables` are some that are.
+    pub fn table_not_found(table: &ferry_core::TableName, database: &str, tables: &[String]) -> EngineError {
+        let hint = if tables.is_empty() {
+            "the database has no tables".to_string()
+        } else {
+            format!("tables here: {}", tables.join(", "))
+        };
+        EngineError::new(ErrorKind::NotFound, format!("table `{table}` does not exist in {database}")).with_hint(hint)
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> EngineError {
         self.hint = Some(hint.into());
         self

@@ -149,6 +149,18 @@ impl MysqlEngine {
         })
     }
 
+    /// A table that does not exist, with the tables that do.
+    async fn not_found(&self, conn: &mut Conn, schema: &str, table: &TableName) -> Result<EngineError> {
+        let tables: Vec<String> = conn
+            .exec(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1 LIMIT 30",
+                (schema,),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(EngineError::table_not_found(table, &self.display, &tables))
+    }
+
     async fn conn(&self) -> Result<Conn> {
         self.pool.get_conn().await.map_err(map_err)
     }
@@ -680,22 +692,7 @@ impl Engine for MysqlEngine {
             .await
             .map_err(map_err)?;
         let Some((row_estimate, size_bytes)) = exists else {
-            let tables: Vec<String> = conn
-                .exec(
-                    "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1 LIMIT 30",
-                    (&schema,),
-                )
-                .await
-                .map_err(map_err)?;
-            return Err(EngineError::new(
-                ErrorKind::NotFound,
-                format!("table `{table}` does not exist in {}", self.display),
-            )
-            .with_hint(if tables.is_empty() {
-                "the database has no tables".to_string()
-            } else {
-                format!("tables here: {}", tables.join(", "))
-            }));
+            return Err(self.not_found(&mut conn, &schema, table).await?);
         };
         let check_rows: Vec<(String, String)> = conn
             .exec(
@@ -744,66 +741,15 @@ impl Engine for MysqlEngine {
             .await
             .map_err(map_err)?;
         let comment = comment.filter(|c| !c.is_empty());
-        let stats: Vec<(String, i64, Option<String>)> = conn
-            .exec(
-                "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-                (&schema, &table.name),
-            )
-            .await
-            .map_err(map_err)?;
-        let mut by_index: BTreeMap<String, (bool, Vec<Option<String>>)> = BTreeMap::new();
-        for (name, non_unique, column) in stats {
-            by_index.entry(name).or_insert_with(|| (non_unique == 0, Vec::new())).1.push(column);
-        }
-        let mut primary_key = Vec::new();
-        let mut unique_keys = Vec::new();
-        let mut indexes = Vec::new();
-        for (name, (unique, cols)) in by_index {
-            let Some(cols) = cols.into_iter().collect::<Option<Vec<String>>>() else {
-                continue; // functional index
-            };
-            if name == "PRIMARY" {
-                primary_key = cols;
-            } else if unique {
-                unique_keys.push(Index { name, columns: cols, unique });
-            } else {
-                indexes.push(Index { name, columns: cols, unique });
-            }
-        }
-        let fk_rows: Vec<(String, String, String, String, String, String, String)> = conn
-            .exec(
-                "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, \
-                        k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE \
-                 FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
-                   ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
-                  AND r.TABLE_NAME = k.TABLE_NAME \
-                 WHERE k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ? \
-                 AND k.REFERENCED_TABLE_NAME IS NOT NULL ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
-                (&schema, &table.name),
-            )
-            .await
-            .map_err(map_err)?;
-        let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
-        for (name, column, ref_schema, ref_table, ref_column, on_delete, on_update) in fk_rows {
-            let fk = fks.entry(name.clone()).or_insert_with(|| ForeignKey {
-                name,
-                columns: Vec::new(),
-                ref_table: TableName { schema: (ref_schema != schema).then_some(ref_schema), name: ref_table },
-                ref_columns: Vec::new(),
-                on_delete: innodb_action(&on_delete),
-                on_update: innodb_action(&on_update),
-            });
-            fk.columns.push(column);
-            fk.ref_columns.push(ref_column);
-        }
+        let (primary_key, unique_keys, indexes) = keys_and_indexes(&mut conn, &schema, &table.name).await?;
+        let foreign_keys = foreign_keys(&mut conn, &schema, &table.name).await?;
         Ok(TableSchema {
             name: table.clone(),
             columns,
             primary_key,
             unique_keys,
             indexes,
-            foreign_keys: fks.into_values().collect(),
+            foreign_keys,
             checks,
             expression_indexes: Vec::new(),
             comment,
@@ -1596,6 +1542,69 @@ fn text_of(value: &mysql_async::Value) -> Option<String> {
         mysql_async::Value::NULL => None,
         other => Some(other.as_sql(true).trim_matches('\'').to_string()),
     }
+}
+
+/// The primary key, unique keys and plain indexes of `schema.table` (an index on an expression is left out).
+async fn keys_and_indexes(conn: &mut Conn, schema: &str, table: &str) -> Result<(Vec<String>, Vec<Index>, Vec<Index>)> {
+    let stats: Vec<(String, i64, Option<String>)> = conn
+        .exec(
+            "SELECT INDEX_NAME, NON_UNIQUE, COLUMN_NAME FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (schema, table),
+        )
+        .await
+        .map_err(map_err)?;
+    let mut by_index: BTreeMap<String, (bool, Vec<Option<String>>)> = BTreeMap::new();
+    for (name, non_unique, column) in stats {
+        by_index.entry(name).or_insert_with(|| (non_unique == 0, Vec::new())).1.push(column);
+    }
+    let mut primary_key = Vec::new();
+    let mut unique_keys = Vec::new();
+    let mut indexes = Vec::new();
+    for (name, (unique, cols)) in by_index {
+        let Some(cols) = cols.into_iter().collect::<Option<Vec<String>>>() else {
+            continue; // functional index
+        };
+        if name == "PRIMARY" {
+            primary_key = cols;
+        } else if unique {
+            unique_keys.push(Index { name, columns: cols, unique });
+        } else {
+            indexes.push(Index { name, columns: cols, unique });
+        }
+    }
+    Ok((primary_key, unique_keys, indexes))
+}
+
+/// The foreign keys of `schema.table`, the referenced table's schema named only where it is another.
+async fn foreign_keys(conn: &mut Conn, schema: &str, table: &str) -> Result<Vec<ForeignKey>> {
+    let fk_rows: Vec<(String, String, String, String, String, String, String)> = conn
+        .exec(
+            "SELECT k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_SCHEMA, k.REFERENCED_TABLE_NAME, \
+                    k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE \
+             FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+               ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME \
+              AND r.TABLE_NAME = k.TABLE_NAME \
+             WHERE k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ? \
+             AND k.REFERENCED_TABLE_NAME IS NOT NULL ORDER BY k.CONSTRAINT_NAME, k.ORDINAL_POSITION",
+            (schema, table),
+        )
+        .await
+        .map_err(map_err)?;
+    let mut fks: BTreeMap<String, ForeignKey> = BTreeMap::new();
+    for (name, column, ref_schema, ref_table, ref_column, on_delete, on_update) in fk_rows {
+        let fk = fks.entry(name.clone()).or_insert_with(|| ForeignKey {
+            name,
+            columns: Vec::new(),
+            ref_table: TableName { schema: (ref_schema != schema).then_some(ref_schema), name: ref_table },
+            ref_columns: Vec::new(),
+            on_delete: innodb_action(&on_delete),
+            on_update: innodb_action(&on_update),
+        });
+        fk.columns.push(column);
+        fk.ref_columns.push(ref_column);
+    }
+    Ok(fks.into_values().collect())
 }
 
 #[cfg(test)]

@@ -635,6 +635,113 @@ async fn constraint_exists(
         .is_some())
 }
 
+/// A table that does not exist, with the tables that do.
+async fn not_found(client: &Client, table: &TableName, display: &str) -> Result<EngineError> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' \
+             ORDER BY 1 LIMIT 30",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(EngineError::table_not_found(table, display, &tables))
+}
+
+type Indexes = (Vec<String>, Vec<Index>, Vec<Index>, Vec<ExpressionIndex>);
+
+/// The primary key, unique keys, plain indexes, and the indexes on
+/// expressions, partial or of another method than btree, of the table `oid`.
+async fn introspect_indexes(client: &Client, oid: u32) -> Result<Indexes> {
+    let mut primary_key = Vec::new();
+    let mut unique_keys = Vec::new();
+    let mut indexes = Vec::new();
+    let mut expression_indexes = Vec::new();
+    for r in client
+        .query(
+            "SELECT i.relname, ix.indisprimary, ix.indisunique, \
+                    ix.indpred IS NOT NULL OR ix.indexprs IS NOT NULL OR am.amname <> 'btree', \
+                    ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
+                          JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum ORDER BY k.ord), \
+                    pg_get_indexdef(ix.indexrelid), pg_get_expr(ix.indpred, ix.indrelid), am.amname::text \
+             FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_am am ON am.oid = i.relam \
+             WHERE ix.indrelid = $1 AND NOT EXISTS \
+                (SELECT 1 FROM pg_constraint x WHERE x.conindid = ix.indexrelid AND x.contype = 'x') \
+             ORDER BY i.relname",
+            &[&oid],
+        )
+        .await
+        .map_err(map_err)?
+    {
+        let (name, primary, unique, special, cols): (String, bool, bool, bool, Vec<String>) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        if special {
+            let definition: String = r.get(5);
+            let method: String = r.get(7);
+            expression_indexes.push(ExpressionIndex {
+                name,
+                unique,
+                elements: index_elements(&definition).unwrap_or_else(|| cols.join(", ")),
+                predicate: r.get(6),
+                method: (method != "btree").then_some(method),
+            });
+        } else if primary {
+            primary_key = cols;
+        } else if unique {
+            unique_keys.push(Index { name, columns: cols, unique: true });
+        } else {
+            indexes.push(Index { name, columns: cols, unique: false });
+        }
+    }
+    Ok((primary_key, unique_keys, indexes, expression_indexes))
+}
+
+/// The foreign keys of the table `oid` (in `schema_name`), a referenced
+/// table in the same schema named as `table` names its schema.
+async fn introspect_foreign_keys(
+    client: &Client,
+    oid: u32,
+    schema_name: &str,
+    table: &TableName,
+) -> Result<Vec<ForeignKey>> {
+    Ok(client
+        .query(
+            "SELECT con.conname, \
+                ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, ord) \
+                      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.ord), \
+                nf.nspname, cf.relname, \
+                ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, ord) \
+                      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.ord), \
+                con.confdeltype::text, con.confupdtype::text \
+             FROM pg_constraint con JOIN pg_class cf ON cf.oid = con.confrelid \
+             JOIN pg_namespace nf ON nf.oid = cf.relnamespace \
+             WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
+            &[&oid],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| {
+            let ref_schema: String = r.get(2);
+            ForeignKey {
+                name: r.get(0),
+                columns: r.get(1),
+                ref_table: TableName {
+                    schema: if ref_schema == schema_name { table.schema.clone() } else { Some(ref_schema) },
+                    name: r.get(3),
+                },
+                ref_columns: r.get(4),
+                on_delete: fk_action(r.get(5)),
+                on_update: fk_action(r.get(6)),
+            }
+        })
+        .collect())
+}
+
 /// Columns with their defaults, identity, generation, collation and comment.
 async fn introspect_columns(client: &Client, oid: u32) -> Result<Vec<Column>> {
     let rows = client
@@ -800,101 +907,11 @@ impl Engine for PostgresEngine {
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
         let client = self.client.lock().await;
         let Some((oid, schema_name)) = self.table_oid(&client, table).await? else {
-            let tables: Vec<String> = client
-                .query(
-                    "SELECT table_schema || '.' || table_name FROM information_schema.tables \
-                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE' \
-                     ORDER BY 1 LIMIT 30",
-                    &[],
-                )
-                .await
-                .map_err(map_err)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
-            return Err(EngineError::new(
-                ErrorKind::NotFound,
-                format!("table `{table}` does not exist in {}", self.display),
-            )
-            .with_hint(if tables.is_empty() {
-                "the database has no tables".to_string()
-            } else {
-                format!("tables here: {}", tables.join(", "))
-            }));
+            return Err(not_found(&client, table, &self.display).await?);
         };
         let columns = introspect_columns(&client, oid).await?;
-        let mut primary_key = Vec::new();
-        let mut unique_keys = Vec::new();
-        let mut indexes = Vec::new();
-        let mut expression_indexes = Vec::new();
-        for r in client
-            .query(
-                "SELECT i.relname, ix.indisprimary, ix.indisunique, \
-                        ix.indpred IS NOT NULL OR ix.indexprs IS NOT NULL OR am.amname <> 'btree', \
-                        ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(attnum, ord) \
-                              JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum ORDER BY k.ord), \
-                        pg_get_indexdef(ix.indexrelid), pg_get_expr(ix.indpred, ix.indrelid), am.amname::text \
-                 FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_am am ON am.oid = i.relam \
-                 WHERE ix.indrelid = $1 AND NOT EXISTS \
-                    (SELECT 1 FROM pg_constraint x WHERE x.conindid = ix.indexrelid AND x.contype = 'x') \
-                 ORDER BY i.relname",
-                &[&oid],
-            )
-            .await
-            .map_err(map_err)?
-        {
-            let (name, primary, unique, special, cols): (String, bool, bool, bool, Vec<String>) =
-                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
-            if special {
-                let definition: String = r.get(5);
-                let method: String = r.get(7);
-                expression_indexes.push(ExpressionIndex {
-                    name,
-                    unique,
-                    elements: index_elements(&definition).unwrap_or_else(|| cols.join(", ")),
-                    predicate: r.get(6),
-                    method: (method != "btree").then_some(method),
-                });
-            } else if primary {
-                primary_key = cols;
-            } else if unique {
-                unique_keys.push(Index { name, columns: cols, unique: true });
-            } else {
-                indexes.push(Index { name, columns: cols, unique: false });
-            }
-        }
-        let foreign_keys = client
-            .query(
-                "SELECT con.conname, \
-                    ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, ord) \
-                          JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.ord), \
-                    nf.nspname, cf.relname, \
-                    ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY k(n, ord) \
-                          JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.ord), \
-                    con.confdeltype::text, con.confupdtype::text \
-                 FROM pg_constraint con JOIN pg_class cf ON cf.oid = con.confrelid \
-                 JOIN pg_namespace nf ON nf.oid = cf.relnamespace \
-                 WHERE con.conrelid = $1 AND con.contype = 'f' ORDER BY con.conname",
-                &[&oid],
-            )
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(|r| {
-                let ref_schema: String = r.get(2);
-                ForeignKey {
-                    name: r.get(0),
-                    columns: r.get(1),
-                    ref_table: TableName {
-                        schema: if ref_schema == schema_name { table.schema.clone() } else { Some(ref_schema) },
-                        name: r.get(3),
-                    },
-                    ref_columns: r.get(4),
-                    on_delete: fk_action(r.get(5)),
-                    on_update: fk_action(r.get(6)),
-                }
-            })
-            .collect();
+        let (primary_key, unique_keys, indexes, expression_indexes) = introspect_indexes(&client, oid).await?;
+        let foreign_keys = introspect_foreign_keys(&client, oid, &schema_name, table).await?;
         let checks = client
             .query(
                 "SELECT conname::text, pg_get_expr(conbin, conrelid), convalidated FROM pg_constraint \

@@ -18,8 +18,8 @@ use ferry_engine::sql::Dialect;
 use ferry_engine::{Engine, ReadSpec, SelectItem, ZeroDateConditions, SCRATCH_PREFIX};
 use ferry_plan::in_place::InPlace;
 use ferry_plan::{
-    self as plan, Assessment, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass,
-    Shape, TableFacts, ZeroDates,
+    self as plan, Assessment, ColumnFacts, EndpointFacts, Latency, SchemaItem, SchemaItemKind, SchemaProblem,
+    SchemaProblemClass, Shape, TableFacts, ZeroDates,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,27 +115,7 @@ impl Assessor {
             _ => (self.source.count(&plan.source_name, filter).await?, true),
         };
         let mut columns = plan.column_facts();
-        for c in &mut columns {
-            // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
-            c.null_rows = match (&c.source_column, c.nullable, c.source_nullable) {
-                (Some(col), false, true) => {
-                    let condition = format!("{} IS NULL", Dialect::of(self.source.kind()).ident(col));
-                    let condition = match filter {
-                        Some(f) => format!("({f}) AND {condition}"),
-                        None => condition,
-                    };
-                    Some(self.source.count(&plan.source_name, Some(&condition)).await?)
-                }
-                _ => None,
-            };
-            c.zero_dates = match (&c.source_column, &c.source_native) {
-                (Some(col), Some(native)) => match self.source.zero_date_conditions(col, native) {
-                    Some(conditions) => self.zero_dates(plan, conditions).await?,
-                    None => None,
-                },
-                _ => None,
-            };
-        }
+        self.count_bad_values(plan, &mut columns).await?;
         let dropped_columns = plan.dropped_columns();
         let key_enforced = !plan.key_source.is_empty()
             && (s.primary_key == plan.key_source || s.unique_keys.iter().any(|u| u.columns == plan.key_source));
@@ -143,20 +123,7 @@ impl Assessor {
         let comparison = crate::keycheck::target_key_comparison(&*self.source, &*self.target, plan).await?;
         let key_collisions = crate::keycheck::key_collisions(&*self.source, plan, key_enforced, comparison).await?;
         let target_exists = plan.in_place || self.target.table_exists(&plan.target_name).await?;
-        let (ddl_expand, ddl_after_load) = if target_exists {
-            (Vec::new(), Vec::new())
-        } else {
-            let mut def = plan.def.clone();
-            if self.target.capabilities().adds_foreign_keys_later {
-                let fks = std::mem::take(&mut def.foreign_keys);
-                let (create, _) = self.target.table_ddl(&def);
-                def.foreign_keys = fks;
-                let (_, after) = self.target.table_ddl(&def);
-                (create, after)
-            } else {
-                self.target.table_ddl(&def)
-            }
-        };
+        let (ddl_expand, ddl_after_load) = if target_exists { (Vec::new(), Vec::new()) } else { self.target_ddl(plan) };
         let mut schema = plan.schema_items.clone();
         if !target_exists {
             self.validate_schema(plan, &mut schema).await?;
@@ -239,6 +206,49 @@ impl Assessor {
             _ => None,
         };
         Ok(facts)
+    }
+
+    /// How many rows would fail each column's conversion: NULLs where the
+    /// target asks NOT NULL, and the source's zero dates.
+    async fn count_bad_values(&self, plan: &TablePlan, columns: &mut [ColumnFacts]) -> Result<()> {
+        let filter = plan.read.filter.as_deref();
+        for c in columns.iter_mut() {
+            // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
+            c.null_rows = match (&c.source_column, c.nullable, c.source_nullable) {
+                (Some(col), false, true) => {
+                    let condition = format!("{} IS NULL", Dialect::of(self.source.kind()).ident(col));
+                    let condition = match filter {
+                        Some(f) => format!("({f}) AND {condition}"),
+                        None => condition,
+                    };
+                    Some(self.source.count(&plan.source_name, Some(&condition)).await?)
+                }
+                _ => None,
+            };
+            c.zero_dates = match (&c.source_column, &c.source_native) {
+                (Some(col), Some(native)) => match self.source.zero_date_conditions(col, native) {
+                    Some(conditions) => self.zero_dates(plan, conditions).await?,
+                    None => None,
+                },
+                _ => None,
+            };
+        }
+        Ok(())
+    }
+
+    /// The target's table as Ferry would create it: what expand runs, and
+    /// what runs after the load (foreign keys, where the engine adds them later).
+    fn target_ddl(&self, plan: &TablePlan) -> (Vec<String>, Vec<String>) {
+        let mut def = plan.def.clone();
+        if self.target.capabilities().adds_foreign_keys_later {
+            let fks = std::mem::take(&mut def.foreign_keys);
+            let (create, _) = self.target.table_ddl(&def);
+            def.foreign_keys = fks;
+            let (_, after) = self.target.table_ddl(&def);
+            (create, after)
+        } else {
+            self.target.table_ddl(&def)
+        }
     }
 
     /// The source's count of rows changed in the table, and when it was

@@ -362,7 +362,6 @@ async fn plan_table(
     let emitted = emitted_columns(table, &schema);
     let (key_source, key_target) = resolve_key(entry, &schema, mode, &emitted)?;
 
-    // Generated columns the target computes itself are created, never copied.
     let renames: BTreeMap<String, String> = emitted
         .iter()
         .filter_map(|(t, s)| match s {
@@ -370,30 +369,18 @@ async fn plan_table(
             _ => None,
         })
         .collect();
-    let mut translator = Translator::new(
-        source_engine,
-        target,
-        &schema,
-        &target_name.name,
-        &table.translate,
-        renames,
-        key_source.clone(),
-    );
+    let translate = &table.translate;
+    let mut translator =
+        Translator::new(source_engine, target, &schema, &target_name.name, translate, renames, key_source.clone());
+    // Generated columns the target computes itself are created, never copied.
     let generated =
         if in_place { Vec::new() } else { recreated_generated(table, &schema, &emitted, &key_source, &mut translator) };
-    let copied: Vec<&(String, ColumnSource)> =
-        emitted.iter().filter(|(t, _)| !generated.iter().any(|(_, g)| &g.name == t)).collect();
     let mut columns = Vec::new();
-    for (name, source) in copied {
-        let in_key = key_target.contains(name);
-        columns.push(target_column(entry, source_engine, &schema, name, source, in_key).await?);
+    for (name, source) in emitted.iter().filter(|(t, _)| !generated.iter().any(|(_, g)| &g.name == t)) {
+        columns.push(target_column(entry, source_engine, &schema, name, source, key_target.contains(name)).await?);
     }
     // Index and key columns may need a bounded type on some engines (MySQL text keys).
-    let target_of = |source_col: &str| target_of(&emitted, source_col);
-    let map_cols = |cols: &[String]| -> Option<Vec<String>> { cols.iter().map(|c| target_of(c)).collect() };
-    let mut unique_keys: Vec<Vec<String>> =
-        schema.unique_keys.iter().filter_map(|u| map_cols(&u.columns)).filter(|cols| cols != &key_target).collect();
-    let indexes: Vec<Vec<String>> = schema.indexes.iter().filter_map(|i| map_cols(&i.columns)).collect();
+    let (mut unique_keys, indexes) = carried_keys(&schema, &emitted, &key_target);
     let in_any_index = |c: &String| {
         key_target.contains(c)
             || unique_keys.iter().flatten().any(|u| u == c)
@@ -404,21 +391,11 @@ async fn plan_table(
     }
     let read = read_spec(table, &source_name, &columns, &key_source, &key_target);
 
-    let mut column_defs: Vec<ColumnDef> = columns
-        .iter()
-        .map(|c| match &c.source {
-            ColumnSource::Column { name, .. } if !in_place => translator.column(
-                PlannedColumn {
-                    name: &c.name,
-                    data_type: &c.data_type,
-                    nullable: c.nullable,
-                    sole_key: key_target.len() == 1 && key_target[0] == c.name,
-                },
-                schema.column(name).expect("checked above"),
-            ),
-            _ => ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable),
-        })
-        .collect();
+    let mut column_defs = if in_place {
+        columns.iter().map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable)).collect()
+    } else {
+        translated_columns(&mut translator, &columns, &key_target, &schema)
+    };
     for (inserted, (position, mut def)) in generated.into_iter().enumerate() {
         def.data_type = target.storage_type(&def.data_type, in_any_index(&def.name));
         column_defs.insert((position + inserted).min(column_defs.len()), def);
@@ -687,6 +664,45 @@ async fn expression_type(entry: Entry<'_>, source: &dyn Engine, name: &str, sql:
                 format!("write {name} = {{ expr = \"{sql}\", type = \"text\" }} with the right type"),
             )
         })
+}
+
+/// The source's unique keys (but the key) and indexes whose columns are all
+/// copied, as the target names them: their columns may need a bounded type.
+fn carried_keys(
+    schema: &TableSchema,
+    emitted: &[(String, ColumnSource)],
+    key_target: &[String],
+) -> (Vec<Vec<String>>, Vec<Vec<String>>) {
+    let map_cols = |cols: &[String]| -> Option<Vec<String>> { cols.iter().map(|c| target_of(emitted, c)).collect() };
+    let unique_keys =
+        schema.unique_keys.iter().filter_map(|u| map_cols(&u.columns)).filter(|cols| cols != key_target).collect();
+    let indexes = schema.indexes.iter().filter_map(|i| map_cols(&i.columns)).collect();
+    (unique_keys, indexes)
+}
+
+/// The copied columns as the translator defines them on the target (a
+/// computed column is declared by its type alone).
+fn translated_columns(
+    translator: &mut Translator,
+    columns: &[TargetColumn],
+    key_target: &[String],
+    schema: &TableSchema,
+) -> Vec<ColumnDef> {
+    columns
+        .iter()
+        .map(|c| match &c.source {
+            ColumnSource::Column { name, .. } => translator.column(
+                PlannedColumn {
+                    name: &c.name,
+                    data_type: &c.data_type,
+                    nullable: c.nullable,
+                    sole_key: key_target.len() == 1 && key_target[0] == c.name,
+                },
+                schema.column(name).expect("checked above"),
+            ),
+            ColumnSource::Expr { .. } => ColumnDef::new(c.name.clone(), c.data_type.clone(), c.nullable),
+        })
+        .collect()
 }
 
 /// What to read from the source: the copied columns (or their expressions) and the key.

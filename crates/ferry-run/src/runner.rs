@@ -1322,8 +1322,49 @@ pub fn set_operator_pause(spec: &Spec, reason: Option<&str>) -> Result<()> {
 
 /// `ferry status`: read from the state store only; no database is contacted.
 pub fn status(spec: &Spec) -> Result<StatusReport> {
-    let location = state_location(spec)?;
-    let empty = || StatusReport {
+    let Some(state) = StateStore::open_existing(&state_location(spec)?)? else {
+        return Ok(not_started(spec));
+    };
+    let runner = state.runner_status()?;
+    let running = runner.as_ref().is_some_and(|r| r.running);
+    let phases = state.phases()?;
+    let current = phases.iter().filter(|p| p.state != PhaseState::NotStarted).max_by_key(|p| p.number);
+    let tables = table_statuses(&state, running)?;
+    let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
+    Ok(StatusReport {
+        generated_at: timestamp(now()),
+        workers: state.workers()?,
+        state: state.lifecycle()?.name().to_string(),
+        legal_commands: crate::in_place::for_shape(spec, crate::machine::legal_commands(&state)?),
+        source: state.meta("source")?.unwrap_or_else(|| ferry_core::spec::redact_for_message(&spec.source_url)),
+        target: state.meta("target")?.unwrap_or_else(|| ferry_core::spec::redact_for_message(&spec.target_url)),
+        phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),
+        phase_state: current.map_or(PhaseState::NotStarted, |p| p.state),
+        quarantined_rows: state.quarantined_rows()?,
+        // The throttle's pause holds only while its runner lives; an operator's holds until resumed.
+        pauses: state
+            .pauses()?
+            .into_iter()
+            .filter(|(by, _, _)| by != "throttle" || running)
+            .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
+            .collect(),
+        pace: state.pace()?.filter(|_| running),
+        runner,
+        cutover: cutover_status(spec, &state)?,
+        routing: ferry_core::status::Routing { reads: writes.clone(), writes },
+        capture_log: capture_log_status(spec, &state)?,
+        soak: soak_status(spec, &state)?,
+        switch: switch_status(&state)?,
+        phases,
+        verification: verification_verdict(&tables),
+        tables,
+        spec: spec.path.display().to_string(),
+    })
+}
+
+/// The status of a migration whose state store does not exist yet.
+fn not_started(spec: &Spec) -> StatusReport {
+    StatusReport {
         generated_at: timestamp(now()),
         runner: None,
         workers: Vec::new(),
@@ -1348,15 +1389,11 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
         switch: None,
         soak: None,
         capture_log: None,
-    };
-    let Some(state) = StateStore::open_existing(&location)? else {
-        return Ok(empty());
-    };
-    let generated_at = timestamp(now());
-    let runner = state.runner_status()?;
-    let running = runner.as_ref().is_some_and(|r| r.running);
-    let phases = state.phases()?;
-    let current = phases.iter().filter(|p| p.state != PhaseState::NotStarted).max_by_key(|p| p.number);
+    }
+}
+
+/// Each table's progress, with its copy rate and time left while a runner copies.
+fn table_statuses(state: &StateStore, running: bool) -> Result<Vec<ferry_core::status::TableStatus>> {
     let mut tables = state.table_statuses()?;
     let rates = if running { state.copy_rates()? } else { Default::default() };
     for t in tables.iter_mut().filter(|t| !t.backfill_complete) {
@@ -1367,98 +1404,84 @@ pub fn status(spec: &Spec) -> Result<StatusReport> {
                 t.rows_total.filter(|_| *rate > 0.0).map(|total| total.saturating_sub(t.rows_copied) as f64 / rate);
         }
     }
-    let verification = if tables.is_empty() || tables.iter().any(|t| t.verification.is_none()) {
+    Ok(tables)
+}
+
+/// `pass` once every table's verification passed, `fail` once one failed and all ran.
+fn verification_verdict(tables: &[ferry_core::status::TableStatus]) -> Option<String> {
+    if tables.is_empty() || tables.iter().any(|t| t.verification.is_none()) {
         None
     } else if tables.iter().all(|t| t.verification.as_ref().is_some_and(|v| v.passed)) {
         Some("pass".to_string())
     } else {
         Some("fail".to_string())
-    };
-    Ok(StatusReport {
-        workers: state.workers()?,
-        state: state.lifecycle()?.name().to_string(),
-        legal_commands: crate::in_place::for_shape(spec, crate::machine::legal_commands(&state)?),
-        source: state.meta("source")?.unwrap_or_else(|| empty().source),
-        target: state.meta("target")?.unwrap_or_else(|| empty().target),
-        phase: current.and_then(|p| Phase::ALL.into_iter().find(|x| x.number() == p.number)),
-        phase_state: current.map_or(PhaseState::NotStarted, |p| p.state),
-        quarantined_rows: state.quarantined_rows()?,
-        // The throttle's pause holds only while its runner lives; an operator's holds until resumed.
-        pauses: state
-            .pauses()?
-            .into_iter()
-            .filter(|(by, _, _)| by != "throttle" || running)
-            .map(|(by, reason, since)| ferry_core::status::Pause { by, reason, since })
-            .collect(),
-        pace: state.pace()?.filter(|_| running),
-        runner,
-        generated_at,
-        cutover: match &spec.cutover {
-            None => None,
-            Some(policy) => Some(ferry_core::status::CutoverStatus {
-                read_percent: crate::cutover::flags(spec, &state)?.read_percent,
-                stages: policy.stages.clone(),
-                stage_started_at: state.meta("cutover_stage_since")?,
-                hold_seconds: policy.hold.as_secs_f64(),
-                advance: match policy.advance {
-                    ferry_core::spec::Advance::Auto => "auto".into(),
-                    ferry_core::spec::Advance::Manual => "manual".into(),
-                },
-                gates: state.meta("cutover_gates")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
-                shadow: crate::shadow::status(&state)?,
-                triggered: state.meta("cutover_trigger")?,
-            }),
-        },
-        routing: {
-            let writes = state.meta("writes")?.unwrap_or_else(|| "source".into());
-            ferry_core::status::Routing { reads: writes.clone(), writes }
-        },
-        capture_log: match (state.meta("capture_retained_bytes")?, state.meta("capture_retained_at")?) {
-            (Some(bytes), Some(at)) => bytes.parse().ok().map(|retained_bytes| ferry_core::status::CaptureLogStatus {
-                retained_bytes,
-                measured_at: at,
-                max_retained_bytes: spec.policy.max_retained_bytes,
-            }),
-            _ => None,
-        },
-        soak: match state.meta("switched_at")?.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()) {
-            None => None,
-            Some(started) => {
-                let started = started.with_timezone(&chrono::Utc);
-                let ends = started + chrono::Duration::from_std(spec.soak.duration).unwrap_or_default();
-                Some(ferry_core::status::SoakStatus {
-                    started_at: timestamp(started),
-                    ends_at: timestamp(ends),
-                    elapsed: now() >= ends,
-                    watching: vec![
-                        format!(
-                            "reverse lag against [policy] max_lag ({})",
-                            ferry_core::audit::format_duration(spec.policy.max_lag)
-                        ),
-                        format!(
-                            "rows written back into the source, compared with the target every {} ([soak] check_every)",
-                            ferry_core::audit::format_duration(spec.soak.check_every)
-                        ),
-                    ],
-                    triggers: state
-                        .meta("soak_triggers")?
-                        .and_then(|j| serde_json::from_str(&j).ok())
-                        .unwrap_or_default(),
-                })
-            }
-        },
-        switch: match state.meta("switch_fenced_at")? {
-            None => None,
-            Some(fenced_at) => Some(ferry_core::status::SwitchStatus {
-                fenced_at: Some(fenced_at),
-                switched_at: state.meta("switched_at")?,
-                write_unavailability_ms: state.meta("switch_window_ms")?.and_then(|w| w.parse().ok()),
-            }),
-        },
-        phases,
-        tables,
-        verification,
-        spec: spec.path.display().to_string(),
+    }
+}
+
+fn cutover_status(spec: &Spec, state: &StateStore) -> Result<Option<ferry_core::status::CutoverStatus>> {
+    Ok(match &spec.cutover {
+        None => None,
+        Some(policy) => Some(ferry_core::status::CutoverStatus {
+            read_percent: crate::cutover::flags(spec, state)?.read_percent,
+            stages: policy.stages.clone(),
+            stage_started_at: state.meta("cutover_stage_since")?,
+            hold_seconds: policy.hold.as_secs_f64(),
+            advance: match policy.advance {
+                ferry_core::spec::Advance::Auto => "auto".into(),
+                ferry_core::spec::Advance::Manual => "manual".into(),
+            },
+            gates: state.meta("cutover_gates")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+            shadow: crate::shadow::status(state)?,
+            triggered: state.meta("cutover_trigger")?,
+        }),
+    })
+}
+
+fn capture_log_status(spec: &Spec, state: &StateStore) -> Result<Option<ferry_core::status::CaptureLogStatus>> {
+    Ok(match (state.meta("capture_retained_bytes")?, state.meta("capture_retained_at")?) {
+        (Some(bytes), Some(at)) => bytes.parse().ok().map(|retained_bytes| ferry_core::status::CaptureLogStatus {
+            retained_bytes,
+            measured_at: at,
+            max_retained_bytes: spec.policy.max_retained_bytes,
+        }),
+        _ => None,
+    })
+}
+
+fn soak_status(spec: &Spec, state: &StateStore) -> Result<Option<ferry_core::status::SoakStatus>> {
+    Ok(match state.meta("switched_at")?.and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()) {
+        None => None,
+        Some(started) => {
+            let started = started.with_timezone(&chrono::Utc);
+            let ends = started + chrono::Duration::from_std(spec.soak.duration).unwrap_or_default();
+            Some(ferry_core::status::SoakStatus {
+                started_at: timestamp(started),
+                ends_at: timestamp(ends),
+                elapsed: now() >= ends,
+                watching: vec![
+                    format!(
+                        "reverse lag against [policy] max_lag ({})",
+                        ferry_core::audit::format_duration(spec.policy.max_lag)
+                    ),
+                    format!(
+                        "rows written back into the source, compared with the target every {} ([soak] check_every)",
+                        ferry_core::audit::format_duration(spec.soak.check_every)
+                    ),
+                ],
+                triggers: state.meta("soak_triggers")?.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or_default(),
+            })
+        }
+    })
+}
+
+fn switch_status(state: &StateStore) -> Result<Option<ferry_core::status::SwitchStatus>> {
+    Ok(match state.meta("switch_fenced_at")? {
+        None => None,
+        Some(fenced_at) => Some(ferry_core::status::SwitchStatus {
+            fenced_at: Some(fenced_at),
+            switched_at: state.meta("switched_at")?,
+            write_unavailability_ms: state.meta("switch_window_ms")?.and_then(|w| w.parse().ok()),
+        }),
     })
 }
 

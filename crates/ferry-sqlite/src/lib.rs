@@ -289,44 +289,7 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
         .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&name], |r| r.get(0))
         .map_err(map_err)?;
     let parsed = sqlexpr::parse_create_table(&create_sql, EngineKind::Sqlite).unwrap_or_default();
-    let mut columns = Vec::new();
-    let mut pk: Vec<(i64, String)> = Vec::new();
-    {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})")).map_err(map_err)?;
-        let mut rows = stmt.query([]).map_err(map_err)?;
-        while let Some(r) = rows.next().map_err(map_err)? {
-            let hidden: i64 = r.get(6).map_err(map_err)?;
-            if hidden == 1 {
-                continue; // virtual-table hidden column
-            }
-            // 2 and 3: a generated column, virtual or stored.
-            let generated = hidden >= 2;
-            let col_name: String = r.get(1).map_err(map_err)?;
-            let declared: String = r.get::<_, Option<String>>(2).map_err(map_err)?.unwrap_or_default();
-            let notnull: i64 = r.get(3).map_err(map_err)?;
-            let default: Option<String> = r.get(4).map_err(map_err)?;
-            let pk_pos: i64 = r.get(5).map_err(map_err)?;
-            if pk_pos > 0 {
-                pk.push((pk_pos, col_name.clone()));
-            }
-            let mut column = Column::new(
-                col_name,
-                from_declared(&declared),
-                notnull == 0 && pk_pos == 0,
-                if declared.is_empty() { "(none)".to_string() } else { declared },
-            );
-            column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineKind::Sqlite));
-            if let Some(p) = parsed.columns.iter().find(|p| p.name.eq_ignore_ascii_case(&column.name)) {
-                column.collation = p.collation.as_ref().filter(|c| !c.eq_ignore_ascii_case("binary")).map(|c| {
-                    Collation { name: c.to_ascii_uppercase(), case_insensitive: c.eq_ignore_ascii_case("nocase") }
-                });
-                column.generated = p.generated.clone().filter(|_| generated);
-            }
-            columns.push(column);
-        }
-    }
-    pk.sort();
-    let primary_key: Vec<String> = pk.into_iter().map(|(_, c)| c).collect();
+    let (mut columns, primary_key) = columns_of(conn, &q, &parsed)?;
     // A single INTEGER PRIMARY KEY is the rowid: SQLite numbers it by itself.
     if let [key] = primary_key.as_slice() {
         let autoincrement = parsed.columns.iter().any(|p| p.name.eq_ignore_ascii_case(key) && p.autoincrement);
@@ -346,96 +309,8 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
             Check::new(check_name, expr.clone())
         })
         .collect();
-
-    let mut unique_keys = Vec::new();
-    let mut indexes = Vec::new();
-    let mut expression_indexes = Vec::new();
-    {
-        let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})")).map_err(map_err)?;
-        let list: Vec<(String, bool, String, bool)> = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)? == 1, r.get::<_, String>(3)?, r.get::<_, i64>(4)? == 1))
-            })
-            .map_err(map_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(map_err)?;
-        for (index_name, unique, origin, partial) in list {
-            if origin == "pk" {
-                continue;
-            }
-            let index_sql: Option<String> = conn
-                .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", [&index_name], |r| {
-                    r.get(0)
-                })
-                .map_err(map_err)?;
-            let mut cols =
-                conn.prepare(&format!("PRAGMA index_info({})", SQLITE.ident(&index_name))).map_err(map_err)?;
-            let members: Vec<Option<String>> = cols
-                .query_map([], |r| r.get::<_, Option<String>>(2))
-                .map_err(map_err)?
-                .collect::<std::result::Result<_, _>>()
-                .map_err(map_err)?;
-            // An index on an expression has a NULL column name.
-            let plain = members.iter().all(Option::is_some) && !partial;
-            let Some(members) = members.into_iter().collect::<Option<Vec<String>>>().filter(|_| plain) else {
-                if let Some((elements, predicate)) =
-                    index_sql.as_deref().and_then(|sql| sqlexpr::parse_create_index(sql, EngineKind::Sqlite))
-                {
-                    expression_indexes.push(ExpressionIndex {
-                        name: index_name,
-                        unique,
-                        elements,
-                        predicate,
-                        method: None,
-                    });
-                }
-                continue;
-            };
-            let index = Index { name: index_name, columns: members, unique };
-            if unique {
-                unique_keys.push(index);
-            } else {
-                indexes.push(index);
-            }
-        }
-    }
-
-    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
-    {
-        let mut stmt = conn.prepare(&format!("PRAGMA foreign_key_list({q})")).map_err(map_err)?;
-        type FkRow = (i64, String, String, Option<String>, String, String);
-        let rows: Vec<FkRow> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
-            .map_err(map_err)?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(map_err)?;
-        // id -> (parent table, child columns, parent columns, on update, on delete)
-        type Parts = (String, Vec<String>, Vec<Option<String>>, String, String);
-        let mut by_id: std::collections::BTreeMap<i64, Parts> = Default::default();
-        for (id, parent, from, to, on_update, on_delete) in rows {
-            let entry = by_id.entry(id).or_insert_with(|| (parent, Vec::new(), Vec::new(), on_update, on_delete));
-            entry.1.push(from);
-            entry.2.push(to);
-        }
-        for (_, (parent, from, to, on_update, on_delete)) in by_id {
-            // A NULL target column means "the parent's primary key".
-            let ref_columns = if to.iter().all(Option::is_some) {
-                to.into_iter().flatten().collect()
-            } else {
-                let parent_schema = introspect_sync(conn, &TableName::parse(&parent))?;
-                parent_schema.primary_key
-            };
-            foreign_keys.push(ForeignKey {
-                name: object_name(&name, &from, "fkey"),
-                columns: from,
-                ref_table: TableName::parse(&parent),
-                ref_columns,
-                on_delete: FkAction::parse(&on_delete),
-                on_update: FkAction::parse(&on_update),
-            });
-        }
-    }
-
+    let (unique_keys, indexes, expression_indexes) = indexes_of(conn, &q)?;
+    let foreign_keys = foreign_keys_of(conn, &name, &q)?;
     let row_estimate: i64 = conn.query_row(&format!("SELECT count(*) FROM {q}"), [], |r| r.get(0)).map_err(map_err)?;
     let size_bytes: Option<i64> =
         conn.query_row("SELECT sum(pgsize) FROM dbstat WHERE name = ?1", [&name], |r| r.get(0)).ok().flatten();
@@ -454,7 +329,138 @@ fn introspect_sync(conn: &Connection, table: &TableName) -> Result<TableSchema> 
     })
 }
 
-/// `CREATE TABLE` with columns, primary key and foreign keys (SQLite cannot add them later).
+/// The columns of the table `q` (quoted), with what its CREATE TABLE says
+/// of each (collation, generation), and its primary key in order.
+fn columns_of(conn: &Connection, q: &str, parsed: &sqlexpr::ParsedTable) -> Result<(Vec<Column>, Vec<String>)> {
+    let mut columns = Vec::new();
+    let mut pk: Vec<(i64, String)> = Vec::new();
+    let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})")).map_err(map_err)?;
+    let mut rows = stmt.query([]).map_err(map_err)?;
+    while let Some(r) = rows.next().map_err(map_err)? {
+        let hidden: i64 = r.get(6).map_err(map_err)?;
+        if hidden == 1 {
+            continue; // virtual-table hidden column
+        }
+        // 2 and 3: a generated column, virtual or stored.
+        let generated = hidden >= 2;
+        let col_name: String = r.get(1).map_err(map_err)?;
+        let declared: String = r.get::<_, Option<String>>(2).map_err(map_err)?.unwrap_or_default();
+        let notnull: i64 = r.get(3).map_err(map_err)?;
+        let default: Option<String> = r.get(4).map_err(map_err)?;
+        let pk_pos: i64 = r.get(5).map_err(map_err)?;
+        if pk_pos > 0 {
+            pk.push((pk_pos, col_name.clone()));
+        }
+        let mut column = Column::new(
+            col_name,
+            from_declared(&declared),
+            notnull == 0 && pk_pos == 0,
+            if declared.is_empty() { "(none)".to_string() } else { declared },
+        );
+        column.default = default.and_then(|d| sqlexpr::parse_default(&d, EngineKind::Sqlite));
+        if let Some(p) = parsed.columns.iter().find(|p| p.name.eq_ignore_ascii_case(&column.name)) {
+            column.collation = p.collation.as_ref().filter(|c| !c.eq_ignore_ascii_case("binary")).map(|c| Collation {
+                name: c.to_ascii_uppercase(),
+                case_insensitive: c.eq_ignore_ascii_case("nocase"),
+            });
+            column.generated = p.generated.clone().filter(|_| generated);
+        }
+        columns.push(column);
+    }
+    pk.sort();
+    Ok((columns, pk.into_iter().map(|(_, c)| c).collect()))
+}
+
+/// Unique keys, plain indexes, and indexes on expressions (or partial) of the table `q`.
+fn indexes_of(conn: &Connection, q: &str) -> Result<(Vec<Index>, Vec<Index>, Vec<ExpressionIndex>)> {
+    let mut unique_keys = Vec::new();
+    let mut indexes = Vec::new();
+    let mut expression_indexes = Vec::new();
+    let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})")).map_err(map_err)?;
+    let list: Vec<(String, bool, String, bool)> = stmt
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)? == 1, r.get::<_, String>(3)?, r.get::<_, i64>(4)? == 1))
+        })
+        .map_err(map_err)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(map_err)?;
+    for (index_name, unique, origin, partial) in list {
+        if origin == "pk" {
+            continue;
+        }
+        let index_sql: Option<String> = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?1", [&index_name], |r| r.get(0))
+            .map_err(map_err)?;
+        let mut cols = conn.prepare(&format!("PRAGMA index_info({})", SQLITE.ident(&index_name))).map_err(map_err)?;
+        let members: Vec<Option<String>> = cols
+            .query_map([], |r| r.get::<_, Option<String>>(2))
+            .map_err(map_err)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(map_err)?;
+        // An index on an expression has a NULL column name.
+        let plain = members.iter().all(Option::is_some) && !partial;
+        let Some(members) = members.into_iter().collect::<Option<Vec<String>>>().filter(|_| plain) else {
+            if let Some((elements, predicate)) =
+                index_sql.as_deref().and_then(|sql| sqlexpr::parse_create_index(sql, EngineKind::Sqlite))
+            {
+                expression_indexes.push(ExpressionIndex {
+                    name: index_name,
+                    unique,
+                    elements,
+                    predicate,
+                    method: None,
+                });
+            }
+            continue;
+        };
+        let index = Index { name: index_name, columns: members, unique };
+        if unique {
+            unique_keys.push(index);
+        } else {
+            indexes.push(index);
+        }
+    }
+    Ok((unique_keys, indexes, expression_indexes))
+}
+
+/// The foreign keys of the table `name` (`q` quoted), named as Ferry names them.
+fn foreign_keys_of(conn: &Connection, name: &str, q: &str) -> Result<Vec<ForeignKey>> {
+    let mut foreign_keys: Vec<ForeignKey> = Vec::new();
+    let mut stmt = conn.prepare(&format!("PRAGMA foreign_key_list({q})")).map_err(map_err)?;
+    type FkRow = (i64, String, String, Option<String>, String, String);
+    let rows: Vec<FkRow> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .map_err(map_err)?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(map_err)?;
+    // id -> (parent table, child columns, parent columns, on update, on delete)
+    type Parts = (String, Vec<String>, Vec<Option<String>>, String, String);
+    let mut by_id: std::collections::BTreeMap<i64, Parts> = Default::default();
+    for (id, parent, from, to, on_update, on_delete) in rows {
+        let entry = by_id.entry(id).or_insert_with(|| (parent, Vec::new(), Vec::new(), on_update, on_delete));
+        entry.1.push(from);
+        entry.2.push(to);
+    }
+    for (_, (parent, from, to, on_update, on_delete)) in by_id {
+        // A NULL target column means "the parent's primary key".
+        let ref_columns = if to.iter().all(Option::is_some) {
+            to.into_iter().flatten().collect()
+        } else {
+            let parent_schema = introspect_sync(conn, &TableName::parse(&parent))?;
+            parent_schema.primary_key
+        };
+        foreign_keys.push(ForeignKey {
+            name: object_name(name, &from, "fkey"),
+            columns: from,
+            ref_table: TableName::parse(&parent),
+            ref_columns,
+            on_delete: FkAction::parse(&on_delete),
+            on_update: FkAction::parse(&on_update),
+        });
+    }
+    Ok(foreign_keys)
+}
+
 /// `CREATE TABLE` with columns, defaults, checks, primary key and foreign
 /// keys (SQLite cannot add constraints later).
 fn create_table_sql(def: &TableDef) -> String {
@@ -586,11 +592,11 @@ fn not_found(conn: &Connection, table: &TableName) -> EngineError {
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .unwrap_or_default();
-    EngineError::new(ErrorKind::NotFound, format!("table `{table}` does not exist")).with_hint(if tables.is_empty() {
-        "the database has no tables".to_string()
-    } else {
-        format!("tables in this database: {}", tables.join(", "))
-    })
+    EngineError::table_not_found(
+        table,
+        &conn.path().map_or_else(|| "this database".to_string(), |p| format!("sqlite:{p}")),
+        &tables,
+    )
 }
 
 #[async_trait]

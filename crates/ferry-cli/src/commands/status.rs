@@ -1,5 +1,5 @@
 use crate::EXIT_OK;
-use ferry_core::status::PhaseState;
+use ferry_core::status::{PhaseState, StatusReport, TableStatus};
 use std::path::Path;
 
 pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
@@ -16,6 +16,22 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     outln!("state   {} (legal now: {})", report.state, if legal.is_empty() { "none".into() } else { legal.join(", ") });
     outln!("writes  go to the {}", report.routing.writes);
     outln!("runner  {}", runner(&report));
+    print_workers(&report);
+    outln!("as of   {}", report.generated_at);
+    print_switch_and_soak(&report);
+    print_capture_log(&report);
+    print_phases(&report);
+    if !report.tables.is_empty() {
+        outln!("tables");
+    }
+    for t in &report.tables {
+        print_table(t);
+    }
+    print_brakes(&report);
+    Ok(EXIT_OK)
+}
+
+fn print_workers(report: &StatusReport) {
     // Listed once a `ferry run --worker` took part (a single runner is the line above).
     if report.workers.iter().any(|w| w.command == "run --worker") {
         for w in &report.workers {
@@ -30,7 +46,10 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             outln!("worker  {} ({}): {state}, last heartbeat {}{holds}", w.id, w.command, w.last_seen);
         }
     }
-    outln!("as of   {}", report.generated_at);
+}
+
+/// The switch's times and the soak's watch, once they started.
+fn print_switch_and_soak(report: &StatusReport) {
     if let Some(s) = &report.switch {
         outln!(
             "switch  fenced {}, switched {}, writes unavailable for {}",
@@ -53,6 +72,10 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             outln!("      rollback trigger {t}");
         }
     }
+}
+
+/// How much log the source keeps for Ferry, and whether that is too much.
+fn print_capture_log(report: &StatusReport) {
     if let Some(log) = &report.capture_log {
         let over = log.retained_bytes > log.max_retained_bytes;
         outln!(
@@ -69,6 +92,9 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             }
         );
     }
+}
+
+fn print_phases(report: &StatusReport) {
     match report.phase {
         None => outln!("phase   not started (run `ferry run`)"),
         Some(p) => outln!("phase   {} {} ({})", p.number(), p.name(), state(report.phase_state)),
@@ -80,61 +106,64 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
             outln!("      {e}");
         }
     }
-    if !report.tables.is_empty() {
-        outln!("tables");
-    }
-    for t in &report.tables {
-        let total = match (t.rows_total, t.rows_total_exact) {
-            (Some(n), true) => n.to_string(),
-            (Some(n), false) => format!("~{n}"),
-            (None, _) => "?".into(),
-        };
-        let pct = t
-            .rows_total
-            .filter(|n| *n > 0)
-            .map(|n| format!(" ({:.1}%)", (t.rows_copied as f64 / n as f64 * 100.0).min(100.0)))
-            .unwrap_or_default();
+}
+
+/// One table: its copy, its operations in place, its capture and its verification.
+fn print_table(t: &TableStatus) {
+    let total = match (t.rows_total, t.rows_total_exact) {
+        (Some(n), true) => n.to_string(),
+        (Some(n), false) => format!("~{n}"),
+        (None, _) => "?".into(),
+    };
+    let pct = t
+        .rows_total
+        .filter(|n| *n > 0)
+        .map(|n| format!(" ({:.1}%)", (t.rows_copied as f64 / n as f64 * 100.0).min(100.0)))
+        .unwrap_or_default();
+    outln!(
+        "  {} <- {}: {}/{total} rows{pct}{}, {} batches ({} redone)",
+        t.target,
+        t.source,
+        t.rows_copied,
+        if t.backfill_complete { ", backfill complete" } else { "" },
+        t.batches,
+        t.batches_redone
+    );
+    if let Some(at) = &t.last_checkpoint_at {
         outln!(
-            "  {} <- {}: {}/{total} rows{pct}{}, {} batches ({} redone)",
-            t.target,
-            t.source,
-            t.rows_copied,
-            if t.backfill_complete { ", backfill complete" } else { "" },
-            t.batches,
-            t.batches_redone
+            "      last checkpoint {at}{}",
+            t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
         );
-        if let Some(at) = &t.last_checkpoint_at {
-            outln!(
-                "      last checkpoint {at}{}",
-                t.last_key.as_deref().map(|k| format!(" after {k}")).unwrap_or_default()
-            );
-        }
-        for op in &t.operations {
-            let at = op.at.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
-            outln!("      {} {}: {}{at}", op.kind, op.subject, op.stage);
-        }
-        if let Some(c) = &t.capture {
-            outln!(
-                "      capture: {} changes replayed{}, {} pending{}",
-                c.replayed_changes,
-                c.last_replay_at.as_deref().map(|a| format!(" (last {a})")).unwrap_or_default(),
-                c.pending_changes.map_or("?".into(), |p| p.to_string()),
-                c.oldest_pending_seconds.map(|s| format!(", oldest {s:.1}s")).unwrap_or_default()
-            );
-        }
-        if let Some(v) = &t.verification {
-            outln!(
-                "      verification {} at {}: rows {}/{}, checksum {}, sample {} ({} different)",
-                if v.passed { "pass" } else { "FAIL" },
-                v.at,
-                v.rows_source,
-                v.rows_target,
-                if v.checksum_match { "equal" } else { "different" },
-                v.sample_size,
-                v.sample_mismatches
-            );
-        }
     }
+    for op in &t.operations {
+        let at = op.at.as_deref().map(|a| format!(" at {a}")).unwrap_or_default();
+        outln!("      {} {}: {}{at}", op.kind, op.subject, op.stage);
+    }
+    if let Some(c) = &t.capture {
+        outln!(
+            "      capture: {} changes replayed{}, {} pending{}",
+            c.replayed_changes,
+            c.last_replay_at.as_deref().map(|a| format!(" (last {a})")).unwrap_or_default(),
+            c.pending_changes.map_or("?".into(), |p| p.to_string()),
+            c.oldest_pending_seconds.map(|s| format!(", oldest {s:.1}s")).unwrap_or_default()
+        );
+    }
+    if let Some(v) = &t.verification {
+        outln!(
+            "      verification {} at {}: rows {}/{}, checksum {}, sample {} ({} different)",
+            if v.passed { "pass" } else { "FAIL" },
+            v.at,
+            v.rows_source,
+            v.rows_target,
+            if v.checksum_match { "equal" } else { "different" },
+            v.sample_size,
+            v.sample_mismatches
+        );
+    }
+}
+
+/// What holds the migration back: pauses, the throttle's pace, quarantined rows.
+fn print_brakes(report: &StatusReport) {
     for p in &report.pauses {
         outln!("PAUSED by {} since {}: {}", p.by, p.since, p.reason);
     }
@@ -150,11 +179,10 @@ pub fn run(spec_path: &Path, json: bool) -> anyhow::Result<u8> {
     if report.quarantined_rows > 0 {
         outln!("quarantined rows  {} (in the state store's quarantine table)", report.quarantined_rows);
     }
-    Ok(EXIT_OK)
 }
 
 /// The process driving the migration, from its heartbeat.
-fn runner(report: &ferry_core::status::StatusReport) -> String {
+fn runner(report: &StatusReport) -> String {
     match &report.runner {
         None => "none has run yet".into(),
         Some(r) if r.running => {
