@@ -106,6 +106,7 @@ async fn a_stopped_mariadb_replica_pauses_the_backfill() {
             primary.port
         ))
         .await;
+    primary.wait_for_replicas(1).await;
     primary.exec("CREATE DATABASE shop").await;
     primary.exec("CREATE TABLE shop.t (id integer PRIMARY KEY, v varchar(20))").await;
     let values: Vec<String> = (1..=2000).map(|i| format!("({i}, 'v{i}')")).collect();

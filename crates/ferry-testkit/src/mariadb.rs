@@ -123,6 +123,23 @@ impl PrivateMariadb {
         format!("{}/{database}", self.server())
     }
 
+    /// Waits until `SHOW SLAVE HOSTS` lists `n` replicas: a replica
+    /// registers when its I/O thread connects, a moment after `START SLAVE`,
+    /// and a primary that lists none yet has no replica to throttle on.
+    pub async fn wait_for_replicas(&self, n: usize) {
+        use mysql_async::prelude::Queryable;
+        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url("")).unwrap()).await.unwrap();
+        for _ in 0..300 {
+            let hosts: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.unwrap();
+            if hosts.len() >= n {
+                let _ = conn.disconnect().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the primary on port {} lists fewer than {n} replicas after 30 s", self.port);
+    }
+
     pub async fn exec(&self, sql: &str) {
         use mysql_async::prelude::Queryable;
         // The test's own connection encrypts without checking: what Ferry checks is under test.
