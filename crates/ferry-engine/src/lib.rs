@@ -374,26 +374,34 @@ impl LockGuard {
     }
 }
 
+/// A database Ferry reads from or writes to, on any engine: policy is
+/// written once over `dyn Engine` (ferry-run) and asks it, never its kind.
+///
+/// It is the sum of small traits by concern, each implemented by every
+/// engine crate: [`Catalog`], [`Ddl`], [`Reader`], [`Writer`],
+/// [`ChangeCapture`], [`Health`] and [`Locks`]. Callers hold a `dyn Engine`.
+pub trait Engine: Catalog + Ddl + Reader + Writer + ChangeCapture + Health + Locks {}
+
+impl<T: Catalog + Ddl + Reader + Writer + ChangeCapture + Health + Locks> Engine for T {}
+
+/// What an engine is and what a database holds: its kind, capabilities and
+/// dialect, tables and their dependents, counts, sizes and types.
 #[async_trait]
-pub trait Engine: Send + Sync {
+pub trait Catalog: Send + Sync {
     fn kind(&self) -> EngineKind;
 
-    /// What this engine can do; callers ask this, never [`Engine::kind`].
+    /// What this engine can do; callers ask this, never [`Catalog::kind`].
     fn capabilities(&self) -> Capabilities;
 
     /// The SQL and shell commands a plan shows for this engine.
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect;
 
+    /// How the engine's SQL quotes, numbers parameters and compares row
+    /// values: what Ferry's generated reads and writes need to know.
+    fn sql_dialect(&self) -> sql::Dialect;
+
     /// The URL with any password hidden, for messages and logs.
     fn display_url(&self) -> String;
-
-    /// The migration whose capture objects this engine creates, reads and
-    /// removes ([`CaptureScope::legacy`] until set).
-    fn capture_scope(&self) -> CaptureScope;
-
-    /// Sets the capture scope: once, by the migration that owns the engine,
-    /// before any capture call.
-    fn set_capture_scope(&self, scope: CaptureScope);
 
     /// The privileges among `needs` the connected user lacks, each said as
     /// the GRANT (or attribute) that gives it. An engine that cannot tell for
@@ -402,11 +410,6 @@ pub trait Engine: Send + Sync {
     async fn missing_privileges(&self, _needs: &[Need]) -> Result<Vec<String>> {
         Ok(Vec::new())
     }
-
-    /// Whether the server answers, asked on a connection of its own (opened
-    /// and closed for the question, within the connect timeout) while the
-    /// engine's own connections may be waiting: see [`Watched`].
-    async fn answers(&self) -> Result<()>;
 
     /// Columns, keys, indexes, foreign keys and size of a table.
     /// A missing table is an error of kind [`ErrorKind::NotFound`].
@@ -432,7 +435,7 @@ pub trait Engine: Send + Sync {
     }
 
     /// The views and triggers whose SQL uses one of `columns` of `table`
-    /// (the part of [`Engine::column_dependents`] each engine finds its own way).
+    /// (the part of [`Catalog::column_dependents`] each engine finds its own way).
     async fn code_dependents(&self, table: &TableName, columns: &[String]) -> Result<Vec<ColumnDependent>>;
 
     /// The server's (or library's) version, for the plan.
@@ -460,9 +463,6 @@ pub trait Engine: Send + Sync {
     /// How this engine's connection travels: a local file, clear text or TLS.
     async fn transport(&self) -> Result<ferry_core::Transport>;
 
-    /// Drops a table Ferry made for its own use; refuses any name without the `ferry_` prefix.
-    async fn drop_scratch_table(&self, table: &TableName) -> Result<()>;
-
     /// The type of a SQL expression over `table`, where the engine can tell.
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>>;
 
@@ -471,9 +471,23 @@ pub trait Engine: Send + Sync {
     /// engine has no uuid type, for instance).
     fn storage_type(&self, t: &DataType, in_key_or_index: bool) -> DataType;
 
+    /// What of a table's definition this engine can create.
+    fn schema_support(&self) -> SchemaSupport;
+
+    /// Exact number of rows, optionally under a filter.
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64>;
+}
+
+/// What changes a database's objects: tables, indexes, foreign keys, fences,
+/// scratch databases and backups, and statements run as given.
+#[async_trait]
+pub trait Ddl: Catalog {
+    /// Drops a table Ferry made for its own use; refuses any name without the `ferry_` prefix.
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()>;
+
     /// Creates the table with its columns and primary key (and its foreign
     /// keys where the engine cannot add them later). Unique keys and indexes
-    /// come after the data, with [`Engine::create_index`]: loading into a
+    /// come after the data, with [`Ddl::create_index`]: loading into a
     /// table with only its primary key is several times faster.
     async fn create_table(&self, def: &TableDef) -> Result<()>;
 
@@ -487,25 +501,70 @@ pub trait Engine: Send + Sync {
 
     async fn add_foreign_key(&self, table: &TableName, fk: &ForeignKey) -> Result<()>;
 
-    /// What of a table's definition this engine can create.
-    fn schema_support(&self) -> SchemaSupport;
-
     /// Creates a partial, expression or non-B-tree index (its SQL already
     /// this engine's); does nothing if it exists already.
     async fn create_expression_index(&self, _table: &TableName, _index: &ExpressionIndex) -> Result<()> {
         Err(unsupported_schema(self.kind(), "indexes on expressions or with a WHERE"))
     }
 
-    /// The next value the identity of `column` hands out, where the engine
-    /// keeps one apart from the data (a sequence, AUTO_INCREMENT,
-    /// `sqlite_sequence`); `None` where it is simply the largest key plus one.
-    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>>;
-
     /// Makes the identity of `column` hand out `next` or more from now on.
     async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()>;
 
     /// The statements `set_identity_next` runs, with `next` as written, for plans.
     fn identity_sql(&self, table: &TableName, column: &str, next: &str) -> Vec<String>;
+
+    /// Fences `table`: a trigger makes every INSERT, UPDATE and DELETE of
+    /// the application fail with `message`, while this engine's own writes
+    /// go through (writes switch, and reverse sync writes the fenced side).
+    /// Idempotent; the DDL waits at most `lock_timeout` for its lock.
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Lifts the fence. Idempotent.
+    async fn remove_fence(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
+
+    /// Renames a table (contract's archive of a source table).
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()>;
+
+    /// Writes a backup of `tables` with the engine's own tool or API
+    /// (`pg_dump -Fc`, `mysqldump`, SQLite's `VACUUM INTO`) into `dir`;
+    /// returns the file.
+    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf>;
+
+    /// The name of a scratch database for `purpose` beside this one
+    /// (`ferry_<purpose>_<database>`; for SQLite, a file beside this one).
+    fn scratch_name(&self, purpose: &str) -> String;
+
+    /// Creates the empty scratch database `name` (from `scratch_name`),
+    /// replacing one left by an earlier run, and connects to it.
+    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
+
+    /// Removes a scratch database. Idempotent.
+    async fn drop_scratch_database(&self, name: &str) -> Result<()>;
+
+    /// Restores a backup of this engine into the scratch database `name`
+    /// and connects to it. An error says what the restore refused.
+    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
+
+    /// Runs statements Ferry wrote (an in-place change's DDL, a backfill
+    /// batch's UPDATE) in order, each waiting at most `lock_timeout` for a
+    /// lock. With `atomic`, in one transaction: where the engine's DDL is
+    /// transactional (PostgreSQL, SQLite) a failing statement undoes the
+    /// ones before it; MariaDB/MySQL commit each DDL statement by itself, so
+    /// their callers order steps to be resumable. Returns the rows the last
+    /// statement changed.
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: std::time::Duration) -> Result<u64>;
+
+    /// Drops a table Ferry created (rollback of expand).
+    async fn drop_table(&self, table: &TableName) -> Result<()>;
+}
+
+/// Rows read by key: batches, ranges, chosen keys, in-database checksums.
+#[async_trait]
+pub trait Reader: Catalog {
+    /// The next value the identity of `column` hands out, where the engine
+    /// keeps one apart from the data (a sequence, AUTO_INCREMENT,
+    /// `sqlite_sequence`); `None` where it is simply the largest key plus one.
+    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>>;
 
     /// Up to `limit` rows with key greater than `after` (all rows when
     /// `None`), in ascending key order.
@@ -517,7 +576,7 @@ pub trait Engine: Send + Sync {
     /// The smallest and largest value of the first key column (under the
     /// filter), or `None` for an empty table.
     async fn key_bounds(&self, read: &ReadSpec) -> Result<Option<(Value, Value)>> {
-        let bounds = sql::bounds_spec(read, sql::Dialect::of(self.kind()));
+        let bounds = sql::bounds_spec(read, self.sql_dialect());
         let rows = self.read_range(&bounds, &KeyRange::default(), 0, 1).await?;
         Ok(rows.into_iter().next().and_then(|mut r| {
             let max = r.pop()?;
@@ -536,11 +595,23 @@ pub trait Engine: Send + Sync {
     /// The rows with the given keys, in no particular order; missing keys are absent.
     async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>>;
 
+    /// The first column of the first row of a query, as text (`None` for no
+    /// row or NULL): integrity checks and the operator's own assertions.
+    async fn scalar(&self, sql: &str) -> Result<Option<String>>;
+
+    /// Every row of a read-only query, each value in its text form (NULL as
+    /// `None`): the shadow reads of the application's own query shapes.
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+}
+
+/// Rows written by key: idempotent upserts (with the copy's checkpoint) and deletes.
+#[async_trait]
+pub trait Writer: Catalog {
     /// Inserts the rows, replacing any row with the same key. Idempotent:
     /// writing the same rows twice leaves the same table.
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()>;
 
-    /// [`Engine::upsert`], and in the same transaction `checkpoint` into
+    /// [`Writer::upsert`], and in the same transaction `checkpoint` into
     /// [`CHECKPOINT_TABLE`] (which must exist): the rows and their checkpoint
     /// are committed, or lost, together. With [`Durability::Deferred`] the
     /// commit may return before it is on disk where the engine can say so
@@ -557,12 +628,21 @@ pub trait Engine: Send + Sync {
     /// Deletes the rows with the given keys; missing keys are ignored.
     async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()>;
 
-    /// Another engine on a connection of its own to the same database (a
-    /// backfill worker's, the throttle's), with the same capture scope.
-    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>>;
-
     /// Deletes every row of `table` (replay of a source `TRUNCATE`).
     async fn delete_all(&self, table: &TableName) -> Result<()>;
+}
+
+/// Change capture on a source: install, read, acknowledge and remove the
+/// change log of each capture method the engine offers.
+#[async_trait]
+pub trait ChangeCapture: Catalog {
+    /// The migration whose capture objects this engine creates, reads and
+    /// removes ([`CaptureScope::legacy`] until set).
+    fn capture_scope(&self) -> CaptureScope;
+
+    /// Sets the capture scope: once, by the migration that owns the engine,
+    /// before any capture call.
+    fn set_capture_scope(&self, scope: CaptureScope);
 
     /// The capture methods this engine has: triggers everywhere, and the
     /// server's own log where it can be read (logical decoding, the binlog).
@@ -597,38 +677,6 @@ pub trait Engine: Send + Sync {
     /// Removes capture by either method, and the change log. Idempotent.
     async fn remove_capture(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
 
-    /// Fences `table`: a trigger makes every INSERT, UPDATE and DELETE of
-    /// the application fail with `message`, while this engine's own writes
-    /// go through (writes switch, and reverse sync writes the fenced side).
-    /// Idempotent; the DDL waits at most `lock_timeout` for its lock.
-    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: std::time::Duration) -> Result<()>;
-
-    /// Lifts the fence. Idempotent.
-    async fn remove_fence(&self, table: &TableName, lock_timeout: std::time::Duration) -> Result<()>;
-
-    /// Renames a table (contract's archive of a source table).
-    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()>;
-
-    /// Writes a backup of `tables` with the engine's own tool or API
-    /// (`pg_dump -Fc`, `mysqldump`, SQLite's `VACUUM INTO`) into `dir`;
-    /// returns the file.
-    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf>;
-
-    /// The name of a scratch database for `purpose` beside this one
-    /// (`ferry_<purpose>_<database>`; for SQLite, a file beside this one).
-    fn scratch_name(&self, purpose: &str) -> String;
-
-    /// Creates the empty scratch database `name` (from `scratch_name`),
-    /// replacing one left by an earlier run, and connects to it.
-    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
-
-    /// Removes a scratch database. Idempotent.
-    async fn drop_scratch_database(&self, name: &str) -> Result<()>;
-
-    /// Restores a backup of this engine into the scratch database `name`
-    /// and connects to it. An error says what the restore refused.
-    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>>;
-
     /// Moves changes captured outside the change log into it (PostgreSQL's
     /// logical slot), so that `read_changes` and `capture_lag` see them and
     /// the source keeps no WAL for Ferry. Triggers write the log directly:
@@ -653,26 +701,23 @@ pub trait Engine: Send + Sync {
     async fn capture_retained_bytes(&self) -> Result<Option<u64>> {
         Ok(None)
     }
+}
 
-    /// The first column of the first row of a query, as text (`None` for no
-    /// row or NULL): integrity checks and the operator's own assertions.
-    async fn scalar(&self, sql: &str) -> Result<Option<String>>;
+/// Whether the server answers and how loaded it is: the throttle's and the
+/// reconnect loop's questions.
+#[async_trait]
+pub trait Health: Catalog {
+    /// Whether the server answers, asked on a connection of its own (opened
+    /// and closed for the question, within the connect timeout) while the
+    /// engine's own connections may be waiting: see [`Watched`].
+    async fn answers(&self) -> Result<()>;
 
-    /// Every row of a read-only query, each value in its text form (NULL as
-    /// `None`): the shadow reads of the application's own query shapes.
-    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+    /// Another engine on a connection of its own to the same database (a
+    /// backfill worker's, the throttle's), with the same capture scope.
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>>;
 
     /// Runs a query and discards its rows: the throttle's latency probe.
     async fn probe(&self, sql: &str) -> Result<()>;
-
-    /// Runs statements Ferry wrote (an in-place change's DDL, a backfill
-    /// batch's UPDATE) in order, each waiting at most `lock_timeout` for a
-    /// lock. With `atomic`, in one transaction: where the engine's DDL is
-    /// transactional (PostgreSQL, SQLite) a failing statement undoes the
-    /// ones before it; MariaDB/MySQL commit each DDL statement by itself, so
-    /// their callers order steps to be resumable. Returns the rows the last
-    /// statement changed.
-    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: std::time::Duration) -> Result<u64>;
 
     /// The most lagging of the server's replicas, where the engine can find
     /// them: PostgreSQL's `pg_stat_replication`; MySQL/MariaDB replicas listed
@@ -692,13 +737,11 @@ pub trait Engine: Send + Sync {
     async fn rows_changed(&self, _table: &TableName) -> Result<Option<u64>> {
         Ok(None)
     }
+}
 
-    /// Drops a table Ferry created (rollback of expand).
-    async fn drop_table(&self, table: &TableName) -> Result<()>;
-
-    /// Exact number of rows, optionally under a filter.
-    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64>;
-
+/// Advisory locks: one runner per migration.
+#[async_trait]
+pub trait Locks: Catalog {
     /// Takes the named advisory lock for the life of the guard, or returns
     /// `None` when another session holds it.
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>>;

@@ -66,14 +66,6 @@ pub fn bounds_spec(read: &ReadSpec, dialect: Dialect) -> ReadSpec {
 }
 
 impl Dialect {
-    pub fn of(kind: crate::EngineKind) -> Dialect {
-        match kind {
-            crate::EngineKind::Sqlite => SQLITE,
-            crate::EngineKind::Postgres => POSTGRES,
-            crate::EngineKind::Mysql => MYSQL,
-        }
-    }
-
     pub fn ident(&self, name: &str) -> String {
         self.kind.ident(name)
     }

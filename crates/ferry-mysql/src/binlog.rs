@@ -14,7 +14,7 @@
 use crate::binlog_events::{unsigned_bits, Captured, Collector};
 use crate::{map_err, MysqlEngine, Q};
 use ferry_core::{TableName, TableSchema};
-use ferry_engine::{change_log_table, CaptureScope, Engine, EngineError, ErrorKind, Result};
+use ferry_engine::{change_log_table, CaptureScope, ChangeCapture, EngineError, ErrorKind, Result};
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Conn, Params, Value as MyValue};

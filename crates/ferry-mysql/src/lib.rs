@@ -32,6 +32,7 @@ use ferry_engine::{
     Durability, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag,
     Result, Rows, SchemaSupport, SelectItem, WriteSpec, ZeroDateConditions,
 };
+use ferry_engine::{Catalog, ChangeCapture, Ddl, Health, Locks, Reader, Writer};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, Params, Pool, PoolConstraints, PoolOpts};
@@ -630,17 +631,17 @@ fn byte_size(v: &Value) -> usize {
 }
 
 #[async_trait]
-impl Engine for MysqlEngine {
+impl Catalog for MysqlEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Mysql
     }
 
-    fn capture_methods(&self) -> &'static [CaptureMethod] {
-        &[CaptureMethod::Triggers, CaptureMethod::Binlog]
-    }
-
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         &plan_dialect::PLAN_DIALECT
+    }
+
+    fn sql_dialect(&self) -> ferry_engine::sql::Dialect {
+        MYSQL
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -655,29 +656,8 @@ impl Engine for MysqlEngine {
         self.display.clone()
     }
 
-    fn capture_scope(&self) -> ferry_engine::CaptureScope {
-        self.scope.get()
-    }
-
-    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
-        self.scope.set(scope);
-    }
-
     async fn missing_privileges(&self, needs: &[ferry_engine::Need]) -> Result<Vec<String>> {
         privileges::missing(self, needs).await
-    }
-
-    async fn answers(&self) -> Result<()> {
-        // A connection outside the pool: the pool's may all be the ones waiting.
-        let asked = async {
-            let mut conn = mysql_async::Conn::new(self.opts.clone()).await?;
-            conn.ping().await?;
-            conn.disconnect().await
-        };
-        tokio::time::timeout(CONNECT_TIMEOUT, asked)
-            .await
-            .map_err(|_| EngineError::new(ErrorKind::ConnectionLost, format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(map_err)
     }
 
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
@@ -907,11 +887,6 @@ impl Engine for MysqlEngine {
         Ok(None)
     }
 
-    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
-        ferry_engine::ensure_scratch(table)?;
-        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
-    }
-
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
         let mut conn = self.conn().await?;
         let stmt = conn
@@ -963,6 +938,42 @@ impl Engine for MysqlEngine {
         }
     }
 
+    fn schema_support(&self) -> SchemaSupport {
+        SchemaSupport {
+            partial_indexes: false,
+            // Functional key parts: MySQL 8.0.13 and later; MariaDB has none.
+            expression_indexes: self.mariadb_version.is_none(),
+            index_methods: false,
+            comments: true,
+            virtual_columns: true,
+            identity_anywhere: true,
+            fk_set_default: false,
+            on_update_timestamp: true,
+            case_insensitive_collation: match self.mariadb_version {
+                Some(v) if v >= (10, 10) => Some("utf8mb4_uca1400_nopad_as_ci"),
+                Some(_) => None,
+                None => Some("utf8mb4_0900_as_ci"),
+            },
+        }
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let n: Option<u64> = conn
+            .query_first(Q.count(table, filter))
+            .await
+            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
+        Ok(n.unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl Ddl for MysqlEngine {
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+
     async fn create_table(&self, def: &TableDef) -> Result<()> {
         self.conn()
             .await?
@@ -994,25 +1005,6 @@ impl Engine for MysqlEngine {
         (vec![self.create_table_sql(def)], after)
     }
 
-    fn schema_support(&self) -> SchemaSupport {
-        SchemaSupport {
-            partial_indexes: false,
-            // Functional key parts: MySQL 8.0.13 and later; MariaDB has none.
-            expression_indexes: self.mariadb_version.is_none(),
-            index_methods: false,
-            comments: true,
-            virtual_columns: true,
-            identity_anywhere: true,
-            fk_set_default: false,
-            on_update_timestamp: true,
-            case_insensitive_collation: match self.mariadb_version {
-                Some(v) if v >= (10, 10) => Some("utf8mb4_uca1400_nopad_as_ci"),
-                Some(_) => None,
-                None => Some("utf8mb4_0900_as_ci"),
-            },
-        }
-    }
-
     async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
         if !self.schema_support().expression_indexes || index.predicate.is_some() || index.method.is_some() {
             return Err(ferry_engine::unsupported_schema(EngineKind::Mysql, "partial or expression indexes"));
@@ -1024,23 +1016,6 @@ impl Engine for MysqlEngine {
         conn.query_drop(expression_index_sql(table, index))
             .await
             .map_err(|e| map_err(e).context(format_args!("creating index {} on {table}", index.name)))
-    }
-
-    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
-        let mut conn = self.conn().await?;
-        if self.mariadb_version.is_none() {
-            // MySQL 8 caches table statistics, AUTO_INCREMENT included, for a day by default.
-            let _ = conn.query_drop("SET SESSION information_schema_stats_expiry = 0").await;
-        }
-        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
-        let next: Option<Option<u64>> = conn
-            .exec_first(
-                "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&schema, &table.name),
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(next.flatten().map(|n| n.min(i64::MAX as u64) as i64))
     }
 
     async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()> {
@@ -1074,147 +1049,6 @@ impl Engine for MysqlEngine {
         conn.query_drop(foreign_key_sql(table, fk))
             .await
             .map_err(|e| map_err(e).context(format_args!("adding foreign key {} on {table}", fk.name)))
-    }
-
-    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
-        let query = Q.keyset_select(read, after.is_some(), limit);
-        let params = match after {
-            Some(after) => query.binds.iter().map(|&i| bind(&after[i])).collect(),
-            None => Vec::new(),
-        };
-        let mut conn = self.conn().await?;
-        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
-    }
-
-    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
-        let query = Q.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
-        let params = range.bind_values(&query.binds, read.key.len()).into_iter().map(bind).collect();
-        let mut conn = self.conn().await?;
-        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
-    }
-
-    async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
-        // Each value as text (NULL as a byte no text holds), the first 64
-        // bits of the row's MD5, summed exactly as DECIMAL and reduced
-        // modulo 2^64 here.
-        let items: Vec<String> = read
-            .select
-            .iter()
-            .map(|item| match item {
-                SelectItem::Column(c) => format!("IFNULL({}, 0x00)", Q.ident(c)),
-                SelectItem::Expr(sql) => format!("IFNULL(({sql}), 0x00)"),
-            })
-            .collect();
-        let filter = Q.range_where(read, range.after.is_some(), range.through.is_some());
-        let sql = format!(
-            "SELECT COUNT(*), CAST(IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(0x1f, {})), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}{}",
-            items.join(", "),
-            Q.table(&read.table),
-            filter.sql
-        );
-        let params: Vec<mysql_async::Value> =
-            range.bind_values(&filter.binds, read.key.len()).into_iter().map(bind).collect();
-        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
-        let mut conn = self.conn().await?;
-        let row: Option<(i64, String)> = conn
-            .exec_first(sql, params)
-            .await
-            .map_err(|e| map_err(e).context(format_args!("checksumming {}", read.table)))?;
-        let (rows, sum) = row.unwrap_or((0, "0".into()));
-        Ok(Some(RangeChecksum { rows: rows as u64, sum: ferry_engine::wrap_sum(&sum) }))
-    }
-
-    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
-        let mut conn = self.conn().await?;
-        let mut out = Vec::new();
-        for chunk in keys.chunks(500) {
-            let query = Q.select_by_keys(read, chunk.len());
-            let flat: Vec<&Value> = chunk.iter().flatten().collect();
-            let params = query.binds.iter().map(|&i| bind(flat[i])).collect();
-            out.extend(query_rows(&mut conn, &query.sql, params).await?);
-        }
-        Ok(out)
-    }
-
-    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
-        self.write_rows(write, rows, None).await
-    }
-
-    /// `durability` is the server's: `innodb_flush_log_at_trx_commit` and
-    /// `sync_binlog` are global settings, not a session's (docs/engines.md).
-    async fn upsert_checkpointed(
-        &self,
-        write: &WriteSpec,
-        rows: Rows,
-        checkpoint: &Checkpoint,
-        _durability: Durability,
-    ) -> Result<()> {
-        self.write_rows(write, rows, Some(checkpoint)).await
-    }
-
-    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
-        for chunk in keys.chunks(500) {
-            let q = Q.delete_by_keys(&write.table, &write.key, chunk.len());
-            let flat: Vec<&Value> = chunk.iter().flatten().collect();
-            let params: Vec<mysql_async::Value> = q.binds.iter().map(|&i| bind(flat[i])).collect();
-            tx.exec_drop(q.sql, Params::Positional(params))
-                .await
-                .map_err(|e| map_err(e).context(format_args!("deleting from {}", write.table)))?;
-        }
-        tx.commit().await.map_err(map_err)
-    }
-
-    async fn install_capture(
-        &self,
-        table: &TableSchema,
-        key: &[String],
-        method: CaptureMethod,
-        lock_timeout: Duration,
-    ) -> Result<()> {
-        self.check_capture(method)
-            .await
-            .map_err(|e| e.context(format_args!("installing {method} capture on {}", table.name)))?;
-        if method == CaptureMethod::Binlog {
-            return self.install_binlog(table, key, lock_timeout).await;
-        }
-        let t = Q.table(&table.name);
-        let log = Q.table(&change_log_table(&self.capture_scope(), &table.name));
-        let name = capture_name(&self.capture_scope(), &table.name);
-        let typed = log_key_columns(table, key);
-        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
-        let of = |row: &str| key.iter().map(|k| format!("{row}.{}", Q.ident(k))).collect::<Vec<_>>().join(", ");
-        let unchanged =
-            key.iter().map(|k| format!("OLD.{0} <=> NEW.{0}", Q.ident(k))).collect::<Vec<_>>().join(" AND ");
-        let insert = |op: &str, row: &str| {
-            format!("INSERT INTO {log} (op, at, {}) VALUES ('{op}', UTC_TIMESTAMP(6), {})", ks.join(", "), of(row))
-        };
-        let statements = vec![
-            format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {log} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
-                 at datetime(6) NOT NULL, {typed}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
-            ),
-            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
-            format!("CREATE TRIGGER {} AFTER INSERT ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_ins")), insert("I", "NEW")),
-            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_upd"))),
-            format!(
-                "CREATE TRIGGER {} AFTER UPDATE ON {t} FOR EACH ROW BEGIN {}; IF NOT ({unchanged}) THEN {}; END IF; END",
-                Q.ident(&format!("{name}_upd")),
-                insert("U", "NEW"),
-                insert("U", "OLD")
-            ),
-            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_del"))),
-            format!("CREATE TRIGGER {} AFTER DELETE ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_del")), insert("D", "OLD")),
-        ];
-        let mut conn = self.conn().await?;
-        for sql in statements {
-            conn.query_drop(sql)
-                .await
-                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))?;
-        }
-        Ok(())
     }
 
     async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
@@ -1279,12 +1113,6 @@ impl Engine for MysqlEngine {
         ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database), 64)
     }
 
-    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
-        let engine = MysqlEngine::connect_opts(self.opts.clone(), self.tls.clone(), self.display.clone()).await?;
-        engine.set_capture_scope(self.capture_scope());
-        Ok(std::sync::Arc::new(engine))
-    }
-
     async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
         ferry_engine::ensure_scratch_name(name)?;
         self.drop_scratch_database(name).await?;
@@ -1313,6 +1141,249 @@ impl Engine for MysqlEngine {
         .await
         .map_err(|e| EngineError::new(ErrorKind::Other, format!("mysql did not finish: {e}")))??;
         Ok(engine)
+    }
+
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let seconds = lock_timeout.as_secs().max(1);
+        conn.query_drop(format!(
+            "SET SESSION lock_wait_timeout = {seconds}, SESSION innodb_lock_wait_timeout = {seconds}"
+        ))
+        .await
+        .map_err(map_err)?;
+        let result = async {
+            if atomic {
+                conn.query_drop("START TRANSACTION").await.map_err(map_err)?;
+            }
+            let mut changed = 0;
+            for sql in statements {
+                conn.query_drop(sql.as_str())
+                    .await
+                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
+                changed = conn.affected_rows();
+            }
+            if atomic {
+                conn.query_drop("COMMIT").await.map_err(map_err)?;
+            }
+            Ok(changed)
+        }
+        .await;
+        if result.is_err() && atomic {
+            let _ = conn.query_drop("ROLLBACK").await;
+        }
+        // The connection goes back to the pool: its next user gets the server's waits.
+        // The statement's own error first: a lost connection fails the reset too.
+        let reset = conn
+            .query_drop("SET SESSION lock_wait_timeout = DEFAULT, SESSION innodb_lock_wait_timeout = DEFAULT")
+            .await;
+        let changed = result?;
+        reset.map_err(map_err)?;
+        Ok(changed)
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+}
+
+#[async_trait]
+impl Reader for MysqlEngine {
+    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
+        let mut conn = self.conn().await?;
+        if self.mariadb_version.is_none() {
+            // MySQL 8 caches table statistics, AUTO_INCREMENT included, for a day by default.
+            let _ = conn.query_drop("SET SESSION information_schema_stats_expiry = 0").await;
+        }
+        let schema = table.schema.clone().unwrap_or_else(|| self.database.clone());
+        let next: Option<Option<u64>> = conn
+            .exec_first(
+                "SELECT AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&schema, &table.name),
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(next.flatten().map(|n| n.min(i64::MAX as u64) as i64))
+    }
+
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.keyset_select(read, after.is_some(), limit);
+        let params = match after {
+            Some(after) => query.binds.iter().map(|&i| bind(&after[i])).collect(),
+            None => Vec::new(),
+        };
+        let mut conn = self.conn().await?;
+        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        let query = Q.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
+        let params = range.bind_values(&query.binds, read.key.len()).into_iter().map(bind).collect();
+        let mut conn = self.conn().await?;
+        query_rows(&mut conn, &query.sql, params).await.map_err(|e| e.context(format_args!("reading {}", read.table)))
+    }
+
+    async fn checksum_range(&self, read: &ReadSpec, range: &KeyRange) -> Result<Option<RangeChecksum>> {
+        // Each value as text (NULL as a byte no text holds), the first 64
+        // bits of the row's MD5, summed exactly as DECIMAL and reduced
+        // modulo 2^64 here.
+        let items: Vec<String> = read
+            .select
+            .iter()
+            .map(|item| match item {
+                SelectItem::Column(c) => format!("IFNULL({}, 0x00)", Q.ident(c)),
+                SelectItem::Expr(sql) => format!("IFNULL(({sql}), 0x00)"),
+            })
+            .collect();
+        let filter = Q.range_where(read, range.after.is_some(), range.through.is_some());
+        let sql = format!(
+            "SELECT COUNT(*), CAST(IFNULL(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS(0x1f, {})), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}{}",
+            items.join(", "),
+            Q.table(&read.table),
+            filter.sql
+        );
+        let params: Vec<mysql_async::Value> =
+            range.bind_values(&filter.binds, read.key.len()).into_iter().map(bind).collect();
+        let params = if params.is_empty() { Params::Empty } else { Params::Positional(params) };
+        let mut conn = self.conn().await?;
+        let row: Option<(i64, String)> = conn
+            .exec_first(sql, params)
+            .await
+            .map_err(|e| map_err(e).context(format_args!("checksumming {}", read.table)))?;
+        let (rows, sum) = row.unwrap_or((0, "0".into()));
+        Ok(Some(RangeChecksum { rows: rows as u64, sum: ferry_engine::wrap_sum(&sum) }))
+    }
+
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let mut conn = self.conn().await?;
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let query = Q.select_by_keys(read, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params = query.binds.iter().map(|&i| bind(flat[i])).collect();
+            out.extend(query_rows(&mut conn, &query.sql, params).await?);
+        }
+        Ok(out)
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        // The text protocol returns every value as bytes of its text form.
+        let row = self.read_only(sql).await?;
+        Ok(row.and_then(|row| row.as_ref(0).and_then(text_of)))
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let mut conn = self.conn().await?;
+        conn.query_drop("START TRANSACTION READ ONLY").await.map_err(map_err)?;
+        let result: std::result::Result<Vec<mysql_async::Row>, _> = conn.query(sql).await;
+        conn.query_drop("ROLLBACK").await.map_err(map_err)?;
+        Ok(result
+            .map_err(map_err)?
+            .into_iter()
+            .map(|row| (0..row.len()).map(|i| row.as_ref(i).and_then(text_of)).collect())
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Writer for MysqlEngine {
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
+        self.write_rows(write, rows, None).await
+    }
+
+    /// `durability` is the server's: `innodb_flush_log_at_trx_commit` and
+    /// `sync_binlog` are global settings, not a session's (docs/engines.md).
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        _durability: Durability,
+    ) -> Result<()> {
+        self.write_rows(write, rows, Some(checkpoint)).await
+    }
+
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(map_err)?;
+        for chunk in keys.chunks(500) {
+            let q = Q.delete_by_keys(&write.table, &write.key, chunk.len());
+            let flat: Vec<&Value> = chunk.iter().flatten().collect();
+            let params: Vec<mysql_async::Value> = q.binds.iter().map(|&i| bind(flat[i])).collect();
+            tx.exec_drop(q.sql, Params::Positional(params))
+                .await
+                .map_err(|e| map_err(e).context(format_args!("deleting from {}", write.table)))?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        self.query_drop(&format!("DELETE FROM {}", Q.table(table))).await
+    }
+}
+
+#[async_trait]
+impl ChangeCapture for MysqlEngine {
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        &[CaptureMethod::Triggers, CaptureMethod::Binlog]
+    }
+
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
+    }
+
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        self.check_capture(method)
+            .await
+            .map_err(|e| e.context(format_args!("installing {method} capture on {}", table.name)))?;
+        if method == CaptureMethod::Binlog {
+            return self.install_binlog(table, key, lock_timeout).await;
+        }
+        let t = Q.table(&table.name);
+        let log = Q.table(&change_log_table(&self.capture_scope(), &table.name));
+        let name = capture_name(&self.capture_scope(), &table.name);
+        let typed = log_key_columns(table, key);
+        let ks: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
+        let of = |row: &str| key.iter().map(|k| format!("{row}.{}", Q.ident(k))).collect::<Vec<_>>().join(", ");
+        let unchanged =
+            key.iter().map(|k| format!("OLD.{0} <=> NEW.{0}", Q.ident(k))).collect::<Vec<_>>().join(" AND ");
+        let insert = |op: &str, row: &str| {
+            format!("INSERT INTO {log} (op, at, {}) VALUES ('{op}', UTC_TIMESTAMP(6), {})", ks.join(", "), of(row))
+        };
+        let statements = vec![
+            format!("SET SESSION lock_wait_timeout = {}", lock_timeout.as_secs().max(1)),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {log} (seq bigint NOT NULL AUTO_INCREMENT PRIMARY KEY, op char(1) NOT NULL, \
+                 at datetime(6) NOT NULL, {typed}) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+            ),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_ins"))),
+            format!("CREATE TRIGGER {} AFTER INSERT ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_ins")), insert("I", "NEW")),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_upd"))),
+            format!(
+                "CREATE TRIGGER {} AFTER UPDATE ON {t} FOR EACH ROW BEGIN {}; IF NOT ({unchanged}) THEN {}; END IF; END",
+                Q.ident(&format!("{name}_upd")),
+                insert("U", "NEW"),
+                insert("U", "OLD")
+            ),
+            format!("DROP TRIGGER IF EXISTS {}", Q.ident(&format!("{name}_del"))),
+            format!("CREATE TRIGGER {} AFTER DELETE ON {t} FOR EACH ROW {}", Q.ident(&format!("{name}_del")), insert("D", "OLD")),
+        ];
+        let mut conn = self.conn().await?;
+        for sql in statements {
+            conn.query_drop(sql)
+                .await
+                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))?;
+        }
+        Ok(())
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
@@ -1391,65 +1462,31 @@ impl Engine for MysqlEngine {
         let (pending, oldest_seconds) = row.unwrap_or((0, None));
         Ok(CaptureLag { pending, oldest_seconds })
     }
+}
 
-    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        // The text protocol returns every value as bytes of its text form.
-        let row = self.read_only(sql).await?;
-        Ok(row.and_then(|row| row.as_ref(0).and_then(text_of)))
+#[async_trait]
+impl Health for MysqlEngine {
+    async fn answers(&self) -> Result<()> {
+        // A connection outside the pool: the pool's may all be the ones waiting.
+        let asked = async {
+            let mut conn = mysql_async::Conn::new(self.opts.clone()).await?;
+            conn.ping().await?;
+            conn.disconnect().await
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, asked)
+            .await
+            .map_err(|_| EngineError::new(ErrorKind::ConnectionLost, format!("no answer within {CONNECT_TIMEOUT:?}")))?
+            .map_err(map_err)
     }
 
-    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        let mut conn = self.conn().await?;
-        conn.query_drop("START TRANSACTION READ ONLY").await.map_err(map_err)?;
-        let result: std::result::Result<Vec<mysql_async::Row>, _> = conn.query(sql).await;
-        conn.query_drop("ROLLBACK").await.map_err(map_err)?;
-        Ok(result
-            .map_err(map_err)?
-            .into_iter()
-            .map(|row| (0..row.len()).map(|i| row.as_ref(i).and_then(text_of)).collect())
-            .collect())
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = MysqlEngine::connect_opts(self.opts.clone(), self.tls.clone(), self.display.clone()).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(std::sync::Arc::new(engine))
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
         self.read_only(sql).await.map(|_| ()).map_err(|e| e.context("latency probe"))
-    }
-
-    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
-        let mut conn = self.conn().await?;
-        let seconds = lock_timeout.as_secs().max(1);
-        conn.query_drop(format!(
-            "SET SESSION lock_wait_timeout = {seconds}, SESSION innodb_lock_wait_timeout = {seconds}"
-        ))
-        .await
-        .map_err(map_err)?;
-        let result = async {
-            if atomic {
-                conn.query_drop("START TRANSACTION").await.map_err(map_err)?;
-            }
-            let mut changed = 0;
-            for sql in statements {
-                conn.query_drop(sql.as_str())
-                    .await
-                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
-                changed = conn.affected_rows();
-            }
-            if atomic {
-                conn.query_drop("COMMIT").await.map_err(map_err)?;
-            }
-            Ok(changed)
-        }
-        .await;
-        if result.is_err() && atomic {
-            let _ = conn.query_drop("ROLLBACK").await;
-        }
-        // The connection goes back to the pool: its next user gets the server's waits.
-        // The statement's own error first: a lost connection fails the reset too.
-        let reset = conn
-            .query_drop("SET SESSION lock_wait_timeout = DEFAULT, SESSION innodb_lock_wait_timeout = DEFAULT")
-            .await;
-        let changed = result?;
-        reset.map_err(map_err)?;
-        Ok(changed)
     }
 
     async fn active_sessions(&self) -> Result<Option<u64>> {
@@ -1507,24 +1544,10 @@ impl Engine for MysqlEngine {
         }
         Ok(worst)
     }
+}
 
-    async fn drop_table(&self, table: &TableName) -> Result<()> {
-        self.query_drop(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
-    }
-
-    async fn delete_all(&self, table: &TableName) -> Result<()> {
-        self.query_drop(&format!("DELETE FROM {}", Q.table(table))).await
-    }
-
-    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
-        let mut conn = self.conn().await?;
-        let n: Option<u64> = conn
-            .query_first(Q.count(table, filter))
-            .await
-            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
-        Ok(n.unwrap_or(0))
-    }
-
+#[async_trait]
+impl Locks for MysqlEngine {
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
         // Its own connection, outside the pool: the lock lives as long as it does.
         let mut conn = Conn::new(self.opts.clone()).await.map_err(|e| connect_error(e, &self.display))?;

@@ -32,6 +32,7 @@ use ferry_engine::{
     Durability, Engine, EngineError, EngineKind, ErrorKind, KeyRange, LockGuard, RangeChecksum, ReadSpec, ReplicaLag,
     Result, Rows, SchemaSupport, SelectItem, WriteSpec,
 };
+use ferry_engine::{Catalog, ChangeCapture, Ddl, Health, Locks, Reader, Writer};
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -855,17 +856,17 @@ pub fn declare(t: &DataType) -> String {
 }
 
 #[async_trait]
-impl Engine for PostgresEngine {
+impl Catalog for PostgresEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Postgres
     }
 
-    fn capture_methods(&self) -> &'static [CaptureMethod] {
-        &[CaptureMethod::Triggers, CaptureMethod::Logical]
-    }
-
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         &plan_dialect::PLAN_DIALECT
+    }
+
+    fn sql_dialect(&self) -> ferry_engine::sql::Dialect {
+        POSTGRES
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -880,28 +881,8 @@ impl Engine for PostgresEngine {
         self.display.clone()
     }
 
-    fn capture_scope(&self) -> ferry_engine::CaptureScope {
-        self.scope.get()
-    }
-
-    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
-        self.scope.set(scope);
-    }
-
     async fn missing_privileges(&self, needs: &[ferry_engine::Need]) -> Result<Vec<String>> {
         privileges::missing(self, needs).await
-    }
-
-    async fn answers(&self) -> Result<()> {
-        let client = connect(&self.config, &self.tls, &self.display).await?;
-        let limit = self.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
-        tokio::time::timeout(limit, client.simple_query("SELECT 1"))
-            .await
-            .map_err(|_| {
-                EngineError::new(ErrorKind::ConnectionLost, format!("no answer to SELECT 1 within {limit:?}"))
-            })?
-            .map_err(map_err)?;
-        Ok(())
     }
 
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
@@ -1072,11 +1053,6 @@ impl Engine for PostgresEngine {
         Ok(None)
     }
 
-    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
-        ferry_engine::ensure_scratch(table)?;
-        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
-    }
-
     async fn expression_type(&self, table: &TableName, sql: &str) -> Result<Option<DataType>> {
         let client = self.client.lock().await;
         let stmt = client
@@ -1088,6 +1064,37 @@ impl Engine for PostgresEngine {
 
     fn storage_type(&self, t: &DataType, _in_key_or_index: bool) -> DataType {
         t.clone()
+    }
+
+    fn schema_support(&self) -> SchemaSupport {
+        SchemaSupport {
+            partial_indexes: true,
+            expression_indexes: true,
+            index_methods: true,
+            comments: true,
+            virtual_columns: false,
+            identity_anywhere: true,
+            fk_set_default: true,
+            on_update_timestamp: false,
+            case_insensitive_collation: None,
+        }
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let client = self.client.lock().await;
+        let row = client
+            .query_one(&Q.count(table, filter), &[])
+            .await
+            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+#[async_trait]
+impl Ddl for PostgresEngine {
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
@@ -1137,37 +1144,10 @@ impl Engine for PostgresEngine {
             .map_err(|e| map_err(e).context(format_args!("validating foreign key {} on {table}", fk.name)))
     }
 
-    fn schema_support(&self) -> SchemaSupport {
-        SchemaSupport {
-            partial_indexes: true,
-            expression_indexes: true,
-            index_methods: true,
-            comments: true,
-            virtual_columns: false,
-            identity_anywhere: true,
-            fk_set_default: true,
-            on_update_timestamp: false,
-            case_insensitive_collation: None,
-        }
-    }
-
     async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
         self.batch_execute(&expression_index_sql(table, index))
             .await
             .map_err(|e| e.context(format_args!("creating index {} on {table}", index.name)))
-    }
-
-    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>> {
-        let client = self.client.lock().await;
-        let Some(sequence) = serial_sequence(&client, table, column).await? else {
-            return Ok(None);
-        };
-        let row = client
-            .query_one(&format!("SELECT last_value, is_called FROM {sequence}"), &[])
-            .await
-            .map_err(|e| map_err(e).context(format_args!("reading sequence {sequence}")))?;
-        let (last, called): (i64, bool) = (row.get(0), row.get(1));
-        Ok(Some(if called { last + 1 } else { last }))
     }
 
     async fn set_identity_next(&self, table: &TableName, column: &str, next: i64) -> Result<()> {
@@ -1191,6 +1171,191 @@ impl Engine for PostgresEngine {
             sqlexpr::string_literal(EngineKind::Postgres, &Q.table(table)),
             sqlexpr::string_literal(EngineKind::Postgres, column)
         )]
+    }
+
+    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{ms}ms';
+             CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $ferry$
+             BEGIN
+               IF current_setting('ferry.bypass_fence', true) = 'on' THEN RETURN NULL; END IF;
+               RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = {message};
+             END $ferry$;
+             DROP TRIGGER IF EXISTS {trigger} ON {t};
+             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
+                 FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            ms = lock_timeout.as_millis(),
+            message = sqlexpr::string_literal(EngineKind::Postgres, message),
+            trigger = Q.ident(&name),
+            t = Q.table(table),
+        );
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("fencing writes to {table}")))
+    }
+
+    async fn remove_fence(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
+        let name = fence_name(table);
+        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
+        let drop_trigger = if self.table_exists(table).await? {
+            format!("DROP TRIGGER IF EXISTS {} ON {};", Q.ident(&name), Q.table(table))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SET LOCAL lock_timeout = '{}ms'; {drop_trigger} DROP FUNCTION IF EXISTS {func}();",
+            lock_timeout.as_millis()
+        );
+        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("lifting the write fence of {table}")))
+    }
+
+    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
+        self.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", Q.table(from), Q.ident(&to.name)))
+            .await
+            .map_err(|e| e.context(format_args!("renaming {from} to {to}")))
+    }
+
+    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf> {
+        let schema: String = {
+            let client = self.client.lock().await;
+            client.query_one("SELECT current_schema()", &[]).await.map_err(map_err)?.get(0)
+        };
+        let file = dir.join(format!("ferry-backup-{}.dump", self.database()));
+        let mut command = self.libpq_tool("pg_dump");
+        command.args(["--format=custom", "--no-owner", "--no-acl"]).arg(format!("--file={}", file.display()));
+        for t in tables {
+            let qualified =
+                TableName { schema: Some(t.schema.clone().unwrap_or_else(|| schema.clone())), name: t.name.clone() };
+            command.arg(format!("--table={}", Q.table(&qualified)));
+        }
+        tokio::task::spawn_blocking(move || ferry_engine::run_tool(command, "backing up the source tables"))
+            .await
+            .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_dump did not finish: {e}")))??;
+        Ok(file)
+    }
+
+    fn scratch_name(&self, purpose: &str) -> String {
+        ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database()), 63)
+    }
+
+    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        ferry_engine::ensure_scratch_name(name)?;
+        self.drop_scratch_database(name).await?;
+        self.batch_execute(&format!("CREATE DATABASE {}", Q.ident(name))).await?;
+        let mut config = self.config.clone();
+        config.dbname(name);
+        Ok(std::sync::Arc::new(
+            PostgresEngine::from_config(config, self.tls.clone(), ferry_engine::scratch_display(&self.display, name))
+                .await?,
+        ))
+    }
+
+    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
+        ferry_engine::ensure_scratch_name(name)?;
+        // A logical slot (capture left by a failed rehearsal) keeps a database from being dropped.
+        {
+            let client = self.client.lock().await;
+            client
+                .execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
+                    &[&name],
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(name))).await
+    }
+
+    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = self.create_scratch_database(name).await?;
+        let extensions: Vec<String> = {
+            let client = self.client.lock().await;
+            client
+                .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'", &[])
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
+        };
+        for extension in extensions {
+            engine.probe(&format!("CREATE EXTENSION IF NOT EXISTS {}", Q.ident(&extension))).await?;
+        }
+        // Ferry's own objects (fences, capture) are left out: they are not the application's.
+        let mut list = self.libpq_tool("pg_restore");
+        list.arg("--list").arg(dump);
+        let mut restore = self.libpq_tool("pg_restore");
+        let list_file = dump.with_extension("list");
+        restore
+            .args(["--exit-on-error", "--no-owner", "--no-acl"])
+            .arg(format!("--use-list={}", list_file.display()))
+            .arg(format!("--dbname={name}"))
+            .arg(dump);
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let listing = String::from_utf8_lossy(&ferry_engine::run_tool(list, "reading the backup")?).into_owned();
+            let kept: String = listing.lines().filter(|l| !l.contains("ferry_")).map(|l| format!("{l}\n")).collect();
+            std::fs::write(&list_file, kept)
+                .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot write {}: {e}", list_file.display())))?;
+            ferry_engine::run_tool(restore, "restoring the backup into a scratch database").map(|_| ())
+        })
+        .await
+        .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_restore did not finish: {e}")))??;
+        Ok(engine)
+    }
+
+    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
+        let mut client = self.client.lock().await;
+        let timeout = format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis());
+        let mut changed = 0;
+        if atomic {
+            let tx = client.transaction().await.map_err(map_err)?;
+            tx.batch_execute(&timeout).await.map_err(map_err)?;
+            for sql in statements {
+                changed = tx
+                    .execute(sql.as_str(), &[])
+                    .await
+                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
+            }
+            tx.commit().await.map_err(map_err)?;
+        } else {
+            // One statement at a time, each its own transaction (CREATE INDEX CONCURRENTLY needs that).
+            client.batch_execute(&timeout.replace("SET LOCAL", "SET")).await.map_err(map_err)?;
+            let mut result = Ok(());
+            for sql in statements {
+                match client.execute(sql.as_str(), &[]).await {
+                    Ok(n) => changed = n,
+                    Err(e) => {
+                        result = Err(map_err(e).context(ferry_engine::statement_context(sql)));
+                        break;
+                    }
+                }
+            }
+            // The statement's own error first: a lost connection fails the reset too.
+            let reset = client.batch_execute("RESET lock_timeout").await;
+            result?;
+            reset.map_err(map_err)?;
+        }
+        Ok(changed)
+    }
+
+    async fn drop_table(&self, table: &TableName) -> Result<()> {
+        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
+    }
+}
+
+#[async_trait]
+impl Reader for PostgresEngine {
+    async fn identity_next(&self, table: &TableName, column: &str) -> Result<Option<i64>> {
+        let client = self.client.lock().await;
+        let Some(sequence) = serial_sequence(&client, table, column).await? else {
+            return Ok(None);
+        };
+        let row = client
+            .query_one(&format!("SELECT last_value, is_called FROM {sequence}"), &[])
+            .await
+            .map_err(|e| map_err(e).context(format_args!("reading sequence {sequence}")))?;
+        let (last, called): (i64, bool) = (row.get(0), row.get(1));
+        Ok(Some(if called { last + 1 } else { last }))
     }
 
     async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
@@ -1267,6 +1432,35 @@ impl Engine for PostgresEngine {
         Ok(out)
     }
 
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        let messages = self.read_only(sql).await?;
+        Ok(messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+                _ => None,
+            })
+            .flatten())
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        // The simple query protocol answers every value in its text form.
+        Ok(self
+            .read_only(sql)
+            .await?
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Writer for PostgresEngine {
     async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
         self.write_rows(write, rows, None).await
     }
@@ -1294,6 +1488,26 @@ impl Engine for PostgresEngine {
                 .map_err(|e| map_err(e).context(format_args!("deleting from {}", write.table)))?;
         }
         tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        // DELETE, not TRUNCATE: no ACCESS EXCLUSIVE lock, and foreign keys are checked.
+        self.batch_execute(&format!("DELETE FROM {}", Q.table(table))).await
+    }
+}
+
+#[async_trait]
+impl ChangeCapture for PostgresEngine {
+    fn capture_methods(&self) -> &'static [CaptureMethod] {
+        &[CaptureMethod::Triggers, CaptureMethod::Logical]
+    }
+
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
     }
 
     async fn install_capture(
@@ -1365,142 +1579,6 @@ impl Engine for PostgresEngine {
         self.in_transaction(&sql)
             .await
             .map_err(|e| e.context(format_args!("installing change capture on {}", table.name)))
-    }
-
-    async fn install_fence(&self, table: &TableName, message: &str, lock_timeout: Duration) -> Result<()> {
-        let name = fence_name(table);
-        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
-        let sql = format!(
-            "SET LOCAL lock_timeout = '{ms}ms';
-             CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $ferry$
-             BEGIN
-               IF current_setting('ferry.bypass_fence', true) = 'on' THEN RETURN NULL; END IF;
-               RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = {message};
-             END $ferry$;
-             DROP TRIGGER IF EXISTS {trigger} ON {t};
-             CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {t}
-                 FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
-            ms = lock_timeout.as_millis(),
-            message = sqlexpr::string_literal(EngineKind::Postgres, message),
-            trigger = Q.ident(&name),
-            t = Q.table(table),
-        );
-        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("fencing writes to {table}")))
-    }
-
-    async fn remove_fence(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
-        let name = fence_name(table);
-        let func = Q.table(&TableName { schema: table.schema.clone(), name: name.clone() });
-        let drop_trigger = if self.table_exists(table).await? {
-            format!("DROP TRIGGER IF EXISTS {} ON {};", Q.ident(&name), Q.table(table))
-        } else {
-            String::new()
-        };
-        let sql = format!(
-            "SET LOCAL lock_timeout = '{}ms'; {drop_trigger} DROP FUNCTION IF EXISTS {func}();",
-            lock_timeout.as_millis()
-        );
-        self.in_transaction(&sql).await.map_err(|e| e.context(format_args!("lifting the write fence of {table}")))
-    }
-
-    async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
-        self.batch_execute(&format!("ALTER TABLE {} RENAME TO {}", Q.table(from), Q.ident(&to.name)))
-            .await
-            .map_err(|e| e.context(format_args!("renaming {from} to {to}")))
-    }
-
-    async fn backup(&self, tables: &[TableName], dir: &std::path::Path) -> Result<std::path::PathBuf> {
-        let schema: String = {
-            let client = self.client.lock().await;
-            client.query_one("SELECT current_schema()", &[]).await.map_err(map_err)?.get(0)
-        };
-        let file = dir.join(format!("ferry-backup-{}.dump", self.database()));
-        let mut command = self.libpq_tool("pg_dump");
-        command.args(["--format=custom", "--no-owner", "--no-acl"]).arg(format!("--file={}", file.display()));
-        for t in tables {
-            let qualified =
-                TableName { schema: Some(t.schema.clone().unwrap_or_else(|| schema.clone())), name: t.name.clone() };
-            command.arg(format!("--table={}", Q.table(&qualified)));
-        }
-        tokio::task::spawn_blocking(move || ferry_engine::run_tool(command, "backing up the source tables"))
-            .await
-            .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_dump did not finish: {e}")))??;
-        Ok(file)
-    }
-
-    fn scratch_name(&self, purpose: &str) -> String {
-        ferry_core::schema::bounded_name(&format!("ferry_{purpose}_{}", self.database()), 63)
-    }
-
-    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
-        let engine = PostgresEngine::from_config(self.config.clone(), self.tls.clone(), self.display.clone()).await?;
-        engine.set_capture_scope(self.capture_scope());
-        Ok(std::sync::Arc::new(engine))
-    }
-
-    async fn create_scratch_database(&self, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
-        ferry_engine::ensure_scratch_name(name)?;
-        self.drop_scratch_database(name).await?;
-        self.batch_execute(&format!("CREATE DATABASE {}", Q.ident(name))).await?;
-        let mut config = self.config.clone();
-        config.dbname(name);
-        Ok(std::sync::Arc::new(
-            PostgresEngine::from_config(config, self.tls.clone(), ferry_engine::scratch_display(&self.display, name))
-                .await?,
-        ))
-    }
-
-    async fn drop_scratch_database(&self, name: &str) -> Result<()> {
-        ferry_engine::ensure_scratch_name(name)?;
-        // A logical slot (capture left by a failed rehearsal) keeps a database from being dropped.
-        {
-            let client = self.client.lock().await;
-            client
-                .execute(
-                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1",
-                    &[&name],
-                )
-                .await
-                .map_err(map_err)?;
-        }
-        self.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", Q.ident(name))).await
-    }
-
-    async fn restore_scratch(&self, dump: &std::path::Path, name: &str) -> Result<std::sync::Arc<dyn Engine>> {
-        let engine = self.create_scratch_database(name).await?;
-        let extensions: Vec<String> = {
-            let client = self.client.lock().await;
-            client
-                .query("SELECT extname::text FROM pg_extension WHERE extname <> 'plpgsql'", &[])
-                .await
-                .map_err(map_err)?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        };
-        for extension in extensions {
-            engine.probe(&format!("CREATE EXTENSION IF NOT EXISTS {}", Q.ident(&extension))).await?;
-        }
-        // Ferry's own objects (fences, capture) are left out: they are not the application's.
-        let mut list = self.libpq_tool("pg_restore");
-        list.arg("--list").arg(dump);
-        let mut restore = self.libpq_tool("pg_restore");
-        let list_file = dump.with_extension("list");
-        restore
-            .args(["--exit-on-error", "--no-owner", "--no-acl"])
-            .arg(format!("--use-list={}", list_file.display()))
-            .arg(format!("--dbname={name}"))
-            .arg(dump);
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let listing = String::from_utf8_lossy(&ferry_engine::run_tool(list, "reading the backup")?).into_owned();
-            let kept: String = listing.lines().filter(|l| !l.contains("ferry_")).map(|l| format!("{l}\n")).collect();
-            std::fs::write(&list_file, kept)
-                .map_err(|e| EngineError::new(ErrorKind::Io, format!("cannot write {}: {e}", list_file.display())))?;
-            ferry_engine::run_tool(restore, "restoring the backup into a scratch database").map(|_| ())
-        })
-        .await
-        .map_err(|e| EngineError::new(ErrorKind::Other, format!("pg_restore did not finish: {e}")))??;
-        Ok(engine)
     }
 
     async fn remove_capture(&self, table: &TableName, lock_timeout: Duration) -> Result<()> {
@@ -1620,71 +1698,31 @@ impl Engine for PostgresEngine {
         let behind = self.slot_behind.load(std::sync::atomic::Ordering::Relaxed) as u64;
         Ok(CaptureLag { pending: row.get::<_, i64>(0) as u64 + behind, oldest_seconds: row.get(1) })
     }
+}
 
-    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        let messages = self.read_only(sql).await?;
-        Ok(messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
-                _ => None,
-            })
-            .flatten())
+#[async_trait]
+impl Health for PostgresEngine {
+    async fn answers(&self) -> Result<()> {
+        let client = connect(&self.config, &self.tls, &self.display).await?;
+        let limit = self.config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(10));
+        tokio::time::timeout(limit, client.simple_query("SELECT 1"))
+            .await
+            .map_err(|_| {
+                EngineError::new(ErrorKind::ConnectionLost, format!("no answer to SELECT 1 within {limit:?}"))
+            })?
+            .map_err(map_err)?;
+        Ok(())
     }
 
-    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        // The simple query protocol answers every value in its text form.
-        Ok(self
-            .read_only(sql)
-            .await?
-            .iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(row) => {
-                    Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
-                }
-                _ => None,
-            })
-            .collect())
+    async fn connect_again(&self) -> Result<std::sync::Arc<dyn Engine>> {
+        let engine = PostgresEngine::from_config(self.config.clone(), self.tls.clone(), self.display.clone()).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(std::sync::Arc::new(engine))
     }
 
     async fn probe(&self, sql: &str) -> Result<()> {
         self.read_only(sql).await.map_err(|e| e.context("latency probe"))?;
         Ok(())
-    }
-
-    async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: Duration) -> Result<u64> {
-        let mut client = self.client.lock().await;
-        let timeout = format!("SET LOCAL lock_timeout = '{}ms'", lock_timeout.as_millis());
-        let mut changed = 0;
-        if atomic {
-            let tx = client.transaction().await.map_err(map_err)?;
-            tx.batch_execute(&timeout).await.map_err(map_err)?;
-            for sql in statements {
-                changed = tx
-                    .execute(sql.as_str(), &[])
-                    .await
-                    .map_err(|e| map_err(e).context(ferry_engine::statement_context(sql)))?;
-            }
-            tx.commit().await.map_err(map_err)?;
-        } else {
-            // One statement at a time, each its own transaction (CREATE INDEX CONCURRENTLY needs that).
-            client.batch_execute(&timeout.replace("SET LOCAL", "SET")).await.map_err(map_err)?;
-            let mut result = Ok(());
-            for sql in statements {
-                match client.execute(sql.as_str(), &[]).await {
-                    Ok(n) => changed = n,
-                    Err(e) => {
-                        result = Err(map_err(e).context(ferry_engine::statement_context(sql)));
-                        break;
-                    }
-                }
-            }
-            // The statement's own error first: a lost connection fails the reset too.
-            let reset = client.batch_execute("RESET lock_timeout").await;
-            result?;
-            reset.map_err(map_err)?;
-        }
-        Ok(changed)
     }
 
     async fn active_sessions(&self) -> Result<Option<u64>> {
@@ -1724,25 +1762,10 @@ impl Engine for PostgresEngine {
             .map_err(map_err)?;
         Ok(row.map(|r| ReplicaLag { replica: r.get(0), seconds: Some(r.get(1)) }))
     }
+}
 
-    async fn drop_table(&self, table: &TableName) -> Result<()> {
-        self.batch_execute(&format!("DROP TABLE IF EXISTS {}", Q.table(table))).await
-    }
-
-    async fn delete_all(&self, table: &TableName) -> Result<()> {
-        // DELETE, not TRUNCATE: no ACCESS EXCLUSIVE lock, and foreign keys are checked.
-        self.batch_execute(&format!("DELETE FROM {}", Q.table(table))).await
-    }
-
-    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
-        let client = self.client.lock().await;
-        let row = client
-            .query_one(&Q.count(table, filter), &[])
-            .await
-            .map_err(|e| map_err(e).context(format_args!("counting {table}")))?;
-        Ok(row.get::<_, i64>(0) as u64)
-    }
-
+#[async_trait]
+impl Locks for PostgresEngine {
     async fn try_lock(&self, name: &str) -> Result<Option<LockGuard>> {
         // A session lock on a connection of its own: it lives exactly as long
         // as the guard (or the process) does.

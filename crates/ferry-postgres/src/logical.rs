@@ -15,7 +15,7 @@
 
 use crate::{log_key_columns, map_err, PostgresEngine, Q};
 use ferry_core::{TableName, TableSchema};
-use ferry_engine::{change_log_table, CaptureScope, Engine, EngineError, ErrorKind, Result};
+use ferry_engine::{change_log_table, CaptureScope, ChangeCapture, EngineError, ErrorKind, Result};
 use futures_util::{pin_mut, TryStreamExt};
 use std::collections::HashMap;
 use std::time::Duration;

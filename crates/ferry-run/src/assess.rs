@@ -14,7 +14,6 @@ use crate::runner::state_location;
 use crate::state::{now, timestamp, StateStore};
 use ferry_core::schema::object_name;
 use ferry_core::{AuditEvent, ColumnDef, Spec, TableDef, TableName};
-use ferry_engine::sql::Dialect;
 use ferry_engine::{Engine, ReadSpec, SelectItem, ZeroDateConditions, SCRATCH_PREFIX};
 use ferry_plan::in_place::InPlace;
 use ferry_plan::{
@@ -216,7 +215,7 @@ impl Assessor {
             // NOT NULL asked for a column whose source allows NULL: how many rows would fail?
             c.null_rows = match (&c.source_column, c.nullable, c.source_nullable) {
                 (Some(col), false, true) => {
-                    let condition = format!("{} IS NULL", Dialect::of(self.source.kind()).ident(col));
+                    let condition = format!("{} IS NULL", self.source.sql_dialect().ident(col));
                     let condition = match filter {
                         Some(f) => format!("({f}) AND {condition}"),
                         None => condition,
@@ -289,7 +288,7 @@ impl Assessor {
             plan.def.columns.iter().map(|c| ColumnDef::new(c.name.clone(), c.data_type.clone(), true)).collect();
         let bare = TableDef::new(probe.clone(), columns, Vec::new());
         self.target.create_table(&bare).await?;
-        let table = ferry_engine::sql::Dialect::of(self.target.kind()).table(&probe);
+        let table = self.target.sql_dialect().table(&probe);
         // (kind, text the item's target holds, query)
         let mut probes: Vec<(SchemaItemKind, String, String)> = Vec::new();
         for check in &plan.def.checks {

@@ -20,7 +20,6 @@ use ferry_core::lifecycle::TableStage;
 use ferry_core::spec::OnConversionError;
 use ferry_core::value::describe_key;
 use ferry_core::{AuditEvent, DataType, Policy, Row, Value};
-use ferry_engine::sql::Dialect;
 use ferry_engine::{Checkpoint, Durability, Engine, ErrorKind, KeyRange, Rows, WriteSpec};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -227,7 +226,7 @@ impl Backfill<'_> {
             let ranges = crate::chunks::plan(&*self.source, plan, total, workers, self.policy.batch_size).await?;
             self.state.plan_chunks(&target, &ranges)?;
         }
-        let create = Checkpoint::create_sql(Dialect::of(self.target.kind()));
+        let create = Checkpoint::create_sql(self.target.sql_dialect());
         self.target.execute(&[create], false, crate::runner::LOCK_TIMEOUT).await.map_err(|e| {
             RunError::from(e)
                 .context(format!(

@@ -12,7 +12,6 @@ use crate::error::Result;
 use crate::mapping::TablePlan;
 use ferry_core::spec::{CheckOn, CheckSpec};
 use ferry_core::{FkAction, TableDef, TableSchema};
-use ferry_engine::sql::Dialect;
 use ferry_engine::Engine;
 use serde::Serialize;
 
@@ -51,7 +50,7 @@ pub fn table_checks(
     target: &dyn Engine,
     target_tables: &[&TablePlan],
 ) -> Vec<(String, CheckKind, String)> {
-    let q = Dialect::of(target.kind());
+    let q = target.sql_dialect();
     let table = q.table(&plan.target_name);
     let mut checks = Vec::new();
     for fk in &plan.def.foreign_keys {
@@ -114,7 +113,7 @@ pub async fn schema_check(plan: &TablePlan, target: &dyn Engine) -> Result<Check
     let mut drift = schema_drift(&plan.def, &actual);
     if let Some(column) = plan.def.identity_column() {
         let position = target.identity_next(&plan.target_name, &column.name).await?;
-        let q = Dialect::of(target.kind());
+        let q = target.sql_dialect();
         let largest = target
             .scalar(&format!("SELECT MAX({}) FROM {}", q.ident(&column.name), q.table(&plan.target_name)))
             .await?

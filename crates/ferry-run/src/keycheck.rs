@@ -4,7 +4,6 @@
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::mapping::TablePlan;
 use ferry_core::{DataType, Row, Value};
-use ferry_engine::sql::Dialect;
 use ferry_engine::Engine;
 use ferry_plan::KeyCollisions;
 
@@ -14,7 +13,7 @@ const LISTED: usize = 5;
 /// Rows with a NULL in a key column (within the filter); `None` when the
 /// source declares every key column NOT NULL.
 pub async fn null_key_rows(source: &dyn Engine, plan: &TablePlan) -> Result<Option<u64>> {
-    let q = Dialect::of(source.kind());
+    let q = source.sql_dialect();
     let nullable: Vec<String> = plan
         .key_source
         .iter()
@@ -100,7 +99,7 @@ pub async fn key_collisions(
     if plan.key_source.is_empty() || (key_enforced && !folded) {
         return Ok(None);
     }
-    let q = Dialect::of(source.kind());
+    let q = source.sql_dialect();
     let compared: Vec<String> = plan
         .key_source
         .iter()

@@ -1091,7 +1091,7 @@ impl Migration {
             let Some(current) = self.target.identity_next(&plan.target_name, &column.name).await? else {
                 continue; // numbered from the largest key by the engine itself
             };
-            let q = ferry_engine::sql::Dialect::of(self.target.kind());
+            let q = self.target.sql_dialect();
             let largest = self
                 .target
                 .scalar(&format!("SELECT MAX({}) FROM {}", q.ident(&column.name), q.table(&plan.target_name)))
@@ -1222,11 +1222,12 @@ fn check_answered(spec: &Spec) -> Result<()> {
     )))
 }
 
-/// How long capture DDL waits for its lock before it gives up and retries.
 /// How often a follower moves changes captured outside the log into it
-/// ([`Engine::collect_changes`]); `drain` collects every round.
+/// ([`ferry_engine::ChangeCapture::collect_changes`]); `drain` collects
+/// every round.
 pub const COLLECT_EVERY: Duration = Duration::from_secs(5);
 
+/// How long capture DDL waits for its lock before it gives up and retries.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 const DDL_ATTEMPTS: u32 = 6;
 /// Rounds of replay-then-recheck before a difference counts as real.

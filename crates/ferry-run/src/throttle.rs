@@ -5,8 +5,8 @@
 //! The default control is the rate, not on/off (gh-ost and spirit throttle on
 //! a load signal against a baseline, not on the latency the copy itself
 //! causes): before each batch the throttle counts the statements other
-//! sessions are running in the source database ([`Engine::active_sessions`],
-//! Ferry's own left out). Above a high mark it doubles a delay between
+//! sessions are running in the source database
+//! ([`ferry_engine::Health::active_sessions`], Ferry's own left out). Above a high mark it doubles a delay between
 //! batches (the rate falls fast), below a low mark it takes a quarter of it
 //! off, at least 50 ms (the rate comes back slowly); in between it holds, so
 //! the two marks give hysteresis and the pace does not oscillate. A latency probe

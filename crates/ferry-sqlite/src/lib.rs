@@ -24,6 +24,7 @@ use ferry_engine::{
     fence_name, unsupported_capture, Capabilities, CaptureLag, Change, Checkpoint, Durability, Engine, EngineError,
     EngineKind, ErrorKind, KeyRange, LockGuard, ReadSpec, ReplicaLag, Result, Rows, SchemaSupport, WriteSpec,
 };
+use ferry_engine::{Catalog, ChangeCapture, Ddl, Health, Locks, Reader, Writer};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params_from_iter, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -600,13 +601,17 @@ fn not_found(conn: &Connection, table: &TableName) -> EngineError {
 }
 
 #[async_trait]
-impl Engine for SqliteEngine {
+impl Catalog for SqliteEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Sqlite
     }
 
     fn plan_dialect(&self) -> &'static dyn ferry_core::PlanDialect {
         &plan_dialect::PLAN_DIALECT
+    }
+
+    fn sql_dialect(&self) -> ferry_engine::sql::Dialect {
+        SQLITE
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -619,20 +624,6 @@ impl Engine for SqliteEngine {
 
     fn display_url(&self) -> String {
         format!("sqlite:{}", self.path.display())
-    }
-
-    fn capture_scope(&self) -> ferry_engine::CaptureScope {
-        self.scope.get()
-    }
-
-    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
-        self.scope.set(scope);
-    }
-
-    /// A file has no server that could stop answering; a lock is waited for
-    /// at most the busy timeout.
-    async fn answers(&self) -> Result<()> {
-        Ok(())
     }
 
     async fn introspect(&self, table: &TableName) -> Result<TableSchema> {
@@ -727,12 +718,6 @@ impl Engine for SqliteEngine {
         Ok(fs4::available_space(&dir).ok())
     }
 
-    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
-        ferry_engine::ensure_scratch(table)?;
-        let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
-        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
-    }
-
     async fn expression_type(&self, _table: &TableName, _sql: &str) -> Result<Option<DataType>> {
         // SQLite expressions have no declared type.
         Ok(None)
@@ -740,6 +725,40 @@ impl Engine for SqliteEngine {
 
     fn storage_type(&self, t: &DataType, _in_key_or_index: bool) -> DataType {
         t.clone()
+    }
+
+    fn schema_support(&self) -> SchemaSupport {
+        SchemaSupport {
+            partial_indexes: true,
+            expression_indexes: true,
+            index_methods: false,
+            comments: false,
+            virtual_columns: true,
+            identity_anywhere: false,
+            fk_set_default: true,
+            on_update_timestamp: false,
+            case_insensitive_collation: None,
+        }
+    }
+
+    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
+        let sql = SQLITE.count(table, filter);
+        let table = table.clone();
+        self.with_conn(move |c| {
+            c.query_row(&sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| map_err(e).context(format_args!("counting {table}")))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Ddl for SqliteEngine {
+    async fn drop_scratch_table(&self, table: &TableName) -> Result<()> {
+        ferry_engine::ensure_scratch(table)?;
+        let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
+        self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
     }
 
     async fn create_table(&self, def: &TableDef) -> Result<()> {
@@ -771,39 +790,10 @@ impl Engine for SqliteEngine {
         (vec![create_table_sql(def)], after)
     }
 
-    fn schema_support(&self) -> SchemaSupport {
-        SchemaSupport {
-            partial_indexes: true,
-            expression_indexes: true,
-            index_methods: false,
-            comments: false,
-            virtual_columns: true,
-            identity_anywhere: false,
-            fk_set_default: true,
-            on_update_timestamp: false,
-            case_insensitive_collation: None,
-        }
-    }
-
     async fn create_expression_index(&self, table: &TableName, index: &ExpressionIndex) -> Result<()> {
         let sql = expression_index_sql(table, index);
         let context = format!("creating index {} on {table}", index.name);
         self.with_conn(move |c| c.execute_batch(&sql).map_err(|e| map_err(e).context(context))).await
-    }
-
-    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
-        let name = table.name.clone();
-        self.with_conn(move |c| {
-            if !has_autoincrement(c, &name)? {
-                return Ok(None); // the largest rowid plus one
-            }
-            let seq: Option<i64> = c
-                .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [&name], |r| r.get(0))
-                .optional()
-                .map_err(map_err)?;
-            Ok(Some(seq.unwrap_or(0) + 1))
-        })
-        .await
     }
 
     async fn set_identity_next(&self, table: &TableName, _column: &str, next: i64) -> Result<()> {
@@ -845,139 +835,6 @@ impl Engine for SqliteEngine {
         ))
     }
 
-    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
-        let query = SQLITE.keyset_select(read, after.is_some(), limit);
-        let after: Vec<Value> = after.map(|a| a.to_vec()).unwrap_or_default();
-        let table = read.table.clone();
-        self.with_conn(move |c| {
-            let params: Vec<&Value> = query.binds.iter().map(|&i| &after[i]).collect();
-            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
-        })
-        .await
-    }
-
-    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
-        let query = SQLITE.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
-        let range = range.clone();
-        let (table, width) = (read.table.clone(), read.key.len());
-        self.with_conn(move |c| {
-            let params = range.bind_values(&query.binds, width);
-            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
-        })
-        .await
-    }
-
-    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
-        let read = read.clone();
-        let keys = keys.to_vec();
-        self.with_conn(move |c| {
-            let mut out = Vec::new();
-            for chunk in keys.chunks(200) {
-                let query = SQLITE.select_by_keys(&read, chunk.len());
-                let flat: Vec<&Value> = chunk.iter().flatten().collect();
-                let params = query.binds.iter().map(|&i| flat[i]).collect();
-                out.extend(query_rows(c, &query.sql, params)?);
-            }
-            Ok(out)
-        })
-        .await
-    }
-
-    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
-        self.write_rows(write, rows, None).await
-    }
-
-    /// `durability` is the connection's `synchronous = NORMAL`: lowering it
-    /// for a batch would risk the file itself on a power loss, not only the
-    /// last commits.
-    async fn upsert_checkpointed(
-        &self,
-        write: &WriteSpec,
-        rows: Rows,
-        checkpoint: &Checkpoint,
-        _durability: Durability,
-    ) -> Result<()> {
-        self.write_rows(write, rows, Some(checkpoint.clone())).await
-    }
-
-    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
-        let (table, key, keys) = (write.table.clone(), write.key.clone(), keys.to_vec());
-        self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
-            let fences = lift_fences(&tx, &table)?;
-            for chunk in keys.chunks(200) {
-                let q = SQLITE.delete_by_keys(&table, &key, chunk.len());
-                let flat: Vec<&Value> = chunk.iter().flatten().collect();
-                tx.execute(&q.sql, params_from_iter(q.binds.iter().map(|&i| Bind(flat[i])))).map_err(map_err)?;
-            }
-            restore_fences(&tx, &fences)?;
-            tx.commit().map_err(map_err)
-        })
-        .await
-    }
-
-    async fn install_capture(
-        &self,
-        table: &TableSchema,
-        key: &[String],
-        method: CaptureMethod,
-        _lock_timeout: Duration,
-    ) -> Result<()> {
-        if method != CaptureMethod::Triggers {
-            return Err(unsupported_capture(self.kind(), method));
-        }
-        let (table, key, scope) = (table.clone(), key.to_vec(), self.scope.get());
-        self.with_conn(move |c| {
-            capture::install(c, &scope, &table, &key)
-                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))
-        })
-        .await
-    }
-
-    async fn remove_capture(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
-        let (table, scope) = (table.clone(), self.scope.get());
-        self.with_conn(move |c| {
-            capture::remove(c, &scope, &table)
-                .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))
-        })
-        .await
-    }
-
-    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
-        let (table, scope) = (table.clone(), self.scope.get());
-        self.with_conn(move |c| {
-            let sql = capture::read_sql(c, &scope, &table, key_width, limit)
-                .map_err(map_err)?
-                .ok_or_else(|| no_capture(c, &table))?;
-            Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())
-        })
-        .await
-    }
-
-    async fn ack_changes(&self, _table: &TableName, seqs: &[i64]) -> Result<()> {
-        let seqs = seqs.to_vec();
-        self.with_conn(move |c| capture::ack(c, &seqs).map_err(map_err)).await
-    }
-
-    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
-        let (table, scope) = (table.clone(), self.scope.get());
-        self.with_conn(move |c| capture::lag(c, &scope, &table).map_err(map_err)?.ok_or_else(|| no_capture(c, &table)))
-            .await
-    }
-
-    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
-        let rows = self.read_only(sql).await?;
-        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(text_of))
-    }
-
-    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        Ok(self.read_only(sql).await?.into_iter().map(|r| r.into_iter().map(text_of).collect()).collect())
-    }
-
-    async fn probe(&self, sql: &str) -> Result<()> {
-        self.read_only(sql).await.map(|_| ())
-    }
-
     async fn execute(&self, statements: &[String], atomic: bool, lock_timeout: std::time::Duration) -> Result<u64> {
         let statements = statements.to_vec();
         self.with_conn(move |c| {
@@ -1006,30 +863,9 @@ impl Engine for SqliteEngine {
         .await
     }
 
-    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
-        Ok(None)
-    }
-
-    async fn active_sessions(&self) -> Result<Option<u64>> {
-        Ok(None)
-    }
-
     async fn drop_table(&self, table: &TableName) -> Result<()> {
         let sql = format!("DROP TABLE IF EXISTS {}", SQLITE.ident(&table.name));
         self.with_conn(move |c| c.execute_batch(&sql).map_err(map_err)).await
-    }
-
-    async fn delete_all(&self, table: &TableName) -> Result<()> {
-        let sql = format!("DELETE FROM {}", SQLITE.ident(&table.name));
-        let table = table.clone();
-        self.with_conn(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
-            let fences = lift_fences(&tx, &table)?;
-            tx.execute_batch(&sql).map_err(map_err)?;
-            restore_fences(&tx, &fences)?;
-            tx.commit().map_err(map_err)
-        })
-        .await
     }
 
     async fn rename_table(&self, from: &TableName, to: &TableName) -> Result<()> {
@@ -1051,12 +887,6 @@ impl Engine for SqliteEngine {
     fn scratch_name(&self, purpose: &str) -> String {
         let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "db".into());
         self.path.with_file_name(format!("ferry_{purpose}_{stem}.db")).to_string_lossy().into_owned()
-    }
-
-    async fn connect_again(&self) -> Result<Arc<dyn Engine>> {
-        let engine = SqliteEngine::open(&self.path, OpenMode::Existing).await?;
-        engine.set_capture_scope(self.capture_scope());
-        Ok(Arc::new(engine))
     }
 
     async fn create_scratch_database(&self, name: &str) -> Result<Arc<dyn Engine>> {
@@ -1114,18 +944,211 @@ impl Engine for SqliteEngine {
         })
         .await
     }
+}
 
-    async fn count(&self, table: &TableName, filter: Option<&str>) -> Result<u64> {
-        let sql = SQLITE.count(table, filter);
-        let table = table.clone();
+#[async_trait]
+impl Reader for SqliteEngine {
+    async fn identity_next(&self, table: &TableName, _column: &str) -> Result<Option<i64>> {
+        let name = table.name.clone();
         self.with_conn(move |c| {
-            c.query_row(&sql, [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(|e| map_err(e).context(format_args!("counting {table}")))
+            if !has_autoincrement(c, &name)? {
+                return Ok(None); // the largest rowid plus one
+            }
+            let seq: Option<i64> = c
+                .query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [&name], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            Ok(Some(seq.unwrap_or(0) + 1))
         })
         .await
     }
 
+    async fn read_batch(&self, read: &ReadSpec, after: Option<&[Value]>, limit: usize) -> Result<Vec<Row>> {
+        let query = SQLITE.keyset_select(read, after.is_some(), limit);
+        let after: Vec<Value> = after.map(|a| a.to_vec()).unwrap_or_default();
+        let table = read.table.clone();
+        self.with_conn(move |c| {
+            let params: Vec<&Value> = query.binds.iter().map(|&i| &after[i]).collect();
+            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
+        })
+        .await
+    }
+
+    async fn read_range(&self, read: &ReadSpec, range: &KeyRange, offset: usize, limit: usize) -> Result<Vec<Row>> {
+        let query = SQLITE.range_select(read, range.after.is_some(), range.through.is_some(), offset, limit);
+        let range = range.clone();
+        let (table, width) = (read.table.clone(), read.key.len());
+        self.with_conn(move |c| {
+            let params = range.bind_values(&query.binds, width);
+            query_rows(c, &query.sql, params).map_err(|e| e.context(format_args!("reading {table}")))
+        })
+        .await
+    }
+
+    async fn read_keys(&self, read: &ReadSpec, keys: &[Vec<Value>]) -> Result<Vec<Row>> {
+        let read = read.clone();
+        let keys = keys.to_vec();
+        self.with_conn(move |c| {
+            let mut out = Vec::new();
+            for chunk in keys.chunks(200) {
+                let query = SQLITE.select_by_keys(&read, chunk.len());
+                let flat: Vec<&Value> = chunk.iter().flatten().collect();
+                let params = query.binds.iter().map(|&i| flat[i]).collect();
+                out.extend(query_rows(c, &query.sql, params)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn scalar(&self, sql: &str) -> Result<Option<String>> {
+        let rows = self.read_only(sql).await?;
+        Ok(rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(text_of))
+    }
+
+    async fn query_text(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        Ok(self.read_only(sql).await?.into_iter().map(|r| r.into_iter().map(text_of).collect()).collect())
+    }
+}
+
+#[async_trait]
+impl Writer for SqliteEngine {
+    async fn upsert(&self, write: &WriteSpec, rows: Rows) -> Result<()> {
+        self.write_rows(write, rows, None).await
+    }
+
+    /// `durability` is the connection's `synchronous = NORMAL`: lowering it
+    /// for a batch would risk the file itself on a power loss, not only the
+    /// last commits.
+    async fn upsert_checkpointed(
+        &self,
+        write: &WriteSpec,
+        rows: Rows,
+        checkpoint: &Checkpoint,
+        _durability: Durability,
+    ) -> Result<()> {
+        self.write_rows(write, rows, Some(checkpoint.clone())).await
+    }
+
+    async fn delete_keys(&self, write: &WriteSpec, keys: &[Vec<Value>]) -> Result<()> {
+        let (table, key, keys) = (write.table.clone(), write.key.clone(), keys.to_vec());
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
+            for chunk in keys.chunks(200) {
+                let q = SQLITE.delete_by_keys(&table, &key, chunk.len());
+                let flat: Vec<&Value> = chunk.iter().flatten().collect();
+                tx.execute(&q.sql, params_from_iter(q.binds.iter().map(|&i| Bind(flat[i])))).map_err(map_err)?;
+            }
+            restore_fences(&tx, &fences)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn delete_all(&self, table: &TableName) -> Result<()> {
+        let sql = format!("DELETE FROM {}", SQLITE.ident(&table.name));
+        let table = table.clone();
+        self.with_conn(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_err)?;
+            let fences = lift_fences(&tx, &table)?;
+            tx.execute_batch(&sql).map_err(map_err)?;
+            restore_fences(&tx, &fences)?;
+            tx.commit().map_err(map_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ChangeCapture for SqliteEngine {
+    fn capture_scope(&self) -> ferry_engine::CaptureScope {
+        self.scope.get()
+    }
+
+    fn set_capture_scope(&self, scope: ferry_engine::CaptureScope) {
+        self.scope.set(scope);
+    }
+
+    async fn install_capture(
+        &self,
+        table: &TableSchema,
+        key: &[String],
+        method: CaptureMethod,
+        _lock_timeout: Duration,
+    ) -> Result<()> {
+        if method != CaptureMethod::Triggers {
+            return Err(unsupported_capture(self.kind(), method));
+        }
+        let (table, key, scope) = (table.clone(), key.to_vec(), self.scope.get());
+        self.with_conn(move |c| {
+            capture::install(c, &scope, &table, &key)
+                .map_err(|e| map_err(e).context(format_args!("installing change capture on {}", table.name)))
+        })
+        .await
+    }
+
+    async fn remove_capture(&self, table: &TableName, _lock_timeout: Duration) -> Result<()> {
+        let (table, scope) = (table.clone(), self.scope.get());
+        self.with_conn(move |c| {
+            capture::remove(c, &scope, &table)
+                .map_err(|e| map_err(e).context(format_args!("removing change capture from {table}")))
+        })
+        .await
+    }
+
+    async fn read_changes(&self, table: &TableName, key_width: usize, limit: usize) -> Result<Vec<Change>> {
+        let (table, scope) = (table.clone(), self.scope.get());
+        self.with_conn(move |c| {
+            let sql = capture::read_sql(c, &scope, &table, key_width, limit)
+                .map_err(map_err)?
+                .ok_or_else(|| no_capture(c, &table))?;
+            Ok(query_rows(c, &sql, Vec::new())?.into_iter().map(Change::from_row).collect())
+        })
+        .await
+    }
+
+    async fn ack_changes(&self, _table: &TableName, seqs: &[i64]) -> Result<()> {
+        let seqs = seqs.to_vec();
+        self.with_conn(move |c| capture::ack(c, &seqs).map_err(map_err)).await
+    }
+
+    async fn capture_lag(&self, table: &TableName) -> Result<CaptureLag> {
+        let (table, scope) = (table.clone(), self.scope.get());
+        self.with_conn(move |c| capture::lag(c, &scope, &table).map_err(map_err)?.ok_or_else(|| no_capture(c, &table)))
+            .await
+    }
+}
+
+#[async_trait]
+impl Health for SqliteEngine {
+    /// A file has no server that could stop answering; a lock is waited for
+    /// at most the busy timeout.
+    async fn answers(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn probe(&self, sql: &str) -> Result<()> {
+        self.read_only(sql).await.map(|_| ())
+    }
+
+    async fn replica_lag(&self) -> Result<Option<ReplicaLag>> {
+        Ok(None)
+    }
+
+    async fn active_sessions(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
+    async fn connect_again(&self) -> Result<Arc<dyn Engine>> {
+        let engine = SqliteEngine::open(&self.path, OpenMode::Existing).await?;
+        engine.set_capture_scope(self.capture_scope());
+        Ok(Arc::new(engine))
+    }
+}
+
+#[async_trait]
+impl Locks for SqliteEngine {
     async fn try_lock(&self, _name: &str) -> Result<Option<LockGuard>> {
         // One file, one migration: an advisory (flock) lock on the database
         // file itself, independent of the POSIX locks SQLite takes inside it.

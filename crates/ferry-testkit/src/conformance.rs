@@ -330,6 +330,12 @@ pub async fn plan_dialect_runs_on_the_engine(kind: Kind) {
     let (engine, _, _) = items(&db).await;
     let dialect = engine.plan_dialect();
     assert_eq!(dialect.kind(), engine.kind(), "{kind}: the plan dialect of another engine");
+    assert_eq!(engine.sql_dialect().kind, engine.kind(), "{kind}: the SQL dialect of another engine");
+    // A server's collation may pad (MariaDB's utf8mb4_bin): the rest is the engine's alone.
+    let said = engine.capabilities();
+    let static_part =
+        ferry_core::Capabilities { pads_trailing_spaces: said.pads_trailing_spaces, ..dialect.capabilities() };
+    assert_eq!(static_part, said, "{kind}: capabilities differ from its dialect's");
     let columns = ["id".to_string(), "name".to_string(), "n".to_string()];
     let checksum = dialect.table_checksum("items", &columns[..1], &columns);
     let sum = || async {
