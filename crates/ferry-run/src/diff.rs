@@ -4,7 +4,7 @@ use crate::compare::{order_is_shared, same_text_form, DiffOutcome, Side, TableDi
 use crate::connect::{self, Role};
 use crate::error::{Result, RunError, RunErrorKind};
 use crate::progress::Progress;
-use ferry_core::{DataType, TableName, TableSchema};
+use ferry_core::{Column, DataType, TableName, TableSchema};
 use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem};
 use serde::Serialize;
 use std::path::Path;
@@ -106,62 +106,12 @@ pub async fn diff_engines(
     let source = TableRef { url: left.display_url(), table: source_table.clone() };
     let target = TableRef { url: right.display_url(), table: target_table.clone() };
     let (source, target) = (&source, &target);
-    if let Some(filter) = &request.filter {
-        for engine in [left, right] {
-            let name = engine.kind();
-            ferry_core::usersql::validate(filter, ferry_core::usersql::Fragment::Filter, name).map_err(|why| {
-                RunError::new(RunErrorKind::Usage, format!("--where {why}"))
-                    .with_hint("write the condition as one piece of SQL with no comment and no `;`")
-            })?;
-        }
-    }
+    check_filter(request, [left, right])?;
     let (left_schema, right_schema) =
         tokio::try_join!(introspect(left, &source.table), introspect(right, &target.table))?;
 
-    let key = if request.key.is_empty() {
-        left_schema.natural_key().or_else(|| right_schema.natural_key()).ok_or_else(|| {
-            RunError::new(
-                RunErrorKind::Spec,
-                format!("neither {} nor {} has a primary key or a NOT NULL unique key", source.table, target.table),
-            )
-            .with_hint("name the columns that identify a row with --key COL[,COL...]")
-        })?
-    } else {
-        request.key.clone()
-    };
-    // Columns pair up by name; a differing case is forgiven (PostgreSQL folds, MySQL keeps).
-    let find = |schema: &TableSchema, name: &str| {
-        schema.column(name).or_else(|| schema.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))).cloned()
-    };
-    let mut skipped = Vec::new();
-    // The key columns always take part, so that a key one table lacks is an
-    // error here rather than a wrong comparison later.
-    let mut wanted: Vec<String> = key.clone();
-    if request.columns.is_empty() {
-        wanted.extend(left_schema.columns.iter().map(|c| c.name.clone()).filter(|c| !key.contains(c)));
-    } else {
-        wanted.extend(request.columns.iter().filter(|c| !key.contains(c)).cloned());
-    }
-    let mut pairs = Vec::new();
-    for name in &wanted {
-        match (find(&left_schema, name), find(&right_schema, name)) {
-            (Some(l), Some(r)) => pairs.push((l, r)),
-            (l, _) if request.columns.is_empty() && !key.contains(name) && l.is_some() => skipped.push(name.clone()),
-            (l, _) => {
-                let (table, url) = if l.is_none() { (source, left) } else { (target, right) };
-                return Err(RunError::new(
-                    RunErrorKind::Spec,
-                    format!("column `{name}` is not in {} on {}", table.table, url.display_url()),
-                )
-                .with_hint("check --key and --columns against both tables"));
-            }
-        }
-    }
-    for c in &right_schema.columns {
-        if find(&left_schema, &c.name).is_none() && request.columns.is_empty() {
-            skipped.push(c.name.clone());
-        }
-    }
+    let key = key_of(request, &left_schema, &right_schema, source, target)?;
+    let (pairs, skipped) = pair_columns(request, &key, (left, &left_schema, source), (right, &right_schema, target))?;
     let key_positions: Vec<usize> =
         key.iter().map(|k| pairs.iter().position(|(l, _)| l.name.eq_ignore_ascii_case(k)).unwrap_or(0)).collect();
     let read = |table: &TableName, names: Vec<String>| {
@@ -209,6 +159,91 @@ pub async fn diff_engines(
         skipped_columns: skipped,
         outcome,
     })
+}
+
+/// `--where` is one piece of SQL both engines accept.
+fn check_filter(request: &DiffRequest, engines: [&dyn Engine; 2]) -> Result<()> {
+    if let Some(filter) = &request.filter {
+        for engine in engines {
+            let name = engine.kind();
+            ferry_core::usersql::validate(filter, ferry_core::usersql::Fragment::Filter, name).map_err(|why| {
+                RunError::new(RunErrorKind::Usage, format!("--where {why}"))
+                    .with_hint("write the condition as one piece of SQL with no comment and no `;`")
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The key the rows pair up by: `--key`, or the first table's own (or the second's).
+fn key_of(
+    request: &DiffRequest,
+    left_schema: &TableSchema,
+    right_schema: &TableSchema,
+    source: &TableRef,
+    target: &TableRef,
+) -> Result<Vec<String>> {
+    Ok(if request.key.is_empty() {
+        left_schema.natural_key().or_else(|| right_schema.natural_key()).ok_or_else(|| {
+            RunError::new(
+                RunErrorKind::Spec,
+                format!("neither {} nor {} has a primary key or a NOT NULL unique key", source.table, target.table),
+            )
+            .with_hint("name the columns that identify a row with --key COL[,COL...]")
+        })?
+    } else {
+        request.key.clone()
+    })
+}
+
+/// A column of the left table and the right table's column of the same name.
+type ColumnPair = (Column, Column);
+
+/// One side of a comparison: its engine, its table's schema and how it was named.
+type SideOf<'a> = (&'a dyn Engine, &'a TableSchema, &'a TableRef);
+
+/// The columns compared, paired by name (the key's first), and the columns
+/// only one side has, skipped when `--columns` does not name them.
+fn pair_columns(
+    request: &DiffRequest,
+    key: &[String],
+    (left, left_schema, source): SideOf,
+    (right, right_schema, target): SideOf,
+) -> Result<(Vec<ColumnPair>, Vec<String>)> {
+    // Columns pair up by name; a differing case is forgiven (PostgreSQL folds, MySQL keeps).
+    let find = |schema: &TableSchema, name: &str| {
+        schema.column(name).or_else(|| schema.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))).cloned()
+    };
+    let mut skipped = Vec::new();
+    // The key columns always take part, so that a key one table lacks is an
+    // error here rather than a wrong comparison later.
+    let mut wanted: Vec<String> = key.to_vec();
+    if request.columns.is_empty() {
+        wanted.extend(left_schema.columns.iter().map(|c| c.name.clone()).filter(|c| !key.contains(c)));
+    } else {
+        wanted.extend(request.columns.iter().filter(|c| !key.contains(c)).cloned());
+    }
+    let mut pairs = Vec::new();
+    for name in &wanted {
+        match (find(left_schema, name), find(right_schema, name)) {
+            (Some(l), Some(r)) => pairs.push((l, r)),
+            (l, _) if request.columns.is_empty() && !key.contains(name) && l.is_some() => skipped.push(name.clone()),
+            (l, _) => {
+                let (table, url) = if l.is_none() { (source, left) } else { (target, right) };
+                return Err(RunError::new(
+                    RunErrorKind::Spec,
+                    format!("column `{name}` is not in {} on {}", table.table, url.display_url()),
+                )
+                .with_hint("check --key and --columns against both tables"));
+            }
+        }
+    }
+    for c in &right_schema.columns {
+        if find(left_schema, &c.name).is_none() && request.columns.is_empty() {
+            skipped.push(c.name.clone());
+        }
+    }
+    Ok((pairs, skipped))
 }
 
 async fn introspect(engine: &dyn Engine, table: &TableName) -> Result<TableSchema> {

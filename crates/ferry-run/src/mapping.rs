@@ -5,7 +5,7 @@ use crate::error::{Result, RunError, RunErrorKind};
 use crate::schema_map::{foreign_key_actions, PlannedColumn, Translator};
 use ferry_core::schema::object_name;
 use ferry_core::{ColumnDef, ColumnSource, DataType, ForeignKey, Spec, TableDef, TableName, TableSchema, TableSpec};
-use ferry_engine::{Engine, ErrorKind, ReadSpec, SelectItem, WriteSpec};
+use ferry_engine::{Engine, ErrorKind, ReadSpec, SchemaSupport, SelectItem, WriteSpec};
 use ferry_plan::{SchemaItem, SchemaItemKind, SchemaProblem, SchemaProblemClass};
 use std::collections::BTreeMap;
 
@@ -797,93 +797,102 @@ async fn resolve_foreign_keys(plans: &mut [TablePlan], target: &dyn Engine) -> R
         if plan.in_place {
             continue;
         }
-        let mut fks = Vec::new();
-        let mut skipped = Vec::new();
-        for fk in &plan.source.foreign_keys {
-            let columns: Option<Vec<String>> = fk.columns.iter().map(|c| own.column(c)).collect();
-            let mut it = SchemaItem {
-                kind: SchemaItemKind::ForeignKey,
-                name: fk.name.clone(),
-                source: describe_fk(fk),
-                target: None,
-                note: None,
-                problem: None,
-            };
-            let parent = moved.iter().find(|m| {
-                m.source.name == fk.ref_table.name
-                    && (fk.ref_table.schema.is_none() || m.source.schema == fk.ref_table.schema)
-            });
-            let Some(columns) = columns else {
-                it.problem = Some(SchemaProblem {
-                    class: SchemaProblemClass::NotKept,
-                    reason: "one of its columns is not copied".into(),
-                    resolve: "copy the column, or accept that the target does not check this reference".into(),
-                    info: false,
-                });
-                skipped.push((fk.clone(), "one of its columns is not copied".to_string()));
-                plan.schema_items.push(it);
-                continue;
-            };
-            let (ref_table, ref_columns) = match parent {
-                Some(parent) => {
-                    match fk.ref_columns.iter().map(|c| parent.column(c)).collect::<Option<Vec<String>>>() {
-                        Some(ref_columns) => (parent.target.clone(), ref_columns),
-                        None => {
-                            skipped.push((fk.clone(), "a referenced column is not copied".to_string()));
-                            it.problem = Some(SchemaProblem {
-                            class: SchemaProblemClass::NotKept,
-                            reason: "a referenced column is not copied".into(),
-                            resolve: "copy the referenced column, or accept that the target does not check this reference".into(),
-                            info: false,
-                        });
-                            plan.schema_items.push(it);
-                            continue;
-                        }
-                    }
-                }
-                None => (fk.ref_table.clone(), fk.ref_columns.clone()),
-            };
-            let mut resolved = ForeignKey {
-                name: object_name(&plan.target_name.name, &columns, "fkey"),
-                columns,
-                ref_table,
-                ref_columns,
-                on_delete: fk.on_delete,
-                on_update: fk.on_update,
-            };
-            if parent.is_none() && !target.table_exists(&resolved.ref_table).await? {
-                let reason = format!("table {} is not part of this migration and not on the target", fk.ref_table);
-                it.problem = Some(SchemaProblem {
-                    class: SchemaProblemClass::ParentMissing,
-                    reason: reason.clone(),
-                    resolve: add_later(target, &plan.target_name, &resolved),
-                    info: false,
-                });
-                skipped.push((fk.clone(), reason));
-                plan.schema_items.push(it);
-                continue;
-            }
-            if let Some(action_item) =
-                foreign_key_actions(&fk.name, &mut resolved, support, &plan.spec.translate, target.kind())
-            {
-                let refused = action_item.problem.is_some();
-                plan.schema_items.push(action_item);
-                if refused {
-                    skipped.push((fk.clone(), "its ON DELETE/UPDATE action does not exist on the target".into()));
-                    continue;
-                }
-            }
-            it.target = Some(describe_fk(&resolved));
-            if parent.is_none() {
-                it.note = Some(format!("{} is not moved, but the target has it", fk.ref_table));
-            }
-            plan.schema_items.push(it);
-            fks.push(resolved);
+        plan.def.foreign_keys.clear();
+        plan.skipped_foreign_keys.clear();
+        for fk in plan.source.foreign_keys.clone() {
+            resolve_foreign_key(plan, &fk, own, &moved, target, support).await?;
         }
-        plan.def.foreign_keys = fks;
-        plan.skipped_foreign_keys = skipped;
     }
     Ok(())
+}
+
+/// One foreign key of a moved table, as the target gets it (its columns
+/// and its parent's renamed, its actions translated) or skipped with the
+/// reason; either way the plan shows it.
+async fn resolve_foreign_key(
+    plan: &mut TablePlan,
+    fk: &ForeignKey,
+    own: &Moved,
+    moved: &[Moved],
+    target: &dyn Engine,
+    support: SchemaSupport,
+) -> Result<()> {
+    let mut it = SchemaItem {
+        kind: SchemaItemKind::ForeignKey,
+        name: fk.name.clone(),
+        source: describe_fk(fk),
+        target: None,
+        note: None,
+        problem: None,
+    };
+    let not_kept = |reason: &str, resolve: &str| SchemaProblem {
+        class: SchemaProblemClass::NotKept,
+        reason: reason.into(),
+        resolve: resolve.into(),
+        info: false,
+    };
+    let parent = moved.iter().find(|m| {
+        m.source.name == fk.ref_table.name && (fk.ref_table.schema.is_none() || m.source.schema == fk.ref_table.schema)
+    });
+    let Some(columns) = fk.columns.iter().map(|c| own.column(c)).collect::<Option<Vec<String>>>() else {
+        let resolve = "copy the column, or accept that the target does not check this reference";
+        skip(plan, it, fk, not_kept("one of its columns is not copied", resolve));
+        return Ok(());
+    };
+    let (ref_table, ref_columns) = match parent {
+        Some(parent) => match fk.ref_columns.iter().map(|c| parent.column(c)).collect::<Option<Vec<String>>>() {
+            Some(ref_columns) => (parent.target.clone(), ref_columns),
+            None => {
+                let resolve = "copy the referenced column, or accept that the target does not check this reference";
+                skip(plan, it, fk, not_kept("a referenced column is not copied", resolve));
+                return Ok(());
+            }
+        },
+        None => (fk.ref_table.clone(), fk.ref_columns.clone()),
+    };
+    let mut resolved = ForeignKey {
+        name: object_name(&plan.target_name.name, &columns, "fkey"),
+        columns,
+        ref_table,
+        ref_columns,
+        on_delete: fk.on_delete,
+        on_update: fk.on_update,
+    };
+    if parent.is_none() && !target.table_exists(&resolved.ref_table).await? {
+        let problem = SchemaProblem {
+            class: SchemaProblemClass::ParentMissing,
+            reason: format!("table {} is not part of this migration and not on the target", fk.ref_table),
+            resolve: add_later(target, &plan.target_name, &resolved),
+            info: false,
+        };
+        skip(plan, it, fk, problem);
+        return Ok(());
+    }
+    if let Some(action_item) =
+        foreign_key_actions(&fk.name, &mut resolved, support, &plan.spec.translate, target.kind())
+    {
+        let refused = action_item.problem.is_some();
+        plan.schema_items.push(action_item);
+        if refused {
+            let reason = "its ON DELETE/UPDATE action does not exist on the target".to_string();
+            plan.skipped_foreign_keys.push((fk.clone(), reason));
+            return Ok(());
+        }
+    }
+    it.target = Some(describe_fk(&resolved));
+    if parent.is_none() {
+        it.note = Some(format!("{} is not moved, but the target has it", fk.ref_table));
+    }
+    plan.schema_items.push(it);
+    plan.def.foreign_keys.push(resolved);
+    Ok(())
+}
+
+/// A foreign key the target does not get: the plan shows it with `problem`.
+fn skip(plan: &mut TablePlan, mut it: SchemaItem, fk: &ForeignKey, problem: SchemaProblem) {
+    plan.skipped_foreign_keys.push((fk.clone(), problem.reason.clone()));
+    it.problem = Some(problem);
+    plan.schema_items.push(it);
 }
 
 fn describe_fk(fk: &ForeignKey) -> String {

@@ -136,8 +136,21 @@ fn difference_rows(out: &mut String, table: &str, differences: &[Difference]) {
 }
 
 pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
-    let t = totals(v);
     let mut out = String::new();
+    summary_section(&mut out, ctx, v);
+    tables_section(&mut out, v);
+    differences_sections(&mut out, v);
+    checks_section(&mut out, v);
+    repairs_section(&mut out, v);
+    if let Some(shadow) = &ctx.shadow {
+        shadow_section(&mut out, shadow);
+    }
+    out
+}
+
+/// The verdict, the two databases, and what was compared with what result.
+fn summary_section(out: &mut String, ctx: &ReportContext, v: &Verification) {
+    let t = totals(v);
     let verdict = if v.passed() { "PASS" } else { "FAIL" };
     let _ = writeln!(out, "# Integrity report: {}\n", ctx.migration);
     let _ = writeln!(out, "**{verdict}**: {}\n", audit_line(v));
@@ -157,7 +170,9 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
         d.missing, d.extra, d.mismatched, d.unconvertible
     );
     let _ = writeln!(out, "- Checks: {} run, {} failed\n", t.checks_run, t.checks_failed);
+}
 
+fn tables_section(out: &mut String, v: &Verification) {
     out.push_str("## Tables\n\n");
     out.push_str("| table | method | rows source | rows target | chunks (differing) | missing | extra | different | not convertible | sample (differ) | result |\n");
     out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
@@ -182,12 +197,16 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             if r.resumed { " (resumed)" } else { "" }
         );
     }
+}
+
+/// The first differences of each table, and the sampled rows that differ.
+fn differences_sections(out: &mut String, v: &Verification) {
     let listed: Vec<&TableReport> = v.tables.iter().filter(|r| !r.differences.is_empty()).collect();
     if !listed.is_empty() {
         out.push_str("\n## Differences\n\nThe first 20 of each table; the JSON report has the same list.\n\n");
         out.push_str("| table | kind | key | column | source | target |\n|---|---|---|---|---|---|\n");
         for r in listed {
-            difference_rows(&mut out, &r.target, &r.differences);
+            difference_rows(out, &r.target, &r.differences);
         }
     }
     let sampled: Vec<&TableReport> = v.tables.iter().filter(|r| !r.sample_differences.is_empty()).collect();
@@ -195,9 +214,12 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
         out.push_str("\n## Sampled rows that differ\n\n");
         out.push_str("| table | kind | key | column | source | target |\n|---|---|---|---|---|---|\n");
         for r in sampled {
-            difference_rows(&mut out, &r.target, &r.sample_differences);
+            difference_rows(out, &r.target, &r.sample_differences);
         }
     }
+}
+
+fn checks_section(out: &mut String, v: &Verification) {
     if !v.checks.is_empty() {
         out.push_str(
             "\n## Checks\n\n| check | kind | on | expected | actual | result |\n|---|---|---|---:|---:|---|\n",
@@ -220,6 +242,9 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             );
         }
     }
+}
+
+fn repairs_section(out: &mut String, v: &Verification) {
     if !v.repairs.is_empty() {
         out.push_str("\n## Repairs\n\n| table | rows different | re-copied | deleted | still different |\n|---|---:|---:|---:|---:|\n");
         for r in &v.repairs {
@@ -234,10 +259,6 @@ pub fn markdown(ctx: &ReportContext, v: &Verification) -> String {
             );
         }
     }
-    if let Some(shadow) = &ctx.shadow {
-        shadow_section(&mut out, shadow);
-    }
-    out
 }
 
 /// The read ramp's shadow reads: counts, and the newest mismatches (values only if recorded).
