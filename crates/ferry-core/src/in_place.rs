@@ -183,7 +183,7 @@ impl SyncTriggers<'_> {
 
     /// The key's columns, quoted and listed.
     pub fn keys(&self, d: &dyn PlanDialect) -> String {
-        self.key.iter().map(|k| d.ident(k)).collect::<Vec<_>>().join(", ")
+        column_list(d, self.key)
     }
 
     /// Every column a write leaves in the row: the old ones, then the new ones.

@@ -360,7 +360,7 @@ impl<'a> InPlace<'a> {
     }
 
     fn keys(&self) -> String {
-        self.key.iter().map(|k| self.id(k)).collect::<Vec<_>>().join(", ")
+        ferry_core::in_place::column_list(self.dialect, self.key)
     }
 
     /// `NOT EXISTS` a mark for the row of `row` (a table name or alias).
